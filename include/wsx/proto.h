@@ -93,7 +93,7 @@ WSX_API const wsx_http_header *wsx_http_header_get(const wsx_http_header *header
 
 /*
  * Iterates the elements of a comma-separated list (RFC 9110 5.6.1): each call stores the
- * next non-empty element, trimmed of whitespace, in *elem/*elem_len, advances *pos and
+ * next non-empty element, trimmed of whitespace, in *elem and *elem_len, advances *pos and
  * returns true; returns false at the end. Start with *pos = value.
  */
 WSX_API bool wsx_http_list_next(const char **pos, const char *end, const char **elem,

@@ -1,0 +1,338 @@
+/*
+ * Frame parsing and writing (RFC 6455 section 5).
+ *
+ * The parser consumes a frame header only once all of it is in the buffer (at most 14
+ * bytes), and a control frame only once all of it is there (at most 139 bytes); the caller
+ * keeps unconsumed bytes and presents them again. Data payloads stream through in pieces,
+ * unmasked in place. The parser therefore needs no buffer of its own and fits in a few
+ * dozen bytes per connection.
+ */
+#include <string.h>
+
+#include "wsx/proto.h"
+
+enum {
+    ST_HEADER = 0,
+    ST_PAYLOAD = 1,   /* inside a data frame's payload */
+    ST_FAILED = 2,
+    F_FIRST = 0x10,   /* the message's first piece has not been reported yet */
+};
+
+void wsx_parser_init(wsx_parser *p, const wsx_parser_opts *opts)
+{
+    memset(p, 0, sizeof *p);
+    if (opts) {
+        p->role = (uint8_t)opts->role;
+        p->rsv_allowed = opts->rsv_allowed & (WSX_RSV1 | WSX_RSV2 | WSX_RSV3);
+        p->max_frame = opts->max_frame;
+        p->max_message = opts->max_message;
+    }
+}
+
+void wsx_parser_set_rsv(wsx_parser *p, uint8_t rsv_allowed)
+{
+    p->rsv_allowed = rsv_allowed & (WSX_RSV1 | WSX_RSV2 | WSX_RSV3);
+}
+
+uint16_t wsx_parser_close_code(const wsx_parser *p)
+{
+    return (p->state & 0xF) == ST_FAILED ? p->err_code : 0;
+}
+
+const char *wsx_parser_error(const wsx_parser *p)
+{
+    return (p->state & 0xF) == ST_FAILED ? p->err_reason : NULL;
+}
+
+bool wsx_parser_in_message(const wsx_parser *p)
+{
+    return p->msg_b0 != 0;
+}
+
+static int err_for_code(uint16_t code)
+{
+    return code == WSX_CLOSE_INVALID_DATA ? WSX_EINVALDATA
+           : code == WSX_CLOSE_TOO_BIG    ? WSX_ETOOBIG
+                                          : WSX_EPROTO;
+}
+
+static ptrdiff_t fail(wsx_parser *p, uint16_t code, const char *reason)
+{
+    p->state = ST_FAILED;
+    p->err_code = code;
+    p->err_reason = reason;
+    return err_for_code(code);
+}
+
+bool wsx_close_code_valid(unsigned code)
+{
+    /* RFC 6455 7.4.1/7.4.2 and the IANA registry: 1004-1006 and 1015 are reserved or
+     * never sent; 1016-2999 are unassigned; 3000-4999 are for libraries and applications. */
+    if (code >= 1000 && code <= 1003) return true;
+    if (code >= 1007 && code <= 1014) return true;
+    return code >= 3000 && code <= 4999;
+}
+
+/* Checks what the first header byte alone can tell (RFC 6455 5.2, 5.4, 5.5). */
+static ptrdiff_t check_b0(wsx_parser *p, uint8_t b0)
+{
+    uint8_t op = b0 & 0x0F;
+    uint8_t rsv = b0 & 0x70;
+    if (op >= WSX_OP_CLOSE) {
+        if (op > WSX_OP_PONG) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "reserved opcode");
+        if (!(b0 & WSX_FIN)) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "fragmented control frame");
+        if (rsv) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "RSV bit set on a control frame");
+        return 0;
+    }
+    if (op > WSX_OP_BINARY) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "reserved opcode");
+    if (op == WSX_OP_CONT) {
+        if (!p->msg_b0)
+            return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "continuation frame without a message");
+        /* RFC 7692 6.1: RSV1 marks a message on its first frame only. */
+        if (rsv) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "RSV bit set on a continuation frame");
+        return 0;
+    }
+    if (p->msg_b0)
+        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "new message inside a fragmented message");
+    if (rsv & ~p->rsv_allowed)
+        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "RSV bit set without a negotiated extension");
+    return 0;
+}
+
+static ptrdiff_t control_event(wsx_parser *p, uint8_t op, uint8_t *pl, size_t n, wsx_event *ev)
+{
+    ev->opcode = op;
+    ev->data = pl;
+    ev->len = n;
+    if (op == WSX_OP_PING) {
+        ev->type = WSX_EV_PING;
+    } else if (op == WSX_OP_PONG) {
+        ev->type = WSX_EV_PONG;
+    } else {
+        ev->type = WSX_EV_CLOSE;
+        ev->close_code = WSX_CLOSE_NO_STATUS;
+        if (n == 1) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "close frame with a 1-byte payload");
+        if (n >= 2) {
+            unsigned code = (unsigned)pl[0] << 8 | pl[1];
+            if (!wsx_close_code_valid(code))
+                return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "invalid close code");
+            if (!wsx_utf8_valid(pl + 2, n - 2))
+                return fail(p, WSX_CLOSE_INVALID_DATA, "invalid UTF-8 in close reason");
+            ev->close_code = (uint16_t)code;
+            ev->data = pl + 2;
+            ev->len = n - 2;
+        }
+    }
+    return 0;
+}
+
+static ptrdiff_t payload(wsx_parser *p, uint8_t *buf, size_t len, wsx_event *ev)
+{
+    size_t n = p->remaining < len ? (size_t)p->remaining : len;
+    if (n == 0) return 0;
+    if (p->role == WSX_ROLE_SERVER) {
+        wsx_mask(buf, n, p->mask, p->mask_off);
+        p->mask_off = (uint8_t)((p->mask_off + n) & 3);
+    }
+    p->remaining -= n;
+    bool last = p->remaining == 0 && (p->frame_b0 & WSX_FIN);
+    uint8_t op = p->msg_b0 & 0x0F;
+    bool compressed = (p->msg_b0 & WSX_RSV1) != 0;
+    if (op == WSX_OP_TEXT && !compressed) {
+        p->utf8 = wsx_utf8_feed(p->utf8, buf, n);
+        if (p->utf8 == WSX_UTF8_REJECT)
+            return fail(p, WSX_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+        if (last && p->utf8 != WSX_UTF8_ACCEPT)
+            return fail(p, WSX_CLOSE_INVALID_DATA, "text message ends inside a UTF-8 sequence");
+    }
+    ev->type = WSX_EV_DATA;
+    ev->opcode = op;
+    ev->first = (p->state & F_FIRST) != 0;
+    ev->last = last;
+    ev->compressed = compressed;
+    ev->data = buf;
+    ev->len = n;
+    p->state = p->remaining ? ST_PAYLOAD : ST_HEADER;
+    if (last) p->msg_b0 = 0;
+    return (ptrdiff_t)n;
+}
+
+ptrdiff_t wsx_parser_feed(wsx_parser *p, uint8_t *buf, size_t len, wsx_event *ev)
+{
+    ev->type = WSX_EV_NONE;
+    ev->first = ev->last = ev->compressed = false;
+    uint8_t st = p->state & 0xF;
+    if (st == ST_FAILED) return err_for_code(p->err_code);
+    if (st == ST_PAYLOAD) return payload(p, buf, len, ev);
+    if (len == 0) return 0;
+
+    uint8_t b0 = buf[0];
+    ptrdiff_t rc = check_b0(p, b0);
+    if (rc < 0) return rc;
+    if (len < 2) return 0;
+
+    uint8_t b1 = buf[1];
+    bool masked = (b1 & 0x80) != 0;
+    /* RFC 6455 5.1: clients always mask, servers never do. */
+    if (p->role == WSX_ROLE_SERVER && !masked)
+        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "client frame is not masked");
+    if (p->role == WSX_ROLE_CLIENT && masked)
+        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "server frame is masked");
+
+    uint8_t op = b0 & 0x0F;
+    uint64_t plen = b1 & 0x7F;
+    bool control = op >= WSX_OP_CLOSE;
+    /* RFC 6455 5.5: control frame payloads are at most 125 bytes. */
+    if (control && plen > WSX_MAX_CONTROL)
+        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "control frame longer than 125 bytes");
+
+    size_t hlen = 2 + (plen == 126 ? 2 : plen == 127 ? 8 : 0) + (masked ? 4 : 0);
+    if (len < hlen) return 0;
+    if (plen == 126) {
+        plen = (uint64_t)buf[2] << 8 | buf[3];
+    } else if (plen == 127) {
+        plen = 0;
+        for (int i = 0; i < 8; i++) plen = plen << 8 | buf[2 + i];
+        /* RFC 6455 5.2: the most significant bit of a 64-bit length must be 0. */
+        if (plen >> 63) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "frame length has the top bit set");
+    }
+    if (masked) memcpy(p->mask, buf + hlen - 4, 4);
+
+    if (control) {
+        if (len - hlen < plen) return 0;
+        uint8_t *pl = buf + hlen;
+        if (masked) wsx_mask(pl, (size_t)plen, p->mask, 0);
+        rc = control_event(p, op, pl, (size_t)plen, ev);
+        if (rc < 0) return rc;
+        return (ptrdiff_t)(hlen + plen);
+    }
+
+    /* Limits are checked on the header, before any of the payload is buffered. */
+    if (p->max_frame && plen > p->max_frame)
+        return fail(p, WSX_CLOSE_TOO_BIG, "frame exceeds the size limit");
+    uint64_t so_far = op == WSX_OP_CONT ? p->msg_len : 0;
+    if (p->max_message && plen > p->max_message - so_far)
+        return fail(p, WSX_CLOSE_TOO_BIG, "message exceeds the size limit");
+
+    if (op != WSX_OP_CONT) {
+        p->msg_b0 = b0;
+        p->msg_len = 0;
+        p->utf8 = WSX_UTF8_ACCEPT;
+        p->state = ST_HEADER | F_FIRST;
+    }
+    p->msg_len += plen;
+    p->frame_b0 = b0;
+    p->remaining = plen;
+    p->mask_off = 0;
+
+    if (plen == 0) {
+        /* An empty frame is reported at once so an empty message is not lost. */
+        bool last = (b0 & WSX_FIN) != 0;
+        uint8_t mop = p->msg_b0 & 0x0F;
+        if (last && mop == WSX_OP_TEXT && !(p->msg_b0 & WSX_RSV1) && p->utf8 != WSX_UTF8_ACCEPT)
+            return fail(p, WSX_CLOSE_INVALID_DATA, "text message ends inside a UTF-8 sequence");
+        ev->type = WSX_EV_DATA;
+        ev->opcode = mop;
+        ev->first = (p->state & F_FIRST) != 0;
+        ev->last = last;
+        ev->compressed = (p->msg_b0 & WSX_RSV1) != 0;
+        ev->data = buf + hlen;
+        ev->len = 0;
+        p->state = ST_HEADER;
+        if (last) p->msg_b0 = 0;
+        return (ptrdiff_t)hlen;
+    }
+
+    p->state = (uint8_t)(ST_PAYLOAD | (p->state & F_FIRST));
+    if (len == hlen) return (ptrdiff_t)hlen;
+    rc = payload(p, buf + hlen, len - hlen, ev);
+    if (rc < 0) return rc;
+    return (ptrdiff_t)hlen + rc;
+}
+
+size_t wsx_frame_header(uint8_t *out, uint8_t b0, uint64_t len, const uint8_t *mask)
+{
+    uint8_t mbit = mask ? 0x80 : 0;
+    size_t n;
+    out[0] = b0;
+    if (len < 126) {
+        out[1] = (uint8_t)(mbit | len);
+        n = 2;
+    } else if (len <= 0xFFFF) {
+        out[1] = mbit | 126;
+        out[2] = (uint8_t)(len >> 8);
+        out[3] = (uint8_t)len;
+        n = 4;
+    } else {
+        out[1] = mbit | 127;
+        for (int i = 0; i < 8; i++) out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+        n = 10;
+    }
+    if (mask) {
+        memcpy(out + n, mask, 4);
+        n += 4;
+    }
+    return n;
+}
+
+void wsx_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
+{
+    size_t i = 0;
+    /* Byte steps until the data is 8-byte aligned, then whole words with the key rotated to
+     * the current position. */
+    while (i < len && ((uintptr_t)(data + i) & 7)) {
+        data[i] ^= mask[(offset + i) & 3];
+        i++;
+    }
+    if (len - i >= 8) {
+        uint8_t k8[8];
+        for (int j = 0; j < 8; j++) k8[j] = mask[(offset + i + (size_t)j) & 3];
+        uint64_t k;
+        memcpy(&k, k8, 8);
+        for (; len - i >= 32; i += 32) {
+            uint64_t w[4];
+            memcpy(w, data + i, 32);
+            w[0] ^= k;
+            w[1] ^= k;
+            w[2] ^= k;
+            w[3] ^= k;
+            memcpy(data + i, w, 32);
+        }
+        for (; len - i >= 8; i += 8) {
+            uint64_t w;
+            memcpy(&w, data + i, 8);
+            w ^= k;
+            memcpy(data + i, &w, 8);
+        }
+    }
+    for (; i < len; i++) data[i] ^= mask[(offset + i) & 3];
+}
+
+ptrdiff_t wsx_frame_write(uint8_t *out, size_t cap, uint8_t b0, const uint8_t *payload_,
+                          size_t len, const uint8_t *mask)
+{
+    if ((b0 & 0x08) && len > WSX_MAX_CONTROL) return WSX_EINVAL;
+    uint8_t hdr[WSX_MAX_HEADER];
+    size_t hlen = wsx_frame_header(hdr, b0, len, mask);
+    if (cap < hlen || cap - hlen < len) return WSX_ENOSPC;
+    memcpy(out, hdr, hlen);
+    if (len) memmove(out + hlen, payload_, len);
+    if (mask) wsx_mask(out + hlen, len, mask, 0);
+    return (ptrdiff_t)(hlen + len);
+}
+
+size_t wsx_close_payload(uint8_t out[WSX_MAX_CONTROL], unsigned code, const char *reason,
+                         size_t reason_len)
+{
+    if (code == 0) return 0;
+    out[0] = (uint8_t)(code >> 8);
+    out[1] = (uint8_t)code;
+    if (!reason) reason_len = 0;
+    if (reason_len > WSX_MAX_CONTROL - 2) {
+        /* Cut at a character boundary so the reason stays valid UTF-8 (RFC 6455 5.5.1). */
+        reason_len = WSX_MAX_CONTROL - 2;
+        while (reason_len > 0 && ((uint8_t)reason[reason_len] & 0xC0) == 0x80) reason_len--;
+    }
+    if (reason_len) memcpy(out + 2, reason, reason_len);
+    return 2 + reason_len;
+}
