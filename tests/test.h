@@ -36,7 +36,7 @@ static const char *test_current_;
 #define TEST_FAIL_(...)                                                                            \
     do {                                                                                           \
         test_failed_++;                                                                            \
-        fprintf(stderr, "%s:%d: [%s] ", __FILE__, __LINE__, test_current_);                       \
+        fprintf(stderr, "%s:%d: [%s] ", __FILE__, __LINE__, test_current_);                        \
         fprintf(stderr, __VA_ARGS__);                                                              \
         fputc('\n', stderr);                                                                       \
     } while (0)
@@ -59,7 +59,8 @@ static const char *test_current_;
         const char *a_ = (a), *b_ = (b);                                                           \
         test_checks_++;                                                                            \
         if (!a_ || !b_ || strcmp(a_, b_) != 0)                                                     \
-            TEST_FAIL_("%s == \"%s\", expected \"%s\"", #a, a_ ? a_ : "(null)", b_ ? b_ : "(null)"); \
+            TEST_FAIL_("%s == \"%s\", expected \"%s\"", #a, a_ ? a_ : "(null)",                    \
+                       b_ ? b_ : "(null)");                                                        \
     } while (0)
 
 /* Compares a (pointer, length) pair with a NUL-terminated string. */
@@ -69,7 +70,7 @@ static const char *test_current_;
         size_t n_ = (size_t)(n);                                                                   \
         test_checks_++;                                                                            \
         if (!p_ || n_ != strlen(s_) || memcmp(p_, s_, n_) != 0)                                    \
-            TEST_FAIL_("%s == \"%.*s\", expected \"%s\"", #p, p_ ? (int)n_ : 6,                   \
+            TEST_FAIL_("%s == \"%.*s\", expected \"%s\"", #p, p_ ? (int)n_ : 6,                    \
                        p_ ? p_ : "(null)", s_);                                                    \
     } while (0)
 

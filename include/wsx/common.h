@@ -79,8 +79,8 @@ enum wsx_close_code {
     WSX_CLOSE_GOING_AWAY = 1001,
     WSX_CLOSE_PROTOCOL_ERROR = 1002,
     WSX_CLOSE_UNSUPPORTED = 1003,
-    WSX_CLOSE_NO_STATUS = 1005,   /* never on the wire: the close frame had no code */
-    WSX_CLOSE_ABNORMAL = 1006,    /* never on the wire: TCP closed without a close frame */
+    WSX_CLOSE_NO_STATUS = 1005, /* never on the wire: the close frame had no code */
+    WSX_CLOSE_ABNORMAL = 1006,  /* never on the wire: TCP closed without a close frame */
     WSX_CLOSE_INVALID_DATA = 1007,
     WSX_CLOSE_POLICY = 1008,
     WSX_CLOSE_TOO_BIG = 1009,
@@ -89,7 +89,7 @@ enum wsx_close_code {
     WSX_CLOSE_SERVICE_RESTART = 1012,
     WSX_CLOSE_TRY_AGAIN = 1013,
     WSX_CLOSE_BAD_GATEWAY = 1014,
-    WSX_CLOSE_TLS_FAILED = 1015,  /* never on the wire */
+    WSX_CLOSE_TLS_FAILED = 1015, /* never on the wire */
 };
 
 /* The close code a peer is failed with for a protocol-level error: WSX_EPROTO -> 1002,

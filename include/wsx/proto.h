@@ -46,8 +46,8 @@ typedef struct wsx_http_request {
     size_t method_len;
     const char *target; /* borrowed request-target, e.g. "/chat?room=a" */
     size_t target_len;
-    int version_major; /* 1 */
-    int version_minor; /* 0 or 1 */
+    int version_major;        /* 1 */
+    int version_minor;        /* 0 or 1 */
     wsx_http_header *headers; /* the caller's array passed to the parser */
     size_t n_headers;
 } wsx_http_request;
@@ -104,8 +104,8 @@ WSX_API bool wsx_http_list_next(const char **pos, const char *end, const char **
 WSX_API bool wsx_http_list_has(const char *value, size_t len, const char *token);
 
 /* True when any header named `name` has `token` in its list value (see above). */
-WSX_API bool wsx_http_headers_have_token(const wsx_http_header *headers, size_t n,
-                                         const char *name, const char *token);
+WSX_API bool wsx_http_headers_have_token(const wsx_http_header *headers, size_t n, const char *name,
+                                         const char *token);
 
 /* The standard reason phrase for an HTTP status ("Not Found"), "Unknown" for others. */
 WSX_API const char *wsx_http_status_text(int status);
@@ -148,8 +148,7 @@ typedef struct wsx_ext_offer {
  * Returns 0; WSX_EHTTP on a syntax error; WSX_ELIMIT when there are more than `max`
  * extensions or more than WSX_MAX_EXT_PARAMS parameters in one.
  */
-WSX_API int wsx_ext_parse(const char *value, size_t len, wsx_ext_offer *out, size_t max,
-                          size_t *n);
+WSX_API int wsx_ext_parse(const char *value, size_t len, wsx_ext_offer *out, size_t max, size_t *n);
 
 /* ======================================================================================
  * Opening handshake (RFC 6455 4).
@@ -215,7 +214,7 @@ typedef struct wsx_handshake_client_opts {
     const char *origin; /* Origin field, or NULL */
     const char *const *subprotocols; /* offered, in preference order */
     size_t n_subprotocols;
-    const char *extensions; /* Sec-WebSocket-Extensions value to offer, or NULL */
+    const char *extensions;         /* Sec-WebSocket-Extensions value to offer, or NULL */
     const wsx_http_header *headers; /* extra fields; no CR/LF */
     size_t n_headers;
 } wsx_handshake_client_opts;
@@ -271,19 +270,19 @@ WSX_API bool wsx_utf8_valid(const uint8_t *s, size_t len);
  * Frames (RFC 6455 5).
  * ====================================================================================== */
 
-#define WSX_FIN 0x80u
-#define WSX_RSV1 0x40u
-#define WSX_RSV2 0x20u
-#define WSX_RSV3 0x10u
-#define WSX_MAX_HEADER 14     /* the longest frame header: 2 + 8 length + 4 mask */
-#define WSX_MAX_CONTROL 125   /* the longest control frame payload */
+#define WSX_FIN         0x80u
+#define WSX_RSV1        0x40u
+#define WSX_RSV2        0x20u
+#define WSX_RSV3        0x10u
+#define WSX_MAX_HEADER  14  /* the longest frame header: 2 + 8 length + 4 mask */
+#define WSX_MAX_CONTROL 125 /* the longest control frame payload */
 
 enum wsx_role { WSX_ROLE_SERVER = 0, WSX_ROLE_CLIENT = 1 };
 
 typedef struct wsx_parser_opts {
-    int role;            /* WSX_ROLE_SERVER: frames must be masked; CLIENT: must not be */
-    uint8_t rsv_allowed; /* RSV bits a negotiated extension allows on a message's first frame
-                            (WSX_RSV1 for permessage-deflate); others are errors */
+    int role;             /* WSX_ROLE_SERVER: frames must be masked; CLIENT: must not be */
+    uint8_t rsv_allowed;  /* RSV bits a negotiated extension allows on a message's first frame
+                             (WSX_RSV1 for permessage-deflate); others are errors */
     uint64_t max_frame;   /* largest frame payload accepted; 0 = no limit */
     uint64_t max_message; /* largest message (sum of its frames); 0 = no limit */
 } wsx_parser_opts;
@@ -294,13 +293,13 @@ typedef struct wsx_parser {
     uint64_t msg_len;   /* payload bytes of the current message so far */
     uint64_t max_frame;
     uint64_t max_message;
-    uint32_t utf8;          /* validator state of the current text message */
-    uint8_t mask[4];        /* the current frame's masking key */
-    uint8_t mask_off;       /* position in the key of the next payload byte */
-    uint8_t state;          /* between frames / inside a frame's payload */
-    uint8_t frame_b0;       /* first header byte of the current frame */
-    uint8_t msg_b0;         /* first header byte of the current message's first frame, 0 when
-                               no message is open */
+    uint32_t utf8;    /* validator state of the current text message */
+    uint8_t mask[4];  /* the current frame's masking key */
+    uint8_t mask_off; /* position in the key of the next payload byte */
+    uint8_t state;    /* between frames / inside a frame's payload */
+    uint8_t frame_b0; /* first header byte of the current frame */
+    uint8_t msg_b0;   /* first header byte of the current message's first frame, 0 when
+                         no message is open */
     uint8_t role;
     uint8_t rsv_allowed;
     uint16_t err_code;      /* close code after a failure */

@@ -13,9 +13,9 @@
 
 enum {
     ST_HEADER = 0,
-    ST_PAYLOAD = 1,   /* inside a data frame's payload */
+    ST_PAYLOAD = 1, /* inside a data frame's payload */
     ST_FAILED = 2,
-    F_FIRST = 0x10,   /* the message's first piece has not been reported yet */
+    F_FIRST = 0x10, /* the message's first piece has not been reported yet */
 };
 
 void wsx_parser_init(wsx_parser *p, const wsx_parser_opts *opts)
@@ -160,7 +160,11 @@ static ptrdiff_t payload(wsx_parser *p, uint8_t *buf, size_t len, wsx_event *ev)
 ptrdiff_t wsx_parser_feed(wsx_parser *p, uint8_t *buf, size_t len, wsx_event *ev)
 {
     ev->type = WSX_EV_NONE;
+    ev->opcode = 0;
     ev->first = ev->last = ev->compressed = false;
+    ev->data = NULL;
+    ev->len = 0;
+    ev->close_code = 0;
     uint8_t st = p->state & 0xF;
     if (st == ST_FAILED) return err_for_code(p->err_code);
     if (st == ST_PAYLOAD) return payload(p, buf, len, ev);
@@ -192,9 +196,11 @@ ptrdiff_t wsx_parser_feed(wsx_parser *p, uint8_t *buf, size_t len, wsx_event *ev
         plen = (uint64_t)buf[2] << 8 | buf[3];
     } else if (plen == 127) {
         plen = 0;
-        for (int i = 0; i < 8; i++) plen = plen << 8 | buf[2 + i];
+        for (int i = 0; i < 8; i++)
+            plen = plen << 8 | buf[2 + i];
         /* RFC 6455 5.2: the most significant bit of a 64-bit length must be 0. */
-        if (plen >> 63) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "frame length has the top bit set");
+        if (plen >> 63)
+            return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "frame length has the top bit set");
     }
     if (masked) memcpy(p->mask, buf + hlen - 4, 4);
 
@@ -265,7 +271,8 @@ size_t wsx_frame_header(uint8_t *out, uint8_t b0, uint64_t len, const uint8_t *m
         n = 4;
     } else {
         out[1] = mbit | 127;
-        for (int i = 0; i < 8; i++) out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+        for (int i = 0; i < 8; i++)
+            out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
         n = 10;
     }
     if (mask) {
@@ -286,7 +293,8 @@ void wsx_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
     }
     if (len - i >= 8) {
         uint8_t k8[8];
-        for (int j = 0; j < 8; j++) k8[j] = mask[(offset + i + (size_t)j) & 3];
+        for (int j = 0; j < 8; j++)
+            k8[j] = mask[(offset + i + (size_t)j) & 3];
         uint64_t k;
         memcpy(&k, k8, 8);
         for (; len - i >= 32; i += 32) {
@@ -305,11 +313,12 @@ void wsx_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
             memcpy(data + i, &w, 8);
         }
     }
-    for (; i < len; i++) data[i] ^= mask[(offset + i) & 3];
+    for (; i < len; i++)
+        data[i] ^= mask[(offset + i) & 3];
 }
 
-ptrdiff_t wsx_frame_write(uint8_t *out, size_t cap, uint8_t b0, const uint8_t *payload_,
-                          size_t len, const uint8_t *mask)
+ptrdiff_t wsx_frame_write(uint8_t *out, size_t cap, uint8_t b0, const uint8_t *payload_, size_t len,
+                          const uint8_t *mask)
 {
     if ((b0 & 0x08) && len > WSX_MAX_CONTROL) return WSX_EINVAL;
     uint8_t hdr[WSX_MAX_HEADER];
@@ -331,7 +340,8 @@ size_t wsx_close_payload(uint8_t out[WSX_MAX_CONTROL], unsigned code, const char
     if (reason_len > WSX_MAX_CONTROL - 2) {
         /* Cut at a character boundary so the reason stays valid UTF-8 (RFC 6455 5.5.1). */
         reason_len = WSX_MAX_CONTROL - 2;
-        while (reason_len > 0 && ((uint8_t)reason[reason_len] & 0xC0) == 0x80) reason_len--;
+        while (reason_len > 0 && ((uint8_t)reason[reason_len] & 0xC0) == 0x80)
+            reason_len--;
     }
     if (reason_len) memcpy(out + 2, reason, reason_len);
     return 2 + reason_len;

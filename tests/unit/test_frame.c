@@ -30,14 +30,16 @@ static void logf_(run_result *r, const char *fmt, ...)
 static uint32_t fnv(const uint8_t *p, size_t n)
 {
     uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
     return h;
 }
 
 static void log_payload(run_result *r, const uint8_t *p, size_t n)
 {
     bool printable = n <= 64;
-    for (size_t i = 0; printable && i < n; i++) printable = p[i] >= 0x20 && p[i] < 0x7f;
+    for (size_t i = 0; printable && i < n; i++)
+        printable = p[i] >= 0x20 && p[i] < 0x7f;
     if (printable)
         logf_(r, "%.*s", (int)n, (const char *)p);
     else
@@ -179,8 +181,8 @@ TEST(rfc_examples)
     static const uint8_t unmasked[] = {0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f};
     check_all_splits(&client_opts, unmasked, sizeof unmasked, "T:Hello|");
 
-    static const uint8_t masked[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f,
-                                     0x9f, 0x4d, 0x51, 0x58};
+    static const uint8_t masked[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
+                                     0x7f, 0x9f, 0x4d, 0x51, 0x58};
     check_all_splits(&server_opts, masked, sizeof masked, "T:Hello|");
 
     static const uint8_t frag[] = {0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f};
@@ -189,8 +191,8 @@ TEST(rfc_examples)
     static const uint8_t ping[] = {0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f};
     check_all_splits(&client_opts, ping, sizeof ping, "PING:Hello|");
 
-    static const uint8_t pong[] = {0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f,
-                                   0x9f, 0x4d, 0x51, 0x58};
+    static const uint8_t pong[] = {0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d,
+                                   0x7f, 0x9f, 0x4d, 0x51, 0x58};
     check_all_splits(&server_opts, pong, sizeof pong, "PONG:Hello|");
 
     /* 256 bytes binary in a single unmasked frame, and 64 KiB. */
@@ -199,7 +201,8 @@ TEST(rfc_examples)
     big[1] = 0x7E;
     big[2] = 0x01;
     big[3] = 0x00;
-    for (int i = 0; i < 256; i++) big[4 + i] = (uint8_t)i;
+    for (int i = 0; i < 256; i++)
+        big[4 + i] = (uint8_t)i;
     run_result r;
     run(&client_opts, big, 4 + 256, NULL, &r);
     CHECK(strncmp(r.log, "B:<256:", 7) == 0);
@@ -232,8 +235,15 @@ TEST(lengths)
     static const struct {
         uint64_t len;
         size_t hlen;
-    } cases[] = {{0, 2}, {1, 2}, {125, 2}, {126, 4}, {127, 4}, {65535, 4}, {65536, 10},
-                 {(uint64_t)1 << 32, 10}, {((uint64_t)1 << 63) - 1, 10}};
+    } cases[] = {{0, 2},
+                 {1, 2},
+                 {125, 2},
+                 {126, 4},
+                 {127, 4},
+                 {65535, 4},
+                 {65536, 10},
+                 {(uint64_t)1 << 32, 10},
+                 {((uint64_t)1 << 63) - 1, 10}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t h[WSX_MAX_HEADER];
         CHECK_INT(wsx_frame_header(h, 0x82, cases[i].len, NULL), cases[i].hlen);
@@ -260,7 +270,8 @@ TEST(lengths)
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         size_t len = sizes[i];
         uint8_t *payload_ = malloc(len + 1);
-        for (size_t j = 0; j < len; j++) payload_[j] = (uint8_t)(j * 7 + 3);
+        for (size_t j = 0; j < len; j++)
+            payload_[j] = (uint8_t)(j * 7 + 3);
         uint8_t *frame = malloc(len + WSX_MAX_HEADER);
         size_t flen = mk(frame, 0x82, payload_, len, true);
         run_result r;
@@ -536,7 +547,8 @@ TEST(utf8_in_text)
     n += mk(f + n, 0x89, "", 0, true);
     n += mk(f + n, 0x80, "\x80", 1, true);
     char expect[64];
-    snprintf(expect, sizeof expect, "PING:|T:<4:%08x>|", fnv((const uint8_t *)"\xf0\x9f\x98\x80", 4));
+    snprintf(expect, sizeof expect, "PING:|T:<4:%08x>|",
+             fnv((const uint8_t *)"\xf0\x9f\x98\x80", 4));
     check_all_splits(&server_opts, f, n, expect);
     /* A message that ends inside a sequence. */
     n = mk(f, 0x01, "\xf0\x9f", 2, true);
@@ -601,10 +613,12 @@ TEST(long_fragmented_message_any_split)
 {
     size_t total = 200000;
     uint8_t *text = malloc(total);
-    for (size_t i = 0; i < total; i++) text[i] = (uint8_t)('a' + i % 26);
+    for (size_t i = 0; i < total; i++)
+        text[i] = (uint8_t)('a' + i % 26);
     /* Put multi-byte characters across fragment boundaries. */
     static const char euro[] = "\xe2\x82\xac";
-    for (size_t i = 997; i + 3 < total; i += 1000) memcpy(text + i, euro, 3);
+    for (size_t i = 997; i + 3 < total; i += 1000)
+        memcpy(text + i, euro, 3);
     uint8_t *stream = malloc(total + 100000);
     size_t n = 0, off = 0, k = 0;
     while (off < total) {
@@ -617,7 +631,10 @@ TEST(long_fragmented_message_any_split)
         off += chunk;
         k++;
     }
-    n += mk(stream + n, 0x88, "\x03\xe8" "done", 6, true);
+    n += mk(stream + n, 0x88,
+            "\x03\xe8"
+            "done",
+            6, true);
     run_result r1, r2, r3;
     run(&server_opts, stream, n, NULL, &r1);
     run(&server_opts, stream, n, one_byte, &r2);
@@ -669,8 +686,10 @@ TEST(mask_matches_bytewise)
     for (size_t start = 0; start < 9; start++) {
         for (size_t len = 0; len < 200; len += (len < 40 ? 1 : 17)) {
             for (size_t off = 0; off < 4; off++) {
-                for (size_t i = 0; i < sizeof buf; i++) buf[i] = ref[i] = (uint8_t)(i * 31 + 7);
-                for (size_t i = 0; i < len; i++) ref[start + i] ^= key[(off + i) & 3];
+                for (size_t i = 0; i < sizeof buf; i++)
+                    buf[i] = ref[i] = (uint8_t)(i * 31 + 7);
+                for (size_t i = 0; i < len; i++)
+                    ref[start + i] ^= key[(off + i) & 3];
                 wsx_mask(buf + start, len, key, off);
                 if (memcmp(buf, ref, sizeof buf) != 0) {
                     CHECK_MEM(buf, sizeof buf, ref, sizeof ref);

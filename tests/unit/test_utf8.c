@@ -34,7 +34,8 @@ static int ref_state(const uint8_t *s, size_t n)
             uint8_t tmp[4];
             memcpy(tmp, s + i, n - i);
             for (int b = 0x80; b <= 0xBF; b++) {
-                for (size_t k = n - i; k <= need; k++) tmp[k] = (uint8_t)b;
+                for (size_t k = n - i; k <= need; k++)
+                    tmp[k] = (uint8_t)b;
                 /* Complete the remaining bytes with 0x80..0xBF choices: one free byte is
                  * enough to decide for the ranges that matter (the second byte). */
                 if (ref_state(tmp, need + 1) == 0) return 2;
@@ -82,14 +83,14 @@ TEST(boundaries_valid)
 {
     CHECK(wsx_utf8_valid((const uint8_t *)"\0", 1));
     valid("\x7f");
-    valid("\xc2\x80");             /* U+0080 */
-    valid("\xdf\xbf");             /* U+07FF */
-    valid("\xe0\xa0\x80");         /* U+0800 */
-    valid("\xed\x9f\xbf");         /* U+D7FF */
-    valid("\xee\x80\x80");         /* U+E000 */
-    valid("\xef\xbf\xbf");         /* U+FFFF */
-    valid("\xf0\x90\x80\x80");     /* U+10000 */
-    valid("\xf4\x8f\xbf\xbf");     /* U+10FFFF */
+    valid("\xc2\x80");                                     /* U+0080 */
+    valid("\xdf\xbf");                                     /* U+07FF */
+    valid("\xe0\xa0\x80");                                 /* U+0800 */
+    valid("\xed\x9f\xbf");                                 /* U+D7FF */
+    valid("\xee\x80\x80");                                 /* U+E000 */
+    valid("\xef\xbf\xbf");                                 /* U+FFFF */
+    valid("\xf0\x90\x80\x80");                             /* U+10000 */
+    valid("\xf4\x8f\xbf\xbf");                             /* U+10FFFF */
     valid("\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5"); /* "kosme" in Greek */
     valid("");
     CHECK(wsx_utf8_valid(NULL, 0));
@@ -97,22 +98,24 @@ TEST(boundaries_valid)
 
 TEST(boundaries_invalid)
 {
-    invalid_at("\x80", 1, 0);                 /* stray continuation */
+    invalid_at("\x80", 1, 0); /* stray continuation */
     invalid_at("\xbf", 1, 0);
-    invalid_at("\xc0\x80", 2, 0);             /* overlong 2-byte */
+    invalid_at("\xc0\x80", 2, 0); /* overlong 2-byte */
     invalid_at("\xc1\xbf", 2, 0);
-    invalid_at("\xe0\x80\x80", 3, 1);         /* overlong 3-byte */
+    invalid_at("\xe0\x80\x80", 3, 1); /* overlong 3-byte */
     invalid_at("\xe0\x9f\xbf", 3, 1);
-    invalid_at("\xf0\x80\x80\x80", 4, 1);     /* overlong 4-byte */
+    invalid_at("\xf0\x80\x80\x80", 4, 1); /* overlong 4-byte */
     invalid_at("\xf0\x8f\xbf\xbf", 4, 1);
-    invalid_at("\xed\xa0\x80", 3, 1);         /* U+D800 */
-    invalid_at("\xed\xbf\xbf", 3, 1);         /* U+DFFF */
-    invalid_at("\xf4\x90\x80\x80", 4, 1);     /* U+110000 */
+    invalid_at("\xed\xa0\x80", 3, 1);     /* U+D800 */
+    invalid_at("\xed\xbf\xbf", 3, 1);     /* U+DFFF */
+    invalid_at("\xf4\x90\x80\x80", 4, 1); /* U+110000 */
     invalid_at("\xf5\x80\x80\x80", 4, 0);
     invalid_at("\xff", 1, 0);
     invalid_at("\xfe", 1, 0);
-    invalid_at("\xe2\x28\xa1", 3, 1);         /* missing continuation */
-    invalid_at("abc\xc2" "d", 5, 4);
+    invalid_at("\xe2\x28\xa1", 3, 1); /* missing continuation */
+    invalid_at("abc\xc2"
+               "d",
+               5, 4);
     /* Truncated at the end: not rejected, but not complete. */
     CHECK_INT(wsx_kind(wsx_utf8_feed(0, (const uint8_t *)"\xf0\x9f\x98", 3)), 2);
     CHECK(!wsx_utf8_valid((const uint8_t *)"\xf0\x9f\x98", 3));
@@ -138,9 +141,9 @@ TEST(ascii_fast_path)
 TEST(differential_random)
 {
     /* Random strings biased towards interesting bytes, every prefix, against the reference. */
-    static const uint8_t pick[] = {0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0,
-                                   0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee, 0xef, 0xf0,
-                                   0xf1, 0xf3, 0xf4, 0xf5, 0xff};
+    static const uint8_t pick[] = {0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf,
+                                   0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee,
+                                   0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xff};
     uint32_t seed = 12345;
     int mismatches = 0;
     for (int iter = 0; iter < 200000 && mismatches < 5; iter++) {
@@ -159,7 +162,8 @@ TEST(differential_random)
         }
         /* Byte at a time agrees with whole. */
         uint32_t st = 0;
-        for (size_t i = 0; i < n; i++) st = wsx_utf8_feed(st, s + i, 1);
+        for (size_t i = 0; i < n; i++)
+            st = wsx_utf8_feed(st, s + i, 1);
         if (wsx_kind(st) != got) {
             mismatches++;
             TEST_FAIL_("byte-at-a-time differs");

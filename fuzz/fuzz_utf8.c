@@ -1,0 +1,21 @@
+/* UTF-8 validator fuzzer: whole-buffer and byte-at-a-time verdicts must agree, and a
+ * REJECT must never turn back into ACCEPT. */
+#include <stdlib.h>
+
+#include "wsx/proto.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    uint32_t whole = wsx_utf8_feed(WSX_UTF8_ACCEPT, data, size);
+    uint32_t st = WSX_UTF8_ACCEPT;
+    for (size_t i = 0; i < size; i++) {
+        uint32_t next = wsx_utf8_feed(st, data + i, 1);
+        if (st == WSX_UTF8_REJECT && next != WSX_UTF8_REJECT) abort();
+        st = next;
+    }
+    if ((st == WSX_UTF8_ACCEPT) != (whole == WSX_UTF8_ACCEPT)) abort();
+    if ((st == WSX_UTF8_REJECT) != (whole == WSX_UTF8_REJECT)) abort();
+    return 0;
+}
