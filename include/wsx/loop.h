@@ -1,0 +1,132 @@
+/*
+ * wsx/loop.h — the event loop: one thread, epoll, a coarse timer wheel.
+ *
+ * Thread rule: a loop and everything attached to it (timers, servers, connections) belong to
+ * the thread that runs it. Every function here must be called on that thread, except
+ * wsx_loop_post(), which is the one call that is safe from any thread.
+ *
+ * Lifetimes: wsx_loop_new() creates a loop; wsx_loop_free() destroys it once nothing created
+ * on it is still open (see wsx_loop_free()). Timers started with wsx_timer_start() are owned
+ * by the loop and freed by it (see wsx_timer_stop()).
+ */
+#ifndef WSX_LOOP_H
+#define WSX_LOOP_H
+
+#include <stdint.h>
+
+#include "wsx/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct wsx_loop wsx_loop;
+typedef struct wsx_timer wsx_timer;
+
+/* A function queued with wsx_loop_post(); runs on the loop thread. */
+typedef void (*wsx_post_cb)(void *arg);
+/* A timer callback. `t` is valid during the call (see wsx_timer_stop()). */
+typedef void (*wsx_timer_cb)(wsx_timer *t, void *arg);
+/* A signal callback: `signo` is SIGINT or SIGTERM. */
+typedef void (*wsx_signal_cb)(wsx_loop *loop, int signo, void *arg);
+
+/*
+ * Creates a loop and stores it in *out (left untouched on failure).
+ * Side effect, process-wide: if SIGPIPE has its default disposition it is set to SIG_IGN, so a
+ * write to a connection the peer has closed fails with an error instead of killing the
+ * process. A handler the application installed itself is left alone.
+ * Returns 0, WSX_EINVAL (out is NULL), WSX_ENOMEM, or WSX_ESYS (epoll or eventfd failed).
+ */
+WSX_API int wsx_loop_new(wsx_loop **out);
+
+/*
+ * Destroys the loop. Must not be called while wsx_loop_run() is running on it.
+ * Everything opened on the loop by the layers above (listeners, connections, servers,
+ * clients) must have been closed and their close callbacks delivered first (run the loop
+ * until it returns); doing otherwise is a programmer error and leaks or asserts.
+ * Application timers (wsx_timer) still pending are stopped and freed; their callbacks do not
+ * run. Callbacks still queued by wsx_loop_post() are discarded without running, so their
+ * arguments are the poster's to reclaim. The signal watcher, if any, is removed and the
+ * previous signal mask of the thread calling wsx_loop_on_signal() is not restored (see there).
+ * Threads resolving host names for pending connects are joined. NULL is a no-op.
+ */
+WSX_API void wsx_loop_free(wsx_loop *loop);
+
+/*
+ * Runs the loop on the calling thread until wsx_loop_stop() is called or the loop has
+ * nothing left to do. "Nothing left to do" means, checked before every wait: no started fd
+ * watcher (listeners, connections, connects in progress — the loop's internal wake-up and
+ * signal descriptors do not count), no pending timer (application or internal), no pending
+ * deferred work or connection awaiting its close callback or corked output, no connect
+ * waiting for name resolution, and no callback queued by wsx_loop_post(). A callback posted
+ * from another thread while the loop is already idle and returning is kept and runs in the
+ * next wsx_loop_run().
+ * Each iteration: wait for I/O (up to the next timer), run I/O callbacks, run expired timers,
+ * run deferred work, then deliver close callbacks and flush corked writes.
+ * Returns 0 on stop or idle, WSX_ESYS if epoll_wait() failed (errno is set), WSX_EINVAL if
+ * loop is NULL. May be called again after it returns, but never from inside one of the
+ * loop's own callbacks.
+ */
+WSX_API int wsx_loop_run(wsx_loop *loop);
+
+/*
+ * Makes wsx_loop_run() return after the current iteration completes (callbacks already due in
+ * it still run, corked writes are flushed). Loop thread only; from another thread, post a
+ * function that calls it. The flag is cleared when wsx_loop_run() returns.
+ */
+WSX_API void wsx_loop_stop(wsx_loop *loop);
+
+/*
+ * Queues fn(arg) to run on the loop thread, during the I/O phase of a coming iteration, and
+ * wakes the loop if it is blocked waiting for I/O. This is the only wsx call that may be
+ * made from any thread. Functions posted from one thread run in the order they were posted.
+ * fn is called exactly once unless the loop is freed first (see wsx_loop_free()).
+ * Returns 0, WSX_EINVAL (loop or fn NULL) or WSX_ENOMEM.
+ */
+WSX_API int wsx_loop_post(wsx_loop *loop, wsx_post_cb fn, void *arg);
+
+/*
+ * The loop's clock: CLOCK_MONOTONIC in milliseconds, read once per iteration right after the
+ * wait for I/O, so every callback of one iteration sees the same value. Timers are measured
+ * on this clock. Outside wsx_loop_run() the value is the one of the last read; starting a
+ * timer there reads the clock afresh first.
+ */
+WSX_API uint64_t wsx_loop_now(const wsx_loop *loop);
+
+/*
+ * Delivers SIGINT and SIGTERM as cb(loop, signo, arg) on the loop thread, so a server can shut
+ * down gracefully. It blocks both signals in the calling thread (pthread_sigmask) and reads
+ * them from a signalfd. For the signals to reach the loop, every other thread of the process
+ * must block them too: call this before creating other threads (they inherit the mask), or
+ * block the signals in them yourself. The signal watcher does not keep wsx_loop_run() alive.
+ * Calling it again replaces cb/arg; cb NULL removes the watcher and unblocks whichever of the
+ * two signals were unblocked before. Returns 0, WSX_EINVAL (loop NULL) or WSX_ESYS.
+ */
+WSX_API int wsx_loop_on_signal(wsx_loop *loop, wsx_signal_cb cb, void *arg);
+
+/*
+ * Starts an application timer that calls cb(t, arg) once delay_ms after wsx_loop_now(), and
+ * then every repeat_ms if repeat_ms > 0. Resolution is 1 ms; a timer never fires early on the
+ * loop clock, and fires late by the time the loop spends busy. Timers due in the same
+ * iteration fire in deadline order (same-millisecond timers in the order they were started;
+ * after a stall of the loop longer than 512 ms, overdue timers fire in an unspecified order).
+ * A timer started from a timer callback with delay 0 fires in the next iteration.
+ * On success stores the timer in *out if out is not NULL (it may be NULL for a
+ * fire-and-forget one-shot). The timer is owned by the loop: a one-shot timer is freed after
+ * its callback returns; a repeating timer lives until wsx_timer_stop() or wsx_loop_free().
+ * Returns 0, WSX_EINVAL (loop or cb NULL) or WSX_ENOMEM.
+ */
+WSX_API int wsx_timer_start(wsx_loop *loop, uint64_t delay_ms, uint64_t repeat_ms, wsx_timer_cb cb,
+                            void *arg, wsx_timer **out);
+
+/*
+ * Stops and frees a timer; its callback will not run again. Safe inside the timer's own
+ * callback (the free happens when the callback returns). Must not be called on a one-shot
+ * timer after its callback has returned (it is already freed). NULL is a no-op.
+ */
+WSX_API void wsx_timer_stop(wsx_timer *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,499 @@
+/*
+ * src/net/net.h — the transport layer's internal API for the layers above (http, ws, ...).
+ *
+ * This layer knows nothing of HTTP or WebSocket: it moves bytes between sockets and owners.
+ *
+ * General rules (they apply to every call below unless it says otherwise):
+ *  - Thread: everything here runs on the loop's thread. The only cross-thread entry point is
+ *    wsx_loop_post() (wsx/loop.h).
+ *  - Errors: fallible calls return 0 or a negative WSX_E* code. If a call that takes a
+ *    callback fails, that callback is never called.
+ *  - Embedding: wsx__io, wsx__timer, wsx__deferred and wsx__stream are embedded by value in
+ *    their owner's struct; the owner finds itself again with wsx__container_of(). Their
+ *    fields are private to src/net/. The owner keeps the memory valid as long as the object
+ *    is started/queued/open, as stated per type.
+ *  - Re-entrancy: callbacks are never nested in each other. Inside any callback it is safe to
+ *    stop/close any object, including the one whose callback is running; memory of a closed
+ *    stream stays valid until its on_close returns, which happens at the end of the iteration.
+ */
+#ifndef WSX_NET_H
+#define WSX_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "wsx/common.h"
+#include "wsx/loop.h"
+
+#define wsx__container_of(ptr, type, member)                                                       \
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* =========================================================================================
+ * Loop helpers
+ * ========================================================================================= */
+
+/* Size of the loop's shared receive buffer. */
+#define WSX__RBUF_SIZE (256u * 1024u)
+
+/*
+ * The loop's shared receive buffer (WSX__RBUF_SIZE bytes, *cap is set to that). Streams read
+ * into it and lend it to on_read; anything else may use it as scratch space between callbacks,
+ * never across a return to the loop. Contents are overwritten by the next read.
+ */
+uint8_t *wsx__loop_rbuf(wsx_loop *loop, size_t *cap);
+
+/* Counters for tests and metrics; monotonically increasing since wsx_loop_new(). */
+typedef struct wsx__loop_stats {
+    uint64_t iterations;   /* completed loop iterations */
+    uint64_t writev_calls; /* writev() calls made by streams (corked flushes and EPOLLOUT) */
+    uint64_t read_calls;   /* read() calls made by streams */
+    uint64_t epoll_ctl_calls;
+} wsx__loop_stats;
+
+const wsx__loop_stats *wsx__loop_stats_get(const wsx_loop *loop);
+
+/* =========================================================================================
+ * fd watchers (epoll, level-triggered)
+ * ========================================================================================= */
+
+/* Interest and readiness bits; they are the epoll bits. revents may also carry ERR and HUP,
+ * which are always reported while the watcher is started, whatever the interest. */
+#define WSX__IO_READ  EPOLLIN
+#define WSX__IO_WRITE EPOLLOUT
+#define WSX__IO_ERR   EPOLLERR
+#define WSX__IO_HUP   EPOLLHUP
+
+typedef struct wsx__io wsx__io;
+/* Called on the loop thread during the I/O phase when io's fd is ready. */
+typedef void (*wsx__io_cb)(wsx_loop *loop, wsx__io *io, uint32_t revents);
+
+struct wsx__io {
+    int fd;
+    uint16_t events; /* interest currently registered with epoll */
+    uint16_t flags;  /* private */
+    wsx__io_cb cb;
+};
+
+/* Prepares a watcher for fd; does not touch epoll. The fd stays the caller's. */
+void wsx__io_init(wsx__io *io, int fd, wsx__io_cb cb);
+
+/*
+ * Registers io with the loop for `events` (WSX__IO_READ | WSX__IO_WRITE, or 0 to receive
+ * only errors and hang-ups). A started watcher keeps wsx_loop_run() alive. Starting a started
+ * watcher is the same as wsx__io_modify(). The io must stay valid until wsx__io_stop().
+ * Returns 0 or WSX_ESYS (epoll_ctl failed; errno set).
+ */
+int wsx__io_start(wsx_loop *loop, wsx__io *io, uint32_t events);
+
+/* Changes the interest of a started watcher; calls epoll_ctl only if it changed.
+ * Returns 0 or WSX_ESYS. */
+int wsx__io_modify(wsx_loop *loop, wsx__io *io, uint32_t events);
+
+/*
+ * Unregisters io. Events already collected for it in the current iteration are dropped, so
+ * once this returns its callback will not run again and the io may be freed at once, even
+ * from inside its own callback. Does not close the fd. No-op if not started.
+ */
+void wsx__io_stop(wsx_loop *loop, wsx__io *io);
+
+static inline bool wsx__io_active(const wsx__io *io)
+{
+    return (io->flags & 1u) != 0;
+}
+
+/* =========================================================================================
+ * Timers: a hashed timing wheel, 1 ms ticks, O(1) start and stop
+ * ========================================================================================= */
+
+typedef struct wsx__timer wsx__timer;
+/* Called on the loop thread in the timer phase; the timer is already stopped, so the
+ * callback may restart it, stop other timers, or free the memory holding it. */
+typedef void (*wsx__timer_cb)(wsx_loop *loop, wsx__timer *t);
+
+struct wsx__timer {
+    wsx__timer *next, *prev; /* private: slot links; prev == NULL when stopped */
+    uint64_t when;           /* private: expiry, in loop milliseconds */
+    wsx__timer_cb cb;
+};
+
+/* Prepares a stopped timer. Must be called once before the first start. */
+void wsx__timer_init(wsx__timer *t, wsx__timer_cb cb);
+
+/*
+ * (Re)starts t to fire once, delay_ms after wsx_loop_now() (never in the current timer
+ * phase, even with delay 0). Restarting a started timer moves its deadline; O(1), no
+ * allocation. A started timer keeps wsx_loop_run() alive; its memory must stay valid until
+ * it fires or is stopped.
+ */
+void wsx__timer_start(wsx_loop *loop, wsx__timer *t, uint64_t delay_ms);
+
+/* Stops t if started; O(1). Afterwards its callback will not run and it may be freed. */
+void wsx__timer_stop(wsx_loop *loop, wsx__timer *t);
+
+static inline bool wsx__timer_active(const wsx__timer *t)
+{
+    return t->prev != NULL;
+}
+
+/* =========================================================================================
+ * Deferred work: run once at the end of the current iteration
+ * ========================================================================================= */
+
+typedef struct wsx__deferred wsx__deferred;
+typedef void (*wsx__deferred_cb)(wsx_loop *loop, wsx__deferred *d);
+
+struct wsx__deferred {
+    wsx__deferred *next, **pprev; /* private: pprev == NULL when not queued */
+    wsx__deferred_cb cb;
+};
+
+/* Prepares a node. Must be called once before the first wsx__loop_defer(). */
+void wsx__deferred_init(wsx__deferred *d, wsx__deferred_cb cb);
+
+/*
+ * Queues d to run in the deferred phase of this iteration (after I/O and timer callbacks,
+ * before close callbacks and the flush of corked writes), in queueing order. Queueing a node
+ * that is already queued does nothing. A node queued from a deferred callback runs in the
+ * next iteration (the loop does not block in between). Pending nodes keep wsx_loop_run()
+ * alive; the node's memory must stay valid until it has run or been cancelled. When the
+ * callback runs, d is no longer queued and may be freed or queued again.
+ */
+void wsx__loop_defer(wsx_loop *loop, wsx__deferred *d);
+
+/* Removes d from the queue if queued; O(1). */
+void wsx__loop_undefer(wsx_loop *loop, wsx__deferred *d);
+
+static inline bool wsx__deferred_pending(const wsx__deferred *d)
+{
+    return d->pprev != NULL;
+}
+
+/* =========================================================================================
+ * Shared reference-counted buffers (for broadcast)
+ * ========================================================================================= */
+
+/* A byte buffer with a single-threaded reference count. The creator holds one reference;
+ * the bytes may be written until the buffer is first queued, read-only afterwards. */
+typedef struct wsx__ref {
+    uint32_t refs;
+    size_t len;
+    uint8_t data[];
+} wsx__ref;
+
+/* Allocates a buffer of len bytes (uninitialised) with one reference; NULL if out of memory. */
+wsx__ref *wsx__ref_new(size_t len);
+/* Adds a reference; returns r. */
+wsx__ref *wsx__ref_retain(wsx__ref *r);
+/* Drops a reference; frees the buffer on the last one. NULL is a no-op. */
+void wsx__ref_release(wsx__ref *r);
+
+/* =========================================================================================
+ * Streams: a non-blocking TCP connection, embedded by value in its owner
+ * ========================================================================================= */
+
+typedef struct wsx__stream wsx__stream;
+typedef struct wsx__qnode wsx__qnode;
+
+/*
+ * The callbacks of one kind of stream (say, "ws server connection"), shared by all of them:
+ * a const static struct, so a stream stores one pointer. All run on the loop thread, never
+ * nested; inside any of them every stream call is allowed on any stream, including close.
+ */
+typedef struct wsx__stream_vt {
+    /* Bytes arrived. data points into the loop's shared receive buffer and is valid only
+     * until the callback returns: consume it or copy what is needed. len > 0. Not called
+     * while reading is paused or after close. Required. */
+    void (*on_read)(wsx__stream *s, const uint8_t *data, size_t len);
+    /* The peer shut down its sending side (orderly EOF). Reading stops; writing still works;
+     * the owner decides when to wsx__stream_shutdown_write()/wsx__stream_close(). If NULL,
+     * EOF closes the stream at once with WSX_ECLOSED, dropping queued output. Optional. */
+    void (*on_eof)(wsx__stream *s);
+    /* The output queue became empty after having been blocked by a full socket buffer (it
+     * is not called when corked output is flushed in one go). Writes made here are corked
+     * as usual. Optional. */
+    void (*on_drain)(wsx__stream *s);
+    /* Called exactly once for every stream that wsx__stream_init() accepted, at the end of
+     * the iteration in which the stream was closed (by the owner or by an error). err is 0
+     * when the owner called wsx__stream_close(); WSX_ECLOSED on EOF without on_eof or when
+     * the peer hung up; WSX_ECONNREFUSED / WSX_ETIMEDOUT / WSX_ESYS on socket errors. After
+     * it returns the stream is no longer used by the loop: the owner may free its memory in
+     * the callback. Required. */
+    void (*on_close)(wsx__stream *s, int err);
+} wsx__stream_vt;
+
+struct wsx__stream {
+    wsx__io io;
+    const wsx__stream_vt *vt;
+    wsx_loop *loop;
+    wsx__qnode *qtail; /* private: circular output queue (tail->next is the head) */
+    wsx__stream *next; /* private: link in the loop's pending list (corked or closing) */
+    size_t queued;     /* private: bytes in the output queue */
+    uint32_t flags;    /* private */
+    int err;           /* private: close reason */
+};
+
+/*
+ * Takes ownership of fd (a connected, non-blocking stream socket, as wsx__listen() and
+ * wsx__connect() hand out) and starts reading. From now on exactly one vt->on_close will be
+ * delivered. s must stay valid until then. On failure, fd is closed, no callback fires and s needs
+ * no cleanup. Returns 0 or WSX_ESYS.
+ */
+int wsx__stream_init(wsx_loop *loop, wsx__stream *s, int fd, const wsx__stream_vt *vt);
+
+/*
+ * Copies the bytes of iov[0..n) to the output queue (appending to the last chunk while it has
+ * room; an idle stream holds no chunk). Nothing is sent now: the stream is corked until the
+ * end of the iteration, when all corked streams are flushed with writev(); what the kernel
+ * does not take stays queued and is sent as the socket becomes writable.
+ * Returns 0, WSX_ECLOSED (closed, or write side shut down) or WSX_ENOMEM (nothing queued).
+ */
+int wsx__stream_write(wsx__stream *s, const struct iovec *iov, int n);
+
+/* Same as wsx__stream_write() for one buffer. */
+int wsx__stream_write1(wsx__stream *s, const void *p, size_t len);
+
+/*
+ * Queues p[0..len), a slice of ref's bytes, without copying; the queue takes its own
+ * reference, released once the slice is written or the stream closes. The caller keeps
+ * its reference. Corked like wsx__stream_write(). The slice queue node comes from a per-loop
+ * cache, so steady-state broadcast does not allocate.
+ * Returns 0, WSX_ECLOSED, WSX_EINVAL (len > UINT32_MAX) or WSX_ENOMEM.
+ */
+int wsx__stream_write_ref(wsx__stream *s, wsx__ref *ref, const uint8_t *p, size_t len);
+
+/* Bytes queued and not yet accepted by the kernel (corked ones included). */
+static inline size_t wsx__stream_queued(const wsx__stream *s)
+{
+    return s->queued;
+}
+
+/*
+ * While on, on_drain also fires after every write that takes bytes from the queue (not only
+ * when it empties), so an owner can wait for the queue to fall to a low-water mark of its
+ * own and then switch this off. Off by default.
+ */
+void wsx__stream_want_drain(wsx__stream *s, bool on);
+
+/*
+ * Half-closes: once everything queued has been written, shutdown(SHUT_WR) is called, so the
+ * peer reads EOF. Reading continues. Later writes fail with WSX_ECLOSED. Idempotent.
+ */
+void wsx__stream_shutdown_write(wsx__stream *s);
+
+/*
+ * Closes now: the fd is closed, queued output is dropped, no further on_read/on_eof/on_drain
+ * fire, and on_close(s, 0) is delivered at the end of the iteration. Safe in any callback,
+ * including the stream's own. Idempotent (a stream already closing keeps its first reason).
+ */
+void wsx__stream_close(wsx__stream *s);
+
+/* Stops reading (backpressure); on_read will not fire until resumed. Output is unaffected.
+ * Pausing stops EPOLLIN interest, so unread data stays in the kernel and TCP's window closes.
+ * A peer that resets the connection is still detected. */
+void wsx__stream_pause(wsx__stream *s);
+/* Resumes reading after wsx__stream_pause(). No-op if not paused or after EOF. */
+void wsx__stream_resume(wsx__stream *s);
+
+static inline bool wsx__stream_is_closing(const wsx__stream *s)
+{
+    return (s->flags & 1u) != 0;
+}
+
+/* The socket's fd, or -1 once closed. For socket options only: never read, write or close. */
+static inline int wsx__stream_fd(const wsx__stream *s)
+{
+    return s->io.fd;
+}
+
+/*
+ * Writes the peer address as text, "127.0.0.1:5555" or "[::1]:5555", NUL-terminated, into
+ * buf (64 bytes are always enough). Returns the length, or WSX_ENOSPC / WSX_ESYS (also after
+ * close).
+ */
+int wsx__stream_peer(const wsx__stream *s, char *buf, size_t cap);
+
+/* Formats a socket address as above. Returns the length, WSX_ENOSPC or WSX_EINVAL. */
+int wsx__addr_format(const struct sockaddr *sa, char *buf, size_t cap);
+
+/* =========================================================================================
+ * Listening sockets
+ * ========================================================================================= */
+
+typedef struct wsx__listener wsx__listener;
+
+/*
+ * A new connection. fd is non-blocking, close-on-exec, TCP_NODELAY, and belongs to the
+ * callee, which must close it or hand it to wsx__stream_init(). peer is borrowed for the call.
+ * The listener may be closed inside the callback.
+ */
+typedef void (*wsx__accept_cb)(wsx__listener *l, int fd, const struct sockaddr *peer,
+                               socklen_t peer_len, void *arg);
+
+typedef struct wsx__listen_opts {
+    const char *host; /* NULL or "" = any address (IPv6 "::" dual-stack, else 0.0.0.0); an
+                         IPv4/IPv6 literal or a name (resolved synchronously, first address
+                         that binds wins) */
+    uint16_t port;    /* 0 = ephemeral; read it back with wsx__listener_port() */
+    int backlog;      /* 0 = SOMAXCONN */
+    bool reuseport;   /* SO_REUSEPORT, for one listener per loop/thread on the same port */
+} wsx__listen_opts;
+
+/*
+ * Binds, listens and starts accepting. SO_REUSEADDR is always set; IPV6_V6ONLY is cleared so
+ * "::" accepts IPv4 too. Connections are accepted in batches (at most 64 per readiness event,
+ * for fairness with other sockets); when the process runs out of descriptors (EMFILE/ENFILE)
+ * accepting pauses for 100 ms instead of spinning. A listener keeps wsx_loop_run() alive.
+ * Returns 0, WSX_EINVAL, WSX_ERESOLVE (host did not resolve), WSX_EADDRINUSE, WSX_ENOMEM or
+ * WSX_ESYS; *out untouched on failure.
+ */
+int wsx__listen(wsx_loop *loop, const wsx__listen_opts *opts, wsx__accept_cb cb, void *arg,
+                wsx__listener **out);
+
+/* The bound port (the real one when 0 was asked for). */
+uint16_t wsx__listener_port(const wsx__listener *l);
+
+/* The listening fd (e.g. for getsockname). Never close it. */
+int wsx__listener_fd(const wsx__listener *l);
+
+/* Stops accepting, closes the socket and frees the listener; no callback fires afterwards.
+ * Safe inside its own on_accept (the free then happens when the callback returns). */
+void wsx__listener_close(wsx__listener *l);
+
+/* =========================================================================================
+ * Outgoing connections
+ * ========================================================================================= */
+
+typedef struct wsx__connect_req wsx__connect_req;
+
+/*
+ * The result of wsx__connect(), called once on the loop thread, never from inside
+ * wsx__connect() itself. On success fd >= 0 (non-blocking, close-on-exec, TCP_NODELAY,
+ * connected; owned by the callee) and err == 0. On failure fd == -1 and err is
+ * WSX_ERESOLVE, WSX_ECONNREFUSED, WSX_ETIMEDOUT, WSX_ENOMEM or WSX_ESYS. The request is freed
+ * when the callback returns.
+ */
+typedef void (*wsx__connect_cb)(int fd, int err, void *arg);
+
+/*
+ * Connects to host:port without blocking the loop. A numeric host (IPv4 or IPv6 literal, no
+ * brackets) is used directly; a name is resolved by getaddrinfo() on a short-lived worker
+ * thread whose result is handed back to the loop. Each address is then tried in order.
+ * timeout_ms bounds the whole operation (resolution included); 0 means no timeout.
+ * The request keeps wsx_loop_run() alive. *out (may be NULL) receives a handle valid until
+ * the callback runs, for wsx__connect_cancel().
+ * Returns 0, WSX_EINVAL or WSX_ENOMEM (then the callback never runs).
+ */
+int wsx__connect(wsx_loop *loop, const char *host, uint16_t port, uint64_t timeout_ms,
+                 wsx__connect_cb cb, void *arg, wsx__connect_req **out);
+
+/*
+ * Gives up on a pending connect: the callback will not run, any socket is closed and the
+ * request is freed (a resolution still running on its thread finishes in the background and
+ * its result is discarded). Must not be called after the callback has run.
+ */
+void wsx__connect_cancel(wsx__connect_req *req);
+
+/* =========================================================================================
+ * Loop internals: for the .c files of src/net only.
+ * ========================================================================================= */
+#ifdef WSX__NET_INTERNAL
+#include <pthread.h>
+#include <signal.h>
+
+#define WSX__WHEEL_SLOTS 512u
+#define WSX__WHEEL_MASK  (WSX__WHEEL_SLOTS - 1u)
+#define WSX__MAX_EVENTS  1024
+#define WSX__CHUNK_SIZE  (16u * 1024u)
+#define WSX__CHUNK_CACHE 64u
+#define WSX__SLICE_CACHE 4096u
+
+/* One entry of a stream's output queue: an owned chunk (ref == NULL, bytes inline after the
+ * header) or a slice of a shared buffer. Bytes [off, len) of base are still to be written. */
+struct wsx__qnode {
+    wsx__qnode *next;
+    wsx__ref *ref;
+    const uint8_t *base;
+    uint32_t off, len, cap;
+};
+
+typedef struct wsx__post wsx__post;
+typedef struct wsx__resolve_job wsx__resolve_job;
+
+struct wsx_loop {
+    int epfd;
+    bool stop;
+    bool running; /* inside wsx_loop_run() */
+    bool dispatching;
+    uint64_t now;
+    size_t nactive; /* started io watchers that keep the loop alive */
+    size_t nrefs;   /* other things that keep it alive (connects being resolved) */
+
+    struct epoll_event *events;
+    int ev_count; /* events collected by the current epoll_wait */
+    int ev_index; /* the one being dispatched */
+
+    /* Timer wheel: one circular list per slot, with a sentinel. */
+    uint64_t wheel_tick; /* last millisecond processed */
+    uint64_t timer_next; /* lower bound of the earliest deadline; UINT64_MAX when none */
+    size_t ntimers;
+    wsx__timer slots[WSX__WHEEL_SLOTS];
+
+    wsx__deferred *defer_head, **defer_tail;
+
+    /* Streams with corked output or awaiting their close callback. */
+    wsx__stream *pend_head, *pend_tail;
+
+    /* Free lists, so steady-state writes do not allocate. */
+    wsx__qnode *chunk_cache, *slice_cache;
+    size_t nchunk_cache, nslice_cache;
+    struct iovec *iov; /* IOV_MAX entries for writev */
+    int iov_max;
+
+    uint8_t *rbuf;
+
+    /* Cross-thread: posted callbacks and finished resolutions, guarded by mu. */
+    pthread_mutex_t mu;
+    wsx__post *post_head, *post_tail;
+    wsx__resolve_job *jobs_done;
+    wsx__resolve_job *jobs; /* all unjoined resolver threads (loop thread only) */
+    int wakefd;
+    wsx__io wake_io;
+
+    int sigfd;
+    wsx__io sig_io;
+    wsx_signal_cb sig_cb;
+    void *sig_arg;
+    sigset_t sig_old;
+
+    wsx__loop_stats stats;
+};
+
+/* The loop's clock, read fresh. */
+uint64_t wsx__clock_ms(void);
+/* Timer phase: fire everything due at loop->now. */
+void wsx__timers_run(wsx_loop *loop);
+/* Milliseconds until the next timer (-1 when none), for epoll_wait. */
+int wsx__timers_timeout(wsx_loop *loop);
+/* Frees application timers left in the wheel (at loop free). */
+void wsx__timers_free_all(wsx_loop *loop);
+/* Pending-stream phase: close callbacks and corked flushes. */
+void wsx__streams_run(wsx_loop *loop);
+/* Resolver results handed back by worker threads: a list taken from loop->jobs_done, handled
+ * on the loop thread without the lock. */
+void wsx__resolve_done(wsx_loop *loop, wsx__resolve_job *list);
+/* Wakes the loop from another thread (eventfd write). */
+void wsx__loop_wake(wsx_loop *loop);
+/* Joins and frees every resolver thread (at loop free). */
+void wsx__resolve_free_all(wsx_loop *loop);
+/* Output-queue chunks, from the loop's cache. */
+wsx__qnode *wsx__chunk_get(wsx_loop *loop, size_t min_cap);
+wsx__qnode *wsx__slice_get(wsx_loop *loop);
+void wsx__qnode_put(wsx_loop *loop, wsx__qnode *q);
+void wsx__qcache_free(wsx_loop *loop);
+#endif
+
+#endif
