@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 static int test_checks_;
@@ -24,13 +25,24 @@ static const char *test_current_;
 
 #define TEST(name) static void name(void)
 
+static inline double test_now_(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Runs one test; a test that takes over a second says so, to keep the suite fast. */
 #define RUN(name)                                                                                  \
     do {                                                                                           \
         int before_ = test_failed_;                                                                \
+        double t0_ = test_now_();                                                                  \
         test_current_ = #name;                                                                     \
         test_tests_++;                                                                             \
         name();                                                                                    \
         if (test_failed_ != before_) test_tests_failed_++;                                         \
+        double dt_ = test_now_() - t0_;                                                            \
+        if (dt_ > 1.0) fprintf(stderr, "note: %s took %.1f s\n", #name, dt_);                      \
     } while (0)
 
 #define TEST_FAIL_(...)                                                                            \

@@ -1,0 +1,328 @@
+/*
+ * wsx.h — WebSocket server and client on wsx's event loop.
+ *
+ * Threads: a loop and everything on it (servers, clients, connections, timers) belong to the
+ * thread that runs the loop; call these functions only there. wsx_loop_post() is the one
+ * thread-safe call (wsx/loop.h).
+ *
+ * Lifetimes:
+ *  - Every on_open is matched by exactly one on_close, shutdown included. A wsx_conn pointer
+ *    is valid from on_open until on_close returns; it is freed after that loop iteration, so
+ *    calling wsx_close() or wsx_send() on it inside any callback is always safe.
+ *  - Data passed to wsx functions is borrowed for the call: the library copies what it keeps.
+ *  - Data passed to callbacks (messages, reasons, requests) is borrowed until the callback
+ *    returns: copy what you keep.
+ *  - If a call that takes a callback fails, that callback is never called.
+ *
+ * Errors: functions return 0 (or a count) on success and a negative WSX_E* code on failure;
+ * wsx_strerror() describes a code. A peer's misbehaviour is never an API error: it closes that
+ * connection with the code RFC 6455 implies and reaches the application as on_close(code).
+ */
+#ifndef WSX_H
+#define WSX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wsx/common.h"
+#include "wsx/loop.h"
+#include "wsx/proto.h"
+#include "wsx/watch.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct wsx_server wsx_server;
+typedef struct wsx_client wsx_client;
+typedef struct wsx_conn wsx_conn;
+typedef struct wsx_http_req wsx_http_req;
+
+/* Message types for wsx_send(). */
+#define WSX_TEXT WSX_OP_TEXT
+#define WSX_BINARY WSX_OP_BINARY
+
+/* A received message, reassembled from its fragments. data is borrowed until the callback
+ * returns. A text message has been validated as UTF-8. */
+typedef struct wsx_msg {
+    const uint8_t *data;
+    size_t len;
+    int type; /* WSX_TEXT or WSX_BINARY */
+} wsx_msg;
+
+/* Log levels for on_log. */
+enum wsx_log_level { WSX_LOG_ERROR = 0, WSX_LOG_WARN = 1, WSX_LOG_INFO = 2, WSX_LOG_DEBUG = 3 };
+
+/* ---- callbacks (every one gets the `user` pointer of its server or client options) ---- */
+
+/* The connection is open: messages may be sent. */
+typedef void (*wsx_open_cb)(wsx_conn *c, void *user);
+/* A whole message arrived. */
+typedef void (*wsx_message_cb)(wsx_conn *c, const wsx_msg *m, void *user);
+/*
+ * The connection is closed (exactly once per on_open). code is the close code of the close
+ * frame that started the closing handshake — the peer's if it closed first, ours if we did
+ * (wsx_close, a protocol error such as 1002/1007/1009, 1008 for a full send queue, 1001 on
+ * shutdown) — WSX_CLOSE_NO_STATUS (1005) when the peer's close frame had no code, and
+ * WSX_CLOSE_ABNORMAL (1006) when the TCP connection ended without a close frame (including
+ * a ping timeout). reason is borrowed, not NUL-terminated, possibly empty.
+ */
+typedef void (*wsx_close_cb)(wsx_conn *c, int code, const char *reason, size_t reason_len,
+                             void *user);
+/* The send queue fell to the low-water mark after a wsx_send() returned WSX_EBACKPRESSURE. */
+typedef void (*wsx_drain_cb)(wsx_conn *c, void *user);
+/* A pong arrived (optional; pongs to the library's own keepalive pings included). */
+typedef void (*wsx_pong_cb)(wsx_conn *c, const uint8_t *data, size_t len, void *user);
+/* A log line: one event, no trailing newline. */
+typedef void (*wsx_log_cb)(int level, const char *msg, void *user);
+
+/* An HTTP request to the server's port, seen by the upgrade hook and the HTTP handler. */
+typedef struct wsx_request {
+    const wsx_http_request *head; /* method, target, headers (wsx/proto.h); borrowed */
+    const char *path;             /* target without the query; borrowed, not NUL-terminated */
+    size_t path_len;
+    const char *query; /* after '?', or NULL; borrowed, not NUL-terminated */
+    size_t query_len;
+    const char *peer; /* "127.0.0.1:5555"; NUL-terminated, borrowed */
+} wsx_request;
+
+/*
+ * The upgrade hook: called for a valid WebSocket handshake before it is accepted. Return 0
+ * to accept (optionally setting *conn_user, the new connection's user pointer, see
+ * wsx_conn_user), or an HTTP status >= 400 to refuse (401, 403, ...); the client then gets
+ * that status with a short plain-text body and no WebSocket traffic happens.
+ */
+typedef int (*wsx_upgrade_cb)(wsx_server *s, const wsx_request *req, void **conn_user,
+                              void *user);
+
+/*
+ * The HTTP handler: called for a request that is not a WebSocket upgrade. It must answer,
+ * now or later, with wsx_http_respond() or wsx_http_begin()/..._end(). Default (NULL): 426
+ * "Upgrade Required" for a GET on the WebSocket path, 404 otherwise.
+ */
+typedef void (*wsx_http_cb)(wsx_http_req *r, const wsx_request *req, void *user);
+
+/* ======================================================================================
+ * Server
+ * ====================================================================================== */
+
+typedef struct wsx_server_opts {
+    const char *host; /* address to bind: NULL/"" = all (IPv6 and IPv4), a literal or a name */
+    uint16_t port;    /* 0 = ephemeral (see wsx_server_port) */
+    const char *path; /* WebSocket path (exact match, query ignored); NULL = any path */
+    bool reuseport;   /* SO_REUSEPORT, for one server per thread on one port */
+    const char *const *subprotocols; /* supported, most preferred first */
+    size_t n_subprotocols;
+
+    /* Limits (0 = the default in brackets). */
+    size_t max_connections; /* [10000] further connections are closed at accept */
+    size_t max_head;        /* [8192] bytes of HTTP head; larger -> 431 */
+    size_t max_message;     /* [16 MiB] reassembled message; larger -> close 1009 */
+    size_t max_frame;       /* [max_message] one frame's payload; larger -> close 1009 */
+    size_t max_body;        /* [1 MiB] HTTP request body for the HTTP handler; larger -> 413 */
+
+    /* Backpressure: wsx_send() queues and returns WSX_EBACKPRESSURE once the queue is above
+     * send_high_water; on_drain fires when it falls to send_low_water; a connection whose
+     * queue passes send_hard_limit is closed with 1008 (one slow reader cannot exhaust
+     * memory). */
+    size_t send_high_water; /* [1 MiB] */
+    size_t send_low_water;  /* [256 KiB] */
+    size_t send_hard_limit; /* [64 MiB] */
+
+    /* Deadlines in milliseconds (0 = the default in brackets; UINT32_MAX = never). */
+    uint32_t handshake_timeout_ms; /* [10000] from accept to a complete request */
+    uint32_t idle_timeout_ms;      /* [never] nothing received for this long -> close 1001 */
+    uint32_t ping_interval_ms;     /* [30000] ping after this long without receiving */
+    uint32_t pong_timeout_ms;      /* [10000] nothing received after a ping -> drop (1006) */
+    uint32_t close_timeout_ms;     /* [5000] peer does not finish the close handshake -> drop */
+    uint32_t http_timeout_ms;      /* [30000] an idle keep-alive HTTP connection is closed */
+
+    wsx_open_cb on_open;
+    wsx_message_cb on_message;
+    wsx_close_cb on_close;
+    wsx_drain_cb on_drain;
+    wsx_pong_cb on_pong;
+    wsx_upgrade_cb on_upgrade;
+    wsx_http_cb on_http;
+    wsx_log_cb on_log; /* NULL: no logging */
+    int log_level;     /* lines above this level are not produced [WSX_LOG_INFO] */
+    void *user;
+} wsx_server_opts;
+
+/* Options with every field at its default (zero, NULL). */
+WSX_API wsx_server_opts wsx_server_defaults(void);
+
+/*
+ * Starts listening on the loop. opts is copied; its strings (host, path, subprotocols) must
+ * stay valid while the server exists. Returns 0, WSX_EINVAL, WSX_ERESOLVE, WSX_EADDRINUSE,
+ * WSX_ENOMEM, WSX_ESYS; *out untouched on failure.
+ */
+WSX_API int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **out);
+
+/* The port the server listens on (useful after port 0). */
+WSX_API uint16_t wsx_server_port(const wsx_server *s);
+
+/* Open WebSocket connections. */
+WSX_API size_t wsx_server_connections(const wsx_server *s);
+
+/*
+ * Graceful shutdown: stops accepting, sends a close 1001 (going away) to every WebSocket
+ * connection, closes idle HTTP connections, and drops whatever is still open after
+ * timeout_ms (0 = 5000). Every open connection gets its on_close. When nothing is left the
+ * server holds no loop resources, so wsx_loop_run() returns if nothing else is running.
+ * Idempotent.
+ */
+WSX_API void wsx_server_shutdown(wsx_server *s, uint32_t timeout_ms);
+
+/* Frees a server after its shutdown completed (wsx_loop_run returned). NULL is a no-op. */
+WSX_API void wsx_server_free(wsx_server *s);
+
+/* ======================================================================================
+ * Connections (server and client side alike)
+ * ====================================================================================== */
+
+/*
+ * Sends a whole message (type WSX_TEXT or WSX_BINARY) in one frame. The bytes are copied
+ * (framed and queued); they go out at the end of the loop iteration, several sends in one
+ * iteration sharing one system call. Text is not validated: send UTF-8.
+ * Returns 0; WSX_EBACKPRESSURE (queued, but the queue is above the high-water mark: wait for
+ * on_drain); WSX_ECLOSED (closing or closed, nothing queued; also when this send pushed the
+ * queue past the hard limit and the connection was closed with 1008); WSX_EINVAL; WSX_ENOMEM.
+ */
+WSX_API int wsx_send(wsx_conn *c, const void *data, size_t len, int type);
+
+/* Sends a ping with up to 125 bytes of payload. Returns like wsx_send (WSX_EINVAL if
+ * len > 125). */
+WSX_API int wsx_ping(wsx_conn *c, const void *data, size_t len);
+
+/*
+ * Starts the closing handshake with `code` (a valid close code, or 0 for none) and a
+ * NUL-terminated reason (NULL for none; cut to 123 bytes). Later sends fail with
+ * WSX_ECLOSED; on_close follows once the peer answers or close_timeout_ms passes.
+ * Returns 0, WSX_EINVAL (code not allowed on the wire), WSX_ECLOSED (already closing).
+ */
+WSX_API int wsx_close(wsx_conn *c, int code, const char *reason);
+
+/* Bytes queued for sending and not yet taken by the kernel. */
+WSX_API size_t wsx_buffered_amount(const wsx_conn *c);
+
+/* The connection's user pointer (set by the upgrade hook or wsx_conn_set_user). */
+WSX_API void *wsx_conn_user(const wsx_conn *c);
+WSX_API void wsx_conn_set_user(wsx_conn *c, void *user);
+
+/* Writes the peer address ("127.0.0.1:5555", "[::1]:5555") into buf (64 bytes suffice).
+ * Returns its length or a negative error. */
+WSX_API int wsx_conn_peer(const wsx_conn *c, char *buf, size_t cap);
+
+/* The negotiated subprotocol (NUL-terminated, owned by the options), or NULL. */
+WSX_API const char *wsx_conn_subprotocol(const wsx_conn *c);
+
+/* The server a connection belongs to, or NULL for a client connection. */
+WSX_API wsx_server *wsx_conn_server(const wsx_conn *c);
+
+/* ======================================================================================
+ * HTTP responses (for on_http)
+ * ====================================================================================== */
+
+/*
+ * Answers with a complete response: status, the given headers (no CR/LF in them), a
+ * Content-Length, and body[0..len). The wsx_http_req is finished afterwards (do not use it).
+ * Returns 0, WSX_EINVAL, WSX_ENOMEM, WSX_ECLOSED (the client went away; r is finished too).
+ */
+WSX_API int wsx_http_respond(wsx_http_req *r, int status, const wsx_http_header *headers,
+                             size_t n_headers, const void *body, size_t len);
+
+/* The request body (Content-Length bodies up to max_body), borrowed until the response. */
+WSX_API const uint8_t *wsx_http_req_body(const wsx_http_req *r, size_t *len);
+
+/* ======================================================================================
+ * Client
+ * ====================================================================================== */
+
+typedef struct wsx_client wsx_client;
+
+/* Before each reconnect attempt: attempt counts from 1; delay_ms is the wait chosen;
+ * last_err is why the previous connection ended or failed. */
+typedef void (*wsx_reconnecting_cb)(wsx_client *cl, unsigned attempt, uint32_t delay_ms,
+                                    int last_err, void *user);
+/*
+ * The client is finished: it was closed with wsx_client_close(), or its connection ended and
+ * it does not reconnect (err 0 after a normal close), or it gave up (err < 0, why says what
+ * happened: "connection refused", "handshake failed: server did not answer 101", ...). Fires
+ * exactly once; the client is freed when it returns.
+ */
+typedef void (*wsx_end_cb)(wsx_client *cl, int err, const char *why, void *user);
+
+typedef struct wsx_client_opts {
+    const char *url; /* ws://host[:port]/path?query ; IPv6 literals in brackets */
+    const char *origin;
+    const char *const *subprotocols;
+    size_t n_subprotocols;
+    const wsx_http_header *headers; /* extra request headers; no CR/LF */
+    size_t n_headers;
+
+    size_t max_message;   /* [16 MiB] */
+    size_t max_frame;     /* [max_message] */
+    size_t max_head;      /* [8192] response head */
+    size_t send_high_water, send_low_water, send_hard_limit; /* as for the server */
+
+    uint32_t connect_timeout_ms;   /* [10000] resolve + TCP connect */
+    uint32_t handshake_timeout_ms; /* [10000] */
+    uint32_t ping_interval_ms;     /* [never] */
+    uint32_t pong_timeout_ms;      /* [10000] */
+    uint32_t close_timeout_ms;     /* [5000] */
+
+    /* Reconnection with exponential backoff and full jitter: the n-th wait is uniform in
+     * [0, min(max, min_delay * factor^(n-1))]. A connection that stayed open resets n. */
+    bool reconnect;
+    uint32_t reconnect_min_ms;    /* [500] */
+    uint32_t reconnect_max_ms;    /* [30000] */
+    double reconnect_factor;      /* [2.0] */
+    unsigned reconnect_max_attempts; /* [0 = unlimited] consecutive failures before giving up */
+
+    wsx_open_cb on_open;
+    wsx_message_cb on_message;
+    wsx_close_cb on_close;
+    wsx_drain_cb on_drain;
+    wsx_pong_cb on_pong;
+    wsx_reconnecting_cb on_reconnecting;
+    wsx_end_cb on_end;
+    wsx_log_cb on_log;
+    int log_level;
+    void *user;
+} wsx_client_opts;
+
+WSX_API wsx_client_opts wsx_client_defaults(void);
+
+/*
+ * Starts connecting. opts is copied (strings included). Returns 0, WSX_EURL (malformed URL
+ * or not ws://), WSX_EINVAL, WSX_ENOMEM; *out (may be NULL) untouched on failure. On
+ * success exactly one on_end will follow.
+ */
+WSX_API int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client **out);
+
+/* The open connection, or NULL while connecting, reconnecting or closed. */
+WSX_API wsx_conn *wsx_client_conn(const wsx_client *cl);
+
+/* Closes the connection (if open) with code/reason and stops reconnecting; on_close (if a
+ * connection was open) and then on_end(0) follow. */
+WSX_API void wsx_client_close(wsx_client *cl, int code, const char *reason);
+
+/* The client a connection belongs to, or NULL for a server connection. */
+WSX_API wsx_client *wsx_conn_client(const wsx_conn *c);
+
+/* Parses a ws:// or wss:// URL. host is written NUL-terminated without brackets; path
+ * includes the query ("/" when empty). Returns 0 or WSX_EURL. */
+typedef struct wsx_url {
+    bool tls;
+    char host[256];
+    uint16_t port;
+    char path[2048];
+} wsx_url;
+WSX_API int wsx_url_parse(const char *url, wsx_url *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,180 @@
+#include "http/http.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int wsx__http_in_append(wsx__http_in *in, const uint8_t *data, size_t len, size_t limit)
+{
+    if (in->len + len > limit) return WSX_ELIMIT;
+    if (in->len + len > in->cap) {
+        size_t cap = in->cap ? in->cap : 1024;
+        while (cap < in->len + len) cap *= 2;
+        if (cap > limit) cap = limit;
+        uint8_t *b = realloc(in->buf, cap);
+        if (!b) return WSX_ENOMEM;
+        in->buf = b;
+        in->cap = cap;
+    }
+    memcpy(in->buf + in->len, data, len);
+    in->len += len;
+    return 0;
+}
+
+void wsx__http_in_consume(wsx__http_in *in, size_t n)
+{
+    if (n >= in->len) {
+        wsx__http_in_free(in);
+        return;
+    }
+    memmove(in->buf, in->buf + n, in->len - n);
+    in->len -= n;
+}
+
+void wsx__http_in_free(wsx__http_in *in)
+{
+    free(in->buf);
+    in->buf = NULL;
+    in->len = in->cap = 0;
+}
+
+static bool eq_nocase(const char *a, size_t n, const char *b)
+{
+    size_t m = strlen(b);
+    if (n != m) return false;
+    for (size_t i = 0; i < n; i++) {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z') x = (char)(x + 32);
+        if (y >= 'A' && y <= 'Z') y = (char)(y + 32);
+        if (x != y) return false;
+    }
+    return true;
+}
+
+int wsx__http_parse(const wsx__http_in *in, size_t max_head, size_t max_body, wsx__http_msg *m,
+                    const char **why)
+{
+    ptrdiff_t n = wsx_http_parse_request((const char *)in->buf, in->len, &m->req, m->headers,
+                                         WSX__HTTP_MAX_HEADERS, max_head);
+    if (n == WSX_EAGAIN) return 0;
+    if (n == WSX_EHEADTOOBIG) {
+        *why = "request head too large";
+        return -431;
+    }
+    if (n == WSX_ETOOMANYHEADERS) {
+        *why = "too many header fields";
+        return -431;
+    }
+    if (n < 0) {
+        *why = "malformed HTTP request";
+        return -400;
+    }
+    m->head_len = (size_t)n;
+    const wsx_http_header *h = m->req.headers;
+    size_t nh = m->req.n_headers;
+
+    /* RFC 9112 6.1: a request with Transfer-Encoding we would have to de-chunk. */
+    if (wsx_http_header_get(h, nh, "transfer-encoding")) {
+        *why = "Transfer-Encoding in requests is not supported";
+        return -501;
+    }
+    uint64_t clen = 0;
+    bool have_len = false;
+    for (size_t i = 0; i < nh; i++) {
+        if (!eq_nocase(h[i].name, h[i].name_len, "content-length")) continue;
+        uint64_t v = 0;
+        if (h[i].value_len == 0 || h[i].value_len > 15) goto bad_length;
+        for (size_t k = 0; k < h[i].value_len; k++) {
+            char c = h[i].value[k];
+            if (c < '0' || c > '9') goto bad_length;
+            v = v * 10 + (uint64_t)(c - '0');
+        }
+        /* RFC 9112 6.3: differing lengths make the framing unknowable. */
+        if (have_len && v != clen) goto bad_length;
+        clen = v;
+        have_len = true;
+    }
+    if (clen > max_body) {
+        *why = "request body too large";
+        return -413;
+    }
+    if (in->len - m->head_len < clen) return 0;
+    m->body = in->buf + m->head_len;
+    m->body_len = (size_t)clen;
+    m->total_len = m->head_len + (size_t)clen;
+
+    const char *t = m->req.target;
+    const char *q = memchr(t, '?', m->req.target_len);
+    m->path = t;
+    m->path_len = q ? (size_t)(q - t) : m->req.target_len;
+    m->query = q ? q + 1 : NULL;
+    m->query_len = q ? m->req.target_len - m->path_len - 1 : 0;
+
+    bool close = wsx_http_headers_have_token(h, nh, "connection", "close");
+    if (m->req.version_minor >= 1)
+        m->keep_alive = !close;
+    else
+        m->keep_alive = wsx_http_headers_have_token(h, nh, "connection", "keep-alive");
+    m->upgrade = wsx_http_headers_have_token(h, nh, "upgrade", "websocket");
+    return 1;
+
+bad_length:
+    *why = "invalid Content-Length";
+    return -400;
+}
+
+static bool clean(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return false;
+    return true;
+}
+
+int wsx__http_send(wsx__stream *s, int status, const wsx_http_header *headers, size_t n,
+                   const void *body, size_t len, bool keep_alive, bool head_only)
+{
+    size_t need = 128;
+    for (size_t i = 0; i < n; i++) {
+        if (!clean(headers[i].name, headers[i].name_len) ||
+            !clean(headers[i].value, headers[i].value_len))
+            return WSX_EINVAL;
+        need += headers[i].name_len + headers[i].value_len + 4;
+    }
+    char stackbuf[1024];
+    char *head = need <= sizeof stackbuf ? stackbuf : malloc(need);
+    if (!head) return WSX_ENOMEM;
+    int off = snprintf(head, need, "HTTP/1.1 %d %s\r\n", status, wsx_http_status_text(status));
+    for (size_t i = 0; i < n; i++) {
+        memcpy(head + off, headers[i].name, headers[i].name_len);
+        off += (int)headers[i].name_len;
+        head[off++] = ':';
+        head[off++] = ' ';
+        memcpy(head + off, headers[i].value, headers[i].value_len);
+        off += (int)headers[i].value_len;
+        head[off++] = '\r';
+        head[off++] = '\n';
+    }
+    off += snprintf(head + off, need - (size_t)off, "Content-Length: %zu\r\nConnection: %s\r\n\r\n",
+                    len, keep_alive ? "keep-alive" : "close");
+    struct iovec iov[2] = {{head, (size_t)off}, {(void *)body, head_only ? 0 : len}};
+    int rc = wsx__stream_write(s, iov, iov[1].iov_len ? 2 : 1);
+    if (head != stackbuf) free(head);
+    return rc;
+}
+
+int wsx__http_send_error(wsx__stream *s, int status, const char *why)
+{
+    char body[256];
+    int n = snprintf(body, sizeof body, "%d %s\n%s%s", status, wsx_http_status_text(status),
+                     why ? why : "", why ? "\n" : "");
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof body) n = sizeof body - 1;
+    static const wsx_http_header plain = {"Content-Type", 12, "text/plain; charset=utf-8", 25};
+    wsx_http_header h[3] = {plain};
+    size_t nh = 1;
+    if (status == 426) {
+        h[nh++] = (wsx_http_header){"Upgrade", 7, "websocket", 9};
+        h[nh++] = (wsx_http_header){"Sec-WebSocket-Version", 21, "13", 2};
+    }
+    return wsx__http_send(s, status, h, nh, body, (size_t)n, false, false);
+}

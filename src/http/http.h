@@ -1,0 +1,73 @@
+/*
+ * src/http — HTTP/1.1 on the WebSocket port: reading one request (head and body) from the
+ * bytes a stream delivers, and writing responses to a stream. It owns no connection: the
+ * layer above (src/ws) owns the stream and drives these functions, and takes over when a
+ * request asks for a WebSocket upgrade.
+ */
+#ifndef WSX_HTTP_H
+#define WSX_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net/net.h"
+#include "wsx/proto.h"
+
+#define WSX__HTTP_MAX_HEADERS 64
+
+/* Bytes of a request being received; holds no memory when empty. */
+typedef struct wsx__http_in {
+    uint8_t *buf;
+    size_t len, cap;
+} wsx__http_in;
+
+/* One parsed request. Every pointer borrows from the wsx__http_in it was parsed from. */
+typedef struct wsx__http_msg {
+    wsx_http_request req;
+    wsx_http_header headers[WSX__HTTP_MAX_HEADERS];
+    size_t head_len;  /* bytes of the head */
+    size_t total_len; /* head + body */
+    const uint8_t *body;
+    size_t body_len;
+    const char *path; /* target up to '?' */
+    size_t path_len;
+    const char *query; /* after '?', or NULL */
+    size_t query_len;
+    bool keep_alive; /* HTTP/1.1 without "Connection: close", or 1.0 with keep-alive */
+    bool upgrade;    /* Upgrade: websocket */
+} wsx__http_msg;
+
+/* Appends data to in. Returns 0 or WSX_ENOMEM. in grows to at most `limit` bytes; past that
+ * returns WSX_ELIMIT. */
+int wsx__http_in_append(wsx__http_in *in, const uint8_t *data, size_t len, size_t limit);
+
+/* Drops the first n bytes (a served request) and frees the buffer once empty. */
+void wsx__http_in_consume(wsx__http_in *in, size_t n);
+
+void wsx__http_in_free(wsx__http_in *in);
+
+/*
+ * Tries to parse one whole request from in. Returns 1 with *m filled when a request (head,
+ * and body per Content-Length) is complete; 0 when more bytes are needed; or, negated, the
+ * HTTP status to refuse with: -400 malformed, -431 head too large or too many fields,
+ * -413 body above max_body, -501 a Transfer-Encoding (chunked bodies are not accepted).
+ * *why gets a short static reason for the log when refusing.
+ */
+int wsx__http_parse(const wsx__http_in *in, size_t max_head, size_t max_body, wsx__http_msg *m,
+                    const char **why);
+
+/*
+ * Queues a complete response on s: status line, Date-less fixed headers ("Content-Length",
+ * "Connection: keep-alive" or "close"), the caller's headers, and the body (left out, with
+ * its length kept, when head_only). Returns 0, WSX_EINVAL (CR/LF in a header), WSX_ENOMEM,
+ * WSX_ECLOSED.
+ */
+int wsx__http_send(wsx__stream *s, int status, const wsx_http_header *headers, size_t n,
+                   const void *body, size_t len, bool keep_alive, bool head_only);
+
+/* Queues a plain-text error response ("<status> <text>\n<why>\n") with Connection: close;
+ * a 426 also carries "Upgrade: websocket" and "Sec-WebSocket-Version: 13". */
+int wsx__http_send_error(wsx__stream *s, int status, const char *why);
+
+#endif

@@ -1,0 +1,479 @@
+/*
+ * The client: resolve and connect without blocking, the opening handshake, then the shared
+ * connection state machine; optionally reconnects with exponential backoff and full jitter.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "ws/ws.h"
+
+struct wsx_client {
+    wsx_loop *loop;
+    wsx__cfg cfg;
+    wsx_client_opts opts; /* strings point into `strings` or the copies below */
+    wsx_url url;
+    char host_header[300];
+    char *origin;
+    char **subprotocols;
+    wsx_http_header *headers;
+    wsx_conn *conn;
+    wsx__connect_req *creq;
+    wsx__timer retry_timer;
+    wsx_handshake_client hs;
+    unsigned attempt; /* consecutive failed attempts */
+    bool closing;     /* wsx_client_close() was called */
+    int last_err;
+    char last_why[200];
+};
+
+wsx_client_opts wsx_client_defaults(void)
+{
+    wsx_client_opts o;
+    memset(&o, 0, sizeof o);
+    o.log_level = WSX_LOG_INFO;
+    return o;
+}
+
+/* ---- URLs ---- */
+
+int wsx_url_parse(const char *url, wsx_url *out)
+{
+    if (!url || !out) return WSX_EURL;
+    memset(out, 0, sizeof *out);
+    const char *p;
+    if (!strncasecmp(url, "ws://", 5)) {
+        p = url + 5;
+        out->port = 80;
+    } else if (!strncasecmp(url, "wss://", 6)) {
+        p = url + 6;
+        out->tls = true;
+        out->port = 443;
+    } else {
+        return WSX_EURL;
+    }
+    const char *host = p, *host_end;
+    if (*p == '[') {
+        /* RFC 3986 3.2.2: an IPv6 literal in brackets. */
+        host = p + 1;
+        host_end = strchr(host, ']');
+        if (!host_end) return WSX_EURL;
+        p = host_end + 1;
+    } else {
+        while (*p && *p != ':' && *p != '/' && *p != '?' && *p != '#') p++;
+        host_end = p;
+    }
+    size_t hlen = (size_t)(host_end - host);
+    if (hlen == 0 || hlen >= sizeof out->host) return WSX_EURL;
+    for (size_t i = 0; i < hlen; i++)
+        if (host[i] == '@' || host[i] == ' ' || (unsigned char)host[i] < 0x21) return WSX_EURL;
+    memcpy(out->host, host, hlen);
+    if (*p == ':') {
+        p++;
+        unsigned long port = 0;
+        const char *d = p;
+        while (*p >= '0' && *p <= '9') {
+            port = port * 10 + (unsigned long)(*p - '0');
+            if (port > 65535) return WSX_EURL;
+            p++;
+        }
+        if (p == d || port == 0) return WSX_EURL;
+        out->port = (uint16_t)port;
+    }
+    if (*p && *p != '/' && *p != '?' && *p != '#') return WSX_EURL;
+    /* RFC 6455 3: the fragment is not part of a WebSocket URI. */
+    const char *end = strchr(p, '#');
+    size_t plen = end ? (size_t)(end - p) : strlen(p);
+    if (plen + 2 > sizeof out->path) return WSX_EURL;
+    size_t o = 0;
+    if (plen == 0 || *p != '/') out->path[o++] = '/';
+    memcpy(out->path + o, p, plen);
+    out->path[o + plen] = '\0';
+    for (size_t i = 0; out->path[i]; i++)
+        if ((unsigned char)out->path[i] <= 0x20 || out->path[i] == 0x7f) return WSX_EURL;
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static void client_free(wsx_client *cl)
+{
+    free(cl->origin);
+    if (cl->subprotocols)
+        for (size_t i = 0; i < cl->opts.n_subprotocols; i++) free(cl->subprotocols[i]);
+    free(cl->subprotocols);
+    if (cl->headers) {
+        for (size_t i = 0; i < cl->opts.n_headers; i++) {
+            free((char *)cl->headers[i].name);
+            free((char *)cl->headers[i].value);
+        }
+    }
+    free(cl->headers);
+    free(cl);
+}
+
+static void end(wsx_client *cl, int err, const char *why)
+{
+    wsx__timer_stop(cl->loop, &cl->retry_timer);
+    if (cl->opts.on_end) cl->opts.on_end(cl, err, why, cl->opts.user);
+    client_free(cl);
+}
+
+static void set_failure(wsx_client *cl, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_failure(wsx_client *cl, int err, const char *fmt, ...)
+{
+    cl->last_err = err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cl->last_why, sizeof cl->last_why, fmt, ap);
+    va_end(ap);
+}
+
+static double uniform01(void)
+{
+    uint32_t r;
+    if (wsx_random_bytes((uint8_t *)&r, sizeof r) < 0) r = (uint32_t)rand();
+    return (double)r / 4294967296.0;
+}
+
+/* After an attempt failed or a connection ended: reconnect, or finish. */
+static void next_step(wsx_client *cl, bool was_open)
+{
+    if (cl->closing || !cl->opts.reconnect) {
+        if (was_open || cl->closing)
+            end(cl, 0, NULL);
+        else
+            end(cl, cl->last_err, cl->last_why);
+        return;
+    }
+    if (was_open) cl->attempt = 0;
+    cl->attempt++;
+    if (cl->opts.reconnect_max_attempts && cl->attempt > cl->opts.reconnect_max_attempts) {
+        char why[300];
+        snprintf(why, sizeof why, "gave up after %u attempts: %s", cl->attempt - 1,
+                 cl->last_why[0] ? cl->last_why : "connection failed");
+        end(cl, cl->last_err ? cl->last_err : WSX_ECLOSED, why);
+        return;
+    }
+    /* Full jitter (uniform in [0, cap]) spreads a crowd of clients that lost the same server,
+     * so they do not come back in waves. */
+    double cap = cl->opts.reconnect_min_ms;
+    for (unsigned i = 1; i < cl->attempt && cap < cl->opts.reconnect_max_ms; i++)
+        cap *= cl->opts.reconnect_factor;
+    if (cap > cl->opts.reconnect_max_ms) cap = cl->opts.reconnect_max_ms;
+    uint32_t delay = (uint32_t)(uniform01() * cap);
+    wsx__log(&cl->cfg, WSX_LOG_INFO, "reconnecting in %u ms (attempt %u): %s", delay, cl->attempt,
+             cl->last_why[0] ? cl->last_why : "connection closed");
+    if (cl->opts.on_reconnecting)
+        cl->opts.on_reconnecting(cl, cl->attempt, delay, cl->last_err, cl->opts.user);
+    if (cl->closing) { /* closed from inside on_reconnecting */
+        end(cl, 0, NULL);
+        return;
+    }
+    wsx__timer_start(cl->loop, &cl->retry_timer, delay);
+}
+
+/* ---- the connection during the handshake ---- */
+
+static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
+{
+    wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
+    wsx_client *cl = c->cli;
+    if (c->state != WSX__HANDSHAKE) {
+        wsx__conn_read(c, (uint8_t *)data, len);
+        return;
+    }
+    /* Only the head is collected here; frames the server sent right behind it are passed
+     * on without being copied (take..len). */
+    size_t take = c->cfg->max_head - c->in.len;
+    if (take > len) take = len;
+    if (wsx__http_in_append(&c->in, data, take, c->cfg->max_head) < 0) {
+        set_failure(cl, WSX_ENOMEM, "out of memory");
+        wsx__conn_drop(c, 0, NULL);
+        return;
+    }
+    wsx_http_response resp;
+    wsx_http_header headers[WSX__HTTP_MAX_HEADERS];
+    ptrdiff_t n = wsx_http_parse_response((const char *)c->in.buf, c->in.len, &resp, headers,
+                                          WSX__HTTP_MAX_HEADERS, c->cfg->max_head);
+    if (n == WSX_EAGAIN && c->in.len < c->cfg->max_head) return;
+    if (n < 0) {
+        set_failure(cl, WSX_EHANDSHAKE, "handshake failed: %s",
+                    wsx_strerror(n == WSX_EAGAIN ? WSX_EHEADTOOBIG : (int)n));
+        wsx__conn_drop(c, 0, NULL);
+        return;
+    }
+    wsx_handshake_client_opts ho = {
+        .host = cl->host_header,
+        .path = cl->url.path,
+        .origin = cl->origin,
+        .subprotocols = (const char *const *)cl->subprotocols,
+        .n_subprotocols = cl->opts.n_subprotocols,
+        .headers = cl->headers,
+        .n_headers = cl->opts.n_headers,
+    };
+    if (wsx_handshake_client_verify(&cl->hs, &ho, &resp) < 0) {
+        if (resp.status != 101)
+            set_failure(cl, WSX_EHANDSHAKE, "handshake failed: server answered %d %.*s",
+                        resp.status, (int)resp.reason_len, resp.reason);
+        else
+            set_failure(cl, WSX_EHANDSHAKE, "handshake failed: %s", cl->hs.error);
+        wsx__conn_drop(c, 0, NULL);
+        return;
+    }
+    c->subprotocol = (int8_t)cl->hs.subprotocol;
+    uint8_t *buf = c->in.buf;
+    size_t total = c->in.len;
+    c->in = (wsx__http_in){0};
+    cl->last_err = 0;
+    cl->last_why[0] = '\0';
+    wsx__conn_open(c, buf + n, total - (size_t)n);
+    free(buf);
+    if (take < len && c->state < WSX__DEAD) wsx__conn_read(c, (uint8_t *)data + take, len - take);
+}
+
+static void on_eof(wsx__stream *s)
+{
+    wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
+    if (c->state == WSX__HANDSHAKE) {
+        set_failure(c->cli, WSX_EHANDSHAKE, "handshake failed: connection closed by the server");
+        wsx__conn_drop(c, 0, NULL);
+        return;
+    }
+    wsx__conn_eof(c);
+}
+
+static void on_drain(wsx__stream *s)
+{
+    wsx__conn_drained(wsx__container_of(s, wsx_conn, stream));
+}
+
+static void on_stream_close(wsx__stream *s, int err)
+{
+    wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
+    wsx_client *cl = c->cli;
+    bool was_open = (c->flags & WSX__F_OPENED) != 0;
+    if (!was_open && !cl->last_err)
+        set_failure(cl, err ? err : WSX_ECLOSED, "connection lost during the handshake: %s",
+                    wsx_strerror(err ? err : WSX_ECLOSED));
+    if (was_open) set_failure(cl, WSX_ECLOSED, "connection closed");
+    wsx__conn_closed(c, err);
+    cl->conn = NULL;
+    free(c);
+    next_step(cl, was_open);
+}
+
+static const wsx__stream_vt client_vt = {
+    .on_read = on_read,
+    .on_eof = on_eof,
+    .on_drain = on_drain,
+    .on_close = on_stream_close,
+};
+
+static void on_conn_timer(wsx_loop *loop, wsx__timer *t)
+{
+    wsx_conn *c = wsx__container_of(t, wsx_conn, timer);
+    (void)loop;
+    if (c->state == WSX__HANDSHAKE) {
+        set_failure(c->cli, WSX_ETIMEDOUT, "handshake failed: no response within %u ms",
+                    c->cfg->handshake_ms);
+        wsx__conn_drop(c, 0, NULL);
+        return;
+    }
+    wsx__conn_timer(c);
+}
+
+static void on_connected(int fd, int err, void *arg)
+{
+    wsx_client *cl = arg;
+    cl->creq = NULL;
+    if (err < 0) {
+        set_failure(cl, err, "cannot connect to %s:%u: %s", cl->url.host, cl->url.port,
+                    wsx_strerror(err));
+        next_step(cl, false);
+        return;
+    }
+    wsx_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        set_failure(cl, WSX_ENOMEM, "out of memory");
+        next_step(cl, false);
+        return;
+    }
+    wsx__conn_init(c, &cl->cfg);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) wsx__conn_set_peer(c, (struct sockaddr *)&ss);
+    c->cli = cl;
+    c->state = WSX__HANDSHAKE;
+    wsx__timer_init(&c->timer, on_conn_timer);
+    if (wsx__stream_init(cl->loop, &c->stream, fd, &client_vt) < 0) {
+        free(c);
+        set_failure(cl, WSX_ESYS, "cannot set up the socket");
+        next_step(cl, false);
+        return;
+    }
+    cl->conn = c;
+    wsx__timer_start(cl->loop, &c->timer, cl->cfg.handshake_ms);
+    wsx_handshake_client_opts ho = {
+        .host = cl->host_header,
+        .path = cl->url.path,
+        .origin = cl->origin,
+        .subprotocols = (const char *const *)cl->subprotocols,
+        .n_subprotocols = cl->opts.n_subprotocols,
+        .headers = cl->headers,
+        .n_headers = cl->opts.n_headers,
+    };
+    char req[8192];
+    ptrdiff_t n = wsx_handshake_client_request(&ho, &cl->hs, req, sizeof req);
+    if (n < 0 || wsx__stream_write1(&c->stream, req, (size_t)n) < 0) {
+        set_failure(cl, n < 0 ? (int)n : WSX_ECLOSED, "cannot send the handshake request: %s",
+                    wsx_strerror(n < 0 ? (int)n : WSX_ECLOSED));
+        wsx__conn_drop(c, 0, NULL);
+    }
+}
+
+static int connect_now(wsx_client *cl)
+{
+    return wsx__connect(cl->loop, cl->url.host, cl->url.port, cl->opts.connect_timeout_ms,
+                        on_connected, cl, &cl->creq);
+}
+
+static void start_attempt(wsx_client *cl)
+{
+    int rc = connect_now(cl);
+    if (rc < 0) {
+        set_failure(cl, rc, "cannot connect: %s", wsx_strerror(rc));
+        next_step(cl, false);
+    }
+}
+
+static void on_retry_timer(wsx_loop *loop, wsx__timer *t)
+{
+    wsx_client *cl = wsx__container_of(t, wsx_client, retry_timer);
+    (void)loop;
+    if (cl->closing) {
+        end(cl, 0, NULL);
+        return;
+    }
+    start_attempt(cl);
+}
+
+static char *dup_str(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client **out)
+{
+    if (!loop || !opts) return WSX_EINVAL;
+    wsx_client *cl = calloc(1, sizeof *cl);
+    if (!cl) return WSX_ENOMEM;
+    cl->loop = loop;
+    cl->opts = *opts;
+    if (wsx_url_parse(opts->url, &cl->url) < 0) {
+        free(cl);
+        return WSX_EURL;
+    }
+    if (cl->url.tls) {
+        /* wss:// comes with the TLS transport. */
+        free(cl);
+        return WSX_EURL;
+    }
+    bool v6 = strchr(cl->url.host, ':') != NULL;
+    if (cl->url.port == (cl->url.tls ? 443 : 80))
+        snprintf(cl->host_header, sizeof cl->host_header, v6 ? "[%s]" : "%s", cl->url.host);
+    else
+        snprintf(cl->host_header, sizeof cl->host_header, v6 ? "[%s]:%u" : "%s:%u", cl->url.host,
+                 cl->url.port);
+    cl->opts.url = NULL; /* not kept: cl->url has what is needed */
+    cl->origin = dup_str(opts->origin);
+    if (opts->n_subprotocols) {
+        cl->subprotocols = calloc(opts->n_subprotocols, sizeof *cl->subprotocols);
+        if (!cl->subprotocols) goto nomem;
+        for (size_t i = 0; i < opts->n_subprotocols; i++)
+            if (!(cl->subprotocols[i] = dup_str(opts->subprotocols[i]))) goto nomem;
+    }
+    if (opts->n_headers) {
+        cl->headers = calloc(opts->n_headers, sizeof *cl->headers);
+        if (!cl->headers) goto nomem;
+        for (size_t i = 0; i < opts->n_headers; i++) {
+            const wsx_http_header *h = &opts->headers[i];
+            char *name = strndup(h->name, h->name_len), *value = strndup(h->value, h->value_len);
+            cl->headers[i] = (wsx_http_header){name, h->name_len, value, h->value_len};
+            if (!name || !value) goto nomem;
+        }
+    }
+    cl->opts.origin = cl->origin;
+    cl->opts.subprotocols = (const char *const *)cl->subprotocols;
+    cl->opts.headers = cl->headers;
+    if (!cl->opts.reconnect_min_ms) cl->opts.reconnect_min_ms = 500;
+    if (!cl->opts.reconnect_max_ms) cl->opts.reconnect_max_ms = 30000;
+    if (cl->opts.reconnect_factor < 1.0) cl->opts.reconnect_factor = 2.0;
+    if (!cl->opts.connect_timeout_ms) cl->opts.connect_timeout_ms = 10000;
+
+    wsx__cfg *cfg = &cl->cfg;
+    cfg->role = WSX_ROLE_CLIENT;
+    cfg->on_open = opts->on_open;
+    cfg->on_message = opts->on_message;
+    cfg->on_close = opts->on_close;
+    cfg->on_drain = opts->on_drain;
+    cfg->on_pong = opts->on_pong;
+    cfg->on_log = opts->on_log;
+    cfg->log_level = opts->log_level;
+    cfg->user = opts->user;
+    cfg->subprotocols = cl->opts.subprotocols;
+    cfg->max_message = opts->max_message ? opts->max_message : 16u << 20;
+    cfg->max_frame = opts->max_frame ? opts->max_frame : cfg->max_message;
+    cfg->max_head = opts->max_head ? opts->max_head : 8192;
+    cfg->high_water = opts->send_high_water ? opts->send_high_water : 1u << 20;
+    cfg->low_water = opts->send_low_water ? opts->send_low_water : 256u << 10;
+    cfg->hard_limit = opts->send_hard_limit ? opts->send_hard_limit : 64u << 20;
+    if (cfg->low_water > cfg->high_water) cfg->low_water = cfg->high_water;
+    cfg->handshake_ms = opts->handshake_timeout_ms ? opts->handshake_timeout_ms : 10000;
+    cfg->ping_ms = opts->ping_interval_ms == UINT32_MAX ? 0 : opts->ping_interval_ms;
+    cfg->pong_ms = opts->pong_timeout_ms ? opts->pong_timeout_ms : 10000;
+    cfg->close_ms = opts->close_timeout_ms ? opts->close_timeout_ms : 5000;
+    wsx__timer_init(&cl->retry_timer, on_retry_timer);
+
+    /* A first attempt that cannot even start is this call's failure, not an on_end. */
+    int rc = connect_now(cl);
+    if (rc < 0) {
+        client_free(cl);
+        return rc;
+    }
+    if (out) *out = cl;
+    return 0;
+nomem:
+    client_free(cl);
+    return WSX_ENOMEM;
+}
+
+wsx_conn *wsx_client_conn(const wsx_client *cl)
+{
+    return cl->conn && cl->conn->state == WSX__OPEN ? cl->conn : NULL;
+}
+
+void wsx_client_close(wsx_client *cl, int code, const char *reason)
+{
+    if (!cl || cl->closing) return;
+    cl->closing = true;
+    if (cl->creq) {
+        wsx__connect_cancel(cl->creq);
+        cl->creq = NULL;
+        /* on_end must not run inside this call: finish from the loop. */
+        wsx__timer_start(cl->loop, &cl->retry_timer, 0);
+        return;
+    }
+    if (cl->conn) {
+        if (cl->conn->state == WSX__OPEN)
+            wsx_close(cl->conn, code ? code : WSX_CLOSE_NORMAL, reason);
+        else if (cl->conn->state == WSX__HANDSHAKE)
+            wsx__conn_drop(cl->conn, 0, NULL);
+        return;
+    }
+    wsx__timer_start(cl->loop, &cl->retry_timer, 0);
+}

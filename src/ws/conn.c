@@ -1,0 +1,484 @@
+/*
+ * The WebSocket connection state machine shared by the server and the client: reading
+ * frames, reassembling messages, sending, the closing handshake, keepalive and deadlines.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <netinet/in.h>
+
+#include "ws/ws.h"
+
+/* Masks for client frames (RFC 6455 5.3). One pool per thread: loops are single-threaded. */
+static _Thread_local wsx_maskgen tl_masks = {.pos = sizeof tl_masks.pool};
+
+void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
+{
+    if (!cfg->on_log || level > cfg->log_level) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    cfg->on_log(level, line, cfg->user);
+}
+
+void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
+{
+    if (!c->cfg->on_log || level > c->cfg->log_level) return;
+    char peer[64];
+    if (wsx_conn_peer(c, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    wsx__log(c->cfg, level, "%s %s", peer, msg);
+}
+
+void wsx__conn_init(wsx_conn *c, const wsx__cfg *cfg)
+{
+    c->cfg = cfg;
+    c->subprotocol = -1;
+    wsx_parser_opts po = {
+        .role = cfg->role,
+        .max_frame = cfg->max_frame,
+        .max_message = cfg->max_message,
+    };
+    wsx_parser_init(&c->parser, &po);
+}
+
+/* ---- sending ---- */
+
+static int send_frame(wsx_conn *c, uint8_t b0, const uint8_t *data, size_t len)
+{
+    uint8_t hdr[WSX_MAX_HEADER];
+    if (c->cfg->role == WSX_ROLE_SERVER) {
+        size_t hlen = wsx_frame_header(hdr, b0, len, NULL);
+        struct iovec iov[2] = {{hdr, hlen}, {(void *)data, len}};
+        return wsx__stream_write(&c->stream, iov, len ? 2 : 1);
+    }
+    uint8_t key[4];
+    if (wsx_maskgen_next(&tl_masks, key) < 0) return WSX_ECRYPTO;
+    size_t hlen = wsx_frame_header(hdr, b0, len, key);
+    /* The caller's bytes are not ours to mask in place: mask a copy. */
+    uint8_t small[4096];
+    uint8_t *tmp = len <= sizeof small ? small : malloc(len);
+    if (!tmp) return WSX_ENOMEM;
+    if (len) memcpy(tmp, data, len);
+    wsx_mask(tmp, len, key, 0);
+    struct iovec iov[2] = {{hdr, hlen}, {tmp, len}};
+    int rc = wsx__stream_write(&c->stream, iov, len ? 2 : 1);
+    if (tmp != small) free(tmp);
+    return rc;
+}
+
+/* Applies the queue limits after something was queued. */
+static int check_queue(wsx_conn *c)
+{
+    size_t q = wsx__stream_queued(&c->stream);
+    if (q > c->cfg->hard_limit) {
+        wsx__conn_log(c, WSX_LOG_WARN, "send queue at %zu bytes, over the hard limit: closing (1008)",
+                      q);
+        wsx__conn_drop(c, WSX_CLOSE_POLICY, "send queue over its hard limit");
+        return WSX_ECLOSED;
+    }
+    if (q > c->cfg->high_water) {
+        if (!(c->flags & WSX__F_DRAIN)) wsx__stream_want_drain(&c->stream, true);
+        c->flags |= WSX__F_DRAIN;
+        return WSX_EBACKPRESSURE;
+    }
+    return 0;
+}
+
+int wsx_send(wsx_conn *c, const void *data, size_t len, int type)
+{
+    if (!c || (type != WSX_TEXT && type != WSX_BINARY) || (!data && len)) return WSX_EINVAL;
+    if (c->state != WSX__OPEN) return WSX_ECLOSED;
+    int rc = send_frame(c, (uint8_t)(WSX_FIN | type), data, len);
+    if (rc < 0) return rc;
+    return check_queue(c);
+}
+
+int wsx_ping(wsx_conn *c, const void *data, size_t len)
+{
+    if (!c || len > WSX_MAX_CONTROL || (!data && len)) return WSX_EINVAL;
+    if (c->state != WSX__OPEN) return WSX_ECLOSED;
+    int rc = send_frame(c, WSX_FIN | WSX_OP_PING, data, len);
+    if (rc < 0) return rc;
+    return check_queue(c);
+}
+
+size_t wsx_buffered_amount(const wsx_conn *c)
+{
+    return wsx__stream_queued(&c->stream);
+}
+
+void *wsx_conn_user(const wsx_conn *c)
+{
+    return c->user;
+}
+
+void wsx_conn_set_user(wsx_conn *c, void *user)
+{
+    c->user = user;
+}
+
+void wsx__conn_set_peer(wsx_conn *c, const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        c->peer_family = AF_INET;
+        c->peer_port = in->sin_port;
+        memcpy(c->peer_addr, &in->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        c->peer_family = AF_INET6;
+        c->peer_port = in6->sin6_port;
+        memcpy(c->peer_addr, &in6->sin6_addr, 16);
+    }
+}
+
+int wsx_conn_peer(const wsx_conn *c, char *buf, size_t cap)
+{
+    if (c->peer_family == AF_INET) {
+        struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = c->peer_port};
+        memcpy(&in.sin_addr, c->peer_addr, 4);
+        return wsx__addr_format((const struct sockaddr *)&in, buf, cap);
+    }
+    if (c->peer_family == AF_INET6) {
+        struct sockaddr_in6 in6 = {.sin6_family = AF_INET6, .sin6_port = c->peer_port};
+        memcpy(&in6.sin6_addr, c->peer_addr, 16);
+        return wsx__addr_format((const struct sockaddr *)&in6, buf, cap);
+    }
+    return WSX_EINVAL;
+}
+
+const char *wsx_conn_subprotocol(const wsx_conn *c)
+{
+    return c->subprotocol >= 0 ? c->cfg->subprotocols[c->subprotocol] : NULL;
+}
+
+wsx_server *wsx_conn_server(const wsx_conn *c)
+{
+    return c->srv;
+}
+
+wsx_client *wsx_conn_client(const wsx_conn *c)
+{
+    return c->cli;
+}
+
+/* ---- closing ---- */
+
+static void keep_reason(wsx_conn *c, uint16_t code, const char *reason, size_t len)
+{
+    c->close_code = code;
+    free(c->close_reason);
+    c->close_reason = NULL;
+    c->close_reason_len = 0;
+    if (len > WSX_MAX_CONTROL - 2) len = WSX_MAX_CONTROL - 2;
+    if (len && (c->close_reason = malloc(len))) {
+        memcpy(c->close_reason, reason, len);
+        c->close_reason_len = (uint8_t)len;
+    }
+}
+
+/* RFC 6455 7.1.1: the server closes the TCP connection first; the client waits for it
+ * (bounded by the close timeout) and closes only if the server does not. */
+static void finish_tcp(wsx_conn *c)
+{
+    c->state = WSX__CLOSE_WAIT;
+    if (c->cfg->role == WSX_ROLE_SERVER) wsx__stream_shutdown_write(&c->stream);
+    wsx__timer_start(wsx__conn_loop(c), &c->timer, c->cfg->close_ms);
+}
+
+static int send_close(wsx_conn *c, uint16_t code, const char *reason, size_t len)
+{
+    uint8_t pl[WSX_MAX_CONTROL];
+    size_t n = wsx_close_payload(pl, code == WSX_CLOSE_NO_STATUS ? 0 : code, reason, len);
+    c->flags |= WSX__F_CLOSE_SENT;
+    return send_frame(c, WSX_FIN | WSX_OP_CLOSE, pl, n);
+}
+
+int wsx__conn_start_close(wsx_conn *c, uint16_t code, const char *reason, size_t len)
+{
+    if (c->state != WSX__OPEN) return WSX_ECLOSED;
+    keep_reason(c, code ? code : WSX_CLOSE_NO_STATUS, reason, len);
+    send_close(c, code, reason, len);
+    c->state = WSX__CLOSING;
+    wsx__timer_start(wsx__conn_loop(c), &c->timer, c->cfg->close_ms);
+    return 0;
+}
+
+int wsx_close(wsx_conn *c, int code, const char *reason)
+{
+    if (!c) return WSX_EINVAL;
+    if (code != 0 && !wsx_close_code_valid((unsigned)code)) return WSX_EINVAL;
+    return wsx__conn_start_close(c, (uint16_t)code, reason, reason ? strlen(reason) : 0);
+}
+
+void wsx__conn_drop(wsx_conn *c, uint16_t code, const char *why)
+{
+    if (c->state == WSX__DEAD) return;
+    if (!(c->flags & WSX__F_CLOSE_SENT) && !(c->flags & WSX__F_CLOSE_RCVD))
+        keep_reason(c, code, why, why ? strlen(why) : 0);
+    c->state = WSX__DEAD;
+    wsx__timer_stop(wsx__conn_loop(c), &c->timer);
+    wsx__stream_close(&c->stream);
+}
+
+/* Fails the connection (RFC 6455 7.1.7): a close frame with the code, then TCP closes. */
+static void fail(wsx_conn *c, uint16_t code, const char *why)
+{
+    wsx__conn_log(c, WSX_LOG_INFO, "closing with %u: %s", code, why);
+    if (!(c->flags & WSX__F_CLOSE_SENT)) {
+        keep_reason(c, code, why, strlen(why));
+        send_close(c, code, why, strlen(why));
+    }
+    finish_tcp(c);
+}
+
+/* ---- receiving ---- */
+
+static void deliver(wsx_conn *c, const uint8_t *data, size_t len, int type)
+{
+    if (!c->cfg->on_message) return;
+    wsx_msg m = {data, len, type};
+    c->cfg->on_message(c, &m, c->cfg->user);
+}
+
+static void on_data(wsx_conn *c, const wsx_event *ev)
+{
+    /* Data that arrives after we sent a close is still delivered (as browsers do): it was
+     * sent before the peer saw our close. */
+    if (c->state != WSX__OPEN && c->state != WSX__CLOSING) return;
+    if (ev->first && ev->last) {
+        deliver(c, ev->data, ev->len, ev->opcode);
+        return;
+    }
+    if (c->msg_len + ev->len > c->msg_cap) {
+        size_t cap = c->msg_cap ? c->msg_cap : 4096;
+        while (cap < c->msg_len + ev->len) cap *= 2;
+        if (cap > c->cfg->max_message && c->msg_len + ev->len <= c->cfg->max_message)
+            cap = c->cfg->max_message;
+        uint8_t *m = realloc(c->msg, cap);
+        if (!m) {
+            fail(c, WSX_CLOSE_INTERNAL_ERROR, "out of memory");
+            return;
+        }
+        c->msg = m;
+        c->msg_cap = cap;
+    }
+    if (ev->len) memcpy(c->msg + c->msg_len, ev->data, ev->len);
+    c->msg_len += ev->len;
+    if (ev->last) {
+        deliver(c, c->msg, c->msg_len, ev->opcode);
+        /* A connection that is idle holds no message buffer. */
+        free(c->msg);
+        c->msg = NULL;
+        c->msg_len = c->msg_cap = 0;
+    }
+}
+
+static void on_close_frame(wsx_conn *c, const wsx_event *ev)
+{
+    c->flags |= WSX__F_CLOSE_RCVD;
+    if (!(c->flags & WSX__F_CLOSE_SENT)) {
+        keep_reason(c, ev->close_code, (const char *)ev->data, ev->len);
+        /* RFC 6455 5.5.1: answer with a close frame, echoing the code. */
+        send_close(c, ev->close_code, NULL, 0);
+    }
+    finish_tcp(c);
+}
+
+static void handle(wsx_conn *c, const wsx_event *ev)
+{
+    switch (ev->type) {
+    case WSX_EV_DATA:
+        on_data(c, ev);
+        break;
+    case WSX_EV_PING:
+        /* RFC 6455 5.5.2: answer with a pong carrying the same data, unless closing. */
+        if (!(c->flags & WSX__F_CLOSE_SENT)) send_frame(c, WSX_FIN | WSX_OP_PONG, ev->data, ev->len);
+        break;
+    case WSX_EV_PONG:
+        if (c->cfg->on_pong && (c->state == WSX__OPEN || c->state == WSX__CLOSING))
+            c->cfg->on_pong(c, ev->data, ev->len, c->cfg->user);
+        break;
+    case WSX_EV_CLOSE:
+        on_close_frame(c, ev);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Parses buf[0..len) until it is used up, more bytes are needed, or the connection stops
+ * reading. Returns the bytes consumed; *stop is set when nothing more is to be parsed. */
+static size_t parse(wsx_conn *c, uint8_t *buf, size_t len, bool *stop)
+{
+    size_t off = 0;
+    *stop = false;
+    while (off < len) {
+        if (c->state >= WSX__CLOSE_WAIT) {
+            *stop = true;
+            return len;
+        }
+        wsx_event ev;
+        ptrdiff_t n = wsx_parser_feed(&c->parser, buf + off, len - off, &ev);
+        if (n < 0) {
+            fail(c, wsx_parser_close_code(&c->parser), wsx_parser_error(&c->parser));
+            *stop = true;
+            return len;
+        }
+        off += (size_t)n;
+        if (ev.type != WSX_EV_NONE) handle(c, &ev);
+        if (n == 0) break;
+    }
+    return off;
+}
+
+static void keep_rest(wsx_conn *c, const uint8_t *p, size_t n)
+{
+    if (n && wsx__http_in_append(&c->in, p, n, WSX_MAX_HEADER + WSX_MAX_CONTROL) < 0)
+        wsx__conn_drop(c, WSX_CLOSE_INTERNAL_ERROR, "out of memory");
+}
+
+void wsx__conn_read(wsx_conn *c, uint8_t *data, size_t len)
+{
+    c->last_rx = wsx_loop_now(wsx__conn_loop(c));
+    c->flags &= (uint16_t)~WSX__F_PING_OUT;
+    if (c->state >= WSX__CLOSE_WAIT) return;
+    bool stop;
+    if (c->in.len) {
+        /* A header or control frame was cut short by the last read: join its start with
+         * the first new bytes. It is never longer than 139 bytes, so this copy is small. */
+        uint8_t tmp[2 * (WSX_MAX_HEADER + WSX_MAX_CONTROL)];
+        size_t plen = c->in.len;
+        size_t take = len < sizeof tmp - plen ? len : sizeof tmp - plen;
+        memcpy(tmp, c->in.buf, plen);
+        memcpy(tmp + plen, data, take);
+        wsx__http_in_free(&c->in);
+        size_t off = parse(c, tmp, plen + take, &stop);
+        if (stop) return;
+        if (off < plen) {
+            /* Still incomplete: then tmp held every new byte (a header or control frame
+             * always fits in it), so keeping tmp's rest keeps everything. */
+            keep_rest(c, tmp + off, plen + take - off);
+            return;
+        }
+        /* tmp[plen..off) were data[0..off-plen): go on from there in the real buffer. */
+        data += off - plen;
+        len -= off - plen;
+    }
+    size_t off = parse(c, data, len, &stop);
+    if (!stop && off < len) keep_rest(c, data + off, len - off);
+}
+
+void wsx__conn_open(wsx_conn *c, uint8_t *rest, size_t len)
+{
+    c->state = WSX__OPEN;
+    c->flags |= WSX__F_OPENED;
+    c->last_rx = wsx_loop_now(wsx__conn_loop(c));
+    wsx__conn_arm(c);
+    if (c->cfg->on_open) c->cfg->on_open(c, c->cfg->user);
+    if (len && c->state < WSX__DEAD) wsx__conn_read(c, rest, len);
+}
+
+void wsx__conn_eof(wsx_conn *c)
+{
+    if (c->state == WSX__OPEN) {
+        /* RFC 6455 7.1.5: TCP closed without a close frame: 1006. */
+        keep_reason(c, WSX_CLOSE_ABNORMAL, NULL, 0);
+        wsx__conn_log(c, WSX_LOG_DEBUG, "connection closed without a close frame");
+    }
+    wsx__conn_drop(c, c->close_code ? c->close_code : WSX_CLOSE_ABNORMAL, NULL);
+}
+
+void wsx__conn_drained(wsx_conn *c)
+{
+    if ((c->flags & WSX__F_DRAIN) && wsx__stream_queued(&c->stream) <= c->cfg->low_water) {
+        c->flags &= (uint16_t)~WSX__F_DRAIN;
+        wsx__stream_want_drain(&c->stream, false);
+        if (c->state == WSX__OPEN && c->cfg->on_drain) c->cfg->on_drain(c, c->cfg->user);
+    }
+}
+
+void wsx__conn_closed(wsx_conn *c, int err)
+{
+    wsx__timer_stop(wsx__conn_loop(c), &c->timer);
+    c->state = WSX__DEAD;
+    if (c->flags & WSX__F_OPENED) {
+        c->flags &= (uint16_t)~WSX__F_OPENED;
+        uint16_t code = c->close_code ? c->close_code : WSX_CLOSE_ABNORMAL;
+        if (c->cfg->on_close)
+            c->cfg->on_close(c, code, c->close_reason ? c->close_reason : "", c->close_reason_len,
+                             c->cfg->user);
+    }
+    (void)err;
+    free(c->msg);
+    c->msg = NULL;
+    free(c->close_reason);
+    c->close_reason = NULL;
+    wsx__http_in_free(&c->in);
+}
+
+/* ---- deadlines: one timer per connection, re-armed lazily ---- */
+
+void wsx__conn_arm(wsx_conn *c)
+{
+    wsx_loop *loop = wsx__conn_loop(c);
+    if (c->state != WSX__OPEN) return;
+    const wsx__cfg *cfg = c->cfg;
+    uint64_t due = UINT64_MAX;
+    if (cfg->idle_ms) due = c->last_rx + cfg->idle_ms;
+    if (c->flags & WSX__F_PING_OUT) {
+        if (c->ping_at + cfg->pong_ms < due) due = c->ping_at + cfg->pong_ms;
+    } else if (cfg->ping_ms && c->last_rx + cfg->ping_ms < due) {
+        due = c->last_rx + cfg->ping_ms;
+    }
+    if (due == UINT64_MAX) {
+        wsx__timer_stop(loop, &c->timer);
+        return;
+    }
+    uint64_t now = wsx_loop_now(loop);
+    wsx__timer_start(loop, &c->timer, due > now ? due - now : 0);
+}
+
+void wsx__conn_timer(wsx_conn *c)
+{
+    const wsx__cfg *cfg = c->cfg;
+    uint64_t now = wsx_loop_now(wsx__conn_loop(c));
+    switch (c->state) {
+    case WSX__OPEN:
+        if (cfg->idle_ms && now - c->last_rx >= cfg->idle_ms) {
+            wsx__conn_log(c, WSX_LOG_INFO, "idle for %u ms: closing with 1001", cfg->idle_ms);
+            wsx__conn_start_close(c, WSX_CLOSE_GOING_AWAY, "idle timeout", 12);
+            return;
+        }
+        if (c->flags & WSX__F_PING_OUT) {
+            if (now - c->ping_at >= cfg->pong_ms) {
+                wsx__conn_log(c, WSX_LOG_INFO, "no answer to a ping within %u ms: dropping",
+                              cfg->pong_ms);
+                wsx__conn_drop(c, WSX_CLOSE_ABNORMAL, "ping timeout");
+                return;
+            }
+        } else if (cfg->ping_ms && now - c->last_rx >= cfg->ping_ms) {
+            send_frame(c, WSX_FIN | WSX_OP_PING, NULL, 0);
+            c->flags |= WSX__F_PING_OUT;
+            c->ping_at = now;
+        }
+        wsx__conn_arm(c);
+        break;
+    case WSX__CLOSING:
+    case WSX__CLOSE_WAIT:
+        wsx__conn_log(c, WSX_LOG_INFO, "close handshake not finished within %u ms: dropping",
+                      cfg->close_ms);
+        wsx__conn_drop(c, c->close_code ? c->close_code : WSX_CLOSE_ABNORMAL, NULL);
+        break;
+    default:
+        break;
+    }
+}

@@ -1,0 +1,457 @@
+/*
+ * The server: accepts TCP connections, serves HTTP on them until one asks for a WebSocket
+ * upgrade, then hands the connection to the WebSocket state machine (conn.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ws/ws.h"
+
+struct wsx_server {
+    wsx_loop *loop;
+    wsx__listener *listener;
+    wsx_server_opts opts;
+    wsx__cfg cfg;
+    wsx_conn *conns; /* every accepted connection, HTTP ones included */
+    size_t n_all;
+    size_t n_ws;
+    bool shutting_down;
+    wsx__timer shutdown_timer;
+};
+
+struct wsx_http_req {
+    wsx_conn *c; /* NULL once the connection went away */
+    wsx__http_msg m;
+    bool head_only;
+};
+
+static void serve(wsx_conn *c);
+
+wsx_server_opts wsx_server_defaults(void)
+{
+    wsx_server_opts o;
+    memset(&o, 0, sizeof o);
+    o.log_level = WSX_LOG_INFO;
+    return o;
+}
+
+static uint32_t ms_or(uint32_t v, uint32_t def)
+{
+    if (v == UINT32_MAX) return 0; /* never */
+    return v ? v : def;
+}
+
+static size_t sz_or(size_t v, size_t def)
+{
+    return v ? v : def;
+}
+
+/* ---- lifecycle of a connection ---- */
+
+static void unlink_conn(wsx_server *srv, wsx_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    srv->n_all--;
+    if (c->flags & WSX__F_COUNTED) srv->n_ws--;
+}
+
+static void on_stream_close(wsx__stream *s, int err)
+{
+    wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
+    wsx_server *srv = c->srv;
+    if (c->http) {
+        /* The client went away while its request was being answered: the request object
+         * lives on until the application answers it (which then fails with ECLOSED). */
+        c->http->c = NULL;
+        c->http = NULL;
+    }
+    wsx__conn_closed(c, err);
+    unlink_conn(srv, c);
+    free(c);
+    if (srv->shutting_down && srv->n_all == 0) wsx__timer_stop(srv->loop, &srv->shutdown_timer);
+}
+
+/* Ends an HTTP exchange that will not continue: the response is flushed, then FIN. */
+static void http_finish(wsx_conn *c)
+{
+    c->state = WSX__CLOSE_WAIT;
+    wsx__stream_shutdown_write(&c->stream);
+    wsx__timer_start(c->srv->loop, &c->timer, c->cfg->close_ms);
+}
+
+static void refuse(wsx_conn *c, int status, const char *why)
+{
+    wsx__conn_log(c, WSX_LOG_INFO, "HTTP %d: %s", status, why);
+    wsx__http_send_error(&c->stream, status, why);
+    http_finish(c);
+}
+
+/* ---- the upgrade ---- */
+
+static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer)
+{
+    wsx_server *srv = c->srv;
+    const wsx_server_opts *o = &srv->opts;
+    if (o->path && (m->path_len != strlen(o->path) || memcmp(m->path, o->path, m->path_len) != 0)) {
+        refuse(c, 404, "no WebSocket endpoint at this path");
+        return;
+    }
+    wsx_handshake_server_opts ho = {o->subprotocols, o->n_subprotocols};
+    wsx_handshake_server hs;
+    if (wsx_handshake_server_check(&m->req, &ho, &hs) < 0) {
+        refuse(c, hs.status, hs.error);
+        return;
+    }
+    if (srv->shutting_down) {
+        refuse(c, 503, "server is shutting down");
+        return;
+    }
+    if (srv->n_ws >= o->max_connections) {
+        refuse(c, 503, "too many connections");
+        return;
+    }
+    void *cu = NULL;
+    if (o->on_upgrade) {
+        wsx_request rq = {&m->req, m->path, m->path_len, m->query, m->query_len, peer};
+        int st = o->on_upgrade(srv, &rq, &cu, o->user);
+        if (st != 0) {
+            refuse(c, st >= 400 && st <= 599 ? st : 403, "refused by the application");
+            return;
+        }
+    }
+    char resp[1024];
+    ptrdiff_t n = wsx_handshake_server_response(&hs, &ho, NULL, NULL, 0, resp, sizeof resp);
+    if (n < 0 || wsx__stream_write1(&c->stream, resp, (size_t)n) < 0) {
+        refuse(c, 500, "could not build the handshake response");
+        return;
+    }
+    c->user = cu;
+    c->subprotocol = (int8_t)hs.subprotocol;
+    c->flags |= WSX__F_COUNTED;
+    srv->n_ws++;
+    /* The bytes after the head are WebSocket frames already. */
+    uint8_t *buf = c->in.buf;
+    size_t total = c->in.len, used = m->total_len;
+    c->in = (wsx__http_in){0};
+    wsx__conn_open(c, buf + used, total - used);
+    free(buf);
+}
+
+/* ---- plain HTTP ---- */
+
+static void default_http(wsx_http_req *r, const wsx_request *rq, wsx_server *srv)
+{
+    const char *path = srv->opts.path;
+    bool ws_path = !path || (rq->path_len == strlen(path) && !memcmp(rq->path, path, rq->path_len));
+    wsx_conn *c = r->c;
+    int status = ws_path ? 426 : 404;
+    const char *why = ws_path ? "this is a WebSocket endpoint: send an Upgrade request"
+                              : "no such resource";
+    /* Not a refusal worth a log line at INFO: browsers probe for favicons. */
+    c->http = NULL;
+    c->flags &= (uint16_t)~WSX__F_HTTP_BUSY;
+    free(r);
+    wsx__http_send_error(&c->stream, status, why);
+    http_finish(c);
+}
+
+static void http_request(wsx_conn *c, wsx__http_msg *m, const char *peer)
+{
+    wsx_server *srv = c->srv;
+    wsx_http_req *r = malloc(sizeof *r);
+    if (!r) {
+        refuse(c, 503, "out of memory");
+        return;
+    }
+    r->c = c;
+    r->m = *m;
+    r->m.req.headers = r->m.headers;
+    r->head_only = m->req.method_len == 4 && !memcmp(m->req.method, "HEAD", 4);
+    c->http = r;
+    c->flags |= WSX__F_HTTP_BUSY;
+    /* One request at a time: later bytes wait in the kernel until this one is answered. */
+    wsx__stream_pause(&c->stream);
+    wsx__timer_stop(srv->loop, &c->timer);
+    wsx_request rq = {&r->m.req, m->path, m->path_len, m->query, m->query_len, peer};
+    if (srv->opts.on_http)
+        srv->opts.on_http(r, &rq, srv->opts.user);
+    else
+        default_http(r, &rq, srv);
+}
+
+int wsx_http_respond(wsx_http_req *r, int status, const wsx_http_header *headers,
+                     size_t n_headers, const void *body, size_t len)
+{
+    if (!r) return WSX_EINVAL;
+    wsx_conn *c = r->c;
+    if (!c) {
+        free(r);
+        return WSX_ECLOSED;
+    }
+    bool keep = r->m.keep_alive && !c->srv->shutting_down;
+    int rc = wsx__http_send(&c->stream, status, headers, n_headers, body, len, keep, r->head_only);
+    if (rc == WSX_EINVAL) return rc; /* the request stays open: the caller may answer again */
+    size_t used = r->m.total_len;
+    c->http = NULL;
+    c->flags &= (uint16_t)~WSX__F_HTTP_BUSY;
+    free(r);
+    wsx__http_in_consume(&c->in, used);
+    if (rc < 0 || !keep) {
+        http_finish(c);
+        return rc;
+    }
+    wsx__stream_resume(&c->stream);
+    wsx__timer_start(c->srv->loop, &c->timer, c->cfg->http_ms);
+    if (!(c->flags & WSX__F_SERVING)) serve(c);
+    return 0;
+}
+
+const uint8_t *wsx_http_req_body(const wsx_http_req *r, size_t *len)
+{
+    *len = r->m.body_len;
+    return r->m.body;
+}
+
+/* Serves the requests buffered in c->in, one at a time. */
+static void serve(wsx_conn *c)
+{
+    c->flags |= WSX__F_SERVING;
+    while (c->state == WSX__HTTP && !(c->flags & WSX__F_HTTP_BUSY) && c->in.len) {
+        wsx__http_msg m;
+        const char *why = NULL;
+        int r = wsx__http_parse(&c->in, c->cfg->max_head, c->srv->opts.max_body, &m, &why);
+        if (r == 0) break;
+        if (r < 0) {
+            refuse(c, -r, why);
+            break;
+        }
+        char peer[64];
+        if (wsx_conn_peer(c, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
+        if (m.upgrade)
+            upgrade(c, &m, peer);
+        else
+            http_request(c, &m, peer);
+    }
+    c->flags &= (uint16_t)~WSX__F_SERVING;
+}
+
+/* ---- stream callbacks ---- */
+
+static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
+{
+    wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
+    if (c->state == WSX__HTTP) {
+        /* Collect at most one request's worth; what follows an upgrade request is frames,
+         * passed on below without being copied. While a request is being answered, reading
+         * is paused, so what is already read is kept whatever its size. */
+        size_t limit = c->cfg->max_head + c->srv->opts.max_body;
+        size_t take = len;
+        if (!(c->flags & WSX__F_HTTP_BUSY) && c->in.len + take > limit) take = limit - c->in.len;
+        if (wsx__http_in_append(&c->in, data, take, SIZE_MAX) < 0) {
+            refuse(c, 503, "out of memory");
+            return;
+        }
+        serve(c);
+        if (take == len) return;
+        if (c->state == WSX__HTTP && !(c->flags & WSX__F_HTTP_BUSY)) {
+            /* More than any acceptable request: let the parser say which limit. */
+            wsx__http_msg m;
+            const char *why = "request too large";
+            int r = wsx__http_parse(&c->in, c->cfg->max_head, c->srv->opts.max_body, &m, &why);
+            refuse(c, r < 0 ? -r : 431, why);
+            return;
+        }
+        if (c->state == WSX__HTTP) {
+            wsx__http_in_append(&c->in, data + take, len - take, SIZE_MAX);
+            return;
+        }
+        data += take;
+        len -= take;
+        if (c->state != WSX__OPEN && c->state != WSX__CLOSING) return;
+    }
+    /* The loop's receive buffer is scratch space for its owner until we return: frames are
+     * unmasked in place there. */
+    wsx__conn_read(c, (uint8_t *)data, len);
+}
+
+static void on_eof(wsx__stream *s)
+{
+    wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
+    if (c->state == WSX__HTTP) {
+        wsx__stream_close(s);
+        return;
+    }
+    wsx__conn_eof(c);
+}
+
+static void on_drain(wsx__stream *s)
+{
+    wsx__conn_drained(wsx__container_of(s, wsx_conn, stream));
+}
+
+static const wsx__stream_vt server_vt = {
+    .on_read = on_read,
+    .on_eof = on_eof,
+    .on_drain = on_drain,
+    .on_close = on_stream_close,
+};
+
+static void on_timer(wsx_loop *loop, wsx__timer *t)
+{
+    wsx_conn *c = wsx__container_of(t, wsx_conn, timer);
+    (void)loop;
+    if (c->state == WSX__HTTP) {
+        if (c->in.len)
+            wsx__conn_log(c, WSX_LOG_INFO, "no complete request within %u ms: closing",
+                          c->cfg->handshake_ms);
+        wsx__stream_close(&c->stream);
+        return;
+    }
+    if (c->state == WSX__CLOSE_WAIT && !(c->flags & WSX__F_OPENED)) {
+        wsx__stream_close(&c->stream);
+        return;
+    }
+    wsx__conn_timer(c);
+}
+
+static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, socklen_t plen,
+                      void *arg)
+{
+    wsx_server *srv = arg;
+    (void)l;
+    (void)plen;
+    if (srv->n_all >= srv->opts.max_connections + 16) {
+        char p[64];
+        if (wsx__addr_format(peer, p, sizeof p) < 0) snprintf(p, sizeof p, "-");
+        wsx__log(&srv->cfg, WSX_LOG_WARN, "%s refused: %zu connections open", p, srv->n_all);
+        close(fd);
+        return;
+    }
+    wsx_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    wsx__conn_init(c, &srv->cfg);
+    wsx__conn_set_peer(c, peer);
+    c->srv = srv;
+    c->state = WSX__HTTP;
+    wsx__timer_init(&c->timer, on_timer);
+    if (wsx__stream_init(srv->loop, &c->stream, fd, &server_vt) < 0) {
+        free(c);
+        return;
+    }
+    c->next = srv->conns;
+    if (c->next) c->next->prev = c;
+    srv->conns = c;
+    srv->n_all++;
+    wsx__timer_start(srv->loop, &c->timer, srv->cfg.handshake_ms);
+}
+
+/* ---- the server ---- */
+
+int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **out)
+{
+    if (!loop || !opts || !out) return WSX_EINVAL;
+    wsx_server *srv = calloc(1, sizeof *srv);
+    if (!srv) return WSX_ENOMEM;
+    srv->loop = loop;
+    srv->opts = *opts;
+    wsx_server_opts *o = &srv->opts;
+    o->max_connections = sz_or(o->max_connections, 10000);
+    o->max_body = sz_or(o->max_body, 1u << 20);
+    wsx__cfg *cfg = &srv->cfg;
+    cfg->role = WSX_ROLE_SERVER;
+    cfg->on_open = o->on_open;
+    cfg->on_message = o->on_message;
+    cfg->on_close = o->on_close;
+    cfg->on_drain = o->on_drain;
+    cfg->on_pong = o->on_pong;
+    cfg->on_log = o->on_log;
+    cfg->log_level = o->log_level;
+    cfg->user = o->user;
+    cfg->subprotocols = o->subprotocols;
+    cfg->max_message = sz_or(o->max_message, 16u << 20);
+    cfg->max_frame = sz_or(o->max_frame, cfg->max_message);
+    cfg->max_head = sz_or(o->max_head, 8192);
+    cfg->high_water = sz_or(o->send_high_water, 1u << 20);
+    cfg->low_water = sz_or(o->send_low_water, 256u << 10);
+    cfg->hard_limit = sz_or(o->send_hard_limit, 64u << 20);
+    if (cfg->low_water > cfg->high_water) cfg->low_water = cfg->high_water;
+    cfg->handshake_ms = ms_or(o->handshake_timeout_ms, 10000);
+    cfg->idle_ms = o->idle_timeout_ms == UINT32_MAX ? 0 : o->idle_timeout_ms;
+    cfg->ping_ms = ms_or(o->ping_interval_ms, 30000);
+    cfg->pong_ms = ms_or(o->pong_timeout_ms, 10000);
+    cfg->close_ms = ms_or(o->close_timeout_ms, 5000);
+    cfg->http_ms = ms_or(o->http_timeout_ms, 30000);
+    if (!cfg->handshake_ms) cfg->handshake_ms = UINT32_MAX;
+    if (!cfg->close_ms) cfg->close_ms = 5000;
+    if (!cfg->http_ms) cfg->http_ms = UINT32_MAX;
+    if (!cfg->pong_ms) cfg->pong_ms = 10000;
+
+    wsx__listen_opts lo = {.host = o->host, .port = o->port, .reuseport = o->reuseport};
+    int rc = wsx__listen(loop, &lo, on_accept, srv, &srv->listener);
+    if (rc < 0) {
+        free(srv);
+        return rc;
+    }
+    wsx__timer_init(&srv->shutdown_timer, NULL);
+    *out = srv;
+    return 0;
+}
+
+uint16_t wsx_server_port(const wsx_server *s)
+{
+    return s->listener ? wsx__listener_port(s->listener) : 0;
+}
+
+size_t wsx_server_connections(const wsx_server *s)
+{
+    return s->n_ws;
+}
+
+static void on_shutdown_timer(wsx_loop *loop, wsx__timer *t)
+{
+    wsx_server *srv = wsx__container_of(t, wsx_server, shutdown_timer);
+    (void)loop;
+    for (wsx_conn *c = srv->conns; c; c = c->next) {
+        if (c->state != WSX__DEAD) {
+            wsx__conn_log(c, WSX_LOG_INFO, "still open at the end of the shutdown: dropping");
+            wsx__conn_drop(c, c->close_code ? c->close_code : WSX_CLOSE_GOING_AWAY, NULL);
+        }
+    }
+}
+
+void wsx_server_shutdown(wsx_server *s, uint32_t timeout_ms)
+{
+    if (!s || s->shutting_down) return;
+    s->shutting_down = true;
+    if (s->listener) {
+        wsx__listener_close(s->listener);
+        s->listener = NULL;
+    }
+    for (wsx_conn *c = s->conns; c; c = c->next) {
+        if (c->state == WSX__OPEN)
+            wsx__conn_start_close(c, WSX_CLOSE_GOING_AWAY, "server shutting down", 20);
+        else if (c->state == WSX__HTTP && !(c->flags & WSX__F_HTTP_BUSY))
+            wsx__stream_close(&c->stream);
+    }
+    if (s->n_all) {
+        s->shutdown_timer.cb = on_shutdown_timer;
+        wsx__timer_start(s->loop, &s->shutdown_timer, timeout_ms ? timeout_ms : 5000);
+    }
+}
+
+void wsx_server_free(wsx_server *s)
+{
+    if (!s) return;
+    if (s->listener) wsx__listener_close(s->listener);
+    wsx__timer_stop(s->loop, &s->shutdown_timer);
+    free(s);
+}

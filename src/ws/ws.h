@@ -1,0 +1,115 @@
+/*
+ * src/ws — WebSocket connections on top of src/net streams: the server, the client and the
+ * connection state machine they share. Private to the library.
+ */
+#ifndef WSX_WS_H
+#define WSX_WS_H
+
+#include <stdarg.h>
+
+#include "http/http.h"
+#include "net/net.h"
+#include "wsx.h"
+
+/* What every connection of one server or client shares, so a connection stores one pointer. */
+typedef struct wsx__cfg {
+    wsx_open_cb on_open;
+    wsx_message_cb on_message;
+    wsx_close_cb on_close;
+    wsx_drain_cb on_drain;
+    wsx_pong_cb on_pong;
+    wsx_log_cb on_log;
+    int log_level;
+    void *user;
+    const char *const *subprotocols; /* the list subprotocol indexes refer to */
+    size_t max_message, max_frame, max_head;
+    size_t high_water, low_water, hard_limit;
+    uint32_t handshake_ms, idle_ms, ping_ms, pong_ms, close_ms, http_ms;
+    int role; /* WSX_ROLE_SERVER / WSX_ROLE_CLIENT */
+} wsx__cfg;
+
+enum wsx__conn_state {
+    WSX__HTTP = 0,     /* server: reading an HTTP request (maybe an upgrade) */
+    WSX__HANDSHAKE,    /* client: request sent, reading the 101 response */
+    WSX__OPEN,         /* WebSocket open */
+    WSX__CLOSING,      /* we sent a close frame; waiting for the peer's */
+    WSX__CLOSE_WAIT,   /* close frames exchanged (or the connection failed); waiting for TCP */
+    WSX__DEAD,         /* the stream is closed; on_close comes at the end of the iteration */
+};
+
+enum wsx__conn_flags {
+    WSX__F_OPENED = 1u << 0,   /* on_open was delivered: on_close is owed */
+    WSX__F_CLOSE_SENT = 1u << 1,
+    WSX__F_CLOSE_RCVD = 1u << 2,
+    WSX__F_PING_OUT = 1u << 3, /* a keepalive ping is waiting for any answer */
+    WSX__F_DRAIN = 1u << 4,    /* on_drain is owed */
+    WSX__F_HTTP_BUSY = 1u << 5, /* an HTTP request is being answered */
+    WSX__F_COUNTED = 1u << 6,  /* counted in the server's WebSocket connections */
+    WSX__F_SERVING = 1u << 7,  /* inside the server's request loop (no recursion) */
+};
+
+struct wsx_conn {
+    wsx__stream stream; /* first: the loop hands us the stream */
+    wsx_parser parser;
+    wsx__timer timer;
+    const wsx__cfg *cfg;
+    wsx_server *srv; /* exactly one of srv and cli is set */
+    wsx_client *cli;
+    void *user;
+    wsx_conn *next, *prev; /* the server's list of connections */
+    wsx__http_in in;       /* bytes not yet consumed (HTTP head, partial frame header) */
+    uint8_t *msg;          /* a fragmented message being reassembled */
+    size_t msg_len, msg_cap;
+    uint64_t last_rx;  /* loop time of the last read */
+    uint64_t ping_at;  /* loop time of the outstanding keepalive ping */
+    char *close_reason; /* heap copy, only while closing */
+    uint16_t close_code;
+    uint8_t close_reason_len;
+    uint8_t state;
+    int8_t subprotocol;
+    uint16_t flags;
+    wsx_http_req *http; /* the request being answered, while WSX__F_HTTP_BUSY */
+    /* The peer address, compact (family, port, address), kept so logs and on_close can
+     * name the peer after the socket is gone. */
+    uint8_t peer_family;
+    uint16_t peer_port;
+    uint8_t peer_addr[16];
+};
+
+/* ---- conn.c: the state machine shared by server and client ---- */
+
+void wsx__conn_init(wsx_conn *c, const wsx__cfg *cfg);
+/* Records the peer address (for logs and wsx_conn_peer). */
+void wsx__conn_set_peer(wsx_conn *c, const struct sockaddr *sa);
+/* Switches a connection to WSX__OPEN, delivers on_open, then parses `rest` (bytes that came
+ * after the handshake head). */
+void wsx__conn_open(wsx_conn *c, uint8_t *rest, size_t len);
+/* Reads WebSocket bytes (state OPEN and later). data may be modified (unmasked in place). */
+void wsx__conn_read(wsx_conn *c, uint8_t *data, size_t len);
+/* The peer closed its side of TCP. */
+void wsx__conn_eof(wsx_conn *c);
+void wsx__conn_drained(wsx_conn *c);
+/* The stream closed: delivers on_close if owed and releases what the connection holds
+ * (not the connection itself). */
+void wsx__conn_closed(wsx_conn *c, int err);
+/* The connection's single timer fired. */
+void wsx__conn_timer(wsx_conn *c);
+/* (Re)arms the timer for the current state. */
+void wsx__conn_arm(wsx_conn *c);
+/* Drops the connection now with a close code for on_close (no close frame). */
+void wsx__conn_drop(wsx_conn *c, uint16_t code, const char *why);
+/* Sends a close frame and waits for the answer. */
+int wsx__conn_start_close(wsx_conn *c, uint16_t code, const char *reason, size_t len);
+
+/* Logs "<peer>: <message>" through cfg->on_log when level passes cfg->log_level. */
+void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static inline wsx_loop *wsx__conn_loop(const wsx_conn *c)
+{
+    return c->stream.loop;
+}
+
+#endif

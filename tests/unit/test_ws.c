@@ -1,0 +1,604 @@
+/*
+ * Server and client in one process over real sockets on 127.0.0.1: the connection life
+ * cycle, closing from either side, limits, deadlines, backpressure, shutdown, reconnect.
+ * Every scenario runs its loop under a watchdog timer so a hang fails instead of blocking.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test.h"
+#include "wsx.h"
+
+typedef struct scene {
+    wsx_loop *loop;
+    wsx_server *srv;
+    wsx_client *cl;
+    char url[128];
+    /* what happened */
+    int srv_open, srv_close, srv_close_code, srv_msgs, srv_drains;
+    int cli_open, cli_close, cli_close_code, cli_msgs, cli_end, cli_end_err, cli_reconnecting;
+    int pongs, srv_pongs;
+    char cli_end_why[256];
+    char srv_close_reason[128];
+    char last_msg[256];
+    size_t last_len;
+    int last_type;
+    /* scenario knobs */
+    int echo;              /* server echoes */
+    int client_sends;      /* messages the client sends on open */
+    size_t client_size;    /* their size */
+    int close_after;       /* the client closes after this many echoes */
+    int server_closes;     /* the server closes on its first message with 4001 */
+    bool timed_out;
+    wsx_timer *watchdog;
+    wsx_conn *srv_conn;
+    bool stop_on_end;
+} scene;
+
+static void watchdog_fired(wsx_timer *t, void *arg)
+{
+    (void)t;
+    scene *s = arg;
+    s->timed_out = true;
+    s->watchdog = NULL;
+    wsx_loop_stop(s->loop);
+}
+
+static void s_open(wsx_conn *c, void *u)
+{
+    scene *s = u;
+    s->srv_open++;
+    s->srv_conn = c;
+}
+
+static void s_message(wsx_conn *c, const wsx_msg *m, void *u)
+{
+    scene *s = u;
+    s->srv_msgs++;
+    if (s->server_closes) {
+        wsx_close(c, 4001, "server says bye");
+        return;
+    }
+    if (s->echo) wsx_send(c, m->data, m->len, m->type);
+}
+
+static void s_close(wsx_conn *c, int code, const char *reason, size_t len, void *u)
+{
+    scene *s = u;
+    (void)c;
+    s->srv_close++;
+    s->srv_close_code = code;
+    snprintf(s->srv_close_reason, sizeof s->srv_close_reason, "%.*s", (int)len, reason);
+    if (s->srv_conn == c) s->srv_conn = NULL;
+}
+
+static void s_drain(wsx_conn *c, void *u)
+{
+    (void)c;
+    ((scene *)u)->srv_drains++;
+}
+
+static void c_open(wsx_conn *c, void *u)
+{
+    scene *s = u;
+    s->cli_open++;
+    if (s->client_sends) {
+        uint8_t *buf = malloc(s->client_size + 1);
+        for (size_t i = 0; i < s->client_size; i++) buf[i] = (uint8_t)('a' + i % 26);
+        for (int i = 0; i < s->client_sends; i++) wsx_send(c, buf, s->client_size, WSX_TEXT);
+        free(buf);
+    }
+}
+
+static void c_message(wsx_conn *c, const wsx_msg *m, void *u)
+{
+    scene *s = u;
+    s->cli_msgs++;
+    s->last_len = m->len;
+    s->last_type = m->type;
+    snprintf(s->last_msg, sizeof s->last_msg, "%.*s", (int)(m->len < 200 ? m->len : 200),
+             (const char *)m->data);
+    if (s->close_after && s->cli_msgs == s->close_after) wsx_close(c, 1000, "client done");
+}
+
+static void c_close(wsx_conn *c, int code, const char *reason, size_t len, void *u)
+{
+    scene *s = u;
+    (void)c;
+    (void)reason;
+    (void)len;
+    s->cli_close++;
+    s->cli_close_code = code;
+}
+
+static void c_pong(wsx_conn *c, const uint8_t *d, size_t n, void *u)
+{
+    (void)c;
+    (void)d;
+    (void)n;
+    ((scene *)u)->pongs++;
+}
+
+static void c_reconnecting(wsx_client *cl, unsigned attempt, uint32_t delay, int err, void *u)
+{
+    (void)cl;
+    (void)attempt;
+    (void)delay;
+    (void)err;
+    ((scene *)u)->cli_reconnecting++;
+}
+
+static void c_end(wsx_client *cl, int err, const char *why, void *u)
+{
+    scene *s = u;
+    (void)cl;
+    s->cli_end++;
+    s->cli_end_err = err;
+    snprintf(s->cli_end_why, sizeof s->cli_end_why, "%s", why ? why : "");
+    s->cl = NULL;
+    if (s->stop_on_end) {
+        if (s->srv) wsx_server_shutdown(s->srv, 1000);
+        if (s->watchdog) wsx_timer_stop(s->watchdog);
+        s->watchdog = NULL;
+    }
+}
+
+static void s_pong(wsx_conn *c, const uint8_t *d, size_t n, void *u)
+{
+    (void)c;
+    (void)d;
+    (void)n;
+    ((scene *)u)->srv_pongs++;
+}
+
+static wsx_server_opts server_opts(scene *s)
+{
+    wsx_server_opts o = wsx_server_defaults();
+    o.host = "127.0.0.1";
+    o.port = 0;
+    o.on_open = s_open;
+    o.on_message = s_message;
+    o.on_close = s_close;
+    o.on_drain = s_drain;
+    o.on_pong = s_pong;
+    o.user = s;
+    return o;
+}
+
+static wsx_client_opts client_opts(scene *s)
+{
+    wsx_client_opts o = wsx_client_defaults();
+    o.url = s->url;
+    o.on_open = c_open;
+    o.on_message = c_message;
+    o.on_close = c_close;
+    o.on_pong = c_pong;
+    o.on_reconnecting = c_reconnecting;
+    o.on_end = c_end;
+    o.user = s;
+    return o;
+}
+
+static void start(scene *s, const wsx_server_opts *so)
+{
+    CHECK_INT(wsx_loop_new(&s->loop), 0);
+    if (so) {
+        CHECK_INT(wsx_server_start(s->loop, so, &s->srv), 0);
+        snprintf(s->url, sizeof s->url, "ws://127.0.0.1:%u/chat", wsx_server_port(s->srv));
+    }
+    wsx_timer_start(s->loop, 10000, 0, watchdog_fired, s, &s->watchdog);
+}
+
+static void finish(scene *s)
+{
+    if (s->watchdog) wsx_timer_stop(s->watchdog);
+    s->watchdog = NULL;
+    if (s->srv) wsx_server_shutdown(s->srv, 500);
+    if (s->cl) wsx_client_close(s->cl, 1000, NULL);
+    wsx_loop_run(s->loop);
+    wsx_server_free(s->srv);
+    wsx_loop_free(s->loop);
+}
+
+TEST(echo_and_client_close)
+{
+    scene s = {.echo = 1, .client_sends = 3, .client_size = 10, .close_after = 3,
+               .stop_on_end = true};
+    wsx_server_opts so = server_opts(&s);
+    start(&s, &so);
+    wsx_client_opts co = client_opts(&s);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    wsx_loop_run(s.loop);
+    CHECK(!s.timed_out);
+    CHECK_INT(s.srv_open, 1);
+    CHECK_INT(s.cli_open, 1);
+    CHECK_INT(s.srv_msgs, 3);
+    CHECK_INT(s.cli_msgs, 3);
+    CHECK_STR(s.last_msg, "abcdefghij");
+    CHECK_INT(s.last_type, WSX_TEXT);
+    /* The client closed with 1000: both sides report it. */
+    CHECK_INT(s.srv_close, 1);
+    CHECK_INT(s.srv_close_code, 1000);
+    CHECK_STR(s.srv_close_reason, "client done");
+    CHECK_INT(s.cli_close, 1);
+    CHECK_INT(s.cli_close_code, 1000);
+    CHECK_INT(s.cli_end, 1);
+    CHECK_INT(s.cli_end_err, 0);
+    finish(&s);
+}
+
+TEST(server_closes)
+{
+    scene s = {.server_closes = 1, .client_sends = 1, .client_size = 3, .stop_on_end = true};
+    wsx_server_opts so = server_opts(&s);
+    start(&s, &so);
+    wsx_client_opts co = client_opts(&s);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    wsx_loop_run(s.loop);
+    CHECK(!s.timed_out);
+    CHECK_INT(s.srv_close_code, 4001);
+    CHECK_INT(s.cli_close_code, 4001);
+    CHECK_INT(s.cli_end, 1);
+    finish(&s);
+}
+
+TEST(large_messages)
+{
+    /* 16 MiB - 1 KiB round trip, then one over the limit fails with 1009. */
+    scene s = {.echo = 1, .client_sends = 1, .client_size = (16u << 20) - 1024, .close_after = 1,
+               .stop_on_end = true};
+    wsx_server_opts so = server_opts(&s);
+    start(&s, &so);
+    wsx_client_opts co = client_opts(&s);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    wsx_loop_run(s.loop);
+    CHECK(!s.timed_out);
+    CHECK_INT(s.cli_msgs, 1);
+    CHECK_INT(s.last_len, (16u << 20) - 1024);
+    finish(&s);
+
+    scene t = {.echo = 1, .client_sends = 1, .client_size = 70000, .stop_on_end = true};
+    so = server_opts(&t);
+    so.max_message = 65536;
+    start(&t, &so);
+    co = client_opts(&t);
+    CHECK_INT(wsx_client_connect(t.loop, &co, &t.cl), 0);
+    wsx_loop_run(t.loop);
+    CHECK(!t.timed_out);
+    CHECK_INT(t.srv_msgs, 0);
+    CHECK_INT(t.srv_close_code, 1009);
+    CHECK_STR(t.srv_close_reason, "frame exceeds the size limit");
+    CHECK_INT(t.cli_close_code, 1009);
+    finish(&t);
+}
+
+static int refuse_upgrade(wsx_server *srv, const wsx_request *rq, void **cu, void *u)
+{
+    (void)srv;
+    (void)cu;
+    (void)u;
+    const wsx_http_header *h = wsx_http_header_get(rq->head->headers, rq->head->n_headers,
+                                                   "authorization");
+    return h ? 0 : 401;
+}
+
+TEST(upgrade_hook_refuses)
+{
+    scene s = {.stop_on_end = true};
+    wsx_server_opts so = server_opts(&s);
+    so.on_upgrade = refuse_upgrade;
+    start(&s, &so);
+    wsx_client_opts co = client_opts(&s);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    wsx_loop_run(s.loop);
+    CHECK(!s.timed_out);
+    CHECK_INT(s.srv_open, 0);
+    CHECK_INT(s.cli_open, 0);
+    CHECK_INT(s.cli_end, 1);
+    CHECK_INT(s.cli_end_err, WSX_EHANDSHAKE);
+    CHECK_STR(s.cli_end_why, "handshake failed: server answered 401 Unauthorized");
+    finish(&s);
+
+    /* With the header the same server accepts. */
+    scene t = {.echo = 1, .client_sends = 1, .client_size = 1, .close_after = 1,
+               .stop_on_end = true};
+    so = server_opts(&t);
+    so.on_upgrade = refuse_upgrade;
+    start(&t, &so);
+    co = client_opts(&t);
+    wsx_http_header auth = {"Authorization", 13, "Bearer x", 8};
+    co.headers = &auth;
+    co.n_headers = 1;
+    CHECK_INT(wsx_client_connect(t.loop, &co, &t.cl), 0);
+    wsx_loop_run(t.loop);
+    CHECK_INT(t.cli_open, 1);
+    CHECK_INT(t.cli_msgs, 1);
+    finish(&t);
+}
+
+static const char *const server_protos[] = {"chat.v2", "chat.v1"};
+static char chosen[32];
+
+static void record_proto(wsx_conn *c, void *u)
+{
+    const char *p = wsx_conn_subprotocol(c);
+    snprintf(chosen, sizeof chosen, "%s", p ? p : "(none)");
+    wsx_close(c, 1000, NULL);
+    (void)u;
+}
+
+TEST(subprotocols)
+{
+    scene s = {.stop_on_end = true};
+    wsx_server_opts so = server_opts(&s);
+    so.subprotocols = server_protos;
+    so.n_subprotocols = 2;
+    start(&s, &so);
+    wsx_client_opts co = client_opts(&s);
+    const char *offer[] = {"chat.v1", "chat.v2"};
+    co.subprotocols = offer;
+    co.n_subprotocols = 2;
+    co.on_open = record_proto;
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    wsx_loop_run(s.loop);
+    /* The server's preference wins. */
+    CHECK_STR(chosen, "chat.v2");
+    finish(&s);
+}
+
+TEST(connect_refused_and_give_up)
+{
+    scene s = {0};
+    start(&s, NULL);
+    wsx_timer_stop(s.watchdog);
+    s.watchdog = NULL;
+    /* A port nothing listens on: bind one, note it, close it. */
+    wsx_server_opts so = wsx_server_defaults();
+    so.host = "127.0.0.1";
+    wsx_server *tmp;
+    CHECK_INT(wsx_server_start(s.loop, &so, &tmp), 0);
+    snprintf(s.url, sizeof s.url, "ws://127.0.0.1:%u/", wsx_server_port(tmp));
+    wsx_server_shutdown(tmp, 0);
+    wsx_loop_run(s.loop);
+    wsx_server_free(tmp);
+    wsx_timer_start(s.loop, 10000, 0, watchdog_fired, &s, &s.watchdog);
+
+    wsx_client_opts co = client_opts(&s);
+    co.reconnect = true;
+    co.reconnect_min_ms = 10;
+    co.reconnect_max_ms = 40;
+    co.reconnect_max_attempts = 3;
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    s.stop_on_end = true;
+    wsx_loop_run(s.loop);
+    CHECK_INT(s.cli_reconnecting, 3);
+    CHECK_INT(s.cli_end, 1);
+    CHECK_INT(s.cli_end_err, WSX_ECONNREFUSED);
+    CHECK(strstr(s.cli_end_why, "gave up after 3 attempts") != NULL);
+    CHECK(strstr(s.cli_end_why, "connection refused") != NULL);
+    finish(&s);
+
+    /* Bad URLs fail at once and never call on_end. */
+    wsx_loop *loop;
+    wsx_loop_new(&loop);
+    co.url = "http://x/";
+    CHECK_INT(wsx_client_connect(loop, &co, NULL), WSX_EURL);
+    co.url = "ws://[::1/";
+    CHECK_INT(wsx_client_connect(loop, &co, NULL), WSX_EURL);
+    wsx_loop_free(loop);
+}
+
+TEST(url_parse)
+{
+    wsx_url u;
+    CHECK_INT(wsx_url_parse("ws://example.com", &u), 0);
+    CHECK_STR(u.host, "example.com");
+    CHECK_INT(u.port, 80);
+    CHECK_STR(u.path, "/");
+    CHECK_INT(wsx_url_parse("wss://h:8443/a/b?x=1#frag", &u), 0);
+    CHECK(u.tls);
+    CHECK_INT(u.port, 8443);
+    CHECK_STR(u.path, "/a/b?x=1");
+    CHECK_INT(wsx_url_parse("ws://[::1]:9000?q", &u), 0);
+    CHECK_STR(u.host, "::1");
+    CHECK_INT(u.port, 9000);
+    CHECK_STR(u.path, "/?q");
+    CHECK_INT(wsx_url_parse("ws://h:0/", &u), WSX_EURL);
+    CHECK_INT(wsx_url_parse("ws://h:70000/", &u), WSX_EURL);
+    CHECK_INT(wsx_url_parse("ws://:80/", &u), WSX_EURL);
+    CHECK_INT(wsx_url_parse("ws://h/a b", &u), WSX_EURL);
+    CHECK_INT(wsx_url_parse("ftp://h/", &u), WSX_EURL);
+    CHECK_INT(wsx_url_parse("ws://user@h/", &u), WSX_EURL);
+}
+
+/* ---- deadlines ---- */
+
+static void quiet_open(wsx_conn *c, void *u)
+{
+    (void)c;
+    ((scene *)u)->cli_open++;
+}
+
+TEST(idle_timeout)
+{
+    scene s = {.stop_on_end = true};
+    wsx_server_opts so = server_opts(&s);
+    so.idle_timeout_ms = 200;
+    start(&s, &so);
+    wsx_client_opts co = client_opts(&s);
+    co.on_open = quiet_open;
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    wsx_loop_run(s.loop);
+    CHECK(!s.timed_out);
+    CHECK_INT(s.cli_close_code, 1001);
+    CHECK_INT(s.srv_close_code, 1001);
+    CHECK_STR(s.srv_close_reason, "idle timeout");
+    finish(&s);
+}
+
+TEST(keepalive_pings)
+{
+    /* The server pings every 100 ms; the client answers (automatically), so after 600 ms it
+     * is still open and has seen no close. */
+    scene s = {0};
+    wsx_server_opts so = server_opts(&s);
+    so.ping_interval_ms = 100;
+    so.pong_timeout_ms = 100;
+    start(&s, &so);
+    wsx_client_opts co = client_opts(&s);
+    co.on_open = quiet_open;
+    co.ping_interval_ms = 100; /* and the client pings the server */
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    wsx_timer_stop(s.watchdog);
+    wsx_timer_start(s.loop, 600, 0, watchdog_fired, &s, &s.watchdog);
+    wsx_loop_run(s.loop);
+    CHECK(s.timed_out); /* ran the full 600 ms */
+    CHECK_INT(s.cli_open, 1);
+    CHECK_INT(s.cli_close, 0);
+    CHECK(s.pongs + s.srv_pongs >= 2);
+    s.watchdog = NULL;
+    finish(&s);
+}
+
+static void stop_loop(wsx_timer *t, void *loop)
+{
+    (void)t;
+    wsx_loop_stop(loop);
+}
+
+TEST(graceful_shutdown)
+{
+    scene s = {.stop_on_end = true};
+    wsx_server_opts so = server_opts(&s);
+    start(&s, &so);
+    wsx_client_opts co = client_opts(&s);
+    co.on_open = quiet_open;
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    for (int i = 0; i < 200 && !s.cli_open; i++) {
+        wsx_timer_start(s.loop, 20, 0, stop_loop, s.loop, NULL);
+        wsx_loop_run(s.loop);
+    }
+    CHECK_INT(s.srv_open, 1);
+    wsx_server_shutdown(s.srv, 2000);
+    wsx_loop_run(s.loop); /* returns once everything closed */
+    CHECK_INT(s.srv_close_code, 1001);
+    CHECK_STR(s.srv_close_reason, "server shutting down");
+    CHECK_INT(s.cli_close_code, 1001);
+    CHECK_INT(s.cli_end, 1);
+    if (s.watchdog) wsx_timer_stop(s.watchdog);
+    s.watchdog = NULL;
+    wsx_server_free(s.srv);
+    wsx_loop_free(s.loop);
+}
+
+/* ---- backpressure ---- */
+
+typedef struct flood {
+    scene *s;
+    int ebp, sent;
+} flood;
+
+static flood fl;
+
+static void flood_open(wsx_conn *c, void *u)
+{
+    scene *s = u;
+    s->srv_open++;
+    s->srv_conn = c;
+    /* Queue far more than the high-water mark in one go: the client reads slowly. */
+    static uint8_t chunk[65536];
+    for (int i = 0; i < 64; i++) {
+        int rc = wsx_send(c, chunk, sizeof chunk, WSX_BINARY);
+        fl.sent++;
+        if (rc == WSX_EBACKPRESSURE) {
+            fl.ebp++;
+            break;
+        }
+    }
+}
+
+static void drain_close(wsx_conn *c, void *u)
+{
+    scene *s = u;
+    s->srv_drains++;
+    wsx_close(c, 1000, "drained");
+}
+
+TEST(backpressure_and_drain)
+{
+    scene s = {.stop_on_end = true};
+    wsx_server_opts so = server_opts(&s);
+    so.on_open = flood_open;
+    so.on_drain = drain_close;
+    so.send_high_water = 256 << 10;
+    so.send_low_water = 64 << 10;
+    start(&s, &so);
+    wsx_client_opts co = client_opts(&s);
+    co.on_open = quiet_open;
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    wsx_loop_run(s.loop);
+    CHECK(!s.timed_out);
+    CHECK_INT(fl.ebp, 1);
+    CHECK(fl.sent >= 4 && fl.sent <= 6); /* the fifth 64 KiB message passes 256 KiB */
+    CHECK_INT(s.srv_drains, 1);
+    CHECK_INT(s.cli_msgs, fl.sent);
+    CHECK_INT(s.cli_close_code, 1000);
+    finish(&s);
+}
+
+static void hard_message(wsx_conn *c, const wsx_msg *m, void *u)
+{
+    scene *s = u;
+    (void)m;
+    s->srv_msgs++;
+    /* Far more than the hard limit in one go (the kernel takes some of it only at the end of
+     * the iteration): the connection is dropped with 1008 and later sends fail. */
+    static uint8_t chunk[65536];
+    int rc = 0;
+    for (int i = 0; i < 100 && rc != WSX_ECLOSED; i++) rc = wsx_send(c, chunk, sizeof chunk, WSX_BINARY);
+    CHECK_INT(rc, WSX_ECLOSED);
+    CHECK_INT(wsx_send(c, "x", 1, WSX_TEXT), WSX_ECLOSED);
+}
+
+TEST(hard_limit_closes_1008)
+{
+    scene s = {.stop_on_end = true};
+    wsx_server_opts so = server_opts(&s);
+    so.on_message = hard_message;
+    so.send_high_water = 64 << 10;
+    so.send_hard_limit = 1 << 20;
+    start(&s, &so);
+    wsx_client_opts co = client_opts(&s);
+    s.client_sends = 1;
+    s.client_size = 2;
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    wsx_loop_run(s.loop);
+    CHECK(!s.timed_out);
+    CHECK_INT(s.srv_close_code, 1008);
+    CHECK_STR(s.srv_close_reason, "send queue over its hard limit");
+    /* The client sees the TCP connection end without a close frame. */
+    CHECK_INT(s.cli_close_code, 1006);
+    finish(&s);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    alarm(120);
+    RUN(url_parse);
+    RUN(echo_and_client_close);
+    RUN(server_closes);
+    RUN(large_messages);
+    RUN(upgrade_hook_refuses);
+    RUN(subprotocols);
+    RUN(connect_refused_and_give_up);
+    RUN(idle_timeout);
+    RUN(keepalive_pings);
+    RUN(graceful_shutdown);
+    RUN(backpressure_and_drain);
+    RUN(hard_limit_closes_1008);
+    return test_summary("ws");
+}

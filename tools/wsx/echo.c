@@ -1,0 +1,186 @@
+/* `wsx echo`: a WebSocket echo server, used by the interop tests and the benchmarks. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+static const char help[] =
+    "usage: wsx echo [options]\n"
+    "\n"
+    "A WebSocket echo server: every text or binary message is sent back as it came.\n"
+    "\n"
+    "  --host H               address to listen on (default: all, IPv6 and IPv4)\n"
+    "  --port P               port (default 8080; 0 picks a free one)\n"
+    "  --path P               WebSocket path (default: any path)\n"
+    "  --max-message BYTES    largest message accepted, else close 1009 (default 16M)\n"
+    "  --max-connections N    WebSocket connections at most (default 10000)\n"
+    "  --high-water BYTES     send queue size that counts as backpressure (default 1M)\n"
+    "  --hard-limit BYTES     send queue size that closes the connection with 1008 (default 64M)\n"
+    "  --handshake-timeout MS time for a complete upgrade request (default 10000)\n"
+    "  --idle-timeout MS      close (1001) a connection silent this long (default: never)\n"
+    "  --ping-interval MS     ping a connection silent this long (default 30000; 0 = never)\n"
+    "  --pong-timeout MS      drop a connection that does not answer a ping (default 10000)\n"
+    "  --close-timeout MS     time for the close handshake (default 5000)\n"
+    "  --shutdown-timeout MS  on SIGINT/SIGTERM, time for clients to close (default 5000)\n"
+    "  --quiet                log only warnings and errors\n"
+    "  --json-logs            log one JSON object per line\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "On start it prints 'listening on ws://HOST:PORT/' on stdout. SIGINT or SIGTERM closes\n"
+    "every connection with 1001 and exits 0; a second signal exits at once.\n";
+
+typedef struct echo_state {
+    wsx_server *srv;
+    uint32_t shutdown_ms;
+    int signals;
+} echo_state;
+
+static void on_open(wsx_conn *c, void *user)
+{
+    (void)user;
+    char peer[64];
+    if (wsx_conn_peer(c, peer, sizeof peer) < 0) strcpy(peer, "-");
+    tool_logf(WSX_LOG_INFO, "%s open", peer);
+}
+
+static void on_message(wsx_conn *c, const wsx_msg *m, void *user)
+{
+    (void)user;
+    wsx_send(c, m->data, m->len, m->type);
+}
+
+static void on_close(wsx_conn *c, int code, const char *reason, size_t len, void *user)
+{
+    (void)user;
+    char peer[64];
+    if (wsx_conn_peer(c, peer, sizeof peer) < 0) strcpy(peer, "-");
+    tool_logf(WSX_LOG_INFO, "%s close %d%s%.*s", peer, code, len ? " " : "", (int)len, reason);
+}
+
+static void on_signal(wsx_loop *loop, int signo, void *arg)
+{
+    echo_state *st = arg;
+    if (st->signals++) {
+        tool_logf(WSX_LOG_WARN, "second signal: exiting now");
+        exit(1);
+    }
+    tool_logf(WSX_LOG_INFO, "%s: shutting down (%zu connections)", signo == SIGINT ? "SIGINT" : "SIGTERM",
+              wsx_server_connections(st->srv));
+    wsx_server_shutdown(st->srv, st->shutdown_ms);
+    /* The signal watcher does not keep the loop alive; the connections do. */
+    (void)loop;
+}
+
+enum {
+    O_HOST = 256, O_PORT, O_PATH, O_MAXMSG, O_MAXCONN, O_HIGH, O_HARD, O_HS, O_IDLE, O_PING,
+    O_PONG, O_CLOSE, O_SHUTDOWN, O_QUIET, O_JSON,
+};
+
+int cmd_echo(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"host", required_argument, 0, O_HOST},
+        {"port", required_argument, 0, O_PORT},
+        {"path", required_argument, 0, O_PATH},
+        {"max-message", required_argument, 0, O_MAXMSG},
+        {"max-connections", required_argument, 0, O_MAXCONN},
+        {"high-water", required_argument, 0, O_HIGH},
+        {"hard-limit", required_argument, 0, O_HARD},
+        {"handshake-timeout", required_argument, 0, O_HS},
+        {"idle-timeout", required_argument, 0, O_IDLE},
+        {"ping-interval", required_argument, 0, O_PING},
+        {"pong-timeout", required_argument, 0, O_PONG},
+        {"close-timeout", required_argument, 0, O_CLOSE},
+        {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
+        {"quiet", no_argument, 0, O_QUIET},
+        {"json-logs", no_argument, 0, O_JSON},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    wsx_server_opts o = wsx_server_defaults();
+    o.port = 8080;
+    echo_state st = {.shutdown_ms = 5000};
+    uint32_t port = 8080, v;
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        size_t sz;
+        switch (ch) {
+        case O_HOST: o.host = optarg; break;
+        case O_PORT:
+            if (!parse_u32(optarg, &port) || port > 65535)
+                return usage_error("echo", "bad --port '%s'", optarg);
+            break;
+        case O_PATH: o.path = optarg; break;
+        case O_MAXMSG:
+        case O_MAXCONN:
+        case O_HIGH:
+        case O_HARD:
+            if (!parse_size(optarg, &sz) || sz == 0)
+                return usage_error("echo", "bad size '%s'", optarg);
+            if (ch == O_MAXMSG) o.max_message = sz;
+            if (ch == O_MAXCONN) o.max_connections = sz;
+            if (ch == O_HIGH) o.send_high_water = sz;
+            if (ch == O_HARD) o.send_hard_limit = sz;
+            break;
+        case O_HS:
+        case O_IDLE:
+        case O_PING:
+        case O_PONG:
+        case O_CLOSE:
+        case O_SHUTDOWN:
+            if (!parse_u32(optarg, &v)) return usage_error("echo", "bad milliseconds '%s'", optarg);
+            /* 0 on the command line means "never" where that makes sense. */
+            if (ch == O_HS) o.handshake_timeout_ms = v ? v : UINT32_MAX;
+            if (ch == O_IDLE) o.idle_timeout_ms = v ? v : UINT32_MAX;
+            if (ch == O_PING) o.ping_interval_ms = v ? v : UINT32_MAX;
+            if (ch == O_PONG) o.pong_timeout_ms = v;
+            if (ch == O_CLOSE) o.close_timeout_ms = v;
+            if (ch == O_SHUTDOWN) st.shutdown_ms = v;
+            break;
+        case O_QUIET: g_log.quiet = true; break;
+        case O_JSON: g_log.json = true; break;
+        case 'h': fputs(help, stdout); return 0;
+        default: return usage_error("echo", "unknown option");
+        }
+    }
+    if (optind < argc) return usage_error("echo", "unexpected argument '%s'", argv[optind]);
+    o.port = (uint16_t)port;
+    o.on_open = on_open;
+    o.on_message = on_message;
+    o.on_close = on_close;
+    o.on_log = tool_log_cb;
+    o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
+
+    wsx_loop *loop;
+    int rc = wsx_loop_new(&loop);
+    if (rc < 0) {
+        fprintf(stderr, "wsx echo: %s\n", wsx_strerror(rc));
+        return 1;
+    }
+    rc = wsx_server_start(loop, &o, &st.srv);
+    if (rc < 0) {
+        fprintf(stderr, "wsx echo: cannot listen on %s:%u: %s\n", o.host ? o.host : "*", port,
+                wsx_strerror(rc));
+        wsx_loop_free(loop);
+        return 1;
+    }
+    wsx_loop_on_signal(loop, on_signal, &st);
+    const char *h = o.host && *o.host ? o.host : "0.0.0.0";
+    bool v6 = strchr(h, ':') != NULL;
+    printf("listening on ws://%s%s%s:%u%s\n", v6 ? "[" : "", h, v6 ? "]" : "",
+           wsx_server_port(st.srv), o.path ? o.path : "/");
+    fflush(stdout);
+    rc = wsx_loop_run(loop);
+    wsx_server_free(st.srv);
+    wsx_loop_free(loop);
+    if (rc < 0) {
+        fprintf(stderr, "wsx echo: event loop failed: %s\n", wsx_strerror(rc));
+        return 1;
+    }
+    tool_logf(WSX_LOG_INFO, "stopped");
+    return 0;
+}

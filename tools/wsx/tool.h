@@ -1,0 +1,34 @@
+/* Shared pieces of the `wsx` command's subcommands. */
+#ifndef WSX_TOOL_H
+#define WSX_TOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wsx.h"
+
+int cmd_echo(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+
+/* Logging for the tools: a line on stderr, plain ("2026-11-26T10:00:00.123Z info msg") or
+ * JSON ({"ts":...,"level":...,"msg":...}). */
+typedef struct tool_log {
+    bool quiet; /* only warnings and errors */
+    bool json;
+} tool_log;
+
+extern tool_log g_log;
+void tool_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A wsx_log_cb that forwards to tool_logf. */
+void tool_log_cb(int level, const char *msg, void *user);
+
+/* Parses "123", "64k", "16M", "1G" (powers of 1024). Returns false on a bad value. */
+bool parse_size(const char *s, size_t *out);
+/* Parses a non-negative integer that fits in uint32_t. */
+bool parse_u32(const char *s, uint32_t *out);
+
+/* Prints "wsx CMD: msg" on stderr and returns 2 (the usage-error status). */
+int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
