@@ -40,7 +40,7 @@ typedef struct wsx_conn wsx_conn;
 typedef struct wsx_http_req wsx_http_req;
 
 /* Message types for wsx_send(). */
-#define WSX_TEXT WSX_OP_TEXT
+#define WSX_TEXT   WSX_OP_TEXT
 #define WSX_BINARY WSX_OP_BINARY
 
 /* A received message, reassembled from its fragments. data is borrowed until the callback
@@ -93,8 +93,7 @@ typedef struct wsx_request {
  * wsx_conn_user), or an HTTP status >= 400 to refuse (401, 403, ...); the client then gets
  * that status with a short plain-text body and no WebSocket traffic happens.
  */
-typedef int (*wsx_upgrade_cb)(wsx_server *s, const wsx_request *req, void **conn_user,
-                              void *user);
+typedef int (*wsx_upgrade_cb)(wsx_server *s, const wsx_request *req, void **conn_user, void *user);
 
 /*
  * The HTTP handler: called for a request that is not a WebSocket upgrade. It must answer,
@@ -222,6 +221,69 @@ WSX_API const char *wsx_conn_subprotocol(const wsx_conn *c);
 WSX_API wsx_server *wsx_conn_server(const wsx_conn *c);
 
 /* ======================================================================================
+ * Pub/sub topics ("rooms"), server connections only
+ *
+ * A published message is framed once into one reference-counted buffer that every
+ * subscriber's send queue shares (no copy per subscriber). A subscriber under backpressure
+ * follows the same rules as wsx_send(): the message is queued, and a queue past the hard
+ * limit closes that connection with 1008 without delaying the others. Subscriptions end
+ * when the connection closes (after its on_close). A topic with no subscribers holds no
+ * memory. Topic names are NUL-terminated strings of 1..1024 bytes.
+ * ====================================================================================== */
+
+/* Subscribes c to topic. Subscribing again is a no-op. Returns 0, WSX_EINVAL (a client
+ * connection, a closed one, or a bad name), WSX_ENOMEM. */
+WSX_API int wsx_subscribe(wsx_conn *c, const char *topic);
+
+/* Ends c's subscription. Returns 0 or WSX_ENOTFOUND (it was not subscribed). */
+WSX_API int wsx_unsubscribe(wsx_conn *c, const char *topic);
+
+WSX_API bool wsx_is_subscribed(const wsx_conn *c, const char *topic);
+
+/*
+ * Sends a message (WSX_TEXT / WSX_BINARY) to every open subscriber of topic, and hands it to
+ * the server's publish hook (see wsx_server_set_publish_hook) for other processes. Callable
+ * from any callback or timer on the server's loop thread. Returns the number of subscribers
+ * it was queued to (0 when there are none), WSX_EINVAL or WSX_ENOMEM.
+ */
+WSX_API ptrdiff_t wsx_publish(wsx_server *s, const char *topic, const void *data, size_t len,
+                              int type);
+
+/* The same, skipping `except` (typically the sender). */
+WSX_API ptrdiff_t wsx_publish_except(wsx_server *s, const char *topic, const void *data, size_t len,
+                                     int type, const wsx_conn *except);
+
+/* Local delivery only: what a relay calls with a message that came from another process
+ * (the publish hook is not called). Returns like wsx_publish. */
+WSX_API ptrdiff_t wsx_deliver_local(wsx_server *s, const char *topic, const void *data, size_t len,
+                                    int type);
+
+/*
+ * wsx_publish from any thread: copies topic and data and posts them to the server's loop
+ * (wsx_loop_post), where they are published. The server must stay alive until then.
+ * Returns 0, WSX_EINVAL, WSX_ENOMEM.
+ */
+WSX_API int wsx_publish_threadsafe(wsx_server *s, const char *topic, const void *data, size_t len,
+                                   int type);
+
+/* Open subscribers of topic. */
+WSX_API size_t wsx_topic_subscribers(const wsx_server *s, const char *topic);
+
+/* Topics with at least one subscriber. */
+WSX_API size_t wsx_topic_count(const wsx_server *s);
+
+/* Calls cb for each subscriber of topic until it returns non-zero; returns the number of
+ * calls. cb may unsubscribe the connection it is given, but no other. */
+typedef int (*wsx_topic_iter_cb)(wsx_conn *c, void *arg);
+WSX_API size_t wsx_topic_foreach(wsx_server *s, const char *topic, wsx_topic_iter_cb cb, void *arg);
+
+/* Called for every wsx_publish (not wsx_deliver_local), after local delivery: the seam for
+ * relaying topics between processes. topic is NUL-terminated; both are borrowed. */
+typedef void (*wsx_publish_hook)(wsx_server *s, const char *topic, const uint8_t *data, size_t len,
+                                 int type, void *arg);
+WSX_API void wsx_server_set_publish_hook(wsx_server *s, wsx_publish_hook hook, void *arg);
+
+/* ======================================================================================
  * HTTP responses (for on_http)
  * ====================================================================================== */
 
@@ -262,9 +324,9 @@ typedef struct wsx_client_opts {
     const wsx_http_header *headers; /* extra request headers; no CR/LF */
     size_t n_headers;
 
-    size_t max_message;   /* [16 MiB] */
-    size_t max_frame;     /* [max_message] */
-    size_t max_head;      /* [8192] response head */
+    size_t max_message;                                      /* [16 MiB] */
+    size_t max_frame;                                        /* [max_message] */
+    size_t max_head;                                         /* [8192] response head */
     size_t send_high_water, send_low_water, send_hard_limit; /* as for the server */
 
     uint32_t connect_timeout_ms;   /* [10000] resolve + TCP connect */
@@ -276,9 +338,9 @@ typedef struct wsx_client_opts {
     /* Reconnection with exponential backoff and full jitter: the n-th wait is uniform in
      * [0, min(max, min_delay * factor^(n-1))]. A connection that stayed open resets n. */
     bool reconnect;
-    uint32_t reconnect_min_ms;    /* [500] */
-    uint32_t reconnect_max_ms;    /* [30000] */
-    double reconnect_factor;      /* [2.0] */
+    uint32_t reconnect_min_ms;       /* [500] */
+    uint32_t reconnect_max_ms;       /* [30000] */
+    double reconnect_factor;         /* [2.0] */
     unsigned reconnect_max_attempts; /* [0 = unlimited] consecutive failures before giving up */
 
     wsx_open_cb on_open;

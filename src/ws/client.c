@@ -62,7 +62,8 @@ int wsx_url_parse(const char *url, wsx_url *out)
         if (!host_end) return WSX_EURL;
         p = host_end + 1;
     } else {
-        while (*p && *p != ':' && *p != '/' && *p != '?' && *p != '#') p++;
+        while (*p && *p != ':' && *p != '/' && *p != '?' && *p != '#')
+            p++;
         host_end = p;
     }
     size_t hlen = (size_t)(host_end - host);
@@ -102,7 +103,8 @@ static void client_free(wsx_client *cl)
 {
     free(cl->origin);
     if (cl->subprotocols)
-        for (size_t i = 0; i < cl->opts.n_subprotocols; i++) free(cl->subprotocols[i]);
+        for (size_t i = 0; i < cl->opts.n_subprotocols; i++)
+            free(cl->subprotocols[i]);
     free(cl->subprotocols);
     if (cl->headers) {
         for (size_t i = 0; i < cl->opts.n_headers; i++) {
@@ -306,7 +308,8 @@ static void on_connected(int fd, int err, void *arg)
     wsx__conn_init(c, &cl->cfg);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) wsx__conn_set_peer(c, (struct sockaddr *)&ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+        wsx__conn_set_peer(c, (struct sockaddr *)&ss);
     c->cli = cl;
     c->state = WSX__HANDSHAKE;
     wsx__timer_init(&c->timer, on_conn_timer);

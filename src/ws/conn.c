@@ -75,12 +75,12 @@ static int send_frame(wsx_conn *c, uint8_t b0, const uint8_t *data, size_t len)
 }
 
 /* Applies the queue limits after something was queued. */
-static int check_queue(wsx_conn *c)
+int wsx__conn_check_queue(wsx_conn *c)
 {
     size_t q = wsx__stream_queued(&c->stream);
     if (q > c->cfg->hard_limit) {
-        wsx__conn_log(c, WSX_LOG_WARN, "send queue at %zu bytes, over the hard limit: closing (1008)",
-                      q);
+        wsx__conn_log(c, WSX_LOG_WARN,
+                      "send queue at %zu bytes, over the hard limit: closing (1008)", q);
         wsx__conn_drop(c, WSX_CLOSE_POLICY, "send queue over its hard limit");
         return WSX_ECLOSED;
     }
@@ -98,7 +98,7 @@ int wsx_send(wsx_conn *c, const void *data, size_t len, int type)
     if (c->state != WSX__OPEN) return WSX_ECLOSED;
     int rc = send_frame(c, (uint8_t)(WSX_FIN | type), data, len);
     if (rc < 0) return rc;
-    return check_queue(c);
+    return wsx__conn_check_queue(c);
 }
 
 int wsx_ping(wsx_conn *c, const void *data, size_t len)
@@ -107,7 +107,7 @@ int wsx_ping(wsx_conn *c, const void *data, size_t len)
     if (c->state != WSX__OPEN) return WSX_ECLOSED;
     int rc = send_frame(c, WSX_FIN | WSX_OP_PING, data, len);
     if (rc < 0) return rc;
-    return check_queue(c);
+    return wsx__conn_check_queue(c);
 }
 
 size_t wsx_buffered_amount(const wsx_conn *c)
@@ -260,7 +260,8 @@ static void on_data(wsx_conn *c, const wsx_event *ev)
     }
     if (c->msg_len + ev->len > c->msg_cap) {
         size_t cap = c->msg_cap ? c->msg_cap : 4096;
-        while (cap < c->msg_len + ev->len) cap *= 2;
+        while (cap < c->msg_len + ev->len)
+            cap *= 2;
         if (cap > c->cfg->max_message && c->msg_len + ev->len <= c->cfg->max_message)
             cap = c->cfg->max_message;
         uint8_t *m = realloc(c->msg, cap);
@@ -301,7 +302,8 @@ static void handle(wsx_conn *c, const wsx_event *ev)
         break;
     case WSX_EV_PING:
         /* RFC 6455 5.5.2: answer with a pong carrying the same data, unless closing. */
-        if (!(c->flags & WSX__F_CLOSE_SENT)) send_frame(c, WSX_FIN | WSX_OP_PONG, ev->data, ev->len);
+        if (!(c->flags & WSX__F_CLOSE_SENT))
+            send_frame(c, WSX_FIN | WSX_OP_PONG, ev->data, ev->len);
         break;
     case WSX_EV_PONG:
         if (c->cfg->on_pong && (c->state == WSX__OPEN || c->state == WSX__CLOSING))

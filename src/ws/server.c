@@ -9,18 +9,6 @@
 
 #include "ws/ws.h"
 
-struct wsx_server {
-    wsx_loop *loop;
-    wsx__listener *listener;
-    wsx_server_opts opts;
-    wsx__cfg cfg;
-    wsx_conn *conns; /* every accepted connection, HTTP ones included */
-    size_t n_all;
-    size_t n_ws;
-    bool shutting_down;
-    wsx__timer shutdown_timer;
-};
-
 struct wsx_http_req {
     wsx_conn *c; /* NULL once the connection went away */
     wsx__http_msg m;
@@ -72,6 +60,8 @@ static void on_stream_close(wsx__stream *s, int err)
         c->http = NULL;
     }
     wsx__conn_closed(c, err);
+    /* Subscriptions end with the connection (after on_close, which may still publish). */
+    if (c->subs && srv->unsubscribe_all) srv->unsubscribe_all(c);
     unlink_conn(srv, c);
     free(c);
     if (srv->shutting_down && srv->n_all == 0) wsx__timer_stop(srv->loop, &srv->shutdown_timer);
@@ -151,8 +141,8 @@ static void default_http(wsx_http_req *r, const wsx_request *rq, wsx_server *srv
     bool ws_path = !path || (rq->path_len == strlen(path) && !memcmp(rq->path, path, rq->path_len));
     wsx_conn *c = r->c;
     int status = ws_path ? 426 : 404;
-    const char *why = ws_path ? "this is a WebSocket endpoint: send an Upgrade request"
-                              : "no such resource";
+    const char *why =
+        ws_path ? "this is a WebSocket endpoint: send an Upgrade request" : "no such resource";
     /* Not a refusal worth a log line at INFO: browsers probe for favicons. */
     c->http = NULL;
     c->flags &= (uint16_t)~WSX__F_HTTP_BUSY;
@@ -185,8 +175,8 @@ static void http_request(wsx_conn *c, wsx__http_msg *m, const char *peer)
         default_http(r, &rq, srv);
 }
 
-int wsx_http_respond(wsx_http_req *r, int status, const wsx_http_header *headers,
-                     size_t n_headers, const void *body, size_t len)
+int wsx_http_respond(wsx_http_req *r, int status, const wsx_http_header *headers, size_t n_headers,
+                     const void *body, size_t len)
 {
     if (!r) return WSX_EINVAL;
     wsx_conn *c = r->c;
@@ -451,6 +441,7 @@ void wsx_server_shutdown(wsx_server *s, uint32_t timeout_ms)
 void wsx_server_free(wsx_server *s)
 {
     if (!s) return;
+    if (s->pubsub_free) s->pubsub_free(s);
     if (s->listener) wsx__listener_close(s->listener);
     wsx__timer_stop(s->loop, &s->shutdown_timer);
     free(s);

@@ -28,24 +28,43 @@ typedef struct wsx__cfg {
     int role; /* WSX_ROLE_SERVER / WSX_ROLE_CLIENT */
 } wsx__cfg;
 
+struct wsx__sub;
+struct wsx__pubsub;
+
+struct wsx_server {
+    wsx_loop *loop;
+    wsx__listener *listener;
+    wsx_server_opts opts;
+    wsx__cfg cfg;
+    wsx_conn *conns; /* every accepted connection, HTTP ones included */
+    size_t n_all;
+    size_t n_ws;
+    bool shutting_down;
+    wsx__timer shutdown_timer;
+    /* Set by src/pubsub the first time a topic is used; ws only calls through these. */
+    struct wsx__pubsub *pubsub;
+    void (*unsubscribe_all)(wsx_conn *c);
+    void (*pubsub_free)(wsx_server *s);
+};
+
 enum wsx__conn_state {
-    WSX__HTTP = 0,     /* server: reading an HTTP request (maybe an upgrade) */
-    WSX__HANDSHAKE,    /* client: request sent, reading the 101 response */
-    WSX__OPEN,         /* WebSocket open */
-    WSX__CLOSING,      /* we sent a close frame; waiting for the peer's */
-    WSX__CLOSE_WAIT,   /* close frames exchanged (or the connection failed); waiting for TCP */
-    WSX__DEAD,         /* the stream is closed; on_close comes at the end of the iteration */
+    WSX__HTTP = 0,   /* server: reading an HTTP request (maybe an upgrade) */
+    WSX__HANDSHAKE,  /* client: request sent, reading the 101 response */
+    WSX__OPEN,       /* WebSocket open */
+    WSX__CLOSING,    /* we sent a close frame; waiting for the peer's */
+    WSX__CLOSE_WAIT, /* close frames exchanged (or the connection failed); waiting for TCP */
+    WSX__DEAD,       /* the stream is closed; on_close comes at the end of the iteration */
 };
 
 enum wsx__conn_flags {
-    WSX__F_OPENED = 1u << 0,   /* on_open was delivered: on_close is owed */
+    WSX__F_OPENED = 1u << 0, /* on_open was delivered: on_close is owed */
     WSX__F_CLOSE_SENT = 1u << 1,
     WSX__F_CLOSE_RCVD = 1u << 2,
-    WSX__F_PING_OUT = 1u << 3, /* a keepalive ping is waiting for any answer */
-    WSX__F_DRAIN = 1u << 4,    /* on_drain is owed */
+    WSX__F_PING_OUT = 1u << 3,  /* a keepalive ping is waiting for any answer */
+    WSX__F_DRAIN = 1u << 4,     /* on_drain is owed */
     WSX__F_HTTP_BUSY = 1u << 5, /* an HTTP request is being answered */
-    WSX__F_COUNTED = 1u << 6,  /* counted in the server's WebSocket connections */
-    WSX__F_SERVING = 1u << 7,  /* inside the server's request loop (no recursion) */
+    WSX__F_COUNTED = 1u << 6,   /* counted in the server's WebSocket connections */
+    WSX__F_SERVING = 1u << 7,   /* inside the server's request loop (no recursion) */
 };
 
 struct wsx_conn {
@@ -60,15 +79,16 @@ struct wsx_conn {
     wsx__http_in in;       /* bytes not yet consumed (HTTP head, partial frame header) */
     uint8_t *msg;          /* a fragmented message being reassembled */
     size_t msg_len, msg_cap;
-    uint64_t last_rx;  /* loop time of the last read */
-    uint64_t ping_at;  /* loop time of the outstanding keepalive ping */
+    uint64_t last_rx;   /* loop time of the last read */
+    uint64_t ping_at;   /* loop time of the outstanding keepalive ping */
     char *close_reason; /* heap copy, only while closing */
     uint16_t close_code;
     uint8_t close_reason_len;
     uint8_t state;
     int8_t subprotocol;
     uint16_t flags;
-    wsx_http_req *http; /* the request being answered, while WSX__F_HTTP_BUSY */
+    wsx_http_req *http;    /* the request being answered, while WSX__F_HTTP_BUSY */
+    struct wsx__sub *subs; /* this connection's topic subscriptions (src/pubsub) */
     /* The peer address, compact (family, port, address), kept so logs and on_close can
      * name the peer after the socket is gone. */
     uint8_t peer_family;
@@ -98,6 +118,9 @@ void wsx__conn_timer(wsx_conn *c);
 void wsx__conn_arm(wsx_conn *c);
 /* Drops the connection now with a close code for on_close (no close frame). */
 void wsx__conn_drop(wsx_conn *c, uint16_t code, const char *why);
+/* After bytes were queued on c outside wsx_send (a broadcast): applies the backpressure and
+ * hard-limit rules. Returns 0, WSX_EBACKPRESSURE or WSX_ECLOSED (dropped with 1008). */
+int wsx__conn_check_queue(wsx_conn *c);
 /* Sends a close frame and waits for the answer. */
 int wsx__conn_start_close(wsx_conn *c, uint16_t code, const char *reason, size_t len);
 
@@ -106,6 +129,9 @@ void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Frames built by pub/sub publishes since start (for tests). */
+extern uint64_t wsx__pubsub_frames_built;
 
 static inline wsx_loop *wsx__conn_loop(const wsx_conn *c)
 {
