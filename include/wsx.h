@@ -165,6 +165,24 @@ WSX_API uint16_t wsx_server_port(const wsx_server *s);
 /* Open WebSocket connections. */
 WSX_API size_t wsx_server_connections(const wsx_server *s);
 
+/* Counters since the server started (messages and bytes are WebSocket payload; a published
+ * message counts once per subscriber it was queued to). */
+typedef struct wsx_server_stats {
+    uint64_t accepted; /* TCP connections accepted */
+    uint64_t upgrades; /* WebSocket handshakes completed */
+    size_t open;       /* WebSocket connections open now */
+    size_t http_open;  /* other connections open now (HTTP, SSE, handshakes) */
+    uint64_t messages_in, messages_out;
+    uint64_t bytes_in, bytes_out;
+    /* Requests refused during the handshake or before (malformed HTTP), by status. */
+    uint64_t refused_400, refused_401, refused_403, refused_404, refused_426, refused_431;
+    uint64_t refused_503, refused_other;
+    uint64_t handshake_timeouts; /* no complete request within handshake_timeout_ms */
+    size_t topics;               /* topics with subscribers */
+} wsx_server_stats;
+
+WSX_API void wsx_server_get_stats(const wsx_server *s, wsx_server_stats *out);
+
 /*
  * Graceful shutdown: stops accepting, sends a close 1001 (going away) to every WebSocket
  * connection, closes idle HTTP connections, and drops whatever is still open after
@@ -294,6 +312,31 @@ WSX_API void wsx_server_set_publish_hook(wsx_server *s, wsx_publish_hook hook, v
  */
 WSX_API int wsx_http_respond(wsx_http_req *r, int status, const wsx_http_header *headers,
                              size_t n_headers, const void *body, size_t len);
+
+/*
+ * Starts a streamed response (server-sent events, long downloads): the status line and the
+ * headers go out now, with "Connection: close" and no Content-Length; the body is whatever
+ * wsx_http_write() sends until wsx_http_end(). Returns 0, WSX_EINVAL, WSX_ECLOSED.
+ */
+WSX_API int wsx_http_begin(wsx_http_req *r, int status, const wsx_http_header *headers,
+                           size_t n_headers);
+
+/* Sends body bytes of a streamed response (copied and corked like wsx_send). Returns 0,
+ * WSX_EBACKPRESSURE (queued, above the high-water mark), WSX_ECLOSED (the client is gone). */
+WSX_API int wsx_http_write(wsx_http_req *r, const void *data, size_t len);
+
+/* Ends a streamed response: the connection closes once the body is sent. r is freed. */
+WSX_API void wsx_http_end(wsx_http_req *r);
+
+/*
+ * Asks to be told if the client goes away before the response ends: cb(r, arg) is called
+ * once, and r is freed when it returns (do not call wsx_http_end on it after that).
+ */
+typedef void (*wsx_http_gone_cb)(wsx_http_req *r, void *arg);
+WSX_API void wsx_http_on_gone(wsx_http_req *r, wsx_http_gone_cb cb, void *arg);
+
+/* The server a request came to. */
+WSX_API wsx_server *wsx_http_req_server(const wsx_http_req *r);
 
 /* The request body (Content-Length bodies up to max_body), borrowed until the response. */
 WSX_API const uint8_t *wsx_http_req_body(const wsx_http_req *r, size_t *len);

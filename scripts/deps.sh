@@ -7,7 +7,7 @@
 set -eu
 what=${1:-build}
 
-pkgs="gcc make cmake pkg-config libssl-dev zlib1g-dev"
+pkgs="gcc make cmake pkg-config libssl-dev zlib1g-dev libjansson-dev"
 case "$what" in
 build) ;;
 test) pkgs="$pkgs python3 python3-websockets nodejs npm valgrind openssl" ;;

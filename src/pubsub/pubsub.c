@@ -42,7 +42,8 @@ struct wsx__pubsub {
 static uint32_t hash_name(const char *s, size_t n)
 {
     uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
     return h;
 }
 
@@ -95,8 +96,7 @@ static bool valid_name(const char *topic, size_t *len)
     return *len > 0 && *len <= MAX_TOPIC;
 }
 
-static wsx__topic *find(const struct wsx__pubsub *ps, const char *name, size_t len,
-                        uint32_t h)
+static wsx__topic *find(const struct wsx__pubsub *ps, const char *name, size_t len, uint32_t h)
 {
     if (!ps) return NULL;
     for (wsx__topic *t = ps->buckets[h & (ps->nbuckets - 1)]; t; t = t->hnext)
@@ -126,7 +126,8 @@ static void grow(struct wsx__pubsub *ps)
 static void drop_topic(struct wsx__pubsub *ps, wsx__topic *t)
 {
     wsx__topic **pp = &ps->buckets[t->hash & (ps->nbuckets - 1)];
-    while (*pp != t) pp = &(*pp)->hnext;
+    while (*pp != t)
+        pp = &(*pp)->hnext;
     *pp = t->hnext;
     ps->ntopics--;
     free(t);
@@ -222,8 +223,8 @@ static void unsubscribe_all(wsx_conn *c)
     }
 }
 
-static ptrdiff_t deliver(wsx_server *s, const char *topic, const void *data, size_t len,
-                         int type, const wsx_conn *except)
+static ptrdiff_t deliver(wsx_server *s, const char *topic, const void *data, size_t len, int type,
+                         const wsx_conn *except)
 {
     size_t tlen;
     if (!s || !valid_name(topic, &tlen) || (!data && len)) return WSX_EINVAL;
@@ -247,11 +248,13 @@ static ptrdiff_t deliver(wsx_server *s, const char *topic, const void *data, siz
         wsx__conn_check_queue(c);
     }
     wsx__ref_release(ref);
+    s->stats.messages_out += (uint64_t)n;
+    s->stats.bytes_out += (uint64_t)n * len;
     return n;
 }
 
-static ptrdiff_t publish(wsx_server *s, const char *topic, const void *data, size_t len,
-                         int type, const wsx_conn *except)
+static ptrdiff_t publish(wsx_server *s, const char *topic, const void *data, size_t len, int type,
+                         const wsx_conn *except)
 {
     ptrdiff_t n = deliver(s, topic, data, len, type, except);
     if (n >= 0 && s->pubsub && s->pubsub->hook)
@@ -291,8 +294,7 @@ static void run_posted(void *arg)
     free(p);
 }
 
-int wsx_publish_threadsafe(wsx_server *s, const char *topic, const void *data, size_t len,
-                           int type)
+int wsx_publish_threadsafe(wsx_server *s, const char *topic, const void *data, size_t len, int type)
 {
     size_t tlen;
     if (!s || !valid_name(topic, &tlen) || (!data && len)) return WSX_EINVAL;

@@ -98,6 +98,10 @@ int wsx_send(wsx_conn *c, const void *data, size_t len, int type)
     if (c->state != WSX__OPEN) return WSX_ECLOSED;
     int rc = send_frame(c, (uint8_t)(WSX_FIN | type), data, len);
     if (rc < 0) return rc;
+    if (c->cfg->stats) {
+        c->cfg->stats->messages_out++;
+        c->cfg->stats->bytes_out += len;
+    }
     return wsx__conn_check_queue(c);
 }
 
@@ -244,6 +248,10 @@ static void fail(wsx_conn *c, uint16_t code, const char *why)
 
 static void deliver(wsx_conn *c, const uint8_t *data, size_t len, int type)
 {
+    if (c->cfg->stats) {
+        c->cfg->stats->messages_in++;
+        c->cfg->stats->bytes_in += len;
+    }
     if (!c->cfg->on_message) return;
     wsx_msg m = {data, len, type};
     c->cfg->on_message(c, &m, c->cfg->user);

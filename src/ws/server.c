@@ -11,6 +11,9 @@
 
 struct wsx_http_req {
     wsx_conn *c; /* NULL once the connection went away */
+    wsx_server *srv;
+    wsx_http_gone_cb gone;
+    void *gone_arg;
     wsx__http_msg m;
     bool head_only;
 };
@@ -54,10 +57,16 @@ static void on_stream_close(wsx__stream *s, int err)
     wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
     wsx_server *srv = c->srv;
     if (c->http) {
-        /* The client went away while its request was being answered: the request object
-         * lives on until the application answers it (which then fails with ECLOSED). */
-        c->http->c = NULL;
+        wsx_http_req *r = c->http;
         c->http = NULL;
+        if (r->gone) {
+            r->gone(r, r->gone_arg);
+            free(r);
+        } else {
+            /* The request object lives on until the application answers it (which then
+             * fails with ECLOSED and frees it). */
+            r->c = NULL;
+        }
     }
     wsx__conn_closed(c, err);
     /* Subscriptions end with the connection (after on_close, which may still publish). */
@@ -75,8 +84,39 @@ static void http_finish(wsx_conn *c)
     wsx__timer_start(c->srv->loop, &c->timer, c->cfg->close_ms);
 }
 
+static void count_refusal(wsx_server_stats *st, int status)
+{
+    switch (status) {
+    case 400:
+        st->refused_400++;
+        break;
+    case 401:
+        st->refused_401++;
+        break;
+    case 403:
+        st->refused_403++;
+        break;
+    case 404:
+        st->refused_404++;
+        break;
+    case 426:
+        st->refused_426++;
+        break;
+    case 431:
+        st->refused_431++;
+        break;
+    case 503:
+        st->refused_503++;
+        break;
+    default:
+        st->refused_other++;
+        break;
+    }
+}
+
 static void refuse(wsx_conn *c, int status, const char *why)
 {
+    count_refusal(&c->srv->stats, status);
     wsx__conn_log(c, WSX_LOG_INFO, "HTTP %d: %s", status, why);
     wsx__http_send_error(&c->stream, status, why);
     http_finish(c);
@@ -125,6 +165,7 @@ static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer)
     c->subprotocol = (int8_t)hs.subprotocol;
     c->flags |= WSX__F_COUNTED;
     srv->n_ws++;
+    srv->stats.upgrades++;
     /* The bytes after the head are WebSocket frames already. */
     uint8_t *buf = c->in.buf;
     size_t total = c->in.len, used = m->total_len;
@@ -160,6 +201,9 @@ static void http_request(wsx_conn *c, wsx__http_msg *m, const char *peer)
         return;
     }
     r->c = c;
+    r->srv = srv;
+    r->gone = NULL;
+    r->gone_arg = NULL;
     r->m = *m;
     r->m.req.headers = r->m.headers;
     r->head_only = m->req.method_len == 4 && !memcmp(m->req.method, "HEAD", 4);
@@ -190,6 +234,7 @@ int wsx_http_respond(wsx_http_req *r, int status, const wsx_http_header *headers
     size_t used = r->m.total_len;
     c->http = NULL;
     c->flags &= (uint16_t)~WSX__F_HTTP_BUSY;
+    c->flags |= WSX__F_SERVED;
     free(r);
     wsx__http_in_consume(&c->in, used);
     if (rc < 0 || !keep) {
@@ -200,6 +245,77 @@ int wsx_http_respond(wsx_http_req *r, int status, const wsx_http_header *headers
     wsx__timer_start(c->srv->loop, &c->timer, c->cfg->http_ms);
     if (!(c->flags & WSX__F_SERVING)) serve(c);
     return 0;
+}
+
+int wsx_http_begin(wsx_http_req *r, int status, const wsx_http_header *headers, size_t n)
+{
+    if (!r || (r->c && (r->c->flags & WSX__F_STREAMING))) return WSX_EINVAL;
+    wsx_conn *c = r->c;
+    if (!c) return WSX_ECLOSED;
+    size_t need = 64;
+    for (size_t i = 0; i < n; i++) {
+        if (memchr(headers[i].name, '\n', headers[i].name_len) ||
+            memchr(headers[i].name, '\r', headers[i].name_len) ||
+            memchr(headers[i].value, '\n', headers[i].value_len) ||
+            memchr(headers[i].value, '\r', headers[i].value_len))
+            return WSX_EINVAL;
+        need += headers[i].name_len + headers[i].value_len + 4;
+    }
+    char *head = malloc(need + 32);
+    if (!head) return WSX_ENOMEM;
+    int off = snprintf(head, need, "HTTP/1.1 %d %s\r\n", status, wsx_http_status_text(status));
+    for (size_t i = 0; i < n; i++)
+        off += snprintf(head + off, need + 32 - (size_t)off, "%.*s: %.*s\r\n",
+                        (int)headers[i].name_len, headers[i].name, (int)headers[i].value_len,
+                        headers[i].value);
+    off += snprintf(head + off, need + 32 - (size_t)off, "Connection: close\r\n\r\n");
+    int rc = wsx__stream_write1(&c->stream, head, (size_t)off);
+    free(head);
+    if (rc < 0) return rc;
+    c->flags |= WSX__F_STREAMING;
+    /* Read again, only to notice the client leaving (EOF); anything it sends is ignored. */
+    wsx__stream_resume(&c->stream);
+    return 0;
+}
+
+int wsx_http_write(wsx_http_req *r, const void *data, size_t len)
+{
+    if (!r) return WSX_EINVAL;
+    wsx_conn *c = r->c;
+    if (!c || c->state != WSX__HTTP) return WSX_ECLOSED;
+    if (!(c->flags & WSX__F_STREAMING)) return WSX_EINVAL;
+    int rc = wsx__stream_write1(&c->stream, data, len);
+    if (rc < 0) return rc;
+    size_t q = wsx__stream_queued(&c->stream);
+    if (q > c->cfg->hard_limit) {
+        wsx__conn_log(c, WSX_LOG_WARN, "streamed response queue at %zu bytes: closing", q);
+        wsx__stream_close(&c->stream);
+        return WSX_ECLOSED;
+    }
+    return q > c->cfg->high_water ? WSX_EBACKPRESSURE : 0;
+}
+
+void wsx_http_end(wsx_http_req *r)
+{
+    if (!r) return;
+    wsx_conn *c = r->c;
+    if (c) {
+        c->http = NULL;
+        c->flags &= (uint16_t) ~(WSX__F_HTTP_BUSY | WSX__F_STREAMING);
+        http_finish(c);
+    }
+    free(r);
+}
+
+void wsx_http_on_gone(wsx_http_req *r, wsx_http_gone_cb cb, void *arg)
+{
+    r->gone = cb;
+    r->gone_arg = arg;
+}
+
+wsx_server *wsx_http_req_server(const wsx_http_req *r)
+{
+    return r->srv;
 }
 
 const uint8_t *wsx_http_req_body(const wsx_http_req *r, size_t *len)
@@ -236,6 +352,7 @@ static void serve(wsx_conn *c)
 static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
 {
     wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
+    if (c->flags & WSX__F_STREAMING) return;
     if (c->state == WSX__HTTP) {
         /* Collect at most one request's worth; what follows an upgrade request is frames,
          * passed on below without being copied. While a request is being answered, reading
@@ -297,9 +414,13 @@ static void on_timer(wsx_loop *loop, wsx__timer *t)
     wsx_conn *c = wsx__container_of(t, wsx_conn, timer);
     (void)loop;
     if (c->state == WSX__HTTP) {
-        if (c->in.len)
+        /* An idle keep-alive connection just ends; a first request that never came is
+         * worth a line (slowloris, port scans). */
+        if (!(c->flags & WSX__F_SERVED)) {
+            c->srv->stats.handshake_timeouts++;
             wsx__conn_log(c, WSX_LOG_INFO, "no complete request within %u ms: closing",
                           c->cfg->handshake_ms);
+        }
         wsx__stream_close(&c->stream);
         return;
     }
@@ -341,6 +462,7 @@ static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, soc
     if (c->next) c->next->prev = c;
     srv->conns = c;
     srv->n_all++;
+    srv->stats.accepted++;
     wsx__timer_start(srv->loop, &c->timer, srv->cfg.handshake_ms);
 }
 
@@ -367,6 +489,7 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     cfg->log_level = o->log_level;
     cfg->user = o->user;
     cfg->subprotocols = o->subprotocols;
+    cfg->stats = &srv->stats;
     cfg->max_message = sz_or(o->max_message, 16u << 20);
     cfg->max_frame = sz_or(o->max_frame, cfg->max_message);
     cfg->max_head = sz_or(o->max_head, 8192);
@@ -406,6 +529,14 @@ size_t wsx_server_connections(const wsx_server *s)
     return s->n_ws;
 }
 
+void wsx_server_get_stats(const wsx_server *s, wsx_server_stats *out)
+{
+    *out = s->stats;
+    out->open = s->n_ws;
+    out->http_open = s->n_all - s->n_ws;
+    out->topics = wsx_topic_count(s);
+}
+
 static void on_shutdown_timer(wsx_loop *loop, wsx__timer *t)
 {
     wsx_server *srv = wsx__container_of(t, wsx_server, shutdown_timer);
@@ -429,7 +560,8 @@ void wsx_server_shutdown(wsx_server *s, uint32_t timeout_ms)
     for (wsx_conn *c = s->conns; c; c = c->next) {
         if (c->state == WSX__OPEN)
             wsx__conn_start_close(c, WSX_CLOSE_GOING_AWAY, "server shutting down", 20);
-        else if (c->state == WSX__HTTP && !(c->flags & WSX__F_HTTP_BUSY))
+        else if (c->state == WSX__HTTP &&
+                 (!(c->flags & WSX__F_HTTP_BUSY) || (c->flags & WSX__F_STREAMING)))
             wsx__stream_close(&c->stream);
     }
     if (s->n_all) {

@@ -25,7 +25,8 @@ typedef struct wsx__cfg {
     size_t max_message, max_frame, max_head;
     size_t high_water, low_water, hard_limit;
     uint32_t handshake_ms, idle_ms, ping_ms, pong_ms, close_ms, http_ms;
-    int role; /* WSX_ROLE_SERVER / WSX_ROLE_CLIENT */
+    int role;                /* WSX_ROLE_SERVER / WSX_ROLE_CLIENT */
+    wsx_server_stats *stats; /* the server's counters; NULL for clients */
 } wsx__cfg;
 
 struct wsx__sub;
@@ -45,6 +46,7 @@ struct wsx_server {
     struct wsx__pubsub *pubsub;
     void (*unsubscribe_all)(wsx_conn *c);
     void (*pubsub_free)(wsx_server *s);
+    wsx_server_stats stats;
 };
 
 enum wsx__conn_state {
@@ -65,6 +67,8 @@ enum wsx__conn_flags {
     WSX__F_HTTP_BUSY = 1u << 5, /* an HTTP request is being answered */
     WSX__F_COUNTED = 1u << 6,   /* counted in the server's WebSocket connections */
     WSX__F_SERVING = 1u << 7,   /* inside the server's request loop (no recursion) */
+    WSX__F_STREAMING = 1u << 8, /* an HTTP response body is being streamed */
+    WSX__F_SERVED = 1u << 9,    /* an HTTP request was answered on this connection */
 };
 
 struct wsx_conn {

@@ -80,7 +80,8 @@ static void send_line(cat_state *st, char *s, size_t len)
         char *rest = s + 6;
         int code = 1000;
         const char *reason = NULL;
-        while (*rest == ' ') rest++;
+        while (*rest == ' ')
+            rest++;
         if (*rest) {
             char *end;
             long v = strtol(rest, &end, 10);
@@ -89,7 +90,8 @@ static void send_line(cat_state *st, char *s, size_t len)
                 return;
             }
             code = (int)v;
-            while (*end == ' ') end++;
+            while (*end == ' ')
+                end++;
             if (*end) reason = end;
         }
         int rc = wsx_close(c, code, reason);
@@ -175,7 +177,8 @@ static void on_open(wsx_conn *c, void *user)
         /* stdin is a regular file (epoll refuses those): it never blocks, so read it all. */
         char buf[65536];
         ssize_t n;
-        while ((n = read(STDIN_FILENO, buf, sizeof buf)) > 0) take_input(st, buf, (size_t)n);
+        while ((n = read(STDIN_FILENO, buf, sizeof buf)) > 0)
+            take_input(st, buf, (size_t)n);
         finish_input(st);
     }
 }
@@ -188,7 +191,8 @@ static void on_message(wsx_conn *c, const wsx_msg *m, void *user)
     if (m->type == WSX_TEXT) {
         fwrite(m->data, 1, m->len, stdout);
     } else if (st->hex) {
-        for (size_t i = 0; i < m->len; i++) printf("%02x", m->data[i]);
+        for (size_t i = 0; i < m->len; i++)
+            printf("%02x", m->data[i]);
     } else {
         printf("[binary message, %zu bytes]", m->len);
     }
@@ -266,7 +270,8 @@ int cmd_cat(int argc, char **argv)
             if (!colon || colon == optarg || nh == 32)
                 return usage_error("cat", "bad header '%s' (expected 'Name: value')", optarg);
             const char *v = colon + 1;
-            while (*v == ' ') v++;
+            while (*v == ' ')
+                v++;
             headers[nh++] = (wsx_http_header){optarg, (size_t)(colon - optarg), v, strlen(v)};
             break;
         }
@@ -274,11 +279,21 @@ int cmd_cat(int argc, char **argv)
             if (ns == 16) return usage_error("cat", "too many subprotocols");
             subs[ns++] = optarg;
             break;
-        case 'o': o.origin = optarg; break;
-        case 'b': st.hex = true; break;
-        case 'B': st.send_binary = true; break;
-        case 'r': o.reconnect = true; break;
-        case 'q': st.quiet = true; break;
+        case 'o':
+            o.origin = optarg;
+            break;
+        case 'b':
+            st.hex = true;
+            break;
+        case 'B':
+            st.send_binary = true;
+            break;
+        case 'r':
+            o.reconnect = true;
+            break;
+        case 'q':
+            st.quiet = true;
+            break;
         case 1000:
             if (!parse_size(optarg, &o.max_message) || !o.max_message)
                 return usage_error("cat", "bad size '%s'", optarg);
@@ -287,8 +302,11 @@ int cmd_cat(int argc, char **argv)
             if (!parse_u32(optarg, &o.ping_interval_ms))
                 return usage_error("cat", "bad milliseconds '%s'", optarg);
             break;
-        case 'h': fputs(help, stdout); return 0;
-        default: return usage_error("cat", "unknown option");
+        case 'h':
+            fputs(help, stdout);
+            return 0;
+        default:
+            return usage_error("cat", "unknown option");
         }
     }
     if (optind + 1 != argc) return usage_error("cat", "expected one URL");

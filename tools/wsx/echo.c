@@ -67,16 +67,29 @@ static void on_signal(wsx_loop *loop, int signo, void *arg)
         tool_logf(WSX_LOG_WARN, "second signal: exiting now");
         exit(1);
     }
-    tool_logf(WSX_LOG_INFO, "%s: shutting down (%zu connections)", signo == SIGINT ? "SIGINT" : "SIGTERM",
-              wsx_server_connections(st->srv));
+    tool_logf(WSX_LOG_INFO, "%s: shutting down (%zu connections)",
+              signo == SIGINT ? "SIGINT" : "SIGTERM", wsx_server_connections(st->srv));
     wsx_server_shutdown(st->srv, st->shutdown_ms);
     /* The signal watcher does not keep the loop alive; the connections do. */
     (void)loop;
 }
 
 enum {
-    O_HOST = 256, O_PORT, O_PATH, O_MAXMSG, O_MAXCONN, O_HIGH, O_HARD, O_HS, O_IDLE, O_PING,
-    O_PONG, O_CLOSE, O_SHUTDOWN, O_QUIET, O_JSON,
+    O_HOST = 256,
+    O_PORT,
+    O_PATH,
+    O_MAXMSG,
+    O_MAXCONN,
+    O_HIGH,
+    O_HARD,
+    O_HS,
+    O_IDLE,
+    O_PING,
+    O_PONG,
+    O_CLOSE,
+    O_SHUTDOWN,
+    O_QUIET,
+    O_JSON,
 };
 
 int cmd_echo(int argc, char **argv)
@@ -109,12 +122,16 @@ int cmd_echo(int argc, char **argv)
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         size_t sz;
         switch (ch) {
-        case O_HOST: o.host = optarg; break;
+        case O_HOST:
+            o.host = optarg;
+            break;
         case O_PORT:
             if (!parse_u32(optarg, &port) || port > 65535)
                 return usage_error("echo", "bad --port '%s'", optarg);
             break;
-        case O_PATH: o.path = optarg; break;
+        case O_PATH:
+            o.path = optarg;
+            break;
         case O_MAXMSG:
         case O_MAXCONN:
         case O_HIGH:
@@ -141,10 +158,17 @@ int cmd_echo(int argc, char **argv)
             if (ch == O_CLOSE) o.close_timeout_ms = v;
             if (ch == O_SHUTDOWN) st.shutdown_ms = v;
             break;
-        case O_QUIET: g_log.quiet = true; break;
-        case O_JSON: g_log.json = true; break;
-        case 'h': fputs(help, stdout); return 0;
-        default: return usage_error("echo", "unknown option");
+        case O_QUIET:
+            g_log.quiet = true;
+            break;
+        case O_JSON:
+            g_log.json = true;
+            break;
+        case 'h':
+            fputs(help, stdout);
+            return 0;
+        default:
+            return usage_error("echo", "unknown option");
         }
     }
     if (optind < argc) return usage_error("echo", "unexpected argument '%s'", argv[optind]);

@@ -8,6 +8,7 @@ static const char usage[] =
     "usage: wsx COMMAND [options]\n"
     "\n"
     "commands:\n"
+    "  serve     the chat server with its web page (http://localhost:8080/)\n"
     "  echo      a WebSocket echo server (text and binary messages are sent back)\n"
     "  cat URL   an interactive client: stdin lines are sent, messages are printed\n"
     "\n"
@@ -28,6 +29,7 @@ int main(int argc, char **argv)
         puts("wsx 0.1.0");
         return 0;
     }
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "echo")) return cmd_echo(argc - 1, argv + 1);
     if (!strcmp(cmd, "cat")) return cmd_cat(argc - 1, argv + 1);
     fprintf(stderr, "wsx: unknown command '%s'\n\n%s", cmd, usage);

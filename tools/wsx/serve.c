@@ -1,0 +1,1032 @@
+/*
+ * `wsx serve`: the chat server with its web page. The protocol is docs/chat-protocol.md.
+ * Rooms are pub/sub topics ("room:NAME"): a chat message is serialised once and published
+ * to the topic, which frames it once for every member.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "assets.h"
+#include "tool.h"
+
+#define MAX_NAME         32
+#define MAX_ROOM         32
+#define MAX_TEXT         2000
+#define MAX_ROOMS        10000
+#define MAX_ORIGINS      16
+#define SSE_KEEPALIVE_MS 15000
+
+typedef struct member member;
+typedef struct sse sse;
+
+typedef struct room {
+    struct room *next;
+    char name[MAX_ROOM + 1];
+    member *members; /* connections that joined, newest first */
+    size_t n_members;
+    sse *listeners;
+    /* History: the last `cap` message objects, serialised, oldest at `first`. */
+    char **hist;
+    uint64_t *hist_id;
+    size_t hist_n, hist_first;
+    uint64_t next_id;
+} room;
+
+struct member {
+    member *next, *prev; /* in the room */
+    wsx_conn *c;
+    room *room;
+    uint64_t id;
+    char name[4 * MAX_NAME + 1];
+};
+
+struct sse {
+    sse *next, *prev;
+    wsx_http_req *r;
+    room *room;
+};
+
+typedef struct serve_state {
+    wsx_loop *loop;
+    wsx_server *srv;
+    room *rooms;
+    size_t n_rooms;
+    size_t history;
+    const char *token;
+    const char *origins[MAX_ORIGINS];
+    size_t n_origins;
+    const char *static_dir;
+    char static_real[PATH_MAX];
+    uint64_t next_conn_id;
+    size_t n_sse;
+    wsx_timer *keepalive;
+    uint32_t shutdown_ms;
+    int signals;
+    char etags[64][24]; /* ETags of the embedded files, by index */
+} serve_state;
+
+static serve_state S;
+
+/* ---- small helpers ---- */
+
+static uint64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+static void peer_of(wsx_conn *c, char *buf, size_t cap)
+{
+    if (wsx_conn_peer(c, buf, cap) < 0) snprintf(buf, cap, "-");
+}
+
+/* Counts code points of valid UTF-8 (the library validated text messages already). */
+static size_t utf8_chars(const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return k;
+}
+
+/* Trims ASCII whitespace in place; returns the new start and sets *n. */
+static const char *trim(const char *s, size_t *n)
+{
+    size_t len = *n;
+    while (len && isspace((unsigned char)*s))
+        s++, len--;
+    while (len && isspace((unsigned char)s[len - 1]))
+        len--;
+    *n = len;
+    return s;
+}
+
+static bool valid_room(const char *s, size_t n)
+{
+    if (n < 1 || n > MAX_ROOM) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
+            return false;
+    return true;
+}
+
+static bool valid_name(const char *s, size_t n)
+{
+    if (n < 1 || utf8_chars(s, n) > MAX_NAME) return false;
+    if (!wsx_utf8_valid((const uint8_t *)s, n)) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return false;
+    return true;
+}
+
+/* Finds key in a query string and percent-decodes its value into out. */
+static bool query_get(const char *q, size_t qlen, const char *key, char *out, size_t cap)
+{
+    size_t klen = strlen(key);
+    const char *p = q, *end = q + qlen;
+    while (p && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp ? amp : end;
+        if ((size_t)(pe - p) > klen && !memcmp(p, key, klen) && p[klen] == '=') {
+            const char *v = p + klen + 1;
+            size_t o = 0;
+            while (v < pe && o + 1 < cap) {
+                if (*v == '%' && pe - v >= 3 && isxdigit((unsigned char)v[1]) &&
+                    isxdigit((unsigned char)v[2])) {
+                    char hex[3] = {v[1], v[2], 0};
+                    out[o++] = (char)strtol(hex, NULL, 16);
+                    v += 3;
+                } else {
+                    out[o++] = *v == '+' ? ' ' : *v;
+                    v++;
+                }
+            }
+            out[o] = '\0';
+            return true;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return false;
+}
+
+/* ---- rooms ---- */
+
+static room *find_room(const char *name)
+{
+    for (room *r = S.rooms; r; r = r->next)
+        if (!strcmp(r->name, name)) return r;
+    return NULL;
+}
+
+static room *get_room(const char *name)
+{
+    room *r = find_room(name);
+    if (r || S.n_rooms >= MAX_ROOMS) return r;
+    r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    snprintf(r->name, sizeof r->name, "%s", name);
+    if (S.history) {
+        r->hist = calloc(S.history, sizeof *r->hist);
+        r->hist_id = calloc(S.history, sizeof *r->hist_id);
+    }
+    r->next_id = 1;
+    r->next = S.rooms;
+    S.rooms = r;
+    S.n_rooms++;
+    return r;
+}
+
+static void topic_of(const room *r, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "room:%s", r->name);
+}
+
+/* The online list: one entry per display name with its number of tabs, sorted by name. */
+static json_t *online_list(const room *r)
+{
+    size_t n = 0;
+    const char **names = malloc((r->n_members + 1) * sizeof *names);
+    if (!names) return json_array();
+    for (const member *m = r->members; m; m = m->next)
+        names[n++] = m->name;
+    for (size_t i = 1; i < n; i++) { /* insertion sort: rooms are small */
+        const char *k = names[i];
+        size_t j = i;
+        while (j > 0 && strcmp(names[j - 1], k) > 0) {
+            names[j] = names[j - 1];
+            j--;
+        }
+        names[j] = k;
+    }
+    json_t *a = json_array();
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && !strcmp(names[j], names[i]))
+            j++;
+        json_array_append_new(
+            a, json_pack("{s:s, s:I}", "name", names[i], "tabs", (json_int_t)(j - i)));
+        i = j;
+    }
+    free(names);
+    return a;
+}
+
+static size_t tabs_of(const room *r, const char *name)
+{
+    size_t k = 0;
+    for (const member *m = r->members; m; m = m->next)
+        k += !strcmp(m->name, name);
+    return k;
+}
+
+static void publish_json(room *r, json_t *obj, const wsx_conn *except)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    if (!s) return;
+    char topic[64];
+    topic_of(r, topic, sizeof topic);
+    wsx_publish_except(S.srv, topic, s, strlen(s), WSX_TEXT, except);
+    free(s);
+}
+
+static void send_json(wsx_conn *c, json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    if (!s) return;
+    wsx_send(c, s, strlen(s), WSX_TEXT);
+    free(s);
+}
+
+static void send_error(wsx_conn *c, const char *code, const char *msg)
+{
+    send_json(c, json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", msg));
+}
+
+/* Presence: "join" when a person's first tab arrives, "leave" when the last one goes;
+ * other tab changes only update the online list. */
+static void presence(room *r, const char *name, bool joined, size_t tabs_now)
+{
+    bool changed = joined ? tabs_now == 1 : tabs_now == 0;
+    if (changed)
+        publish_json(r,
+                     json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "presence", "room", r->name,
+                               "event", joined ? "join" : "leave", "name", name, "online",
+                               online_list(r)),
+                     NULL);
+    else
+        publish_json(r,
+                     json_pack("{s:s, s:s, s:o}", "type", "online", "room", r->name, "online",
+                               online_list(r)),
+                     NULL);
+}
+
+static void leave_room(member *m)
+{
+    room *r = m->room;
+    if (!r) return;
+    char topic[64];
+    topic_of(r, topic, sizeof topic);
+    wsx_unsubscribe(m->c, topic);
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        r->members = m->next;
+    if (m->next) m->next->prev = m->prev;
+    r->n_members--;
+    m->room = NULL;
+    m->next = m->prev = NULL;
+    presence(r, m->name, false, tabs_of(r, m->name));
+}
+
+/* ---- server-sent events ---- */
+
+static void sse_send(sse *l, uint64_t id, const char *json)
+{
+    char head[64];
+    int n = snprintf(head, sizeof head, "id: %llu\nevent: message\ndata: ", (unsigned long long)id);
+    wsx_http_write(l->r, head, (size_t)n);
+    wsx_http_write(l->r, json, strlen(json));
+    wsx_http_write(l->r, "\n\n", 2);
+}
+
+static void sse_gone(wsx_http_req *r, void *arg)
+{
+    sse *l = arg;
+    (void)r;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        l->room->listeners = l->next;
+    if (l->next) l->next->prev = l->prev;
+    S.n_sse--;
+    free(l);
+}
+
+static void sse_keepalive(wsx_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    for (room *r = S.rooms; r; r = r->next)
+        for (sse *l = r->listeners; l; l = l->next)
+            wsx_http_write(l->r, ": keep-alive\n\n", 14);
+}
+
+static void history_add(room *r, uint64_t id, char *json)
+{
+    if (!S.history) {
+        free(json);
+        return;
+    }
+    size_t slot;
+    if (r->hist_n < S.history) {
+        slot = (r->hist_first + r->hist_n) % S.history;
+        r->hist_n++;
+    } else {
+        slot = r->hist_first;
+        free(r->hist[slot]);
+        r->hist_first = (r->hist_first + 1) % S.history;
+    }
+    r->hist[slot] = json;
+    r->hist_id[slot] = id;
+}
+
+/* ---- WebSocket chat ---- */
+
+static bool check_origin(const wsx_request *rq)
+{
+    if (!S.n_origins) return true;
+    const wsx_http_header *h =
+        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "origin");
+    /* Only browsers send Origin; cross-site WebSocket hijacking needs a browser. */
+    if (!h) return true;
+    for (size_t i = 0; i < S.n_origins; i++)
+        if (strlen(S.origins[i]) == h->value_len &&
+            !strncasecmp(S.origins[i], h->value, h->value_len))
+            return true;
+    return false;
+}
+
+static bool check_token(const wsx_request *rq)
+{
+    if (!S.token) return true;
+    char q[256];
+    if (rq->query && query_get(rq->query, rq->query_len, "token", q, sizeof q) &&
+        !strcmp(q, S.token))
+        return true;
+    const wsx_http_header *h =
+        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "authorization");
+    size_t tl = strlen(S.token);
+    return h && h->value_len == 7 + tl && !strncasecmp(h->value, "Bearer ", 7) &&
+           !memcmp(h->value + 7, S.token, tl);
+}
+
+static int on_upgrade(wsx_server *srv, const wsx_request *rq, void **conn_user, void *user)
+{
+    (void)srv;
+    (void)user;
+    if (!check_origin(rq)) {
+        tool_logf(WSX_LOG_INFO, "%s refused: origin not allowed", rq->peer);
+        return 403;
+    }
+    if (!check_token(rq)) {
+        tool_logf(WSX_LOG_INFO, "%s refused: missing or wrong token", rq->peer);
+        return 401;
+    }
+    member *m = calloc(1, sizeof *m);
+    if (!m) return 503;
+    m->id = ++S.next_conn_id;
+    *conn_user = m;
+    return 0;
+}
+
+static void on_open(wsx_conn *c, void *user)
+{
+    (void)user;
+    member *m = wsx_conn_user(c);
+    m->c = c;
+    char peer[64], id[32];
+    peer_of(c, peer, sizeof peer);
+    tool_logf(WSX_LOG_INFO, "%s open (connection c%llu)", peer, (unsigned long long)m->id);
+    snprintf(id, sizeof id, "c%llu", (unsigned long long)m->id);
+    send_json(c, json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i}}", "type", "welcome", "server",
+                           "wsx 0.1.0", "id", id, "limits", "name", MAX_NAME, "room", MAX_ROOM,
+                           "text", MAX_TEXT));
+}
+
+static void on_close(wsx_conn *c, int code, const char *reason, size_t len, void *user)
+{
+    (void)user;
+    member *m = wsx_conn_user(c);
+    char peer[64];
+    peer_of(c, peer, sizeof peer);
+    tool_logf(WSX_LOG_INFO, "%s close %d%s%.*s", peer, code, len ? " " : "", (int)len, reason);
+    if (!m) return;
+    leave_room(m);
+    free(m);
+    wsx_conn_set_user(c, NULL);
+}
+
+static void do_join(wsx_conn *c, member *m, json_t *req)
+{
+    const char *room_name = "lobby", *name = NULL;
+    size_t rl = 5, nl = 0;
+    json_t *jr = json_object_get(req, "room"), *jn = json_object_get(req, "name");
+    if (jr) {
+        if (!json_is_string(jr)) return send_error(c, "bad_room", "room must be a string");
+        room_name = json_string_value(jr);
+        rl = json_string_length(jr);
+        room_name = trim(room_name, &rl);
+    }
+    if (!valid_room(room_name, rl))
+        return send_error(c, "bad_room", "room: 1 to 32 characters from A-Z a-z 0-9 _ . -");
+    if (!json_is_string(jn)) return send_error(c, "bad_name", "name is required");
+    name = json_string_value(jn);
+    nl = json_string_length(jn);
+    name = trim(name, &nl);
+    if (!valid_name(name, nl))
+        return send_error(c, "bad_name", "name: 1 to 32 characters, no control characters");
+    char rname[MAX_ROOM + 1];
+    snprintf(rname, sizeof rname, "%.*s", (int)rl, room_name);
+    room *r = get_room(rname);
+    if (!r) return send_error(c, "bad_room", "too many rooms");
+    leave_room(m);
+    snprintf(m->name, sizeof m->name, "%.*s", (int)nl, name);
+    char topic[64];
+    topic_of(r, topic, sizeof topic);
+    if (wsx_subscribe(c, topic) < 0) return send_error(c, "bad_room", "cannot join");
+    m->room = r;
+    m->next = r->members;
+    if (r->members) r->members->prev = m;
+    m->prev = NULL;
+    r->members = m;
+    r->n_members++;
+
+    /* joined: the history is spliced in as the stored JSON texts. */
+    json_t *head = json_pack("{s:s, s:s, s:s, s:o}", "type", "joined", "room", r->name, "name",
+                             m->name, "online", online_list(r));
+    char *hs = json_dumps(head, JSON_COMPACT);
+    json_decref(head);
+    if (!hs) return;
+    size_t total = strlen(hs) + 16;
+    for (size_t i = 0; i < r->hist_n; i++)
+        total += strlen(r->hist[(r->hist_first + i) % S.history]) + 1;
+    char *out = malloc(total);
+    if (out) {
+        size_t o = strlen(hs) - 1; /* drop the closing brace */
+        memcpy(out, hs, o);
+        o += (size_t)sprintf(out + o, ",\"history\":[");
+        for (size_t i = 0; i < r->hist_n; i++) {
+            const char *h = r->hist[(r->hist_first + i) % S.history];
+            if (i) out[o++] = ',';
+            memcpy(out + o, h, strlen(h));
+            o += strlen(h);
+        }
+        out[o++] = ']';
+        out[o++] = '}';
+        wsx_send(c, out, o, WSX_TEXT);
+        free(out);
+    }
+    free(hs);
+    presence(r, m->name, true, tabs_of(r, m->name));
+}
+
+static void do_message(wsx_conn *c, member *m, json_t *req)
+{
+    if (!m->room) return send_error(c, "not_joined", "join a room first");
+    json_t *jt = json_object_get(req, "text");
+    if (!json_is_string(jt)) return send_error(c, "bad_text", "text must be a string");
+    size_t tl = json_string_length(jt);
+    const char *text = trim(json_string_value(jt), &tl);
+    if (tl == 0 || utf8_chars(text, tl) > MAX_TEXT)
+        return send_error(c, "bad_text", "text: 1 to 2000 characters");
+    room *r = m->room;
+    uint64_t id = r->next_id++;
+    json_t *msg =
+        json_pack("{s:s, s:I, s:s, s:s, s:s%, s:I}", "type", "message", "id", (json_int_t)id,
+                  "room", r->name, "name", m->name, "text", text, tl, "ts", (json_int_t)now_ms());
+    char *s = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    if (!s) return;
+    char topic[64];
+    topic_of(r, topic, sizeof topic);
+    wsx_publish(S.srv, topic, s, strlen(s), WSX_TEXT);
+    for (sse *l = r->listeners; l; l = l->next)
+        sse_send(l, id, s);
+    history_add(r, id, s);
+}
+
+static void do_typing(wsx_conn *c, member *m, json_t *req)
+{
+    if (!m->room) return send_error(c, "not_joined", "join a room first");
+    json_t *jt = json_object_get(req, "typing");
+    publish_json(m->room,
+                 json_pack("{s:s, s:s, s:s, s:b}", "type", "typing", "room", m->room->name, "name",
+                           m->name, "typing", json_is_true(jt)),
+                 c);
+}
+
+static void on_message(wsx_conn *c, const wsx_msg *msg, void *user)
+{
+    (void)user;
+    member *m = wsx_conn_user(c);
+    if (!m) return;
+    if (msg->type != WSX_TEXT) return send_error(c, "binary", "binary messages are not accepted");
+    json_error_t err;
+    json_t *req = json_loadb((const char *)msg->data, msg->len, 0, &err);
+    if (!req || !json_is_object(req)) {
+        json_decref(req);
+        return send_error(c, "bad_json", "messages are JSON objects");
+    }
+    const char *type = json_string_value(json_object_get(req, "type"));
+    if (!type)
+        send_error(c, "bad_type", "missing \"type\"");
+    else if (!strcmp(type, "join"))
+        do_join(c, m, req);
+    else if (!strcmp(type, "message"))
+        do_message(c, m, req);
+    else if (!strcmp(type, "typing"))
+        do_typing(c, m, req);
+    else if (!strcmp(type, "leave"))
+        leave_room(m);
+    else
+        send_error(c, "bad_type", "unknown \"type\"");
+    json_decref(req);
+}
+
+/* ---- HTTP: static files, SSE, health, metrics ---- */
+
+static const char *content_type(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {".html", "text/html; charset=utf-8"},
+        {".htm", "text/html; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".json", "application/json"},
+        {".svg", "image/svg+xml"},
+        {".png", "image/png"},
+        {".jpg", "image/jpeg"},
+        {".jpeg", "image/jpeg"},
+        {".gif", "image/gif"},
+        {".ico", "image/x-icon"},
+        {".webp", "image/webp"},
+        {".txt", "text/plain; charset=utf-8"},
+        {".woff2", "font/woff2"},
+        {".wasm", "application/wasm"},
+    };
+    if (dot)
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+            if (!strcasecmp(dot, types[i].ext)) return types[i].type;
+    return "application/octet-stream";
+}
+
+static void respond_text(wsx_http_req *r, int status, const char *ctype, const char *body)
+{
+    wsx_http_header h[] = {{"Content-Type", 12, ctype, strlen(ctype)}};
+    wsx_http_respond(r, status, h, 1, body, strlen(body));
+}
+
+static bool etag_matches(const wsx_request *rq, const char *etag)
+{
+    const wsx_http_header *h =
+        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "if-none-match");
+    if (!h) return false;
+    const char *p = h->value, *end = h->value + h->value_len, *e;
+    size_t el;
+    while (wsx_http_list_next(&p, end, &e, &el)) {
+        if (el >= 2 && e[0] == 'W' && e[1] == '/') e += 2, el -= 2;
+        if ((el == 1 && *e == '*') || (el == strlen(etag) && !memcmp(e, etag, el))) return true;
+    }
+    return false;
+}
+
+static void send_file_bytes(wsx_http_req *r, const wsx_request *rq, const char *path,
+                            const void *data, size_t len, const char *etag, const char *lastmod)
+{
+    const char *ct = content_type(path);
+    wsx_http_header h[4] = {
+        {"Content-Type", 12, ct, strlen(ct)},
+        {"ETag", 4, etag, strlen(etag)},
+        {"Cache-Control", 13, "no-cache", 8},
+    };
+    size_t n = 3;
+    if (lastmod) h[n++] = (wsx_http_header){"Last-Modified", 13, lastmod, strlen(lastmod)};
+    if (etag_matches(rq, etag)) {
+        wsx_http_respond(r, 304, h + 1, n - 1, NULL, 0);
+        return;
+    }
+    wsx_http_respond(r, 200, h, n, data, len);
+}
+
+/* Percent-decodes a path and refuses anything that could leave the root. */
+static bool clean_path(const char *p, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        if (ch == '%') {
+            if (i + 2 >= n || !isxdigit((unsigned char)p[i + 1]) ||
+                !isxdigit((unsigned char)p[i + 2]))
+                return false;
+            char hex[3] = {p[i + 1], p[i + 2], 0};
+            ch = (char)strtol(hex, NULL, 16);
+            i += 2;
+        }
+        if (ch == '\0' || ch == '\\' || o + 1 >= cap) return false;
+        out[o++] = ch;
+    }
+    out[o] = '\0';
+    if (out[0] != '/') return false;
+    /* No "." or ".." segment, decoded or not. */
+    for (const char *s = out; *s;) {
+        const char *seg = s + 1, *slash = strchr(seg, '/');
+        size_t sl = slash ? (size_t)(slash - seg) : strlen(seg);
+        if ((sl == 1 && seg[0] == '.') || (sl == 2 && seg[0] == '.' && seg[1] == '.')) return false;
+        if (!slash) break;
+        s = slash;
+    }
+    return true;
+}
+
+static void serve_static_dir(wsx_http_req *r, const wsx_request *rq, const char *path)
+{
+    char full[PATH_MAX + 1100], real[PATH_MAX];
+    size_t pl = strlen(path);
+    int fl = snprintf(full, sizeof full, "%s%s%s", S.static_real, path,
+                      pl && path[pl - 1] == '/' ? "index.html" : "");
+    struct stat st;
+    if (fl < 0 || (size_t)fl >= PATH_MAX || !realpath(full, real) || stat(real, &st) < 0) {
+        respond_text(r, 404, "text/plain; charset=utf-8", "404 Not Found\n");
+        return;
+    }
+    size_t rl = strlen(S.static_real);
+    /* A symlink inside the root must not lead outside it. */
+    if (strncmp(real, S.static_real, rl) != 0 || (real[rl] != '/' && real[rl] != '\0')) {
+        respond_text(r, 404, "text/plain; charset=utf-8", "404 Not Found\n");
+        return;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        char loc[PATH_MAX + 2];
+        snprintf(loc, sizeof loc, "%.*s/", (int)rq->path_len, rq->path);
+        wsx_http_header h[] = {{"Location", 8, loc, strlen(loc)}};
+        wsx_http_respond(r, 301, h, 1, NULL, 0);
+        return;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > (64 << 20)) {
+        respond_text(r, 404, "text/plain; charset=utf-8", "404 Not Found\n");
+        return;
+    }
+    char etag[64], lastmod[64];
+    snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)st.st_mtime,
+             (unsigned long long)st.st_size);
+    struct tm tm;
+    gmtime_r(&st.st_mtime, &tm);
+    strftime(lastmod, sizeof lastmod, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    int fd = open(real, O_RDONLY | O_CLOEXEC);
+    char *buf = fd >= 0 ? malloc((size_t)st.st_size + 1) : NULL;
+    ssize_t got = buf ? read(fd, buf, (size_t)st.st_size) : -1;
+    if (fd >= 0) close(fd);
+    if (got != st.st_size) {
+        free(buf);
+        respond_text(r, 500, "text/plain; charset=utf-8", "500 cannot read the file\n");
+        return;
+    }
+    send_file_bytes(r, rq, real, buf, (size_t)got, etag, lastmod);
+    free(buf);
+}
+
+static void serve_embedded(wsx_http_req *r, const wsx_request *rq, const char *path)
+{
+    const char *want = !strcmp(path, "/") ? "/index.html" : path;
+    for (size_t i = 0; wsx_assets[i].path; i++) {
+        if (strcmp(wsx_assets[i].path, want) != 0) continue;
+        send_file_bytes(r, rq, want, wsx_assets[i].data, wsx_assets[i].len, S.etags[i], NULL);
+        return;
+    }
+    respond_text(r, 404, "text/plain; charset=utf-8", "404 Not Found\n");
+}
+
+static void serve_metrics(wsx_http_req *r)
+{
+    wsx_server_stats st;
+    wsx_server_get_stats(S.srv, &st);
+    size_t members = 0;
+    for (room *rm = S.rooms; rm; rm = rm->next)
+        members += rm->n_members;
+    char body[4096];
+    int n = snprintf(
+        body, sizeof body,
+        "# HELP wsx_connections_open Open WebSocket connections.\n"
+        "# TYPE wsx_connections_open gauge\nwsx_connections_open %zu\n"
+        "# HELP wsx_http_connections_open Open non-WebSocket connections (HTTP, SSE).\n"
+        "# TYPE wsx_http_connections_open gauge\nwsx_http_connections_open %zu\n"
+        "# HELP wsx_connections_accepted_total TCP connections accepted.\n"
+        "# TYPE wsx_connections_accepted_total counter\nwsx_connections_accepted_total %llu\n"
+        "# HELP wsx_upgrades_total WebSocket handshakes completed.\n"
+        "# TYPE wsx_upgrades_total counter\nwsx_upgrades_total %llu\n"
+        "# HELP wsx_messages_received_total WebSocket messages received.\n"
+        "# TYPE wsx_messages_received_total counter\nwsx_messages_received_total %llu\n"
+        "# HELP wsx_messages_sent_total WebSocket messages sent (a broadcast counts per "
+        "recipient).\n"
+        "# TYPE wsx_messages_sent_total counter\nwsx_messages_sent_total %llu\n"
+        "# HELP wsx_bytes_received_total WebSocket payload bytes received.\n"
+        "# TYPE wsx_bytes_received_total counter\nwsx_bytes_received_total %llu\n"
+        "# HELP wsx_bytes_sent_total WebSocket payload bytes sent.\n"
+        "# TYPE wsx_bytes_sent_total counter\nwsx_bytes_sent_total %llu\n"
+        "# HELP wsx_topics Pub/sub topics with subscribers.\n"
+        "# TYPE wsx_topics gauge\nwsx_topics %zu\n"
+        "# HELP wsx_subscribers Room memberships (subscriptions).\n"
+        "# TYPE wsx_subscribers gauge\nwsx_subscribers %zu\n"
+        "# HELP wsx_sse_listeners Server-sent event streams open.\n"
+        "# TYPE wsx_sse_listeners gauge\nwsx_sse_listeners %zu\n"
+        "# HELP wsx_handshake_failures_total Upgrade or HTTP requests refused, by reason.\n"
+        "# TYPE wsx_handshake_failures_total counter\n"
+        "wsx_handshake_failures_total{reason=\"bad_request\"} %llu\n"
+        "wsx_handshake_failures_total{reason=\"unauthorized\"} %llu\n"
+        "wsx_handshake_failures_total{reason=\"forbidden_origin\"} %llu\n"
+        "wsx_handshake_failures_total{reason=\"not_found\"} %llu\n"
+        "wsx_handshake_failures_total{reason=\"unsupported_version\"} %llu\n"
+        "wsx_handshake_failures_total{reason=\"head_too_large\"} %llu\n"
+        "wsx_handshake_failures_total{reason=\"unavailable\"} %llu\n"
+        "wsx_handshake_failures_total{reason=\"other\"} %llu\n"
+        "wsx_handshake_failures_total{reason=\"timeout\"} %llu\n",
+        st.open, st.http_open, (unsigned long long)st.accepted, (unsigned long long)st.upgrades,
+        (unsigned long long)st.messages_in, (unsigned long long)st.messages_out,
+        (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out, st.topics, members,
+        S.n_sse, (unsigned long long)st.refused_400, (unsigned long long)st.refused_401,
+        (unsigned long long)st.refused_403, (unsigned long long)st.refused_404,
+        (unsigned long long)st.refused_426, (unsigned long long)st.refused_431,
+        (unsigned long long)st.refused_503, (unsigned long long)st.refused_other,
+        (unsigned long long)st.handshake_timeouts);
+    wsx_http_header h[] = {{"Content-Type", 12, "text/plain; version=0.0.4", 25}};
+    wsx_http_respond(r, 200, h, 1, body, (size_t)n);
+}
+
+static void serve_sse(wsx_http_req *r, const wsx_request *rq)
+{
+    if (!check_token(rq)) {
+        respond_text(r, 401, "text/plain; charset=utf-8", "401 Unauthorized\n");
+        return;
+    }
+    char name[64] = "lobby";
+    if (rq->query) query_get(rq->query, rq->query_len, "room", name, sizeof name);
+    if (!valid_room(name, strlen(name))) {
+        respond_text(r, 400, "text/plain; charset=utf-8", "400 bad room name\n");
+        return;
+    }
+    room *rm = get_room(name);
+    sse *l = rm ? calloc(1, sizeof *l) : NULL;
+    if (!l) {
+        respond_text(r, 503, "text/plain; charset=utf-8", "503 too many rooms\n");
+        return;
+    }
+    wsx_http_header h[] = {{"Content-Type", 12, "text/event-stream", 17},
+                           {"Cache-Control", 13, "no-cache", 8},
+                           {"X-Accel-Buffering", 17, "no", 2}};
+    if (wsx_http_begin(r, 200, h, 3) < 0) {
+        free(l);
+        wsx_http_end(r);
+        return;
+    }
+    l->r = r;
+    l->room = rm;
+    l->next = rm->listeners;
+    if (l->next) l->next->prev = l;
+    rm->listeners = l;
+    S.n_sse++;
+    wsx_http_on_gone(r, sse_gone, l);
+    wsx_http_write(r, "retry: 2000\n\n", 13);
+    /* Resume after Last-Event-ID (the header an EventSource sends when it reconnects). */
+    const wsx_http_header *le =
+        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "last-event-id");
+    char qv[32];
+    if (le || (rq->query && query_get(rq->query, rq->query_len, "lastEventId", qv, sizeof qv))) {
+        char v[32];
+        if (le)
+            snprintf(v, sizeof v, "%.*s", (int)le->value_len, le->value);
+        else
+            snprintf(v, sizeof v, "%s", qv);
+        unsigned long long after = strtoull(v, NULL, 10);
+        for (size_t i = 0; i < rm->hist_n; i++) {
+            size_t slot = (rm->hist_first + i) % S.history;
+            if (rm->hist_id[slot] > after) sse_send(l, rm->hist_id[slot], rm->hist[slot]);
+        }
+    }
+}
+
+static void on_http(wsx_http_req *r, const wsx_request *rq, void *user)
+{
+    (void)user;
+    bool get = (rq->head->method_len == 3 && !memcmp(rq->head->method, "GET", 3)) ||
+               (rq->head->method_len == 4 && !memcmp(rq->head->method, "HEAD", 4));
+    char path[1024];
+    if (!clean_path(rq->path, rq->path_len, path, sizeof path)) {
+        respond_text(r, 400, "text/plain; charset=utf-8", "400 bad path\n");
+        return;
+    }
+    if (!get) {
+        wsx_http_header h[] = {{"Allow", 5, "GET, HEAD", 9},
+                               {"Content-Type", 12, "text/plain", 10}};
+        wsx_http_respond(r, 405, h, 2, "405 Method Not Allowed\n", 23);
+        return;
+    }
+    if (!strcmp(path, "/healthz")) return respond_text(r, 200, "text/plain; charset=utf-8", "ok\n");
+    if (!strcmp(path, "/metrics")) return serve_metrics(r);
+    if (!strcmp(path, "/sse")) return serve_sse(r, rq);
+    if (!strcmp(path, "/ws"))
+        return respond_text(r, 426, "text/plain; charset=utf-8",
+                            "426 Upgrade Required\nthis is the WebSocket endpoint\n");
+    if (S.static_dir)
+        serve_static_dir(r, rq, path);
+    else
+        serve_embedded(r, rq, path);
+}
+
+/* ---- the command ---- */
+
+static const char help[] =
+    "usage: wsx serve [options]\n"
+    "\n"
+    "The chat server: the page at http://HOST:PORT/, WebSocket at /ws, server-sent events at\n"
+    "/sse?room=NAME, /healthz and /metrics. The protocol is described in docs/chat-protocol.md.\n"
+    "\n"
+    "  --host H               address to listen on (default: all)\n"
+    "  --port P               port (default 8080; 0 picks a free one)\n"
+    "  --static DIR           serve this directory instead of the built-in page\n"
+    "  --token T              require this token (?token=T or Authorization: Bearer T)\n"
+    "  --origin O             accept browser pages only from origin O (repeatable)\n"
+    "  --history N            messages kept per room and sent on join (default 100)\n"
+    "  --max-connections N    WebSocket connections at most (default 10000)\n"
+    "  --ping-interval MS     ping silent connections (default 30000; 0 = never)\n"
+    "  --shutdown-timeout MS  on SIGINT/SIGTERM, time for clients to close (default 5000)\n"
+    "  --quiet                log only warnings and errors\n"
+    "  --json-logs            log one JSON object per line\n"
+    "  -h, --help             this text\n";
+
+static void on_signal(wsx_loop *loop, int signo, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    if (S.signals++) {
+        tool_logf(WSX_LOG_WARN, "second signal: exiting now");
+        exit(1);
+    }
+    tool_logf(WSX_LOG_INFO, "%s: shutting down (%zu connections)",
+              signo == SIGINT ? "SIGINT" : "SIGTERM", wsx_server_connections(S.srv));
+    if (S.keepalive) wsx_timer_stop(S.keepalive);
+    S.keepalive = NULL;
+    wsx_server_shutdown(S.srv, S.shutdown_ms);
+}
+
+static void free_rooms(void)
+{
+    while (S.rooms) {
+        room *r = S.rooms;
+        S.rooms = r->next;
+        for (size_t i = 0; i < r->hist_n; i++)
+            free(r->hist[(r->hist_first + i) % S.history]);
+        free(r->hist);
+        free(r->hist_id);
+        free(r);
+    }
+}
+
+enum {
+    O_HOST = 256,
+    O_PORT,
+    O_STATIC,
+    O_TOKEN,
+    O_ORIGIN,
+    O_HISTORY,
+    O_MAXCONN,
+    O_PING,
+    O_SHUTDOWN,
+    O_QUIET,
+    O_JSON
+};
+
+int cmd_serve(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"host", required_argument, 0, O_HOST},
+        {"port", required_argument, 0, O_PORT},
+        {"static", required_argument, 0, O_STATIC},
+        {"token", required_argument, 0, O_TOKEN},
+        {"origin", required_argument, 0, O_ORIGIN},
+        {"history", required_argument, 0, O_HISTORY},
+        {"max-connections", required_argument, 0, O_MAXCONN},
+        {"ping-interval", required_argument, 0, O_PING},
+        {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
+        {"quiet", no_argument, 0, O_QUIET},
+        {"json-logs", no_argument, 0, O_JSON},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    memset(&S, 0, sizeof S);
+    S.history = 100;
+    S.shutdown_ms = 5000;
+    wsx_server_opts o = wsx_server_defaults();
+    uint32_t port = 8080, v;
+    size_t sz;
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case O_HOST:
+            o.host = optarg;
+            break;
+        case O_PORT:
+            if (!parse_u32(optarg, &port) || port > 65535)
+                return usage_error("serve", "bad --port '%s'", optarg);
+            break;
+        case O_STATIC:
+            S.static_dir = optarg;
+            break;
+        case O_TOKEN:
+            if (!*optarg) return usage_error("serve", "empty --token");
+            S.token = optarg;
+            break;
+        case O_ORIGIN:
+            if (S.n_origins == MAX_ORIGINS) return usage_error("serve", "too many --origin");
+            S.origins[S.n_origins++] = optarg;
+            break;
+        case O_HISTORY:
+            if (!parse_size(optarg, &sz) || sz > 100000)
+                return usage_error("serve", "bad --history '%s' (0 to 100000)", optarg);
+            S.history = sz;
+            break;
+        case O_MAXCONN:
+            if (!parse_size(optarg, &sz) || !sz)
+                return usage_error("serve", "bad --max-connections");
+            o.max_connections = sz;
+            break;
+        case O_PING:
+            if (!parse_u32(optarg, &v)) return usage_error("serve", "bad --ping-interval");
+            o.ping_interval_ms = v ? v : UINT32_MAX;
+            break;
+        case O_SHUTDOWN:
+            if (!parse_u32(optarg, &S.shutdown_ms))
+                return usage_error("serve", "bad --shutdown-timeout");
+            break;
+        case O_QUIET:
+            g_log.quiet = true;
+            break;
+        case O_JSON:
+            g_log.json = true;
+            break;
+        case 'h':
+            fputs(help, stdout);
+            return 0;
+        default:
+            return usage_error("serve", "unknown option");
+        }
+    }
+    if (optind < argc) return usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    if (S.static_dir && !realpath(S.static_dir, S.static_real)) {
+        fprintf(stderr, "wsx serve: --static %s: %s\n", S.static_dir, strerror(errno));
+        return 1;
+    }
+    for (size_t i = 0; wsx_assets[i].path && i < 64; i++) {
+        uint32_t h = 2166136261u;
+        for (size_t k = 0; k < wsx_assets[i].len; k++)
+            h = (h ^ wsx_assets[i].data[k]) * 16777619u;
+        snprintf(S.etags[i], sizeof S.etags[i], "\"%08x-%zx\"", h, wsx_assets[i].len);
+    }
+    o.port = (uint16_t)port;
+    o.path = "/ws";
+    o.max_message = 16 << 10;
+    o.on_upgrade = on_upgrade;
+    o.on_open = on_open;
+    o.on_message = on_message;
+    o.on_close = on_close;
+    o.on_http = on_http;
+    o.on_log = tool_log_cb;
+    o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
+
+    int rc = wsx_loop_new(&S.loop);
+    if (rc < 0) {
+        fprintf(stderr, "wsx serve: %s\n", wsx_strerror(rc));
+        return 1;
+    }
+    rc = wsx_server_start(S.loop, &o, &S.srv);
+    if (rc < 0) {
+        fprintf(stderr, "wsx serve: cannot listen on %s:%u: %s\n", o.host ? o.host : "*", port,
+                wsx_strerror(rc));
+        wsx_loop_free(S.loop);
+        return 1;
+    }
+    wsx_loop_on_signal(S.loop, on_signal, NULL);
+    wsx_timer_start(S.loop, SSE_KEEPALIVE_MS, SSE_KEEPALIVE_MS, sse_keepalive, NULL, &S.keepalive);
+    const char *h = o.host && *o.host ? o.host : "localhost";
+    bool v6 = strchr(h, ':') != NULL;
+    printf("listening on http://%s%s%s:%u/\n", v6 ? "[" : "", h, v6 ? "]" : "",
+           wsx_server_port(S.srv));
+    fflush(stdout);
+    rc = wsx_loop_run(S.loop);
+    wsx_server_free(S.srv);
+    free_rooms();
+    wsx_loop_free(S.loop);
+    tool_logf(WSX_LOG_INFO, "stopped");
+    return rc < 0 ? 1 : 0;
+}
