@@ -1,7 +1,7 @@
 #!/bin/sh
-# `make run`: starts the server on PORT (default 8080) until Ctrl-C.
+# `make run`: the chat server on PORT (default 8080) until Ctrl-C.
 set -eu
 build=${1:-build}
 port=${2:-8080}
-echo "wsx: starting the echo server on port $port (Ctrl-C stops it)"
-exec "$build/wsx" echo --port "$port"
+echo "wsx: chat server on http://localhost:$port/ (Ctrl-C stops it)"
+exec "$build/wsx" serve --port "$port"
