@@ -16,7 +16,7 @@ typedef struct wsx_watch wsx_watch;
 
 #define WSX_READABLE 1u
 #define WSX_WRITABLE 2u
-#define WSX_HANGUP 4u /* error or hang-up; always reported */
+#define WSX_HANGUP   4u /* error or hang-up; always reported */
 
 /* fd is ready: `events` has the WSX_* bits that apply. */
 typedef void (*wsx_watch_cb)(wsx_watch *w, int fd, unsigned events, void *arg);

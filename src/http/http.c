@@ -9,7 +9,8 @@ int wsx__http_in_append(wsx__http_in *in, const uint8_t *data, size_t len, size_
     if (in->len + len > limit) return WSX_ELIMIT;
     if (in->len + len > in->cap) {
         size_t cap = in->cap ? in->cap : 1024;
-        while (cap < in->len + len) cap *= 2;
+        while (cap < in->len + len)
+            cap *= 2;
         if (cap > limit) cap = limit;
         uint8_t *b = realloc(in->buf, cap);
         if (!b) return WSX_ENOMEM;

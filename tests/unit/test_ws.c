@@ -27,11 +27,11 @@ typedef struct scene {
     size_t last_len;
     int last_type;
     /* scenario knobs */
-    int echo;              /* server echoes */
-    int client_sends;      /* messages the client sends on open */
-    size_t client_size;    /* their size */
-    int close_after;       /* the client closes after this many echoes */
-    int server_closes;     /* the server closes on its first message with 4001 */
+    int echo;           /* server echoes */
+    int client_sends;   /* messages the client sends on open */
+    size_t client_size; /* their size */
+    int close_after;    /* the client closes after this many echoes */
+    int server_closes;  /* the server closes on its first message with 4001 */
     bool timed_out;
     wsx_timer *watchdog;
     wsx_conn *srv_conn;
@@ -87,8 +87,10 @@ static void c_open(wsx_conn *c, void *u)
     s->cli_open++;
     if (s->client_sends) {
         uint8_t *buf = malloc(s->client_size + 1);
-        for (size_t i = 0; i < s->client_size; i++) buf[i] = (uint8_t)('a' + i % 26);
-        for (int i = 0; i < s->client_sends; i++) wsx_send(c, buf, s->client_size, WSX_TEXT);
+        for (size_t i = 0; i < s->client_size; i++)
+            buf[i] = (uint8_t)('a' + i % 26);
+        for (int i = 0; i < s->client_sends; i++)
+            wsx_send(c, buf, s->client_size, WSX_TEXT);
         free(buf);
     }
 }
@@ -205,8 +207,8 @@ static void finish(scene *s)
 
 TEST(echo_and_client_close)
 {
-    scene s = {.echo = 1, .client_sends = 3, .client_size = 10, .close_after = 3,
-               .stop_on_end = true};
+    scene s = {
+        .echo = 1, .client_sends = 3, .client_size = 10, .close_after = 3, .stop_on_end = true};
     wsx_server_opts so = server_opts(&s);
     start(&s, &so);
     wsx_client_opts co = client_opts(&s);
@@ -248,7 +250,10 @@ TEST(server_closes)
 TEST(large_messages)
 {
     /* 16 MiB - 1 KiB round trip, then one over the limit fails with 1009. */
-    scene s = {.echo = 1, .client_sends = 1, .client_size = (16u << 20) - 1024, .close_after = 1,
+    scene s = {.echo = 1,
+               .client_sends = 1,
+               .client_size = (16u << 20) - 1024,
+               .close_after = 1,
                .stop_on_end = true};
     wsx_server_opts so = server_opts(&s);
     start(&s, &so);
@@ -280,8 +285,8 @@ static int refuse_upgrade(wsx_server *srv, const wsx_request *rq, void **cu, voi
     (void)srv;
     (void)cu;
     (void)u;
-    const wsx_http_header *h = wsx_http_header_get(rq->head->headers, rq->head->n_headers,
-                                                   "authorization");
+    const wsx_http_header *h =
+        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "authorization");
     return h ? 0 : 401;
 }
 
@@ -303,8 +308,8 @@ TEST(upgrade_hook_refuses)
     finish(&s);
 
     /* With the header the same server accepts. */
-    scene t = {.echo = 1, .client_sends = 1, .client_size = 1, .close_after = 1,
-               .stop_on_end = true};
+    scene t = {
+        .echo = 1, .client_sends = 1, .client_size = 1, .close_after = 1, .stop_on_end = true};
     so = server_opts(&t);
     so.on_upgrade = refuse_upgrade;
     start(&t, &so);
@@ -558,7 +563,8 @@ static void hard_message(wsx_conn *c, const wsx_msg *m, void *u)
      * the iteration): the connection is dropped with 1008 and later sends fail. */
     static uint8_t chunk[65536];
     int rc = 0;
-    for (int i = 0; i < 100 && rc != WSX_ECLOSED; i++) rc = wsx_send(c, chunk, sizeof chunk, WSX_BINARY);
+    for (int i = 0; i < 100 && rc != WSX_ECLOSED; i++)
+        rc = wsx_send(c, chunk, sizeof chunk, WSX_BINARY);
     CHECK_INT(rc, WSX_ECLOSED);
     CHECK_INT(wsx_send(c, "x", 1, WSX_TEXT), WSX_ECLOSED);
 }
