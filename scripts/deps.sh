@@ -10,7 +10,7 @@ what=${1:-build}
 pkgs="gcc make cmake pkg-config libssl-dev zlib1g-dev libjansson-dev"
 case "$what" in
 build) ;;
-test) pkgs="$pkgs python3 python3-websockets nodejs npm valgrind openssl" ;;
+test) pkgs="$pkgs python3 python3-websockets nodejs npm valgrind openssl chromium" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-dev" ;;
 *) echo "usage: $0 build|test|fuzz" >&2; exit 2 ;;
 esac

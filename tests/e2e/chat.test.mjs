@@ -1,0 +1,376 @@
+// Browser end-to-end test of the `wsx serve` chat page (web/), run with node's test runner:
+//
+//   cd tests/e2e && npm ci && WSX=/path/to/build/wsx node --test --test-concurrency=1
+//
+// WSX is the wsx binary; the test runs `$WSX serve --port 0 --history 50`, reads the port from
+// its `listening on http://HOST:PORT/` line, and drives two headless Chromium pages (Debian's
+// /usr/bin/chromium through playwright-core; no browser is downloaded). E2E_MOCK=1 runs the
+// same test against tests/e2e/mock-server.mjs instead (to work on the page without the C
+// server). Screenshots go to tests/out/e2e/. Only 127.0.0.1 is used.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..');
+const webDir = path.join(repo, 'web');
+const outDir = path.join(repo, 'tests', 'out', 'e2e');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const WAIT = 15000; // default bound for one expectation
+const RECONNECT_WAIT = 40000; // backoff: the sum of a few full-jitter delays (cap 15 s)
+
+// ---- static check (no browser, no server) -----------------------------------------------------
+
+test('web/ never assigns HTML strings (no innerHTML / outerHTML / insertAdjacentHTML / document.write)', () => {
+  const bad = /\.(innerHTML|outerHTML)\s*\+?=|insertAdjacentHTML\s*\(|document\.write(ln)?\s*\(|\.setHTML(Unsafe)?\s*\(|createContextualFragment\s*\(/;
+  const found = [];
+  for (const f of fs.readdirSync(webDir)) {
+    if (!/\.(js|mjs|html)$/.test(f)) continue;
+    const lines = fs.readFileSync(path.join(webDir, f), 'utf8').split('\n');
+    lines.forEach((line, i) => {
+      const code = line.replace(/\/\/.*$/, ''); // comments may mention the names
+      if (bad.test(code)) found.push(`web/${f}:${i + 1}: ${line.trim()}`);
+    });
+  }
+  assert.deepEqual(found, [], `HTML sinks in web/:\n${found.join('\n')}`);
+});
+
+test('web/ loads nothing from outside (no http(s):// URLs, no CDN, no web fonts)', () => {
+  const found = [];
+  for (const f of fs.readdirSync(webDir)) {
+    const text = fs.readFileSync(path.join(webDir, f), 'utf8');
+    for (const m of text.matchAll(/(?:src|href)\s*=\s*["']?(?:https?:)?\/\/|@import|url\(\s*["']?(?:https?:)?\/\//g)) {
+      found.push(`web/${f}: ${m[0]}`);
+    }
+  }
+  assert.deepEqual(found, []);
+});
+
+// ---- server process ---------------------------------------------------------------------------
+
+const children = new Set();
+process.on('exit', () => { for (const c of children) { try { c.kill('SIGKILL'); } catch { /* gone */ } } });
+
+function serverCommand(port) {
+  const args = ['serve', '--host', '127.0.0.1', '--port', String(port), '--history', '50'];
+  if (process.env.E2E_MOCK === '1') return [process.execPath, [path.join(here, 'mock-server.mjs'), ...args]];
+  return [process.env.WSX, args];
+}
+
+// Starts the server and resolves {proc, host, port} once it printed its listening line.
+function startServer(port = 0) {
+  const [cmd, args] = serverCommand(port);
+  return new Promise((resolve, reject) => {
+    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(proc);
+    let stderr = '';
+    let done = false;
+    const finish = (err, val) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) { proc.kill('SIGKILL'); reject(err); } else resolve(val);
+    };
+    const timer = setTimeout(() => finish(new Error(`${cmd} ${args.join(' ')}: no "listening on" line within 10 s\n${stderr}`)), 10000);
+    proc.stderr.on('data', (d) => { stderr += d; if (stderr.length > 20000) stderr = stderr.slice(-20000); });
+    proc.on('error', (e) => finish(e));
+    proc.on('exit', (code, sig) => {
+      children.delete(proc);
+      finish(new Error(`${cmd} ${args.join(' ')} exited (${code ?? sig}) before listening\n${stderr}`));
+    });
+    readline.createInterface({ input: proc.stdout }).on('line', (line) => {
+      const m = /listening on http:\/\/(\[[^\]]+\]|[^/:]+):(\d+)\//.exec(line);
+      if (m) {
+        let host = m[1];
+        if (host === '0.0.0.0' || host === '[::]' || host === '::' || host === 'localhost') host = '127.0.0.1';
+        finish(null, { proc, host, port: Number(m[2]), stderr: () => stderr });
+      }
+    });
+  });
+}
+
+async function killServer(srv) {
+  if (!srv || srv.proc.exitCode !== null || srv.proc.signalCode !== null) return;
+  const exited = new Promise((r) => srv.proc.once('exit', r));
+  srv.proc.kill('SIGKILL');
+  await exited;
+}
+
+// The same port again right after a kill: retried for a few seconds in case it is still busy.
+async function restartServer(port) {
+  const until = Date.now() + 10000;
+  for (;;) {
+    try {
+      return await startServer(port);
+    } catch (e) {
+      if (Date.now() > until) throw e;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+// ---- page helpers -----------------------------------------------------------------------------
+
+const byId = (id) => `[data-testid="${id}"]`;
+
+async function openUser(browser, base, name, viewport = { width: 1280, height: 800 }) {
+  const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error' && !/WebSocket|ERR_CONNECTION_REFUSED|net::/.test(m.text())) problems.push(`console: ${m.text()}`); });
+  const sockets = [];
+  page.on('websocket', (ws) => sockets.push(ws.url()));
+  await page.goto(`${base}?room=e2e`, { timeout: WAIT });
+  assert.equal(await page.inputValue(byId('room-input')), 'e2e', 'room is taken from ?room=');
+  await page.fill(byId('name-input'), name);
+  await page.click(byId('join-button'));
+  await waitOnline(page, [name], { includes: true });
+  await waitStatus(page, 'connected');
+  return { name, context, page, problems, sockets };
+}
+
+function waitStatus(page, state, timeout = WAIT) {
+  return page.waitForFunction(
+    (s) => document.querySelector('[data-testid="status"]')?.dataset.state === s,
+    state, { timeout },
+  ).catch(async (e) => {
+    const now = await page.evaluate(() => document.querySelector('[data-testid="status"]')?.textContent).catch(() => '?');
+    throw new Error(`status did not become "${state}" (it shows "${now}"): ${e.message}`);
+  });
+}
+
+async function onlineNames(page) {
+  return page.$$eval(`${byId('online-entry')} ${byId('online-name')}`, (els) => els.map((e) => e.textContent));
+}
+
+async function waitOnline(page, names, { includes = false, timeout = WAIT } = {}) {
+  try {
+    await page.waitForFunction(([want, inc]) => {
+      const got = [...document.querySelectorAll('[data-testid="online-entry"] [data-testid="online-name"]')].map((e) => e.textContent);
+      return inc ? want.every((n) => got.includes(n)) : JSON.stringify(got) === JSON.stringify(want);
+    }, [names, includes], { timeout });
+  } catch (e) {
+    throw new Error(`online list is ${JSON.stringify(await onlineNames(page))}, wanted ${JSON.stringify(names)}: ${e.message}`);
+  }
+}
+
+async function messages(page) {
+  return page.$$eval(byId('message'), (els) => els.map((e) => ({
+    name: e.querySelector('[data-testid="message-name"]')?.textContent,
+    text: e.querySelector('[data-testid="message-text"]')?.textContent,
+    state: e.dataset.state,
+    time: e.querySelector('time')?.textContent,
+  })));
+}
+
+// Waits until the page shows a message with this text (and, by default, a confirmed one).
+async function waitMessage(page, text, { state = 'sent', timeout = WAIT } = {}) {
+  try {
+    await page.waitForFunction(([t, s]) => [...document.querySelectorAll('[data-testid="message"]')]
+      .some((e) => e.querySelector('[data-testid="message-text"]')?.textContent === t && (!s || e.dataset.state === s)),
+    [text, state], { timeout });
+  } catch (e) {
+    throw new Error(`no ${state || ''} message ${JSON.stringify(text)}; the page has ${JSON.stringify(await messages(page))}: ${e.message}`);
+  }
+  return (await messages(page)).find((m) => m.text === text && (!state || m.state === state));
+}
+
+async function say(page, text) {
+  await page.fill(byId('message-input'), text);
+  await page.press(byId('message-input'), 'Enter');
+}
+
+async function shot(page, file) {
+  fs.mkdirSync(outDir, { recursive: true });
+  await page.screenshot({ path: path.join(outDir, file) });
+}
+
+// ---- the chat test ----------------------------------------------------------------------------
+
+let browser = null;
+let srv = null;
+after(async () => {
+  await killServer(srv);
+  if (browser) await browser.close().catch(() => {});
+});
+
+test('two users chat, the server dies and comes back, the pages reconnect by themselves', { timeout: 180000 }, async (t) => {
+  if (process.env.E2E_MOCK !== '1') {
+    assert.ok(process.env.WSX, 'set WSX to the wsx binary (e.g. WSX=$PWD/build/wsx), or E2E_MOCK=1 for the mock server');
+    assert.ok(fs.existsSync(process.env.WSX), `WSX=${process.env.WSX} does not exist`);
+  }
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium)`);
+  const { chromium } = await import('playwright-core').catch(() => {
+    throw new Error('playwright-core is not installed: run `npm ci` in tests/e2e');
+  });
+
+  srv = await startServer(0);
+  const port = srv.port;
+  const base = `http://${srv.host}:${port}/`;
+  // playwright-core gives every launch a fresh temporary profile (user-data-dir) of its own.
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30000 });
+
+  try {
+    const alice = await openUser(browser, base, 'alice');
+    const bob = await openUser(browser, base, 'bob');
+
+    await t.test('the page talks to ws://HOST:PORT/ws', () => {
+      assert.deepEqual(alice.sockets, [`ws://${srv.host}:${port}/ws`]);
+    });
+
+    await t.test('the online list shows both, once each', async () => {
+      await waitOnline(alice.page, ['alice', 'bob']);
+      await waitOnline(bob.page, ['alice', 'bob']);
+      assert.equal(await alice.page.locator(byId('online-tabs')).count(), 0, 'no ×N tabs badge for single tabs');
+      // A join notice for bob on alice's page.
+      await alice.page.waitForFunction(() => [...document.querySelectorAll('[data-testid="notice"]')]
+        .some((n) => n.textContent.includes('bob joined')), null, { timeout: WAIT });
+    });
+
+    await t.test('messages go both ways with the right sender and a local HH:MM time', async () => {
+      await say(alice.page, 'hi bob, how are you?');
+      const m1 = await waitMessage(bob.page, 'hi bob, how are you?');
+      assert.equal(m1.name, 'alice');
+      assert.match(m1.time, /^\d\d:\d\d$/);
+      await waitMessage(alice.page, 'hi bob, how are you?'); // the sender's own echo
+      await say(bob.page, 'great — the new server works!');
+      const m2 = await waitMessage(alice.page, 'great — the new server works!');
+      assert.equal(m2.name, 'bob');
+      assert.equal(await alice.page.inputValue(byId('message-input')), '', 'the input is cleared after sending');
+    });
+
+    await t.test('the typing indicator shows and clears', async () => {
+      await bob.page.type(byId('message-input'), 'hm', { delay: 20 });
+      await alice.page.waitForFunction(() => document.querySelector('[data-testid="typing-indicator"]')?.textContent === 'bob is typing…', null, { timeout: WAIT });
+      await say(bob.page, 'one more thing');
+      await waitMessage(alice.page, 'one more thing');
+      await alice.page.waitForFunction(() => document.querySelector('[data-testid="typing-indicator"]')?.textContent === '', null, { timeout: WAIT });
+    });
+
+    await t.test('HTML from a user is shown as text and creates no element', async () => {
+      const html = '<img src=x onerror="window.__xss=1"><b id="xss-b">bold</b>';
+      await say(alice.page, html);
+      await waitMessage(bob.page, html);
+      const check = await bob.page.evaluate((h) => {
+        const item = [...document.querySelectorAll('[data-testid="message"]')]
+          .find((e) => e.querySelector('[data-testid="message-text"]')?.textContent === h);
+        const textEl = item.querySelector('[data-testid="message-text"]');
+        return {
+          children: textEl.children.length,
+          img: document.querySelectorAll('[data-testid="message-list"] img').length,
+          b: document.getElementById('xss-b') !== null,
+          xss: window.__xss === 1,
+          visible: textEl.innerText,
+        };
+      }, html);
+      assert.deepEqual(check, { children: 0, img: 0, b: false, xss: false, visible: html });
+    });
+
+    await shot(alice.page, 'chat.png');
+    await shot(bob.page, 'chat-bob.png');
+
+    await t.test('joining without a name shows an error and does not join', async () => {
+      const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+      const page = await ctx.newPage();
+      await page.goto(`${base}?room=e2e`, { timeout: WAIT });
+      await page.fill(byId('name-input'), '');
+      await page.click(byId('join-button'));
+      await page.waitForSelector(`${byId('error-toast')}:not([hidden])`, { timeout: WAIT });
+      assert.match(await page.textContent(byId('error-toast')), /name/i);
+      assert.equal(await page.locator(byId('online-entry')).count(), 0);
+      await shot(page, 'join-error.png');
+      await ctx.close();
+    });
+
+    await t.test('a second tab of alice shows "×2 tabs" (mobile width)', async () => {
+      const alice2 = await openUser(browser, base, 'alice', { width: 390, height: 844 });
+      await alice2.page.waitForFunction(() => [...document.querySelectorAll('[data-testid="online-entry"]')]
+        .some((e) => e.dataset.name === 'alice' && e.querySelector('[data-testid="online-tabs"]')?.textContent === '×2 tabs'),
+      null, { timeout: WAIT });
+      await waitMessage(alice2.page, 'one more thing'); // history
+      // bob's page learns the new tab count too.
+      await bob.page.waitForFunction(() => [...document.querySelectorAll('[data-testid="online-entry"]')]
+        .some((e) => e.dataset.name === 'alice' && e.querySelector('[data-testid="online-tabs"]')?.textContent === '×2 tabs'),
+      null, { timeout: WAIT });
+      await shot(alice2.page, 'chat-mobile.png');
+      assert.deepEqual(alice2.problems, []);
+      await alice2.context.close();
+      // The tab is gone: back to one entry without a badge, and no "alice left" (she has a tab).
+      await bob.page.waitForFunction(() => document.querySelectorAll('[data-testid="online-tabs"]').length === 0,
+        null, { timeout: WAIT });
+      await waitOnline(bob.page, ['alice', 'bob']);
+      assert.equal(await bob.page.locator(byId('notice'), { hasText: 'alice left' }).count(), 0);
+    });
+
+    await t.test('the server is killed: both pages show reconnecting with a countdown and "Retry now"', async () => {
+      await killServer(srv);
+      for (const u of [alice, bob]) {
+        await waitStatus(u.page, 'reconnecting');
+        // The countdown and "Retry now" (checked together: between two attempts the page is
+        // briefly "connecting").
+        await u.page.waitForFunction(() => {
+          const st = document.querySelector('[data-testid="status"]');
+          const retry = document.querySelector('[data-testid="retry-button"]');
+          return st.dataset.state === 'reconnecting' && /^Reconnecting in \d+s$/.test(st.textContent)
+            && !retry.hidden && retry.offsetParent !== null;
+        }, null, { timeout: WAIT });
+      }
+      // Typed but not sent during the outage: must survive the reconnect.
+      await bob.page.fill(byId('message-input'), 'typed during the outage');
+      // Submitted during the outage: queued, shown as pending, sent after the rejoin.
+      await say(alice.page, 'sent while the server was down');
+      await waitMessage(alice.page, 'sent while the server was down', { state: 'pending' });
+      assert.equal(await alice.page.inputValue(byId('message-input')), '');
+      await shot(alice.page, 'reconnecting.png');
+    });
+
+    await t.test('the server comes back on the same port: the pages rejoin by themselves', async () => {
+      srv = await restartServer(port);
+      assert.equal(srv.port, port);
+      for (const u of [alice, bob]) {
+        await waitStatus(u.page, 'connected', RECONNECT_WAIT);
+        await waitOnline(u.page, ['alice', 'bob'], { timeout: WAIT });
+        assert.equal(await u.page.inputValue(byId('room-input')), 'e2e');
+      }
+      assert.equal(await bob.page.inputValue(byId('message-input')), 'typed during the outage', 'unsent input survives');
+      // The queued message was delivered after the rejoin, and is no longer pending.
+      const q = await waitMessage(bob.page, 'sent while the server was down');
+      assert.equal(q.name, 'alice');
+      await waitMessage(alice.page, 'sent while the server was down', { state: 'sent' });
+    });
+
+    await t.test('chatting works again after the reconnect', async () => {
+      await bob.page.press(byId('message-input'), 'Enter');
+      const m = await waitMessage(alice.page, 'typed during the outage');
+      assert.equal(m.name, 'bob');
+      await say(alice.page, 'welcome back ✓ — ünïcödé');
+      assert.equal((await waitMessage(bob.page, 'welcome back ✓ — ünïcödé')).name, 'alice');
+      // Everything once: the pre-outage conversation stayed, nothing was duplicated.
+      const texts = (await messages(bob.page)).map((x) => x.text);
+      for (const s of ['hi bob, how are you?', 'sent while the server was down', 'typed during the outage']) {
+        assert.equal(texts.filter((x) => x === s).length, 1, `${JSON.stringify(s)} shown once on bob's page`);
+      }
+      await shot(alice.page, 'after-reconnect.png');
+    });
+
+    await t.test('no script errors on the pages', () => {
+      assert.deepEqual(alice.problems, []);
+      assert.deepEqual(bob.problems, []);
+    });
+  } catch (e) {
+    if (srv) e.message += `\n--- server stderr ---\n${srv.stderr().slice(-4000)}`;
+    throw e;
+  } finally {
+    await killServer(srv);
+    await browser.close().catch(() => {});
+    browser = null;
+  }
+});

@@ -1,0 +1,603 @@
+// wsx chat page: talks docs/chat-protocol.md over one WebSocket at /ws.
+//
+// Rules this file keeps:
+// - Everything that comes from the network or from the user is put into the page with
+//   textContent / createTextNode, never innerHTML (tests/e2e checks for innerHTML assignments).
+// - The connection reconnects by itself: exponential backoff with full jitter (base 500 ms,
+//   factor 2, cap 15 s), a visible countdown, and a "Retry now" button while waiting. After a
+//   reconnect the page re-sends `join` for the same room and name.
+// - Nothing the user typed is lost. Text still in the input stays there whatever the connection
+//   does. A message the user submits while not connected (or before the server answered the
+//   rejoin) is QUEUED: it is shown at once as "pending" and sent after the `joined` answer; it
+//   stops being pending when the server echoes it back (the sender gets its own `message`).
+//   A message that was sent but not yet echoed when the connection dropped is looked up in the
+//   `history` of the rejoin: if it is there it was delivered, otherwise it is sent again.
+'use strict';
+
+(() => {
+  const BACKOFF_BASE_MS = 500;
+  const BACKOFF_FACTOR = 2;
+  const BACKOFF_CAP_MS = 15000;
+  const TYPING_SEND_EVERY_MS = 2000; // at most one typing:true per 2 s while typing
+  const TYPING_SHOW_MS = 5000; // someone's "is typing" is cleared 5 s after their last one
+  const TYPING_IDLE_MS = 4000; // we send typing:false after this long without a keystroke
+  const TOAST_MS = 5000;
+  const GROUP_MS = 5 * 60 * 1000; // consecutive messages of one sender within 5 min are grouped
+  const NAME_KEY = 'wsx.chat.name';
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    joinForm: $('join-form'), name: $('name'), room: $('room'), join: $('join'),
+    status: $('status'), statusText: $('status-text'), retry: $('retry'), toast: $('toast'),
+    roomTitle: $('room-title'), roomHint: $('room-hint'), messages: $('messages'),
+    typing: $('typing'), composer: $('composer'), input: $('input'), send: $('send'),
+    online: $('online'), onlineCount: $('online-count'),
+  };
+
+  const pageParams = new URLSearchParams(location.search);
+
+  // ---- state ---------------------------------------------------------------------------------
+
+  let limits = { name: 32, room: 32, text: 2000 };
+  let ws = null;
+  let attempt = 0; // failed connection attempts since the last good one
+  let retryTimer = 0;
+  let countdownTimer = 0;
+  let retryAt = 0;
+  let everConnected = false;
+
+  let want = null; // {room, name} the user asked for; re-sent as `join` after every reconnect
+  let joined = null; // {room, name} as confirmed by the server's `joined`, null while not joined
+  let shownRoom = null; // the room whose messages are on screen
+  const seen = new Set(); // "id:ts" of messages on screen (dedupes history after a rejoin)
+  let lastItem = null; // last message <li> (for grouping)
+
+  let dropped = false; // the connection dropped since the last `joined`
+  // Own messages not yet echoed by the server, oldest first: {room, text, li, sent}.
+  // sent=false: queued, waiting for a joined connection; sent=true: sent, echo not seen yet.
+  let pending = [];
+
+  let typingSentAt = 0;
+  let typingActive = false;
+  let typingIdleTimer = 0;
+  const typers = new Map(); // name -> timeout id
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  function wsUrl() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    let url = `${proto}//${location.host}/ws`;
+    const token = pageParams.get('token');
+    if (token) url += `?token=${encodeURIComponent(token)}`;
+    return url;
+  }
+
+  function send(obj) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(obj));
+    return true;
+  }
+
+  function pad2(n) { return n < 10 ? `0${n}` : String(n); }
+  function hhmm(date) { return `${pad2(date.getHours())}:${pad2(date.getMinutes())}`; }
+
+  function node(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  // A stable hue per name, for the avatar.
+  function hue(name) {
+    let h = 0;
+    for (const ch of name) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+    return h % 360;
+  }
+
+  function initial(name) {
+    const first = Array.from(name.trim())[0] || '?';
+    return first.toUpperCase();
+  }
+
+  function cpLen(s) { return Array.from(s).length; }
+
+  function validName(s) {
+    const n = cpLen(s);
+    // eslint-disable-next-line no-control-regex
+    return n >= 1 && n <= limits.name && !/[\u0000-\u001f\u007f-\u009f]/.test(s);
+  }
+
+  function validRoom(s) {
+    return s.length >= 1 && s.length <= limits.room && /^[A-Za-z0-9_.-]+$/.test(s);
+  }
+
+  let toastTimer = 0;
+  function toast(text) {
+    el.toast.textContent = text;
+    el.toast.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { el.toast.hidden = true; }, TOAST_MS);
+  }
+
+  function nearBottom() {
+    const m = el.messages;
+    return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
+  }
+
+  function scrollDown() { el.messages.scrollTop = el.messages.scrollHeight; }
+
+  // ---- connection status ---------------------------------------------------------------------
+
+  function setStatus(state, text) {
+    el.status.dataset.state = state;
+    el.statusText.textContent = text;
+    el.retry.hidden = !(state === 'reconnecting' || state === 'offline');
+    document.body.dataset.conn = state;
+    updateComposer();
+  }
+
+  function updateCountdown() {
+    const s = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+    setStatus('reconnecting', `Reconnecting in ${s}s`);
+  }
+
+  function clearRetry() {
+    clearTimeout(retryTimer);
+    clearInterval(countdownTimer);
+    retryTimer = 0;
+    countdownTimer = 0;
+  }
+
+  function scheduleReconnect() {
+    clearRetry();
+    if (navigator.onLine === false) {
+      setStatus('offline', 'Offline');
+      return; // the `online` event (or "Retry now") reconnects
+    }
+    // Full jitter: a uniformly random delay in [0, min(cap, base * factor^attempt)].
+    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * BACKOFF_FACTOR ** attempt);
+    const delay = Math.random() * ceiling;
+    attempt++;
+    retryAt = Date.now() + delay;
+    updateCountdown();
+    countdownTimer = setInterval(updateCountdown, 250);
+    retryTimer = setTimeout(connect, delay);
+  }
+
+  function connect() {
+    clearRetry();
+    if (ws) {
+      ws.onopen = ws.onclose = ws.onerror = ws.onmessage = null;
+      try { ws.close(); } catch { /* ignore */ }
+      ws = null;
+    }
+    setStatus('connecting', everConnected ? 'Reconnecting…' : 'Connecting…');
+    let sock;
+    try {
+      sock = new WebSocket(wsUrl());
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    ws = sock;
+    sock.onopen = () => {
+      if (ws !== sock) return;
+      setStatus('connecting', 'Connected, waiting for server…');
+    };
+    sock.onmessage = (ev) => { if (ws === sock) onFrame(ev.data); };
+    sock.onclose = () => {
+      if (ws !== sock) return;
+      ws = null;
+      lostConnection();
+      scheduleReconnect();
+    };
+    sock.onerror = () => { /* onclose follows */ };
+  }
+
+  function lostConnection() {
+    const wasJoined = joined !== null;
+    joined = null;
+    dropped = true;
+    typingActive = false;
+    clearTimeout(typingIdleTimer);
+    for (const t of typers.values()) clearTimeout(t);
+    typers.clear();
+    renderTyping();
+    if (wasJoined) notice('Connection lost');
+  }
+
+  function retryNow() {
+    attempt = Math.max(0, attempt - 1); // a manual retry does not grow the backoff
+    connect();
+  }
+
+  // ---- incoming ------------------------------------------------------------------------------
+
+  function onFrame(data) {
+    let msg;
+    try { msg = JSON.parse(data); } catch { return; }
+    if (!msg || typeof msg !== 'object') return;
+    switch (msg.type) {
+      case 'welcome': onWelcome(msg); break;
+      case 'joined': onJoined(msg); break;
+      case 'message': onMessage(msg); break;
+      case 'presence': onPresence(msg); break;
+      case 'online': onOnline(msg); break; // tab count changes (not in the doc's table yet)
+      case 'typing': onTyping(msg); break;
+      case 'error': onError(msg); break;
+      default: break;
+    }
+  }
+
+  function onWelcome(msg) {
+    attempt = 0;
+    if (msg.limits && typeof msg.limits === 'object') {
+      for (const k of ['name', 'room', 'text']) {
+        if (Number.isInteger(msg.limits[k]) && msg.limits[k] > 0) limits[k] = msg.limits[k];
+      }
+      el.input.maxLength = limits.text;
+    }
+    const reconnect = everConnected;
+    everConnected = true;
+    if (want) {
+      setStatus('connecting', reconnect ? 'Rejoining…' : 'Joining…');
+      send({ type: 'join', room: want.room, name: want.name });
+    } else {
+      setStatus('connected', 'Connected');
+    }
+  }
+
+  function onJoined(msg) {
+    const room = String(msg.room);
+    const name = String(msg.name);
+    const rejoin = shownRoom === room;
+    const oldName = joined ? joined.name : null;
+    joined = { room, name };
+    want = { room, name };
+    if (!rejoin) {
+      // A different room: start a fresh list. Messages queued for another room are dropped;
+      // those queued for this one (submitted before the first `joined`) stay.
+      pending = pending.filter((p) => p.room === room);
+      el.messages.replaceChildren();
+      seen.clear();
+      lastItem = null;
+      shownRoom = room;
+    }
+    el.roomTitle.textContent = room;
+    el.roomHint.textContent = `You are ${name}`;
+    document.title = `#${room} · wsx chat`;
+    if (el.room.value !== room) el.room.value = room;
+    syncUrl(room);
+
+    const stick = nearBottom();
+    if (!rejoin) notice(`You joined #${room}`);
+    else if (dropped) notice('Reconnected');
+    else if (oldName !== null && oldName !== name) notice(`You are now ${name}`);
+    dropped = false;
+    // History: add what is not on screen yet. A sent-but-unechoed message of ours that shows up
+    // in it was delivered before the drop.
+    if (Array.isArray(msg.history)) {
+      for (const m of msg.history) onMessage(m);
+    }
+    if (!rejoin) {
+      for (const p of pending) appendMessage(p.li);
+    }
+    renderOnline(msg.online);
+    setStatus('connected', 'Connected');
+    // Flush: everything still pending (queued, or sent on the old connection and not in the
+    // history) is sent now, in order.
+    for (const p of pending) {
+      if (send({ type: 'message', text: p.text })) p.sent = true;
+    }
+    if (stick || !rejoin) scrollDown();
+  }
+
+  function onMessage(m) {
+    if (!m || typeof m !== 'object') return;
+    if (shownRoom !== null && m.room !== undefined && m.room !== shownRoom) return;
+    const key = `${m.id}:${m.ts}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    const name = String(m.name ?? '');
+    const text = String(m.text ?? '');
+    const ts = Number(m.ts) || Date.now();
+    const mine = joined !== null && name === joined.name;
+    const stick = nearBottom();
+
+    // Our own echo: turn the oldest matching pending item into the real message.
+    if (mine) {
+      const i = pending.findIndex((p) => p.sent && p.text === text);
+      if (i >= 0) {
+        const p = pending[i];
+        pending.splice(i, 1);
+        confirmPending(p.li, m, ts);
+        return;
+      }
+    }
+    // Someone's message ends their typing.
+    clearTyper(name);
+    const li = messageItem(name, text, ts, mine, 'sent');
+    li.dataset.id = String(m.id);
+    appendMessage(li);
+    if (stick || mine) scrollDown();
+  }
+
+  function onPresence(msg) {
+    if (msg.room !== undefined && msg.room !== shownRoom) return;
+    const name = String(msg.name ?? '');
+    // The joiner gets its own presence too: "You joined" already said it.
+    const self = joined !== null && name === joined.name;
+    if (msg.event === 'join' && !self) notice(`${name} joined`);
+    else if (msg.event === 'leave') { if (!self) notice(`${name} left`); clearTyper(name); }
+    if (Array.isArray(msg.online)) renderOnline(msg.online);
+  }
+
+  // {type:"online", room, online}: someone's number of tabs changed (no one arrived or left).
+  function onOnline(msg) {
+    if (msg.room !== undefined && msg.room !== shownRoom) return;
+    renderOnline(msg.online);
+  }
+
+  function onTyping(msg) {
+    if (msg.room !== undefined && msg.room !== shownRoom) return;
+    const name = String(msg.name ?? '');
+    if (!name || (joined && name === joined.name)) return;
+    clearTyper(name);
+    if (msg.typing) {
+      typers.set(name, setTimeout(() => clearTyper(name), TYPING_SHOW_MS));
+    }
+    renderTyping();
+  }
+
+  const ERROR_TEXT = {
+    bad_name: 'That name is not allowed.',
+    bad_room: 'Room names use letters, digits, "_", "." and "-" only.',
+    bad_text: 'That message is empty or too long.',
+    not_joined: 'Join a room first.',
+  };
+
+  function onError(msg) {
+    const code = String(msg.code ?? 'error');
+    const text = msg.message ? String(msg.message) : (ERROR_TEXT[code] || code);
+    toast(ERROR_TEXT[code] && msg.message ? `${ERROR_TEXT[code]} (${text})` : text);
+    if (code === 'bad_text') {
+      // The oldest sent message of ours was refused: keep it visible, marked as failed.
+      const i = pending.findIndex((p) => p.sent);
+      if (i >= 0) { markFailed(pending[i].li); pending.splice(i, 1); }
+    } else if ((code === 'bad_name' || code === 'bad_room') && !joined) {
+      want = null;
+      setStatus('connected', 'Connected');
+      (code === 'bad_name' ? el.name : el.room).focus();
+    }
+  }
+
+  // ---- rendering -----------------------------------------------------------------------------
+
+  function messageItem(name, text, ts, mine, state) {
+    const li = node('li', 'msg');
+    li.dataset.testid = 'message';
+    li.dataset.state = state;
+    li.dataset.name = name;
+    li.dataset.ts = String(ts);
+    if (mine) li.classList.add('mine');
+
+    const avatar = node('span', 'avatar', initial(name));
+    avatar.setAttribute('aria-hidden', 'true');
+    avatar.style.setProperty('--h', String(hue(name)));
+
+    const body = node('div', 'body');
+    const meta = node('div', 'meta');
+    const who = node('span', 'who', name);
+    who.dataset.testid = 'message-name';
+    const time = node('time', 'time');
+    setTime(time, ts);
+    const flag = node('span', 'flag');
+    flag.dataset.testid = 'message-state';
+    meta.append(who, time, flag);
+    const txt = node('div', 'text', text);
+    txt.dataset.testid = 'message-text';
+    body.append(meta, txt);
+    li.append(avatar, body);
+    if (state === 'pending') flag.textContent = 'pending';
+    return li;
+  }
+
+  function setTime(time, ts) {
+    const d = new Date(ts);
+    time.dateTime = d.toISOString();
+    time.title = d.toLocaleString();
+    time.textContent = hhmm(d);
+  }
+
+  // Groups consecutive messages of one sender (the name is still in the item, only hidden).
+  function appendMessage(li) {
+    const prev = lastItem;
+    if (prev && prev.isConnected && prev.dataset.name === li.dataset.name
+        && Math.abs(Number(li.dataset.ts) - Number(prev.dataset.ts)) < GROUP_MS) {
+      li.classList.add('cont');
+    }
+    el.messages.append(li);
+    lastItem = li;
+  }
+
+  function notice(text) {
+    const li = node('li', 'notice');
+    li.dataset.testid = 'notice';
+    li.append(node('span', 'notice-text', text), node('span', 'notice-time', hhmm(new Date())));
+    const stick = nearBottom();
+    el.messages.append(li);
+    lastItem = null;
+    if (stick) scrollDown();
+  }
+
+  function confirmPending(li, m, ts) {
+    li.dataset.state = 'sent';
+    li.dataset.id = String(m.id);
+    li.dataset.ts = String(ts);
+    li.querySelector('.flag').textContent = '';
+    setTime(li.querySelector('time'), ts);
+  }
+
+  function markFailed(li) {
+    li.dataset.state = 'failed';
+    li.querySelector('.flag').textContent = 'not sent';
+  }
+
+  function renderOnline(list) {
+    if (!Array.isArray(list)) return;
+    const items = [];
+    for (const p of list) {
+      const name = String(p && p.name !== undefined ? p.name : '');
+      const tabs = Number(p && p.tabs) || 1;
+      const li = node('li', 'person');
+      li.dataset.testid = 'online-entry';
+      li.dataset.name = name;
+      const avatar = node('span', 'avatar small', initial(name));
+      avatar.setAttribute('aria-hidden', 'true');
+      avatar.style.setProperty('--h', String(hue(name)));
+      const who = node('span', 'person-name', name);
+      who.dataset.testid = 'online-name';
+      li.append(avatar, who);
+      if (joined && name === joined.name) li.append(node('span', 'you', '(you)'));
+      if (tabs > 1) {
+        const badge = node('span', 'badge', `×${tabs} tabs`);
+        badge.dataset.testid = 'online-tabs';
+        li.append(badge);
+      }
+      items.push(li);
+    }
+    el.online.replaceChildren(...items);
+    el.onlineCount.textContent = String(items.length);
+  }
+
+  function clearTyper(name) {
+    const t = typers.get(name);
+    if (t !== undefined) {
+      clearTimeout(t);
+      typers.delete(name);
+      renderTyping();
+    }
+  }
+
+  function renderTyping() {
+    const names = [...typers.keys()];
+    let text = '';
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+    else if (names.length > 2) text = `${names.length} people are typing…`;
+    el.typing.textContent = text;
+  }
+
+  function updateComposer() {
+    // Sending is never disabled by the connection (submits are queued); it only needs a name.
+    el.send.disabled = false;
+  }
+
+  function syncUrl(room) {
+    const u = new URL(location.href);
+    if (u.searchParams.get('room') === room) return;
+    u.searchParams.set('room', room);
+    try { history.replaceState(null, '', u); } catch { /* file: or sandboxed */ }
+  }
+
+  // ---- outgoing ------------------------------------------------------------------------------
+
+  function doJoin() {
+    const name = el.name.value.trim();
+    const room = el.room.value.trim() || 'lobby';
+    if (!validName(name)) {
+      toast(name ? `A name is 1 to ${limits.name} characters, no control characters.` : 'Enter a name first.');
+      el.name.focus();
+      return false;
+    }
+    if (!validRoom(room)) {
+      toast(ERROR_TEXT.bad_room);
+      el.room.focus();
+      return false;
+    }
+    el.name.value = name;
+    el.room.value = room;
+    try { localStorage.setItem(NAME_KEY, name); } catch { /* storage disabled */ }
+    if (joined && joined.room === room && joined.name === name) return true; // nothing to change
+    want = { room, name };
+    if (joined && room !== joined.room) stopTyping();
+    if (send({ type: 'join', room, name })) {
+      setStatus('connecting', 'Joining…');
+    } else if (!ws) {
+      retryNow();
+    }
+    return true;
+  }
+
+  function submitMessage() {
+    const text = el.input.value.trim();
+    if (!text) return;
+    if (cpLen(text) > limits.text) {
+      toast(`A message is at most ${limits.text} characters.`);
+      return;
+    }
+    if (!want) {
+      // Not joined yet: join with what the form has, then send.
+      if (!doJoin()) return;
+    }
+    const li = messageItem(want.name, text, Date.now(), true, 'pending');
+    appendMessage(li);
+    scrollDown();
+    const p = { room: want.room, text, li, sent: false };
+    pending.push(p);
+    if (joined && send({ type: 'message', text })) p.sent = true;
+    el.input.value = '';
+    stopTyping();
+    el.input.focus();
+  }
+
+  function onInputTyping() {
+    if (!joined) return;
+    if (el.input.value.trim() === '') { stopTyping(); return; }
+    const now = Date.now();
+    if (now - typingSentAt >= TYPING_SEND_EVERY_MS) {
+      if (send({ type: 'typing', typing: true })) {
+        typingSentAt = now;
+        typingActive = true;
+      }
+    }
+    clearTimeout(typingIdleTimer);
+    typingIdleTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
+  }
+
+  function stopTyping() {
+    clearTimeout(typingIdleTimer);
+    if (typingActive) {
+      typingActive = false;
+      typingSentAt = 0;
+      if (joined) send({ type: 'typing', typing: false });
+    }
+  }
+
+  // ---- wiring --------------------------------------------------------------------------------
+
+  el.joinForm.addEventListener('submit', (e) => { e.preventDefault(); doJoin(); });
+  el.composer.addEventListener('submit', (e) => { e.preventDefault(); submitMessage(); });
+  el.input.addEventListener('input', onInputTyping);
+  el.input.addEventListener('blur', () => { if (el.input.value.trim() === '') stopTyping(); });
+  el.retry.addEventListener('click', retryNow);
+  window.addEventListener('online', () => { if (!ws) retryNow(); });
+  window.addEventListener('offline', () => { if (!ws) scheduleReconnect(); });
+
+  // Initial values: room from ?room= (else "lobby"), name from localStorage.
+  const urlRoom = (pageParams.get('room') || '').trim();
+  el.room.value = urlRoom || 'lobby';
+  el.roomTitle.textContent = el.room.value;
+  let storedName = '';
+  try { storedName = localStorage.getItem(NAME_KEY) || ''; } catch { /* storage disabled */ }
+  el.name.value = storedName;
+  if (storedName && validName(storedName) && validRoom(el.room.value)) {
+    want = { room: el.room.value, name: storedName };
+    el.input.focus();
+  } else {
+    el.name.focus();
+  }
+
+  connect();
+})();
