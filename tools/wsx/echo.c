@@ -11,6 +11,8 @@ static const char help[] =
     "usage: wsx echo [options]\n"
     "\n"
     "A WebSocket echo server: every text or binary message is sent back as it came.\n"
+    "Connections to /sub subscribe to one topic; each message from a connection to /pub is\n"
+    "published to it (fan-out measurements).\n"
     "\n"
     "  --host H               address to listen on (default: all, IPv6 and IPv4)\n"
     "  --port P               port (default 8080; 0 picks a free one)\n"
@@ -32,23 +34,45 @@ static const char help[] =
     "On start it prints 'listening on ws://HOST:PORT/' on stdout. SIGINT or SIGTERM closes\n"
     "every connection with 1001 and exits 0; a second signal exits at once.\n";
 
+/* Connections to /sub join the broadcast topic; messages from /pub connections are published
+ * to it (the fan-out scenario of the benchmarks). Others echo. */
+#define BCAST_TOPIC "bcast"
+static char role_sub, role_pub;
+
 typedef struct echo_state {
     wsx_server *srv;
     uint32_t shutdown_ms;
     int signals;
 } echo_state;
 
+static int on_upgrade(wsx_server *s, const wsx_request *rq, void **conn_user, void *user)
+{
+    (void)s;
+    (void)user;
+    if (rq->path_len == 4 && !memcmp(rq->path, "/sub", 4)) *conn_user = &role_sub;
+    if (rq->path_len == 4 && !memcmp(rq->path, "/pub", 4)) *conn_user = &role_pub;
+    return 0;
+}
+
 static void on_open(wsx_conn *c, void *user)
 {
     (void)user;
     char peer[64];
     if (wsx_conn_peer(c, peer, sizeof peer) < 0) strcpy(peer, "-");
-    tool_logf(WSX_LOG_INFO, "%s open", peer);
+    if (wsx_conn_user(c) == &role_sub) wsx_subscribe(c, BCAST_TOPIC);
+    tool_logf(WSX_LOG_INFO, "%s open%s", peer,
+              wsx_conn_user(c) == &role_sub   ? " (subscriber)"
+              : wsx_conn_user(c) == &role_pub ? " (publisher)"
+                                              : "");
 }
 
 static void on_message(wsx_conn *c, const wsx_msg *m, void *user)
 {
-    (void)user;
+    echo_state *st = user;
+    if (wsx_conn_user(c) == &role_pub) {
+        wsx_publish(st->srv, BCAST_TOPIC, m->data, m->len, m->type);
+        return;
+    }
     wsx_send(c, m->data, m->len, m->type);
 }
 
@@ -173,10 +197,12 @@ int cmd_echo(int argc, char **argv)
     }
     if (optind < argc) return usage_error("echo", "unexpected argument '%s'", argv[optind]);
     o.port = (uint16_t)port;
+    o.on_upgrade = on_upgrade;
     o.on_open = on_open;
     o.on_message = on_message;
     o.on_close = on_close;
     o.on_log = tool_log_cb;
+    o.user = &st;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
 
     wsx_loop *loop;
