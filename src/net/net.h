@@ -52,6 +52,9 @@ typedef struct wsx__loop_stats {
     uint64_t writev_calls; /* writev() calls made by streams (corked flushes and EPOLLOUT) */
     uint64_t read_calls;   /* read() calls made by streams */
     uint64_t epoll_ctl_calls;
+    uint64_t ssl_write_calls; /* SSL_write() calls made by TLS streams (one record each at most
+                                 16 KiB, see the TLS section) */
+    uint64_t ssl_read_calls;  /* SSL_read() calls made by TLS streams */
 } wsx__loop_stats;
 
 const wsx__loop_stats *wsx__loop_stats_get(const wsx_loop *loop);
@@ -219,15 +222,18 @@ typedef struct wsx__stream_vt {
     /* Called exactly once for every stream that wsx__stream_init() accepted, at the end of
      * the iteration in which the stream was closed (by the owner or by an error). err is 0
      * when the owner called wsx__stream_close(); WSX_ECLOSED on EOF without on_eof or when
-     * the peer hung up; WSX_ECONNREFUSED / WSX_ETIMEDOUT / WSX_ESYS on socket errors. After
-     * it returns the stream is no longer used by the loop: the owner may free its memory in
-     * the callback. Required. */
+     * the peer hung up; WSX_ECONNREFUSED / WSX_ETIMEDOUT / WSX_ESYS on socket errors; for
+     * TLS streams also WSX_ETLS, and WSX_ETIMEDOUT for the handshake deadline (see
+     * wsx__stream_init_tls()). After it returns the stream is no longer used by the loop:
+     * the owner may free its memory in the callback. Required. */
     void (*on_close)(wsx__stream *s, int err);
 } wsx__stream_vt;
 
 struct wsx__stream {
     wsx__io io;
-    const wsx__stream_vt *vt;
+    const wsx__stream_vt *vt; /* private: for a TLS stream, a copy of the owner's callbacks
+                                 inside the TLS state, which is how that state is found
+                                 without a field of its own (plain streams stay 64 bytes) */
     wsx_loop *loop;
     wsx__qnode *qtail; /* private: circular output queue (tail->next is the head) */
     wsx__stream *next; /* private: link in the loop's pending list (corked or closing) */
@@ -398,6 +404,147 @@ int wsx__connect(wsx_loop *loop, const char *host, uint16_t port, uint64_t timeo
 void wsx__connect_cancel(wsx__connect_req *req);
 
 /* =========================================================================================
+ * TLS (OpenSSL 3): contexts and TLS streams. Implemented in src/net/tls.c.
+ *
+ * A TLS stream is a wsx__stream: the same vtable (on_read gets plaintext), the same write,
+ * write_ref, corking, pause/resume, shutdown_write and close calls. Differences are listed
+ * at wsx__stream_init_tls(). Plain streams do not pay for TLS: no field is added to them.
+ * ========================================================================================= */
+
+typedef struct wsx__tls_ctx wsx__tls_ctx;
+
+/* Default deadline for a TLS handshake, from wsx__stream_init_tls() to its completion. */
+#define WSX__TLS_HANDSHAKE_MS 10000u
+
+/* A certificate chain (PEM: leaf first, then intermediates) and its private key (PEM). */
+typedef struct wsx__tls_cert {
+    const char *cert_file;
+    const char *key_file;
+} wsx__tls_cert;
+
+typedef struct wsx__tls_server_opts {
+    /* One or more certificates, at least one. certs[0] is the default; when a client sends
+     * SNI, the first certificate whose names (subjectAltName, else CN; wildcards allowed)
+     * match the requested name is used instead. The paths are copied (for reload). */
+    const wsx__tls_cert *certs;
+    size_t ncerts;
+    /* TLS 1.2 cipher list (OpenSSL syntax); NULL = ECDHE with AES-GCM or ChaCha20-Poly1305
+     * only (forward secrecy, AEAD). */
+    const char *ciphers;
+    /* TLS 1.3 suites; NULL = TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:
+     * TLS_CHACHA20_POLY1305_SHA256. */
+    const char *ciphersuites;
+    /* Handshake deadline in ms; 0 = WSX__TLS_HANDSHAKE_MS. */
+    uint32_t handshake_timeout_ms;
+} wsx__tls_server_opts;
+
+typedef struct wsx__tls_client_opts {
+    /* PEM file of trusted CAs used instead of the system store; NULL = the system store
+     * (OpenSSL's default paths). */
+    const char *cafile;
+    /* Skip all verification of the server (chain and name). For tests and debugging only:
+     * it makes the connection open to interception. */
+    bool insecure;
+    const char *ciphers;           /* as in wsx__tls_server_opts */
+    const char *ciphersuites;      /* as in wsx__tls_server_opts */
+    uint32_t handshake_timeout_ms; /* 0 = WSX__TLS_HANDSHAKE_MS */
+} wsx__tls_client_opts;
+
+/*
+ * Creates a server context: TLS 1.2 minimum, renegotiation refused, ALPN "http/1.1" selected
+ * when the client offers it, SNI over o->certs. Every file is read now. On failure *out is
+ * untouched and, if errcap > 0, err receives a NUL-terminated reason such as
+ * "cannot load certificate chain from /x/cert.pem: No such file or directory" (errcap 256
+ * is always enough for the fixed part; paths are truncated to fit).
+ * Returns 0, WSX_EINVAL (no certificate, a NULL path), WSX_ETLS (a file could not be loaded,
+ * the key does not match, a cipher string was rejected) or WSX_ENOMEM.
+ */
+int wsx__tls_server_new(const wsx__tls_server_opts *o, wsx__tls_ctx **out, char *err,
+                        size_t errcap);
+
+/*
+ * Creates a client context: TLS 1.2 minimum, ALPN "http/1.1" offered, the server's chain
+ * verified against the system store or o->cafile, and its name verified against the
+ * server_name given to each stream (unless o->insecure). Errors as wsx__tls_server_new().
+ */
+int wsx__tls_client_new(const wsx__tls_client_opts *o, wsx__tls_ctx **out, char *err,
+                        size_t errcap);
+
+/*
+ * Re-reads every file the context was made from (certificates and keys; the CA file of a
+ * client context) into a fresh OpenSSL context and swaps it in: streams started afterwards
+ * use the new files, streams already started keep the configuration they began with until
+ * they close. On failure nothing changes, the old configuration stays in use, and err gets
+ * the reason. Thread-safe: may be called from any thread, also while streams on other loops
+ * are being started with ctx (e.g. from a SIGHUP handler's loop).
+ * Returns 0, WSX_ETLS or WSX_ENOMEM.
+ */
+int wsx__tls_ctx_reload(wsx__tls_ctx *ctx, char *err, size_t errcap);
+
+/* Drops the creator's reference. Streams started with ctx keep what they need, so ctx may
+ * be freed while they are open. NULL is a no-op. */
+void wsx__tls_ctx_free(wsx__tls_ctx *ctx);
+
+/* True for a context made by wsx__tls_server_new(). */
+bool wsx__tls_ctx_is_server(const wsx__tls_ctx *ctx);
+
+/*
+ * As wsx__stream_init(), for a TLS connection over fd: the server or client side according
+ * to ctx. server_name: for a client context, the host name or IP literal (IPv6 with or
+ * without brackets) the server must prove it is, also sent as SNI (not for IP literals); it
+ * is required unless the context is insecure (then it is only sent as SNI and may be NULL);
+ * for a server context it must be NULL. The string is copied.
+ *
+ * The handshake runs on the loop without blocking, bounded by the context's deadline.
+ * Meanwhile writes are queued as usual and leave after the handshake; on_read only ever sees
+ * application data. A failed handshake closes the stream: on_close(s, WSX_ETLS), or
+ * WSX_ETIMEDOUT when the deadline passed, with the reason in wsx__stream_tls_error().
+ *
+ * Writes: the corked queue is flushed in TLS records of up to 16 KiB: queued pieces smaller
+ * than that are gathered into one record (1000 small writes of one iteration become one or
+ * two SSL_write calls), larger ones are encrypted in place. wsx__stream_queued() counts
+ * plaintext bytes not yet taken by SSL_write.
+ * shutdown_write sends close_notify once the queue is empty (then shuts down the socket's
+ * write side); close sends close_notify best-effort when the handshake has completed.
+ * EOF: a close_notify from the peer and a TCP EOF without one (common in browsers; WebSocket
+ * has its own close frame) are both an orderly EOF (on_eof, or close with WSX_ECLOSED).
+ * Other TLS errors after the handshake close with WSX_ETLS and a reason.
+ *
+ * On failure fd is closed, no callback fires and s needs no cleanup. Returns 0, WSX_EINVAL
+ * (server_name missing or present against the rules above), WSX_ENOMEM, WSX_ETLS (OpenSSL
+ * could not create the connection) or WSX_ESYS.
+ */
+int wsx__stream_init_tls(wsx_loop *loop, wsx__stream *s, int fd, const wsx__stream_vt *vt,
+                         wsx__tls_ctx *ctx, const char *server_name);
+
+/* True if s was started with wsx__stream_init_tls(). */
+static inline bool wsx__stream_is_tls(const wsx__stream *s)
+{
+    return (s->flags & 0x100u) != 0;
+}
+
+/* True once the TLS handshake of s has completed (false for plain streams). */
+bool wsx__stream_tls_ready(const wsx__stream *s);
+
+/*
+ * Why the TLS side of s failed, as a NUL-terminated sentence ("certificate verify failed:
+ * hostname mismatch (expected 'foo', certificate is for 'localhost, 127.0.0.1')", "TLS
+ * handshake failed: http request", "TLS handshake timed out after 10000 ms"), or NULL when
+ * it did not fail or s is plain. Valid until on_close returns.
+ */
+const char *wsx__stream_tls_error(const wsx__stream *s);
+
+/*
+ * Writes the negotiated ALPN protocol ("http/1.1"), NUL-terminated, into buf. Returns its
+ * length, 0 if none was negotiated (or s is plain or not yet ready), or WSX_ENOSPC.
+ */
+int wsx__stream_tls_alpn(const wsx__stream *s, char *buf, size_t cap);
+
+/* The OpenSSL connection of s (an SSL *), for inspection (peer certificate, version,
+ * cipher); NULL for plain streams and once s is closing. Never read, write or free it. */
+struct ssl_st *wsx__stream_tls_ssl(const wsx__stream *s);
+
+/* =========================================================================================
  * Loop internals: for the .c files of src/net only.
  * ========================================================================================= */
 #ifdef WSX__NET_INTERNAL
@@ -471,6 +618,36 @@ struct wsx_loop {
 
     wsx__loop_stats stats;
 };
+
+/* wsx__stream.flags, shared by tcp.c and tls.c. Bit 0 is read by wsx__stream_is_closing(),
+ * WSX__S_TLS by wsx__stream_is_tls(). */
+#define WSX__S_CLOSING   0x001u
+#define WSX__S_PENDING   0x002u /* on the loop's pending list */
+#define WSX__S_WANTW     0x004u /* kernel buffer was full: EPOLLOUT requested */
+#define WSX__S_PAUSED    0x008u
+#define WSX__S_EOF       0x010u
+#define WSX__S_SHUT      0x020u /* write-side shutdown requested */
+#define WSX__S_SHUTDONE  0x040u
+#define WSX__S_WANTDRAIN 0x080u /* on_drain after every write that progresses */
+#define WSX__S_TLS       0x100u /* started by wsx__stream_init_tls() */
+
+/* tcp.c, for tls.c: closes now with err (on_close follows), joins the pending list (corked
+ * flush or close delivery at the end of the iteration), re-registers epoll interest, and
+ * drops the head of the output queue. */
+void wsx__stream_fail(wsx__stream *s, int err);
+void wsx__stream_pend(wsx__stream *s);
+void wsx__stream_update_interest(wsx__stream *s);
+void wsx__stream_qpop(wsx__stream *s);
+
+/* tls.c, for tcp.c: called only for streams with WSX__S_TLS, so the plain path pays one
+ * predictable flag test. Interest for epoll; the end-of-iteration flush; cleanup inside
+ * close (before the fd is closed); on_close delivery, after which the TLS state is freed;
+ * resume (data may be waiting inside OpenSSL, where epoll cannot see it). */
+uint32_t wsx__tls_interest(const wsx__stream *s);
+void wsx__tls_flush(wsx__stream *s);
+void wsx__tls_closing(wsx__stream *s);
+void wsx__tls_deliver_close(wsx__stream *s);
+void wsx__tls_resumed(wsx__stream *s);
 
 /* The loop's clock, read fresh. */
 uint64_t wsx__clock_ms(void);

@@ -16,15 +16,16 @@
 #include <string.h>
 #include <unistd.h>
 
-/* wsx__stream.flags; bit 0 is tested by wsx__stream_is_closing() in net.h. */
-#define S_CLOSING  0x01u
-#define S_PENDING  0x02u /* on the loop's pending list */
-#define S_WANTW    0x04u /* kernel buffer was full: EPOLLOUT requested */
-#define S_PAUSED   0x08u
-#define S_EOF      0x10u
-#define S_SHUT     0x20u /* shutdown(SHUT_WR) requested */
-#define S_SHUTDONE 0x40u
-#define S_WANTDRAIN 0x80u /* the owner asked for on_drain after each write that progresses */
+/* wsx__stream.flags (net.h). */
+#define S_CLOSING   WSX__S_CLOSING
+#define S_PENDING   WSX__S_PENDING
+#define S_WANTW     WSX__S_WANTW
+#define S_PAUSED    WSX__S_PAUSED
+#define S_EOF       WSX__S_EOF
+#define S_SHUT      WSX__S_SHUT
+#define S_SHUTDONE  WSX__S_SHUTDONE
+#define S_WANTDRAIN WSX__S_WANTDRAIN
+#define S_TLS       WSX__S_TLS
 
 static int map_errno(int e)
 {
@@ -112,7 +113,7 @@ static void q_push(wsx__stream *s, wsx__qnode *q)
     s->qtail = q;
 }
 
-static void q_pop(wsx__stream *s)
+void wsx__stream_qpop(wsx__stream *s)
 {
     wsx__qnode *h = s->qtail->next;
     if (h == s->qtail)
@@ -125,11 +126,11 @@ static void q_pop(wsx__stream *s)
 static void q_clear(wsx__stream *s)
 {
     while (s->qtail)
-        q_pop(s);
+        wsx__stream_qpop(s);
     s->queued = 0;
 }
 
-static void pend_add(wsx__stream *s)
+void wsx__stream_pend(wsx__stream *s)
 {
     if (s->flags & S_PENDING) return;
     wsx_loop *loop = s->loop;
@@ -156,17 +157,29 @@ static void close_now(wsx__stream *s, int err)
     s->flags |= S_CLOSING;
     s->err = err;
     wsx__io_stop(s->loop, &s->io);
+    if (s->flags & S_TLS) wsx__tls_closing(s);
     close(s->io.fd);
     s->io.fd = -1;
     q_clear(s);
     /* on_close is delivered from the pending list at the end of the iteration, after every
      * callback that might still hold a pointer to s has returned. */
-    pend_add(s);
+    wsx__stream_pend(s);
 }
 
 static void update_interest(wsx__stream *s)
 {
-    if (wsx__io_modify(s->loop, &s->io, interest(s)) < 0) close_now(s, map_errno(errno));
+    uint32_t ev = (s->flags & S_TLS) ? wsx__tls_interest(s) : interest(s);
+    if (wsx__io_modify(s->loop, &s->io, ev) < 0) close_now(s, map_errno(errno));
+}
+
+void wsx__stream_update_interest(wsx__stream *s)
+{
+    update_interest(s);
+}
+
+void wsx__stream_fail(wsx__stream *s, int err)
+{
+    close_now(s, err);
 }
 
 static void stream_io_cb(wsx_loop *loop, wsx__io *io, uint32_t revents);
@@ -222,7 +235,7 @@ static int write_queue(wsx__stream *s)
                 break;
             }
             left -= avail;
-            q_pop(s);
+            wsx__stream_qpop(s);
         }
         /* A short write means the socket buffer is full; another writev would only EAGAIN. */
         if ((size_t)w < total) return 0;
@@ -339,7 +352,7 @@ static int check_writable(const wsx__stream *s)
  * case the writable callback will send the new bytes and a flush would only hit EAGAIN. */
 static void cork(wsx__stream *s)
 {
-    if (!(s->flags & S_WANTW)) pend_add(s);
+    if (!(s->flags & S_WANTW)) wsx__stream_pend(s);
 }
 
 int wsx__stream_write(wsx__stream *s, const struct iovec *iov, int n)
@@ -453,6 +466,7 @@ void wsx__stream_resume(wsx__stream *s)
     if ((s->flags & (S_CLOSING | S_PAUSED)) != S_PAUSED) return;
     s->flags &= ~S_PAUSED;
     update_interest(s);
+    if (s->flags & S_TLS) wsx__tls_resumed(s);
 }
 
 void wsx__streams_run(wsx_loop *loop)
@@ -465,10 +479,16 @@ void wsx__streams_run(wsx_loop *loop)
         if (!loop->pend_head) loop->pend_tail = NULL;
         s->next = NULL;
         s->flags &= ~S_PENDING;
-        if (s->flags & S_CLOSING)
-            s->vt->on_close(s, s->err);
-        else
+        if (s->flags & S_CLOSING) {
+            if (s->flags & S_TLS)
+                wsx__tls_deliver_close(s);
+            else
+                s->vt->on_close(s, s->err);
+        } else if (s->flags & S_TLS) {
+            wsx__tls_flush(s);
+        } else {
             stream_flush(s);
+        }
     }
 }
 
