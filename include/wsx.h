@@ -54,6 +54,17 @@ typedef struct wsx_msg {
 /* Log levels for on_log. */
 enum wsx_log_level { WSX_LOG_ERROR = 0, WSX_LOG_WARN = 1, WSX_LOG_INFO = 2, WSX_LOG_DEBUG = 3 };
 
+/* A certificate chain and its private key (PEM files) for a TLS server. */
+typedef struct wsx_tls_cert {
+    const char *cert_file;
+    const char *key_file;
+} wsx_tls_cert;
+
+/* The details of the last failure on the calling thread (file names, OpenSSL's reason), for
+ * calls whose error code alone says too little (WSX_ETLS from wsx_server_start, say).
+ * Empty when there is nothing to add. */
+WSX_API const char *wsx_error_detail(void);
+
 /* ---- callbacks (every one gets the `user` pointer of its server or client options) ---- */
 
 /* The connection is open: messages may be sent. */
@@ -113,6 +124,13 @@ typedef struct wsx_server_opts {
     bool reuseport;   /* SO_REUSEPORT, for one server per thread on one port */
     const char *const *subprotocols; /* supported, most preferred first */
     size_t n_subprotocols;
+
+    /* TLS (wss:// and https://): certificates[0] is the default; with more than one, the
+     * client's SNI name picks among them. TLS 1.2 and later, a modern cipher list, ALPN
+     * http/1.1, no renegotiation. NULL/0: plain TCP. */
+    const wsx_tls_cert *tls_certs;
+    size_t n_tls_certs;
+    uint32_t tls_handshake_timeout_ms; /* [10000] */
 
     /* Limits (0 = the default in brackets). */
     size_t max_connections; /* [10000] further connections are closed at accept */
@@ -191,6 +209,13 @@ WSX_API void wsx_server_get_stats(const wsx_server *s, wsx_server_stats *out);
  * Idempotent.
  */
 WSX_API void wsx_server_shutdown(wsx_server *s, uint32_t timeout_ms);
+
+/*
+ * Reads the certificate and key files again (after they were renewed; SIGHUP, say): new
+ * connections use the new ones, open connections are not disturbed. On failure the old ones
+ * stay in use. Returns 0, WSX_EINVAL (not a TLS server) or WSX_ETLS (see wsx_error_detail()).
+ */
+WSX_API int wsx_server_reload_tls(wsx_server *s);
 
 /* Frees a server after its shutdown completed (wsx_loop_run returned). NULL is a no-op. */
 WSX_API void wsx_server_free(wsx_server *s);
@@ -360,12 +385,18 @@ typedef void (*wsx_reconnecting_cb)(wsx_client *cl, unsigned attempt, uint32_t d
 typedef void (*wsx_end_cb)(wsx_client *cl, int err, const char *why, void *user);
 
 typedef struct wsx_client_opts {
-    const char *url; /* ws://host[:port]/path?query ; IPv6 literals in brackets */
+    const char *url; /* ws:// or wss://host[:port]/path?query ; IPv6 literals in brackets */
     const char *origin;
     const char *const *subprotocols;
     size_t n_subprotocols;
     const wsx_http_header *headers; /* extra request headers; no CR/LF */
     size_t n_headers;
+
+    /* wss://: the server's chain is verified against the system's trusted certificates (or
+     * tls_cafile) and its name against the URL's host. tls_insecure skips both checks: the
+     * connection is then encrypted but not authenticated. */
+    const char *tls_cafile;
+    bool tls_insecure;
 
     size_t max_message;                                      /* [16 MiB] */
     size_t max_frame;                                        /* [max_message] */
@@ -402,8 +433,9 @@ WSX_API wsx_client_opts wsx_client_defaults(void);
 
 /*
  * Starts connecting. opts is copied (strings included). Returns 0, WSX_EURL (malformed URL
- * or not ws://), WSX_EINVAL, WSX_ENOMEM; *out (may be NULL) untouched on failure. On
- * success exactly one on_end will follow.
+ * or not ws:// or wss://), WSX_EINVAL, WSX_ETLS (the CA file cannot be loaded; see
+ * wsx_error_detail()), WSX_ENOMEM; *out (may be NULL) untouched on failure. On success
+ * exactly one on_end will follow.
  */
 WSX_API int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client **out);
 

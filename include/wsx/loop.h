@@ -27,7 +27,7 @@ typedef struct wsx_timer wsx_timer;
 typedef void (*wsx_post_cb)(void *arg);
 /* A timer callback. `t` is valid during the call (see wsx_timer_stop()). */
 typedef void (*wsx_timer_cb)(wsx_timer *t, void *arg);
-/* A signal callback: `signo` is SIGINT or SIGTERM. */
+/* A signal callback: `signo` is SIGINT, SIGTERM or SIGHUP. */
 typedef void (*wsx_signal_cb)(wsx_loop *loop, int signo, void *arg);
 
 /*
@@ -94,13 +94,14 @@ WSX_API int wsx_loop_post(wsx_loop *loop, wsx_post_cb fn, void *arg);
 WSX_API uint64_t wsx_loop_now(const wsx_loop *loop);
 
 /*
- * Delivers SIGINT and SIGTERM as cb(loop, signo, arg) on the loop thread, so a server can shut
- * down gracefully. It blocks both signals in the calling thread (pthread_sigmask) and reads
+ * Delivers SIGINT, SIGTERM and SIGHUP as cb(loop, signo, arg) on the loop thread, so a server
+ * can shut down gracefully or reload its certificates (without a watcher, SIGHUP keeps its
+ * default action). It blocks the three signals in the calling thread (pthread_sigmask) and reads
  * them from a signalfd. For the signals to reach the loop, every other thread of the process
  * must block them too: call this before creating other threads (they inherit the mask), or
  * block the signals in them yourself. The signal watcher does not keep wsx_loop_run() alive.
  * Calling it again replaces cb/arg; cb NULL removes the watcher and unblocks whichever of the
- * two signals were unblocked before. Returns 0, WSX_EINVAL (loop NULL) or WSX_ESYS.
+ * three signals were unblocked before. Returns 0, WSX_EINVAL (loop NULL) or WSX_ESYS.
  */
 WSX_API int wsx_loop_on_signal(wsx_loop *loop, wsx_signal_cb cb, void *arg);
 

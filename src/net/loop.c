@@ -226,6 +226,7 @@ int wsx_loop_on_signal(wsx_loop *loop, wsx_signal_cb cb, void *arg)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     if (!cb) {
         if (loop->sigfd < 0) return 0;
         sig_remove(loop);
@@ -233,6 +234,7 @@ int wsx_loop_on_signal(wsx_loop *loop, wsx_signal_cb cb, void *arg)
         sigemptyset(&unblock);
         if (!sigismember(&loop->sig_old, SIGINT)) sigaddset(&unblock, SIGINT);
         if (!sigismember(&loop->sig_old, SIGTERM)) sigaddset(&unblock, SIGTERM);
+        if (!sigismember(&loop->sig_old, SIGHUP)) sigaddset(&unblock, SIGHUP);
         pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
         return 0;
     }

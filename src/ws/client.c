@@ -21,6 +21,7 @@ struct wsx_client {
     wsx_http_header *headers;
     wsx_conn *conn;
     wsx__connect_req *creq;
+    wsx__tls_ctx *tls; /* wss:// */
     wsx__timer retry_timer;
     wsx_handshake_client hs;
     unsigned attempt; /* consecutive failed attempts */
@@ -101,6 +102,7 @@ int wsx_url_parse(const char *url, wsx_url *out)
 
 static void client_free(wsx_client *cl)
 {
+    wsx__tls_ctx_free(cl->tls);
     free(cl->origin);
     if (cl->subprotocols)
         for (size_t i = 0; i < cl->opts.n_subprotocols; i++)
@@ -258,9 +260,14 @@ static void on_stream_close(wsx__stream *s, int err)
     wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
     wsx_client *cl = c->cli;
     bool was_open = (c->flags & WSX__F_OPENED) != 0;
-    if (!was_open && !cl->last_err)
+    if (!was_open && (err == WSX_ETLS || (err == WSX_ETIMEDOUT && wsx__stream_is_tls(s) &&
+                                          !wsx__stream_tls_ready(s)))) {
+        const char *why = wsx__stream_tls_error(s);
+        set_failure(cl, err, "TLS: %s", why ? why : "handshake failed");
+    } else if (!was_open && !cl->last_err) {
         set_failure(cl, err ? err : WSX_ECLOSED, "connection lost during the handshake: %s",
                     wsx_strerror(err ? err : WSX_ECLOSED));
+    }
     if (was_open) set_failure(cl, WSX_ECLOSED, "connection closed");
     wsx__conn_closed(c, err);
     cl->conn = NULL;
@@ -313,7 +320,10 @@ static void on_connected(int fd, int err, void *arg)
     c->cli = cl;
     c->state = WSX__HANDSHAKE;
     wsx__timer_init(&c->timer, on_conn_timer);
-    if (wsx__stream_init(cl->loop, &c->stream, fd, &client_vt) < 0) {
+    int rc = cl->tls
+                 ? wsx__stream_init_tls(cl->loop, &c->stream, fd, &client_vt, cl->tls, cl->url.host)
+                 : wsx__stream_init(cl->loop, &c->stream, fd, &client_vt);
+    if (rc < 0) {
         free(c);
         set_failure(cl, WSX_ESYS, "cannot set up the socket");
         next_step(cl, false);
@@ -381,10 +391,16 @@ int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client *
         free(cl);
         return WSX_EURL;
     }
+    wsx__set_error_detail("%s", "");
     if (cl->url.tls) {
-        /* wss:// comes with the TLS transport. */
-        free(cl);
-        return WSX_EURL;
+        char err[400];
+        wsx__tls_client_opts to = {.cafile = opts->tls_cafile, .insecure = opts->tls_insecure};
+        int trc = wsx__tls_client_new(&to, &cl->tls, err, sizeof err);
+        if (trc < 0) {
+            wsx__set_error_detail("%s", err);
+            free(cl);
+            return trc;
+        }
     }
     bool v6 = strchr(cl->url.host, ':') != NULL;
     if (cl->url.port == (cl->url.tls ? 443 : 80))
@@ -393,6 +409,7 @@ int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client *
         snprintf(cl->host_header, sizeof cl->host_header, v6 ? "[%s]:%u" : "%s:%u", cl->url.host,
                  cl->url.port);
     cl->opts.url = NULL; /* not kept: cl->url has what is needed */
+    cl->opts.tls_cafile = NULL;
     cl->origin = dup_str(opts->origin);
     if (opts->n_subprotocols) {
         cl->subprotocols = calloc(opts->n_subprotocols, sizeof *cl->subprotocols);

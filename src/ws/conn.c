@@ -13,6 +13,21 @@
 /* Masks for client frames (RFC 6455 5.3). One pool per thread: loops are single-threaded. */
 static _Thread_local wsx_maskgen tl_masks = {.pos = sizeof tl_masks.pool};
 
+static _Thread_local char tl_detail[512];
+
+const char *wsx_error_detail(void)
+{
+    return tl_detail;
+}
+
+void wsx__set_error_detail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tl_detail, sizeof tl_detail, fmt, ap);
+    va_end(ap);
+}
+
 void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
 {
     if (!cfg->on_log || level > cfg->log_level) return;

@@ -68,6 +68,11 @@ static void on_stream_close(wsx__stream *s, int err)
             r->c = NULL;
         }
     }
+    if (err == WSX_ETLS ||
+        (err == WSX_ETIMEDOUT && wsx__stream_is_tls(s) && !wsx__stream_tls_ready(s))) {
+        const char *why = wsx__stream_tls_error(s);
+        wsx__conn_log(c, WSX_LOG_INFO, "TLS: %s", why ? why : "handshake failed");
+    }
     wsx__conn_closed(c, err);
     /* Subscriptions end with the connection (after on_close, which may still publish). */
     if (c->subs && srv->unsubscribe_all) srv->unsubscribe_all(c);
@@ -454,7 +459,9 @@ static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, soc
     c->srv = srv;
     c->state = WSX__HTTP;
     wsx__timer_init(&c->timer, on_timer);
-    if (wsx__stream_init(srv->loop, &c->stream, fd, &server_vt) < 0) {
+    int rc = srv->tls ? wsx__stream_init_tls(srv->loop, &c->stream, fd, &server_vt, srv->tls, NULL)
+                      : wsx__stream_init(srv->loop, &c->stream, fd, &server_vt);
+    if (rc < 0) {
         free(c);
         return;
     }
@@ -508,9 +515,25 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     if (!cfg->http_ms) cfg->http_ms = UINT32_MAX;
     if (!cfg->pong_ms) cfg->pong_ms = 10000;
 
+    wsx__set_error_detail("%s", "");
+    if (o->n_tls_certs) {
+        char err[400];
+        wsx__tls_server_opts to = {
+            .certs = (const wsx__tls_cert *)o->tls_certs,
+            .ncerts = o->n_tls_certs,
+            .handshake_timeout_ms = o->tls_handshake_timeout_ms,
+        };
+        int trc = wsx__tls_server_new(&to, &srv->tls, err, sizeof err);
+        if (trc < 0) {
+            wsx__set_error_detail("%s", err);
+            free(srv);
+            return trc;
+        }
+    }
     wsx__listen_opts lo = {.host = o->host, .port = o->port, .reuseport = o->reuseport};
     int rc = wsx__listen(loop, &lo, on_accept, srv, &srv->listener);
     if (rc < 0) {
+        wsx__tls_ctx_free(srv->tls);
         free(srv);
         return rc;
     }
@@ -570,9 +593,19 @@ void wsx_server_shutdown(wsx_server *s, uint32_t timeout_ms)
     }
 }
 
+int wsx_server_reload_tls(wsx_server *s)
+{
+    if (!s || !s->tls) return WSX_EINVAL;
+    char err[400];
+    int rc = wsx__tls_ctx_reload(s->tls, err, sizeof err);
+    wsx__set_error_detail("%s", rc < 0 ? err : "");
+    return rc;
+}
+
 void wsx_server_free(wsx_server *s)
 {
     if (!s) return;
+    wsx__tls_ctx_free(s->tls);
     if (s->pubsub_free) s->pubsub_free(s);
     if (s->listener) wsx__listener_close(s->listener);
     wsx__timer_stop(s->loop, &s->shutdown_timer);

@@ -47,6 +47,7 @@ struct wsx_server {
     void (*unsubscribe_all)(wsx_conn *c);
     void (*pubsub_free)(wsx_server *s);
     wsx_server_stats stats;
+    wsx__tls_ctx *tls; /* NULL: plain TCP */
 };
 
 enum wsx__conn_state {
@@ -127,6 +128,9 @@ void wsx__conn_drop(wsx_conn *c, uint16_t code, const char *why);
 int wsx__conn_check_queue(wsx_conn *c);
 /* Sends a close frame and waits for the answer. */
 int wsx__conn_start_close(wsx_conn *c, uint16_t code, const char *reason, size_t len);
+
+/* Records the detail returned by wsx_error_detail() on this thread. */
+void wsx__set_error_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Logs "<peer>: <message>" through cfg->on_log when level passes cfg->log_level. */
 void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)

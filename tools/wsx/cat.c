@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "tool.h"
@@ -22,6 +23,8 @@ static const char help[] =
     "  -b, --binary                print binary messages as hex (default: a byte count)\n"
     "  -B, --send-binary           send stdin lines as binary messages\n"
     "  -r, --reconnect             reconnect with backoff when the connection is lost\n"
+    "      --cacert FILE           wss://: trust the CA certificates in FILE (PEM)\n"
+    "  -k, --insecure              wss://: do NOT verify the server's certificate or name\n"
     "      --max-message BYTES     largest message accepted (default 16M)\n"
     "      --ping-interval MS      ping the server when it is silent this long\n"
     "  -q, --quiet                 no status lines on stderr\n"
@@ -253,6 +256,8 @@ int cmd_cat(int argc, char **argv)
         {"max-message", required_argument, 0, 1000},
         {"ping-interval", required_argument, 0, 1001},
         {"quiet", no_argument, 0, 'q'},
+        {"cacert", required_argument, 0, 1002},
+        {"insecure", no_argument, 0, 'k'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -263,7 +268,7 @@ int cmd_cat(int argc, char **argv)
     size_t nh = 0, ns = 0;
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "H:s:o:bBrqh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "H:s:o:bBrqkh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'H': {
             const char *colon = strchr(optarg, ':');
@@ -294,6 +299,12 @@ int cmd_cat(int argc, char **argv)
         case 'q':
             st.quiet = true;
             break;
+        case 1002:
+            o.tls_cafile = optarg;
+            break;
+        case 'k':
+            o.tls_insecure = true;
+            break;
         case 1000:
             if (!parse_size(optarg, &o.max_message) || !o.max_message)
                 return usage_error("cat", "bad size '%s'", optarg);
@@ -311,6 +322,9 @@ int cmd_cat(int argc, char **argv)
     }
     if (optind + 1 != argc) return usage_error("cat", "expected one URL");
     o.url = argv[optind];
+    if (o.tls_insecure && !strncasecmp(o.url, "wss:", 4))
+        fprintf(stderr, "wsx cat: WARNING: --insecure: the server's certificate and name are NOT "
+                        "checked; anyone on the path can read and change this connection\n");
     o.headers = headers;
     o.n_headers = nh;
     o.subprotocols = subs;
@@ -336,7 +350,10 @@ int cmd_cat(int argc, char **argv)
     rc = wsx_client_connect(st.loop, &o, &st.cl);
     if (rc < 0) {
         if (rc == WSX_EURL)
-            fprintf(stderr, "wsx cat: bad URL '%s' (expected ws://host[:port]/path)\n", o.url);
+            fprintf(stderr, "wsx cat: bad URL '%s' (expected ws:// or wss://host[:port]/path)\n",
+                    o.url);
+        else if (rc == WSX_ETLS)
+            fprintf(stderr, "wsx cat: %s\n", wsx_error_detail());
         else
             fprintf(stderr, "wsx cat: %s\n", wsx_strerror(rc));
         wsx_loop_free(st.loop);

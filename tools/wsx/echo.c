@@ -27,6 +27,9 @@ static const char help[] =
     "  --pong-timeout MS      drop a connection that does not answer a ping (default 10000)\n"
     "  --close-timeout MS     time for the close handshake (default 5000)\n"
     "  --shutdown-timeout MS  on SIGINT/SIGTERM, time for clients to close (default 5000)\n"
+    "  --tls-cert FILE        serve wss:// with this certificate chain (PEM; repeat with\n"
+    "                         --tls-key for more names: SNI picks; SIGHUP reloads the files)\n"
+    "  --tls-key FILE         the private key of the preceding --tls-cert\n"
     "  --quiet                log only warnings and errors\n"
     "  --json-logs            log one JSON object per line\n"
     "  -h, --help             this text\n"
@@ -87,6 +90,15 @@ static void on_close(wsx_conn *c, int code, const char *reason, size_t len, void
 static void on_signal(wsx_loop *loop, int signo, void *arg)
 {
     echo_state *st = arg;
+    if (signo == SIGHUP) {
+        int rc = wsx_server_reload_tls(st->srv);
+        if (rc == 0)
+            tool_logf(WSX_LOG_INFO, "SIGHUP: certificates reloaded");
+        else if (rc != WSX_EINVAL)
+            tool_logf(WSX_LOG_ERROR, "SIGHUP: reload failed, keeping the old certificates: %s",
+                      wsx_error_detail());
+        return;
+    }
     if (st->signals++) {
         tool_logf(WSX_LOG_WARN, "second signal: exiting now");
         exit(1);
@@ -114,6 +126,8 @@ enum {
     O_SHUTDOWN,
     O_QUIET,
     O_JSON,
+    O_CERT,
+    O_KEY,
 };
 
 int cmd_echo(int argc, char **argv)
@@ -134,6 +148,8 @@ int cmd_echo(int argc, char **argv)
         {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
         {"quiet", no_argument, 0, O_QUIET},
         {"json-logs", no_argument, 0, O_JSON},
+        {"tls-cert", required_argument, 0, O_CERT},
+        {"tls-key", required_argument, 0, O_KEY},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -141,6 +157,7 @@ int cmd_echo(int argc, char **argv)
     o.port = 8080;
     echo_state st = {.shutdown_ms = 5000};
     uint32_t port = 8080, v;
+    tool_tls tls = {0};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -188,6 +205,11 @@ int cmd_echo(int argc, char **argv)
         case O_JSON:
             g_log.json = true;
             break;
+        case O_CERT:
+        case O_KEY:
+            if (!tool_tls_add(&tls, ch == O_KEY, optarg))
+                return usage_error("echo", "too many certificates");
+            break;
         case 'h':
             fputs(help, stdout);
             return 0;
@@ -196,6 +218,9 @@ int cmd_echo(int argc, char **argv)
         }
     }
     if (optind < argc) return usage_error("echo", "unexpected argument '%s'", argv[optind]);
+    if (tool_tls_check(&tls, "echo")) return 2;
+    o.tls_certs = tls.certs;
+    o.n_tls_certs = tls.n_certs;
     o.port = (uint16_t)port;
     o.on_upgrade = on_upgrade;
     o.on_open = on_open;
@@ -213,16 +238,19 @@ int cmd_echo(int argc, char **argv)
     }
     rc = wsx_server_start(loop, &o, &st.srv);
     if (rc < 0) {
-        fprintf(stderr, "wsx echo: cannot listen on %s:%u: %s\n", o.host ? o.host : "*", port,
-                wsx_strerror(rc));
+        if (rc == WSX_ETLS)
+            fprintf(stderr, "wsx echo: %s\n", wsx_error_detail());
+        else
+            fprintf(stderr, "wsx echo: cannot listen on %s:%u: %s\n", o.host ? o.host : "*", port,
+                    wsx_strerror(rc));
         wsx_loop_free(loop);
         return 1;
     }
     wsx_loop_on_signal(loop, on_signal, &st);
     const char *h = o.host && *o.host ? o.host : "0.0.0.0";
     bool v6 = strchr(h, ':') != NULL;
-    printf("listening on ws://%s%s%s:%u%s\n", v6 ? "[" : "", h, v6 ? "]" : "",
-           wsx_server_port(st.srv), o.path ? o.path : "/");
+    printf("listening on %s://%s%s%s:%u%s\n", tls.n_certs ? "wss" : "ws", v6 ? "[" : "", h,
+           v6 ? "]" : "", wsx_server_port(st.srv), o.path ? o.path : "/");
     fflush(stdout);
     rc = wsx_loop_run(loop);
     wsx_server_free(st.srv);

@@ -62,7 +62,8 @@ struct sse {
 
 typedef struct serve_state {
     wsx_loop *loop;
-    wsx_server *srv;
+    wsx_server *srvs[2]; /* plain and/or TLS: one chat across both */
+    size_t n_srvs;
     room *rooms;
     size_t n_rooms;
     size_t history;
@@ -241,7 +242,8 @@ static void publish_json(room *r, json_t *obj, const wsx_conn *except)
     if (!s) return;
     char topic[64];
     topic_of(r, topic, sizeof topic);
-    wsx_publish_except(S.srv, topic, s, strlen(s), WSX_TEXT, except);
+    for (size_t i = 0; i < S.n_srvs; i++)
+        wsx_publish_except(S.srvs[i], topic, s, strlen(s), WSX_TEXT, except);
     free(s);
 }
 
@@ -506,7 +508,8 @@ static void do_message(wsx_conn *c, member *m, json_t *req)
     if (!s) return;
     char topic[64];
     topic_of(r, topic, sizeof topic);
-    wsx_publish(S.srv, topic, s, strlen(s), WSX_TEXT);
+    for (size_t i = 0; i < S.n_srvs; i++)
+        wsx_publish(S.srvs[i], topic, s, strlen(s), WSX_TEXT);
     for (sse *l = r->listeners; l; l = l->next)
         sse_send(l, id, s);
     history_add(r, id, s);
@@ -709,8 +712,29 @@ static void serve_embedded(wsx_http_req *r, const wsx_request *rq, const char *p
 
 static void serve_metrics(wsx_http_req *r)
 {
-    wsx_server_stats st;
-    wsx_server_get_stats(S.srv, &st);
+    wsx_server_stats st = {0};
+    for (size_t i = 0; i < S.n_srvs; i++) {
+        wsx_server_stats one;
+        wsx_server_get_stats(S.srvs[i], &one);
+        st.open += one.open;
+        st.http_open += one.http_open;
+        st.accepted += one.accepted;
+        st.upgrades += one.upgrades;
+        st.messages_in += one.messages_in;
+        st.messages_out += one.messages_out;
+        st.bytes_in += one.bytes_in;
+        st.bytes_out += one.bytes_out;
+        st.refused_400 += one.refused_400;
+        st.refused_401 += one.refused_401;
+        st.refused_403 += one.refused_403;
+        st.refused_404 += one.refused_404;
+        st.refused_426 += one.refused_426;
+        st.refused_431 += one.refused_431;
+        st.refused_503 += one.refused_503;
+        st.refused_other += one.refused_other;
+        st.handshake_timeouts += one.handshake_timeouts;
+        st.topics += one.topics;
+    }
     size_t members = 0;
     for (room *rm = S.rooms; rm; rm = rm->next)
         members += rm->n_members;
@@ -860,6 +884,10 @@ static const char help[] =
     "  --max-connections N    WebSocket connections at most (default 10000)\n"
     "  --ping-interval MS     ping silent connections (default 30000; 0 = never)\n"
     "  --shutdown-timeout MS  on SIGINT/SIGTERM, time for clients to close (default 5000)\n"
+    "  --tls-cert FILE        serve https:// and wss:// with this certificate chain (PEM);\n"
+    "                         repeat with --tls-key for more names (SNI); SIGHUP reloads\n"
+    "  --tls-key FILE         the private key of the preceding --tls-cert\n"
+    "  --tls-port P           with --tls-cert: TLS on P, plain HTTP stays on --port\n"
     "  --quiet                log only warnings and errors\n"
     "  --json-logs            log one JSON object per line\n"
     "  -h, --help             this text\n";
@@ -868,15 +896,28 @@ static void on_signal(wsx_loop *loop, int signo, void *arg)
 {
     (void)loop;
     (void)arg;
+    if (signo == SIGHUP) {
+        for (size_t i = 0; i < S.n_srvs; i++) {
+            int rc = wsx_server_reload_tls(S.srvs[i]);
+            if (rc == 0)
+                tool_logf(WSX_LOG_INFO, "SIGHUP: certificates reloaded");
+            else if (rc != WSX_EINVAL)
+                tool_logf(WSX_LOG_ERROR, "SIGHUP: reload failed, keeping the old certificates: %s",
+                          wsx_error_detail());
+        }
+        return;
+    }
     if (S.signals++) {
         tool_logf(WSX_LOG_WARN, "second signal: exiting now");
         exit(1);
     }
-    tool_logf(WSX_LOG_INFO, "%s: shutting down (%zu connections)",
-              signo == SIGINT ? "SIGINT" : "SIGTERM", wsx_server_connections(S.srv));
+    tool_logf(
+        WSX_LOG_INFO, "%s: shutting down (%zu connections)", signo == SIGINT ? "SIGINT" : "SIGTERM",
+        wsx_server_connections(S.srvs[0]) + (S.n_srvs > 1 ? wsx_server_connections(S.srvs[1]) : 0));
     if (S.keepalive) wsx_timer_stop(S.keepalive);
     S.keepalive = NULL;
-    wsx_server_shutdown(S.srv, S.shutdown_ms);
+    for (size_t i = 0; i < S.n_srvs; i++)
+        wsx_server_shutdown(S.srvs[i], S.shutdown_ms);
 }
 
 static void free_rooms(void)
@@ -927,7 +968,9 @@ int cmd_serve(int argc, char **argv)
     S.history = 100;
     S.shutdown_ms = 5000;
     wsx_server_opts o = wsx_server_defaults();
-    uint32_t port = 8080, v;
+    uint32_t port = 8080, v, tls_port = 0;
+    bool have_tls_port = false;
+    tool_tls tls = {0};
     size_t sz;
     int ch;
     optind = 1;
@@ -983,6 +1026,8 @@ int cmd_serve(int argc, char **argv)
         }
     }
     if (optind < argc) return usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    if (tool_tls_check(&tls, "serve")) return 2;
+    if (have_tls_port && !tls.n_certs) return usage_error("serve", "--tls-port needs --tls-cert");
     if (S.static_dir && !realpath(S.static_dir, S.static_real)) {
         fprintf(stderr, "wsx serve: --static %s: %s\n", S.static_dir, strerror(errno));
         return 1;
@@ -1009,22 +1054,44 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "wsx serve: %s\n", wsx_strerror(rc));
         return 1;
     }
-    rc = wsx_server_start(S.loop, &o, &S.srv);
-    if (rc < 0) {
-        fprintf(stderr, "wsx serve: cannot listen on %s:%u: %s\n", o.host ? o.host : "*", port,
-                wsx_strerror(rc));
-        wsx_loop_free(S.loop);
-        return 1;
+    /* Plain on --port unless TLS takes it; TLS on --tls-port, or on --port without it. */
+    bool plain = !tls.n_certs || have_tls_port;
+    for (int pass = 0; pass < 2; pass++) {
+        bool use_tls = pass == 1;
+        if (use_tls ? !tls.n_certs : !plain) continue;
+        wsx_server_opts so = o;
+        if (use_tls) {
+            so.tls_certs = tls.certs;
+            so.n_tls_certs = tls.n_certs;
+            if (have_tls_port) so.port = (uint16_t)tls_port;
+        }
+        rc = wsx_server_start(S.loop, &so, &S.srvs[S.n_srvs]);
+        if (rc < 0) {
+            if (rc == WSX_ETLS)
+                fprintf(stderr, "wsx serve: %s\n", wsx_error_detail());
+            else
+                fprintf(stderr, "wsx serve: cannot listen on %s:%u: %s\n", o.host ? o.host : "*",
+                        so.port, wsx_strerror(rc));
+            for (size_t i = 0; i < S.n_srvs; i++)
+                wsx_server_shutdown(S.srvs[i], 0);
+            wsx_loop_run(S.loop);
+            for (size_t i = 0; i < S.n_srvs; i++)
+                wsx_server_free(S.srvs[i]);
+            wsx_loop_free(S.loop);
+            return 1;
+        }
+        const char *h = o.host && *o.host ? o.host : "localhost";
+        bool v6 = strchr(h, ':') != NULL;
+        printf("listening on %s://%s%s%s:%u/\n", use_tls ? "https" : "http", v6 ? "[" : "", h,
+               v6 ? "]" : "", wsx_server_port(S.srvs[S.n_srvs]));
+        S.n_srvs++;
     }
+    fflush(stdout);
     wsx_loop_on_signal(S.loop, on_signal, NULL);
     wsx_timer_start(S.loop, SSE_KEEPALIVE_MS, SSE_KEEPALIVE_MS, sse_keepalive, NULL, &S.keepalive);
-    const char *h = o.host && *o.host ? o.host : "localhost";
-    bool v6 = strchr(h, ':') != NULL;
-    printf("listening on http://%s%s%s:%u/\n", v6 ? "[" : "", h, v6 ? "]" : "",
-           wsx_server_port(S.srv));
-    fflush(stdout);
     rc = wsx_loop_run(S.loop);
-    wsx_server_free(S.srv);
+    for (size_t i = 0; i < S.n_srvs; i++)
+        wsx_server_free(S.srvs[i]);
     free_rooms();
     wsx_loop_free(S.loop);
     tool_logf(WSX_LOG_INFO, "stopped");

@@ -29,6 +29,17 @@ bool parse_size(const char *s, size_t *out);
 /* Parses a non-negative integer that fits in uint32_t. */
 bool parse_u32(const char *s, uint32_t *out);
 
+/* --tls-cert FILE / --tls-key FILE pairs, in order (several pairs: SNI). */
+#define TOOL_MAX_CERTS 8
+typedef struct tool_tls {
+    wsx_tls_cert certs[TOOL_MAX_CERTS];
+    size_t n_certs, n_keys;
+} tool_tls;
+/* Adds a certificate or a key; false when there are too many. */
+bool tool_tls_add(tool_tls *t, bool key, const char *file);
+/* Checks the pairs are complete; prints a usage error and returns 2 if not, else 0. */
+int tool_tls_check(const tool_tls *t, const char *cmd);
+
 /* Prints "wsx CMD: msg" on stderr and returns 2 (the usage-error status). */
 int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

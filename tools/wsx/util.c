@@ -123,3 +123,23 @@ int usage_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
     return 2;
 }
+
+bool tool_tls_add(tool_tls *t, bool key, const char *file)
+{
+    size_t *n = key ? &t->n_keys : &t->n_certs;
+    if (*n == TOOL_MAX_CERTS) return false;
+    if (key)
+        t->certs[(*n)++].key_file = file;
+    else
+        t->certs[(*n)++].cert_file = file;
+    return true;
+}
+
+int tool_tls_check(const tool_tls *t, const char *cmd)
+{
+    if (t->n_certs != t->n_keys)
+        return usage_error(cmd,
+                           "give one --tls-key for each --tls-cert (%zu certificates, %zu keys)",
+                           t->n_certs, t->n_keys);
+    return 0;
+}
