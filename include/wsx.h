@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "wsx/common.h"
+#include "wsx/deflate.h"
 #include "wsx/loop.h"
 #include "wsx/proto.h"
 #include "wsx/watch.h"
@@ -131,6 +132,17 @@ typedef struct wsx_server_opts {
     const wsx_tls_cert *tls_certs;
     size_t n_tls_certs;
     uint32_t tls_handshake_timeout_ms; /* [10000] */
+
+    /* permessage-deflate (RFC 7692), off by default as with most servers: set
+     * deflate.enabled (start from wsx_pmd_defaults(); wsx/deflate.h documents every field).
+     * With deflate.server_no_context_takeover the server keeps no compressor per connection:
+     * one shared compressor serves them all, and a published message is compressed once for
+     * every such subscriber. Subscribers whose server context is kept get published messages
+     * uncompressed (per-message compression is optional, RFC 7692 6). */
+    wsx_pmd_config deflate;
+    /* Free idle connections' compression memory where the agreed parameters allow it
+     * (checked when a keepalive ping is due). */
+    bool deflate_idle_trim;
 
     /* Limits (0 = the default in brackets). */
     size_t max_connections; /* [10000] further connections are closed at accept */
@@ -256,6 +268,9 @@ WSX_API void wsx_conn_set_user(wsx_conn *c, void *user);
 /* Writes the peer address ("127.0.0.1:5555", "[::1]:5555") into buf (64 bytes suffice).
  * Returns its length or a negative error. */
 WSX_API int wsx_conn_peer(const wsx_conn *c, char *buf, size_t cap);
+
+/* True when permessage-deflate was agreed on this connection. */
+WSX_API bool wsx_conn_deflate(const wsx_conn *c);
 
 /* The negotiated subprotocol (NUL-terminated, owned by the options), or NULL. */
 WSX_API const char *wsx_conn_subprotocol(const wsx_conn *c);
@@ -397,6 +412,9 @@ typedef struct wsx_client_opts {
      * connection is then encrypted but not authenticated. */
     const char *tls_cafile;
     bool tls_insecure;
+
+    /* permessage-deflate: offered when deflate.enabled (see wsx/deflate.h). */
+    wsx_pmd_config deflate;
 
     size_t max_message;                                      /* [16 MiB] */
     size_t max_frame;                                        /* [max_message] */

@@ -223,6 +223,35 @@ static void unsubscribe_all(wsx_conn *c)
     }
 }
 
+static wsx__ref *frame_plain(const void *data, size_t len, int type)
+{
+    uint8_t hdr[WSX_MAX_HEADER];
+    size_t hlen = wsx_frame_header(hdr, (uint8_t)(WSX_FIN | type), len, NULL);
+    wsx__ref *ref = wsx__ref_new(hlen + len);
+    if (!ref) return NULL;
+    wsx__pubsub_frames_built++;
+    memcpy(ref->data, hdr, hlen);
+    if (len) memcpy(ref->data + hlen, data, len);
+    return ref;
+}
+
+/* The compressed frame, or NULL when the message is not worth compressing (then the plain
+ * frame is sent, which is always allowed). */
+static wsx__ref *frame_compressed(wsx_pmd *z, const void *data, size_t len, int type)
+{
+    wsx_pmd_buf *zb = wsx__compress_scratch();
+    if (!zb || wsx_pmd_compress(z, data, len, zb) != 1) return NULL;
+    size_t plen = zb->len - WSX_MAX_HEADER;
+    uint8_t hdr[WSX_MAX_HEADER];
+    size_t hlen = wsx_frame_header(hdr, (uint8_t)(WSX_FIN | WSX_RSV1 | type), plen, NULL);
+    wsx__ref *ref = wsx__ref_new(hlen + plen);
+    if (!ref) return NULL;
+    wsx__pubsub_frames_built++;
+    memcpy(ref->data, hdr, hlen);
+    memcpy(ref->data + hlen, zb->data + WSX_MAX_HEADER, plen);
+    return ref;
+}
+
 static ptrdiff_t deliver(wsx_server *s, const char *topic, const void *data, size_t len, int type,
                          const wsx_conn *except)
 {
@@ -231,23 +260,41 @@ static ptrdiff_t deliver(wsx_server *s, const char *topic, const void *data, siz
     if (type != WSX_TEXT && type != WSX_BINARY) return WSX_EINVAL;
     wsx__topic *t = find(s->pubsub, topic, tlen, hash_name(topic, tlen));
     if (!t || t->n == 0 || (t->n == 1 && t->subs->conn == except)) return 0;
-    uint8_t hdr[WSX_MAX_HEADER];
-    size_t hlen = wsx_frame_header(hdr, (uint8_t)(WSX_FIN | type), len, NULL);
-    /* Framed once; every subscriber's queue holds a reference, not a copy. */
-    wsx__ref *ref = wsx__ref_new(hlen + len);
-    if (!ref) return WSX_ENOMEM;
-    wsx__pubsub_frames_built++;
-    memcpy(ref->data, hdr, hlen);
-    if (len) memcpy(ref->data + hlen, data, len);
+    /* Framed once, lazily: the plain frame, and per compressor window a compressed one for
+     * subscribers that agreed to permessage-deflate without server context takeover. Every
+     * subscriber's queue holds a reference, not a copy. */
+    wsx__ref *plain = NULL;
+    wsx__ref *zipped[16] = {0};
+    bool zip_tried[16] = {false};
     ptrdiff_t n = 0;
     for (struct wsx__sub *sub = t->subs; sub; sub = sub->tnext) {
         wsx_conn *c = sub->conn;
         if (c == except || c->state != WSX__OPEN) continue;
-        if (wsx__stream_write_ref(&c->stream, ref, ref->data, hlen + len) < 0) continue;
+        wsx__ref *ref = NULL;
+        if (c->dfl && c->dfl->params.server_no_context_takeover) {
+            wsx_pmd *z = wsx__conn_compressor(c);
+            unsigned w = c->dfl->params.server_max_window_bits & 15;
+            if (!zip_tried[w] && z) {
+                zip_tried[w] = true;
+                zipped[w] = frame_compressed(z, data, len, type);
+            }
+            ref = zipped[w];
+        }
+        if (!ref) {
+            if (!plain && !(plain = frame_plain(data, len, type))) {
+                n = WSX_ENOMEM;
+                break;
+            }
+            ref = plain;
+        }
+        if (wsx__stream_write_ref(&c->stream, ref, ref->data, ref->len) < 0) continue;
         n++;
         wsx__conn_check_queue(c);
     }
-    wsx__ref_release(ref);
+    wsx__ref_release(plain);
+    for (int i = 0; i < 16; i++)
+        wsx__ref_release(zipped[i]);
+    if (n < 0) return n;
     s->stats.messages_out += (uint64_t)n;
     s->stats.bytes_out += (uint64_t)n * len;
     return n;

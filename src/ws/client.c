@@ -21,7 +21,8 @@ struct wsx_client {
     wsx_http_header *headers;
     wsx_conn *conn;
     wsx__connect_req *creq;
-    wsx__tls_ctx *tls; /* wss:// */
+    wsx__tls_ctx *tls;                 /* wss:// */
+    char pmd_offer[WSX_PMD_MAX_VALUE]; /* our Sec-WebSocket-Extensions offer, or "" */
     wsx__timer retry_timer;
     wsx_handshake_client hs;
     unsigned attempt; /* consecutive failed attempts */
@@ -218,6 +219,7 @@ static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
         .n_subprotocols = cl->opts.n_subprotocols,
         .headers = cl->headers,
         .n_headers = cl->opts.n_headers,
+        .extensions = cl->pmd_offer[0] ? cl->pmd_offer : NULL,
     };
     if (wsx_handshake_client_verify(&cl->hs, &ho, &resp) < 0) {
         if (resp.status != 101)
@@ -229,6 +231,23 @@ static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
         return;
     }
     c->subprotocol = (int8_t)cl->hs.subprotocol;
+    if (cl->pmd_offer[0]) {
+        wsx_pmd_params pp;
+        const char *why = NULL;
+        int pr = wsx_pmd_client_accept(cl->hs.extensions, cl->hs.extensions_len, &cl->cfg.pmd, &pp,
+                                       &why);
+        if (pr < 0) {
+            set_failure(cl, WSX_EHANDSHAKE, "handshake failed: %s",
+                        why ? why : "bad permessage-deflate response");
+            wsx__conn_drop(c, 0, NULL);
+            return;
+        }
+        if (pr == 1 && wsx__conn_start_deflate(c, &pp) < 0) {
+            set_failure(cl, WSX_ENOMEM, "out of memory");
+            wsx__conn_drop(c, 0, NULL);
+            return;
+        }
+    }
     uint8_t *buf = c->in.buf;
     size_t total = c->in.len;
     c->in = (wsx__http_in){0};
@@ -339,6 +358,7 @@ static void on_connected(int fd, int err, void *arg)
         .n_subprotocols = cl->opts.n_subprotocols,
         .headers = cl->headers,
         .n_headers = cl->opts.n_headers,
+        .extensions = cl->pmd_offer[0] ? cl->pmd_offer : NULL,
     };
     char req[8192];
     ptrdiff_t n = wsx_handshake_client_request(&ho, &cl->hs, req, sizeof req);
@@ -446,6 +466,12 @@ int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client *
     cfg->log_level = opts->log_level;
     cfg->user = opts->user;
     cfg->subprotocols = cl->opts.subprotocols;
+    cfg->pmd = opts->deflate;
+    if (cfg->pmd.enabled &&
+        wsx_pmd_client_offer(&cfg->pmd, cl->pmd_offer, sizeof cl->pmd_offer) < 0) {
+        client_free(cl);
+        return WSX_EINVAL;
+    }
     cfg->max_message = opts->max_message ? opts->max_message : 16u << 20;
     cfg->max_frame = opts->max_frame ? opts->max_frame : cfg->max_message;
     cfg->max_head = opts->max_head ? opts->max_head : 8192;

@@ -107,11 +107,87 @@ int wsx__conn_check_queue(wsx_conn *c)
     return 0;
 }
 
+/* ---- permessage-deflate ---- */
+
+static _Thread_local wsx_pmd_buf tl_zbuf;
+
+wsx_pmd_buf *wsx__compress_scratch(void)
+{
+    /* A large message leaves a large buffer behind: give it back rather than keep it. */
+    if (tl_zbuf.cap > (1u << 20)) wsx_pmd_buf_free(&tl_zbuf);
+    if (tl_zbuf.cap < 4096) {
+        uint8_t *d = realloc(tl_zbuf.data, 4096);
+        if (!d) return NULL;
+        tl_zbuf.data = d;
+        tl_zbuf.cap = 4096;
+    }
+    tl_zbuf.len = WSX_MAX_HEADER;
+    return &tl_zbuf;
+}
+
+int wsx__conn_start_deflate(wsx_conn *c, const wsx_pmd_params *params)
+{
+    wsx__dfl *d = calloc(1, sizeof *d);
+    if (!d) return WSX_ENOMEM;
+    if (wsx_pmd_init(&d->pmd, c->cfg->role, params, &c->cfg->pmd) < 0) {
+        free(d);
+        return WSX_EINVAL;
+    }
+    d->params = *params;
+    c->dfl = d;
+    wsx_parser_set_rsv(&c->parser, WSX_RSV1);
+    return 0;
+}
+
+bool wsx_conn_deflate(const wsx_conn *c)
+{
+    return c->dfl != NULL;
+}
+
+wsx_pmd *wsx__conn_compressor(wsx_conn *c)
+{
+    wsx__dfl *d = c->dfl;
+    if (!d) return NULL;
+    if (!c->srv || !d->params.server_no_context_takeover) return &d->pmd;
+    unsigned w = d->params.server_max_window_bits < 9 ? 9 : d->params.server_max_window_bits;
+    wsx_pmd **slot = &c->srv->shared_pmd[w];
+    if (!*slot) {
+        wsx_pmd *z = calloc(1, sizeof *z);
+        wsx_pmd_params p = {.server_no_context_takeover = true,
+                            .server_max_window_bits = (uint8_t)w,
+                            .client_max_window_bits = 15};
+        if (!z || wsx_pmd_init(z, WSX_ROLE_SERVER, &p, &c->cfg->pmd) < 0) {
+            free(z);
+            return &d->pmd;
+        }
+        *slot = z;
+    }
+    return *slot;
+}
+
+static void free_deflate(wsx_conn *c)
+{
+    if (!c->dfl) return;
+    wsx_pmd_free(&c->dfl->pmd);
+    wsx_pmd_buf_free(&c->dfl->msg);
+    free(c->dfl);
+    c->dfl = NULL;
+}
+
 int wsx_send(wsx_conn *c, const void *data, size_t len, int type)
 {
     if (!c || (type != WSX_TEXT && type != WSX_BINARY) || (!data && len)) return WSX_EINVAL;
     if (c->state != WSX__OPEN) return WSX_ECLOSED;
-    int rc = send_frame(c, (uint8_t)(WSX_FIN | type), data, len);
+    int rc;
+    wsx_pmd *z = wsx__conn_compressor(c);
+    wsx_pmd_buf *zb = z ? wsx__compress_scratch() : NULL;
+    if (zb && wsx_pmd_compress(z, data, len, zb) == 1) {
+        /* RFC 7692 6: RSV1 marks the message as compressed. */
+        rc = send_frame(c, (uint8_t)(WSX_FIN | WSX_RSV1 | type), zb->data + WSX_MAX_HEADER,
+                        zb->len - WSX_MAX_HEADER);
+    } else {
+        rc = send_frame(c, (uint8_t)(WSX_FIN | type), data, len);
+    }
     if (rc < 0) return rc;
     if (c->cfg->stats) {
         c->cfg->stats->messages_out++;
@@ -272,11 +348,32 @@ static void deliver(wsx_conn *c, const uint8_t *data, size_t len, int type)
     c->cfg->on_message(c, &m, c->cfg->user);
 }
 
+static void on_compressed(wsx_conn *c, const wsx_event *ev)
+{
+    wsx__dfl *d = c->dfl;
+    if (ev->first) d->msg.len = 0;
+    int rc = wsx_pmd_inflate(&d->pmd, ev->data, ev->len, ev->last, ev->opcode == WSX_OP_TEXT,
+                             c->cfg->max_message, &d->msg);
+    if (rc < 0) {
+        const char *why = wsx_pmd_error(&d->pmd);
+        fail(c, wsx_err_close_code(rc), why ? why : "cannot inflate the message");
+        return;
+    }
+    if (!ev->last) return;
+    deliver(c, d->msg.data, d->msg.len, ev->opcode);
+    /* An idle connection keeps no large inflate buffer. */
+    if (c->dfl && c->dfl->msg.cap > (64u << 10)) wsx_pmd_buf_free(&c->dfl->msg);
+}
+
 static void on_data(wsx_conn *c, const wsx_event *ev)
 {
     /* Data that arrives after we sent a close is still delivered (as browsers do): it was
      * sent before the peer saw our close. */
     if (c->state != WSX__OPEN && c->state != WSX__CLOSING) return;
+    if (ev->compressed) {
+        on_compressed(c, ev);
+        return;
+    }
     if (ev->first && ev->last) {
         deliver(c, ev->data, ev->len, ev->opcode);
         return;
@@ -448,6 +545,7 @@ void wsx__conn_closed(wsx_conn *c, int err)
     free(c->close_reason);
     c->close_reason = NULL;
     wsx__http_in_free(&c->in);
+    free_deflate(c);
 }
 
 /* ---- deadlines: one timer per connection, re-armed lazily ---- */
@@ -494,6 +592,11 @@ void wsx__conn_timer(wsx_conn *c)
             send_frame(c, WSX_FIN | WSX_OP_PING, NULL, 0);
             c->flags |= WSX__F_PING_OUT;
             c->ping_at = now;
+            /* Quiet long enough to be pinged: a good moment to give back zlib memory. */
+            if (c->dfl && cfg->pmd_idle_trim) {
+                wsx_pmd_trim(&c->dfl->pmd);
+                wsx_pmd_buf_free(&c->dfl->msg);
+            }
         }
         wsx__conn_arm(c);
         break;

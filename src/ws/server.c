@@ -160,14 +160,25 @@ static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer)
             return;
         }
     }
+    char ext[WSX_PMD_MAX_VALUE];
+    wsx_pmd_params pp;
+    bool deflate =
+        srv->cfg.pmd.enabled &&
+        wsx_pmd_server_negotiate(hs.offers, hs.n_offers, &srv->cfg.pmd, &pp, ext, sizeof ext) == 1;
     char resp[1024];
-    ptrdiff_t n = wsx_handshake_server_response(&hs, &ho, NULL, NULL, 0, resp, sizeof resp);
+    ptrdiff_t n =
+        wsx_handshake_server_response(&hs, &ho, deflate ? ext : NULL, NULL, 0, resp, sizeof resp);
     if (n < 0 || wsx__stream_write1(&c->stream, resp, (size_t)n) < 0) {
         refuse(c, 500, "could not build the handshake response");
         return;
     }
     c->user = cu;
     c->subprotocol = (int8_t)hs.subprotocol;
+    if (deflate && wsx__conn_start_deflate(c, &pp) < 0) {
+        /* The 101 promised compression: without memory for it, end the connection. */
+        wsx__stream_close(&c->stream);
+        return;
+    }
     c->flags |= WSX__F_COUNTED;
     srv->n_ws++;
     srv->stats.upgrades++;
@@ -497,6 +508,8 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     cfg->user = o->user;
     cfg->subprotocols = o->subprotocols;
     cfg->stats = &srv->stats;
+    cfg->pmd = o->deflate;
+    cfg->pmd_idle_trim = o->deflate_idle_trim;
     cfg->max_message = sz_or(o->max_message, 16u << 20);
     cfg->max_frame = sz_or(o->max_frame, cfg->max_message);
     cfg->max_head = sz_or(o->max_head, 8192);
@@ -606,6 +619,11 @@ void wsx_server_free(wsx_server *s)
 {
     if (!s) return;
     wsx__tls_ctx_free(s->tls);
+    for (size_t i = 0; i < 16; i++) {
+        if (!s->shared_pmd[i]) continue;
+        wsx_pmd_free(s->shared_pmd[i]);
+        free(s->shared_pmd[i]);
+    }
     if (s->pubsub_free) s->pubsub_free(s);
     if (s->listener) wsx__listener_close(s->listener);
     wsx__timer_stop(s->loop, &s->shutdown_timer);

@@ -27,6 +27,8 @@ typedef struct wsx__cfg {
     uint32_t handshake_ms, idle_ms, ping_ms, pong_ms, close_ms, http_ms;
     int role;                /* WSX_ROLE_SERVER / WSX_ROLE_CLIENT */
     wsx_server_stats *stats; /* the server's counters; NULL for clients */
+    wsx_pmd_config pmd;      /* permessage-deflate settings (pmd.enabled: offer/accept) */
+    bool pmd_idle_trim;
 } wsx__cfg;
 
 struct wsx__sub;
@@ -48,7 +50,17 @@ struct wsx_server {
     void (*pubsub_free)(wsx_server *s);
     wsx_server_stats stats;
     wsx__tls_ctx *tls; /* NULL: plain TCP */
+    /* Shared compressors, by window bits, for connections without server context takeover:
+     * no per-connection compressor, and a broadcast is compressed once. */
+    wsx_pmd *shared_pmd[16];
 };
+
+/* A connection's permessage-deflate state, allocated only when it was agreed. */
+typedef struct wsx__dfl {
+    wsx_pmd pmd;
+    wsx_pmd_params params;
+    wsx_pmd_buf msg; /* the message being inflated */
+} wsx__dfl;
 
 enum wsx__conn_state {
     WSX__HTTP = 0,   /* server: reading an HTTP request (maybe an upgrade) */
@@ -94,6 +106,7 @@ struct wsx_conn {
     uint16_t flags;
     wsx_http_req *http;    /* the request being answered, while WSX__F_HTTP_BUSY */
     struct wsx__sub *subs; /* this connection's topic subscriptions (src/pubsub) */
+    wsx__dfl *dfl;         /* permessage-deflate, when agreed */
     /* The peer address, compact (family, port, address), kept so logs and on_close can
      * name the peer after the socket is gone. */
     uint8_t peer_family;
@@ -123,6 +136,14 @@ void wsx__conn_timer(wsx_conn *c);
 void wsx__conn_arm(wsx_conn *c);
 /* Drops the connection now with a close code for on_close (no close frame). */
 void wsx__conn_drop(wsx_conn *c, uint16_t code, const char *why);
+/* Starts permessage-deflate on c with the agreed parameters. Returns 0 or WSX_ENOMEM. */
+int wsx__conn_start_deflate(wsx_conn *c, const wsx_pmd_params *params);
+/* The compressor for c's outgoing messages: the server's shared one for its window when
+ * c's server direction has no context takeover, else c's own. NULL without deflate. */
+wsx_pmd *wsx__conn_compressor(wsx_conn *c);
+/* A thread's scratch buffer for compressing (WSX_MAX_HEADER bytes reserved in front). */
+wsx_pmd_buf *wsx__compress_scratch(void);
+
 /* After bytes were queued on c outside wsx_send (a broadcast): applies the backpressure and
  * hard-limit rules. Returns 0, WSX_EBACKPRESSURE or WSX_ECLOSED (dropped with 1008). */
 int wsx__conn_check_queue(wsx_conn *c);

@@ -140,7 +140,8 @@ TEST(many_subscribers)
     run_until(got_want, 10000);
     CHECK_INT(W.total_received, NCLIENTS);
     int ok = 1;
-    for (int i = 0; i < NCLIENTS; i++) ok &= W.received[i] == 1;
+    for (int i = 0; i < NCLIENTS; i++)
+        ok &= W.received[i] == 1;
     CHECK(ok);
 
     /* A client message is published to everyone but its sender. */
@@ -162,7 +163,8 @@ TEST(many_subscribers)
     CHECK(!wsx_is_subscribed(W.first, "room:a"));
     CHECK_INT(wsx_unsubscribe(W.first, "room:a"), WSX_ENOTFOUND);
     CHECK_INT(wsx_topic_subscribers(W.srv, "room:a"), NCLIENTS - 1);
-    for (int i = 0; i < 10; i++) wsx_send(wsx_client_conn(clients[i]), "sub:room:b", 10, WSX_TEXT);
+    for (int i = 0; i < 10; i++)
+        wsx_send(wsx_client_conn(clients[i]), "sub:room:b", 10, WSX_TEXT);
     for (int i = 0; i < 20 && wsx_topic_subscribers(W.srv, "room:b") < 10; i++) {
         wsx_timer_start(W.loop, 10, 0, stop_loop, NULL, NULL);
         wsx_loop_run(W.loop);
@@ -174,7 +176,8 @@ TEST(many_subscribers)
     CHECK_INT(wsx_topic_count(W.srv), 1); /* an empty topic is gone */
 
     /* Subscriptions end with their connections. */
-    for (int i = 0; i < NCLIENTS; i++) wsx_client_close(clients[i], 1000, NULL);
+    for (int i = 0; i < NCLIENTS; i++)
+        wsx_client_close(clients[i], 1000, NULL);
     for (int i = 0; i < 100 && wsx_topic_subscribers(W.srv, "room:a"); i++) {
         wsx_timer_start(W.loop, 10, 0, stop_loop, NULL, NULL);
         wsx_loop_run(W.loop);
@@ -192,8 +195,9 @@ static int raw_subscriber(uint16_t port)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) return -1;
-    const char req[] = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                       "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    const char req[] =
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
     if (write(fd, req, sizeof req - 1) < 0) return -1;
     return fd;
 }
@@ -222,7 +226,8 @@ TEST(slow_subscriber_does_not_delay_others)
     /* 300 x 16 KiB: far past the slow reader's 1 MiB hard limit; the fast one gets all. */
     static uint8_t blob[16384];
     for (int round = 0; round < 30; round++) {
-        for (int i = 0; i < 10; i++) wsx_publish(W.srv, "room:a", blob, sizeof blob, WSX_BINARY);
+        for (int i = 0; i < 10; i++)
+            wsx_publish(W.srv, "room:a", blob, sizeof blob, WSX_BINARY);
         wsx_timer_start(W.loop, 1, 0, stop_loop, NULL, NULL);
         wsx_loop_run(W.loop);
     }
@@ -233,6 +238,100 @@ TEST(slow_subscriber_does_not_delay_others)
     CHECK_INT(wsx_topic_subscribers(W.srv, "room:a"), 1);
     close(raw);
     wsx_client_close(fast, 1000, NULL);
+}
+
+/* Subscribers with permessage-deflate and no server context takeover share one compressed
+ * frame per publish. */
+static int z_open, z_got, z_bad;
+static wsx_loop *z_loop;
+
+static void z_server_open(wsx_conn *c, void *u)
+{
+    (void)u;
+    wsx_subscribe(c, "zipped");
+}
+
+static void z_client_open(wsx_conn *c, void *u)
+{
+    (void)u;
+    z_open += wsx_conn_deflate(c);
+}
+
+static void z_client_message(wsx_conn *c, const wsx_msg *m, void *u)
+{
+    (void)c;
+    (void)u;
+    z_got++;
+    for (size_t i = 0; i < m->len; i++)
+        z_bad += m->data[i] != (uint8_t)('a' + i % 7);
+    if (m->len != 10000) z_bad++;
+}
+
+static bool z_all_open(void)
+{
+    return z_open == 50;
+}
+
+static bool z_all_got(void)
+{
+    return z_got == 50;
+}
+
+static void z_stop(wsx_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    wsx_loop_stop(z_loop);
+}
+
+static void z_run_until(bool (*cond)(void))
+{
+    for (int i = 0; i < 500 && !cond(); i++) {
+        wsx_timer_start(z_loop, 10, 0, z_stop, NULL, NULL);
+        wsx_loop_run(z_loop);
+    }
+}
+
+TEST(broadcast_compressed_once)
+{
+    wsx_loop_new(&z_loop);
+    wsx_server_opts so = wsx_server_defaults();
+    so.host = "127.0.0.1";
+    so.on_open = z_server_open;
+    so.deflate = wsx_pmd_defaults();
+    so.deflate.enabled = true;
+    so.deflate.server_no_context_takeover = true;
+    wsx_server *srv;
+    CHECK_INT(wsx_server_start(z_loop, &so, &srv), 0);
+    char url[64];
+    snprintf(url, sizeof url, "ws://127.0.0.1:%u/", wsx_server_port(srv));
+    wsx_client *cl[50];
+    for (int i = 0; i < 50; i++) {
+        wsx_client_opts co = wsx_client_defaults();
+        co.url = url;
+        co.deflate = wsx_pmd_defaults();
+        co.deflate.enabled = true;
+        co.on_open = z_client_open;
+        co.on_message = z_client_message;
+        CHECK_INT(wsx_client_connect(z_loop, &co, &cl[i]), 0);
+    }
+    z_run_until(z_all_open);
+    CHECK_INT(z_open, 50);
+    static uint8_t msg[10000];
+    for (size_t i = 0; i < sizeof msg; i++)
+        msg[i] = (uint8_t)('a' + i % 7);
+    uint64_t built = wsx__pubsub_frames_built;
+    CHECK_INT(wsx_publish(srv, "zipped", msg, sizeof msg, WSX_BINARY), 50);
+    CHECK(wsx__pubsub_frames_built == built + 1); /* one compressed frame, no plain one */
+    z_run_until(z_all_got);
+    CHECK_INT(z_got, 50);
+    CHECK_INT(z_bad, 0);
+    for (int i = 0; i < 50; i++)
+        wsx_client_close(cl[i], 1000, NULL);
+    wsx_server_shutdown(srv, 500);
+    wsx_loop_run(z_loop);
+    wsx_server_free(srv);
+    wsx_loop_free(z_loop);
 }
 
 int main(void)
@@ -251,6 +350,7 @@ int main(void)
     snprintf(W.url, sizeof W.url, "ws://127.0.0.1:%u/", wsx_server_port(W.srv));
     RUN(many_subscribers);
     RUN(slow_subscriber_does_not_delay_others);
+    RUN(broadcast_compressed_once);
     wsx_server_shutdown(W.srv, 500);
     wsx_loop_run(W.loop);
     wsx_server_free(W.srv);

@@ -590,6 +590,60 @@ TEST(hard_limit_closes_1008)
     finish(&s);
 }
 
+static void deflate_open(wsx_conn *c, void *u)
+{
+    scene *s = u;
+    s->cli_open++;
+    CHECK(wsx_conn_deflate(c));
+    /* Compressible, incompressible-looking, tiny (below the threshold) and big messages. */
+    static uint8_t big[1 << 20];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)("wsx deflate "[i % 12]);
+    wsx_send(c, big, sizeof big, WSX_BINARY);
+    wsx_send(c, "tiny", 4, WSX_TEXT);
+    wsx_send(c, "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5 text", 16, WSX_TEXT);
+}
+
+TEST(permessage_deflate_both_sides)
+{
+    for (int ctx = 0; ctx < 2; ctx++) {
+        scene s = {.echo = 1, .close_after = 3, .stop_on_end = true};
+        wsx_server_opts so = server_opts(&s);
+        so.deflate = wsx_pmd_defaults();
+        so.deflate.enabled = true;
+        so.deflate.server_no_context_takeover = ctx == 0;
+        start(&s, &so);
+        wsx_client_opts co = client_opts(&s);
+        co.deflate = wsx_pmd_defaults();
+        co.deflate.enabled = true;
+        co.on_open = deflate_open;
+        CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+        wsx_loop_run(s.loop);
+        CHECK(!s.timed_out);
+        CHECK_INT(s.cli_msgs, 3);
+        CHECK_INT(s.last_len, 16);
+        CHECK_STR(s.last_msg, "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5 text");
+        CHECK_INT(s.cli_close_code, 1000);
+        /* Compressed, the 1 MiB message crossed the wire as a few KiB. */
+        wsx_server_stats st;
+        wsx_server_get_stats(s.srv, &st);
+        CHECK(st.bytes_in == (1u << 20) + 4 + 16);
+        finish(&s);
+    }
+    /* A server without deflate: the client's offer is declined, messages flow uncompressed. */
+    scene t = {
+        .echo = 1, .client_sends = 1, .client_size = 100, .close_after = 1, .stop_on_end = true};
+    wsx_server_opts so = server_opts(&t);
+    start(&t, &so);
+    wsx_client_opts co = client_opts(&t);
+    co.deflate = wsx_pmd_defaults();
+    co.deflate.enabled = true;
+    CHECK_INT(wsx_client_connect(t.loop, &co, &t.cl), 0);
+    wsx_loop_run(t.loop);
+    CHECK_INT(t.cli_msgs, 1);
+    finish(&t);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -606,5 +660,6 @@ int main(void)
     RUN(graceful_shutdown);
     RUN(backpressure_and_drain);
     RUN(hard_limit_closes_1008);
+    RUN(permessage_deflate_both_sides);
     return test_summary("ws");
 }

@@ -61,7 +61,8 @@ static const char help[] =
     "A progress line on stderr every second while it runs (when stderr is a terminal, or\n"
     "with -v), then a summary on stdout. Exit status: 0 when messages completed (idle: every\n"
     "connection was held) and no error of any kind happened; 1 otherwise; 2 on a usage error\n"
-    "or a refused target; 3 on the hard time limit (connect timeout + warm-up + duration + 15 s).\n";
+    "or a refused target; 3 on the hard time limit (connect timeout + warm-up + duration + 15 "
+    "s).\n";
 
 enum { M_ECHO, M_FANOUT, M_IDLE };
 enum { P_CONNECT, P_WARMUP, P_MEASURE, P_DONE };
@@ -94,15 +95,15 @@ static const char *const kind_names[E_KINDS] = {
 #undef KIND_NAME
 };
 
-#define HDR_LEN        16  /* connection id (6 hex digits) + sequence number (10 hex digits) */
-#define PAT_SPREAD     251 /* message n starts at pattern offset n % 251: neighbours differ */
-#define MAX_PRINTED    10  /* error lines printed as they happen; the rest are counted */
-#define MAX_CONNS      1000000u
-#define MAX_IN_FLIGHT  4096u
-#define MAX_THREADS    64u
-#define MAX_SIZE       (16u << 20)
-#define TICK_MS        100
-#define MAIN_SLEEP_NS  10000000L
+#define HDR_LEN       16  /* connection id (6 hex digits) + sequence number (10 hex digits) */
+#define PAT_SPREAD    251 /* message n starts at pattern offset n % 251: neighbours differ */
+#define MAX_PRINTED   10  /* error lines printed as they happen; the rest are counted */
+#define MAX_CONNS     1000000u
+#define MAX_IN_FLIGHT 4096u
+#define MAX_THREADS   64u
+#define MAX_SIZE      (16u << 20)
+#define TICK_MS       100
+#define MAIN_SLEEP_NS 10000000L
 
 /* ---- latency histogram: log-linear buckets (HDR style), 64 per power of two ---- */
 
@@ -264,6 +265,7 @@ struct bench {
     _Atomic unsigned printed;
     char first_error[300];
     bool tty;
+    bool window_full; /* the measurement ran its course (set before the stop is posted) */
 
     /* fanout: broadcasts in flight, by seq % K */
     _Atomic uint32_t *bc_left;
@@ -532,8 +534,7 @@ static void on_echo(worker *w, bconn *bc, const wsx_msg *m, uint64_t now, int ph
     bench *b = w->b;
     char why[200];
     if (bc->recvd == bc->sent) {
-        report(w, E_UNEXPECTED, "connection %u: a message came back with none in flight",
-               bc->id);
+        report(w, E_UNEXPECTED, "connection %u: a message came back with none in flight", bc->id);
         drop(bc);
         return;
     }
@@ -679,7 +680,7 @@ static void on_end(wsx_client *cl, int err, const char *why, void *user)
         atomic_fetch_add(&w->b->failed, 1);
         settle(w, bc);
     } else {
-        int kind = err == WSX_EHANDSHAKE ? E_HANDSHAKE
+        int kind = err == WSX_EHANDSHAKE  ? E_HANDSHAKE
                    : err == WSX_ETIMEDOUT ? E_CONNECT_TIMEOUT
                                           : E_CONNECT;
         conn_failed(w, bc, kind, why ? why : wsx_strerror(err));
@@ -726,8 +727,7 @@ static void check_stalls(worker *w, uint64_t now)
         uint64_t last = atomic_load_explicit(&b->last_bc_ns, memory_order_relaxed);
         if (b->pub_oldest < b->pub_seq && now > last && now - last >= b->stall_ns) {
             uint32_t missing = atomic_load(&b->bc_left[b->pub_oldest % b->k]);
-            report(w, E_STALL,
-                   "broadcast #%llu has not reached %u of %u subscribers after %.1f s",
+            report(w, E_STALL, "broadcast #%llu has not reached %u of %u subscribers after %.1f s",
                    (unsigned long long)b->pub_oldest, missing, b->nsubs,
                    (double)(now - last) / 1e9);
             drop(b->pub);
@@ -772,8 +772,7 @@ static void stop_worker(void *arg)
 {
     worker *w = arg;
     bench *b = w->b;
-    bool full = atomic_load(&b->abort_run) == 0;
-    if (b->mode == M_ECHO && full) {
+    if (b->mode == M_ECHO && b->window_full) {
         for (size_t i = 0; i < w->n; i++) {
             bconn *bc = &w->conns[i];
             if (bc->c && !bc->dropped && !bc->win_done) {
@@ -815,3 +814,833 @@ static void *worker_main(void *arg)
 
 /* ---- the target ---- */
 
+static bool addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* True when every address host resolves to is a loopback one (127.0.0.0/8, ::1): the
+ * client may connect to any of them. Nothing is sent to the host. */
+static bool host_is_loopback(const char *host, char *why, size_t cap)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc) {
+        if (snprintf(why, cap, "cannot resolve '%s': %s", host, gai_strerror(rc)) >= (int)cap)
+            why[cap - 1] = '\0';
+        return false;
+    }
+    bool ok = true;
+    for (struct addrinfo *ai = res; ai && ok; ai = ai->ai_next) {
+        if (addr_is_loopback(ai->ai_addr)) continue;
+        char addr[INET6_ADDRSTRLEN] = "?";
+        getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr, NULL, 0, NI_NUMERICHOST);
+        int n = strcmp(addr, host)
+                    ? snprintf(why, cap, "%s (%s) is not a loopback address", host, addr)
+                    : snprintf(why, cap, "%s is not a loopback address", host);
+        if (n >= (int)cap) why[cap - 1] = '\0';
+        ok = false;
+    }
+    freeaddrinfo(res);
+    return ok;
+}
+
+/* ---- the server process ---- */
+
+/* utime + stime of pid, in clock ticks. */
+static bool read_ticks(long pid, uint64_t *out)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The command name (field 2) is in parentheses and may hold spaces: count from the last
+     * ')'. utime and stime are fields 14 and 15. */
+    const char *p = strrchr(buf, ')');
+    unsigned long long ut, st;
+    if (!p ||
+        sscanf(p + 1, " %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu", &ut, &st) != 2)
+        return false;
+    *out = ut + st;
+    return true;
+}
+
+/* VmRSS of pid in KiB, or -1. */
+static long read_rss_kb(long pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) {
+            kb = strtol(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb;
+}
+
+/* ---- the main thread: phases, progress, results ---- */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static void on_alarm(int sig)
+{
+    static const char msg[] = "wsx bench: hard time limit reached\n";
+    (void)sig;
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) _exit(3);
+    _exit(3);
+}
+
+typedef struct totals {
+    uint64_t msgs, bytes, lat_sum, win_msgs, win_bytes, win_bcasts, errors;
+    uint64_t err[E_KINDS];
+} totals;
+
+static void sum_stats(bench *b, totals *t)
+{
+    memset(t, 0, sizeof *t);
+    for (uint32_t i = 0; i < b->threads; i++) {
+        wstats *s = &b->workers[i].st;
+        t->msgs += get(&s->msgs);
+        t->bytes += get(&s->bytes);
+        t->lat_sum += get(&s->lat_sum);
+        t->win_msgs += get(&s->win_msgs);
+        t->win_bytes += get(&s->win_bytes);
+        t->win_bcasts += get(&s->win_bcasts);
+        for (int k = 0; k < E_KINDS; k++)
+            t->err[k] += get(&s->err[k]);
+    }
+    for (int k = 0; k < E_KINDS; k++)
+        t->errors += t->err[k];
+}
+
+static const char *const phase_names[] = {"connect", "warm-up", "measure", "done"};
+
+static void progress(bench *b, int phase, double elapsed, const totals *cur, const totals *prev,
+                     double dt)
+{
+    char line[256];
+    size_t open = atomic_load(&b->open);
+    if (phase == P_CONNECT || b->mode == M_IDLE) {
+        snprintf(line, sizeof line, "[%5.1f s] %-7s  open %zu/%zu  failed %zu  errors %llu",
+                 elapsed, phase == P_MEASURE && b->mode == M_IDLE ? "hold" : phase_names[phase],
+                 open, b->total, atomic_load(&b->failed), (unsigned long long)cur->errors);
+    } else {
+        uint64_t dm = cur->msgs - prev->msgs;
+        double rate = dt > 0 ? (double)dm / dt : 0;
+        double mbs = dt > 0 ? (double)(cur->bytes - prev->bytes) / dt / 1e6 : 0;
+        double avg_us = dm ? (double)(cur->lat_sum - prev->lat_sum) / (double)dm / 1e3 : 0;
+        snprintf(line, sizeof line,
+                 "[%5.1f s] %-7s  %.0f %s/s  %.2f MB/s  avg %.0f us  open %zu  errors %llu",
+                 elapsed, phase_names[phase], rate, b->mode == M_FANOUT ? "deliveries" : "msgs",
+                 mbs, avg_us, open, (unsigned long long)cur->errors);
+    }
+    if (b->tty)
+        fprintf(stderr, "\r\033[K%s", line);
+    else
+        fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+}
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+/* A figure, or null when it is not known (negative). */
+static void json_num(const char *key, double v, int decimals)
+{
+    if (v < 0)
+        printf(",\"%s\":null", key);
+    else
+        printf(",\"%s\":%.*f", key, decimals, v);
+}
+
+static void json_lat(const char *key, const hist *h)
+{
+    printf(",\"%s\":{", key);
+    if (!h->n) {
+        printf("\"p50\":null,\"p90\":null,\"p99\":null,\"p999\":null,\"max\":null,"
+               "\"min\":null,\"mean\":null}");
+        return;
+    }
+    printf("\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,\"min\":%.1f,"
+           "\"mean\":%.1f}",
+           (double)hist_pct(h, 0.50) / 1e3, (double)hist_pct(h, 0.90) / 1e3,
+           (double)hist_pct(h, 0.99) / 1e3, (double)hist_pct(h, 0.999) / 1e3, (double)h->max / 1e3,
+           (double)h->min / 1e3, (double)h->sum / (double)h->n / 1e3);
+}
+
+static void fmt_us(char *buf, size_t cap, uint64_t ns)
+{
+    if (ns < 1000000)
+        snprintf(buf, cap, "%.0f us", (double)ns / 1e3);
+    else
+        snprintf(buf, cap, "%.2f ms", (double)ns / 1e6);
+}
+
+static void print_lat(const char *label, const hist *h)
+{
+    if (!h->n) {
+        printf("  %-12s -\n", label);
+        return;
+    }
+    char p50[32], p90[32], p99[32], p999[32], mx[32], mean[32];
+    fmt_us(p50, sizeof p50, hist_pct(h, 0.50));
+    fmt_us(p90, sizeof p90, hist_pct(h, 0.90));
+    fmt_us(p99, sizeof p99, hist_pct(h, 0.99));
+    fmt_us(p999, sizeof p999, hist_pct(h, 0.999));
+    fmt_us(mx, sizeof mx, h->max);
+    fmt_us(mean, sizeof mean, h->sum / h->n);
+    printf("  %-12s p50 %s, p90 %s, p99 %s, p99.9 %s, max %s (mean %s)\n", label, p50, p90, p99,
+           p999, mx, mean);
+}
+
+typedef struct result {
+    double connect_s, secs;
+    totals t;
+    hist lat, bclat;
+    double client_cpu_s;
+    double server_cpu_s; /* -1: unknown */
+    long rss_before, rss_after;
+    size_t made, failed;
+    bool window_full, interrupted;
+    const char *ended; /* why the run ended early, or NULL */
+} result;
+
+static const char *const mode_names[] = {"echo", "fanout", "idle"};
+
+static void print_json(const bench *b, const result *r, char **argv, int argc, bool ok)
+{
+    double secs = r->secs;
+    const totals *t = &r->t;
+    printf("{\"command\":");
+    json_str(b->command);
+    printf(",\"argv\":[\"wsx\"");
+    for (int i = 0; i < argc; i++) {
+        putchar(',');
+        json_str(argv[i]);
+    }
+    printf("],\"mode\":\"%s\",\"url\":", mode_names[b->mode]);
+    json_str(b->url);
+    printf(",\"connections\":%zu,\"size\":%zu,\"in_flight\":%u,\"binary\":%s,\"threads\":%u",
+           b->conns, b->size, b->k, b->type == WSX_BINARY ? "true" : "false", b->threads);
+    printf(",\"warmup_s\":%.3f,\"duration_s\":%.3f,\"connect_s\":%.3f", b->warmup, secs,
+           r->connect_s);
+    printf(",\"connections_made\":%zu,\"connections_failed\":%zu", r->made, r->failed);
+    if (b->mode != M_IDLE) {
+        printf(",\"messages\":%llu,\"bytes\":%llu", (unsigned long long)t->win_msgs,
+               (unsigned long long)t->win_bytes);
+        json_num("msgs_per_s", secs > 0 ? (double)t->win_msgs / secs : -1, 1);
+        json_num("MB_per_s", secs > 0 ? (double)t->win_bytes / secs / 1e6 : -1, 3);
+        json_lat("latency_us", &r->lat);
+    }
+    if (b->mode == M_FANOUT) {
+        printf(",\"subscribers\":%u,\"deliveries\":%llu,\"broadcasts\":%llu", b->nsubs,
+               (unsigned long long)t->win_msgs, (unsigned long long)t->win_bcasts);
+        json_num("deliveries_per_s", secs > 0 ? (double)t->win_msgs / secs : -1, 1);
+        json_num("broadcasts_per_s", secs > 0 ? (double)t->win_bcasts / secs : -1, 1);
+        json_lat("broadcast_latency_us", &r->bclat);
+    }
+    json_num("client_cpu_pct", secs > 0 ? 100.0 * r->client_cpu_s / secs : -1, 1);
+    json_num("client_us_per_msg",
+             t->win_msgs && b->mode != M_IDLE ? r->client_cpu_s * 1e6 / (double)t->win_msgs : -1,
+             3);
+    if (b->server_pid)
+        printf(",\"server_pid\":%ld", b->server_pid);
+    else
+        printf(",\"server_pid\":null");
+    json_num("server_cpu_pct",
+             secs > 0 && r->server_cpu_s >= 0 ? 100.0 * r->server_cpu_s / secs : -1, 1);
+    json_num("server_us_per_msg",
+             t->win_msgs && r->server_cpu_s >= 0 ? r->server_cpu_s * 1e6 / (double)t->win_msgs : -1,
+             3);
+    if (b->mode == M_IDLE) {
+        json_num("server_rss_before_kb", (double)r->rss_before, 0);
+        json_num("server_rss_after_kb", (double)r->rss_after, 0);
+        json_num("server_bytes_per_conn",
+                 r->rss_before >= 0 && r->rss_after >= 0 && r->made
+                     ? (double)(r->rss_after - r->rss_before) * 1024.0 / (double)r->made
+                     : -1,
+                 0);
+    }
+    printf(",\"errors\":%llu,\"errors_by_kind\":{", (unsigned long long)t->errors);
+    for (int k = 0; k < E_KINDS; k++)
+        printf("%s\"%s\":%llu", k ? "," : "", kind_names[k], (unsigned long long)t->err[k]);
+    printf("},\"first_error\":");
+    if (b->first_error[0])
+        json_str(b->first_error);
+    else
+        printf("null");
+    printf(",\"ended_early\":");
+    if (r->ended)
+        json_str(r->ended);
+    else
+        printf("null");
+    printf(",\"ok\":%s}\n", ok ? "true" : "false");
+}
+
+static void print_summary(const bench *b, const result *r)
+{
+    const totals *t = &r->t;
+    double secs = r->secs;
+    printf("wsx bench %s %s: ", mode_names[b->mode], b->url);
+    if (b->mode == M_ECHO)
+        printf("%zu connections x %u in flight, ", b->conns, b->k);
+    else if (b->mode == M_FANOUT)
+        printf("%zu subscribers, 1 publisher, %u broadcasts in flight, ", b->conns, b->k);
+    else
+        printf("%zu idle connections, ", b->conns);
+    if (b->mode != M_IDLE)
+        printf("%zu-byte %s messages, ", b->size, b->type == WSX_BINARY ? "binary" : "text");
+    printf("%u thread%s\n", b->threads, b->threads > 1 ? "s" : "");
+    printf("  %-12s %s\n", "command", b->command);
+    printf("  %-12s %zu made, %zu failed, in %.3f s (%.0f/s)\n", "connections", r->made, r->failed,
+           r->connect_s, r->connect_s > 0 ? (double)r->made / r->connect_s : 0.0);
+    if (b->mode == M_IDLE)
+        printf("  %-12s %.2f s after %.2f s to settle\n", "held", secs, b->warmup);
+    else
+        printf("  %-12s %.2f s after %.2f s of warm-up\n", "measured", secs, b->warmup);
+    if (b->mode == M_ECHO) {
+        printf("  %-12s %llu: %.0f msgs/s, %.2f MB/s of payload each way\n", "messages",
+               (unsigned long long)t->win_msgs, secs > 0 ? (double)t->win_msgs / secs : 0.0,
+               secs > 0 ? (double)t->win_bytes / secs / 1e6 : 0.0);
+        print_lat("latency", &r->lat);
+    } else if (b->mode == M_FANOUT) {
+        printf("  %-12s %llu: %.0f deliveries/s, %.2f MB/s; %llu broadcasts: %.1f/s\n",
+               "deliveries", (unsigned long long)t->win_msgs,
+               secs > 0 ? (double)t->win_msgs / secs : 0.0,
+               secs > 0 ? (double)t->win_bytes / secs / 1e6 : 0.0,
+               (unsigned long long)t->win_bcasts, secs > 0 ? (double)t->win_bcasts / secs : 0.0);
+        print_lat("delivery", &r->lat);
+        print_lat("broadcast", &r->bclat);
+    }
+    if (secs > 0) {
+        printf("  %-12s %.1f%% of a CPU", "client", 100.0 * r->client_cpu_s / secs);
+        if (t->win_msgs && b->mode != M_IDLE)
+            printf(", %.3f us/msg", r->client_cpu_s * 1e6 / (double)t->win_msgs);
+        printf("\n");
+    }
+    if (b->server_pid) {
+        printf("  %-12s pid %ld", "server", b->server_pid);
+        if (r->server_cpu_s >= 0 && secs > 0) {
+            printf(": %.1f%% of a CPU", 100.0 * r->server_cpu_s / secs);
+            if (t->win_msgs)
+                printf(", %.3f us/%s", r->server_cpu_s * 1e6 / (double)t->win_msgs,
+                       b->mode == M_FANOUT ? "delivery" : "msg");
+        }
+        if (b->mode == M_IDLE && r->rss_before >= 0 && r->rss_after >= 0) {
+            printf(", RSS %ld -> %ld KiB", r->rss_before, r->rss_after);
+            if (r->made)
+                printf(" (%.0f bytes per connection)",
+                       (double)(r->rss_after - r->rss_before) * 1024.0 / (double)r->made);
+        }
+        printf("\n");
+    }
+    if (!t->errors) {
+        printf("  %-12s none\n", "errors");
+    } else {
+        printf("  %-12s %llu (", "errors", (unsigned long long)t->errors);
+        bool first = true;
+        for (int k = 0; k < E_KINDS; k++)
+            if (t->err[k]) {
+                printf("%s%s %llu", first ? "" : ", ", kind_names[k],
+                       (unsigned long long)t->err[k]);
+                first = false;
+            }
+        printf(")\n  %-12s %s\n", "first error", b->first_error);
+    }
+    if (r->ended) printf("  %-12s %s\n", "ended early", r->ended);
+}
+
+/* Runs the benchmark on prepared state; fills r. */
+static void run(bench *b, result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->server_cpu_s = -1;
+    r->rss_before = r->rss_after = -1;
+    long tck = sysconf(_SC_CLK_TCK);
+    uint64_t ticks0 = 0, ticks1 = 0, cpu0 = 0, cpu1 = 0, m0 = 0, m1 = 0;
+    bool ticks_ok = false;
+    if (b->server_pid && b->mode == M_IDLE) r->rss_before = read_rss_kb(b->server_pid);
+
+    for (uint32_t i = 0; i < b->threads; i++)
+        if (pthread_create(&b->workers[i].thread, NULL, worker_main, &b->workers[i])) {
+            fprintf(stderr, "wsx bench: cannot start a thread\n");
+            exit(1);
+        }
+
+    bool show = !b->json && (b->tty || b->verbose), shown = false;
+    uint64_t start = now_ns(), phase_end = start + (uint64_t)(b->connect_timeout * 1e9);
+    uint64_t connected = 0, last_print = start;
+    int phase = P_CONNECT;
+    bool cancelled = false;
+    totals prev, cur;
+    sum_stats(b, &prev);
+    for (;;) {
+        struct timespec ts = {0, MAIN_SLEEP_NS};
+        nanosleep(&ts, NULL);
+        uint64_t now = now_ns();
+        if (interrupted) r->interrupted = true;
+        if (phase == P_CONNECT) {
+            if (atomic_load(&b->settled) >= b->total) {
+                connected = now;
+                if (!atomic_load(&b->made)) {
+                    r->ended = "no connection opened";
+                    break;
+                }
+                phase = P_WARMUP;
+                atomic_store(&b->phase, phase);
+                phase_end = now + (uint64_t)(b->warmup * 1e9);
+            } else if (r->interrupted) {
+                r->ended = "interrupted";
+                break;
+            } else if (!cancelled && now >= phase_end) {
+                cancelled = true;
+                for (uint32_t i = 0; i < b->threads; i++)
+                    wsx_loop_post(b->workers[i].loop, cancel_pending, &b->workers[i]);
+            }
+        }
+        if (phase == P_WARMUP && now >= phase_end) {
+            m0 = now;
+            cpu0 = cpu_ns();
+            if (b->server_pid) {
+                ticks_ok = read_ticks(b->server_pid, &ticks0);
+                if (b->mode == M_IDLE) r->rss_after = read_rss_kb(b->server_pid);
+            }
+            phase = P_MEASURE;
+            atomic_store(&b->phase, phase);
+            phase_end = now + (uint64_t)(b->duration * 1e9);
+            sum_stats(b, &prev);
+            last_print = now;
+        }
+        if (phase == P_WARMUP || phase == P_MEASURE) {
+            bool done = phase == P_MEASURE && now >= phase_end;
+            if (phase == P_MEASURE && b->max_msgs) {
+                sum_stats(b, &cur);
+                if (cur.win_msgs >= b->max_msgs) done = true;
+            }
+            const char *why = NULL;
+            if (atomic_load(&b->abort_run))
+                why = "the run cannot go on (see the errors)";
+            else if (b->mode != M_IDLE && !atomic_load(&b->open))
+                why = "every connection is closed";
+            else if (r->interrupted)
+                why = "interrupted";
+            if (done || why) {
+                if (phase == P_MEASURE) {
+                    m1 = now;
+                    cpu1 = cpu_ns();
+                    if (ticks_ok) ticks_ok = read_ticks(b->server_pid, &ticks1);
+                    r->window_full = !why;
+                }
+                if (why) r->ended = why;
+                break;
+            }
+        }
+        if (show && now - last_print >= 1000000000u) {
+            sum_stats(b, &cur);
+            progress(b, phase, (double)(now - start) / 1e9, &cur, &prev,
+                     (double)(now - last_print) / 1e9);
+            shown = true;
+            prev = cur;
+            last_print = now;
+        }
+    }
+    if (shown && b->tty) fputs("\r\033[K", stderr);
+    atomic_store(&b->phase, P_DONE);
+    b->window_full = r->window_full;
+    for (uint32_t i = 0; i < b->threads; i++)
+        wsx_loop_post(b->workers[i].loop, stop_worker, &b->workers[i]);
+    for (uint32_t i = 0; i < b->threads; i++)
+        pthread_join(b->workers[i].thread, NULL);
+
+    r->connect_s = (double)((connected ? connected : now_ns()) - start) / 1e9;
+    r->secs = m1 > m0 ? (double)(m1 - m0) / 1e9 : 0;
+    r->client_cpu_s = m1 > m0 ? (double)(cpu1 - cpu0) / 1e9 : 0;
+    if (ticks_ok && m1 > m0 && tck > 0) r->server_cpu_s = (double)(ticks1 - ticks0) / (double)tck;
+    r->made = atomic_load(&b->made);
+    r->failed = atomic_load(&b->failed);
+    sum_stats(b, &r->t);
+    for (uint32_t i = 0; i < b->threads; i++) {
+        hist_merge(&r->lat, &b->workers[i].lat);
+        hist_merge(&r->bclat, &b->workers[i].bclat);
+    }
+}
+
+/* ---- the command ---- */
+
+static bool parse_seconds(const char *s, double *out)
+{
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0) || v > 3600) return false;
+    *out = v;
+    return true;
+}
+
+/* "wsx bench ..." as typed, arguments quoted where a shell needs it. */
+static char *command_line(int argc, char **argv)
+{
+    size_t cap = 4;
+    for (int i = 0; i < argc; i++)
+        cap += 4 * strlen(argv[i]) + 3;
+    char *s = malloc(cap), *p = s;
+    if (!s) return NULL;
+    p += sprintf(p, "wsx");
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        bool plain = *a != '\0';
+        for (const char *q = a; *q; q++)
+            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=,+@%",
+                        *q))
+                plain = false;
+        *p++ = ' ';
+        if (plain) {
+            p += sprintf(p, "%s", a);
+            continue;
+        }
+        *p++ = '\'';
+        for (const char *q = a; *q; q++) {
+            if (*q == '\'') {
+                memcpy(p, "'\\''", 4);
+                p += 4;
+            } else {
+                *p++ = *q;
+            }
+        }
+        *p++ = '\'';
+        *p = '\0';
+    }
+    return s;
+}
+
+enum {
+    O_IDLE = 256,
+    O_CONNECT_TIMEOUT,
+    O_MAX_CONNECTING,
+    O_STALL,
+    O_ALLOW_REMOTE,
+    O_JSON,
+};
+
+int cmd_bench(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"mode", required_argument, 0, 'm'},
+        {"idle", required_argument, 0, O_IDLE},
+        {"connections", required_argument, 0, 'c'},
+        {"size", required_argument, 0, 's'},
+        {"in-flight", required_argument, 0, 'k'},
+        {"binary", no_argument, 0, 'b'},
+        {"duration", required_argument, 0, 'd'},
+        {"warmup", required_argument, 0, 'w'},
+        {"messages", required_argument, 0, 'n'},
+        {"threads", required_argument, 0, 't'},
+        {"server-pid", required_argument, 0, 'p'},
+        {"connect-timeout", required_argument, 0, O_CONNECT_TIMEOUT},
+        {"max-connecting", required_argument, 0, O_MAX_CONNECTING},
+        {"stall", required_argument, 0, O_STALL},
+        {"allow-remote", no_argument, 0, O_ALLOW_REMOTE},
+        {"json", no_argument, 0, O_JSON},
+        {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    static bench st; /* large (histograms are per worker, but the struct is shared) */
+    bench *b = &st;
+    memset(b, 0, sizeof *b);
+    b->mode = M_ECHO;
+    b->conns = 50;
+    b->size = 32;
+    b->k = 1;
+    b->type = WSX_TEXT;
+    b->threads = 1;
+    b->warmup = 1;
+    b->duration = 5;
+    b->connect_timeout = 10;
+    b->stall = 3;
+    b->max_connecting = 256;
+    uint32_t v;
+    size_t sz;
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "m:c:s:k:bd:w:n:t:p:vh", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'm':
+            if (!strcmp(optarg, "echo"))
+                b->mode = M_ECHO;
+            else if (!strcmp(optarg, "fanout"))
+                b->mode = M_FANOUT;
+            else if (!strcmp(optarg, "idle"))
+                b->mode = M_IDLE;
+            else
+                return usage_error("bench", "unknown mode '%s' (echo, fanout or idle)", optarg);
+            break;
+        case O_IDLE:
+        case 'c':
+            if (!parse_u32(optarg, &v) || v == 0 || v > MAX_CONNS)
+                return usage_error("bench", "bad connection count '%s' (1..%u)", optarg, MAX_CONNS);
+            b->conns = v;
+            if (ch == O_IDLE) b->mode = M_IDLE;
+            break;
+        case 's':
+            if (!parse_size(optarg, &sz) || sz > MAX_SIZE)
+                return usage_error("bench", "bad size '%s' (0..16M)", optarg);
+            b->size = sz;
+            break;
+        case 'k':
+            if (!parse_u32(optarg, &v) || v == 0 || v > MAX_IN_FLIGHT)
+                return usage_error("bench", "bad in-flight count '%s' (1..%u)", optarg,
+                                   MAX_IN_FLIGHT);
+            b->k = v;
+            break;
+        case 'b':
+            b->type = WSX_BINARY;
+            break;
+        case 'd':
+        case 'w':
+        case O_CONNECT_TIMEOUT:
+        case O_STALL: {
+            double s;
+            if (!parse_seconds(optarg, &s))
+                return usage_error("bench", "bad seconds '%s' (0..3600)", optarg);
+            if ((ch == 'd' || ch == O_CONNECT_TIMEOUT || ch == O_STALL) && s <= 0)
+                return usage_error("bench", "seconds must be above 0: '%s'", optarg);
+            if (ch == 'd') b->duration = s;
+            if (ch == 'w') b->warmup = s;
+            if (ch == O_CONNECT_TIMEOUT) b->connect_timeout = s;
+            if (ch == O_STALL) b->stall = s;
+            break;
+        }
+        case 'n': {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(optarg, &end, 10);
+            if (errno || end == optarg || *end || *optarg == '-' || n == 0)
+                return usage_error("bench", "bad message count '%s'", optarg);
+            b->max_msgs = n;
+            break;
+        }
+        case 't':
+            if (!parse_u32(optarg, &v) || v == 0 || v > MAX_THREADS)
+                return usage_error("bench", "bad thread count '%s' (1..%u)", optarg, MAX_THREADS);
+            b->threads = v;
+            break;
+        case 'p':
+            if (!parse_u32(optarg, &v) || v == 0 || v > INT32_MAX)
+                return usage_error("bench", "bad pid '%s'", optarg);
+            b->server_pid = (long)v;
+            break;
+        case O_MAX_CONNECTING:
+            if (!parse_u32(optarg, &v) || v == 0)
+                return usage_error("bench", "bad count '%s'", optarg);
+            b->max_connecting = v;
+            break;
+        case O_ALLOW_REMOTE:
+            b->allow_remote = true;
+            break;
+        case O_JSON:
+            b->json = true;
+            break;
+        case 'v':
+            b->verbose = true;
+            break;
+        case 'h':
+            fputs(help, stdout);
+            return 0;
+        default:
+            return usage_error("bench", "unknown option");
+        }
+    }
+    if (optind + 1 != argc) return usage_error("bench", "expected one URL");
+    b->url = argv[optind];
+    if (wsx_url_parse(b->url, &b->u) < 0 || b->u.tls)
+        return usage_error("bench", "bad URL '%s' (expected ws://host[:port]/path)", b->url);
+
+    /* Before anything touches the network: a load generator aimed at someone else's host is
+     * an attack, so only loopback unless asked. */
+    char why[300];
+    if (!b->allow_remote && !host_is_loopback(b->u.host, why, sizeof why)) {
+        fprintf(stderr,
+                "wsx bench: refusing %s: %s; only loopback targets (127.0.0.0/8, ::1, localhost) "
+                "are allowed without --allow-remote\n",
+                b->url, why);
+        return 2;
+    }
+    uint64_t ticks;
+    if (b->server_pid && !read_ticks(b->server_pid, &ticks)) {
+        fprintf(stderr, "wsx bench: cannot read /proc/%ld/stat: %s\n", b->server_pid,
+                strerror(errno));
+        return 2;
+    }
+    if (b->threads > b->conns) b->threads = (uint32_t)b->conns;
+    b->total = b->conns + (b->mode == M_FANOUT);
+    if (b->mode == M_FANOUT) {
+        bool v6 = strchr(b->u.host, ':') != NULL;
+        const char *lb = v6 ? "[" : "", *rb = v6 ? "]" : "";
+        if (snprintf(b->url_sub, sizeof b->url_sub, "ws://%s%s%s:%u/sub", lb, b->u.host, rb,
+                     b->u.port) >= (int)sizeof b->url_sub ||
+            snprintf(b->url_pub, sizeof b->url_pub, "ws://%s%s%s:%u/pub", lb, b->u.host, rb,
+                     b->u.port) >= (int)sizeof b->url_pub)
+            return usage_error("bench", "host name too long");
+    }
+
+    /* One descriptor per connection, plus the loops' own. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+            getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < b->total + 16 + 4 * b->threads) {
+            fprintf(stderr,
+                    "wsx bench: %zu connections need more file descriptors than the limit "
+                    "(%llu): raise it with ulimit -n\n",
+                    b->total, (unsigned long long)rl.rlim_cur);
+            return 1;
+        }
+    }
+
+    b->command = command_line(argc, argv);
+    b->tty = isatty(STDERR_FILENO);
+    b->stall_ns = (uint64_t)(b->stall * 1e9);
+    b->pattern = make_pattern(b->size + PAT_SPREAD, b->type == WSX_BINARY);
+    b->workers = calloc(b->threads, sizeof *b->workers);
+    b->all = calloc(b->total, sizeof *b->all);
+    uint64_t *rings = NULL;
+    if (b->mode == M_ECHO) rings = calloc(b->conns * b->k, sizeof *rings);
+    if (b->mode == M_FANOUT) {
+        b->bc_left = calloc(b->k, sizeof *b->bc_left);
+        b->bc_ts = calloc(b->k, sizeof *b->bc_ts);
+    }
+    if (!b->command || !b->pattern || !b->workers || !b->all || (b->mode == M_ECHO && !rings) ||
+        (b->mode == M_FANOUT && (!b->bc_left || !b->bc_ts))) {
+        fprintf(stderr, "wsx bench: out of memory\n");
+        return 1;
+    }
+
+    wsx_client_opts *o = &b->copts;
+    *o = wsx_client_defaults();
+    o->connect_timeout_ms = (uint32_t)(b->connect_timeout * 1000);
+    o->handshake_timeout_ms = o->connect_timeout_ms;
+    o->close_timeout_ms = 2000;
+    /* K messages may sit in the send queue at once: never a reason to close. */
+    size_t queued = (size_t)b->k * (b->size + WSX_MAX_HEADER);
+    if (queued + (1u << 20) > (64u << 20)) o->send_hard_limit = queued + (1u << 20);
+    o->on_open = on_open;
+    o->on_message = on_message;
+    o->on_close = on_close;
+    o->on_end = on_end;
+    if (b->verbose) {
+        g_log.quiet = true;
+        o->on_log = tool_log_cb;
+        o->log_level = WSX_LOG_WARN;
+    }
+
+    uint32_t per = (b->max_connecting + b->threads - 1) / b->threads;
+    for (size_t i = 0; i < b->total; i++) {
+        bconn *bc = &b->all[i];
+        bc->id = (uint32_t)i;
+        bc->role = b->mode == M_ECHO ? R_ECHO : b->mode == M_IDLE ? R_IDLE : R_SUB;
+        if (rings) bc->ring = rings + i * b->k;
+    }
+    for (uint32_t t = 0; t < b->threads; t++) {
+        worker *w = &b->workers[t];
+        size_t lo = b->conns * t / b->threads, hi = b->conns * (t + 1) / b->threads;
+        w->b = b;
+        w->idx = t;
+        w->conns = b->all + lo;
+        w->n = hi - lo;
+        w->max_connecting = per;
+        for (size_t i = 0; i < w->n; i++)
+            w->conns[i].w = w;
+        w->sendbuf = malloc(b->size + PAT_SPREAD);
+        int rc = w->sendbuf ? wsx_loop_new(&w->loop) : WSX_ENOMEM;
+        if (rc < 0) {
+            fprintf(stderr, "wsx bench: %s\n", wsx_strerror(rc));
+            return 1;
+        }
+        memcpy(w->sendbuf, b->pattern, b->size + PAT_SPREAD);
+    }
+    if (b->mode == M_FANOUT) {
+        b->pub = &b->all[b->conns];
+        b->pub->role = R_PUB;
+        b->pub->w = &b->workers[0];
+    }
+
+    struct sigaction sa = {.sa_handler = on_interrupt, .sa_flags = SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGALRM, on_alarm);
+    alarm((unsigned)(b->connect_timeout + b->warmup + b->duration) + 15);
+
+    result *r = calloc(1, sizeof *r);
+    if (!r) {
+        fprintf(stderr, "wsx bench: out of memory\n");
+        return 1;
+    }
+    run(b, r);
+    alarm(0);
+
+    bool ok = !r->t.errors &&
+              (b->mode == M_IDLE ? r->window_full && r->made == b->total : r->t.win_msgs > 0);
+    if (b->json)
+        print_json(b, r, argv, argc, ok);
+    else
+        print_summary(b, r);
+    fflush(stdout);
+    if (!ok && !r->t.errors)
+        fprintf(stderr, "wsx bench: %s\n",
+                r->ended            ? r->ended
+                : b->mode == M_IDLE ? "the connections were not all held"
+                                    : "no message completed");
+
+    for (uint32_t t = 0; t < b->threads; t++) {
+        wsx_loop_free(b->workers[t].loop);
+        free(b->workers[t].sendbuf);
+    }
+    free(r);
+    free(rings);
+    free(b->bc_left);
+    free(b->bc_ts);
+    free(b->all);
+    free(b->workers);
+    free(b->pattern);
+    free(b->command);
+    return ok ? 0 : 1;
+}

@@ -25,6 +25,7 @@ static const char help[] =
     "  -r, --reconnect             reconnect with backoff when the connection is lost\n"
     "      --cacert FILE           wss://: trust the CA certificates in FILE (PEM)\n"
     "  -k, --insecure              wss://: do NOT verify the server's certificate or name\n"
+    "  -z, --deflate               offer permessage-deflate (compression)\n"
     "      --max-message BYTES     largest message accepted (default 16M)\n"
     "      --ping-interval MS      ping the server when it is silent this long\n"
     "  -q, --quiet                 no status lines on stderr\n"
@@ -174,7 +175,8 @@ static void on_open(wsx_conn *c, void *user)
 {
     cat_state *st = user;
     const char *sp = wsx_conn_subprotocol(c);
-    status_line(st, "connected%s%s", sp ? ", subprotocol " : "", sp ? sp : "");
+    status_line(st, "connected%s%s%s", sp ? ", subprotocol " : "", sp ? sp : "",
+                wsx_conn_deflate(c) ? ", permessage-deflate" : "");
     if (st->eof || st->in) return;
     if (wsx_watch_start(st->loop, STDIN_FILENO, WSX_READABLE, on_stdin, st, &st->in) < 0) {
         /* stdin is a regular file (epoll refuses those): it never blocks, so read it all. */
@@ -258,6 +260,7 @@ int cmd_cat(int argc, char **argv)
         {"quiet", no_argument, 0, 'q'},
         {"cacert", required_argument, 0, 1002},
         {"insecure", no_argument, 0, 'k'},
+        {"deflate", no_argument, 0, 'z'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -268,7 +271,7 @@ int cmd_cat(int argc, char **argv)
     size_t nh = 0, ns = 0;
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "H:s:o:bBrqkh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "H:s:o:bBrqkzh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'H': {
             const char *colon = strchr(optarg, ':');
@@ -304,6 +307,10 @@ int cmd_cat(int argc, char **argv)
             break;
         case 'k':
             o.tls_insecure = true;
+            break;
+        case 'z':
+            o.deflate = wsx_pmd_defaults();
+            o.deflate.enabled = true;
             break;
         case 1000:
             if (!parse_size(optarg, &o.max_message) || !o.max_message)

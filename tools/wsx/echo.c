@@ -32,6 +32,8 @@ static const char help[] =
     "  --tls-key FILE         the private key of the preceding --tls-cert\n"
     "  --quiet                log only warnings and errors\n"
     "  --json-logs            log one JSON object per line\n"
+    "  --no-deflate           refuse permessage-deflate (accepted by default, without server\n"
+    "                         context takeover: one shared compressor, no per-connection one)\n"
     "  -h, --help             this text\n"
     "\n"
     "On start it prints 'listening on ws://HOST:PORT/' on stdout. SIGINT or SIGTERM closes\n"
@@ -148,6 +150,7 @@ int cmd_echo(int argc, char **argv)
         {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
         {"quiet", no_argument, 0, O_QUIET},
         {"json-logs", no_argument, 0, O_JSON},
+        {"no-deflate", no_argument, 0, 'D'},
         {"tls-cert", required_argument, 0, O_CERT},
         {"tls-key", required_argument, 0, O_KEY},
         {"help", no_argument, 0, 'h'},
@@ -158,6 +161,7 @@ int cmd_echo(int argc, char **argv)
     echo_state st = {.shutdown_ms = 5000};
     uint32_t port = 8080, v;
     tool_tls tls = {0};
+    bool no_deflate = false;
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -210,6 +214,9 @@ int cmd_echo(int argc, char **argv)
             if (!tool_tls_add(&tls, ch == O_KEY, optarg))
                 return usage_error("echo", "too many certificates");
             break;
+        case 'D':
+            no_deflate = true;
+            break;
         case 'h':
             fputs(help, stdout);
             return 0;
@@ -222,6 +229,12 @@ int cmd_echo(int argc, char **argv)
     o.tls_certs = tls.certs;
     o.n_tls_certs = tls.n_certs;
     o.port = (uint16_t)port;
+    /* Compression costs the server no per-connection compressor this way, and a broadcast
+     * is compressed once for every subscriber. */
+    o.deflate = wsx_pmd_defaults();
+    o.deflate.enabled = !no_deflate;
+    o.deflate.server_no_context_takeover = true;
+    o.deflate_idle_trim = true;
     o.on_upgrade = on_upgrade;
     o.on_open = on_open;
     o.on_message = on_message;

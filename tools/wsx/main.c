@@ -11,6 +11,7 @@ static const char usage[] =
     "  serve     the chat server with its web page (http://localhost:8080/)\n"
     "  echo      a WebSocket echo server (text and binary messages are sent back)\n"
     "  cat URL   an interactive client: stdin lines are sent, messages are printed\n"
+    "  bench URL a load generator that verifies every echo: msgs/s, latency, server CPU\n"
     "\n"
     "'wsx COMMAND --help' lists the options of a command.\n";
 
@@ -32,6 +33,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "echo")) return cmd_echo(argc - 1, argv + 1);
     if (!strcmp(cmd, "cat")) return cmd_cat(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "wsx: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

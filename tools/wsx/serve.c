@@ -890,6 +890,8 @@ static const char help[] =
     "  --tls-port P           with --tls-cert: TLS on P, plain HTTP stays on --port\n"
     "  --quiet                log only warnings and errors\n"
     "  --json-logs            log one JSON object per line\n"
+    "  --no-deflate           refuse permessage-deflate (accepted by default, without server\n"
+    "                         context takeover: one shared compressor, no per-connection one)\n"
     "  -h, --help             this text\n";
 
 static void on_signal(wsx_loop *loop, int signo, void *arg)
@@ -961,6 +963,7 @@ int cmd_serve(int argc, char **argv)
         {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
         {"quiet", no_argument, 0, O_QUIET},
         {"json-logs", no_argument, 0, O_JSON},
+        {"no-deflate", no_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -971,6 +974,7 @@ int cmd_serve(int argc, char **argv)
     uint32_t port = 8080, v, tls_port = 0;
     bool have_tls_port = false;
     tool_tls tls = {0};
+    bool no_deflate = false;
     size_t sz;
     int ch;
     optind = 1;
@@ -1018,6 +1022,9 @@ int cmd_serve(int argc, char **argv)
         case O_JSON:
             g_log.json = true;
             break;
+        case 'D':
+            no_deflate = true;
+            break;
         case 'h':
             fputs(help, stdout);
             return 0;
@@ -1041,6 +1048,12 @@ int cmd_serve(int argc, char **argv)
     o.port = (uint16_t)port;
     o.path = "/ws";
     o.max_message = 16 << 10;
+    /* Compression costs the server no per-connection compressor this way, and a broadcast
+     * is compressed once for every subscriber. */
+    o.deflate = wsx_pmd_defaults();
+    o.deflate.enabled = !no_deflate;
+    o.deflate.server_no_context_takeover = true;
+    o.deflate_idle_trim = true;
     o.on_upgrade = on_upgrade;
     o.on_open = on_open;
     o.on_message = on_message;
