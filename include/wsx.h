@@ -375,6 +375,9 @@ WSX_API void wsx_http_end(wsx_http_req *r);
 typedef void (*wsx_http_gone_cb)(wsx_http_req *r, void *arg);
 WSX_API void wsx_http_on_gone(wsx_http_req *r, wsx_http_gone_cb cb, void *arg);
 
+/* True for a HEAD request: wsx_http_respond() and wsx_http_write() then send no body. */
+WSX_API bool wsx_http_req_is_head(const wsx_http_req *r);
+
 /* The server a request came to. */
 WSX_API wsx_server *wsx_http_req_server(const wsx_http_req *r);
 

@@ -333,6 +333,10 @@ WSX_API void wsx_parser_init(wsx_parser *p, const wsx_parser_opts *opts);
 /* Changes the RSV bits allowed (after extension negotiation). */
 WSX_API void wsx_parser_set_rsv(wsx_parser *p, uint8_t rsv_allowed);
 
+/* Changes the frame and message limits (0 = none), e.g. to allow for compression overhead
+ * once permessage-deflate is agreed. Applies from the next frame header. */
+WSX_API void wsx_parser_set_limits(wsx_parser *p, uint64_t max_frame, uint64_t max_message);
+
 /*
  * Consumes bytes from buf[0..len) and reports at most one event in *ev.
  *

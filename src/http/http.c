@@ -155,8 +155,17 @@ int wsx__http_send(wsx__stream *s, int status, const wsx_http_header *headers, s
         head[off++] = '\r';
         head[off++] = '\n';
     }
-    off += snprintf(head + off, need - (size_t)off, "Content-Length: %zu\r\nConnection: %s\r\n\r\n",
-                    len, keep_alive ? "keep-alive" : "close");
+    /* RFC 9110 8.6: a 304 must not announce a length other than the 200's, and 1xx/204 have
+     * no content at all: leave Content-Length out for those. */
+    bool no_length = status == 304 || status == 204 || status < 200;
+    if (no_length)
+        off += snprintf(head + off, need - (size_t)off, "Connection: %s\r\n\r\n",
+                        keep_alive ? "keep-alive" : "close");
+    else
+        off += snprintf(head + off, need - (size_t)off,
+                        "Content-Length: %zu\r\nConnection: %s\r\n\r\n", len,
+                        keep_alive ? "keep-alive" : "close");
+    if (no_length) len = 0;
     struct iovec iov[2] = {{head, (size_t)off}, {(void *)body, head_only ? 0 : len}};
     int rc = wsx__stream_write(s, iov, iov[1].iov_len ? 2 : 1);
     if (head != stackbuf) free(head);

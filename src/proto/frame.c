@@ -34,6 +34,12 @@ void wsx_parser_set_rsv(wsx_parser *p, uint8_t rsv_allowed)
     p->rsv_allowed = rsv_allowed & (WSX_RSV1 | WSX_RSV2 | WSX_RSV3);
 }
 
+void wsx_parser_set_limits(wsx_parser *p, uint64_t max_frame, uint64_t max_message)
+{
+    p->max_frame = max_frame;
+    p->max_message = max_message;
+}
+
 uint16_t wsx_parser_close_code(const wsx_parser *p)
 {
     return (p->state & 0xF) == ST_FAILED ? p->err_code : 0;
@@ -290,7 +296,8 @@ void wsx_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
     size_t i = 0;
     if (len >= 8) {
         uint8_t k8[8];
-        for (int j = 0; j < 8; j++) k8[j] = mask[(offset + (size_t)j) & 3];
+        for (int j = 0; j < 8; j++)
+            k8[j] = mask[(offset + (size_t)j) & 3];
         uint64_t k;
         memcpy(&k, k8, 8);
         for (; len - i >= 32; i += 32) {
@@ -309,7 +316,8 @@ void wsx_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
             memcpy(data + i, &w, 8);
         }
     }
-    for (; i < len; i++) data[i] ^= mask[(offset + i) & 3];
+    for (; i < len; i++)
+        data[i] ^= mask[(offset + i) & 3];
 }
 
 ptrdiff_t wsx_frame_write(uint8_t *out, size_t cap, uint8_t b0, const uint8_t *payload_, size_t len,

@@ -136,6 +136,12 @@ int wsx__conn_start_deflate(wsx_conn *c, const wsx_pmd_params *params)
     d->params = *params;
     c->dfl = d;
     wsx_parser_set_rsv(&c->parser, WSX_RSV1);
+    /* On the wire a compressed message may be a little larger than the message itself
+     * (incompressible data grows by a few bytes per 16 KiB block); the real bound is on the
+     * inflated size, enforced while inflating. */
+    uint64_t slack_frame = c->cfg->max_frame + (c->cfg->max_frame >> 10) + 64;
+    uint64_t slack_msg = c->cfg->max_message + (c->cfg->max_message >> 10) + 64;
+    wsx_parser_set_limits(&c->parser, slack_frame, slack_msg);
     return 0;
 }
 

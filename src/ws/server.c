@@ -300,6 +300,7 @@ int wsx_http_write(wsx_http_req *r, const void *data, size_t len)
     wsx_conn *c = r->c;
     if (!c || c->state != WSX__HTTP) return WSX_ECLOSED;
     if (!(c->flags & WSX__F_STREAMING)) return WSX_EINVAL;
+    if (r->head_only) return 0; /* a HEAD response has headers only (RFC 9110 9.3.2) */
     int rc = wsx__stream_write1(&c->stream, data, len);
     if (rc < 0) return rc;
     size_t q = wsx__stream_queued(&c->stream);
@@ -332,6 +333,11 @@ void wsx_http_on_gone(wsx_http_req *r, wsx_http_gone_cb cb, void *arg)
 wsx_server *wsx_http_req_server(const wsx_http_req *r)
 {
     return r->srv;
+}
+
+bool wsx_http_req_is_head(const wsx_http_req *r)
+{
+    return r->head_only;
 }
 
 const uint8_t *wsx_http_req_body(const wsx_http_req *r, size_t *len)

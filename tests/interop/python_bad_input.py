@@ -107,10 +107,16 @@ def edge_cases(port):
     eq(http_request(port, handshake_request(port, "/?token=abc", headers=base))[0], 101,
        "a query string on the WebSocket path -> status")
     status, hdrs, _, _ = http_request(port, handshake_request(port, headers=base + [
-        ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
+        ("Sec-WebSocket-Extensions", "x-unknown-extension; some_param=1"),
         ("Sec-WebSocket-Protocol", "chat")]))
     check(status == 101 and "sec-websocket-extensions" not in hdrs and "sec-websocket-protocol" not in hdrs,
-          "an offered extension and subprotocol are declined (101 without either header)", f"{status} {hdrs}")
+          "an unknown extension and a subprotocol are declined (101 without either header)", f"{status} {hdrs}")
+    # wsx echo accepts permessage-deflate, without server context takeover (its default).
+    status, hdrs, _, _ = http_request(port, handshake_request(port, headers=base + [
+        ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")]))
+    check(status == 101 and hdrs.get("sec-websocket-extensions") ==
+          "permessage-deflate; server_no_context_takeover",
+          "permessage-deflate is accepted without server context takeover", f"{status} {hdrs}")
 
     # The handshake and the first frame in one segment.
     key = "dGhlIHNhbXBsZSBub25jZQ=="

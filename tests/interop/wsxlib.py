@@ -1,8 +1,10 @@
 """Shared helpers for the Python interop tests of wsx.
 
-Checks and reporting, a bounded runner that kills whatever it started, `wsx echo` processes,
-deterministic payloads, and a raw RFC 6455 client (stdlib sockets, hand-built frames) for bad
-input. Run with Debian's /usr/bin/python3 (python3-websockets 10.4 for the websockets tests).
+Checks and reporting, a bounded runner that kills whatever it started, `wsx echo` and `wsx
+serve` processes, deterministic payloads, a raw RFC 6455 client (stdlib sockets, hand-built
+frames) for bad input, and for `wsx serve`: plain HTTP requests, /metrics, a server-sent
+events reader and a JSON chat client. Run with Debian's /usr/bin/python3 (python3-websockets
+10.4 for the websockets tests; this module imports websockets only when a chat client opens).
 
 Environment: WSX_BIN (the wsx binary), WSX_CLIENT_TEST (the wsx_client_test binary).
 """
@@ -11,7 +13,9 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import http.client
 import inspect
+import json
 import os
 import random
 import re
@@ -49,6 +53,21 @@ def check(ok, name, detail=None):
 
 def eq(actual, expected, name):
     return check(actual == expected, f"{name} ({expected!r})", f"expected {expected!r}, got {actual!r}")
+
+
+def xfail(ok, name, bug, detail=None):
+    """A check that fails today because of a known server bug (named in bug): a failure is
+    reported as XFAIL and does not fail the test; a pass is reported as XPASS (the bug is
+    fixed: make it a plain check)."""
+    global _n_checks
+    with _lock:
+        _n_checks += 1
+    if ok:
+        out(f"ok - {name} (XPASS: fixed? {bug})")
+    else:
+        extra = f": {detail}" if detail is not None else ""
+        out(f"XFAIL - {name} [known bug: {bug}]{extra}")
+    return bool(ok)
 
 
 def note(msg):
@@ -148,10 +167,14 @@ def _reader(stream, fn):
 
 
 class Server:
-    """A running `wsx echo` on 127.0.0.1; ready once it printed its listening line."""
+    """A running `wsx echo` on 127.0.0.1; ready once it printed its listening line. url is its
+    WebSocket URL."""
+
+    command = "echo"
+    ws_path = "/"
 
     def __init__(self, args=(), port=0, wrapper=(), ready_timeout=10, quiet=False):
-        argv = [*wrapper, WSX_BIN, "echo", "--host", "127.0.0.1", "--port", str(port), *args]
+        argv = [*wrapper, WSX_BIN, self.command, "--host", "127.0.0.1", "--port", str(port), *args]
         self.argv = argv
         self.stderr = []
         self.port = 0
@@ -170,11 +193,11 @@ class Server:
                 out(f"[wsx {self.port}] {line}", sys.stderr)
 
         def on_out(line):
-            m = re.match(r"^listening on ws://(.+):(\d+)/?\s*$", line)
+            m = re.match(r"^listening on (?:ws|http)://(.+):(\d+)/?\s*$", line)
             with self._cond:
                 if m and not self.port:
                     self.port = int(m.group(2))
-                    self.url = f"ws://127.0.0.1:{self.port}/"
+                    self.url = f"ws://127.0.0.1:{self.port}{self.ws_path}"
                     self._cond.notify_all()
                     return
             out(f"[wsx stdout] {line}", sys.stderr)
@@ -568,3 +591,355 @@ def good_echo(port, name="a well-behaved client still gets its echo"):
         return ok
     except Exception as e:  # noqa: BLE001
         return check(False, name, repr(e))
+
+
+# ---- wsx serve: HTTP, /metrics, server-sent events, chat clients -------------------------------
+
+
+class Serve(Server):
+    """A running `wsx serve` (the chat server) on 127.0.0.1. url is the WebSocket endpoint
+    (ws://127.0.0.1:PORT/ws), http the page's base URL."""
+
+    command = "serve"
+    ws_path = "/ws"
+
+    @property
+    def http(self):
+        return f"http://127.0.0.1:{self.port}/"
+
+    def ws_url(self, query=""):
+        return self.url + (f"?{query}" if query else "")
+
+
+def http_req(port, method, path, headers=(), body=None, timeout=5):
+    """One request with http.client on a new connection (the path is sent as given, unescaped):
+    (status, {lowercased name: value}, body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for k, v in headers:
+            conn.putheader(k, v)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def http_raw(port, method, path, headers=(), timeout=5):
+    """Sends one request with `Connection: close` over a raw socket and reads until the server
+    closes: (status, {lowercased name: value}, everything after the head). For responses that
+    must have no body (HEAD, 304), where http.client would not read one anyway. A stream that
+    is still open after timeout s returns what came so far."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", *(f"{k}: {v}" for k, v in headers),
+             "Connection: close"]
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                d = s.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not d:
+                break
+            buf += d
+    if b"\r\n\r\n" not in buf:
+        return None, {}, buf
+    end = buf.index(b"\r\n\r\n")
+    status, hdrs, _ = parse_head(buf[:end])
+    return status, hdrs, buf[end + 4:]
+
+
+def metrics(port):
+    """GET /metrics parsed: {'name' or 'name{labels}': int}."""
+    status, _, body = http_req(port, "GET", "/metrics")
+    if status != 200:
+        raise RuntimeError(f"/metrics: HTTP {status}")
+    vals = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            vals[k] = int(v)
+    return vals
+
+
+def wait_metric(port, name, want, timeout=3):
+    """Polls /metrics until name has the value want; returns the last value seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = metrics(port).get(name)
+        if v == want or time.monotonic() > deadline:
+            return v
+        time.sleep(0.05)
+
+
+class SSE:
+    """A server-sent events listener over a raw socket (blocking; call it from a thread in
+    asyncio code). status/headers are the response head's; events() parses what follows."""
+
+    def __init__(self, port, path, headers=(), timeout=5):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream",
+                 *(f"{k}: {v}" for k, v in headers)]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        self.buf = b""
+        self.eof = False
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill(deadline):
+                raise RuntimeError(f"SSE {path}: closed before a response head: {self.buf!r}")
+        end = self.buf.index(b"\r\n\r\n")
+        self.status, self.headers, _ = parse_head(self.buf[:end])
+        self.buf = self.buf[end + 4:]
+
+    def _fill(self, deadline):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("waiting for server-sent events")
+        self.sock.settimeout(remaining)
+        try:
+            d = self.sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            d = b""
+        except socket.timeout as e:
+            raise TimeoutError("waiting for server-sent events") from e
+        if not d:
+            self.eof = True
+            return False
+        self.buf += d
+        return True
+
+    def block(self, timeout=5):
+        """The next event block as {field: value} (comment lines under ':'), or None at EOF.
+        Raises TimeoutError."""
+        deadline = time.monotonic() + timeout
+        while b"\n\n" not in self.buf:
+            if self.eof or not self._fill(deadline):
+                return None
+        raw, self.buf = self.buf.split(b"\n\n", 1)
+        ev = {}
+        for line in raw.decode("utf-8").split("\n"):
+            k, _, v = line.partition(":")
+            v = v[1:] if v.startswith(" ") else v
+            ev[k] = ev[k] + "\n" + v if k in ev and k == "data" else v
+        return ev
+
+    def event(self, timeout=5):
+        """The next block with data (skipping retry: and comment blocks), or None at EOF."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ev = self.block(max(0.001, deadline - time.monotonic()))
+            if ev is None or "data" in ev:
+                return ev
+
+    def quiet(self, seconds=0.3):
+        """The data events that arrive within seconds (none, when all is well)."""
+        got = []
+        deadline = time.monotonic() + seconds
+        with contextlib.suppress(TimeoutError):
+            while True:
+                ev = self.event(max(0.001, deadline - time.monotonic()))
+                if ev is None:
+                    break
+                got.append(ev)
+        return got
+
+    def wait_eof(self, timeout=5):
+        """Reads until EOF: the data blocks still seen, or None if still open after timeout."""
+        seen = []
+        try:
+            while True:
+                ev = self.block(timeout)
+                if ev is None:
+                    return seen
+                seen.append(ev)
+        except TimeoutError:
+            return None
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class Chat:
+    """A chat client of `wsx serve` on python websockets: JSON objects in and out. open()
+    connects and reads the welcome."""
+
+    def __init__(self, ws, label):
+        self.ws = ws
+        self.label = label
+        self.welcome = None
+
+    @classmethod
+    async def open(cls, url, label="client", **kw):
+        import websockets  # only the websockets tests have it
+        ws = await websockets.connect(url, max_size=None, ping_interval=None, close_timeout=3,
+                                      compression=None, **kw)
+        c = cls(ws, label)
+        c.welcome = await c.recv()
+        return c
+
+    async def send(self, obj):
+        await self.ws.send(obj if isinstance(obj, (str, bytes)) else json.dumps(obj, ensure_ascii=False))
+
+    async def recv_raw(self, timeout=5):
+        return await asyncio.wait_for(self.ws.recv(), timeout)
+
+    async def recv(self, timeout=5):
+        return json.loads(await self.recv_raw(timeout))
+
+    async def expect(self, type_, timeout=5):
+        """The next message, which must be of type type_ (AssertionError otherwise)."""
+        m = await self.recv(timeout)
+        if m.get("type") != type_:
+            raise AssertionError(f"{self.label}: expected a {type_!r} message, got {m}")
+        return m
+
+    async def quiet(self, seconds=0.3):
+        """The messages that arrive within seconds (none, when all is well)."""
+        got = []
+        with contextlib.suppress(asyncio.TimeoutError):
+            while True:
+                got.append(json.loads(await asyncio.wait_for(self.ws.recv(), seconds)))
+        return got
+
+    async def join(self, room, name):
+        """Joins and reads the answer and the presence/online event that follows it:
+        (joined, event). A refused join returns (error, None)."""
+        await self.send({"type": "join", "room": room, "name": name})
+        j = await self.recv()
+        if j.get("type") != "joined":
+            return j, None
+        ev = await self.recv()
+        if ev.get("type") not in ("presence", "online"):
+            raise AssertionError(f"{self.label}: expected presence/online after joined, got {ev}")
+        return j, ev
+
+    async def close(self):
+        await self.ws.close()
+
+
+# ---- a raw WebSocket server, and `wsx bench` ---------------------------------------------------
+
+
+class RawServer:
+    """A WebSocket server on stdlib sockets (127.0.0.1, an ephemeral port, a thread per
+    connection) for tests that need a server to misbehave on purpose. It completes the
+    handshake, answers pings and the close handshake, and hands each data frame to
+    on_message(n, opcode, payload), n counting data frames over all connections from 1; what
+    that returns (bytes, or None for nothing) is sent back unmasked with the same opcode."""
+
+    def __init__(self, on_message):
+        self.on_message = on_message
+        self.count = 0
+        self._lock = threading.Lock()
+        self._conns = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}/"
+        threading.Thread(target=self._accept, daemon=True).start()
+        note(f"raw WebSocket server on 127.0.0.1:{self.port}")
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(s)
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _serve(self, s):
+        try:
+            s.settimeout(30)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                d = s.recv(4096)
+                if not d:
+                    return
+                head += d
+            end = head.index(b"\r\n\r\n")
+            _, hdrs, _ = parse_head(b"HTTP/1.1 000 x\r\n" + head[:end].split(b"\r\n", 1)[1])
+            key = hdrs.get("sec-websocket-key", "")
+            accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+            s.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                       f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+            r = Raw(s, head[end + 4:])
+            while True:
+                f = r.recv_frame(30)
+                if f is None:
+                    return
+                if f.opcode == 0x8:
+                    s.sendall(build_frame(0x8, f.payload[:2], mask=False))
+                    return
+                if f.opcode == 0x9:
+                    s.sendall(build_frame(0xA, f.payload, mask=False))
+                    continue
+                if f.opcode not in (0x1, 0x2):
+                    continue
+                with self._lock:
+                    self.count += 1
+                    n = self.count
+                reply = self.on_message(n, f.opcode, f.payload)
+                if reply is not None:
+                    s.sendall(build_frame(f.opcode, reply, mask=False))
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        with self._lock:
+            for s in self._conns:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run_bench(args, timeout=60):
+    """Runs `wsx bench ARGS --json`, bounded by timeout seconds. Returns (exit status, or None
+    if it had to be killed; the JSON result, or None; its stderr lines; seconds taken)."""
+    argv = [WSX_BIN, "bench", *args, "--json"]
+    note(f"run: {' '.join(argv)}")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    _track(proc.pid)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        rc = None
+        note(f"wsx bench killed after {timeout} s")
+    _untrack(proc.pid)
+    secs = time.monotonic() - t0
+    err = stderr.decode("utf-8", "replace").splitlines()
+    for line in err:
+        out(f"  | {line}", sys.stderr)
+    text = stdout.decode("utf-8", "replace").strip()
+    result = None
+    if text:
+        out(f"  | {text}")
+        with contextlib.suppress(ValueError):
+            result = json.loads(text)
+    return rc, result, err, secs

@@ -44,6 +44,7 @@ typedef struct room {
     uint64_t *hist_id;
     size_t hist_n, hist_first;
     uint64_t next_id;
+    uint64_t last_used; /* for evicting idle rooms at the cap */
 } room;
 
 struct member {
@@ -130,8 +131,12 @@ static bool valid_name(const char *s, size_t n)
 {
     if (n < 1 || utf8_chars(s, n) > MAX_NAME) return false;
     if (!wsx_utf8_valid((const uint8_t *)s, n)) return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f) return false;
+        /* C1 controls, U+0080..U+009F, are encoded C2 80..C2 9F. */
+        if (ch == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] <= 0x9F) return false;
+    }
     return true;
 }
 
@@ -174,10 +179,47 @@ static room *find_room(const char *name)
     return NULL;
 }
 
+static bool room_idle(const room *r)
+{
+    return !r->members && !r->listeners;
+}
+
+static void free_room(room *r)
+{
+    room **pp = &S.rooms;
+    while (*pp != r)
+        pp = &(*pp)->next;
+    *pp = r->next;
+    S.n_rooms--;
+    for (size_t i = 0; i < r->hist_n; i++)
+        free(r->hist[(r->hist_first + i) % S.history]);
+    free(r->hist);
+    free(r->hist_id);
+    free(r);
+}
+
+/* A room nobody is in and nobody listens to, with nothing to remember, costs nothing. */
+static void release_room(room *r)
+{
+    if (room_idle(r) && r->hist_n == 0) free_room(r);
+}
+
 static room *get_room(const char *name)
 {
     room *r = find_room(name);
-    if (r || S.n_rooms >= MAX_ROOMS) return r;
+    if (r) {
+        r->last_used = now_ms();
+        return r;
+    }
+    if (S.n_rooms >= MAX_ROOMS) {
+        /* At the cap, the idle room used longest ago (and its history) makes way, so a
+         * flood of made-up room names cannot lock everyone out of new rooms. */
+        room *victim = NULL;
+        for (room *x = S.rooms; x; x = x->next)
+            if (room_idle(x) && (!victim || x->last_used < victim->last_used)) victim = x;
+        if (!victim) return NULL;
+        free_room(victim);
+    }
     r = calloc(1, sizeof *r);
     if (!r) return NULL;
     snprintf(r->name, sizeof r->name, "%s", name);
@@ -186,6 +228,7 @@ static room *get_room(const char *name)
         r->hist_id = calloc(S.history, sizeof *r->hist_id);
     }
     r->next_id = 1;
+    r->last_used = now_ms();
     r->next = S.rooms;
     S.rooms = r;
     S.n_rooms++;
@@ -295,6 +338,7 @@ static void leave_room(member *m)
     m->room = NULL;
     m->next = m->prev = NULL;
     presence(r, m->name, false, tabs_of(r, m->name));
+    release_room(r);
 }
 
 /* ---- server-sent events ---- */
@@ -318,7 +362,9 @@ static void sse_gone(wsx_http_req *r, void *arg)
         l->room->listeners = l->next;
     if (l->next) l->next->prev = l->prev;
     S.n_sse--;
+    room *rm = l->room;
     free(l);
+    release_room(rm);
 }
 
 static void sse_keepalive(wsx_timer *t, void *arg)
@@ -368,10 +414,13 @@ static bool check_origin(const wsx_request *rq)
 static bool check_token(const wsx_request *rq)
 {
     if (!S.token) return true;
-    char q[256];
-    if (rq->query && query_get(rq->query, rq->query_len, "token", q, sizeof q) &&
-        !strcmp(q, S.token))
-        return true;
+    if (rq->query) {
+        char *q = malloc(rq->query_len + 1);
+        bool ok = q && query_get(rq->query, rq->query_len, "token", q, rq->query_len + 1) &&
+                  !strcmp(q, S.token);
+        free(q);
+        if (ok) return true;
+    }
     const wsx_http_header *h =
         wsx_http_header_get(rq->head->headers, rq->head->n_headers, "authorization");
     size_t tl = strlen(S.token);
@@ -637,6 +686,8 @@ static bool clean_path(const char *p, size_t n, char *out, size_t cap)
             i += 2;
         }
         if (ch == '\0' || ch == '\\' || o + 1 >= cap) return false;
+        /* "//x" would read as a host in a Location header: one slash is as good. */
+        if (ch == '/' && o && out[o - 1] == '/') continue;
         out[o++] = ch;
     }
     out[o] = '\0';
@@ -671,7 +722,7 @@ static void serve_static_dir(wsx_http_req *r, const wsx_request *rq, const char 
     }
     if (S_ISDIR(st.st_mode)) {
         char loc[PATH_MAX + 2];
-        snprintf(loc, sizeof loc, "%.*s/", (int)rq->path_len, rq->path);
+        snprintf(loc, sizeof loc, "%s/", path);
         wsx_http_header h[] = {{"Location", 8, loc, strlen(loc)}};
         wsx_http_respond(r, 301, h, 1, NULL, 0);
         return;
@@ -799,6 +850,13 @@ static void serve_sse(wsx_http_req *r, const wsx_request *rq)
         respond_text(r, 400, "text/plain; charset=utf-8", "400 bad room name\n");
         return;
     }
+    if (wsx_http_req_is_head(r)) {
+        /* Headers only: nothing to stream, no listener. */
+        wsx_http_header hh[] = {{"Content-Type", 12, "text/event-stream", 17},
+                                {"Cache-Control", 13, "no-cache", 8}};
+        wsx_http_respond(r, 200, hh, 2, NULL, 0);
+        return;
+    }
     room *rm = get_room(name);
     sse *l = rm ? calloc(1, sizeof *l) : NULL;
     if (!l) {
@@ -858,9 +916,15 @@ static void on_http(wsx_http_req *r, const wsx_request *rq, void *user)
     if (!strcmp(path, "/healthz")) return respond_text(r, 200, "text/plain; charset=utf-8", "ok\n");
     if (!strcmp(path, "/metrics")) return serve_metrics(r);
     if (!strcmp(path, "/sse")) return serve_sse(r, rq);
-    if (!strcmp(path, "/ws"))
-        return respond_text(r, 426, "text/plain; charset=utf-8",
-                            "426 Upgrade Required\nthis is the WebSocket endpoint\n");
+    if (!strcmp(path, "/ws")) {
+        /* RFC 9110 15.5.22: a 426 names the protocol to upgrade to. */
+        wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                               {"Upgrade", 7, "websocket", 9},
+                               {"Sec-WebSocket-Version", 21, "13", 2}};
+        static const char body[] = "426 Upgrade Required\nthis is the WebSocket endpoint\n";
+        wsx_http_respond(r, 426, h, 3, body, sizeof body - 1);
+        return;
+    }
     if (S.static_dir)
         serve_static_dir(r, rq, path);
     else
@@ -946,7 +1010,10 @@ enum {
     O_PING,
     O_SHUTDOWN,
     O_QUIET,
-    O_JSON
+    O_JSON,
+    O_CERT,
+    O_KEY,
+    O_TLSPORT,
 };
 
 int cmd_serve(int argc, char **argv)
@@ -964,6 +1031,9 @@ int cmd_serve(int argc, char **argv)
         {"quiet", no_argument, 0, O_QUIET},
         {"json-logs", no_argument, 0, O_JSON},
         {"no-deflate", no_argument, 0, 'D'},
+        {"tls-cert", required_argument, 0, O_CERT},
+        {"tls-key", required_argument, 0, O_KEY},
+        {"tls-port", required_argument, 0, O_TLSPORT},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -1024,6 +1094,16 @@ int cmd_serve(int argc, char **argv)
             break;
         case 'D':
             no_deflate = true;
+            break;
+        case O_CERT:
+        case O_KEY:
+            if (!tool_tls_add(&tls, ch == O_KEY, optarg))
+                return usage_error("serve", "too many certificates");
+            break;
+        case O_TLSPORT:
+            if (!parse_u32(optarg, &tls_port) || tls_port > 65535)
+                return usage_error("serve", "bad --tls-port '%s'", optarg);
+            have_tls_port = true;
             break;
         case 'h':
             fputs(help, stdout);
