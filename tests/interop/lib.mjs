@@ -1,13 +1,19 @@
 // Shared helpers for the node interop tests: checks and reporting, a bounded test runner that
-// kills whatever it started, `wsx echo` and wsx_client_test processes, ws peers with message
-// queues, deterministic payloads, and raw frames for bad input.
+// kills whatever it started, `wsx echo`, `wsx serve` and wsx_client_test processes, ws peers
+// with message queues, deterministic payloads, raw frames for bad input, and throw-away TLS
+// certificates (certs.sh) with a look at the certificate a TLS server presents.
 //
 // Environment: WSX_BIN (the wsx binary), WSX_CLIENT_TEST (the wsx_client_test binary).
 
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { EventEmitter, once } from 'node:events';
 import net from 'node:net';
+import tls from 'node:tls';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 
 export const WSX_BIN = process.env.WSX_BIN || '';
@@ -139,9 +145,10 @@ export class WsxServer extends EventEmitter {
     this.url = '';
   }
 
-  // Resolves with the first stderr line (already seen or coming) matching re.
-  waitStderr(re, ms = 10000) {
-    const hit = this.stderr.find((l) => re.test(l));
+  // Resolves with the first stderr line (already seen or coming) matching re; with from, only
+  // lines from index `from` of this.stderr on count (take this.stderr.length before acting).
+  waitStderr(re, ms = 10000, from = 0) {
+    const hit = this.stderr.slice(from).find((l) => re.test(l));
     if (hit !== undefined) return Promise.resolve(hit);
     return within(new Promise((resolve) => {
       const on = (l) => { if (re.test(l)) { this.off('stderr', on); resolve(l); } };
@@ -167,9 +174,12 @@ export class WsxServer extends EventEmitter {
 
 // Starts a server program; resolves once a stdout line matches readyRe, whose first group is
 // the port it listens on.
-export async function startProgram(argv, readyRe, { readyMs = 10000, quiet = false, tag = 'wsx' } = {}) {
+// Every `listening on SCHEME://HOST:PORT/` line is also recorded in srv.listening
+// ({scheme: port}); srv.url uses `scheme` (wss for a TLS `wsx echo`).
+export async function startProgram(argv, readyRe, { readyMs = 10000, quiet = false, tag = 'wsx', scheme = 'ws' } = {}) {
   const proc = track(spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] }));
   const srv = new WsxServer(proc);
+  srv.listening = {};
   lines(proc.stderr, (l) => {
     srv.stderr.push(l);
     if (!quiet) process.stderr.write(`[${tag} ${srv.port}] ${l}\n`);
@@ -178,10 +188,12 @@ export async function startProgram(argv, readyRe, { readyMs = 10000, quiet = fal
   const listening = new Promise((resolve, reject) => {
     lines(proc.stdout, (l) => {
       srv.stdout.push(l);
+      const any = /^listening on (\w+):\/\/.+:(\d+)\/?/.exec(l);
+      if (any) srv.listening[any[1]] = Number(any[2]);
       const m = readyRe.exec(l);
       if (m && !srv.port) {
         srv.port = Number(m[1]);
-        srv.url = `ws://127.0.0.1:${srv.port}/`;
+        srv.url = `${scheme}://127.0.0.1:${srv.port}/`;
         resolve();
       } else {
         process.stderr.write(`[${tag} stdout] ${l}\n`);
@@ -195,26 +207,50 @@ export async function startProgram(argv, readyRe, { readyMs = 10000, quiet = fal
   return srv;
 }
 
-// `wsx echo` on 127.0.0.1 (port 0 unless given), ready at its `listening on ws://HOST:PORT/`.
+// `wsx echo` on 127.0.0.1 (port 0 unless given), ready at its `listening on ws://HOST:PORT/`
+// (wss:// with --tls-cert; srv.url is then wss://127.0.0.1:PORT/).
 export function startWsx(args = [], { port = 0, wrapper = [], ...opts } = {}) {
   const argv = [...wrapper, WSX_BIN, 'echo', '--host', '127.0.0.1', '--port', String(port), ...args];
-  return startProgram(argv, /^listening on ws:\/\/.+:(\d+)\/?\s*$/, opts);
+  const scheme = args.includes('--tls-cert') ? 'wss' : 'ws';
+  return startProgram(argv, /^listening on wss?:\/\/.+:(\d+)\/?\s*$/, { scheme, ...opts });
+}
+
+// `wsx serve` (the chat server) on 127.0.0.1, ready once it printed a listening line for each
+// port it serves: srv.listening.http and/or srv.listening.https are the ports; srv.port is the
+// first one.
+export async function startServe(args = [], { port = 0, ...opts } = {}) {
+  const argv = [WSX_BIN, 'serve', '--host', '127.0.0.1', '--port', String(port), ...args];
+  const want = args.includes('--tls-port') ? ['http', 'https'] : args.includes('--tls-cert') ? ['https'] : ['http'];
+  const srv = await startProgram(argv, /^listening on https?:\/\/.+:(\d+)\/?\s*$/, opts);
+  // Both lines are printed together; give the second one a moment to be read.
+  for (let i = 0; i < 100 && !want.every((s) => srv.listening[s]); i++) await sleep(20);
+  if (!want.every((s) => srv.listening[s])) {
+    throw new Error(`wsx serve: expected listening lines for ${want.join(' and ')}, got ${srv.stdout.join(' | ')}`);
+  }
+  return srv;
 }
 
 // Runs a program to completion (bounded), echoing its output with a prefix.
-// onLine(line, proc) sees each stdout line. Resolves {code, signal, stdout: [lines]}.
-export async function runProgram(cmd, args, { timeoutMs = 60000, onLine, prefix = '  | ' } = {}) {
-  const proc = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+// onLine(line, proc) sees each stdout line; input (a string or Buffer), when given, is
+// written to its stdin, which is then closed (otherwise stdin is /dev/null).
+// Resolves {code, signal, stdout: [lines], stderr: [lines]}.
+export async function runProgram(cmd, args, { timeoutMs = 60000, onLine, prefix = '  | ', input } = {}) {
+  const proc = track(spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] }));
   const out = [];
+  const err = [];
   lines(proc.stdout, (l) => { out.push(l); console.log(prefix + l); if (onLine) onLine(l, proc); });
-  lines(proc.stderr, (l) => process.stderr.write(`${prefix}${l}\n`));
+  lines(proc.stderr, (l) => { err.push(l); process.stderr.write(`${prefix}${l}\n`); });
+  if (input !== undefined) {
+    proc.stdin.on('error', () => {}); // EPIPE if it exits before reading
+    proc.stdin.end(input);
+  }
   try {
     const r = await within(proc.exited, timeoutMs, `${cmd} ${args.join(' ')}`);
-    return { ...r, stdout: out };
-  } catch (err) {
+    return { ...r, stdout: out, stderr: err };
+  } catch {
     proc.kill('SIGKILL');
     await proc.exited;
-    return { code: null, signal: 'SIGKILL', stdout: out, timedOut: true };
+    return { code: null, signal: 'SIGKILL', stdout: out, stderr: err, timedOut: true };
   }
 }
 
@@ -423,4 +459,41 @@ export async function rawConnect(port, path = '/') {
 
 export function closeCode(f) {
   return f && f.payload.length >= 2 ? f.payload.readUInt16BE(0) : null;
+}
+
+// ---- TLS ----------------------------------------------------------------------------------------
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+// Generates the test certificates (certs.sh: a CA, server certificates A and B for localhost
+// and 127.0.0.1, one for other.test, one from an unknown CA) in a new temporary directory,
+// removed at exit. Returns {dir, file(name), pem(name)}, e.g. file('server.pem').
+export function makeCerts() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wsx-certs-'));
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  execFileSync('sh', [path.join(HERE, 'certs.sh'), dir], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 30000 });
+  const file = (name) => path.join(dir, name);
+  return { dir, file, pem: (name) => fs.readFileSync(file(name)) };
+}
+
+// `--tls-cert F --tls-key K` for each certificate base name ('server', 'other', ...).
+export function tlsArgs(certs, ...names) {
+  return names.flatMap((n) => ['--tls-cert', certs.file(`${n}.pem`), '--tls-key', certs.file(`${n}.key`)]);
+}
+
+// Completes a TLS handshake with 127.0.0.1:port (servername: the SNI name, or none) without
+// verifying anything, and resolves with the certificate presented:
+// {subjectCN, serial (upper-case hex, as node prints it), san, alpn, protocol}.
+export function peerCertificate(port, { servername, ms = 5000 } = {}) {
+  return within(new Promise((resolve, reject) => {
+    const opts = { host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] };
+    if (servername) opts.servername = servername;
+    const sock = tls.connect(opts, () => {
+      const c = sock.getPeerCertificate();
+      resolve({ subjectCN: c.subject && c.subject.CN, serial: c.serialNumber, san: c.subjectaltname,
+        alpn: sock.alpnProtocol, protocol: sock.getProtocol() });
+      sock.end(); // close_notify and FIN (a destroy could reset before the server reads Finished)
+    });
+    sock.once('error', reject);
+  }), ms, `TLS handshake with 127.0.0.1:${port}${servername ? ` (SNI ${servername})` : ''}`);
 }

@@ -18,6 +18,13 @@
  *       URL is a server that misbehaves after (or during) the handshake. The client sends one
  *       text message; on_close must report CODE (1002, 1007, 1009, ...). CODE 0: the handshake
  *       must fail, with no on_open and on_end reporting an error.
+ *   wsx_client_test [--timeout S] --expect-error TEXT URL
+ *       The connection must fail before it opens (a refused certificate, say): no on_open, and
+ *       on_end reports an error whose message contains TEXT; or wsx_client_connect itself
+ *       fails with WSX_ETLS and wsx_error_detail() contains TEXT (a CA file it cannot load).
+ *
+ * TLS (wss:// URLs): --cacert FILE trusts the CA certificates in FILE (tls_cafile);
+ * --insecure skips the certificate and name checks (tls_insecure). Both go before the URL.
  *
  * Prints one line per check ("ok - ..." or "FAIL - ...") and exits 0 when every check passed,
  * 1 otherwise (also when the deadline, --timeout seconds, default 60, passes first).
@@ -49,6 +56,7 @@ struct state {
     int close_code;
     unsigned timeout_s;
     bool small;
+    const char *expect_error; /* MODE_BAD_SERVER with close_code 0: text in on_end's why */
 
     wsx_loop *loop;
     wsx_client *cl;
@@ -435,6 +443,9 @@ static void on_end(wsx_client *cl, int err, const char *why, void *user)
         if (st->close_code == 0)
             check(st, err < 0 && why && *why, "the failed handshake ends with an error: %s (%s)",
                   wsx_err_name(err), why ? why : "(null)");
+        if (st->expect_error)
+            check(st, why && strstr(why, st->expect_error), "the reason contains \"%s\": \"%s\"",
+                  st->expect_error, why ? why : "(null)");
         break;
     }
     drop_pending(st);
@@ -464,7 +475,9 @@ static int usage(void)
     fprintf(stderr, "usage: wsx_client_test [--timeout S] [--small] URL [CLOSE_CODE]\n"
                     "       wsx_client_test [--timeout S] --reconnect URL\n"
                     "       wsx_client_test [--timeout S] --give-up URL\n"
-                    "       wsx_client_test [--timeout S] --expect-close CODE URL\n");
+                    "       wsx_client_test [--timeout S] --expect-close CODE URL\n"
+                    "       wsx_client_test [--timeout S] --expect-error TEXT URL\n"
+                    "  TLS options: --cacert FILE, --insecure\n");
     return 2;
 }
 
@@ -475,6 +488,8 @@ int main(int argc, char **argv)
     st.close_code = 1000;
     st.timeout_s = 60;
     st.phase = "connecting";
+    const char *cafile = NULL;
+    bool insecure = false;
     int i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--reconnect") == 0)
@@ -484,7 +499,15 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--expect-close") == 0 && i + 1 < argc) {
             st.mode = MODE_BAD_SERVER;
             st.close_code = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--small") == 0)
+        } else if (strcmp(argv[i], "--expect-error") == 0 && i + 1 < argc) {
+            st.mode = MODE_BAD_SERVER;
+            st.close_code = 0;
+            st.expect_error = argv[++i];
+        } else if (strcmp(argv[i], "--cacert") == 0 && i + 1 < argc)
+            cafile = argv[++i];
+        else if (strcmp(argv[i], "--insecure") == 0)
+            insecure = true;
+        else if (strcmp(argv[i], "--small") == 0)
             st.small = true;
         else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
             st.timeout_s = (unsigned)strtoul(argv[++i], NULL, 10);
@@ -510,6 +533,8 @@ int main(int argc, char **argv)
 
     wsx_client_opts o = wsx_client_defaults();
     o.url = st.url;
+    o.tls_cafile = cafile;
+    o.tls_insecure = insecure;
     o.on_open = on_open;
     o.on_message = on_message;
     o.on_close = on_close;
@@ -530,10 +555,23 @@ int main(int argc, char **argv)
          st.mode == MODE_TALK        ? "talk"
          : st.mode == MODE_RECONNECT ? "reconnect"
          : st.mode == MODE_GIVE_UP   ? "give-up"
+         : st.expect_error           ? "expect-error"
                                      : "expect-close",
          st.url);
     rc = wsx_client_connect(st.loop, &o, &st.cl);
-    check(&st, rc == 0, "wsx_client_connect(%s): %s", st.url, wsx_err_name(rc));
+    if (rc != 0 && st.expect_error) {
+        /* Refused at once (a CA file that cannot be loaded): the detail must say why. */
+        const char *d = wsx_error_detail();
+        check(&st, rc == WSX_ETLS && strstr(d, st.expect_error),
+              "wsx_client_connect fails at once with WSX_ETLS and \"%s\": %s \"%s\"",
+              st.expect_error, wsx_err_name(rc), d);
+        wsx_timer_stop(st.deadline);
+        wsx_loop_free(st.loop);
+        printf("%u checks, %u failed\n", st.checks, st.failures);
+        return st.failures ? 1 : 0;
+    }
+    check(&st, rc == 0, "wsx_client_connect(%s): %s%s%s", st.url, wsx_err_name(rc),
+          rc == WSX_ETLS ? " " : "", rc == WSX_ETLS ? wsx_error_detail() : "");
     if (rc == 0) {
         rc = wsx_loop_run(st.loop);
         if (rc != 0) check(&st, false, "wsx_loop_run: %s", wsx_err_name(rc));
