@@ -877,6 +877,20 @@ static bool read_ticks(long pid, uint64_t *out)
     return true;
 }
 
+/* Busy time of the whole machine (every CPU, everything but idle and iowait), in ticks. */
+static bool read_busy_ticks(uint64_t *out)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return false;
+    unsigned long long user, nice, sys, idle, iowait, irq, softirq, steal;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &sys, &idle,
+                   &iowait, &irq, &softirq, &steal);
+    fclose(f);
+    if (n != 8) return false;
+    *out = user + nice + sys + irq + softirq + steal;
+    return true;
+}
+
 /* VmRSS of pid in KiB, or -1. */
 static long read_rss_kb(long pid)
 {
@@ -1033,6 +1047,7 @@ typedef struct result {
     hist lat, bclat;
     double client_cpu_s;
     double server_cpu_s; /* -1: unknown */
+    double other_cpu_s;  /* the rest of the machine's busy time (needs the server's); -1 */
     long rss_before, rss_after;
     size_t made, failed;
     bool window_full, interrupted;
@@ -1086,6 +1101,8 @@ static void print_json(const bench *b, const result *r, char **argv, int argc, b
     json_num("server_us_per_msg",
              t->win_msgs && r->server_cpu_s >= 0 ? r->server_cpu_s * 1e6 / (double)t->win_msgs : -1,
              3);
+    json_num("other_cpu_pct", secs > 0 && r->other_cpu_s >= 0 ? 100.0 * r->other_cpu_s / secs : -1,
+             1);
     if (b->mode == M_IDLE) {
         json_num("server_rss_before_kb", (double)r->rss_before, 0);
         json_num("server_rss_after_kb", (double)r->rss_after, 0);
@@ -1128,16 +1145,18 @@ static void print_summary(const bench *b, const result *r)
     printf("  %-12s %s\n", "command", b->command);
     printf("  %-12s %zu made, %zu failed, in %.3f s (%.0f/s)\n", "connections", r->made, r->failed,
            r->connect_s, r->connect_s > 0 ? (double)r->made / r->connect_s : 0.0);
-    if (b->mode == M_IDLE)
+    if (secs <= 0)
+        printf("  %-12s nothing: the run ended before the measurement\n", "measured");
+    else if (b->mode == M_IDLE)
         printf("  %-12s %.2f s after %.2f s to settle\n", "held", secs, b->warmup);
     else
         printf("  %-12s %.2f s after %.2f s of warm-up\n", "measured", secs, b->warmup);
-    if (b->mode == M_ECHO) {
+    if (secs > 0 && b->mode == M_ECHO) {
         printf("  %-12s %llu: %.0f msgs/s, %.2f MB/s of payload each way\n", "messages",
                (unsigned long long)t->win_msgs, secs > 0 ? (double)t->win_msgs / secs : 0.0,
                secs > 0 ? (double)t->win_bytes / secs / 1e6 : 0.0);
         print_lat("latency", &r->lat);
-    } else if (b->mode == M_FANOUT) {
+    } else if (secs > 0 && b->mode == M_FANOUT) {
         printf("  %-12s %llu: %.0f deliveries/s, %.2f MB/s; %llu broadcasts: %.1f/s\n",
                "deliveries", (unsigned long long)t->win_msgs,
                secs > 0 ? (double)t->win_msgs / secs : 0.0,
@@ -1168,6 +1187,9 @@ static void print_summary(const bench *b, const result *r)
         }
         printf("\n");
     }
+    if (r->other_cpu_s >= 0 && secs > 0)
+        printf("  %-12s %.0f%% of a CPU besides the server and this client (contention)\n", "other",
+               100.0 * r->other_cpu_s / secs);
     if (!t->errors) {
         printf("  %-12s none\n", "errors");
     } else {
@@ -1189,10 +1211,12 @@ static void run(bench *b, result *r)
 {
     memset(r, 0, sizeof *r);
     r->server_cpu_s = -1;
+    r->other_cpu_s = -1;
     r->rss_before = r->rss_after = -1;
     long tck = sysconf(_SC_CLK_TCK);
     uint64_t ticks0 = 0, ticks1 = 0, cpu0 = 0, cpu1 = 0, m0 = 0, m1 = 0;
-    bool ticks_ok = false;
+    uint64_t busy0 = 0, busy1 = 0;
+    bool ticks_ok = false, busy_ok = false;
     if (b->server_pid && b->mode == M_IDLE) r->rss_before = read_rss_kb(b->server_pid);
 
     for (uint32_t i = 0; i < b->threads; i++)
@@ -1205,7 +1229,7 @@ static void run(bench *b, result *r)
     uint64_t start = now_ns(), phase_end = start + (uint64_t)(b->connect_timeout * 1e9);
     uint64_t connected = 0, last_print = start;
     int phase = P_CONNECT;
-    bool cancelled = false;
+    bool cancelled = false, by_count = false;
     totals prev, cur;
     sum_stats(b, &prev);
     for (;;) {
@@ -1237,6 +1261,7 @@ static void run(bench *b, result *r)
             cpu0 = cpu_ns();
             if (b->server_pid) {
                 ticks_ok = read_ticks(b->server_pid, &ticks0);
+                busy_ok = read_busy_ticks(&busy0);
                 if (b->mode == M_IDLE) r->rss_after = read_rss_kb(b->server_pid);
             }
             phase = P_MEASURE;
@@ -1249,7 +1274,7 @@ static void run(bench *b, result *r)
             bool done = phase == P_MEASURE && now >= phase_end;
             if (phase == P_MEASURE && b->max_msgs) {
                 sum_stats(b, &cur);
-                if (cur.win_msgs >= b->max_msgs) done = true;
+                if (cur.win_msgs >= b->max_msgs) done = by_count = true;
             }
             const char *why = NULL;
             if (atomic_load(&b->abort_run))
@@ -1263,6 +1288,7 @@ static void run(bench *b, result *r)
                     m1 = now;
                     cpu1 = cpu_ns();
                     if (ticks_ok) ticks_ok = read_ticks(b->server_pid, &ticks1);
+                    if (busy_ok) busy_ok = read_busy_ticks(&busy1);
                     r->window_full = !why;
                 }
                 if (why) r->ended = why;
@@ -1280,7 +1306,9 @@ static void run(bench *b, result *r)
     }
     if (shown && b->tty) fputs("\r\033[K", stderr);
     atomic_store(&b->phase, P_DONE);
-    b->window_full = r->window_full;
+    /* Every connection must have completed something in a window that ran its full time
+     * (one ended by -n may be too short for that). */
+    b->window_full = r->window_full && !by_count;
     for (uint32_t i = 0; i < b->threads; i++)
         wsx_loop_post(b->workers[i].loop, stop_worker, &b->workers[i]);
     for (uint32_t i = 0; i < b->threads; i++)
@@ -1289,7 +1317,17 @@ static void run(bench *b, result *r)
     r->connect_s = (double)((connected ? connected : now_ns()) - start) / 1e9;
     r->secs = m1 > m0 ? (double)(m1 - m0) / 1e9 : 0;
     r->client_cpu_s = m1 > m0 ? (double)(cpu1 - cpu0) / 1e9 : 0;
-    if (ticks_ok && m1 > m0 && tck > 0) r->server_cpu_s = (double)(ticks1 - ticks0) / (double)tck;
+    r->other_cpu_s = -1;
+    if (ticks_ok && m1 > m0 && tck > 0) {
+        r->server_cpu_s = (double)(ticks1 - ticks0) / (double)tck;
+        /* What else ran on the machine meanwhile: other processes, and kernel work that was
+         * charged to neither process. A large figure means the run was contended. */
+        if (busy_ok && busy1 >= busy0) {
+            double other =
+                (double)(busy1 - busy0) / (double)tck - r->server_cpu_s - r->client_cpu_s;
+            r->other_cpu_s = other > 0 ? other : 0;
+        }
+    }
     r->made = atomic_load(&b->made);
     r->failed = atomic_load(&b->failed);
     sum_stats(b, &r->t);
