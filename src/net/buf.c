@@ -35,12 +35,18 @@ void wsx__ref_release(wsx__ref *r)
 wsx__qnode *wsx__chunk_get(wsx_loop *loop, size_t min_cap)
 {
     wsx__qnode *q;
-    if (min_cap <= WSX__CHUNK_SIZE && loop->chunk_cache) {
+    if (min_cap <= WSX__SMALL_CHUNK && loop->small_cache) {
+        q = loop->small_cache;
+        loop->small_cache = q->next;
+        loop->nsmall_cache--;
+    } else if (min_cap > WSX__SMALL_CHUNK && min_cap <= WSX__CHUNK_SIZE && loop->chunk_cache) {
         q = loop->chunk_cache;
         loop->chunk_cache = q->next;
         loop->nchunk_cache--;
     } else {
-        size_t cap = min_cap < WSX__CHUNK_SIZE ? WSX__CHUNK_SIZE : min_cap;
+        size_t cap = min_cap <= WSX__SMALL_CHUNK ? WSX__SMALL_CHUNK
+                     : min_cap < WSX__CHUNK_SIZE ? WSX__CHUNK_SIZE
+                                                 : min_cap;
         if (cap > CHUNK_MAX) cap = CHUNK_MAX;
         q = malloc(sizeof *q + cap);
         if (!q) return NULL;
@@ -81,6 +87,11 @@ void wsx__qnode_put(wsx_loop *loop, wsx__qnode *q)
             loop->nslice_cache++;
             return;
         }
+    } else if (q->cap == WSX__SMALL_CHUNK && loop->nsmall_cache < WSX__SMALL_CACHE) {
+        q->next = loop->small_cache;
+        loop->small_cache = q;
+        loop->nsmall_cache++;
+        return;
     } else if (q->cap == WSX__CHUNK_SIZE && loop->nchunk_cache < WSX__CHUNK_CACHE) {
         q->next = loop->chunk_cache;
         loop->chunk_cache = q;
@@ -100,6 +111,10 @@ void wsx__qcache_free(wsx_loop *loop)
         nx = q->next;
         free(q);
     }
-    loop->chunk_cache = loop->slice_cache = NULL;
-    loop->nchunk_cache = loop->nslice_cache = 0;
+    for (wsx__qnode *q = loop->small_cache, *nx; q; q = nx) {
+        nx = q->next;
+        free(q);
+    }
+    loop->chunk_cache = loop->slice_cache = loop->small_cache = NULL;
+    loop->nchunk_cache = loop->nslice_cache = loop->nsmall_cache = 0;
 }

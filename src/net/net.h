@@ -555,7 +555,11 @@ struct ssl_st *wsx__stream_tls_ssl(const wsx__stream *s);
 #define WSX__WHEEL_MASK  (WSX__WHEEL_SLOTS - 1u)
 #define WSX__MAX_EVENTS  1024
 #define WSX__CHUNK_SIZE  (16u * 1024u)
-#define WSX__CHUNK_CACHE 64u
+#define WSX__CHUNK_CACHE 16u
+/* A first, small chunk for a stream with little to send (handshake answers, small frames):
+ * most queues never need more, and idle servers keep less memory cached. */
+#define WSX__SMALL_CHUNK 2048u
+#define WSX__SMALL_CACHE 128u
 #define WSX__SLICE_CACHE 4096u
 
 /* One entry of a stream's output queue: an owned chunk (ref == NULL, bytes inline after the
@@ -597,6 +601,8 @@ struct wsx_loop {
     /* Free lists, so steady-state writes do not allocate. */
     wsx__qnode *chunk_cache, *slice_cache;
     size_t nchunk_cache, nslice_cache;
+    wsx__qnode *small_cache;
+    size_t nsmall_cache;
     struct iovec *iov; /* IOV_MAX entries for writev */
     int iov_max;
 
