@@ -324,6 +324,11 @@ WSX_API ptrdiff_t wsx_deliver_local(wsx_server *s, const char *topic, const void
 WSX_API int wsx_publish_threadsafe(wsx_server *s, const char *topic, const void *data, size_t len,
                                    int type);
 
+/* wsx_deliver_local from any thread (copies and posts like wsx_publish_threadsafe): how
+ * one loop's publish hook hands a message to the servers of the other loops (threads). */
+WSX_API int wsx_deliver_local_threadsafe(wsx_server *s, const char *topic, const void *data,
+                                         size_t len, int type);
+
 /* Open subscribers of topic. */
 WSX_API size_t wsx_topic_subscribers(const wsx_server *s, const char *topic);
 

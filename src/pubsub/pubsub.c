@@ -328,6 +328,7 @@ ptrdiff_t wsx_deliver_local(wsx_server *s, const char *topic, const void *data, 
 
 typedef struct posted {
     wsx_server *s;
+    bool local; /* deliver only, no publish hook */
     int type;
     size_t len;
     char *topic;
@@ -337,11 +338,15 @@ typedef struct posted {
 static void run_posted(void *arg)
 {
     posted *p = arg;
-    wsx_publish(p->s, p->topic, p->data, p->len, p->type);
+    if (p->local)
+        wsx_deliver_local(p->s, p->topic, p->data, p->len, p->type);
+    else
+        wsx_publish(p->s, p->topic, p->data, p->len, p->type);
     free(p);
 }
 
-int wsx_publish_threadsafe(wsx_server *s, const char *topic, const void *data, size_t len, int type)
+static int post_publish(wsx_server *s, const char *topic, const void *data, size_t len, int type,
+                        bool local)
 {
     size_t tlen;
     if (!s || !valid_name(topic, &tlen) || (!data && len)) return WSX_EINVAL;
@@ -349,6 +354,7 @@ int wsx_publish_threadsafe(wsx_server *s, const char *topic, const void *data, s
     posted *p = malloc(sizeof *p + len + tlen + 1);
     if (!p) return WSX_ENOMEM;
     p->s = s;
+    p->local = local;
     p->type = type;
     p->len = len;
     if (len) memcpy(p->data, data, len);
@@ -357,6 +363,17 @@ int wsx_publish_threadsafe(wsx_server *s, const char *topic, const void *data, s
     int rc = wsx_loop_post(s->loop, run_posted, p);
     if (rc < 0) free(p);
     return rc;
+}
+
+int wsx_publish_threadsafe(wsx_server *s, const char *topic, const void *data, size_t len, int type)
+{
+    return post_publish(s, topic, data, len, type, false);
+}
+
+int wsx_deliver_local_threadsafe(wsx_server *s, const char *topic, const void *data, size_t len,
+                                 int type)
+{
+    return post_publish(s, topic, data, len, type, true);
 }
 
 size_t wsx_topic_subscribers(const wsx_server *s, const char *topic)

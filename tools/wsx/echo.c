@@ -1,5 +1,6 @@
 /* `wsx echo`: a WebSocket echo server, used by the interop tests and the benchmarks. */
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@ static const char help[] =
     "  --pong-timeout MS      drop a connection that does not answer a ping (default 10000)\n"
     "  --close-timeout MS     time for the close handshake (default 5000)\n"
     "  --shutdown-timeout MS  on SIGINT/SIGTERM, time for clients to close (default 5000)\n"
+    "  --threads N            N event loops in N threads on the same port (SO_REUSEPORT)\n"
     "  --tls-cert FILE        serve wss:// with this certificate chain (PEM; repeat with\n"
     "                         --tls-key for more names: SNI picks; SIGHUP reloads the files)\n"
     "  --tls-key FILE         the private key of the preceding --tls-cert\n"
@@ -44,8 +46,20 @@ static const char help[] =
 #define BCAST_TOPIC "bcast"
 static char role_sub, role_pub;
 
-typedef struct echo_state {
+#define MAX_THREADS 64
+
+/* One loop, one server per thread; the servers share the port (SO_REUSEPORT) and the kernel
+ * spreads connections over them. */
+typedef struct echo_thread {
+    wsx_loop *loop;
     wsx_server *srv;
+    pthread_t tid;
+    struct echo_state *st;
+} echo_thread;
+
+typedef struct echo_state {
+    echo_thread t[MAX_THREADS];
+    unsigned n;
     uint32_t shutdown_ms;
     int signals;
 } echo_state;
@@ -73,9 +87,9 @@ static void on_open(wsx_conn *c, void *user)
 
 static void on_message(wsx_conn *c, const wsx_msg *m, void *user)
 {
-    echo_state *st = user;
+    echo_thread *t = user;
     if (wsx_conn_user(c) == &role_pub) {
-        wsx_publish(st->srv, BCAST_TOPIC, m->data, m->len, m->type);
+        wsx_publish(t->srv, BCAST_TOPIC, m->data, m->len, m->type);
         return;
     }
     wsx_send(c, m->data, m->len, m->type);
@@ -89,11 +103,35 @@ static void on_close(wsx_conn *c, int code, const char *reason, size_t len, void
     tool_logf(WSX_LOG_INFO, "%s close %d%s%.*s", peer, code, len ? " " : "", (int)len, reason);
 }
 
+static void shutdown_thread(void *arg)
+{
+    echo_thread *t = arg;
+    wsx_server_shutdown(t->srv, t->st->shutdown_ms);
+}
+
+/* A publish on one thread reaches the subscribers of the others through their loops. */
+static void relay(wsx_server *s, const char *topic, const uint8_t *data, size_t len, int type,
+                  void *arg)
+{
+    echo_state *st = arg;
+    for (unsigned i = 0; i < st->n; i++)
+        if (st->t[i].srv != s) wsx_deliver_local_threadsafe(st->t[i].srv, topic, data, len, type);
+}
+
+static void *run_thread(void *arg)
+{
+    echo_thread *t = arg;
+    wsx_loop_run(t->loop);
+    return NULL;
+}
+
 static void on_signal(wsx_loop *loop, int signo, void *arg)
 {
     echo_state *st = arg;
     if (signo == SIGHUP) {
-        int rc = wsx_server_reload_tls(st->srv);
+        /* The certificate set is shared by reference inside each server: reload each. */
+        int rc = 0;
+        for (unsigned i = 0; i < st->n && rc == 0; i++) rc = wsx_server_reload_tls(st->t[i].srv);
         if (rc == 0)
             tool_logf(WSX_LOG_INFO, "SIGHUP: certificates reloaded");
         else if (rc != WSX_EINVAL)
@@ -106,8 +144,9 @@ static void on_signal(wsx_loop *loop, int signo, void *arg)
         exit(1);
     }
     tool_logf(WSX_LOG_INFO, "%s: shutting down (%zu connections)",
-              signo == SIGINT ? "SIGINT" : "SIGTERM", wsx_server_connections(st->srv));
-    wsx_server_shutdown(st->srv, st->shutdown_ms);
+              signo == SIGINT ? "SIGINT" : "SIGTERM", wsx_server_connections(st->t[0].srv));
+    wsx_server_shutdown(st->t[0].srv, st->shutdown_ms);
+    for (unsigned i = 1; i < st->n; i++) wsx_loop_post(st->t[i].loop, shutdown_thread, &st->t[i]);
     /* The signal watcher does not keep the loop alive; the connections do. */
     (void)loop;
 }
@@ -130,6 +169,7 @@ enum {
     O_JSON,
     O_CERT,
     O_KEY,
+    O_THREADS,
 };
 
 int cmd_echo(int argc, char **argv)
@@ -152,13 +192,16 @@ int cmd_echo(int argc, char **argv)
         {"json-logs", no_argument, 0, O_JSON},
         {"no-deflate", no_argument, 0, 'D'},
         {"tls-cert", required_argument, 0, O_CERT},
+        {"threads", required_argument, 0, O_THREADS},
         {"tls-key", required_argument, 0, O_KEY},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     wsx_server_opts o = wsx_server_defaults();
     o.port = 8080;
-    echo_state st = {.shutdown_ms = 5000};
+    static echo_state st;
+    st.shutdown_ms = 5000;
+    st.n = 1;
     uint32_t port = 8080, v;
     tool_tls tls = {0};
     bool no_deflate = false;
@@ -209,6 +252,11 @@ int cmd_echo(int argc, char **argv)
         case O_JSON:
             g_log.json = true;
             break;
+        case O_THREADS:
+            if (!parse_u32(optarg, &v) || v < 1 || v > MAX_THREADS)
+                return usage_error("echo", "bad --threads '%s' (1 to %d)", optarg, MAX_THREADS);
+            st.n = v;
+            break;
         case O_CERT:
         case O_KEY:
             if (!tool_tls_add(&tls, ch == O_KEY, optarg))
@@ -240,34 +288,49 @@ int cmd_echo(int argc, char **argv)
     o.on_message = on_message;
     o.on_close = on_close;
     o.on_log = tool_log_cb;
-    o.user = &st;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
+    o.reuseport = st.n > 1;
 
-    wsx_loop *loop;
-    int rc = wsx_loop_new(&loop);
-    if (rc < 0) {
-        fprintf(stderr, "wsx echo: %s\n", wsx_strerror(rc));
-        return 1;
+    int rc = 0;
+    for (unsigned i = 0; i < st.n; i++) {
+        echo_thread *t = &st.t[i];
+        t->st = &st;
+        wsx_server_opts so = o;
+        so.user = t;
+        /* Port 0 picks a free port for the first server; the others join it. */
+        if (i > 0) so.port = wsx_server_port(st.t[0].srv);
+        rc = wsx_loop_new(&t->loop);
+        if (rc == 0) rc = wsx_server_start(t->loop, &so, &t->srv);
+        if (rc < 0) {
+            if (rc == WSX_ETLS)
+                fprintf(stderr, "wsx echo: %s\n", wsx_error_detail());
+            else
+                fprintf(stderr, "wsx echo: cannot listen on %s:%u: %s\n", o.host ? o.host : "*",
+                        so.port, wsx_strerror(rc));
+            return 1;
+        }
+        if (st.n > 1) wsx_server_set_publish_hook(t->srv, relay, &st);
     }
-    rc = wsx_server_start(loop, &o, &st.srv);
-    if (rc < 0) {
-        if (rc == WSX_ETLS)
-            fprintf(stderr, "wsx echo: %s\n", wsx_error_detail());
-        else
-            fprintf(stderr, "wsx echo: cannot listen on %s:%u: %s\n", o.host ? o.host : "*", port,
-                    wsx_strerror(rc));
-        wsx_loop_free(loop);
-        return 1;
+    /* Signals reach the first loop only: block them before the other threads start, so
+     * they inherit the mask. */
+    wsx_loop_on_signal(st.t[0].loop, on_signal, &st);
+    for (unsigned i = 1; i < st.n; i++) {
+        if (pthread_create(&st.t[i].tid, NULL, run_thread, &st.t[i]) != 0) {
+            fprintf(stderr, "wsx echo: cannot start thread %u\n", i);
+            return 1;
+        }
     }
-    wsx_loop_on_signal(loop, on_signal, &st);
     const char *h = o.host && *o.host ? o.host : "0.0.0.0";
     bool v6 = strchr(h, ':') != NULL;
     printf("listening on %s://%s%s%s:%u%s\n", tls.n_certs ? "wss" : "ws", v6 ? "[" : "", h,
-           v6 ? "]" : "", wsx_server_port(st.srv), o.path ? o.path : "/");
+           v6 ? "]" : "", wsx_server_port(st.t[0].srv), o.path ? o.path : "/");
     fflush(stdout);
-    rc = wsx_loop_run(loop);
-    wsx_server_free(st.srv);
-    wsx_loop_free(loop);
+    rc = wsx_loop_run(st.t[0].loop);
+    for (unsigned i = 1; i < st.n; i++) pthread_join(st.t[i].tid, NULL);
+    for (unsigned i = 0; i < st.n; i++) {
+        wsx_server_free(st.t[i].srv);
+        wsx_loop_free(st.t[i].loop);
+    }
     if (rc < 0) {
         fprintf(stderr, "wsx echo: event loop failed: %s\n", wsx_strerror(rc));
         return 1;
