@@ -287,14 +287,14 @@ typedef struct wsx_parser_opts {
     uint64_t max_message; /* largest message (sum of its frames); 0 = no limit */
 } wsx_parser_opts;
 
-/* Frame parser state, about 48 bytes, embeddable by value. Private fields. */
+/* Frame parser state, 48 bytes, embeddable by value. Private fields. */
 typedef struct wsx_parser {
     uint64_t remaining; /* payload bytes still to come in the current frame */
     uint64_t msg_len;   /* payload bytes of the current message so far */
     uint64_t max_frame;
     uint64_t max_message;
-    uint32_t utf8;    /* validator state of the current text message */
     uint8_t mask[4];  /* the current frame's masking key */
+    uint8_t utf8;     /* validator state of the current text message (it fits a byte) */
     uint8_t mask_off; /* position in the key of the next payload byte */
     uint8_t state;    /* between frames / inside a frame's payload */
     uint8_t frame_b0; /* first header byte of the current frame */
@@ -302,8 +302,8 @@ typedef struct wsx_parser {
                          no message is open */
     uint8_t role;
     uint8_t rsv_allowed;
-    uint16_t err_code;      /* close code after a failure */
-    const char *err_reason; /* static text after a failure */
+    uint8_t err_reason; /* index of the static text after a failure */
+    uint16_t err_code;  /* close code after a failure */
 } wsx_parser;
 
 enum wsx_event_type {

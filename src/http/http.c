@@ -6,7 +6,8 @@
 
 int wsx__http_in_append(wsx__http_in *in, const uint8_t *data, size_t len, size_t limit)
 {
-    if (in->len + len > limit) return WSX_ELIMIT;
+    if (limit > UINT32_MAX) limit = UINT32_MAX;
+    if (len > limit || in->len > limit - len) return WSX_ELIMIT;
     if (in->len + len > in->cap) {
         size_t cap = in->cap ? in->cap : 1024;
         while (cap < in->len + len)
@@ -15,10 +16,10 @@ int wsx__http_in_append(wsx__http_in *in, const uint8_t *data, size_t len, size_
         uint8_t *b = realloc(in->buf, cap);
         if (!b) return WSX_ENOMEM;
         in->buf = b;
-        in->cap = cap;
+        in->cap = (uint32_t)cap;
     }
     memcpy(in->buf + in->len, data, len);
-    in->len += len;
+    in->len += (uint32_t)len;
     return 0;
 }
 
@@ -29,7 +30,7 @@ void wsx__http_in_consume(wsx__http_in *in, size_t n)
         return;
     }
     memmove(in->buf, in->buf + n, in->len - n);
-    in->len -= n;
+    in->len -= (uint32_t)n;
 }
 
 void wsx__http_in_free(wsx__http_in *in)

@@ -19,7 +19,7 @@
 /* Bytes of a request being received; holds no memory when empty. */
 typedef struct wsx__http_in {
     uint8_t *buf;
-    size_t len, cap;
+    uint32_t len, cap; /* requests are bounded far below 4 GiB */
 } wsx__http_in;
 
 /* One parsed request. Every pointer borrows from the wsx__http_in it was parsed from. */

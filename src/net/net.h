@@ -309,7 +309,9 @@ static inline bool wsx__stream_is_closing(const wsx__stream *s)
     return (s->flags & 1u) != 0;
 }
 
-/* The socket's fd, or -1 once closed. For socket options only: never read, write or close. */
+/* The socket's fd. For socket options only: never read, write or close. After
+ * wsx__stream_close() it stays open (and unused) until on_close has returned, so the peer
+ * address can still be read. */
 static inline int wsx__stream_fd(const wsx__stream *s)
 {
     return s->io.fd;
@@ -317,8 +319,8 @@ static inline int wsx__stream_fd(const wsx__stream *s)
 
 /*
  * Writes the peer address as text, "127.0.0.1:5555" or "[::1]:5555", NUL-terminated, into
- * buf (64 bytes are always enough). Returns the length, or WSX_ENOSPC / WSX_ESYS (also after
- * close).
+ * buf (64 bytes are always enough). Works until on_close has returned. Returns the length,
+ * or WSX_ENOSPC / WSX_ESYS.
  */
 int wsx__stream_peer(const wsx__stream *s, char *buf, size_t cap);
 
@@ -559,7 +561,7 @@ struct ssl_st *wsx__stream_tls_ssl(const wsx__stream *s);
 /* A first, small chunk for a stream with little to send (handshake answers, small frames):
  * most queues never need more, and idle servers keep less memory cached. */
 #define WSX__SMALL_CHUNK 2048u
-#define WSX__SMALL_CACHE 128u
+#define WSX__SMALL_CACHE 32u
 #define WSX__SLICE_CACHE 4096u
 
 /* One entry of a stream's output queue: an owned chunk (ref == NULL, bytes inline after the

@@ -158,8 +158,8 @@ static void close_now(wsx__stream *s, int err)
     s->err = err;
     wsx__io_stop(s->loop, &s->io);
     if (s->flags & S_TLS) wsx__tls_closing(s);
-    close(s->io.fd);
-    s->io.fd = -1;
+    /* The descriptor itself is closed after on_close: until then the owner can still ask
+     * for the peer's address (for its log line), with no per-stream copy of it. */
     q_clear(s);
     /* on_close is delivered from the pending list at the end of the iteration, after every
      * callback that might still hold a pointer to s has returned. */
@@ -480,10 +480,12 @@ void wsx__streams_run(wsx_loop *loop)
         s->next = NULL;
         s->flags &= ~S_PENDING;
         if (s->flags & S_CLOSING) {
+            int fd = s->io.fd; /* s may be freed inside on_close */
             if (s->flags & S_TLS)
                 wsx__tls_deliver_close(s);
             else
                 s->vt->on_close(s, s->err);
+            if (fd >= 0) close(fd);
         } else if (s->flags & S_TLS) {
             wsx__tls_flush(s);
         } else {

@@ -18,6 +18,51 @@ enum {
     F_FIRST = 0x10, /* the message's first piece has not been reported yet */
 };
 
+/* Failure reasons, kept as a one-byte index in the parser. */
+enum {
+    E_NONE = 0,
+    E_RSV_BIT_SET_ON_A_CONTINUATION_FRAME,
+    E_RSV_BIT_SET_ON_A_CONTROL_FRAME,
+    E_RSV_BIT_SET_WITHOUT_A_NEGOTIATED_EXTENSION,
+    E_CLIENT_FRAME_IS_NOT_MASKED,
+    E_CLOSE_FRAME_WITH_A_1_BYTE_PAYLOAD,
+    E_CONTINUATION_FRAME_WITHOUT_A_MESSAGE,
+    E_CONTROL_FRAME_LONGER_THAN_125_BYTES,
+    E_FRAGMENTED_CONTROL_FRAME,
+    E_FRAME_EXCEEDS_THE_SIZE_LIMIT,
+    E_FRAME_LENGTH_HAS_THE_TOP_BIT_SET,
+    E_INVALID_UTF_8_IN_CLOSE_REASON,
+    E_INVALID_UTF_8_IN_TEXT_MESSAGE,
+    E_INVALID_CLOSE_CODE,
+    E_MESSAGE_EXCEEDS_THE_SIZE_LIMIT,
+    E_NEW_MESSAGE_INSIDE_A_FRAGMENTED_MESSAGE,
+    E_RESERVED_OPCODE,
+    E_SERVER_FRAME_IS_MASKED,
+    E_TEXT_MESSAGE_ENDS_INSIDE_A_UTF_8_SEQUENCE,
+};
+
+static const char *const reasons[] = {
+    [E_NONE] = NULL,
+    [E_RSV_BIT_SET_ON_A_CONTINUATION_FRAME] = "RSV bit set on a continuation frame",
+    [E_RSV_BIT_SET_ON_A_CONTROL_FRAME] = "RSV bit set on a control frame",
+    [E_RSV_BIT_SET_WITHOUT_A_NEGOTIATED_EXTENSION] = "RSV bit set without a negotiated extension",
+    [E_CLIENT_FRAME_IS_NOT_MASKED] = "client frame is not masked",
+    [E_CLOSE_FRAME_WITH_A_1_BYTE_PAYLOAD] = "close frame with a 1-byte payload",
+    [E_CONTINUATION_FRAME_WITHOUT_A_MESSAGE] = "continuation frame without a message",
+    [E_CONTROL_FRAME_LONGER_THAN_125_BYTES] = "control frame longer than 125 bytes",
+    [E_FRAGMENTED_CONTROL_FRAME] = "fragmented control frame",
+    [E_FRAME_EXCEEDS_THE_SIZE_LIMIT] = "frame exceeds the size limit",
+    [E_FRAME_LENGTH_HAS_THE_TOP_BIT_SET] = "frame length has the top bit set",
+    [E_INVALID_UTF_8_IN_CLOSE_REASON] = "invalid UTF-8 in close reason",
+    [E_INVALID_UTF_8_IN_TEXT_MESSAGE] = "invalid UTF-8 in text message",
+    [E_INVALID_CLOSE_CODE] = "invalid close code",
+    [E_MESSAGE_EXCEEDS_THE_SIZE_LIMIT] = "message exceeds the size limit",
+    [E_NEW_MESSAGE_INSIDE_A_FRAGMENTED_MESSAGE] = "new message inside a fragmented message",
+    [E_RESERVED_OPCODE] = "reserved opcode",
+    [E_SERVER_FRAME_IS_MASKED] = "server frame is masked",
+    [E_TEXT_MESSAGE_ENDS_INSIDE_A_UTF_8_SEQUENCE] = "text message ends inside a UTF-8 sequence",
+};
+
 void wsx_parser_init(wsx_parser *p, const wsx_parser_opts *opts)
 {
     memset(p, 0, sizeof *p);
@@ -47,7 +92,7 @@ uint16_t wsx_parser_close_code(const wsx_parser *p)
 
 const char *wsx_parser_error(const wsx_parser *p)
 {
-    return (p->state & 0xF) == ST_FAILED ? p->err_reason : NULL;
+    return (p->state & 0xF) == ST_FAILED ? reasons[p->err_reason] : NULL;
 }
 
 bool wsx_parser_in_message(const wsx_parser *p)
@@ -62,7 +107,7 @@ static int err_for_code(uint16_t code)
                                           : WSX_EPROTO;
 }
 
-static ptrdiff_t fail(wsx_parser *p, uint16_t code, const char *reason)
+static ptrdiff_t fail(wsx_parser *p, uint16_t code, uint8_t reason)
 {
     p->state = ST_FAILED;
     p->err_code = code;
@@ -85,23 +130,23 @@ static ptrdiff_t check_b0(wsx_parser *p, uint8_t b0)
     uint8_t op = b0 & 0x0F;
     uint8_t rsv = b0 & 0x70;
     if (op >= WSX_OP_CLOSE) {
-        if (op > WSX_OP_PONG) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "reserved opcode");
-        if (!(b0 & WSX_FIN)) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "fragmented control frame");
-        if (rsv) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "RSV bit set on a control frame");
+        if (op > WSX_OP_PONG) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, E_RESERVED_OPCODE);
+        if (!(b0 & WSX_FIN)) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, E_FRAGMENTED_CONTROL_FRAME);
+        if (rsv) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, E_RSV_BIT_SET_ON_A_CONTROL_FRAME);
         return 0;
     }
-    if (op > WSX_OP_BINARY) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "reserved opcode");
+    if (op > WSX_OP_BINARY) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, E_RESERVED_OPCODE);
     if (op == WSX_OP_CONT) {
         if (!p->msg_b0)
-            return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "continuation frame without a message");
+            return fail(p, WSX_CLOSE_PROTOCOL_ERROR, E_CONTINUATION_FRAME_WITHOUT_A_MESSAGE);
         /* RFC 7692 6.1: RSV1 marks a message on its first frame only. */
-        if (rsv) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "RSV bit set on a continuation frame");
+        if (rsv) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, E_RSV_BIT_SET_ON_A_CONTINUATION_FRAME);
         return 0;
     }
     if (p->msg_b0)
-        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "new message inside a fragmented message");
+        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, E_NEW_MESSAGE_INSIDE_A_FRAGMENTED_MESSAGE);
     if (rsv & ~p->rsv_allowed)
-        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "RSV bit set without a negotiated extension");
+        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, E_RSV_BIT_SET_WITHOUT_A_NEGOTIATED_EXTENSION);
     return 0;
 }
 
@@ -117,13 +162,13 @@ static ptrdiff_t control_event(wsx_parser *p, uint8_t op, uint8_t *pl, size_t n,
     } else {
         ev->type = WSX_EV_CLOSE;
         ev->close_code = WSX_CLOSE_NO_STATUS;
-        if (n == 1) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "close frame with a 1-byte payload");
+        if (n == 1) return fail(p, WSX_CLOSE_PROTOCOL_ERROR, E_CLOSE_FRAME_WITH_A_1_BYTE_PAYLOAD);
         if (n >= 2) {
             unsigned code = (unsigned)pl[0] << 8 | pl[1];
             if (!wsx_close_code_valid(code))
-                return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "invalid close code");
+                return fail(p, WSX_CLOSE_PROTOCOL_ERROR, E_INVALID_CLOSE_CODE);
             if (!wsx_utf8_valid(pl + 2, n - 2))
-                return fail(p, WSX_CLOSE_INVALID_DATA, "invalid UTF-8 in close reason");
+                return fail(p, WSX_CLOSE_INVALID_DATA, E_INVALID_UTF_8_IN_CLOSE_REASON);
             ev->close_code = (uint16_t)code;
             ev->data = pl + 2;
             ev->len = n - 2;
@@ -145,11 +190,11 @@ static ptrdiff_t payload(wsx_parser *p, uint8_t *buf, size_t len, wsx_event *ev)
     uint8_t op = p->msg_b0 & 0x0F;
     bool compressed = (p->msg_b0 & WSX_RSV1) != 0;
     if (op == WSX_OP_TEXT && !compressed) {
-        p->utf8 = wsx_utf8_feed(p->utf8, buf, n);
+        p->utf8 = (uint8_t)wsx_utf8_feed(p->utf8, buf, n);
         if (p->utf8 == WSX_UTF8_REJECT)
-            return fail(p, WSX_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+            return fail(p, WSX_CLOSE_INVALID_DATA, E_INVALID_UTF_8_IN_TEXT_MESSAGE);
         if (last && p->utf8 != WSX_UTF8_ACCEPT)
-            return fail(p, WSX_CLOSE_INVALID_DATA, "text message ends inside a UTF-8 sequence");
+            return fail(p, WSX_CLOSE_INVALID_DATA, E_TEXT_MESSAGE_ENDS_INSIDE_A_UTF_8_SEQUENCE);
     }
     ev->type = WSX_EV_DATA;
     ev->opcode = op;
@@ -185,16 +230,16 @@ ptrdiff_t wsx_parser_feed(wsx_parser *p, uint8_t *buf, size_t len, wsx_event *ev
     bool masked = (b1 & 0x80) != 0;
     /* RFC 6455 5.1: clients always mask, servers never do. */
     if (p->role == WSX_ROLE_SERVER && !masked)
-        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "client frame is not masked");
+        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, E_CLIENT_FRAME_IS_NOT_MASKED);
     if (p->role == WSX_ROLE_CLIENT && masked)
-        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "server frame is masked");
+        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, E_SERVER_FRAME_IS_MASKED);
 
     uint8_t op = b0 & 0x0F;
     uint64_t plen = b1 & 0x7F;
     bool control = op >= WSX_OP_CLOSE;
     /* RFC 6455 5.5: control frame payloads are at most 125 bytes. */
     if (control && plen > WSX_MAX_CONTROL)
-        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "control frame longer than 125 bytes");
+        return fail(p, WSX_CLOSE_PROTOCOL_ERROR, E_CONTROL_FRAME_LONGER_THAN_125_BYTES);
 
     size_t hlen = 2 + (plen == 126 ? 2 : plen == 127 ? 8 : 0) + (masked ? 4 : 0);
     if (len < hlen) return 0;
@@ -206,7 +251,7 @@ ptrdiff_t wsx_parser_feed(wsx_parser *p, uint8_t *buf, size_t len, wsx_event *ev
             plen = plen << 8 | buf[2 + i];
         /* RFC 6455 5.2: the most significant bit of a 64-bit length must be 0. */
         if (plen >> 63)
-            return fail(p, WSX_CLOSE_PROTOCOL_ERROR, "frame length has the top bit set");
+            return fail(p, WSX_CLOSE_PROTOCOL_ERROR, E_FRAME_LENGTH_HAS_THE_TOP_BIT_SET);
     }
     if (masked) memcpy(p->mask, buf + hlen - 4, 4);
 
@@ -221,10 +266,10 @@ ptrdiff_t wsx_parser_feed(wsx_parser *p, uint8_t *buf, size_t len, wsx_event *ev
 
     /* Limits are checked on the header, before any of the payload is buffered. */
     if (p->max_frame && plen > p->max_frame)
-        return fail(p, WSX_CLOSE_TOO_BIG, "frame exceeds the size limit");
+        return fail(p, WSX_CLOSE_TOO_BIG, E_FRAME_EXCEEDS_THE_SIZE_LIMIT);
     uint64_t so_far = op == WSX_OP_CONT ? p->msg_len : 0;
     if (p->max_message && plen > p->max_message - so_far)
-        return fail(p, WSX_CLOSE_TOO_BIG, "message exceeds the size limit");
+        return fail(p, WSX_CLOSE_TOO_BIG, E_MESSAGE_EXCEEDS_THE_SIZE_LIMIT);
 
     if (op != WSX_OP_CONT) {
         p->msg_b0 = b0;
@@ -242,7 +287,7 @@ ptrdiff_t wsx_parser_feed(wsx_parser *p, uint8_t *buf, size_t len, wsx_event *ev
         bool last = (b0 & WSX_FIN) != 0;
         uint8_t mop = p->msg_b0 & 0x0F;
         if (last && mop == WSX_OP_TEXT && !(p->msg_b0 & WSX_RSV1) && p->utf8 != WSX_UTF8_ACCEPT)
-            return fail(p, WSX_CLOSE_INVALID_DATA, "text message ends inside a UTF-8 sequence");
+            return fail(p, WSX_CLOSE_INVALID_DATA, E_TEXT_MESSAGE_ENDS_INSIDE_A_UTF_8_SEQUENCE);
         ev->type = WSX_EV_DATA;
         ev->opcode = mop;
         ev->first = (p->state & F_FIRST) != 0;

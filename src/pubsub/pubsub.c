@@ -136,7 +136,7 @@ static void drop_topic(struct wsx__pubsub *ps, wsx__topic *t)
 int wsx_subscribe(wsx_conn *c, const char *topic)
 {
     size_t len;
-    if (!c || !c->srv || !valid_name(topic, &len)) return WSX_EINVAL;
+    if (!c || !wsx__conn_server(c) || !valid_name(topic, &len)) return WSX_EINVAL;
     if (c->state != WSX__OPEN) return WSX_EINVAL;
     struct wsx__pubsub *ps = get_pubsub(c->srv);
     if (!ps) return WSX_ENOMEM;
@@ -191,7 +191,7 @@ static void remove_sub(struct wsx__pubsub *ps, struct wsx__sub *sub)
 int wsx_unsubscribe(wsx_conn *c, const char *topic)
 {
     size_t len;
-    if (!c || !c->srv || !valid_name(topic, &len)) return WSX_EINVAL;
+    if (!c || !wsx__conn_server(c) || !valid_name(topic, &len)) return WSX_EINVAL;
     struct wsx__pubsub *ps = c->srv->pubsub;
     for (struct wsx__sub **pp = &c->subs; *pp; pp = &(*pp)->cnext) {
         struct wsx__sub *s = *pp;

@@ -11,8 +11,8 @@
 #include "ws/ws.h"
 
 struct wsx_client {
+    wsx__cfg cfg; /* first, as in wsx_server (wsx__cfg_of) */
     wsx_loop *loop;
-    wsx__cfg cfg;
     wsx_client_opts opts; /* strings point into `strings` or the copies below */
     wsx_url url;
     char host_header[300];
@@ -24,6 +24,7 @@ struct wsx_client {
     wsx__tls_ctx *tls;                 /* wss:// */
     char pmd_offer[WSX_PMD_MAX_VALUE]; /* our Sec-WebSocket-Extensions offer, or "" */
     wsx__timer retry_timer;
+    wsx__timer conn_timer; /* the connection's deadline */
     wsx_handshake_client hs;
     unsigned attempt; /* consecutive failed attempts */
     bool closing;     /* wsx_client_close() was called */
@@ -193,9 +194,9 @@ static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
     }
     /* Only the head is collected here; frames the server sent right behind it are passed
      * on without being copied (take..len). */
-    size_t take = c->cfg->max_head - c->in.len;
+    size_t take = wsx__cfg_of(c)->max_head - c->in.len;
     if (take > len) take = len;
-    if (wsx__http_in_append(&c->in, data, take, c->cfg->max_head) < 0) {
+    if (wsx__http_in_append(&c->in, data, take, wsx__cfg_of(c)->max_head) < 0) {
         set_failure(cl, WSX_ENOMEM, "out of memory");
         wsx__conn_drop(c, 0, NULL);
         return;
@@ -203,8 +204,8 @@ static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
     wsx_http_response resp;
     wsx_http_header headers[WSX__HTTP_MAX_HEADERS];
     ptrdiff_t n = wsx_http_parse_response((const char *)c->in.buf, c->in.len, &resp, headers,
-                                          WSX__HTTP_MAX_HEADERS, c->cfg->max_head);
-    if (n == WSX_EAGAIN && c->in.len < c->cfg->max_head) return;
+                                          WSX__HTTP_MAX_HEADERS, wsx__cfg_of(c)->max_head);
+    if (n == WSX_EAGAIN && c->in.len < wsx__cfg_of(c)->max_head) return;
     if (n < 0) {
         set_failure(cl, WSX_EHANDSHAKE, "handshake failed: %s",
                     wsx_strerror(n == WSX_EAGAIN ? WSX_EHEADTOOBIG : (int)n));
@@ -289,6 +290,7 @@ static void on_stream_close(wsx__stream *s, int err)
     }
     if (was_open) set_failure(cl, WSX_ECLOSED, "connection closed");
     wsx__conn_closed(c, err);
+    wsx__timer_stop(cl->loop, &cl->conn_timer);
     cl->conn = NULL;
     free(c);
     next_step(cl, was_open);
@@ -301,13 +303,25 @@ static const wsx__stream_vt client_vt = {
     .on_close = on_stream_close,
 };
 
+void wsx__client_deadline_set(wsx_client *cl, uint32_t ms)
+{
+    wsx__timer_start(cl->loop, &cl->conn_timer, ms);
+}
+
 static void on_conn_timer(wsx_loop *loop, wsx__timer *t)
 {
-    wsx_conn *c = wsx__container_of(t, wsx_conn, timer);
-    (void)loop;
+    wsx_client *cl = wsx__container_of(t, wsx_client, conn_timer);
+    wsx_conn *c = cl->conn;
+    if (!c || !wsx__conn_due(c, wsx__now32(loop))) {
+        /* Re-armed meanwhile, or for later than now (the timer is per client, the deadline
+         * per connection). */
+        if (c && (c->flags & WSX__F_DEADLINE))
+            wsx__timer_start(loop, t, c->deadline - wsx__now32(loop));
+        return;
+    }
     if (c->state == WSX__HANDSHAKE) {
         set_failure(c->cli, WSX_ETIMEDOUT, "handshake failed: no response within %u ms",
-                    c->cfg->handshake_ms);
+                    wsx__cfg_of(c)->handshake_ms);
         wsx__conn_drop(c, 0, NULL);
         return;
     }
@@ -332,13 +346,9 @@ static void on_connected(int fd, int err, void *arg)
         return;
     }
     wsx__conn_init(c, &cl->cfg);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
-        wsx__conn_set_peer(c, (struct sockaddr *)&ss);
     c->cli = cl;
+    c->flags |= WSX__F_CLIENT;
     c->state = WSX__HANDSHAKE;
-    wsx__timer_init(&c->timer, on_conn_timer);
     int rc = cl->tls
                  ? wsx__stream_init_tls(cl->loop, &c->stream, fd, &client_vt, cl->tls, cl->url.host)
                  : wsx__stream_init(cl->loop, &c->stream, fd, &client_vt);
@@ -349,7 +359,7 @@ static void on_connected(int fd, int err, void *arg)
         return;
     }
     cl->conn = c;
-    wsx__timer_start(cl->loop, &c->timer, cl->cfg.handshake_ms);
+    wsx__conn_deadline(c, cl->cfg.handshake_ms);
     wsx_handshake_client_opts ho = {
         .host = cl->host_header,
         .path = cl->url.path,
@@ -484,6 +494,7 @@ int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client *
     cfg->pong_ms = opts->pong_timeout_ms ? opts->pong_timeout_ms : 10000;
     cfg->close_ms = opts->close_timeout_ms ? opts->close_timeout_ms : 5000;
     wsx__timer_init(&cl->retry_timer, on_retry_timer);
+    wsx__timer_init(&cl->conn_timer, on_conn_timer);
 
     /* A first attempt that cannot even start is this call's failure, not an on_end. */
     int rc = connect_now(cl);
@@ -523,3 +534,6 @@ void wsx_client_close(wsx_client *cl, int code, const char *reason)
     }
     wsx__timer_start(cl->loop, &cl->retry_timer, 0);
 }
+
+/* wsx__cfg_of() relies on it. */
+_Static_assert(offsetof(struct wsx_client, cfg) == 0, "wsx__cfg must come first in wsx_client");

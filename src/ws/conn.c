@@ -41,7 +41,7 @@ void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
 
 void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
 {
-    if (!c->cfg->on_log || level > c->cfg->log_level) return;
+    if (!wsx__cfg_of(c)->on_log || level > wsx__cfg_of(c)->log_level) return;
     char peer[64];
     if (wsx_conn_peer(c, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
     char msg[400];
@@ -49,12 +49,11 @@ void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    wsx__log(c->cfg, level, "%s %s", peer, msg);
+    wsx__log(wsx__cfg_of(c), level, "%s %s", peer, msg);
 }
 
 void wsx__conn_init(wsx_conn *c, const wsx__cfg *cfg)
 {
-    c->cfg = cfg;
     c->subprotocol = -1;
     wsx_parser_opts po = {
         .role = cfg->role,
@@ -69,7 +68,7 @@ void wsx__conn_init(wsx_conn *c, const wsx__cfg *cfg)
 static int send_frame(wsx_conn *c, uint8_t b0, const uint8_t *data, size_t len)
 {
     uint8_t hdr[WSX_MAX_HEADER];
-    if (c->cfg->role == WSX_ROLE_SERVER) {
+    if (wsx__cfg_of(c)->role == WSX_ROLE_SERVER) {
         size_t hlen = wsx_frame_header(hdr, b0, len, NULL);
         struct iovec iov[2] = {{hdr, hlen}, {(void *)data, len}};
         return wsx__stream_write(&c->stream, iov, len ? 2 : 1);
@@ -93,13 +92,13 @@ static int send_frame(wsx_conn *c, uint8_t b0, const uint8_t *data, size_t len)
 int wsx__conn_check_queue(wsx_conn *c)
 {
     size_t q = wsx__stream_queued(&c->stream);
-    if (q > c->cfg->hard_limit) {
+    if (q > wsx__cfg_of(c)->hard_limit) {
         wsx__conn_log(c, WSX_LOG_WARN,
                       "send queue at %zu bytes, over the hard limit: closing (1008)", q);
         wsx__conn_drop(c, WSX_CLOSE_POLICY, "send queue over its hard limit");
         return WSX_ECLOSED;
     }
-    if (q > c->cfg->high_water) {
+    if (q > wsx__cfg_of(c)->high_water) {
         if (!(c->flags & WSX__F_DRAIN)) wsx__stream_want_drain(&c->stream, true);
         c->flags |= WSX__F_DRAIN;
         return WSX_EBACKPRESSURE;
@@ -129,18 +128,18 @@ int wsx__conn_start_deflate(wsx_conn *c, const wsx_pmd_params *params)
 {
     wsx__dfl *d = calloc(1, sizeof *d);
     if (!d) return WSX_ENOMEM;
-    if (wsx_pmd_init(&d->pmd, c->cfg->role, params, &c->cfg->pmd) < 0) {
+    if (wsx_pmd_init(&d->pmd, wsx__cfg_of(c)->role, params, &wsx__cfg_of(c)->pmd) < 0) {
         free(d);
         return WSX_EINVAL;
     }
     d->params = *params;
     c->dfl = d;
     wsx_parser_set_rsv(&c->parser, WSX_RSV1);
-    /* On the wire a compressed message may be a little larger than the message itself
-     * (incompressible data grows by a few bytes per 16 KiB block); the real bound is on the
-     * inflated size, enforced while inflating. */
-    uint64_t slack_frame = c->cfg->max_frame + (c->cfg->max_frame >> 10) + 64;
-    uint64_t slack_msg = c->cfg->max_message + (c->cfg->max_message >> 10) + 64;
+    /* On the wire a compressed message may be larger than the message itself: zlib grows
+     * incompressible data by up to ~0.2% with small windows. The real bound is on the
+     * inflated size, enforced while inflating; this one only stops absurd frames early. */
+    uint64_t slack_frame = wsx__cfg_of(c)->max_frame + (wsx__cfg_of(c)->max_frame >> 3) + 1024;
+    uint64_t slack_msg = wsx__cfg_of(c)->max_message + (wsx__cfg_of(c)->max_message >> 3) + 1024;
     wsx_parser_set_limits(&c->parser, slack_frame, slack_msg);
     return 0;
 }
@@ -154,7 +153,7 @@ wsx_pmd *wsx__conn_compressor(wsx_conn *c)
 {
     wsx__dfl *d = c->dfl;
     if (!d) return NULL;
-    if (!c->srv || !d->params.server_no_context_takeover) return &d->pmd;
+    if (!wsx__conn_server(c) || !d->params.server_no_context_takeover) return &d->pmd;
     unsigned w = d->params.server_max_window_bits < 9 ? 9 : d->params.server_max_window_bits;
     wsx_pmd **slot = &c->srv->shared_pmd[w];
     if (!*slot) {
@@ -162,7 +161,7 @@ wsx_pmd *wsx__conn_compressor(wsx_conn *c)
         wsx_pmd_params p = {.server_no_context_takeover = true,
                             .server_max_window_bits = (uint8_t)w,
                             .client_max_window_bits = 15};
-        if (!z || wsx_pmd_init(z, WSX_ROLE_SERVER, &p, &c->cfg->pmd) < 0) {
+        if (!z || wsx_pmd_init(z, WSX_ROLE_SERVER, &p, &wsx__cfg_of(c)->pmd) < 0) {
             free(z);
             return &d->pmd;
         }
@@ -195,9 +194,9 @@ int wsx_send(wsx_conn *c, const void *data, size_t len, int type)
         rc = send_frame(c, (uint8_t)(WSX_FIN | type), data, len);
     }
     if (rc < 0) return rc;
-    if (c->cfg->stats) {
-        c->cfg->stats->messages_out++;
-        c->cfg->stats->bytes_out += len;
+    if (wsx__cfg_of(c)->stats) {
+        wsx__cfg_of(c)->stats->messages_out++;
+        wsx__cfg_of(c)->stats->bytes_out += len;
     }
     return wsx__conn_check_queue(c);
 }
@@ -226,49 +225,48 @@ void wsx_conn_set_user(wsx_conn *c, void *user)
     c->user = user;
 }
 
-void wsx__conn_set_peer(wsx_conn *c, const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-        c->peer_family = AF_INET;
-        c->peer_port = in->sin_port;
-        memcpy(c->peer_addr, &in->sin_addr, 4);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-        c->peer_family = AF_INET6;
-        c->peer_port = in6->sin6_port;
-        memcpy(c->peer_addr, &in6->sin6_addr, 16);
-    }
-}
-
 int wsx_conn_peer(const wsx_conn *c, char *buf, size_t cap)
 {
-    if (c->peer_family == AF_INET) {
-        struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = c->peer_port};
-        memcpy(&in.sin_addr, c->peer_addr, 4);
-        return wsx__addr_format((const struct sockaddr *)&in, buf, cap);
-    }
-    if (c->peer_family == AF_INET6) {
-        struct sockaddr_in6 in6 = {.sin6_family = AF_INET6, .sin6_port = c->peer_port};
-        memcpy(&in6.sin6_addr, c->peer_addr, 16);
-        return wsx__addr_format((const struct sockaddr *)&in6, buf, cap);
-    }
-    return WSX_EINVAL;
+    return wsx__stream_peer(&c->stream, buf, cap);
 }
 
 const char *wsx_conn_subprotocol(const wsx_conn *c)
 {
-    return c->subprotocol >= 0 ? c->cfg->subprotocols[c->subprotocol] : NULL;
+    return c->subprotocol >= 0 ? wsx__cfg_of(c)->subprotocols[c->subprotocol] : NULL;
 }
 
 wsx_server *wsx_conn_server(const wsx_conn *c)
 {
-    return c->srv;
+    return wsx__conn_server(c);
 }
 
 wsx_client *wsx_conn_client(const wsx_conn *c)
 {
-    return c->cli;
+    return (c->flags & WSX__F_CLIENT) ? c->cli : NULL;
+}
+
+/* ---- deadlines ---- */
+
+void wsx__conn_deadline(wsx_conn *c, uint32_t ms)
+{
+    if (ms == UINT32_MAX) {
+        c->flags &= (uint16_t)~WSX__F_DEADLINE;
+        return;
+    }
+    c->deadline = wsx__now32(wsx__conn_loop(c)) + ms;
+    c->flags |= WSX__F_DEADLINE;
+    if (c->flags & WSX__F_CLIENT)
+        wsx__client_deadline_set(c->cli, ms);
+    else
+        wsx__server_deadline_set(c->srv, ms);
+}
+
+bool wsx__conn_due(wsx_conn *c, uint32_t now)
+{
+    /* Wrapping comparison: right for deadlines less than 24 days away. */
+    if (!(c->flags & WSX__F_DEADLINE) || (int32_t)(now - c->deadline) < 0) return false;
+    c->flags &= (uint16_t)~WSX__F_DEADLINE;
+    return true;
 }
 
 /* ---- closing ---- */
@@ -291,8 +289,8 @@ static void keep_reason(wsx_conn *c, uint16_t code, const char *reason, size_t l
 static void finish_tcp(wsx_conn *c)
 {
     c->state = WSX__CLOSE_WAIT;
-    if (c->cfg->role == WSX_ROLE_SERVER) wsx__stream_shutdown_write(&c->stream);
-    wsx__timer_start(wsx__conn_loop(c), &c->timer, c->cfg->close_ms);
+    if (wsx__cfg_of(c)->role == WSX_ROLE_SERVER) wsx__stream_shutdown_write(&c->stream);
+    wsx__conn_deadline(c, wsx__cfg_of(c)->close_ms);
 }
 
 static int send_close(wsx_conn *c, uint16_t code, const char *reason, size_t len)
@@ -309,7 +307,7 @@ int wsx__conn_start_close(wsx_conn *c, uint16_t code, const char *reason, size_t
     keep_reason(c, code ? code : WSX_CLOSE_NO_STATUS, reason, len);
     send_close(c, code, reason, len);
     c->state = WSX__CLOSING;
-    wsx__timer_start(wsx__conn_loop(c), &c->timer, c->cfg->close_ms);
+    wsx__conn_deadline(c, wsx__cfg_of(c)->close_ms);
     return 0;
 }
 
@@ -326,7 +324,7 @@ void wsx__conn_drop(wsx_conn *c, uint16_t code, const char *why)
     if (!(c->flags & WSX__F_CLOSE_SENT) && !(c->flags & WSX__F_CLOSE_RCVD))
         keep_reason(c, code, why, why ? strlen(why) : 0);
     c->state = WSX__DEAD;
-    wsx__timer_stop(wsx__conn_loop(c), &c->timer);
+    wsx__conn_deadline(c, UINT32_MAX);
     wsx__stream_close(&c->stream);
 }
 
@@ -345,13 +343,13 @@ static void fail(wsx_conn *c, uint16_t code, const char *why)
 
 static void deliver(wsx_conn *c, const uint8_t *data, size_t len, int type)
 {
-    if (c->cfg->stats) {
-        c->cfg->stats->messages_in++;
-        c->cfg->stats->bytes_in += len;
+    if (wsx__cfg_of(c)->stats) {
+        wsx__cfg_of(c)->stats->messages_in++;
+        wsx__cfg_of(c)->stats->bytes_in += len;
     }
-    if (!c->cfg->on_message) return;
+    if (!wsx__cfg_of(c)->on_message) return;
     wsx_msg m = {data, len, type};
-    c->cfg->on_message(c, &m, c->cfg->user);
+    wsx__cfg_of(c)->on_message(c, &m, wsx__cfg_of(c)->user);
 }
 
 static void on_compressed(wsx_conn *c, const wsx_event *ev)
@@ -359,7 +357,7 @@ static void on_compressed(wsx_conn *c, const wsx_event *ev)
     wsx__dfl *d = c->dfl;
     if (ev->first) d->msg.len = 0;
     int rc = wsx_pmd_inflate(&d->pmd, ev->data, ev->len, ev->last, ev->opcode == WSX_OP_TEXT,
-                             c->cfg->max_message, &d->msg);
+                             wsx__cfg_of(c)->max_message, &d->msg);
     if (rc < 0) {
         const char *why = wsx_pmd_error(&d->pmd);
         fail(c, wsx_err_close_code(rc), why ? why : "cannot inflate the message");
@@ -384,28 +382,35 @@ static void on_data(wsx_conn *c, const wsx_event *ev)
         deliver(c, ev->data, ev->len, ev->opcode);
         return;
     }
-    if (c->msg_len + ev->len > c->msg_cap) {
-        size_t cap = c->msg_cap ? c->msg_cap : 4096;
-        while (cap < c->msg_len + ev->len)
+    if (!c->msg && !(c->msg = calloc(1, sizeof *c->msg))) {
+        fail(c, WSX_CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    wsx_pmd_buf *b = c->msg;
+    if (b->len + ev->len > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + ev->len)
             cap *= 2;
-        if (cap > c->cfg->max_message && c->msg_len + ev->len <= c->cfg->max_message)
-            cap = c->cfg->max_message;
-        uint8_t *m = realloc(c->msg, cap);
+        if (cap > wsx__cfg_of(c)->max_message && b->len + ev->len <= wsx__cfg_of(c)->max_message)
+            cap = wsx__cfg_of(c)->max_message;
+        uint8_t *m = realloc(b->data, cap);
         if (!m) {
             fail(c, WSX_CLOSE_INTERNAL_ERROR, "out of memory");
             return;
         }
-        c->msg = m;
-        c->msg_cap = cap;
+        b->data = m;
+        b->cap = cap;
     }
-    if (ev->len) memcpy(c->msg + c->msg_len, ev->data, ev->len);
-    c->msg_len += ev->len;
+    if (ev->len) memcpy(b->data + b->len, ev->data, ev->len);
+    b->len += ev->len;
     if (ev->last) {
-        deliver(c, c->msg, c->msg_len, ev->opcode);
+        deliver(c, b->data, b->len, ev->opcode);
         /* A connection that is idle holds no message buffer. */
-        free(c->msg);
-        c->msg = NULL;
-        c->msg_len = c->msg_cap = 0;
+        if (c->msg) {
+            wsx_pmd_buf_free(c->msg);
+            free(c->msg);
+            c->msg = NULL;
+        }
     }
 }
 
@@ -432,8 +437,8 @@ static void handle(wsx_conn *c, const wsx_event *ev)
             send_frame(c, WSX_FIN | WSX_OP_PONG, ev->data, ev->len);
         break;
     case WSX_EV_PONG:
-        if (c->cfg->on_pong && (c->state == WSX__OPEN || c->state == WSX__CLOSING))
-            c->cfg->on_pong(c, ev->data, ev->len, c->cfg->user);
+        if (wsx__cfg_of(c)->on_pong && (c->state == WSX__OPEN || c->state == WSX__CLOSING))
+            wsx__cfg_of(c)->on_pong(c, ev->data, ev->len, wsx__cfg_of(c)->user);
         break;
     case WSX_EV_CLOSE:
         on_close_frame(c, ev);
@@ -476,7 +481,7 @@ static void keep_rest(wsx_conn *c, const uint8_t *p, size_t n)
 
 void wsx__conn_read(wsx_conn *c, uint8_t *data, size_t len)
 {
-    c->last_rx = wsx_loop_now(wsx__conn_loop(c));
+    c->last_rx = wsx__now32(wsx__conn_loop(c));
     c->flags &= (uint16_t)~WSX__F_PING_OUT;
     if (c->state >= WSX__CLOSE_WAIT) return;
     bool stop;
@@ -509,9 +514,9 @@ void wsx__conn_open(wsx_conn *c, uint8_t *rest, size_t len)
 {
     c->state = WSX__OPEN;
     c->flags |= WSX__F_OPENED;
-    c->last_rx = wsx_loop_now(wsx__conn_loop(c));
+    c->last_rx = wsx__now32(wsx__conn_loop(c));
     wsx__conn_arm(c);
-    if (c->cfg->on_open) c->cfg->on_open(c, c->cfg->user);
+    if (wsx__cfg_of(c)->on_open) wsx__cfg_of(c)->on_open(c, wsx__cfg_of(c)->user);
     if (len && c->state < WSX__DEAD) wsx__conn_read(c, rest, len);
 }
 
@@ -527,59 +532,64 @@ void wsx__conn_eof(wsx_conn *c)
 
 void wsx__conn_drained(wsx_conn *c)
 {
-    if ((c->flags & WSX__F_DRAIN) && wsx__stream_queued(&c->stream) <= c->cfg->low_water) {
+    if ((c->flags & WSX__F_DRAIN) && wsx__stream_queued(&c->stream) <= wsx__cfg_of(c)->low_water) {
         c->flags &= (uint16_t)~WSX__F_DRAIN;
         wsx__stream_want_drain(&c->stream, false);
-        if (c->state == WSX__OPEN && c->cfg->on_drain) c->cfg->on_drain(c, c->cfg->user);
+        if (c->state == WSX__OPEN && wsx__cfg_of(c)->on_drain)
+            wsx__cfg_of(c)->on_drain(c, wsx__cfg_of(c)->user);
     }
 }
 
 void wsx__conn_closed(wsx_conn *c, int err)
 {
-    wsx__timer_stop(wsx__conn_loop(c), &c->timer);
+    c->flags &= (uint16_t)~WSX__F_DEADLINE;
     c->state = WSX__DEAD;
     if (c->flags & WSX__F_OPENED) {
         c->flags &= (uint16_t)~WSX__F_OPENED;
         uint16_t code = c->close_code ? c->close_code : WSX_CLOSE_ABNORMAL;
-        if (c->cfg->on_close)
-            c->cfg->on_close(c, code, c->close_reason ? c->close_reason : "", c->close_reason_len,
-                             c->cfg->user);
+        if (wsx__cfg_of(c)->on_close)
+            wsx__cfg_of(c)->on_close(c, code, c->close_reason ? c->close_reason : "",
+                                     c->close_reason_len, wsx__cfg_of(c)->user);
     }
     (void)err;
-    free(c->msg);
-    c->msg = NULL;
+    if (c->msg) {
+        wsx_pmd_buf_free(c->msg);
+        free(c->msg);
+        c->msg = NULL;
+    }
     free(c->close_reason);
     c->close_reason = NULL;
     wsx__http_in_free(&c->in);
     free_deflate(c);
 }
 
-/* ---- deadlines: one timer per connection, re-armed lazily ---- */
+/* ---- deadlines: one per connection, re-armed lazily, checked by the owner ---- */
 
 void wsx__conn_arm(wsx_conn *c)
 {
-    wsx_loop *loop = wsx__conn_loop(c);
     if (c->state != WSX__OPEN) return;
-    const wsx__cfg *cfg = c->cfg;
-    uint64_t due = UINT64_MAX;
-    if (cfg->idle_ms) due = c->last_rx + cfg->idle_ms;
+    const wsx__cfg *cfg = wsx__cfg_of(c);
+    /* The nearest of: the idle limit, the pong wait, the next keepalive ping. Times are
+     * wrapping 32-bit milliseconds; differences are what count. */
+    uint32_t now = wsx__now32(wsx__conn_loop(c));
+    uint32_t since_rx = now - c->last_rx;
+    uint64_t wait = UINT64_MAX;
+    if (cfg->idle_ms) wait = cfg->idle_ms > since_rx ? cfg->idle_ms - since_rx : 0;
     if (c->flags & WSX__F_PING_OUT) {
-        if (c->ping_at + cfg->pong_ms < due) due = c->ping_at + cfg->pong_ms;
-    } else if (cfg->ping_ms && c->last_rx + cfg->ping_ms < due) {
-        due = c->last_rx + cfg->ping_ms;
+        uint32_t since_ping = now - c->ping_at;
+        uint64_t w = cfg->pong_ms > since_ping ? cfg->pong_ms - since_ping : 0;
+        if (w < wait) wait = w;
+    } else if (cfg->ping_ms) {
+        uint64_t w = cfg->ping_ms > since_rx ? cfg->ping_ms - since_rx : 0;
+        if (w < wait) wait = w;
     }
-    if (due == UINT64_MAX) {
-        wsx__timer_stop(loop, &c->timer);
-        return;
-    }
-    uint64_t now = wsx_loop_now(loop);
-    wsx__timer_start(loop, &c->timer, due > now ? due - now : 0);
+    wsx__conn_deadline(c, wait == UINT64_MAX ? UINT32_MAX : (uint32_t)wait);
 }
 
 void wsx__conn_timer(wsx_conn *c)
 {
-    const wsx__cfg *cfg = c->cfg;
-    uint64_t now = wsx_loop_now(wsx__conn_loop(c));
+    const wsx__cfg *cfg = wsx__cfg_of(c);
+    uint32_t now = wsx__now32(wsx__conn_loop(c));
     switch (c->state) {
     case WSX__OPEN:
         if (cfg->idle_ms && now - c->last_rx >= cfg->idle_ms) {

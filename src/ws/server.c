@@ -78,6 +78,7 @@ static void on_stream_close(wsx__stream *s, int err)
     if (c->subs && srv->unsubscribe_all) srv->unsubscribe_all(c);
     unlink_conn(srv, c);
     free(c);
+    if (srv->n_all == 0) wsx__timer_stop(srv->loop, &srv->sweep);
     if (srv->shutting_down && srv->n_all == 0) wsx__timer_stop(srv->loop, &srv->shutdown_timer);
 }
 
@@ -86,7 +87,7 @@ static void http_finish(wsx_conn *c)
 {
     c->state = WSX__CLOSE_WAIT;
     wsx__stream_shutdown_write(&c->stream);
-    wsx__timer_start(c->srv->loop, &c->timer, c->cfg->close_ms);
+    wsx__conn_deadline(c, wsx__cfg_of(c)->close_ms);
 }
 
 static void count_refusal(wsx_server_stats *st, int status)
@@ -227,7 +228,7 @@ static void http_request(wsx_conn *c, wsx__http_msg *m, const char *peer)
     c->flags |= WSX__F_HTTP_BUSY;
     /* One request at a time: later bytes wait in the kernel until this one is answered. */
     wsx__stream_pause(&c->stream);
-    wsx__timer_stop(srv->loop, &c->timer);
+    wsx__conn_deadline(c, UINT32_MAX);
     wsx_request rq = {&r->m.req, m->path, m->path_len, m->query, m->query_len, peer};
     if (srv->opts.on_http)
         srv->opts.on_http(r, &rq, srv->opts.user);
@@ -258,7 +259,7 @@ int wsx_http_respond(wsx_http_req *r, int status, const wsx_http_header *headers
         return rc;
     }
     wsx__stream_resume(&c->stream);
-    wsx__timer_start(c->srv->loop, &c->timer, c->cfg->http_ms);
+    wsx__conn_deadline(c, wsx__cfg_of(c)->http_ms);
     if (!(c->flags & WSX__F_SERVING)) serve(c);
     return 0;
 }
@@ -304,12 +305,12 @@ int wsx_http_write(wsx_http_req *r, const void *data, size_t len)
     int rc = wsx__stream_write1(&c->stream, data, len);
     if (rc < 0) return rc;
     size_t q = wsx__stream_queued(&c->stream);
-    if (q > c->cfg->hard_limit) {
+    if (q > wsx__cfg_of(c)->hard_limit) {
         wsx__conn_log(c, WSX_LOG_WARN, "streamed response queue at %zu bytes: closing", q);
         wsx__stream_close(&c->stream);
         return WSX_ECLOSED;
     }
-    return q > c->cfg->high_water ? WSX_EBACKPRESSURE : 0;
+    return q > wsx__cfg_of(c)->high_water ? WSX_EBACKPRESSURE : 0;
 }
 
 void wsx_http_end(wsx_http_req *r)
@@ -353,7 +354,7 @@ static void serve(wsx_conn *c)
     while (c->state == WSX__HTTP && !(c->flags & WSX__F_HTTP_BUSY) && c->in.len) {
         wsx__http_msg m;
         const char *why = NULL;
-        int r = wsx__http_parse(&c->in, c->cfg->max_head, c->srv->opts.max_body, &m, &why);
+        int r = wsx__http_parse(&c->in, wsx__cfg_of(c)->max_head, c->srv->opts.max_body, &m, &why);
         if (r == 0) break;
         if (r < 0) {
             refuse(c, -r, why);
@@ -379,7 +380,7 @@ static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
         /* Collect at most one request's worth; what follows an upgrade request is frames,
          * passed on below without being copied. While a request is being answered, reading
          * is paused, so what is already read is kept whatever its size. */
-        size_t limit = c->cfg->max_head + c->srv->opts.max_body;
+        size_t limit = wsx__cfg_of(c)->max_head + c->srv->opts.max_body;
         size_t take = len;
         if (!(c->flags & WSX__F_HTTP_BUSY) && c->in.len + take > limit) take = limit - c->in.len;
         if (wsx__http_in_append(&c->in, data, take, SIZE_MAX) < 0) {
@@ -392,7 +393,8 @@ static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
             /* More than any acceptable request: let the parser say which limit. */
             wsx__http_msg m;
             const char *why = "request too large";
-            int r = wsx__http_parse(&c->in, c->cfg->max_head, c->srv->opts.max_body, &m, &why);
+            int r =
+                wsx__http_parse(&c->in, wsx__cfg_of(c)->max_head, c->srv->opts.max_body, &m, &why);
             refuse(c, r < 0 ? -r : 431, why);
             return;
         }
@@ -431,17 +433,15 @@ static const wsx__stream_vt server_vt = {
     .on_close = on_stream_close,
 };
 
-static void on_timer(wsx_loop *loop, wsx__timer *t)
+static void conn_timeout(wsx_conn *c)
 {
-    wsx_conn *c = wsx__container_of(t, wsx_conn, timer);
-    (void)loop;
     if (c->state == WSX__HTTP) {
         /* An idle keep-alive connection just ends; a first request that never came is
          * worth a line (slowloris, port scans). */
         if (!(c->flags & WSX__F_SERVED)) {
             c->srv->stats.handshake_timeouts++;
             wsx__conn_log(c, WSX_LOG_INFO, "no complete request within %u ms: closing",
-                          c->cfg->handshake_ms);
+                          wsx__cfg_of(c)->handshake_ms);
         }
         wsx__stream_close(&c->stream);
         return;
@@ -451,6 +451,28 @@ static void on_timer(wsx_loop *loop, wsx__timer *t)
         return;
     }
     wsx__conn_timer(c);
+}
+
+/* One timer checks every connection's deadline each sweep_ms: O(connections) a tick, but
+ * no timer per connection (memory per connection is a design goal), and deadlines are
+ * coarse anyway. */
+static void on_sweep(wsx_loop *loop, wsx__timer *t)
+{
+    wsx_server *srv = wsx__container_of(t, wsx_server, sweep);
+    uint32_t now = wsx__now32(loop);
+    bool pending = false;
+    /* Closing frees nothing before the end of the iteration: the list stays walkable. */
+    for (wsx_conn *c = srv->conns; c; c = c->next) {
+        if (wsx__conn_due(c, now)) conn_timeout(c);
+        pending |= (c->flags & WSX__F_DEADLINE) != 0;
+    }
+    if (pending) wsx__timer_start(loop, &srv->sweep, srv->sweep_ms);
+}
+
+void wsx__server_deadline_set(wsx_server *s, uint32_t ms)
+{
+    (void)ms;
+    if (!wsx__timer_active(&s->sweep)) wsx__timer_start(s->loop, &s->sweep, s->sweep_ms);
 }
 
 static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, socklen_t plen,
@@ -472,10 +494,8 @@ static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, soc
         return;
     }
     wsx__conn_init(c, &srv->cfg);
-    wsx__conn_set_peer(c, peer);
     c->srv = srv;
     c->state = WSX__HTTP;
-    wsx__timer_init(&c->timer, on_timer);
     int rc = srv->tls ? wsx__stream_init_tls(srv->loop, &c->stream, fd, &server_vt, srv->tls, NULL)
                       : wsx__stream_init(srv->loop, &c->stream, fd, &server_vt);
     if (rc < 0) {
@@ -487,7 +507,7 @@ static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, soc
     srv->conns = c;
     srv->n_all++;
     srv->stats.accepted++;
-    wsx__timer_start(srv->loop, &c->timer, srv->cfg.handshake_ms);
+    wsx__conn_deadline(c, srv->cfg.handshake_ms);
 }
 
 /* ---- the server ---- */
@@ -533,8 +553,25 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     if (!cfg->close_ms) cfg->close_ms = 5000;
     if (!cfg->http_ms) cfg->http_ms = UINT32_MAX;
     if (!cfg->pong_ms) cfg->pong_ms = 10000;
+    /* Deadlines fire within a quarter of the shortest one, between 5 ms and 1 s late. */
+    uint32_t shortest = UINT32_MAX;
+    const uint32_t all[] = {cfg->handshake_ms, cfg->idle_ms,  cfg->ping_ms,
+                            cfg->pong_ms,      cfg->close_ms, cfg->http_ms};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i] && all[i] < shortest) shortest = all[i];
+    srv->sweep_ms = shortest / 4;
+    if (srv->sweep_ms < 5) srv->sweep_ms = 5;
+    if (srv->sweep_ms > 1000) srv->sweep_ms = 1000;
+    wsx__timer_init(&srv->sweep, on_sweep);
 
     wsx__set_error_detail("%s", "");
+    /* OpenSSL sets itself up (providers, digests) on first use: do it now, not on the first
+     * client's handshake, so that client does not wait for it. */
+    char warm[WSX_ACCEPT_LEN + 1];
+    if (wsx_accept_key("dGhlIHNhbXBsZSBub25jZQ==", 24, warm) < 0) {
+        free(srv);
+        return WSX_ECRYPTO;
+    }
     if (o->n_tls_certs) {
         char err[400];
         wsx__tls_server_opts to = {
@@ -624,6 +661,7 @@ int wsx_server_reload_tls(wsx_server *s)
 void wsx_server_free(wsx_server *s)
 {
     if (!s) return;
+    wsx__timer_stop(s->loop, &s->sweep);
     wsx__tls_ctx_free(s->tls);
     for (size_t i = 0; i < 16; i++) {
         if (!s->shared_pmd[i]) continue;
@@ -635,3 +673,6 @@ void wsx_server_free(wsx_server *s)
     wsx__timer_stop(s->loop, &s->shutdown_timer);
     free(s);
 }
+
+/* wsx__cfg_of() relies on it. */
+_Static_assert(offsetof(struct wsx_server, cfg) == 0, "wsx__cfg must come first in wsx_server");

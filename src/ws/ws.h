@@ -35,10 +35,10 @@ struct wsx__sub;
 struct wsx__pubsub;
 
 struct wsx_server {
+    wsx__cfg cfg; /* first, as in wsx_client: a connection finds it through its owner */
     wsx_loop *loop;
     wsx__listener *listener;
     wsx_server_opts opts;
-    wsx__cfg cfg;
     wsx_conn *conns; /* every accepted connection, HTTP ones included */
     size_t n_all;
     size_t n_ws;
@@ -50,6 +50,9 @@ struct wsx_server {
     void (*pubsub_free)(wsx_server *s);
     wsx_server_stats stats;
     wsx__tls_ctx *tls; /* NULL: plain TCP */
+    /* Deadlines of its connections are checked every sweep_ms by one timer. */
+    wsx__timer sweep;
+    uint32_t sweep_ms;
     /* Shared compressors, by window bits, for connections without server context takeover:
      * no per-connection compressor, and a broadcast is compressed once. */
     wsx_pmd *shared_pmd[16];
@@ -82,43 +85,70 @@ enum wsx__conn_flags {
     WSX__F_SERVING = 1u << 7,   /* inside the server's request loop (no recursion) */
     WSX__F_STREAMING = 1u << 8, /* an HTTP response body is being streamed */
     WSX__F_SERVED = 1u << 9,    /* an HTTP request was answered on this connection */
+    WSX__F_CLIENT = 1u << 10,   /* a client connection (cli), else a server one (srv) */
+    WSX__F_DEADLINE = 1u << 11, /* deadline is set */
 };
 
+/*
+ * One connection. Memory per idle connection is a design goal (docs/performance.md): an
+ * idle connection is this struct and nothing else, so everything a connection needs only
+ * at times (a fragmented message, a close reason, an HTTP request, compression) hangs off a
+ * pointer that is NULL while idle, deadlines are a 32-bit time checked by a periodic sweep
+ * rather than a timer per connection, and the peer address is asked of the socket.
+ */
 struct wsx_conn {
     wsx__stream stream; /* first: the loop hands us the stream */
     wsx_parser parser;
-    wsx__timer timer;
-    const wsx__cfg *cfg;
-    wsx_server *srv; /* exactly one of srv and cli is set */
-    wsx_client *cli;
+    union { /* WSX__F_CLIENT says which; both start with their wsx__cfg (wsx__cfg_of) */
+        wsx_server *srv;
+        wsx_client *cli;
+    };
     void *user;
     wsx_conn *next, *prev; /* the server's list of connections */
     wsx__http_in in;       /* bytes not yet consumed (HTTP head, partial frame header) */
-    uint8_t *msg;          /* a fragmented message being reassembled */
-    size_t msg_len, msg_cap;
-    uint64_t last_rx;   /* loop time of the last read */
-    uint64_t ping_at;   /* loop time of the outstanding keepalive ping */
-    char *close_reason; /* heap copy, only while closing */
-    uint16_t close_code;
-    uint8_t close_reason_len;
-    uint8_t state;
-    int8_t subprotocol;
-    uint16_t flags;
+    wsx_pmd_buf *msg;      /* a fragmented message being reassembled, or NULL */
+    char *close_reason;    /* heap copy, only while closing */
     wsx_http_req *http;    /* the request being answered, while WSX__F_HTTP_BUSY */
     struct wsx__sub *subs; /* this connection's topic subscriptions (src/pubsub) */
     wsx__dfl *dfl;         /* permessage-deflate, when agreed */
-    /* The peer address, compact (family, port, address), kept so logs and on_close can
-     * name the peer after the socket is gone. */
-    uint8_t peer_family;
-    uint16_t peer_port;
-    uint8_t peer_addr[16];
+    uint32_t last_rx;      /* loop time (ms, wrapping) of the last read */
+    uint32_t ping_at;      /* loop time of the outstanding keepalive ping */
+    uint32_t deadline;     /* loop time the connection's deadline falls due (WSX__F_DEADLINE) */
+    uint16_t close_code;
+    uint16_t flags;
+    uint8_t close_reason_len;
+    uint8_t state;
+    int8_t subprotocol;
 };
 
 /* ---- conn.c: the state machine shared by server and client ---- */
 
+/* Prepares c with its owner's settings; the caller then sets c->srv or c->cli (and
+ * WSX__F_CLIENT) before anything else uses c. */
 void wsx__conn_init(wsx_conn *c, const wsx__cfg *cfg);
-/* Records the peer address (for logs and wsx_conn_peer). */
-void wsx__conn_set_peer(wsx_conn *c, const struct sockaddr *sa);
+/* Sets c's deadline ms from now (UINT32_MAX: none); at it the owner calls the connection's
+ * timeout handling (server: sweep; client: its timer). */
+void wsx__conn_deadline(wsx_conn *c, uint32_t ms);
+/* Whether c's deadline has come (and then clears it). */
+bool wsx__conn_due(wsx_conn *c, uint32_t now);
+/* The loop's clock as a wrapping 32-bit millisecond count. */
+static inline uint32_t wsx__now32(wsx_loop *loop)
+{
+    return (uint32_t)wsx_loop_now(loop);
+}
+/* For the server and client: re-arm their timers after a deadline changed. */
+void wsx__server_deadline_set(wsx_server *s, uint32_t ms);
+void wsx__client_deadline_set(wsx_client *cl, uint32_t ms);
+/* The settings of c's server or client: both structs begin with them. */
+static inline const wsx__cfg *wsx__cfg_of(const wsx_conn *c)
+{
+    return (const wsx__cfg *)(const void *)c->srv;
+}
+
+static inline wsx_server *wsx__conn_server(const wsx_conn *c)
+{
+    return (c->flags & WSX__F_CLIENT) ? NULL : c->srv;
+}
 /* Switches a connection to WSX__OPEN, delivers on_open, then parses `rest` (bytes that came
  * after the handshake head). */
 void wsx__conn_open(wsx_conn *c, uint8_t *rest, size_t len);
