@@ -6,7 +6,9 @@
 // its `listening on http://HOST:PORT/` line, and drives two headless Chromium pages (Debian's
 // /usr/bin/chromium through playwright-core; no browser is downloaded). E2E_MOCK=1 runs the
 // same test against tests/e2e/mock-server.mjs instead (to work on the page without the C
-// server). Screenshots go to tests/out/e2e/. Only 127.0.0.1 is used.
+// server). Screenshots go to tests/out/e2e/. Only 127.0.0.1 is used. The WebSocket handshakes
+// are read through the Chrome DevTools Protocol (Network domain) to check that Chromium and
+// `wsx serve` agreed on permessage-deflate (RFC 7692), before and after the reconnect.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -128,13 +130,41 @@ async function openUser(browser, base, name, viewport = { width: 1280, height: 8
   page.on('console', (m) => { if (m.type() === 'error' && !/WebSocket|ERR_CONNECTION_REFUSED|net::/.test(m.text())) problems.push(`console: ${m.text()}`); });
   const sockets = [];
   page.on('websocket', (ws) => sockets.push(ws.url()));
+  // Every WebSocket handshake of the page: {status, request, response} (header objects).
+  const handshakes = [];
+  const requests = new Map();
+  const cdp = await context.newCDPSession(page);
+  cdp.on('Network.webSocketWillSendHandshakeRequest', (e) => requests.set(e.requestId, e.request.headers));
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => handshakes.push({
+    status: e.response.status, request: requests.get(e.requestId) || e.response.requestHeaders || {},
+    response: e.response.headers || {},
+  }));
+  await cdp.send('Network.enable');
   await page.goto(`${base}?room=e2e`, { timeout: WAIT });
   assert.equal(await page.inputValue(byId('room-input')), 'e2e', 'room is taken from ?room=');
   await page.fill(byId('name-input'), name);
   await page.click(byId('join-button'));
   await waitOnline(page, [name], { includes: true });
   await waitStatus(page, 'connected');
-  return { name, context, page, problems, sockets };
+  return { name, context, page, problems, sockets, handshakes };
+}
+
+// A header of a CDP header object, whatever the case of its name ('' when absent).
+function header(headers, name) {
+  const k = Object.keys(headers).find((h) => h.toLowerCase() === name);
+  return k === undefined ? '' : headers[k];
+}
+
+// The page's last WebSocket handshake offered permessage-deflate and wsx serve accepted it
+// (wsx serve answers with server_no_context_takeover, docs/deflate.md).
+function assertDeflate(u) {
+  assert.ok(u.handshakes.length >= 1, `${u.name}: a WebSocket handshake was seen`);
+  const h = u.handshakes[u.handshakes.length - 1];
+  assert.equal(h.status, 101);
+  assert.match(header(h.request, 'sec-websocket-extensions'), /permessage-deflate/, `${u.name}: Chromium offered permessage-deflate`);
+  const agreed = header(h.response, 'sec-websocket-extensions');
+  assert.match(agreed, /^permessage-deflate(;|$)/, `${u.name}: the server agreed to permessage-deflate`);
+  assert.equal(agreed, 'permessage-deflate; server_no_context_takeover');
 }
 
 function waitStatus(page, state, timeout = WAIT) {
@@ -247,6 +277,19 @@ test('two users chat, the server dies and comes back, the pages reconnect by the
       assert.equal(await alice.page.inputValue(byId('message-input')), '', 'the input is cleared after sending');
     });
 
+    await t.test('the WebSockets use permessage-deflate; long compressible messages arrive intact',
+      { skip: process.env.E2E_MOCK === '1' && 'the mock server does not compress' }, async () => {
+        for (const u of [alice, bob]) assertDeflate(u);
+        const long = 'a'.repeat(2000); // the chat's longest message (2000 characters)
+        await say(alice.page, long);
+        assert.equal((await waitMessage(bob.page, long)).name, 'alice');
+        await waitMessage(alice.page, long);
+        let varied = 'line 0: ünïcödé € 𝄞;';
+        for (let i = 1; varied.length < 1950; i++) varied += ` line ${i}: ünïcödé € 𝄞;`;
+        await say(bob.page, varied);
+        assert.equal((await waitMessage(alice.page, varied)).name, 'bob');
+      });
+
     await t.test('the typing indicator shows and clears', async () => {
       await bob.page.type(byId('message-input'), 'hm', { delay: 20 });
       await alice.page.waitForFunction(() => document.querySelector('[data-testid="typing-indicator"]')?.textContent === 'bob is typing…', null, { timeout: WAIT });
@@ -346,6 +389,14 @@ test('two users chat, the server dies and comes back, the pages reconnect by the
       assert.equal(q.name, 'alice');
       await waitMessage(alice.page, 'sent while the server was down', { state: 'sent' });
     });
+
+    await t.test('the new WebSockets after the reconnect use permessage-deflate too',
+      { skip: process.env.E2E_MOCK === '1' && 'the mock server does not compress' }, () => {
+        for (const u of [alice, bob]) {
+          assert.ok(u.handshakes.length >= 2, `${u.name}: a second handshake after the restart`);
+          assertDeflate(u);
+        }
+      });
 
     await t.test('chatting works again after the reconnect', async () => {
       await bob.page.press(byId('message-input'), 'Enter');

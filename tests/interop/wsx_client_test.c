@@ -26,6 +26,14 @@
  * TLS (wss:// URLs): --cacert FILE trusts the CA certificates in FILE (tls_cafile);
  * --insecure skips the certificate and name checks (tls_insecure). Both go before the URL.
  *
+ * permessage-deflate (before the URL): --deflate offers it (opts.deflate from
+ * wsx_pmd_defaults() with enabled = true) and checks in on_open that it was agreed
+ * (wsx_conn_deflate); --deflate-refused offers it and checks that it was NOT agreed (a server
+ * without compression). The offer's fields: --deflate-no-context (client_no_context_takeover),
+ * --deflate-server-no-context (server_no_context_takeover), --deflate-window N
+ * (client_max_window_bits), --deflate-server-window N (server_max_window_bits),
+ * --deflate-threshold BYTES (smallest message compressed), --deflate-level N.
+ *
  * Prints one line per check ("ok - ..." or "FAIL - ...") and exits 0 when every check passed,
  * 1 otherwise (also when the deadline, --timeout seconds, default 60, passes first).
  */
@@ -57,6 +65,7 @@ struct state {
     unsigned timeout_s;
     bool small;
     const char *expect_error; /* MODE_BAD_SERVER with close_code 0: text in on_end's why */
+    int expect_deflate; /* 1: on_open checks it was agreed; -1: that it was not; 0: no check */
 
     wsx_loop *loop;
     wsx_client *cl;
@@ -276,6 +285,9 @@ static void on_open(wsx_conn *c, void *user)
           wsx_conn_client(c) == st->cl && wsx_conn_server(c) == NULL &&
               wsx_client_conn(st->cl) == c,
           "the connection belongs to the client");
+    if (st->expect_deflate)
+        check(st, wsx_conn_deflate(c) == (st->expect_deflate > 0), "permessage-deflate %s",
+              wsx_conn_deflate(c) ? "agreed" : "not agreed");
     switch (st->mode) {
     case MODE_TALK:
         talk_next(st);
@@ -472,12 +484,16 @@ static void on_deadline(wsx_timer *t, void *arg)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: wsx_client_test [--timeout S] [--small] URL [CLOSE_CODE]\n"
-                    "       wsx_client_test [--timeout S] --reconnect URL\n"
-                    "       wsx_client_test [--timeout S] --give-up URL\n"
-                    "       wsx_client_test [--timeout S] --expect-close CODE URL\n"
-                    "       wsx_client_test [--timeout S] --expect-error TEXT URL\n"
-                    "  TLS options: --cacert FILE, --insecure\n");
+    fprintf(stderr,
+            "usage: wsx_client_test [--timeout S] [--small] URL [CLOSE_CODE]\n"
+            "       wsx_client_test [--timeout S] --reconnect URL\n"
+            "       wsx_client_test [--timeout S] --give-up URL\n"
+            "       wsx_client_test [--timeout S] --expect-close CODE URL\n"
+            "       wsx_client_test [--timeout S] --expect-error TEXT URL\n"
+            "  TLS options: --cacert FILE, --insecure\n"
+            "  permessage-deflate: --deflate, --deflate-refused, --deflate-no-context,\n"
+            "    --deflate-server-no-context, --deflate-window N,\n"
+            "    --deflate-server-window N, --deflate-threshold BYTES, --deflate-level N\n");
     return 2;
 }
 
@@ -490,6 +506,7 @@ int main(int argc, char **argv)
     st.phase = "connecting";
     const char *cafile = NULL;
     bool insecure = false;
+    wsx_pmd_config dfl = wsx_pmd_defaults();
     int i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--reconnect") == 0)
@@ -509,6 +526,24 @@ int main(int argc, char **argv)
             insecure = true;
         else if (strcmp(argv[i], "--small") == 0)
             st.small = true;
+        else if (strcmp(argv[i], "--deflate") == 0) {
+            dfl.enabled = true;
+            st.expect_deflate = 1;
+        } else if (strcmp(argv[i], "--deflate-refused") == 0) {
+            dfl.enabled = true;
+            st.expect_deflate = -1;
+        } else if (strcmp(argv[i], "--deflate-no-context") == 0)
+            dfl.client_no_context_takeover = true;
+        else if (strcmp(argv[i], "--deflate-server-no-context") == 0)
+            dfl.server_no_context_takeover = true;
+        else if (strcmp(argv[i], "--deflate-window") == 0 && i + 1 < argc)
+            dfl.client_max_window_bits = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--deflate-server-window") == 0 && i + 1 < argc)
+            dfl.server_max_window_bits = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--deflate-threshold") == 0 && i + 1 < argc)
+            dfl.threshold = (size_t)strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--deflate-level") == 0 && i + 1 < argc)
+            dfl.level = atoi(argv[++i]);
         else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
             st.timeout_s = (unsigned)strtoul(argv[++i], NULL, 10);
         else
@@ -535,6 +570,7 @@ int main(int argc, char **argv)
     o.url = st.url;
     o.tls_cafile = cafile;
     o.tls_insecure = insecure;
+    o.deflate = dfl;
     o.on_open = on_open;
     o.on_message = on_message;
     o.on_close = on_close;
@@ -551,6 +587,14 @@ int main(int argc, char **argv)
     }
     if (st.mode == MODE_GIVE_UP) o.reconnect_max_attempts = 3;
 
+    if (dfl.enabled) {
+        char offer[WSX_PMD_MAX_VALUE];
+        if (wsx_pmd_client_offer(&dfl, offer, sizeof offer) < 0) {
+            fprintf(stderr, "bad permessage-deflate options\n");
+            return 2;
+        }
+        note("offering %s", offer);
+    }
     note("mode %s, url %s",
          st.mode == MODE_TALK        ? "talk"
          : st.mode == MODE_RECONNECT ? "reconnect"

@@ -361,6 +361,35 @@ def _mask_fast(payload, key):
     return (int.from_bytes(payload, "big") ^ k).to_bytes(n, "big")
 
 
+def pmd_compress(data, wbits=15, compressor=None):
+    """One permessage-deflate message (RFC 7692 7.2.1): raw DEFLATE with a sync flush, the
+    trailing 00 00 ff ff removed. Pass a zlib compressobj(..., -wbits) to keep the context
+    between messages (context takeover); without one each message starts afresh."""
+    import zlib
+    c = compressor or zlib.compressobj(6, zlib.DEFLATED, -wbits)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def pmd_inflate(payload, wbits=15, decompressor=None):
+    """Inflates one compressed message (the tail 00 00 ff ff appended, RFC 7692 7.2.2). wbits
+    is the window the peer agreed to use: a reference beyond it raises zlib.error."""
+    import zlib
+    d = decompressor or zlib.decompressobj(-wbits)
+    return d.decompress(payload + b"\x00\x00\xff\xff")
+
+
+def proc_status_kib(pid, field="VmRSS"):
+    """A size field of /proc/PID/status (VmRSS, VmHWM, ...) in KiB, or None."""
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    return None
+
+
 def close_payload(code, reason=b""):
     return struct.pack("!H", code) + reason
 
@@ -385,17 +414,22 @@ class Raw:
         self.sock = sock
         self.buf = bytearray(buf)
         self.eof = False
+        self.headers = {}
 
     @classmethod
-    def connect(cls, port, path="/", headers=None, rcvbuf=None, key=None, timeout=5):
+    def connect(cls, port, path="/", headers=None, rcvbuf=None, key=None, timeout=5, extensions=None):
         """Connects and completes the opening handshake (checks 101 and Sec-WebSocket-Accept).
-        headers replaces the defaults entirely when given (see handshake_request)."""
+        headers replaces the defaults entirely when given (see handshake_request); extensions,
+        when given, is sent as Sec-WebSocket-Extensions. The response's headers are kept in
+        .headers ({lowercased name: value})."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.settimeout(timeout)
         sock.connect(("127.0.0.1", port))
         key = key or base64.b64encode(os.urandom(16)).decode()
+        if extensions is not None and headers is None:
+            headers = [*default_headers(port, key), ("Sec-WebSocket-Extensions", extensions)]
         sock.sendall(handshake_request(port, path, key, headers))
         head = b""
         while b"\r\n\r\n" not in head:
@@ -410,7 +444,9 @@ class Raw:
         accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
         if hdrs.get("sec-websocket-accept") != accept:
             raise RuntimeError(f"handshake: Sec-WebSocket-Accept {hdrs.get('sec-websocket-accept')!r}")
-        return cls(sock, head[end + 4:])
+        r = cls(sock, head[end + 4:])
+        r.headers = hdrs
+        return r
 
     def send(self, data):
         self.sock.sendall(data)
@@ -522,10 +558,15 @@ class Raw:
             self.sock.close()
 
 
+def default_headers(port, key):
+    """The headers of a plain upgrade request (what handshake_request sends by default)."""
+    return [("Host", f"127.0.0.1:{port}"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Version", "13")]
+
+
 def handshake_request(port, path="/", key=None, headers=None):
     if headers is None:
-        headers = [("Host", f"127.0.0.1:{port}"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                   ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Version", "13")]
+        headers = default_headers(port, key)
     lines = [f"GET {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
