@@ -101,6 +101,22 @@ void wsx__qnode_put(wsx_loop *loop, wsx__qnode *q)
     free(q);
 }
 
+static void trim_list(wsx__qnode **list, size_t *n, size_t keep)
+{
+    while (*n > keep) {
+        wsx__qnode *q = *list;
+        *list = q->next;
+        free(q);
+        (*n)--;
+    }
+}
+
+void wsx__qcache_trim(wsx_loop *loop)
+{
+    trim_list(&loop->small_cache, &loop->nsmall_cache, WSX__CACHE_IDLE);
+    trim_list(&loop->chunk_cache, &loop->nchunk_cache, WSX__CACHE_IDLE);
+}
+
 void wsx__qcache_free(wsx_loop *loop)
 {
     for (wsx__qnode *q = loop->chunk_cache, *nx; q; q = nx) {

@@ -389,6 +389,9 @@ int wsx_loop_run(wsx_loop *loop)
             n = 0;
         }
         loop->now = wsx__clock_ms();
+        /* A wait that ended with nothing to do means the loop is idle: give back the write
+         * chunks kept for busy times, so an idle server holds little memory. */
+        if (n == 0 && timeout != 0) wsx__qcache_trim(loop);
 
         loop->dispatching = true;
         loop->ev_count = n;

@@ -557,11 +557,12 @@ struct ssl_st *wsx__stream_tls_ssl(const wsx__stream *s);
 #define WSX__WHEEL_MASK  (WSX__WHEEL_SLOTS - 1u)
 #define WSX__MAX_EVENTS  1024
 #define WSX__CHUNK_SIZE  (16u * 1024u)
-#define WSX__CHUNK_CACHE 16u
+#define WSX__CHUNK_CACHE 32u
 /* A first, small chunk for a stream with little to send (handshake answers, small frames):
  * most queues never need more, and idle servers keep less memory cached. */
 #define WSX__SMALL_CHUNK 2048u
-#define WSX__SMALL_CACHE 32u
+#define WSX__SMALL_CACHE 256u
+#define WSX__CACHE_IDLE  8u /* chunks of each size kept while idle */
 #define WSX__SLICE_CACHE 4096u
 
 /* One entry of a stream's output queue: an owned chunk (ref == NULL, bytes inline after the
@@ -679,6 +680,8 @@ wsx__qnode *wsx__chunk_get(wsx_loop *loop, size_t min_cap);
 wsx__qnode *wsx__slice_get(wsx_loop *loop);
 void wsx__qnode_put(wsx_loop *loop, wsx__qnode *q);
 void wsx__qcache_free(wsx_loop *loop);
+/* Frees cached chunks beyond a few (called when the loop finds itself idle). */
+void wsx__qcache_trim(wsx_loop *loop);
 #endif
 
 #endif

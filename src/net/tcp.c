@@ -364,6 +364,21 @@ int wsx__stream_write(wsx__stream *s, const struct iovec *iov, int n)
         total += iov[i].iov_len;
     if (total == 0) return 0;
 
+    /* The common case, a small write that fits the tail chunk, without the general path's
+     * bookkeeping. */
+    wsx__qnode *t = s->qtail;
+    if (t && !t->ref && t->cap - t->len >= total) {
+        uint8_t *d = (uint8_t *)t->base + t->len;
+        for (int i = 0; i < n; i++) {
+            memcpy(d, iov[i].iov_base, iov[i].iov_len);
+            d += iov[i].iov_len;
+        }
+        t->len += (uint32_t)total;
+        s->queued += total;
+        cork(s);
+        return 0;
+    }
+
     /* Reserve before copying so that a failed allocation leaves the queue unchanged. */
     wsx__qnode *tail = s->qtail;
     size_t room = tail && !tail->ref ? tail->cap - tail->len : 0;

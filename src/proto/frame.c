@@ -340,11 +340,13 @@ void wsx_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
      * cheaper for short payloads than stepping to an aligned address first. */
     size_t i = 0;
     if (len >= 8) {
-        uint8_t k8[8];
-        for (int j = 0; j < 8; j++)
-            k8[j] = mask[(offset + (size_t)j) & 3];
+        /* The key lined up with data[0]: two copies of it, read from the offset on. */
+        uint8_t k12[12];
+        memcpy(k12, mask, 4);
+        memcpy(k12 + 4, mask, 4);
+        memcpy(k12 + 8, mask, 4);
         uint64_t k;
-        memcpy(&k, k8, 8);
+        memcpy(&k, k12 + (offset & 3), 8);
         for (; len - i >= 32; i += 32) {
             uint64_t w[4];
             memcpy(w, data + i, 32);
