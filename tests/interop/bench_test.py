@@ -2,13 +2,66 @@
 """`wsx bench` checks what it measures: a clean run against `wsx echo` reports figures and no
 error; a server that corrupts one byte, or drops one message, makes it fail with the right
 kind of error in bounded time; fan-out and idle modes run; a target outside loopback is
-refused before any connection is attempted. Standard library only."""
+refused before any connection is attempted; JSON payloads are JSON and are verified too, and
+permessage-deflate is agreed with `wsx echo`; wss:// works with --cacert, fails with a tls
+error without it, and --insecure warns. Standard library only (and openssl for the
+certificates of the wss:// step)."""
 
-from wsxlib import RawServer, Server, check, eq, note, run, run_bench, step
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+
+from wsxlib import (WSX_BIN, RawServer, Server, _track, _untrack, check, eq, free_port, note,
+                    run, run_bench, step)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def good(res, name):
     return check(res is not None, f"{name}: one JSON object on stdout")
+
+
+class TlsEcho:
+    """`wsx echo` serving wss:// on 127.0.0.1 (wsxlib.Server expects ws://)."""
+
+    def __init__(self, certs):
+        self.port = free_port()
+        argv = [WSX_BIN, "echo", "--host", "127.0.0.1", "--port", str(self.port), "--quiet",
+                "--tls-cert", os.path.join(certs, "server.pem"), "--tls-key",
+                os.path.join(certs, "server.key")]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        _track(self.proc.pid)
+        ready = threading.Event()
+        lines = []
+
+        def read():
+            for line in self.proc.stdout:
+                lines.append(line.strip())
+                if re.match(r"^listening on wss://", line):
+                    ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(10):
+            self.close()
+            raise RuntimeError(f"{' '.join(argv)}: no listening line: {lines}")
+        note(f"started: {' '.join(argv)}")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        _untrack(self.proc.pid)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def main():
@@ -123,6 +176,104 @@ def main():
                       res["server_rss_after_kb"] is not None, "idle: server RSS read")
                 check(res["server_bytes_per_conn"] is not None, "idle: bytes per connection",
                       res["server_bytes_per_conn"])
+
+    with step("(g) --deflate --payload json against wsx echo: agreed on every connection"):
+        with Server(["--quiet"], quiet=True) as srv:
+            rc, res, _, _ = run_bench(["--deflate", "--payload", "json", "-s", "1024", "-c", "8",
+                                       "-k", "4", "-d", "1", "-w", "0.3", "-p",
+                                       str(srv.proc.pid), srv.url])
+            eq(rc, 0, "deflate: exit status")
+            if good(res, "deflate"):
+                eq(res["errors"], 0, "deflate: errors")
+                check(res["messages"] > 0, "deflate: messages completed", res["messages"])
+                eq(res["payload"], "json", "deflate: payload")
+                eq(res["deflate_offered"], True, "deflate: offered")
+                eq(res["connections_made"], 8, "deflate: connections made")
+                eq(res["deflate_agreed"], 8, "deflate: agreed on every connection")
+                check(res["server_bytes_per_conn"] is not None, "deflate: server memory per "
+                      "connection under load", res["server_bytes_per_conn"])
+        with Server(["--quiet", "--no-deflate"], quiet=True) as srv:
+            rc, res, _, _ = run_bench(["--deflate", "--payload", "json", "-s", "1024", "-c", "4",
+                                       "-d", "0.5", "-w", "0", srv.url])
+            eq(rc, 0, "deflate refused: exit status")
+            if good(res, "deflate refused"):
+                eq(res["deflate_agreed"], 0, "deflate refused by --no-deflate: agreed on none")
+
+        # Every message is JSON with the connection and sequence number in it; one byte of the
+        # text changed is still caught.
+        seen = []
+
+        def corrupt_json(n, opcode, payload):
+            if n <= 3:
+                seen.append(payload)
+            if n == 40:
+                b = bytearray(payload)
+                b[500] ^= 0x01
+                return bytes(b)
+            return payload
+
+        with RawServer(corrupt_json) as srv:
+            rc, res, _, _ = run_bench(["--payload", "json", "-s", "600", "-c", "1", "-k", "2",
+                                       "-d", "1", "-w", "0", srv.url], timeout=30)
+            check(rc not in (0, None), "json, corrupt: non-zero exit status", rc)
+            if good(res, "json, corrupt"):
+                eq(res["errors_by_kind"]["corrupt"], 1, "json, corrupt: one corrupt message")
+                check("byte 500 is" in (res["first_error"] or ""), "json, corrupt: the byte is "
+                      "named", res["first_error"])
+            msgs = []
+            for p in seen:
+                try:
+                    msgs.append(json.loads(p))
+                except ValueError as e:
+                    check(False, "json payload parses as JSON", f"{e}: {p[:100]!r}")
+            eq(len(msgs), 3, "json payload: three messages parsed")
+            check(all(m.get("type") == "message" and m.get("name") == "user0000000" and
+                      isinstance(m.get("text"), str) for m in msgs),
+                  "json payload: type, name and text fields", msgs[:1])
+            eq([m.get("seq") for m in msgs], [0, 1, 2], "json payload: seq fields")
+            eq({len(p) for p in seen}, {600}, "json payload: exactly -s bytes")
+
+        rc, _, _, _ = run_bench(["--payload", "json", "-s", "82", "ws://127.0.0.1:9/"])
+        eq(rc, 2, "json payload below 83 bytes: a usage error")
+
+    with step("(h) wss:// against wsx echo --tls-cert --tls-key"):
+        if not shutil.which("openssl"):
+            note("openssl not found: wss:// step skipped")
+        else:
+            with tempfile.TemporaryDirectory(prefix="wsx-bench-certs-") as certs:
+                subprocess.run(["sh", os.path.join(HERE, "certs.sh"), certs], check=True,
+                               stdout=subprocess.DEVNULL, timeout=30)
+                ca = os.path.join(certs, "ca.pem")
+                with TlsEcho(certs) as srv:
+                    url = f"wss://localhost:{srv.port}/"
+                    rc, res, _, _ = run_bench(["--cacert", ca, "-c", "10", "-k", "4", "-s", "512",
+                                               "-d", "1", "-w", "0.3", "-p", str(srv.proc.pid),
+                                               url])
+                    eq(rc, 0, "wss: exit status")
+                    if good(res, "wss"):
+                        eq(res["errors"], 0, "wss: errors")
+                        check(res["messages"] > 0, "wss: messages completed", res["messages"])
+                        eq(res["connections_made"], 10, "wss: connections made")
+                        eq(res["tls"], True, "wss: tls")
+                        eq(res["tls_insecure"], False, "wss: verified")
+                        check(res["server_us_per_msg"] is not None, "wss: server CPU per message")
+
+                    # Without the CA the certificate cannot be verified: a tls error, at once.
+                    rc, res, _, secs = run_bench(["-c", "2", "-d", "1", "-w", "0", url],
+                                                 timeout=30)
+                    eq(rc, 1, "wss, unknown CA: exit status")
+                    if good(res, "wss, unknown CA"):
+                        eq(res["errors_by_kind"]["tls"], 2, "wss, unknown CA: tls errors")
+                        eq(res["connections_made"], 0, "wss, unknown CA: no connection")
+                    check(secs < 10, "wss, unknown CA: fails fast", f"{secs:.1f} s")
+
+                    rc, res, err, _ = run_bench(["--insecure", "-c", "2", "-d", "0.5", "-w", "0",
+                                                 url])
+                    eq(rc, 0, "wss --insecure: exit status")
+                    check(any("WARNING: --insecure" in line for line in err),
+                          "wss --insecure: a warning on stderr", err)
+                    if good(res, "wss --insecure"):
+                        eq(res["tls_insecure"], True, "wss --insecure: reported")
 
     with step("a target outside loopback is refused before connecting"):
         # 192.0.2.0/24 is TEST-NET-1: nothing answers there, so an attempt would hang until

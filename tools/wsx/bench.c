@@ -21,10 +21,11 @@
 static const char help[] =
     "usage: wsx bench [options] URL\n"
     "\n"
-    "Opens connections to URL (ws://host[:port]/path) with a real handshake and keeps masked\n"
-    "messages in flight on each; every byte that comes back is checked. Reports messages/s,\n"
-    "MB/s, latency percentiles, connections made and failed, errors by kind and, given the\n"
-    "server's pid, its CPU time per message. Only loopback targets unless --allow-remote.\n"
+    "Opens connections to URL (ws:// or wss://host[:port]/path) with a real handshake and keeps\n"
+    "masked messages in flight on each; every byte that comes back is checked. Reports\n"
+    "messages/s, MB/s, latency percentiles, connections made and failed, errors by kind and,\n"
+    "given the server's pid, its CPU time per message and its memory per connection. Only\n"
+    "loopback targets unless --allow-remote.\n"
     "\n"
     "  -m, --mode MODE         echo (default): each connection keeps K messages in flight and\n"
     "                          expects them back in order;\n"
@@ -36,13 +37,23 @@ static const char help[] =
     "  -s, --size BYTES        message size, 0..16M (default 32)\n"
     "  -k, --in-flight K       messages in flight per connection, fanout: broadcasts (default 1)\n"
     "  -b, --binary            binary messages (default: text, printable ASCII)\n"
+    "      --payload KIND      pattern (default): pseudo-random characters or bytes, which\n"
+    "                          barely compress; json: chat messages as JSON text\n"
+    "                          ({\"type\":\"message\",\"room\":...,\"text\":\"words...\"}) of\n"
+    "                          exactly S bytes (S >= 83) that compress like a chat stream\n"
+    "  -z, --deflate           offer permessage-deflate; the summary says on how many\n"
+    "                          connections the server agreed to it\n"
+    "      --cacert FILE       wss://: trust the CA certificates in FILE (PEM) instead of the\n"
+    "                          system's\n"
+    "      --insecure          wss://: do NOT verify the server's certificate or name\n"
     "  -d, --duration S        measured seconds (idle: seconds held) (default 5)\n"
     "  -w, --warmup S          seconds of load before the measurement starts (default 1)\n"
     "  -n, --messages N        end the measurement after N messages (default: time only)\n"
     "  -t, --threads N         event loops, one per thread, connections split among them\n"
     "                          (default 1)\n"
-    "  -p, --server-pid PID    the server's process: its CPU per message from /proc/PID/stat;\n"
-    "                          in idle mode its RSS growth per connection (VmRSS)\n"
+    "  -p, --server-pid PID    the server's process: its CPU per message from /proc/PID/stat,\n"
+    "                          and its RSS growth per connection (VmRSS, from before the\n"
+    "                          connections to the end of the measurement; idle: after -w)\n"
     "      --connect-timeout S time for every connection to open, handshake included\n"
     "                          (default 10); late ones fail with connect_timeout\n"
     "      --max-connecting N  handshakes in progress at once (default 256)\n"
@@ -56,7 +67,9 @@ static const char help[] =
     "\n"
     "Payload: with S >= 16 the first 16 bytes carry the connection id and the message's\n"
     "sequence number (hex), so loss, duplication and reordering are caught; the rest is a\n"
-    "pattern that depends on the sequence number, and every byte is compared.\n"
+    "pattern that depends on the sequence number, and every byte is compared. With --payload\n"
+    "json the id and the number are the \"name\" and \"seq\" fields, the words of \"text\"\n"
+    "depend on the number, and again every byte is compared.\n"
     "\n"
     "A progress line on stderr every second while it runs (when stderr is a terminal, or\n"
     "with -v), then a summary on stdout. Exit status: 0 when messages completed (idle: every\n"
@@ -67,12 +80,14 @@ static const char help[] =
 enum { M_ECHO, M_FANOUT, M_IDLE };
 enum { P_CONNECT, P_WARMUP, P_MEASURE, P_DONE };
 enum { R_ECHO, R_SUB, R_PUB, R_IDLE };
+enum { PL_PATTERN, PL_JSON };
 
 /* Errors by kind: the names are those of the summary and the JSON output. */
 #define ERROR_KINDS(X)                                                                             \
     X(CONNECT, "connect")                                                                          \
     X(CONNECT_TIMEOUT, "connect_timeout")                                                          \
     X(HANDSHAKE, "handshake")                                                                      \
+    X(TLS, "tls")                                                                                  \
     X(CLOSED, "closed")                                                                            \
     X(SEND, "send")                                                                                \
     X(TYPE, "type")                                                                                \
@@ -244,13 +259,19 @@ struct bench {
     long server_pid;
     uint32_t max_connecting;
     bool json, verbose, allow_remote;
+    int payload;        /* PL_* */
+    size_t hdr, tail;   /* bytes of each message before and after the pattern's */
+    bool deflate;       /* offer permessage-deflate */
+    bool insecure;      /* wss:// without verifying the server */
+    const char *cafile; /* wss://: the CAs to trust */
     const char *url;
     char url_sub[300], url_pub[300];
     wsx_url u;
     char *command;
 
     /* shared, read-only during the run */
-    uint8_t *pattern; /* size + PAT_SPREAD bytes */
+    uint8_t *pattern; /* size + spread bytes (PAT_SPREAD, or JSON_SPREAD) */
+    size_t spread;
     wsx_client_opts copts;
     worker *workers;
     bconn *all; /* conns (+ the fanout publisher at the end) */
@@ -261,6 +282,7 @@ struct bench {
     /* shared, updated by the workers */
     _Atomic int phase;
     _Atomic size_t settled, open, made, failed, subs_open;
+    _Atomic size_t deflated; /* connections that agreed to permessage-deflate */
     _Atomic int abort_run;
     _Atomic unsigned printed;
     char first_error[300];
@@ -312,6 +334,27 @@ static void report(worker *w, int kind, const char *fmt, ...)
 
 /* ---- payload ---- */
 
+/* --payload json: each message is one line of a chat, exactly S bytes:
+ *   {"type":"message","room":"lobby","name":"user0000042","seq":         123,"text":"..."}
+ * The connection id (7 digits) and the sequence number (right-aligned in 12 columns: JSON
+ * allows the blanks) sit at fixed offsets, so the header is written in place like the
+ * pattern's; "text" is a stretch of a long stream of words that starts at a place that
+ * depends on the number. The places of consecutive messages are JSON_STRIDE bytes apart in a
+ * stream of JSON_SPREAD bytes, further than a 32 KiB DEFLATE window reaches, so a compressor
+ * that keeps its context finds the vocabulary of earlier messages, not the same text. */
+#define JSON_A      "{\"type\":\"message\",\"room\":\"lobby\",\"name\":\"user"
+#define JSON_B      "\",\"seq\":"
+#define JSON_C      ",\"text\":\""
+#define JSON_TAIL   "\"}"
+#define JSON_ID     (sizeof JSON_A - 1)
+#define JSON_SEQ    (JSON_ID + 7 + sizeof JSON_B - 1)
+#define JSON_HDR    (JSON_SEQ + 12 + sizeof JSON_C - 1)
+#define JSON_MIN    (JSON_HDR + sizeof JSON_TAIL - 1)
+#define JSON_SPREAD (1u << 20)
+#define JSON_STRIDE 40503u /* odd: the places cycle through the whole stream */
+
+_Static_assert(JSON_MIN == 83, "the help text says S >= 83 for --payload json");
+
 static void put_hex(uint8_t *p, uint64_t v, int digits)
 {
     static const char hex[] = "0123456789abcdef";
@@ -335,10 +378,65 @@ static bool get_hex(const uint8_t *p, int digits, uint64_t *out)
     return true;
 }
 
-static void make_header(uint8_t *out, uint32_t id, uint64_t seq)
+/* v in decimal, right-aligned in `digits` columns, padded with pad ('0' or ' '); only the
+ * lowest digits when it is wider. */
+static void put_dec(uint8_t *p, uint64_t v, int digits, char pad)
 {
+    int i = digits - 1;
+    do {
+        p[i--] = (uint8_t)('0' + v % 10);
+        v /= 10;
+    } while (v && i >= 0);
+    while (i >= 0)
+        p[i--] = (uint8_t)pad;
+}
+
+/* The reverse of put_dec: leading blanks, then at least one digit up to the end. */
+static bool get_dec(const uint8_t *p, int digits, uint64_t *out)
+{
+    int i = 0;
+    while (i < digits && p[i] == ' ')
+        i++;
+    if (i == digits) return false;
+    uint64_t v = 0;
+    for (; i < digits; i++) {
+        if (p[i] < '0' || p[i] > '9') return false;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* Where message `seq` starts in the pattern. */
+static size_t pat_off(const bench *b, uint64_t seq)
+{
+    return b->payload == PL_JSON ? (size_t)(seq * JSON_STRIDE % JSON_SPREAD)
+                                 : (size_t)(seq % PAT_SPREAD);
+}
+
+/* The b->hdr bytes that lead message `seq` of connection `id`. */
+static void make_header(const bench *b, uint8_t *out, uint32_t id, uint64_t seq)
+{
+    if (b->payload == PL_JSON) {
+        memcpy(out, JSON_A, JSON_ID);
+        put_dec(out + JSON_ID, id, 7, '0');
+        memcpy(out + JSON_ID + 7, JSON_B, sizeof JSON_B - 1);
+        put_dec(out + JSON_SEQ, seq, 12, ' ');
+        memcpy(out + JSON_SEQ + 12, JSON_C, sizeof JSON_C - 1);
+        return;
+    }
     put_hex(out, id, 6);
     put_hex(out + 6, seq, 10);
+}
+
+/* The connection id and sequence number a header carries, if it is one. */
+static bool read_header(const bench *b, const uint8_t *h, uint64_t *id, uint64_t *seq)
+{
+    if (b->payload == PL_JSON)
+        return !memcmp(h, JSON_A, JSON_ID) && get_dec(h + JSON_ID, 7, id) &&
+               !memcmp(h + JSON_ID + 7, JSON_B, sizeof JSON_B - 1) &&
+               get_dec(h + JSON_SEQ, 12, seq);
+    return get_hex(h, 6, id) && get_hex(h + 6, 10, seq);
 }
 
 /* Text: printable ASCII (valid UTF-8); binary: every byte value. Deterministic (xorshift). */
@@ -356,19 +454,57 @@ static uint8_t *make_pattern(size_t len, bool binary)
     return p;
 }
 
-/* Sends message `seq` of connection `id`: pattern bytes from seq % PAT_SPREAD, led by the
- * header. The header is written into the worker's copy of the pattern for the call and
- * undone after it (wsx_send copies), so no message is assembled byte by byte. */
+/* --payload json: a stream of chat words, ASCII without '"' or '\' (any stretch of it is a
+ * valid JSON string). Deterministic (xorshift). */
+static uint8_t *make_words(size_t len)
+{
+    static const char *const words[] = {
+        "hi",      "hello",  "everyone", "the",    "a",      "is",     "it",      "to",
+        "and",     "of",     "in",       "on",     "for",    "we",     "you",     "I",
+        "that",    "this",   "with",     "at",     "be",     "are",    "was",     "have",
+        "just",    "so",     "but",      "not",    "what",   "about",  "can",     "will",
+        "meeting", "today",  "tomorrow", "lunch",  "coffee", "deploy", "build",   "tests",
+        "passed",  "failed", "again",    "review", "merged", "branch", "release", "server",
+        "client",  "thanks", "sure",     "ok",     "lol",    "yes",    "no",      "maybe",
+        "think",   "should", "ship",     "later",  "looks",  "good",   "see",     "room",
+    };
+    static const char punct[] = ",.!?";
+    uint8_t *p = malloc(len ? len : 1);
+    if (!p) return NULL;
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    size_t i = 0;
+    while (i < len) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        const char *w = words[(x >> 20) % (sizeof words / sizeof *words)];
+        while (*w && i < len)
+            p[i++] = (uint8_t)*w++;
+        if (i < len && (x >> 40) % 8 == 0) p[i++] = (uint8_t)punct[(x >> 44) % 4];
+        if (i < len) p[i++] = ' ';
+    }
+    return p;
+}
+
+/* Sends message `seq` of connection `id`: pattern bytes from pat_off(seq), led by the
+ * header (and closed by the tail). Both are written into the worker's copy of the pattern
+ * for the call and undone after it (wsx_send copies), so no message is assembled byte by
+ * byte. */
 static int send_msg(worker *w, wsx_conn *c, uint32_t id, uint64_t seq)
 {
     bench *b = w->b;
-    uint8_t *p = w->sendbuf + seq % PAT_SPREAD;
-    if (b->size < HDR_LEN) return wsx_send(c, p, b->size, b->type);
-    uint8_t save[HDR_LEN];
-    memcpy(save, p, HDR_LEN);
-    make_header(p, id, seq);
+    uint8_t *p = w->sendbuf + pat_off(b, seq);
+    if (!b->hdr) return wsx_send(c, p, b->size, b->type);
+    uint8_t save[JSON_HDR], tail[sizeof JSON_TAIL];
+    memcpy(save, p, b->hdr);
+    make_header(b, p, id, seq);
+    if (b->tail) {
+        memcpy(tail, p + b->size - b->tail, b->tail);
+        memcpy(p + b->size - b->tail, JSON_TAIL, b->tail);
+    }
     int rc = wsx_send(c, p, b->size, b->type);
-    memcpy(p, save, HDR_LEN);
+    memcpy(p, save, b->hdr);
+    if (b->tail) memcpy(p + b->size - b->tail, tail, b->tail);
     return rc;
 }
 
@@ -396,14 +532,14 @@ static int verify(const bench *b, const wsx_msg *m, uint32_t id, uint64_t seq, c
                  b->size);
         return E_LENGTH;
     }
-    const uint8_t *want = b->pattern + seq % PAT_SPREAD;
-    size_t from = 0;
-    if (b->size >= HDR_LEN) {
-        uint8_t h[HDR_LEN];
-        make_header(h, id, seq);
-        if (memcmp(m->data, h, HDR_LEN)) {
+    const uint8_t *want = b->pattern + pat_off(b, seq);
+    size_t from = 0, to = b->size - b->tail;
+    if (b->hdr) {
+        uint8_t h[JSON_HDR];
+        make_header(b, h, id, seq);
+        if (memcmp(m->data, h, b->hdr)) {
             uint64_t gid, gseq;
-            if (get_hex(m->data, 6, &gid) && get_hex(m->data + 6, 10, &gseq)) {
+            if (read_header(b, m->data, &gid, &gseq)) {
                 if (gid == id) {
                     snprintf(why, cap, "message #%llu arrived where #%llu was expected (%s)",
                              (unsigned long long)gseq, s,
@@ -414,17 +550,23 @@ static int verify(const bench *b, const wsx_msg *m, uint32_t id, uint64_t seq, c
                          (unsigned long long)gseq, (unsigned long long)gid, s);
                 return E_ORDER;
             }
-            size_t i = first_diff(m->data, h, HDR_LEN);
+            size_t i = first_diff(m->data, h, b->hdr);
             snprintf(why, cap, "message #%llu: header byte %zu is 0x%02x, expected 0x%02x", s, i,
                      m->data[i], h[i]);
             return E_CORRUPT;
         }
-        from = HDR_LEN;
+        from = b->hdr;
     }
-    if (memcmp(m->data + from, want + from, b->size - from)) {
-        size_t i = from + first_diff(m->data + from, want + from, b->size - from);
+    if (memcmp(m->data + from, want + from, to - from)) {
+        size_t i = from + first_diff(m->data + from, want + from, to - from);
         snprintf(why, cap, "message #%llu: byte %zu is 0x%02x, expected 0x%02x", s, i, m->data[i],
                  want[i]);
+        return E_CORRUPT;
+    }
+    if (b->tail && memcmp(m->data + to, JSON_TAIL, b->tail)) {
+        size_t i = to + first_diff(m->data + to, (const uint8_t *)JSON_TAIL, b->tail);
+        snprintf(why, cap, "message #%llu: byte %zu is 0x%02x, expected 0x%02x", s, i, m->data[i],
+                 (unsigned)(uint8_t)JSON_TAIL[i - to]);
         return E_CORRUPT;
     }
     return -1;
@@ -512,6 +654,7 @@ static void on_open(wsx_conn *c, void *user)
     w->connecting--;
     atomic_fetch_add(&b->made, 1);
     atomic_fetch_add(&b->open, 1);
+    if (wsx_conn_deflate(c)) atomic_fetch_add(&b->deflated, 1);
     if (bc->role == R_SUB) atomic_fetch_add(&b->subs_open, 1);
     settle(w, bc);
     start_more(w);
@@ -681,6 +824,7 @@ static void on_end(wsx_client *cl, int err, const char *why, void *user)
         settle(w, bc);
     } else {
         int kind = err == WSX_EHANDSHAKE  ? E_HANDSHAKE
+                   : err == WSX_ETLS      ? E_TLS
                    : err == WSX_ETIMEDOUT ? E_CONNECT_TIMEOUT
                                           : E_CONNECT;
         conn_failed(w, bc, kind, why ? why : wsx_strerror(err));
@@ -1049,7 +1193,7 @@ typedef struct result {
     double server_cpu_s; /* -1: unknown */
     double other_cpu_s;  /* the rest of the machine's busy time (needs the server's); -1 */
     long rss_before, rss_after;
-    size_t made, failed;
+    size_t made, failed, deflated;
     bool window_full, interrupted;
     const char *ended; /* why the run ended early, or NULL */
 } result;
@@ -1071,9 +1215,13 @@ static void print_json(const bench *b, const result *r, char **argv, int argc, b
     json_str(b->url);
     printf(",\"connections\":%zu,\"size\":%zu,\"in_flight\":%u,\"binary\":%s,\"threads\":%u",
            b->conns, b->size, b->k, b->type == WSX_BINARY ? "true" : "false", b->threads);
+    printf(",\"payload\":\"%s\",\"tls\":%s,\"tls_insecure\":%s,\"deflate_offered\":%s",
+           b->payload == PL_JSON ? "json" : "pattern", b->u.tls ? "true" : "false",
+           b->u.tls && b->insecure ? "true" : "false", b->deflate ? "true" : "false");
     printf(",\"warmup_s\":%.3f,\"duration_s\":%.3f,\"connect_s\":%.3f", b->warmup, secs,
            r->connect_s);
-    printf(",\"connections_made\":%zu,\"connections_failed\":%zu", r->made, r->failed);
+    printf(",\"connections_made\":%zu,\"connections_failed\":%zu,\"deflate_agreed\":%zu", r->made,
+           r->failed, r->deflated);
     if (b->mode != M_IDLE) {
         printf(",\"messages\":%llu,\"bytes\":%llu", (unsigned long long)t->win_msgs,
                (unsigned long long)t->win_bytes);
@@ -1103,15 +1251,13 @@ static void print_json(const bench *b, const result *r, char **argv, int argc, b
              3);
     json_num("other_cpu_pct", secs > 0 && r->other_cpu_s >= 0 ? 100.0 * r->other_cpu_s / secs : -1,
              1);
-    if (b->mode == M_IDLE) {
-        json_num("server_rss_before_kb", (double)r->rss_before, 0);
-        json_num("server_rss_after_kb", (double)r->rss_after, 0);
-        json_num("server_bytes_per_conn",
-                 r->rss_before >= 0 && r->rss_after >= 0 && r->made
-                     ? (double)(r->rss_after - r->rss_before) * 1024.0 / (double)r->made
-                     : -1,
-                 0);
-    }
+    json_num("server_rss_before_kb", (double)r->rss_before, 0);
+    json_num("server_rss_after_kb", (double)r->rss_after, 0);
+    json_num("server_bytes_per_conn",
+             r->rss_before >= 0 && r->rss_after >= 0 && r->made
+                 ? (double)(r->rss_after - r->rss_before) * 1024.0 / (double)r->made
+                 : -1,
+             0);
     printf(",\"errors\":%llu,\"errors_by_kind\":{", (unsigned long long)t->errors);
     for (int k = 0; k < E_KINDS; k++)
         printf("%s\"%s\":%llu", k ? "," : "", kind_names[k], (unsigned long long)t->err[k]);
@@ -1140,11 +1286,19 @@ static void print_summary(const bench *b, const result *r)
     else
         printf("%zu idle connections, ", b->conns);
     if (b->mode != M_IDLE)
-        printf("%zu-byte %s messages, ", b->size, b->type == WSX_BINARY ? "binary" : "text");
+        printf("%zu-byte %s%s messages, ", b->size, b->payload == PL_JSON ? "JSON " : "",
+               b->type == WSX_BINARY ? "binary" : "text");
     printf("%u thread%s\n", b->threads, b->threads > 1 ? "s" : "");
     printf("  %-12s %s\n", "command", b->command);
     printf("  %-12s %zu made, %zu failed, in %.3f s (%.0f/s)\n", "connections", r->made, r->failed,
            r->connect_s, r->connect_s > 0 ? (double)r->made / r->connect_s : 0.0);
+    if (b->u.tls)
+        printf("  %-12s wss://, %s\n", "tls",
+               b->insecure ? "the server's certificate NOT verified (--insecure)"
+                           : "the server's certificate verified");
+    if (b->deflate)
+        printf("  %-12s offered; agreed on %zu of %zu connections\n", "deflate", r->deflated,
+               r->made);
     if (secs <= 0)
         printf("  %-12s nothing: the run ended before the measurement\n", "measured");
     else if (b->mode == M_IDLE)
@@ -1179,7 +1333,7 @@ static void print_summary(const bench *b, const result *r)
                 printf(", %.3f us/%s", r->server_cpu_s * 1e6 / (double)t->win_msgs,
                        b->mode == M_FANOUT ? "delivery" : "msg");
         }
-        if (b->mode == M_IDLE && r->rss_before >= 0 && r->rss_after >= 0) {
+        if (r->rss_before >= 0 && r->rss_after >= 0) {
             printf(", RSS %ld -> %ld KiB", r->rss_before, r->rss_after);
             if (r->made)
                 printf(" (%.0f bytes per connection)",
@@ -1217,7 +1371,7 @@ static void run(bench *b, result *r)
     uint64_t ticks0 = 0, ticks1 = 0, cpu0 = 0, cpu1 = 0, m0 = 0, m1 = 0;
     uint64_t busy0 = 0, busy1 = 0;
     bool ticks_ok = false, busy_ok = false;
-    if (b->server_pid && b->mode == M_IDLE) r->rss_before = read_rss_kb(b->server_pid);
+    if (b->server_pid) r->rss_before = read_rss_kb(b->server_pid);
 
     for (uint32_t i = 0; i < b->threads; i++)
         if (pthread_create(&b->workers[i].thread, NULL, worker_main, &b->workers[i])) {
@@ -1289,6 +1443,9 @@ static void run(bench *b, result *r)
                     cpu1 = cpu_ns();
                     if (ticks_ok) ticks_ok = read_ticks(b->server_pid, &ticks1);
                     if (busy_ok) busy_ok = read_busy_ticks(&busy1);
+                    /* Under load: what the open connections hold, buffers included. */
+                    if (b->server_pid && b->mode != M_IDLE)
+                        r->rss_after = read_rss_kb(b->server_pid);
                     r->window_full = !why;
                 }
                 if (why) r->ended = why;
@@ -1329,6 +1486,7 @@ static void run(bench *b, result *r)
         }
     }
     r->made = atomic_load(&b->made);
+    r->deflated = atomic_load(&b->deflated);
     r->failed = atomic_load(&b->failed);
     sum_stats(b, &r->t);
     for (uint32_t i = 0; i < b->threads; i++) {
@@ -1392,6 +1550,9 @@ enum {
     O_STALL,
     O_ALLOW_REMOTE,
     O_JSON,
+    O_PAYLOAD,
+    O_CACERT,
+    O_INSECURE,
 };
 
 int cmd_bench(int argc, char **argv)
@@ -1403,6 +1564,10 @@ int cmd_bench(int argc, char **argv)
         {"size", required_argument, 0, 's'},
         {"in-flight", required_argument, 0, 'k'},
         {"binary", no_argument, 0, 'b'},
+        {"payload", required_argument, 0, O_PAYLOAD},
+        {"deflate", no_argument, 0, 'z'},
+        {"cacert", required_argument, 0, O_CACERT},
+        {"insecure", no_argument, 0, O_INSECURE},
         {"duration", required_argument, 0, 'd'},
         {"warmup", required_argument, 0, 'w'},
         {"messages", required_argument, 0, 'n'},
@@ -1435,7 +1600,7 @@ int cmd_bench(int argc, char **argv)
     size_t sz;
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "m:c:s:k:bd:w:n:t:p:vh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "m:c:s:k:bzd:w:n:t:p:vh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'm':
             if (!strcmp(optarg, "echo"))
@@ -1467,6 +1632,23 @@ int cmd_bench(int argc, char **argv)
             break;
         case 'b':
             b->type = WSX_BINARY;
+            break;
+        case O_PAYLOAD:
+            if (!strcmp(optarg, "pattern"))
+                b->payload = PL_PATTERN;
+            else if (!strcmp(optarg, "json"))
+                b->payload = PL_JSON;
+            else
+                return usage_error("bench", "unknown payload '%s' (pattern or json)", optarg);
+            break;
+        case 'z':
+            b->deflate = true;
+            break;
+        case O_CACERT:
+            b->cafile = optarg;
+            break;
+        case O_INSECURE:
+            b->insecure = true;
             break;
         case 'd':
         case 'w':
@@ -1525,8 +1707,12 @@ int cmd_bench(int argc, char **argv)
     }
     if (optind + 1 != argc) return usage_error("bench", "expected one URL");
     b->url = argv[optind];
-    if (wsx_url_parse(b->url, &b->u) < 0 || b->u.tls)
-        return usage_error("bench", "bad URL '%s' (expected ws://host[:port]/path)", b->url);
+    if (wsx_url_parse(b->url, &b->u) < 0)
+        return usage_error("bench", "bad URL '%s' (expected ws:// or wss://host[:port]/path)",
+                           b->url);
+    if (b->payload == PL_JSON && b->size < JSON_MIN)
+        return usage_error("bench", "--payload json needs messages of at least %zu bytes (-s)",
+                           (size_t)JSON_MIN);
 
     /* Before anything touches the network: a load generator aimed at someone else's host is
      * an attack, so only loopback unless asked. */
@@ -1548,13 +1734,17 @@ int cmd_bench(int argc, char **argv)
     b->total = b->conns + (b->mode == M_FANOUT);
     if (b->mode == M_FANOUT) {
         bool v6 = strchr(b->u.host, ':') != NULL;
-        const char *lb = v6 ? "[" : "", *rb = v6 ? "]" : "";
-        if (snprintf(b->url_sub, sizeof b->url_sub, "ws://%s%s%s:%u/sub", lb, b->u.host, rb,
+        const char *sc = b->u.tls ? "wss" : "ws", *lb = v6 ? "[" : "", *rb = v6 ? "]" : "";
+        if (snprintf(b->url_sub, sizeof b->url_sub, "%s://%s%s%s:%u/sub", sc, lb, b->u.host, rb,
                      b->u.port) >= (int)sizeof b->url_sub ||
-            snprintf(b->url_pub, sizeof b->url_pub, "ws://%s%s%s:%u/pub", lb, b->u.host, rb,
+            snprintf(b->url_pub, sizeof b->url_pub, "%s://%s%s%s:%u/pub", sc, lb, b->u.host, rb,
                      b->u.port) >= (int)sizeof b->url_pub)
             return usage_error("bench", "host name too long");
     }
+    if (b->insecure && b->u.tls)
+        fprintf(stderr, "wsx bench: WARNING: --insecure: the server's certificate and name are "
+                        "NOT checked; anyone on the path can read and change these "
+                        "connections\n");
 
     /* One descriptor per connection, plus the loops' own. */
     struct rlimit rl;
@@ -1576,7 +1766,16 @@ int cmd_bench(int argc, char **argv)
     b->command = command_line(argc, argv);
     b->tty = isatty(STDERR_FILENO);
     b->stall_ns = (uint64_t)(b->stall * 1e9);
-    b->pattern = make_pattern(b->size + PAT_SPREAD, b->type == WSX_BINARY);
+    if (b->payload == PL_JSON) {
+        b->hdr = JSON_HDR;
+        b->tail = sizeof JSON_TAIL - 1;
+        b->spread = JSON_SPREAD;
+        b->pattern = make_words(b->size + b->spread);
+    } else {
+        b->hdr = b->size >= HDR_LEN ? HDR_LEN : 0;
+        b->spread = PAT_SPREAD;
+        b->pattern = make_pattern(b->size + b->spread, b->type == WSX_BINARY);
+    }
     b->workers = calloc(b->threads, sizeof *b->workers);
     b->all = calloc(b->total, sizeof *b->all);
     uint64_t *rings = NULL;
@@ -1599,6 +1798,12 @@ int cmd_bench(int argc, char **argv)
     /* K messages may sit in the send queue at once: never a reason to close. */
     size_t queued = (size_t)b->k * (b->size + WSX_MAX_HEADER);
     if (queued + (1u << 20) > (64u << 20)) o->send_hard_limit = queued + (1u << 20);
+    o->tls_cafile = b->cafile;
+    o->tls_insecure = b->insecure;
+    if (b->deflate) {
+        o->deflate = wsx_pmd_defaults();
+        o->deflate.enabled = true;
+    }
     o->on_open = on_open;
     o->on_message = on_message;
     o->on_close = on_close;
@@ -1626,13 +1831,13 @@ int cmd_bench(int argc, char **argv)
         w->max_connecting = per;
         for (size_t i = 0; i < w->n; i++)
             w->conns[i].w = w;
-        w->sendbuf = malloc(b->size + PAT_SPREAD);
+        w->sendbuf = malloc(b->size + b->spread);
         int rc = w->sendbuf ? wsx_loop_new(&w->loop) : WSX_ENOMEM;
         if (rc < 0) {
             fprintf(stderr, "wsx bench: %s\n", wsx_strerror(rc));
             return 1;
         }
-        memcpy(w->sendbuf, b->pattern, b->size + PAT_SPREAD);
+        memcpy(w->sendbuf, b->pattern, b->size + b->spread);
     }
     if (b->mode == M_FANOUT) {
         b->pub = &b->all[b->conns];
