@@ -563,7 +563,9 @@ struct ssl_st *wsx__stream_tls_ssl(const wsx__stream *s);
 #define WSX__SMALL_CHUNK 2048u
 #define WSX__SMALL_CACHE 256u
 #define WSX__CACHE_IDLE  8u /* chunks of each size kept while idle */
-#define WSX__SLICE_CACHE 4096u
+/* Writes this large skip the copy into the queue when nothing is queued. */
+#define WSX__DIRECT_WRITE (16u * 1024u)
+#define WSX__SLICE_CACHE  4096u
 
 /* One entry of a stream's output queue: an owned chunk (ref == NULL, bytes inline after the
  * header) or a slice of a shared buffer. Bytes [off, len) of base are still to be written. */

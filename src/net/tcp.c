@@ -364,6 +364,37 @@ int wsx__stream_write(wsx__stream *s, const struct iovec *iov, int n)
         total += iov[i].iov_len;
     if (total == 0) return 0;
 
+    /* A large write to an empty queue goes to the kernel at once instead of being copied
+     * and corked: there is nothing to batch it with, and the copy would cost more than the
+     * system call. What the kernel does not take is queued as usual. */
+    struct iovec rest[8];
+    if (total >= WSX__DIRECT_WRITE && !s->queued && n <= 8 && !(s->flags & (S_TLS | S_WANTW))) {
+        s->loop->stats.writev_calls++;
+        ssize_t w = writev(s->io.fd, iov, n);
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            close_now(s, map_errno(errno));
+            return WSX_ECLOSED;
+        }
+        size_t done = w > 0 ? (size_t)w : 0;
+        if (done == total) return 0;
+        int k = 0;
+        for (int i = 0; i < n; i++) {
+            if (done >= iov[i].iov_len) {
+                done -= iov[i].iov_len;
+                continue;
+            }
+            rest[k].iov_base = (uint8_t *)iov[i].iov_base + done;
+            rest[k].iov_len = iov[i].iov_len - done;
+            done = 0;
+            k++;
+        }
+        iov = rest;
+        n = k;
+        total = 0;
+        for (int i = 0; i < n; i++)
+            total += iov[i].iov_len;
+    }
+
     /* The common case, a small write that fits the tail chunk, without the general path's
      * bookkeeping. */
     wsx__qnode *t = s->qtail;

@@ -388,7 +388,11 @@ static void on_data(wsx_conn *c, const wsx_event *ev)
     }
     wsx_pmd_buf *b = c->msg;
     if (b->len + ev->len > b->cap) {
+        /* Sized for the whole current frame at once (its remaining length is known from
+         * its header), so a large message is not copied over and over as it grows. */
+        size_t frame_end = b->len + ev->len + (size_t)c->parser.remaining;
         size_t cap = b->cap ? b->cap : 4096;
+        if (cap < frame_end) cap = frame_end;
         while (cap < b->len + ev->len)
             cap *= 2;
         if (cap > wsx__cfg_of(c)->max_message && b->len + ev->len <= wsx__cfg_of(c)->max_message)

@@ -200,7 +200,10 @@ static void cli_echo_connected(int fd, int err, void *arg)
         struct iovec iov[2] = {{buf + off, k / 2}, {buf + off + k / 2, k - k / 2}};
         CHECK_INT(wsx__stream_write(&c->s, iov, 2), 0);
     }
-    CHECK_INT(wsx__stream_queued(&c->s), ECHO_LEN);
+    /* The first, large write may have gone to the kernel at once (nothing was queued);
+     * the small ones after it are queued behind whatever it left. */
+    CHECK(wsx__stream_queued(&c->s) >= ECHO_LEN - half);
+    CHECK(wsx__stream_queued(&c->s) <= ECHO_LEN);
     free(buf);
 }
 
