@@ -278,8 +278,9 @@ int wsx_loop_new(wsx_loop **out)
     loop->iov_max = iov_max > 0 && iov_max < 65536 ? (int)iov_max : 1024;
     loop->events = malloc(sizeof *loop->events * WSX__MAX_EVENTS);
     loop->rbuf = malloc(WSX__RBUF_SIZE);
+    loop->gather = malloc(WSX__GATHER_BUF);
     loop->iov = malloc(sizeof *loop->iov * (size_t)loop->iov_max);
-    if (!loop->events || !loop->rbuf || !loop->iov) goto fail_nomutex;
+    if (!loop->events || !loop->rbuf || !loop->gather || !loop->iov) goto fail_nomutex;
     if (pthread_mutex_init(&loop->mu, NULL) != 0) goto fail_nomutex;
     rc = WSX_ESYS;
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -315,6 +316,7 @@ fail_nomutex:
     if (loop->epfd >= 0) close(loop->epfd);
     free(loop->events);
     free(loop->rbuf);
+    free(loop->gather);
     free(loop->iov);
     free(loop);
     return rc;
@@ -339,6 +341,7 @@ void wsx_loop_free(wsx_loop *loop)
     pthread_mutex_destroy(&loop->mu);
     free(loop->events);
     free(loop->rbuf);
+    free(loop->gather);
     free(loop->iov);
     free(loop);
 }

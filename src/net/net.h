@@ -563,6 +563,9 @@ struct ssl_st *wsx__stream_tls_ssl(const wsx__stream *s);
 #define WSX__SMALL_CHUNK 2048u
 #define WSX__SMALL_CACHE 256u
 #define WSX__CACHE_IDLE  8u /* chunks of each size kept while idle */
+/* Queued pieces up to GATHER_MAX bytes are joined into one writev segment, GATHER_BUF at most. */
+#define WSX__GATHER_MAX 512u
+#define WSX__GATHER_BUF (64u * 1024u)
 /* Writes this large skip the copy into the queue when nothing is queued. */
 #define WSX__DIRECT_WRITE (16u * 1024u)
 #define WSX__SLICE_CACHE  4096u
@@ -612,6 +615,7 @@ struct wsx_loop {
     int iov_max;
 
     uint8_t *rbuf;
+    uint8_t *gather; /* WSX__GATHER_BUF bytes: small queued pieces are copied together here */
 
     /* Cross-thread: posted callbacks and finished resolutions, guarded by mu. */
     pthread_mutex_t mu;

@@ -208,13 +208,25 @@ static int write_queue(wsx__stream *s)
     wsx_loop *loop = s->loop;
     while (s->qtail) {
         int n = 0;
-        size_t total = 0;
+        size_t total = 0, used = 0;
         wsx__qnode *q = q_head(s);
         for (;;) {
-            loop->iov[n].iov_base = (void *)(q->base + q->off);
-            loop->iov[n].iov_len = q->len - q->off;
-            total += q->len - q->off;
-            n++;
+            const uint8_t *p = q->base + q->off;
+            size_t len = q->len - q->off;
+            /* Small pieces (broadcast slices, mostly) are copied together into one segment:
+             * the kernel's cost is per segment, and a fan-out queue holds many tiny ones. */
+            if (len <= WSX__GATHER_MAX && used + len <= WSX__GATHER_BUF) {
+                uint8_t *dst = loop->gather + used;
+                memcpy(dst, p, len);
+                if (n && (uint8_t *)loop->iov[n - 1].iov_base + loop->iov[n - 1].iov_len == dst)
+                    loop->iov[n - 1].iov_len += len;
+                else
+                    loop->iov[n++] = (struct iovec){dst, len};
+                used += len;
+            } else {
+                loop->iov[n++] = (struct iovec){(void *)p, len};
+            }
+            total += len;
             if (q == s->qtail || n == loop->iov_max) break;
             q = q->next;
         }
