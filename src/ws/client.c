@@ -467,16 +467,8 @@ int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client *
 
     wsx__cfg *cfg = &cl->cfg;
     cfg->role = WSX_ROLE_CLIENT;
-    cfg->on_open = opts->on_open;
-    cfg->on_message = opts->on_message;
-    cfg->on_close = opts->on_close;
-    cfg->on_drain = opts->on_drain;
-    cfg->on_pong = opts->on_pong;
-    cfg->on_log = opts->on_log;
-    cfg->log_level = opts->log_level;
-    cfg->user = opts->user;
+    WSX__CFG_CALLBACKS(cfg, opts);
     cfg->subprotocols = cl->opts.subprotocols;
-    cfg->pmd = opts->deflate;
     if (cfg->pmd.enabled &&
         wsx_pmd_client_offer(&cfg->pmd, cl->pmd_offer, sizeof cl->pmd_offer) < 0) {
         client_free(cl);

@@ -524,17 +524,9 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     o->max_body = sz_or(o->max_body, 1u << 20);
     wsx__cfg *cfg = &srv->cfg;
     cfg->role = WSX_ROLE_SERVER;
-    cfg->on_open = o->on_open;
-    cfg->on_message = o->on_message;
-    cfg->on_close = o->on_close;
-    cfg->on_drain = o->on_drain;
-    cfg->on_pong = o->on_pong;
-    cfg->on_log = o->on_log;
-    cfg->log_level = o->log_level;
-    cfg->user = o->user;
+    WSX__CFG_CALLBACKS(cfg, o);
     cfg->subprotocols = o->subprotocols;
     cfg->stats = &srv->stats;
-    cfg->pmd = o->deflate;
     cfg->pmd_idle_trim = o->deflate_idle_trim;
     cfg->max_message = sz_or(o->max_message, 16u << 20);
     cfg->max_frame = sz_or(o->max_frame, cfg->max_message);

@@ -65,6 +65,21 @@ typedef struct wsx__dfl {
     wsx_pmd_buf msg; /* the message being inflated */
 } wsx__dfl;
 
+/* Copies the callbacks and the user pointer that wsx_server_opts and wsx_client_opts share
+ * (same names in both) into a wsx__cfg. */
+#define WSX__CFG_CALLBACKS(cfg, o)                                                                 \
+    do {                                                                                           \
+        (cfg)->on_open = (o)->on_open;                                                             \
+        (cfg)->on_message = (o)->on_message;                                                       \
+        (cfg)->on_close = (o)->on_close;                                                           \
+        (cfg)->on_drain = (o)->on_drain;                                                           \
+        (cfg)->on_pong = (o)->on_pong;                                                             \
+        (cfg)->on_log = (o)->on_log;                                                               \
+        (cfg)->log_level = (o)->log_level;                                                         \
+        (cfg)->user = (o)->user;                                                                   \
+        (cfg)->pmd = (o)->deflate;                                                                 \
+    } while (0)
+
 enum wsx__conn_state {
     WSX__HTTP = 0,   /* server: reading an HTTP request (maybe an upgrade) */
     WSX__HANDSHAKE,  /* client: request sent, reading the 101 response */

@@ -963,14 +963,7 @@ static void on_signal(wsx_loop *loop, int signo, void *arg)
     (void)loop;
     (void)arg;
     if (signo == SIGHUP) {
-        for (size_t i = 0; i < S.n_srvs; i++) {
-            int rc = wsx_server_reload_tls(S.srvs[i]);
-            if (rc == 0)
-                tool_logf(WSX_LOG_INFO, "SIGHUP: certificates reloaded");
-            else if (rc != WSX_EINVAL)
-                tool_logf(WSX_LOG_ERROR, "SIGHUP: reload failed, keeping the old certificates: %s",
-                          wsx_error_detail());
-        }
+        tool_reload_tls(S.srvs, S.n_srvs);
         return;
     }
     if (S.signals++) {
@@ -1128,16 +1121,7 @@ int cmd_serve(int argc, char **argv)
     o.port = (uint16_t)port;
     o.path = "/ws";
     o.max_message = 16 << 10;
-    /* Compression costs the server no per-connection compressor this way, and a broadcast
-     * is compressed once for every subscriber. Level 1 with a small hash table: the shared
-     * compressor restarts for every message, and real-time text gains little from more
-     * (30 against 35 us of server CPU per 1 KiB JSON message at level 6, memLevel 8). */
-    o.deflate = wsx_pmd_defaults();
-    o.deflate.enabled = !no_deflate;
-    o.deflate.server_no_context_takeover = true;
-    o.deflate.level = 1;
-    o.deflate.mem_level = 4;
-    o.deflate_idle_trim = true;
+    tool_deflate_defaults(&o, !no_deflate);
     o.on_upgrade = on_upgrade;
     o.on_open = on_open;
     o.on_message = on_message;

@@ -41,6 +41,12 @@ bool tool_tls_add(tool_tls *t, bool key, const char *file);
 /* Checks the pairs are complete; prints a usage error and returns 2 if not, else 0. */
 int tool_tls_check(const tool_tls *t, const char *cmd);
 
+/* The permessage-deflate settings of `wsx serve` and `wsx echo` (accepted unless !enabled). */
+void tool_deflate_defaults(wsx_server_opts *o, bool enabled);
+
+/* SIGHUP: reads the certificates of each TLS server again and logs the outcome. */
+void tool_reload_tls(wsx_server *const *srvs, size_t n);
+
 /* Prints "wsx CMD: msg" on stderr and returns 2 (the usage-error status). */
 int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
