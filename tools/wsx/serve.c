@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,12 +60,29 @@ struct sse {
     sse *next, *prev;
     wsx_http_req *r;
     room *room;
+    unsigned thread; /* the loop its connection belongs to */
 };
 
-typedef struct serve_state {
+#define MAX_THREADS 16
+
+/* One event loop per thread, each with its own server(s) on the shared port(s). The chat
+ * state (rooms, members, history, listeners) is shared and guarded by S.mu; a connection is
+ * only ever touched from its own loop's thread, and a message reaches the other loops'
+ * members through their post queues. */
+typedef struct serve_thread {
     wsx_loop *loop;
     wsx_server *srvs[2]; /* plain and/or TLS: one chat across both */
-    size_t n_srvs;
+    pthread_t tid;
+    wsx_timer *keepalive;
+    wsx_timer *snapshot;
+    wsx_server_stats stats[2]; /* the servers' counters as of the last snapshot (S.mu) */
+} serve_thread;
+
+typedef struct serve_state {
+    serve_thread t[MAX_THREADS];
+    unsigned n_threads;
+    size_t n_srvs; /* servers per thread */
+    pthread_mutex_t mu;
     room *rooms;
     size_t n_rooms;
     size_t history;
@@ -75,13 +93,23 @@ typedef struct serve_state {
     char static_real[PATH_MAX];
     uint64_t next_conn_id;
     size_t n_sse;
-    wsx_timer *keepalive;
     uint32_t shutdown_ms;
     int signals;
     char etags[64][24]; /* ETags of the embedded files, by index */
 } serve_state;
 
 static serve_state S;
+static _Thread_local unsigned tl_thread; /* which of S.t runs on this thread */
+
+static void lock(void)
+{
+    pthread_mutex_lock(&S.mu);
+}
+
+static void unlock(void)
+{
+    pthread_mutex_unlock(&S.mu);
+}
 
 /* ---- small helpers ---- */
 
@@ -278,15 +306,67 @@ static size_t tabs_of(const room *r, const char *name)
     return k;
 }
 
+static void sse_send(sse *l, uint64_t id, const char *json);
+
+/* A message for the members of a room on another loop, and its SSE listeners there. */
+typedef struct relay_job {
+    unsigned thread;
+    uint64_t id; /* a chat message's id (SSE listeners get those), else 0 */
+    char room[MAX_ROOM + 1];
+    char json[];
+} relay_job;
+
+static void sse_fanout(room *r, unsigned thread, uint64_t id, const char *json)
+{
+    for (sse *l = r->listeners; l; l = l->next)
+        if (l->thread == thread) sse_send(l, id, json);
+}
+
+static void run_relay(void *arg)
+{
+    relay_job *j = arg;
+    char topic[64];
+    snprintf(topic, sizeof topic, "room:%s", j->room);
+    lock();
+    serve_thread *t = &S.t[j->thread];
+    for (size_t i = 0; i < S.n_srvs; i++)
+        wsx_deliver_local(t->srvs[i], topic, j->json, strlen(j->json), WSX_TEXT);
+    room *r = j->id ? find_room(j->room) : NULL;
+    if (r) sse_fanout(r, j->thread, j->id, j->json);
+    unlock();
+    free(j);
+}
+
+/* Sends json to everyone in room r: this loop's members at once (framed once by the
+ * topic), the other loops' through their post queues; chat messages (id != 0) also to the
+ * SSE listeners. Called with S.mu held. */
+static void fanout(room *r, const char *json, uint64_t id, const wsx_conn *except)
+{
+    char topic[64];
+    topic_of(r, topic, sizeof topic);
+    size_t len = strlen(json);
+    serve_thread *me = &S.t[tl_thread];
+    for (size_t i = 0; i < S.n_srvs; i++)
+        wsx_publish_except(me->srvs[i], topic, json, len, WSX_TEXT, except);
+    if (id) sse_fanout(r, tl_thread, id, json);
+    for (unsigned k = 0; k < S.n_threads; k++) {
+        if (k == tl_thread) continue;
+        relay_job *j = malloc(sizeof *j + len + 1);
+        if (!j) continue;
+        j->thread = k;
+        j->id = id;
+        snprintf(j->room, sizeof j->room, "%s", r->name);
+        memcpy(j->json, json, len + 1);
+        if (wsx_loop_post(S.t[k].loop, run_relay, j) < 0) free(j);
+    }
+}
+
 static void publish_json(room *r, json_t *obj, const wsx_conn *except)
 {
     char *s = json_dumps(obj, JSON_COMPACT);
     json_decref(obj);
     if (!s) return;
-    char topic[64];
-    topic_of(r, topic, sizeof topic);
-    for (size_t i = 0; i < S.n_srvs; i++)
-        wsx_publish_except(S.srvs[i], topic, s, strlen(s), WSX_TEXT, except);
+    fanout(r, s, 0, except);
     free(s);
 }
 
@@ -356,6 +436,7 @@ static void sse_gone(wsx_http_req *r, void *arg)
 {
     sse *l = arg;
     (void)r;
+    lock();
     if (l->prev)
         l->prev->next = l->next;
     else
@@ -365,15 +446,35 @@ static void sse_gone(wsx_http_req *r, void *arg)
     room *rm = l->room;
     free(l);
     release_room(rm);
+    unlock();
 }
 
 static void sse_keepalive(wsx_timer *t, void *arg)
 {
     (void)t;
     (void)arg;
+    lock();
     for (room *r = S.rooms; r; r = r->next)
         for (sse *l = r->listeners; l; l = l->next)
-            wsx_http_write(l->r, ": keep-alive\n\n", 14);
+            if (l->thread == tl_thread) wsx_http_write(l->r, ": keep-alive\n\n", 14);
+    unlock();
+}
+
+/* Each loop copies its servers' counters where /metrics on any loop can read them. */
+static void take_snapshot(void)
+{
+    serve_thread *t = &S.t[tl_thread];
+    for (size_t i = 0; i < S.n_srvs; i++)
+        wsx_server_get_stats(t->srvs[i], &t->stats[i]);
+}
+
+static void snapshot_timer(wsx_timer *tm, void *arg)
+{
+    (void)tm;
+    (void)arg;
+    lock();
+    take_snapshot();
+    unlock();
 }
 
 static void history_add(room *r, uint64_t id, char *json)
@@ -442,7 +543,9 @@ static int on_upgrade(wsx_server *srv, const wsx_request *rq, void **conn_user, 
     }
     member *m = calloc(1, sizeof *m);
     if (!m) return 503;
+    lock();
     m->id = ++S.next_conn_id;
+    unlock();
     *conn_user = m;
     return 0;
 }
@@ -469,7 +572,9 @@ static void on_close(wsx_conn *c, int code, const char *reason, size_t len, void
     peer_of(c, peer, sizeof peer);
     tool_logf(WSX_LOG_INFO, "%s close %d%s%.*s", peer, code, len ? " " : "", (int)len, reason);
     if (!m) return;
+    lock();
     leave_room(m);
+    unlock();
     free(m);
     wsx_conn_set_user(c, NULL);
 }
@@ -555,12 +660,7 @@ static void do_message(wsx_conn *c, member *m, json_t *req)
     char *s = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
     if (!s) return;
-    char topic[64];
-    topic_of(r, topic, sizeof topic);
-    for (size_t i = 0; i < S.n_srvs; i++)
-        wsx_publish(S.srvs[i], topic, s, strlen(s), WSX_TEXT);
-    for (sse *l = r->listeners; l; l = l->next)
-        sse_send(l, id, s);
+    fanout(r, s, id, NULL);
     history_add(r, id, s);
 }
 
@@ -587,6 +687,7 @@ static void on_message(wsx_conn *c, const wsx_msg *msg, void *user)
         return send_error(c, "bad_json", "messages are JSON objects");
     }
     const char *type = json_string_value(json_object_get(req, "type"));
+    lock();
     if (!type)
         send_error(c, "bad_type", "missing \"type\"");
     else if (!strcmp(type, "join"))
@@ -599,6 +700,7 @@ static void on_message(wsx_conn *c, const wsx_msg *msg, void *user)
         leave_room(m);
     else
         send_error(c, "bad_type", "unknown \"type\"");
+    unlock();
     json_decref(req);
 }
 
@@ -763,28 +865,32 @@ static void serve_embedded(wsx_http_req *r, const wsx_request *rq, const char *p
 
 static void serve_metrics(wsx_http_req *r)
 {
+    /* Our own loop's figures are fresh; the other loops' are from their last snapshot
+     * (at most a second old). */
+    take_snapshot();
     wsx_server_stats st = {0};
-    for (size_t i = 0; i < S.n_srvs; i++) {
-        wsx_server_stats one;
-        wsx_server_get_stats(S.srvs[i], &one);
-        st.open += one.open;
-        st.http_open += one.http_open;
-        st.accepted += one.accepted;
-        st.upgrades += one.upgrades;
-        st.messages_in += one.messages_in;
-        st.messages_out += one.messages_out;
-        st.bytes_in += one.bytes_in;
-        st.bytes_out += one.bytes_out;
-        st.refused_400 += one.refused_400;
-        st.refused_401 += one.refused_401;
-        st.refused_403 += one.refused_403;
-        st.refused_404 += one.refused_404;
-        st.refused_426 += one.refused_426;
-        st.refused_431 += one.refused_431;
-        st.refused_503 += one.refused_503;
-        st.refused_other += one.refused_other;
-        st.handshake_timeouts += one.handshake_timeouts;
-        st.topics += one.topics;
+    for (unsigned k = 0; k < S.n_threads; k++) {
+        for (size_t i = 0; i < S.n_srvs; i++) {
+            const wsx_server_stats *one = &S.t[k].stats[i];
+            st.open += one->open;
+            st.http_open += one->http_open;
+            st.accepted += one->accepted;
+            st.upgrades += one->upgrades;
+            st.messages_in += one->messages_in;
+            st.messages_out += one->messages_out;
+            st.bytes_in += one->bytes_in;
+            st.bytes_out += one->bytes_out;
+            st.refused_400 += one->refused_400;
+            st.refused_401 += one->refused_401;
+            st.refused_403 += one->refused_403;
+            st.refused_404 += one->refused_404;
+            st.refused_426 += one->refused_426;
+            st.refused_431 += one->refused_431;
+            st.refused_503 += one->refused_503;
+            st.refused_other += one->refused_other;
+            st.handshake_timeouts += one->handshake_timeouts;
+            st.topics += one->topics;
+        }
     }
     size_t members = 0;
     for (room *rm = S.rooms; rm; rm = rm->next)
@@ -873,6 +979,7 @@ static void serve_sse(wsx_http_req *r, const wsx_request *rq)
     }
     l->r = r;
     l->room = rm;
+    l->thread = tl_thread;
     l->next = rm->listeners;
     if (l->next) l->next->prev = l;
     rm->listeners = l;
@@ -914,8 +1021,15 @@ static void on_http(wsx_http_req *r, const wsx_request *rq, void *user)
         return;
     }
     if (!strcmp(path, "/healthz")) return respond_text(r, 200, "text/plain; charset=utf-8", "ok\n");
-    if (!strcmp(path, "/metrics")) return serve_metrics(r);
-    if (!strcmp(path, "/sse")) return serve_sse(r, rq);
+    if (!strcmp(path, "/metrics") || !strcmp(path, "/sse")) {
+        lock();
+        if (path[1] == 'm')
+            serve_metrics(r);
+        else
+            serve_sse(r, rq);
+        unlock();
+        return;
+    }
     if (!strcmp(path, "/ws")) {
         /* RFC 9110 15.5.22: a 426 names the protocol to upgrade to. */
         wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
@@ -952,31 +1066,53 @@ static const char help[] =
     "                         repeat with --tls-key for more names (SNI); SIGHUP reloads\n"
     "  --tls-key FILE         the private key of the preceding --tls-cert\n"
     "  --tls-port P           with --tls-cert: TLS on P, plain HTTP stays on --port\n"
+    "  --threads N            N event loops in N threads on the same port(s) (SO_REUSEPORT)\n"
     "  --quiet                log only warnings and errors\n"
     "  --json-logs            log one JSON object per line\n"
     "  --no-deflate           refuse permessage-deflate (accepted by default, without server\n"
     "                         context takeover: one shared compressor, no per-connection one)\n"
     "  -h, --help             this text\n";
 
+static void stop_thread(void *arg)
+{
+    serve_thread *t = arg;
+    if (t->keepalive) wsx_timer_stop(t->keepalive);
+    if (t->snapshot) wsx_timer_stop(t->snapshot);
+    t->keepalive = t->snapshot = NULL;
+    for (size_t i = 0; i < S.n_srvs; i++)
+        wsx_server_shutdown(t->srvs[i], S.shutdown_ms);
+}
+
 static void on_signal(wsx_loop *loop, int signo, void *arg)
 {
     (void)loop;
     (void)arg;
     if (signo == SIGHUP) {
-        tool_reload_tls(S.srvs, S.n_srvs);
+        for (unsigned k = 0; k < S.n_threads; k++)
+            tool_reload_tls(S.t[k].srvs, S.n_srvs);
         return;
     }
     if (S.signals++) {
         tool_logf(WSX_LOG_WARN, "second signal: exiting now");
         exit(1);
     }
-    tool_logf(
-        WSX_LOG_INFO, "%s: shutting down (%zu connections)", signo == SIGINT ? "SIGINT" : "SIGTERM",
-        wsx_server_connections(S.srvs[0]) + (S.n_srvs > 1 ? wsx_server_connections(S.srvs[1]) : 0));
-    if (S.keepalive) wsx_timer_stop(S.keepalive);
-    S.keepalive = NULL;
+    size_t open = 0;
     for (size_t i = 0; i < S.n_srvs; i++)
-        wsx_server_shutdown(S.srvs[i], S.shutdown_ms);
+        open += wsx_server_connections(S.t[0].srvs[i]);
+    tool_logf(WSX_LOG_INFO, "%s: shutting down (%zu connections%s)",
+              signo == SIGINT ? "SIGINT" : "SIGTERM", open,
+              S.n_threads > 1 ? " on this thread" : "");
+    stop_thread(&S.t[0]);
+    for (unsigned k = 1; k < S.n_threads; k++)
+        wsx_loop_post(S.t[k].loop, stop_thread, &S.t[k]);
+}
+
+static void *run_thread(void *arg)
+{
+    serve_thread *t = arg;
+    tl_thread = (unsigned)(t - S.t);
+    wsx_loop_run(t->loop);
+    return NULL;
 }
 
 static void free_rooms(void)
@@ -1007,6 +1143,7 @@ enum {
     O_CERT,
     O_KEY,
     O_TLSPORT,
+    O_THREADS,
 };
 
 int cmd_serve(int argc, char **argv)
@@ -1027,10 +1164,12 @@ int cmd_serve(int argc, char **argv)
         {"tls-cert", required_argument, 0, O_CERT},
         {"tls-key", required_argument, 0, O_KEY},
         {"tls-port", required_argument, 0, O_TLSPORT},
+        {"threads", required_argument, 0, O_THREADS},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     memset(&S, 0, sizeof S);
+    S.n_threads = 1;
     S.history = 100;
     S.shutdown_ms = 5000;
     wsx_server_opts o = wsx_server_defaults();
@@ -1093,6 +1232,11 @@ int cmd_serve(int argc, char **argv)
             if (!tool_tls_add(&tls, ch == O_KEY, optarg))
                 return usage_error("serve", "too many certificates");
             break;
+        case O_THREADS:
+            if (!parse_u32(optarg, &v) || v < 1 || v > MAX_THREADS)
+                return usage_error("serve", "bad --threads '%s' (1 to %d)", optarg, MAX_THREADS);
+            S.n_threads = v;
+            break;
         case O_TLSPORT:
             if (!parse_u32(optarg, &tls_port) || tls_port > 65535)
                 return usage_error("serve", "bad --tls-port '%s'", optarg);
@@ -1130,51 +1274,101 @@ int cmd_serve(int argc, char **argv)
     o.on_log = tool_log_cb;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
 
-    int rc = wsx_loop_new(&S.loop);
-    if (rc < 0) {
-        fprintf(stderr, "wsx serve: %s\n", wsx_strerror(rc));
-        return 1;
-    }
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    /* Recursive: answering an HTTP request may serve the next one on that connection,
+     * which takes the lock again. */
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&S.mu, &ma);
+    pthread_mutexattr_destroy(&ma);
+    o.reuseport = S.n_threads > 1;
+
     /* Plain on --port unless TLS takes it; TLS on --tls-port, or on --port without it. */
     bool plain = !tls.n_certs || have_tls_port;
-    for (int pass = 0; pass < 2; pass++) {
-        bool use_tls = pass == 1;
-        if (use_tls ? !tls.n_certs : !plain) continue;
-        wsx_server_opts so = o;
-        if (use_tls) {
-            so.tls_certs = tls.certs;
-            so.n_tls_certs = tls.n_certs;
-            if (have_tls_port) so.port = (uint16_t)tls_port;
+    int rc = 0;
+    for (unsigned k = 0; k < S.n_threads && rc == 0; k++) {
+        serve_thread *t = &S.t[k];
+        if ((rc = wsx_loop_new(&t->loop)) < 0) {
+            fprintf(stderr, "wsx serve: %s\n", wsx_strerror(rc));
+            break;
         }
-        rc = wsx_server_start(S.loop, &so, &S.srvs[S.n_srvs]);
-        if (rc < 0) {
-            if (rc == WSX_ETLS)
-                fprintf(stderr, "wsx serve: %s\n", wsx_error_detail());
-            else
-                fprintf(stderr, "wsx serve: cannot listen on %s:%u: %s\n", o.host ? o.host : "*",
-                        so.port, wsx_strerror(rc));
-            for (size_t i = 0; i < S.n_srvs; i++)
-                wsx_server_shutdown(S.srvs[i], 0);
-            wsx_loop_run(S.loop);
-            for (size_t i = 0; i < S.n_srvs; i++)
-                wsx_server_free(S.srvs[i]);
-            wsx_loop_free(S.loop);
-            return 1;
+        size_t n = 0;
+        for (int pass = 0; pass < 2 && rc == 0; pass++) {
+            bool use_tls = pass == 1;
+            if (use_tls ? !tls.n_certs : !plain) continue;
+            wsx_server_opts so = o;
+            if (use_tls) {
+                so.tls_certs = tls.certs;
+                so.n_tls_certs = tls.n_certs;
+                if (have_tls_port) so.port = (uint16_t)tls_port;
+            }
+            /* Port 0 picks a free port for the first loop; the others join it. */
+            if (k > 0) so.port = wsx_server_port(S.t[0].srvs[n]);
+            rc = wsx_server_start(t->loop, &so, &t->srvs[n]);
+            if (rc < 0) {
+                if (rc == WSX_ETLS)
+                    fprintf(stderr, "wsx serve: %s\n", wsx_error_detail());
+                else
+                    fprintf(stderr, "wsx serve: cannot listen on %s:%u: %s\n",
+                            o.host ? o.host : "*", so.port, wsx_strerror(rc));
+                break;
+            }
+            if (k == 0) {
+                const char *h = o.host && *o.host ? o.host : "localhost";
+                bool v6 = strchr(h, ':') != NULL;
+                printf("listening on %s://%s%s%s:%u/\n", use_tls ? "https" : "http", v6 ? "[" : "",
+                       h, v6 ? "]" : "", wsx_server_port(t->srvs[n]));
+            }
+            n++;
         }
-        const char *h = o.host && *o.host ? o.host : "localhost";
-        bool v6 = strchr(h, ':') != NULL;
-        printf("listening on %s://%s%s%s:%u/\n", use_tls ? "https" : "http", v6 ? "[" : "", h,
-               v6 ? "]" : "", wsx_server_port(S.srvs[S.n_srvs]));
-        S.n_srvs++;
+        S.n_srvs = n;
+    }
+    if (rc < 0) {
+        for (unsigned k = 0; k < S.n_threads; k++) {
+            for (size_t i = 0; i < 2; i++) {
+                if (!S.t[k].srvs[i]) continue;
+                wsx_server_shutdown(S.t[k].srvs[i], 0);
+                wsx_loop_run(S.t[k].loop);
+                wsx_server_free(S.t[k].srvs[i]);
+            }
+            wsx_loop_free(S.t[k].loop);
+        }
+        return 1;
     }
     fflush(stdout);
-    wsx_loop_on_signal(S.loop, on_signal, NULL);
-    wsx_timer_start(S.loop, SSE_KEEPALIVE_MS, SSE_KEEPALIVE_MS, sse_keepalive, NULL, &S.keepalive);
-    rc = wsx_loop_run(S.loop);
-    for (size_t i = 0; i < S.n_srvs; i++)
-        wsx_server_free(S.srvs[i]);
+    /* Signals reach the first loop: block them before the other threads start, so they
+     * inherit the mask. */
+    wsx_loop_on_signal(S.t[0].loop, on_signal, NULL);
+    for (unsigned k = 0; k < S.n_threads; k++) {
+        serve_thread *t = &S.t[k];
+        wsx_timer_start(t->loop, SSE_KEEPALIVE_MS, SSE_KEEPALIVE_MS, sse_keepalive, NULL,
+                        &t->keepalive);
+        if (S.n_threads > 1)
+            wsx_timer_start(t->loop, 1000, 1000, snapshot_timer, NULL, &t->snapshot);
+    }
+    for (unsigned k = 1; k < S.n_threads; k++) {
+        if (pthread_create(&S.t[k].tid, NULL, run_thread, &S.t[k]) != 0) {
+            fprintf(stderr, "wsx serve: cannot start thread %u\n", k);
+            exit(1);
+        }
+    }
+    rc = wsx_loop_run(S.t[0].loop);
+    for (unsigned k = 1; k < S.n_threads; k++)
+        pthread_join(S.t[k].tid, NULL);
+    /* Messages relayed to a loop after it had finished are still queued: deliver them (to
+     * nobody, the servers are closed) so their memory is given back, then free. */
+    for (unsigned k = 0; k < S.n_threads; k++) {
+        tl_thread = k;
+        wsx_loop_run(S.t[k].loop);
+    }
+    tl_thread = 0;
+    for (unsigned k = 0; k < S.n_threads; k++) {
+        for (size_t i = 0; i < S.n_srvs; i++)
+            wsx_server_free(S.t[k].srvs[i]);
+        wsx_loop_free(S.t[k].loop);
+    }
     free_rooms();
-    wsx_loop_free(S.loop);
+    pthread_mutex_destroy(&S.mu);
     tool_logf(WSX_LOG_INFO, "stopped");
     return rc < 0 ? 1 : 0;
 }
