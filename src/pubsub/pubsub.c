@@ -237,9 +237,9 @@ static wsx__ref *frame_plain(const void *data, size_t len, int type)
 
 /* The compressed frame, or NULL when the message is not worth compressing (then the plain
  * frame is sent, which is always allowed). */
-static wsx__ref *frame_compressed(wsx_pmd *z, const void *data, size_t len, int type)
+static wsx__ref *frame_compressed(wsx_server *s, wsx_pmd *z, const void *data, size_t len, int type)
 {
-    wsx_pmd_buf *zb = wsx__compress_scratch();
+    wsx_pmd_buf *zb = wsx__compress_scratch(&s->cfg);
     if (!zb || wsx_pmd_compress(z, data, len, zb) != 1) return NULL;
     size_t plen = zb->len - WSX_MAX_HEADER;
     uint8_t hdr[WSX_MAX_HEADER];
@@ -276,7 +276,7 @@ static ptrdiff_t deliver(wsx_server *s, const char *topic, const void *data, siz
             unsigned w = c->dfl->params.server_max_window_bits & 15;
             if (!zip_tried[w] && z) {
                 zip_tried[w] = true;
-                zipped[w] = frame_compressed(z, data, len, type);
+                zipped[w] = frame_compressed(s, z, data, len, type);
             }
             ref = zipped[w];
         }

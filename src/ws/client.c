@@ -25,6 +25,7 @@ struct wsx_client {
     char pmd_offer[WSX_PMD_MAX_VALUE]; /* our Sec-WebSocket-Extensions offer, or "" */
     wsx__timer retry_timer;
     wsx__timer conn_timer; /* the connection's deadline */
+    wsx_pmd_buf zscratch;  /* compression output (cfg.zscratch) */
     wsx_handshake_client hs;
     unsigned attempt; /* consecutive failed attempts */
     bool closing;     /* wsx_client_close() was called */
@@ -105,6 +106,7 @@ int wsx_url_parse(const char *url, wsx_url *out)
 static void client_free(wsx_client *cl)
 {
     wsx__tls_ctx_free(cl->tls);
+    wsx_pmd_buf_free(&cl->zscratch);
     free(cl->origin);
     if (cl->subprotocols)
         for (size_t i = 0; i < cl->opts.n_subprotocols; i++)
@@ -469,6 +471,7 @@ int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client *
     cfg->role = WSX_ROLE_CLIENT;
     WSX__CFG_CALLBACKS(cfg, opts);
     cfg->subprotocols = cl->opts.subprotocols;
+    cfg->zscratch = &cl->zscratch;
     if (cfg->pmd.enabled &&
         wsx_pmd_client_offer(&cfg->pmd, cl->pmd_offer, sizeof cl->pmd_offer) < 0) {
         client_free(cl);

@@ -108,20 +108,19 @@ int wsx__conn_check_queue(wsx_conn *c)
 
 /* ---- permessage-deflate ---- */
 
-static _Thread_local wsx_pmd_buf tl_zbuf;
-
-wsx_pmd_buf *wsx__compress_scratch(void)
+wsx_pmd_buf *wsx__compress_scratch(const wsx__cfg *cfg)
 {
+    wsx_pmd_buf *b = cfg->zscratch;
     /* A large message leaves a large buffer behind: give it back rather than keep it. */
-    if (tl_zbuf.cap > (1u << 20)) wsx_pmd_buf_free(&tl_zbuf);
-    if (tl_zbuf.cap < 4096) {
-        uint8_t *d = realloc(tl_zbuf.data, 4096);
+    if (b->cap > (1u << 20)) wsx_pmd_buf_free(b);
+    if (b->cap < 4096) {
+        uint8_t *d = realloc(b->data, 4096);
         if (!d) return NULL;
-        tl_zbuf.data = d;
-        tl_zbuf.cap = 4096;
+        b->data = d;
+        b->cap = 4096;
     }
-    tl_zbuf.len = WSX_MAX_HEADER;
-    return &tl_zbuf;
+    b->len = WSX_MAX_HEADER;
+    return b;
 }
 
 int wsx__conn_start_deflate(wsx_conn *c, const wsx_pmd_params *params)
@@ -185,7 +184,7 @@ int wsx_send(wsx_conn *c, const void *data, size_t len, int type)
     if (c->state != WSX__OPEN) return WSX_ECLOSED;
     int rc;
     wsx_pmd *z = wsx__conn_compressor(c);
-    wsx_pmd_buf *zb = z ? wsx__compress_scratch() : NULL;
+    wsx_pmd_buf *zb = z ? wsx__compress_scratch(wsx__cfg_of(c)) : NULL;
     if (zb && wsx_pmd_compress(z, data, len, zb) == 1) {
         /* RFC 7692 6: RSV1 marks the message as compressed. */
         rc = send_frame(c, (uint8_t)(WSX_FIN | WSX_RSV1 | type), zb->data + WSX_MAX_HEADER,

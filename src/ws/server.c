@@ -527,6 +527,7 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     WSX__CFG_CALLBACKS(cfg, o);
     cfg->subprotocols = o->subprotocols;
     cfg->stats = &srv->stats;
+    cfg->zscratch = &srv->zscratch;
     cfg->pmd_idle_trim = o->deflate_idle_trim;
     cfg->max_message = sz_or(o->max_message, 16u << 20);
     cfg->max_frame = sz_or(o->max_frame, cfg->max_message);
@@ -655,6 +656,7 @@ void wsx_server_free(wsx_server *s)
     if (!s) return;
     wsx__timer_stop(s->loop, &s->sweep);
     wsx__tls_ctx_free(s->tls);
+    wsx_pmd_buf_free(&s->zscratch);
     for (size_t i = 0; i < 16; i++) {
         if (!s->shared_pmd[i]) continue;
         wsx_pmd_free(s->shared_pmd[i]);

@@ -29,6 +29,7 @@ typedef struct wsx__cfg {
     wsx_server_stats *stats; /* the server's counters; NULL for clients */
     wsx_pmd_config pmd;      /* permessage-deflate settings (pmd.enabled: offer/accept) */
     bool pmd_idle_trim;
+    wsx_pmd_buf *zscratch; /* the owner's buffer for compressing outgoing messages */
 } wsx__cfg;
 
 struct wsx__sub;
@@ -49,7 +50,8 @@ struct wsx_server {
     void (*unsubscribe_all)(wsx_conn *c);
     void (*pubsub_free)(wsx_server *s);
     wsx_server_stats stats;
-    wsx__tls_ctx *tls; /* NULL: plain TCP */
+    wsx__tls_ctx *tls;    /* NULL: plain TCP */
+    wsx_pmd_buf zscratch; /* compression output, reused (cfg.zscratch points here) */
     /* Deadlines of its connections are checked every sweep_ms by one timer. */
     wsx__timer sweep;
     uint32_t sweep_ms;
@@ -186,8 +188,9 @@ int wsx__conn_start_deflate(wsx_conn *c, const wsx_pmd_params *params);
 /* The compressor for c's outgoing messages: the server's shared one for its window when
  * c's server direction has no context takeover, else c's own. NULL without deflate. */
 wsx_pmd *wsx__conn_compressor(wsx_conn *c);
-/* A thread's scratch buffer for compressing (WSX_MAX_HEADER bytes reserved in front). */
-wsx_pmd_buf *wsx__compress_scratch(void);
+/* The owner's scratch buffer for compressing, WSX_MAX_HEADER bytes reserved in front; NULL
+ * when out of memory. Loops are single-threaded, so one per server or client suffices. */
+wsx_pmd_buf *wsx__compress_scratch(const wsx__cfg *cfg);
 
 /* After bytes were queued on c outside wsx_send (a broadcast): applies the backpressure and
  * hard-limit rules. Returns 0, WSX_EBACKPRESSURE or WSX_ECLOSED (dropped with 1008). */
