@@ -377,6 +377,15 @@ static void on_data(wsx_conn *c, const wsx_event *ev)
         on_compressed(c, ev);
         return;
     }
+    /* With permessage-deflate the parser's limits leave room for compression overhead;
+     * an uncompressed message is held to the real limit here. */
+    if (c->dfl) {
+        size_t so_far = (ev->first || !c->msg ? 0 : c->msg->len) + ev->len;
+        if (so_far > wsx__cfg_of(c)->max_message) {
+            fail(c, WSX_CLOSE_TOO_BIG, "message exceeds the size limit");
+            return;
+        }
+    }
     if (ev->first && ev->last) {
         deliver(c, ev->data, ev->len, ev->opcode);
         return;
