@@ -1,4 +1,5 @@
 # The verbs a user types. The build itself is CMake (CMakeLists.txt).
+MAKEFLAGS += --no-print-directory
 BUILD       ?= build
 ASAN_BUILD  ?= build-asan
 FUZZ_BUILD  ?= build-fuzz
