@@ -10,8 +10,8 @@
 
 #define MAX_TOPIC 1024
 
-/* Frames built by publishes, process-wide: lets tests check "framed once per publish". */
-uint64_t wsx__pubsub_frames_built;
+/* Frames built by publishes on this thread: lets tests check "framed once per publish". */
+_Thread_local uint64_t wsx__pubsub_frames_built;
 
 typedef struct wsx__topic {
     struct wsx__topic *hnext;

@@ -208,7 +208,7 @@ void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Frames built by pub/sub publishes since start (for tests). */
-extern uint64_t wsx__pubsub_frames_built;
+extern _Thread_local uint64_t wsx__pubsub_frames_built;
 
 static inline wsx_loop *wsx__conn_loop(const wsx_conn *c)
 {
