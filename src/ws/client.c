@@ -285,7 +285,12 @@ static void on_stream_close(wsx__stream *s, int err)
     if (!was_open && (err == WSX_ETLS || (err == WSX_ETIMEDOUT && wsx__stream_is_tls(s) &&
                                           !wsx__stream_tls_ready(s)))) {
         const char *why = wsx__stream_tls_error(s);
-        set_failure(cl, err, "TLS: %s", why ? why : "handshake failed");
+        if (!why) why = "TLS handshake failed";
+        /* The transport's reasons mostly name TLS already ("TLS handshake failed: ..."). */
+        if (!strncmp(why, "TLS", 3))
+            set_failure(cl, err, "%s", why);
+        else
+            set_failure(cl, err, "TLS: %s", why);
     } else if (!was_open && !cl->last_err) {
         set_failure(cl, err ? err : WSX_ECLOSED, "connection lost during the handshake: %s",
                     wsx_strerror(err ? err : WSX_ECLOSED));

@@ -71,7 +71,11 @@ static void on_stream_close(wsx__stream *s, int err)
     if (err == WSX_ETLS ||
         (err == WSX_ETIMEDOUT && wsx__stream_is_tls(s) && !wsx__stream_tls_ready(s))) {
         const char *why = wsx__stream_tls_error(s);
-        wsx__conn_log(c, WSX_LOG_INFO, "TLS: %s", why ? why : "handshake failed");
+        if (!why) why = "TLS handshake failed";
+        if (!strncmp(why, "TLS", 3))
+            wsx__conn_log(c, WSX_LOG_INFO, "%s", why);
+        else
+            wsx__conn_log(c, WSX_LOG_INFO, "TLS: %s", why);
     }
     wsx__conn_closed(c, err);
     /* Subscriptions end with the connection (after on_close, which may still publish). */
