@@ -672,6 +672,22 @@ static void on_open(wsx_conn *c, void *user)
     }
 }
 
+/* Counts one message that came back (echo) or arrived (fan-out) on bc, lat ns after it left. */
+static void count_message(worker *w, bconn *bc, size_t len, uint64_t lat, uint64_t now, int phase)
+{
+    bc->recvd++;
+    bc->last_ns = now;
+    bump(&w->st.msgs, 1);
+    bump(&w->st.bytes, len);
+    bump(&w->st.lat_sum, lat);
+    if (phase == P_MEASURE) {
+        hist_add(&w->lat, lat);
+        bump(&w->st.win_msgs, 1);
+        bump(&w->st.win_bytes, len);
+        bc->win_done++;
+    }
+}
+
 static void on_echo(worker *w, bconn *bc, const wsx_msg *m, uint64_t now, int phase)
 {
     bench *b = w->b;
@@ -688,17 +704,7 @@ static void on_echo(worker *w, bconn *bc, const wsx_msg *m, uint64_t now, int ph
         return;
     }
     uint64_t lat = now - bc->ring[bc->recvd % b->k];
-    bc->recvd++;
-    bc->last_ns = now;
-    bump(&w->st.msgs, 1);
-    bump(&w->st.bytes, m->len);
-    bump(&w->st.lat_sum, lat);
-    if (phase == P_MEASURE) {
-        hist_add(&w->lat, lat);
-        bump(&w->st.win_msgs, 1);
-        bump(&w->st.win_bytes, m->len);
-        bc->win_done++;
-    }
+    count_message(w, bc, m->len, lat, now, phase);
     if (phase != P_DONE && !w->stopping) send_next(w, bc, now);
 }
 
@@ -720,17 +726,7 @@ static void on_delivery(worker *w, bconn *bc, const wsx_msg *m, uint64_t now, in
     }
     size_t slot = bc->recvd % b->k;
     uint64_t lat = now - atomic_load_explicit(&b->bc_ts[slot], memory_order_relaxed);
-    bc->recvd++;
-    bc->last_ns = now;
-    bump(&w->st.msgs, 1);
-    bump(&w->st.bytes, m->len);
-    bump(&w->st.lat_sum, lat);
-    if (phase == P_MEASURE) {
-        hist_add(&w->lat, lat);
-        bump(&w->st.win_msgs, 1);
-        bump(&w->st.win_bytes, m->len);
-        bc->win_done++;
-    }
+    count_message(w, bc, m->len, lat, now, phase);
     if (atomic_fetch_sub(&b->bc_left[slot], 1) != 1) return;
     /* The last subscriber got it: the broadcast is complete and its slot free. */
     atomic_store_explicit(&b->last_bc_ns, now, memory_order_relaxed);
