@@ -45,8 +45,12 @@ fuzz-run: fuzz
 run: build
 	@scripts/run.sh $(BUILD) $(PORT)
 
-install: build
-	@cmake --install $(BUILD) --prefix $(PREFIX)
+# Configured with the prefix so that wsx.pc names it.
+install:
+	@scripts/deps.sh build
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	@cmake --install $(BUILD)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
