@@ -175,17 +175,14 @@ int wsx__http_send(wsx__stream *s, int status, const wsx_http_header *headers, s
 
 int wsx__http_send_error(wsx__stream *s, int status, const char *why)
 {
-    char body[256];
-    int n = snprintf(body, sizeof body, "%d %s\n%s%s", status, wsx_http_status_text(status),
-                     why ? why : "", why ? "\n" : "");
-    if (n < 0) n = 0;
-    if ((size_t)n >= sizeof body) n = sizeof body - 1;
-    static const wsx_http_header plain = {"Content-Type", 12, "text/plain; charset=utf-8", 25};
-    wsx_http_header h[3] = {plain};
-    size_t nh = 1;
-    if (status == 426) {
-        h[nh++] = (wsx_http_header){"Upgrade", 7, "websocket", 9};
-        h[nh++] = (wsx_http_header){"Sec-WebSocket-Version", 21, "13", 2};
-    }
-    return wsx__http_send(s, status, h, nh, body, (size_t)n, false, false);
+    char body[256], out[512];
+    snprintf(body, sizeof body, "%d %s%s%s", status, wsx_http_status_text(status), why ? "\n" : "",
+             why ? why : "");
+    /* The proto layer writes the response; a 426 also names the protocol to upgrade to
+     * (RFC 9110 15.5.22; it adds Sec-WebSocket-Version itself). */
+    static const wsx_http_header upgrade = {"Upgrade", 7, "websocket", 9};
+    ptrdiff_t n =
+        wsx_http_write_error(status, body, &upgrade, status == 426 ? 1 : 0, out, sizeof out);
+    if (n < 0) return (int)n;
+    return wsx__stream_write1(s, out, (size_t)n);
 }

@@ -407,6 +407,26 @@ class Frame:
         return f"Frame(fin={self.fin}, rsv={self.rsv}, opcode={self.opcode:#x}, masked={self.masked}, payload={p!r})"
 
 
+def _fill_socket(obj, deadline, what):
+    """Appends what obj.sock has to obj.buf, waiting until deadline (TimeoutError(what) after
+    it); returns False, with obj.eof set, when the peer closed."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError(what)
+    obj.sock.settimeout(remaining)
+    try:
+        d = obj.sock.recv(65536)
+    except (ConnectionResetError, BrokenPipeError):
+        d = b""
+    except socket.timeout as e:
+        raise TimeoutError(what) from e
+    if not d:
+        obj.eof = True
+        return False
+    obj.buf += d
+    return True
+
+
 class Raw:
     """A TCP client speaking RFC 6455 by hand."""
 
@@ -455,21 +475,7 @@ class Raw:
         self.sock.sendall(build_frame(opcode, payload, **kw))
 
     def _fill(self, deadline):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("waiting for data from the server")
-        self.sock.settimeout(remaining)
-        try:
-            d = self.sock.recv(65536)
-        except (ConnectionResetError, BrokenPipeError):
-            d = b""
-        except socket.timeout as e:
-            raise TimeoutError("waiting for data from the server") from e
-        if not d:
-            self.eof = True
-            return False
-        self.buf += d
-        return True
+        return _fill_socket(self, deadline, "waiting for data from the server")
 
     def _need(self, n, deadline):
         while len(self.buf) < n:
@@ -740,21 +746,7 @@ class SSE:
         self.buf = self.buf[end + 4:]
 
     def _fill(self, deadline):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("waiting for server-sent events")
-        self.sock.settimeout(remaining)
-        try:
-            d = self.sock.recv(65536)
-        except (ConnectionResetError, BrokenPipeError):
-            d = b""
-        except socket.timeout as e:
-            raise TimeoutError("waiting for server-sent events") from e
-        if not d:
-            self.eof = True
-            return False
-        self.buf += d
-        return True
+        return _fill_socket(self, deadline, "waiting for server-sent events")
 
     def block(self, timeout=5):
         """The next event block as {field: value} (comment lines under ':'), or None at EOF.
