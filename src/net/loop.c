@@ -373,6 +373,47 @@ static bool loop_alive(wsx_loop *loop)
            posts_pending(loop);
 }
 
+static void dispatch(wsx_loop *loop, int n)
+{
+    loop->dispatching = true;
+    loop->ev_count = n;
+    for (int i = 0; i < n; i++) {
+        loop->ev_index = i;
+        wsx__io *io = loop->events[i].data.ptr;
+        if (io) io->cb(loop, io, loop->events[i].events);
+    }
+    loop->dispatching = false;
+    loop->ev_count = 0;
+}
+
+/*
+ * Fan-out coalescing. The flush at the end of an iteration costs one writev per pending
+ * stream, and on loopback or a fast network that system call (the kernel's TCP transmit path)
+ * is nearly all of a broadcast's cost. When the iteration's output goes to many more streams
+ * than it read from (a publish to many subscribers: few events, hundreds of streams to flush),
+ * input that arrived while the callbacks ran (more publishes, typically) is taken in before
+ * the flush, so each of those writes carries more messages. It costs one epoll_wait with no
+ * timeout, against the hundreds of writes it can save; it never waits, so it adds no
+ * latency beyond the callbacks of that input. Echo-like traffic (one flush per readable
+ * stream) never qualifies. Measured in docs/performance.md (scenario E16).
+ */
+#define FANOUT_MIN_STREAMS 64 /* pending streams before an extra poll is worth a syscall */
+#define FANOUT_RATIO       8  /* ...and at least this many per event dispatched */
+#define FANOUT_MAX_POLLS   2  /* extra polls per iteration, so the flush is never starved */
+
+static void fanout_poll(wsx_loop *loop, int dispatched)
+{
+    for (int r = 0; r < FANOUT_MAX_POLLS; r++) {
+        if (loop->npend < FANOUT_MIN_STREAMS || loop->npend < (size_t)dispatched * FANOUT_RATIO)
+            return;
+        int n = epoll_wait(loop->epfd, loop->events, WSX__MAX_EVENTS, 0);
+        loop->stats.fanout_polls++;
+        if (n <= 0) return;
+        dispatch(loop, n);
+        dispatched += n;
+    }
+}
+
 int wsx_loop_run(wsx_loop *loop)
 {
     if (!loop) return WSX_EINVAL;
@@ -396,15 +437,8 @@ int wsx_loop_run(wsx_loop *loop)
          * chunks kept for busy times, so an idle server holds little memory. */
         if (n == 0 && timeout != 0) wsx__qcache_trim(loop);
 
-        loop->dispatching = true;
-        loop->ev_count = n;
-        for (int i = 0; i < n; i++) {
-            loop->ev_index = i;
-            wsx__io *io = loop->events[i].data.ptr;
-            if (io) io->cb(loop, io, loop->events[i].events);
-        }
-        loop->dispatching = false;
-        loop->ev_count = 0;
+        dispatch(loop, n);
+        if (n > 0) fanout_poll(loop, n);
 
         wsx__timers_run(loop);
         run_deferred(loop);

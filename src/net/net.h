@@ -55,6 +55,7 @@ typedef struct wsx__loop_stats {
     uint64_t ssl_write_calls; /* SSL_write() calls made by TLS streams (one record each at most
                                  16 KiB, see the TLS section) */
     uint64_t ssl_read_calls;  /* SSL_read() calls made by TLS streams */
+    uint64_t fanout_polls;    /* extra input polls before a fan-out flush (see the loop) */
 } wsx__loop_stats;
 
 const wsx__loop_stats *wsx__loop_stats_get(const wsx_loop *loop);
@@ -605,6 +606,7 @@ struct wsx_loop {
 
     /* Streams with corked output or awaiting their close callback. */
     wsx__stream *pend_head, *pend_tail;
+    size_t npend; /* streams on that list */
 
     /* Free lists, so steady-state writes do not allocate. */
     wsx__qnode *chunk_cache, *slice_cache;

@@ -141,6 +141,7 @@ void wsx__stream_pend(wsx__stream *s)
     else
         loop->pend_head = s;
     loop->pend_tail = s;
+    loop->npend++;
 }
 
 static uint32_t interest(const wsx__stream *s)
@@ -537,6 +538,7 @@ void wsx__streams_run(wsx_loop *loop)
         if (!loop->pend_head) loop->pend_tail = NULL;
         s->next = NULL;
         s->flags &= ~S_PENDING;
+        loop->npend--;
         if (s->flags & S_CLOSING) {
             int fd = s->io.fd; /* s may be freed inside on_close */
             if (s->flags & S_TLS)

@@ -3,6 +3,7 @@
  * corking, backpressure, shared buffers, close semantics, resolution, cancel.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/resource.h>
@@ -581,6 +582,98 @@ TEST(write_ref_shared_by_100_streams)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Fan-out coalescing: input that arrives while an iteration's callbacks write to many streams
+ * is read before the flush, so each of those streams gets one writev carrying both pieces.
+ * Below the threshold (echo-like traffic) nothing changes: one flush per iteration.
+ * ------------------------------------------------------------------------------------------ */
+
+#define FAN_MAX 100
+
+static struct {
+    wsx__stream pub, sub[FAN_MAX];
+    int nsub, pub_peer, sub_peer[FAN_MAX], reads, closes;
+    uint64_t read_iter[2];
+} fan;
+
+static void fan_read(wsx__stream *s, const uint8_t *d, size_t n)
+{
+    CHECK(s == &fan.pub);
+    if (fan.reads < 2) fan.read_iter[fan.reads] = wsx__loop_stats_get(s->loop)->iterations;
+    fan.reads++;
+    for (int i = 0; i < fan.nsub; i++)
+        CHECK_INT(wsx__stream_write1(&fan.sub[i], d, n), 0);
+    if (fan.reads == 1)
+        CHECK_INT((int)write(fan.pub_peer, "B", 1), 1); /* arrives while we fan out */
+    else
+        wsx_loop_stop(s->loop);
+}
+
+static void fan_close(wsx__stream *s, int err)
+{
+    (void)s;
+    CHECK_INT(err, 0);
+    fan.closes++;
+}
+
+static const wsx__stream_vt fan_vt = {.on_read = fan_read, .on_close = fan_close};
+
+static int fan_pair(wsx_loop *loop, wsx__stream *s)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) exit(2);
+    fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    CHECK_INT(wsx__stream_init(loop, s, sv[0], &fan_vt), 0);
+    return sv[1];
+}
+
+static void fan_run(int nsub, uint64_t *writevs, uint64_t *polls)
+{
+    memset(&fan, 0, sizeof fan);
+    fan.nsub = nsub;
+    wsx_loop *loop = new_loop();
+    fan.pub_peer = fan_pair(loop, &fan.pub);
+    for (int i = 0; i < nsub; i++)
+        fan.sub_peer[i] = fan_pair(loop, &fan.sub[i]);
+    wsx__loop_stats st0 = *wsx__loop_stats_get(loop);
+    CHECK_INT((int)write(fan.pub_peer, "A", 1), 1);
+    CHECK_INT(wsx_loop_run(loop), 0);
+    CHECK_INT(fan.reads, 2);
+    *writevs = wsx__loop_stats_get(loop)->writev_calls - st0.writev_calls;
+    *polls = wsx__loop_stats_get(loop)->fanout_polls - st0.fanout_polls;
+    int bad = 0;
+    for (int i = 0; i < nsub; i++) {
+        char buf[8];
+        ssize_t r = read(fan.sub_peer[i], buf, sizeof buf);
+        bad += r != 2 || memcmp(buf, "AB", 2) != 0;
+    }
+    CHECK_INT(bad, 0);
+    wsx__stream_close(&fan.pub);
+    for (int i = 0; i < nsub; i++)
+        wsx__stream_close(&fan.sub[i]);
+    CHECK_INT(wsx_loop_run(loop), 0);
+    CHECK_INT(fan.closes, nsub + 1);
+    close(fan.pub_peer);
+    for (int i = 0; i < nsub; i++)
+        close(fan.sub_peer[i]);
+    wsx_loop_free(loop);
+}
+
+TEST(fanout_reads_more_input_before_flushing)
+{
+    uint64_t writevs, polls;
+    fan_run(FAN_MAX, &writevs, &polls);
+    CHECK_INT(fan.read_iter[0], fan.read_iter[1]); /* both pieces in one iteration */
+    CHECK_INT(writevs, FAN_MAX);                   /* one write per subscriber for both */
+    CHECK(polls >= 1 && polls <= 2);
+
+    /* 16 streams: not worth an extra system call; each piece is flushed on its own. */
+    fan_run(16, &writevs, &polls);
+    CHECK(fan.read_iter[1] == fan.read_iter[0] + 1);
+    CHECK_INT(writevs, 32);
+    CHECK_INT(polls, 0);
+}
+
+/* ------------------------------------------------------------------------------------------
  * Close inside on_read; peer close; half-close with on_eof
  * ------------------------------------------------------------------------------------------ */
 
@@ -1006,6 +1099,7 @@ int main(void)
     RUN_T(corked_small_writes);
     RUN_T(backpressure_pause_resume);
     RUN_T(write_ref_shared_by_100_streams);
+    RUN_T(fanout_reads_more_input_before_flushing);
     RUN_T(close_inside_on_read);
     RUN_T(half_close_and_peer_close);
     RUN_T(connect_refused);
