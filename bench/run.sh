@@ -3,8 +3,10 @@
 #
 #   bench/run.sh [BUILD_DIR]        (default: build; needs BUILD_DIR/wsx and BUILD_DIR/tcp_echo)
 #
-# Server on CPU 1, load generator on CPU 0 (taskset), everything on 127.0.0.1. Each scenario
-# runs 3 times and the median is reported; the server's CPU time per message (us/msg) is the
+# Server on CPU 1, load generator on CPU 0 (taskset), everything on 127.0.0.1. Three rounds
+# each run every scenario once, the wsx run and its raw TCP run back to back, and the median
+# over rounds is reported (ratios to raw TCP: the median of the per-round ratios, so a slow
+# phase of a shared machine touches both sides). The server's CPU time per message (us/msg) is the
 # figure to compare on a shared machine, because it does not depend on how fast the load
 # generator is. The neutral load generator is wsload (../shared/tools/wsload, built into
 # BUILD_DIR/tools/wsload when missing); `wsx bench` repeats scenario A where it is comparable,
@@ -13,7 +15,7 @@
 #
 # Writes bench/results/DATE-COMMIT.md and prints the same table. Environment:
 #   WSLOAD_SRC   wsload.c to build (default: ../shared/tools/wsload/wsload.c beside the repo)
-#   RUNS         runs per scenario (default 3)
+#   RUNS         rounds (default 3)
 #   DURATION     measured seconds per run (default 3), WARMUP seconds before it (default 1)
 set -u
 
@@ -60,36 +62,42 @@ else
 fi
 
 TMP=$(mktemp -d)
-SERVER_PID=
-stop_server() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-        SERVER_PID=
-    fi
+PIDS=()
+stop_servers() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    PIDS=()
 }
-trap 'stop_server; rm -rf "$TMP"' EXIT
+trap 'stop_servers; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
 # start_server NAME COMMAND...: starts it pinned, waits for "listening on ...:PORT", sets
-# SERVER_PID and PORT.
+# PID_NAME and PORT_NAME.
 start_server() {
-    local log=$TMP/server.out
+    local name=$1 log=$TMP/server-$1.out pid port=
+    shift
     : >"$log"
-    "${SRV_CPU[@]}" "$@" >"$log" 2>"$TMP/server.err" &
-    SERVER_PID=$!
-    PORT=
+    "${SRV_CPU[@]}" "$@" >"$log" 2>"$TMP/server-$name.err" &
+    pid=$!
+    PIDS+=("$pid")
     for _ in $(seq 100); do
-        PORT=$(sed -n 's/^listening on [a-z]*:*\/*[^ ]*:\([0-9][0-9]*\)\/*$/\1/p' "$log" | head -1)
-        [ -n "$PORT" ] && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
+        port=$(sed -n 's/^listening on [a-z]*:*\/*[^ ]*:\([0-9][0-9]*\)\/*$/\1/p' "$log" | head -1)
+        if [ -n "$port" ]; then
+            printf -v "PID_$name" %s "$pid"
+            printf -v "PORT_$name" %s "$port"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
     done
-    cat "$TMP/server.err" >&2
+    cat "$TMP/server-$name.err" >&2
     die "server did not start: $*"
 }
 
-wsx_server() { start_server "$WSX" echo --host 127.0.0.1 --port 0 --quiet --max-connections 20000; }
+WSX_ECHO=("$WSX" echo --host 127.0.0.1 --port 0 --quiet --max-connections 20000)
 
 # field LINE KEY: the value of KEY=... in a wsload RESULT line, or "key":... in JSON.
 field() {
@@ -102,83 +110,102 @@ field() {
 median() { printf '%s\n' "$@" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}'; }
 
 FAILED=0
-ROWS=()   # "id|tool|command|rate|server us/msg|p50|p99|metric|other CPU %|rates of the runs"
-declare -A RATE US
+ORDER=()  # "id|tool|metric|command shown", in report order
+# Per scenario "id/tool": space-separated values of the runs, in run order.
+declare -A RATES USS P50S P99S OTHERS
 
-# scenario ID TOOL METRIC COMMAND...: runs COMMAND (with PORT and SERVER_PID substituted for
-# @PORT@ and @PID@) RUNS times pinned to the load CPU; METRIC is the rate field (msgs_per_s
-# or deliveries_per_s; bytes_per_conn for idle runs); records the medians.
-scenario() {
-    local id=$1 tool=$2 metric=$3
-    shift 3
-    local rates=() uss=() p50s=() p99s=() others=() i line cmd=()
-    for ((i = 1; i <= RUNS; i++)); do
-        [ "$id" = D ] && wsx_server
-        cmd=()
-        local a
-        for a in "$@"; do
-            a=${a//@PORT@/$PORT}
-            cmd+=("${a//@PID@/$SERVER_PID}")
-        done
-        line=$(timeout 120 "${LOAD_CPU[@]}" "${cmd[@]}" 2>"$TMP/load.err" | grep -E '^RESULT |^\{' | tail -1)
-        if [ -z "$line" ] || { [ "$tool" = "wsx bench" ] && [ "$(field "$line" ok)" != true ]; }; then
-            echo "  $id ($tool) run $i FAILED: ${cmd[*]}" >&2
-            tail -3 "$TMP/load.err" >&2
-            FAILED=1
-        else
-            rates+=("$(field "$line" "$metric" | awk '{ printf "%.0f", $1 }')")
-            uss+=("$(field "$line" server_us_per_msg)")
-            local o
-            o=$(field "$line" other_cpu)
-            [ -n "$o" ] || o=$(field "$line" other_cpu_pct)
-            others+=("${o%\%}")
-            if [ "$tool" = "wsx bench" ]; then
-                p50s+=("$(printf '%s' "$line" | sed -n 's/.*"latency_us":{"p50":\([0-9.]*\),.*"p99":\([0-9.]*\),.*/\1/p')")
-                p99s+=("$(printf '%s' "$line" | sed -n 's/.*"latency_us":{"p50":\([0-9.]*\),.*"p99":\([0-9.]*\),.*/\2/p')")
-            else
-                p50s+=("$(field "$line" lat_us_p50)")
-                p99s+=("$(field "$line" lat_us_p99)")
-            fi
-        fi
-        [ "$id" = D ] && stop_server
-    done
-    local shown=() a
+# run_once ID TOOL METRIC SERVER COMMAND...: one run of COMMAND pinned to the load CPU against
+# the server started as SERVER (its PORT and PID substituted for @PORT@ and @PID@); METRIC is
+# the rate field (msgs_per_s or deliveries_per_s; bytes_per_conn for idle runs). A failed run
+# records empty values, so the runs stay aligned for the paired ratios.
+run_once() {
+    local id=$1 tool=$2 metric=$3 srv=$4
+    shift 4
+    local key="$id/$tool" pidv="PID_$srv" portv="PORT_$srv" a cmd=() shown=() line
     for a in "$@"; do
-        a=${a//@PORT@/PORT}
-        a=${a//@PID@/PID}
-        shown+=("${a#"$ROOT"/}")
+        a=${a//@PORT@/${!portv}}
+        cmd+=("${a//@PID@/${!pidv}}")
     done
-    local r u
-    r=$(median "${rates[@]}")
-    u=$(median "${uss[@]}")
-    RATE[$id/$tool]=$r
-    US[$id/$tool]=$u
-    ROWS+=("$id|$tool|${shown[*]}|$r|$u|$(median "${p50s[@]}")|$(median "${p99s[@]}")|$metric|$(median "${others[@]}")|${rates[*]}")
-    printf '  %-4s %-10s %s: %s (runs: %s), server %s us/msg\n' "$id" "$tool" "$metric" \
-        "${r:--}" "${rates[*]}" "${u:--}"
+    if [ -z "${RATES[$key]+set}" ]; then
+        for a in "$@"; do
+            a=${a//@PORT@/PORT}
+            a=${a//@PID@/PID}
+            shown+=("${a#"$ROOT"/}")
+        done
+        ORDER+=("$id|$tool|$metric|${shown[*]}")
+        RATES[$key]= USS[$key]= P50S[$key]= P99S[$key]= OTHERS[$key]=
+    fi
+    local r= u= p50= p99= o=
+    line=$(timeout 120 "${LOAD_CPU[@]}" "${cmd[@]}" 2>"$TMP/load.err" | grep -E '^RESULT |^\{' | tail -1)
+    if [ -z "$line" ] || { [ "$tool" = "wsx bench" ] && [ "$(field "$line" ok)" != true ]; }; then
+        echo "  $id ($tool) FAILED: ${cmd[*]}" >&2
+        tail -3 "$TMP/load.err" >&2
+        FAILED=1
+    else
+        r=$(field "$line" "$metric" | awk '{ printf "%.0f", $1 }')
+        u=$(field "$line" server_us_per_msg)
+        o=$(field "$line" other_cpu)
+        [ -n "$o" ] || o=$(field "$line" other_cpu_pct)
+        o=${o%\%}
+        if [ "$tool" = "wsx bench" ]; then
+            p50=$(printf '%s' "$line" | sed -n 's/.*"latency_us":{"p50":\([0-9.]*\),.*"p99":\([0-9.]*\),.*/\1/p')
+            p99=$(printf '%s' "$line" | sed -n 's/.*"latency_us":{"p50":\([0-9.]*\),.*"p99":\([0-9.]*\),.*/\2/p')
+        else
+            p50=$(field "$line" lat_us_p50)
+            p99=$(field "$line" lat_us_p99)
+        fi
+    fi
+    RATES[$key]+="${r:-_} " USS[$key]+="${u:-_} " P50S[$key]+="${p50:-_} "
+    P99S[$key]+="${p99:-_} " OTHERS[$key]+="${o:-_} "
+    printf '  run %d  %-4s %-10s %s %s, server %s us/msg\n' "$i" "$id" "$tool" "${r:-FAILED}" \
+        "$metric" "${u:--}"
+}
+
+vals() { printf '%s\n' $1 | grep -v '^_$'; } # the values of a run list, failed runs left out
+
+# paired A B: the median over runs of A[i]/B[i] (two run lists of the same length).
+paired() {
+    local -a a=($1) b=($2)
+    local i out=()
+    for i in "${!a[@]}"; do
+        [ "${a[$i]}" != _ ] && [ "${b[$i]:-_}" != _ ] &&
+            out+=("$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { if (y > 0) printf "%.3f", x / y }')")
+    done
+    local m
+    m=$(median "${out[@]}")
+    [ -n "$m" ] && printf '%.2f' "$m" || printf -- -
 }
 
 W="-w $WARMUP -d $DURATION"
-echo "wsx benchmarks: $RUNS runs per scenario, ${WARMUP} s warm-up + ${DURATION} s measured"
+echo "wsx benchmarks: $RUNS rounds, ${WARMUP} s warm-up + ${DURATION} s measured per run"
 
-wsx_server
-scenario A wsload msgs_per_s "$WSLOAD" -p @PORT@ -c 100 -k 16 -s 32 $W -P @PID@
-scenario A "wsx bench" msgs_per_s "$WSX" bench -c 100 -k 16 -s 32 $W -p @PID@ --json \
-    "ws://127.0.0.1:@PORT@/"
-scenario B wsload msgs_per_s "$WSLOAD" -p @PORT@ -c 1000 -k 1 -s 32 $W -P @PID@
-scenario C wsload msgs_per_s "$WSLOAD" -p @PORT@ -c 10 -k 1 -s 65536 -b $W -P @PID@
-scenario E1 wsload deliveries_per_s "$WSLOAD" -m bcast -p @PORT@ -c 1000 -W 1 -s 32 $W -P @PID@
-scenario E16 wsload deliveries_per_s "$WSLOAD" -m bcast -p @PORT@ -c 1000 -W 16 -s 32 $W -P @PID@
-stop_server
+# Every round runs each scenario once, the wsx run and its raw TCP ceiling back to back, so a
+# phase when the shared machine is slower touches both and the paired ratio stays meaningful.
+start_server wsx "${WSX_ECHO[@]}"
+start_server raw "$TCP_ECHO" 0
+for ((i = 1; i <= RUNS; i++)); do
+    run_once A wsload msgs_per_s wsx "$WSLOAD" -p @PORT@ -c 100 -k 16 -s 32 $W -P @PID@
+    run_once A raw msgs_per_s raw "$WSLOAD" -m raw -p @PORT@ -c 100 -k 16 -s 32 $W -P @PID@
+    run_once A "wsx bench" msgs_per_s wsx "$WSX" bench -c 100 -k 16 -s 32 $W -p @PID@ --json \
+        "ws://127.0.0.1:@PORT@/"
+    run_once B wsload msgs_per_s wsx "$WSLOAD" -p @PORT@ -c 1000 -k 1 -s 32 $W -P @PID@
+    run_once B raw msgs_per_s raw "$WSLOAD" -m raw -p @PORT@ -c 1000 -k 1 -s 32 $W -P @PID@
+    run_once C wsload msgs_per_s wsx "$WSLOAD" -p @PORT@ -c 10 -k 1 -s 65536 -b $W -P @PID@
+    run_once C raw msgs_per_s raw "$WSLOAD" -m raw -p @PORT@ -c 10 -k 1 -s 65536 -b $W -P @PID@
+    run_once E1 wsload deliveries_per_s wsx "$WSLOAD" -m bcast -p @PORT@ -c 1000 -W 1 -s 32 $W \
+        -P @PID@
+    run_once E16 wsload deliveries_per_s wsx "$WSLOAD" -m bcast -p @PORT@ -c 1000 -W 16 -s 32 $W \
+        -P @PID@
+done
+stop_servers
 
 # D: a fresh server for each run, so its RSS grows from a known start.
-scenario D wsload bytes_per_conn "$WSLOAD" -m idle -p @PORT@ -c 10000 -C 256 -T 60 -w 2 -d 1 -P @PID@
-
-start_server "$TCP_ECHO" 0
-scenario A raw msgs_per_s "$WSLOAD" -m raw -p @PORT@ -c 100 -k 16 -s 32 $W -P @PID@
-scenario B raw msgs_per_s "$WSLOAD" -m raw -p @PORT@ -c 1000 -k 1 -s 32 $W -P @PID@
-scenario C raw msgs_per_s "$WSLOAD" -m raw -p @PORT@ -c 10 -k 1 -s 65536 -b $W -P @PID@
-stop_server
+for ((i = 1; i <= RUNS; i++)); do
+    start_server d "${WSX_ECHO[@]}"
+    run_once D wsload bytes_per_conn d "$WSLOAD" -m idle -p @PORT@ -c 10000 -C 256 -T 60 -w 2 \
+        -d 1 -P @PID@
+    stop_servers
+done
 
 # ---- the report ----
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -188,43 +215,47 @@ MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 mkdir -p "$ROOT/bench/results"
 OUT=$ROOT/bench/results/$DATE-$COMMIT.md
 
-ratio() { # ratio A B: A/B with 2 decimals, or -
-    [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }' || echo -
-}
-
 {
     echo "# wsx benchmarks, $DATE, commit $COMMIT"
     echo
     echo "- machine: $(nproc) CPUs, ${MODEL:-unknown CPU}, Linux $(uname -r)"
     echo "- server pinned to CPU 1, load generator to CPU 0; ${WARMUP} s warm-up, ${DURATION} s" \
-        "measured; median of $RUNS runs"
+        "measured; median of $RUNS rounds, each running every scenario once (wsx and raw TCP back" \
+        "to back)"
     echo "- server: \`wsx echo --host 127.0.0.1 --port 0 --quiet --max-connections 20000\`;" \
         "raw ceiling: \`tcp_echo 0\` (bench/tcp_echo.c)"
     echo "- us/msg is the server's CPU time (utime+stime) per message (per delivery for E);" \
-        "\"vs raw\" divides by the same scenario against the plain TCP echo server;" \
+        "\"vs raw\" is the median over rounds of wsx / raw TCP echo server in the same round;" \
         "\"other CPU\" is what the rest of the machine used meanwhile (% of one CPU):" \
         "a large value means the run was contended and its msgs/s is not comparable"
     echo
-    echo "| scenario | tool | msgs/s | server us/msg | p50 us | p99 us | msgs/s vs raw | us/msg vs raw | other CPU % | runs |"
+    echo "| scenario | tool | msgs/s | server us/msg | p50 us | p99 us | msgs/s vs raw | us/msg vs raw | other CPU % | runs (msgs/s) |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
-    for row in "${ROWS[@]}"; do
-        IFS='|' read -r id tool cmd r u p50 p99 metric other runs <<<"$row"
+    for row in "${ORDER[@]}"; do
+        IFS='|' read -r id tool metric cmd <<<"$row"
+        key="$id/$tool"
+        r=$(median $(vals "${RATES[$key]}"))
+        u=$(median $(vals "${USS[$key]}"))
+        other=$(median $(vals "${OTHERS[$key]}"))
+        runs=$(vals "${RATES[$key]}" | tr '\n' ' ')
+        runs=${runs% }
         vr=-; vu=-
-        if [ "$tool" != raw ] && [ -n "${RATE[$id/raw]:-}" ]; then
-            vr=$(ratio "$r" "${RATE[$id/raw]}")
-            vu=$(ratio "$u" "${US[$id/raw]}")
+        if [ "$tool" != raw ] && [ -n "${RATES[$id/raw]+set}" ]; then
+            vr=$(paired "${RATES[$key]}" "${RATES[$id/raw]}")
+            vu=$(paired "${USS[$key]}" "${USS[$id/raw]}")
         fi
         if [ "$metric" = bytes_per_conn ]; then
             echo "| $id | $tool | ${r:--} bytes/conn (server RSS) | - | - | - | - | - | ${other:--} | $runs |"
         else
-            echo "| $id | $tool | ${r:--} | ${u:--} | ${p50:--} | ${p99:--} | $vr | $vu | ${other:--} | $runs |"
+            echo "| $id | $tool | ${r:--} | ${u:--} | $(median $(vals "${P50S[$key]}")) |" \
+                "$(median $(vals "${P99S[$key]}")) | $vr | $vu | ${other:--} | $runs |"
         fi
     done
     echo
     echo "Commands (PORT and PID are the server's):"
     echo
-    for row in "${ROWS[@]}"; do
-        IFS='|' read -r id tool cmd _ <<<"$row"
+    for row in "${ORDER[@]}"; do
+        IFS='|' read -r id tool metric cmd <<<"$row"
         echo "- $id ($tool): \`$cmd\`"
     done
     [ "$FAILED" = 0 ] || { echo; echo "Some runs FAILED: see the output of bench/run.sh."; }
