@@ -117,6 +117,25 @@ void wsx__qcache_trim(wsx_loop *loop)
     trim_list(&loop->chunk_cache, &loop->nchunk_cache, WSX__CACHE_IDLE);
 }
 
+static size_t decayed(size_t n)
+{
+    return n / 2 > WSX__CACHE_IDLE ? n / 2 : WSX__CACHE_IDLE;
+}
+
+void wsx__qcache_counts(const wsx_loop *loop, size_t *small, size_t *chunk, size_t *slice)
+{
+    *small = loop->nsmall_cache;
+    *chunk = loop->nchunk_cache;
+    *slice = loop->nslice_cache;
+}
+
+void wsx__qcache_decay(wsx_loop *loop)
+{
+    trim_list(&loop->small_cache, &loop->nsmall_cache, decayed(loop->nsmall_cache));
+    trim_list(&loop->chunk_cache, &loop->nchunk_cache, decayed(loop->nchunk_cache));
+    trim_list(&loop->slice_cache, &loop->nslice_cache, decayed(loop->nslice_cache));
+}
+
 void wsx__qcache_free(wsx_loop *loop)
 {
     for (wsx__qnode *q = loop->chunk_cache, *nx; q; q = nx) {

@@ -292,6 +292,7 @@ int wsx_loop_new(wsx_loop **out)
     if (wsx__io_start(loop, &loop->wake_io, WSX__IO_READ) < 0) goto fail;
 
     loop->now = wsx__clock_ms();
+    loop->cache_decay_at = loop->now;
     loop->wheel_tick = loop->now;
     loop->timer_next = UINT64_MAX;
     for (size_t i = 0; i < WSX__WHEEL_SLOTS; i++)
@@ -443,6 +444,10 @@ int wsx_loop_run(wsx_loop *loop)
         wsx__timers_run(loop);
         run_deferred(loop);
         wsx__streams_run(loop);
+        if (loop->now - loop->cache_decay_at >= 1000) {
+            wsx__qcache_decay(loop);
+            loop->cache_decay_at = loop->now;
+        }
         loop->stats.iterations++;
     }
     loop->stop = false;

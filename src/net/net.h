@@ -558,11 +558,17 @@ struct ssl_st *wsx__stream_tls_ssl(const wsx__stream *s);
 #define WSX__WHEEL_MASK  (WSX__WHEEL_SLOTS - 1u)
 #define WSX__MAX_EVENTS  1024
 #define WSX__CHUNK_SIZE  (16u * 1024u)
-#define WSX__CHUNK_CACHE 32u
 /* A first, small chunk for a stream with little to send (handshake answers, small frames):
  * most queues never need more, and idle servers keep less memory cached. */
 #define WSX__SMALL_CHUNK 2048u
-#define WSX__SMALL_CACHE 256u
+/* The caches hold up to a busy iteration's worth of chunks (one per stream written to: a
+ * thousand echoing connections, or a thousand receiving 4 KiB each), so that a busy loop
+ * does not return memory to malloc after every flush and take it back (with page faults)
+ * in the next iteration; measured in docs/performance.md. They shrink by half every second
+ * (wsx__qcache_decay) and to WSX__CACHE_IDLE when the loop is idle. At most 8 MiB of small
+ * chunks and 4 MiB of standard ones. */
+#define WSX__SMALL_CACHE 4096u
+#define WSX__CHUNK_CACHE 256u
 #define WSX__CACHE_IDLE  8u /* chunks of each size kept while idle */
 /* Queued pieces up to GATHER_MAX bytes are joined into one writev segment, GATHER_BUF at most. */
 #define WSX__GATHER_MAX 512u
@@ -605,6 +611,7 @@ struct wsx_loop {
     wsx__deferred *defer_head, **defer_tail;
 
     /* Streams with corked output or awaiting their close callback. */
+    uint64_t cache_decay_at; /* loop->now of the last wsx__qcache_decay() */
     wsx__stream *pend_head, *pend_tail;
     size_t npend; /* streams on that list */
 
@@ -690,6 +697,11 @@ void wsx__qnode_put(wsx_loop *loop, wsx__qnode *q);
 void wsx__qcache_free(wsx_loop *loop);
 /* Frees cached chunks beyond a few (called when the loop finds itself idle). */
 void wsx__qcache_trim(wsx_loop *loop);
+/* Once a second: gives back half of what each cache holds beyond WSX__CACHE_IDLE, so the
+ * caches follow the load down when it falls without the loop ever being idle. */
+void wsx__qcache_decay(wsx_loop *loop);
+/* How many small chunks, standard chunks and slice nodes the caches hold (tests). */
+void wsx__qcache_counts(const wsx_loop *loop, size_t *small, size_t *chunk, size_t *slice);
 #endif
 
 #endif

@@ -6,6 +6,8 @@
 #include <signal.h>
 #include <time.h>
 
+/* White-box: write_caches_follow_the_load looks at the loop's write caches. */
+#define WSX__NET_INTERNAL
 #include "net/net.h"
 #include "test.h"
 #include "wsx/loop.h"
@@ -531,6 +533,62 @@ TEST(stop_and_run_again)
     wsx_loop_free(loop);
 }
 
+/* The write caches keep a busy iteration's chunks (no malloc/free churn between flushes),
+ * halve every second and drop to a few when the loop is idle. */
+TEST(write_caches_follow_the_load)
+{
+    wsx_loop *loop = NULL;
+    CHECK_INT(wsx_loop_new(&loop), 0);
+    static wsx__qnode *q[1000];
+    size_t small, chunk, slice;
+    for (int i = 0; i < 1000; i++)
+        q[i] = wsx__chunk_get(loop, 34);
+    for (int i = 0; i < 1000; i++)
+        wsx__qnode_put(loop, q[i]);
+    for (int i = 0; i < 300; i++)
+        q[i] = wsx__chunk_get(loop, 4096);
+    for (int i = 0; i < 300; i++)
+        wsx__qnode_put(loop, q[i]);
+    wsx__ref *r = wsx__ref_new(16);
+    for (int i = 0; i < 1000; i++) {
+        q[i] = wsx__slice_get(loop);
+        q[i]->ref = wsx__ref_retain(r);
+    }
+    wsx__ref_release(r);
+    for (int i = 0; i < 1000; i++)
+        wsx__qnode_put(loop, q[i]); /* the last one frees r */
+    wsx__qcache_counts(loop, &small, &chunk, &slice);
+    CHECK_INT(small, 1000);
+    CHECK_INT(chunk, WSX__CHUNK_CACHE); /* 300 returned, the rest went back to malloc */
+    CHECK_INT(slice, 1000);
+    /* A chunk taken from the cache comes back emptied. */
+    wsx__qnode *c = wsx__chunk_get(loop, 100);
+    CHECK_INT(c->cap, WSX__SMALL_CHUNK);
+    CHECK(c->len == 0 && c->off == 0 && c->ref == NULL);
+    wsx__qnode_put(loop, c);
+
+    wsx__qcache_decay(loop);
+    wsx__qcache_counts(loop, &small, &chunk, &slice);
+    CHECK_INT(small, 500);
+    CHECK_INT(chunk, WSX__CHUNK_CACHE / 2);
+    CHECK_INT(slice, 500);
+    for (int i = 0; i < 20; i++)
+        wsx__qcache_decay(loop);
+    wsx__qcache_counts(loop, &small, &chunk, &slice);
+    CHECK_INT(small, WSX__CACHE_IDLE);
+    CHECK_INT(chunk, WSX__CACHE_IDLE);
+    CHECK_INT(slice, WSX__CACHE_IDLE);
+
+    for (int i = 0; i < 1000; i++)
+        q[i] = wsx__chunk_get(loop, 34);
+    for (int i = 0; i < 1000; i++)
+        wsx__qnode_put(loop, q[i]);
+    wsx__qcache_trim(loop);
+    wsx__qcache_counts(loop, &small, &chunk, &slice);
+    CHECK_INT(small, WSX__CACHE_IDLE);
+    wsx_loop_free(loop);
+}
+
 int main(void)
 {
     RUN_T(run_empty_returns);
@@ -547,5 +605,6 @@ int main(void)
     RUN_T(signal_delivered_on_loop);
     RUN_T(sigpipe_ignored);
     RUN_T(stop_and_run_again);
+    RUN_T(write_caches_follow_the_load);
     return test_summary("loop");
 }
