@@ -285,14 +285,16 @@ typedef struct wsx_parser_opts {
                              (WSX_RSV1 for permessage-deflate); others are errors */
     uint64_t max_frame;   /* largest frame payload accepted; 0 = no limit */
     uint64_t max_message; /* largest message (sum of its frames); 0 = no limit */
+    /* Limits above 4 GiB - 1 are taken as 4 GiB - 1: the parser keeps them in 32 bits so
+     * that it stays small (it is embedded in every connection). */
 } wsx_parser_opts;
 
-/* Frame parser state, 48 bytes, embeddable by value. Private fields. */
+/* Frame parser state, 40 bytes, embeddable by value. Private fields. */
 typedef struct wsx_parser {
     uint64_t remaining; /* payload bytes still to come in the current frame */
     uint64_t msg_len;   /* payload bytes of the current message so far */
-    uint64_t max_frame;
-    uint64_t max_message;
+    uint32_t max_frame; /* 0 = no limit */
+    uint32_t max_message;
     uint8_t mask[4];  /* the current frame's masking key */
     uint8_t utf8;     /* validator state of the current text message (it fits a byte) */
     uint8_t mask_off; /* position in the key of the next payload byte */
@@ -333,8 +335,9 @@ WSX_API void wsx_parser_init(wsx_parser *p, const wsx_parser_opts *opts);
 /* Changes the RSV bits allowed (after extension negotiation). */
 WSX_API void wsx_parser_set_rsv(wsx_parser *p, uint8_t rsv_allowed);
 
-/* Changes the frame and message limits (0 = none), e.g. to allow for compression overhead
- * once permessage-deflate is agreed. Applies from the next frame header. */
+/* Changes the frame and message limits (0 = none; above 4 GiB - 1 taken as 4 GiB - 1), e.g.
+ * to allow for compression overhead once permessage-deflate is agreed. Applies from the next
+ * frame header. */
 WSX_API void wsx_parser_set_limits(wsx_parser *p, uint64_t max_frame, uint64_t max_message);
 
 /*

@@ -63,14 +63,19 @@ static const char *const reasons[] = {
     [E_TEXT_MESSAGE_ENDS_INSIDE_A_UTF_8_SEQUENCE] = "text message ends inside a UTF-8 sequence",
 };
 
+static uint32_t limit32(uint64_t v)
+{
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
 void wsx_parser_init(wsx_parser *p, const wsx_parser_opts *opts)
 {
     memset(p, 0, sizeof *p);
     if (opts) {
         p->role = (uint8_t)opts->role;
         p->rsv_allowed = opts->rsv_allowed & (WSX_RSV1 | WSX_RSV2 | WSX_RSV3);
-        p->max_frame = opts->max_frame;
-        p->max_message = opts->max_message;
+        p->max_frame = limit32(opts->max_frame);
+        p->max_message = limit32(opts->max_message);
     }
 }
 
@@ -81,8 +86,8 @@ void wsx_parser_set_rsv(wsx_parser *p, uint8_t rsv_allowed)
 
 void wsx_parser_set_limits(wsx_parser *p, uint64_t max_frame, uint64_t max_message)
 {
-    p->max_frame = max_frame;
-    p->max_message = max_message;
+    p->max_frame = limit32(max_frame);
+    p->max_message = limit32(max_message);
 }
 
 uint16_t wsx_parser_close_code(const wsx_parser *p)

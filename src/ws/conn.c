@@ -638,3 +638,7 @@ void wsx__conn_timer(wsx_conn *c)
         break;
     }
 }
+
+/* Scenario D (memory per idle connection) counts every byte of this struct: 216 bytes is
+ * glibc's 224-byte allocation class (232 would take 240). docs/performance.md, "Memory". */
+_Static_assert(sizeof(struct wsx_conn) <= 216, "wsx_conn grew past 216 bytes");

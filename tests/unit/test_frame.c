@@ -323,6 +323,22 @@ TEST(length_4gib_streams)
     n = wsx_parser_feed(&p, h, hl, &ev);
     CHECK_INT(n, WSX_ETOOBIG);
     CHECK_INT(wsx_parser_close_code(&p), 1009);
+    /* Limits above 4 GiB - 1 are kept as 4 GiB - 1 (32 bits in the parser): a 5 GiB limit
+     * refuses this 4 GiB frame, and takes one byte shorter. */
+    o.max_message = 5ull << 30;
+    o.max_frame = 5ull << 30;
+    wsx_parser_init(&p, &o);
+    CHECK_INT(wsx_parser_feed(&p, h, hl, &ev), WSX_ETOOBIG);
+    CHECK_INT(wsx_parser_close_code(&p), 1009);
+    hl = wsx_frame_header(h, 0x82, ((uint64_t)1 << 32) - 1, key);
+    wsx_parser_init(&p, &o);
+    CHECK_INT(wsx_parser_feed(&p, h, hl, &ev), (ptrdiff_t)hl);
+    CHECK_INT(wsx_parser_close_code(&p), 0);
+    wsx_parser_set_limits(&p, 0, 0);
+    CHECK(p.max_frame == 0 && p.max_message == 0);
+    wsx_parser_set_limits(&p, UINT64_MAX, (uint64_t)1 << 40);
+    CHECK(p.max_frame == UINT32_MAX && p.max_message == UINT32_MAX);
+    CHECK(sizeof(wsx_parser) <= 40);
 }
 
 /* ---- protocol errors, each with its code and reason ---- */
