@@ -6,6 +6,9 @@
 #include "net.h"
 
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 wsx__ref *wsx__ref_new(size_t len)
 {
@@ -111,10 +114,23 @@ static void trim_list(wsx__qnode **list, size_t *n, size_t keep)
     }
 }
 
-void wsx__qcache_trim(wsx_loop *loop)
+bool wsx__qcache_excess(const wsx_loop *loop)
 {
+    return loop->nsmall_cache > WSX__CACHE_IDLE || loop->nchunk_cache > WSX__CACHE_IDLE;
+}
+
+bool wsx__qcache_trim(wsx_loop *loop)
+{
+    if (!wsx__qcache_excess(loop)) return false;
     trim_list(&loop->small_cache, &loop->nsmall_cache, WSX__CACHE_IDLE);
     trim_list(&loop->chunk_cache, &loop->nchunk_cache, WSX__CACHE_IDLE);
+#ifdef __GLIBC__
+    /* free() gives back only the top of the heap; the chunks of a busy period sit between
+     * long-lived connections, so ask for whole free pages in the middle too. Once per busy
+     * period, when the loop has been quiet for WSX__IDLE_TRIM_MS. */
+    malloc_trim(0);
+#endif
+    return true;
 }
 
 static size_t decayed(size_t n)

@@ -425,6 +425,11 @@ int wsx_loop_run(wsx_loop *loop)
         /* Work queued for the end of an iteration that could not run in it (a deferred node
          * queued by a deferred callback) must not wait for I/O. */
         int timeout = loop->defer_head || loop->pend_head ? 0 : wsx__timers_timeout(loop);
+        /* After a busy period, wake up once the loop has been quiet for a moment to give the
+         * write caches back, rather than holding them until the next timer. */
+        if (timeout != 0 && (timeout < 0 || timeout > WSX__IDLE_TRIM_MS) &&
+            wsx__qcache_excess(loop))
+            timeout = WSX__IDLE_TRIM_MS;
         int n = epoll_wait(loop->epfd, loop->events, WSX__MAX_EVENTS, timeout);
         if (n < 0) {
             if (errno != EINTR) {

@@ -567,9 +567,10 @@ struct ssl_st *wsx__stream_tls_ssl(const wsx__stream *s);
  * in the next iteration; measured in docs/performance.md. They shrink by half every second
  * (wsx__qcache_decay) and to WSX__CACHE_IDLE when the loop is idle. At most 8 MiB of small
  * chunks and 4 MiB of standard ones. */
-#define WSX__SMALL_CACHE 4096u
-#define WSX__CHUNK_CACHE 256u
-#define WSX__CACHE_IDLE  8u /* chunks of each size kept while idle */
+#define WSX__SMALL_CACHE  4096u
+#define WSX__CHUNK_CACHE  256u
+#define WSX__CACHE_IDLE   8u  /* chunks of each size kept while idle */
+#define WSX__IDLE_TRIM_MS 100 /* quiet time after which the caches are trimmed */
 /* Queued pieces up to GATHER_MAX bytes are joined into one writev segment, GATHER_BUF at most. */
 #define WSX__GATHER_MAX 512u
 #define WSX__GATHER_BUF (64u * 1024u)
@@ -695,8 +696,11 @@ wsx__qnode *wsx__chunk_get(wsx_loop *loop, size_t min_cap);
 wsx__qnode *wsx__slice_get(wsx_loop *loop);
 void wsx__qnode_put(wsx_loop *loop, wsx__qnode *q);
 void wsx__qcache_free(wsx_loop *loop);
-/* Frees cached chunks beyond a few (called when the loop finds itself idle). */
-void wsx__qcache_trim(wsx_loop *loop);
+/* Whether the chunk caches hold more than WSX__CACHE_IDLE each (a busy period's worth). */
+bool wsx__qcache_excess(const wsx_loop *loop);
+/* Frees cached chunks beyond a few and returns free heap pages to the system (called when
+ * the loop has been idle WSX__IDLE_TRIM_MS). Returns whether there was anything to free. */
+bool wsx__qcache_trim(wsx_loop *loop);
 /* Once a second: gives back half of what each cache holds beyond WSX__CACHE_IDLE, so the
  * caches follow the load down when it falls without the loop ever being idle. */
 void wsx__qcache_decay(wsx_loop *loop);

@@ -533,6 +533,31 @@ TEST(stop_and_run_again)
     wsx_loop_free(loop);
 }
 
+static size_t idle_small;
+static wsx_timer *idle_far;
+
+/* Posted from another thread: an I/O event, not a timeout, so it does not trim by itself. */
+static void idle_check(void *arg)
+{
+    size_t chunk, slice;
+    wsx__qcache_counts(arg, &idle_small, &chunk, &slice);
+    wsx_timer_stop(idle_far);
+}
+
+static void idle_never(wsx_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+}
+
+static void *idle_poster(void *arg)
+{
+    struct timespec ts = {0, 400 * 1000000L};
+    nanosleep(&ts, NULL);
+    wsx_loop_post(arg, idle_check, arg);
+    return NULL;
+}
+
 /* The write caches keep a busy iteration's chunks (no malloc/free churn between flushes),
  * halve every second and drop to a few when the loop is idle. */
 TEST(write_caches_follow_the_load)
@@ -583,9 +608,28 @@ TEST(write_caches_follow_the_load)
         q[i] = wsx__chunk_get(loop, 34);
     for (int i = 0; i < 1000; i++)
         wsx__qnode_put(loop, q[i]);
-    wsx__qcache_trim(loop);
+    CHECK(wsx__qcache_excess(loop));
+    CHECK(wsx__qcache_trim(loop));
     wsx__qcache_counts(loop, &small, &chunk, &slice);
     CHECK_INT(small, WSX__CACHE_IDLE);
+    CHECK(!wsx__qcache_excess(loop));
+    CHECK(!wsx__qcache_trim(loop)); /* nothing more to give back */
+
+    /* A running loop gives the caches back after WSX__IDLE_TRIM_MS of quiet, long before its
+     * next timer. */
+    for (int i = 0; i < 1000; i++)
+        q[i] = wsx__chunk_get(loop, 34);
+    for (int i = 0; i < 1000; i++)
+        wsx__qnode_put(loop, q[i]);
+    idle_small = 0;
+    uint64_t iters = wsx__loop_stats_get(loop)->iterations;
+    CHECK_INT(wsx_timer_start(loop, 60000, 0, idle_never, NULL, &idle_far), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, idle_poster, loop);
+    CHECK_INT(wsx_loop_run(loop), 0);
+    pthread_join(th, NULL);
+    CHECK_INT(idle_small, WSX__CACHE_IDLE);
+    CHECK(wsx__loop_stats_get(loop)->iterations - iters <= 4); /* no busy waiting */
     wsx_loop_free(loop);
 }
 
