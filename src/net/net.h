@@ -469,6 +469,9 @@ int wsx__tls_server_new(const wsx__tls_server_opts *o, wsx__tls_ctx **out, char 
  * Creates a client context: TLS 1.2 minimum, ALPN "http/1.1" offered, the server's chain
  * verified against the system store or o->cafile, and its name verified against the
  * server_name given to each stream (unless o->insecure). Errors as wsx__tls_server_new().
+ * Clients with the same settings share one context (creating one costs more than a
+ * handshake): *out may be a context another client holds, and each caller frees its own
+ * reference with wsx__tls_ctx_free(). Thread-safe.
  */
 int wsx__tls_client_new(const wsx__tls_client_opts *o, wsx__tls_ctx **out, char *err,
                         size_t errcap);

@@ -59,6 +59,9 @@ struct wsx__tls_ctx {
     char *ciphers, *suites, *cafile;
     size_t ncerts;
     char **cert_files, **key_files;
+    /* Client contexts are shared (see wsx__tls_client_new): users, and the list link. */
+    unsigned refs;
+    wsx__tls_ctx *next_shared;
 };
 
 typedef struct tls_conn tls_conn;
@@ -349,13 +352,48 @@ int wsx__tls_server_new(const wsx__tls_server_opts *o, wsx__tls_ctx **out, char 
     return ctx_finish(w, oom, out, err, errcap);
 }
 
+/*
+ * Client contexts in use, shared by every client with the same settings. Creating an
+ * SSL_CTX in OpenSSL 3 (algorithm fetches, and the system CA store when verifying) costs
+ * more CPU than the handshake it serves, and one context serves any number of connections
+ * from any thread; a program that opens many clients (`wsx bench`, a gateway) would
+ * otherwise pay it for each. A context lives while a client holds it, so a CA file is read
+ * again once every client that used it is gone.
+ */
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static wsx__tls_ctx *shared_clients;
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static wsx__tls_ctx *shared_find(const wsx__tls_client_opts *o, uint32_t hs_ms)
+{
+    for (wsx__tls_ctx *w = shared_clients; w; w = w->next_shared)
+        if (w->insecure == o->insecure && w->hs_ms == hs_ms && same_str(w->cafile, o->cafile) &&
+            same_str(w->ciphers, o->ciphers) && same_str(w->suites, o->ciphersuites))
+            return w;
+    return NULL;
+}
+
 int wsx__tls_client_new(const wsx__tls_client_opts *o, wsx__tls_ctx **out, char *err, size_t errcap)
 {
     if (!o || !out) {
         set_msg(err, errcap, "invalid argument");
         return WSX_EINVAL;
     }
-    wsx__tls_ctx *w = ctx_alloc(false, o->handshake_timeout_ms);
+    uint32_t hs_ms = o->handshake_timeout_ms ? o->handshake_timeout_ms : WSX__TLS_HANDSHAKE_MS;
+    pthread_mutex_lock(&shared_mu);
+    wsx__tls_ctx *w = shared_find(o, hs_ms);
+    if (w) w->refs++;
+    pthread_mutex_unlock(&shared_mu);
+    if (w) {
+        *out = w;
+        return 0;
+    }
+    /* Built outside the lock: two threads may build the same one, and both are listed. */
+    w = ctx_alloc(false, hs_ms);
     if (!w) {
         set_msg(err, errcap, "out of memory");
         return WSX_ENOMEM;
@@ -365,7 +403,14 @@ int wsx__tls_client_new(const wsx__tls_client_opts *o, wsx__tls_ctx **out, char 
     w->ciphers = dup_opt(o->ciphers, &oom);
     w->suites = dup_opt(o->ciphersuites, &oom);
     w->cafile = dup_opt(o->cafile, &oom);
-    return ctx_finish(w, oom, out, err, errcap);
+    int rc = ctx_finish(w, oom, out, err, errcap);
+    if (rc < 0) return rc;
+    w->refs = 1;
+    pthread_mutex_lock(&shared_mu);
+    w->next_shared = shared_clients;
+    shared_clients = w;
+    pthread_mutex_unlock(&shared_mu);
+    return 0;
 }
 
 int wsx__tls_ctx_reload(wsx__tls_ctx *ctx, char *err, size_t errcap)
@@ -385,7 +430,20 @@ int wsx__tls_ctx_reload(wsx__tls_ctx *ctx, char *err, size_t errcap)
 
 void wsx__tls_ctx_free(wsx__tls_ctx *ctx)
 {
-    if (ctx) ctx_destroy(ctx);
+    if (!ctx) return;
+    if (!ctx->server) {
+        pthread_mutex_lock(&shared_mu);
+        bool last = --ctx->refs == 0;
+        if (last) {
+            wsx__tls_ctx **pp = &shared_clients;
+            while (*pp != ctx)
+                pp = &(*pp)->next_shared;
+            *pp = ctx->next_shared;
+        }
+        pthread_mutex_unlock(&shared_mu);
+        if (!last) return;
+    }
+    ctx_destroy(ctx);
 }
 
 bool wsx__tls_ctx_is_server(const wsx__tls_ctx *ctx)

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -508,6 +509,74 @@ TEST(insecure_connects)
     wsx__tls_ctx_free(cctx);
 }
 
+/* Client contexts with the same settings are one shared context while any user holds it;
+ * different settings get their own; each user's free drops one reference. */
+static void *share_churn(void *arg)
+{
+    (void)arg;
+    wsx__tls_client_opts o = {.insecure = true, .handshake_timeout_ms = 4321};
+    for (int i = 0; i < 200; i++) {
+        wsx__tls_ctx *a = NULL, *b = NULL;
+        if (wsx__tls_client_new(&o, &a, NULL, 0) != 0 || wsx__tls_client_new(&o, &b, NULL, 0) != 0)
+            return (void *)1;
+        wsx__tls_ctx_free(b);
+        wsx__tls_ctx_free(a);
+    }
+    return NULL;
+}
+
+TEST(client_contexts_shared)
+{
+    wsx__tls_ctx *sctx = server_ctx("localhost.pem", "localhost.key", 0);
+    wsx__tls_ctx *a = client_ctx("ca.pem", false);
+    wsx__tls_ctx *b = client_ctx("ca.pem", false);
+    wsx__tls_ctx *c = client_ctx("ca.pem", true);
+    wsx__tls_ctx *d = client_ctx(NULL, false);
+    CHECK(a == b);
+    CHECK(c != a && d != a && d != c);
+    wsx__tls_client_opts o = {.cafile = path("ca.pem"), .handshake_timeout_ms = 1234};
+    wsx__tls_ctx *e = NULL;
+    CHECK_INT(wsx__tls_client_new(&o, &e, NULL, 0), 0);
+    CHECK(e != a); /* another handshake deadline */
+    o.handshake_timeout_ms = 0;
+    o.ciphersuites = "TLS_AES_128_GCM_SHA256";
+    wsx__tls_ctx *f = NULL;
+    CHECK_INT(wsx__tls_client_new(&o, &f, NULL, 0), 0);
+    CHECK(f != a && f != e);
+    wsx__tls_ctx_free(e);
+    wsx__tls_ctx_free(f);
+
+    /* The first user gone, the second still verifies and connects with it. */
+    wsx__tls_ctx_free(a);
+    cli k = {.ctx = b, .name = "localhost"};
+    run_hello(sctx, &k);
+    CHECK_INT(k.close_err, 0);
+    CHECK_STRN(k.buf, k.len, "hello");
+    cli_free(&k);
+    wsx__tls_ctx_free(b);
+    wsx__tls_ctx_free(c);
+    wsx__tls_ctx_free(d);
+
+    /* Built anew after the last user left. */
+    wsx__tls_ctx *g = client_ctx("ca.pem", false);
+    cli k2 = {.ctx = g, .name = "localhost"};
+    run_hello(sctx, &k2);
+    CHECK_INT(k2.close_err, 0);
+    cli_free(&k2);
+    wsx__tls_ctx_free(g);
+
+    /* Several threads taking and dropping the same one. */
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, share_churn, NULL);
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        CHECK(r == NULL);
+    }
+    wsx__tls_ctx_free(sctx);
+}
+
 /* ------------------------------------------------------------------------------------------
  * ALPN and SNI
  * ------------------------------------------------------------------------------------------ */
@@ -980,6 +1049,7 @@ int main(void)
     RUN_T(unknown_ca_rejected);
     RUN_T(hostname_mismatch_rejected);
     RUN_T(insecure_connects);
+    RUN_T(client_contexts_shared);
     RUN_T(alpn_http11);
     RUN_T(sni_picks_certificate);
     RUN_T(plaintext_client_closed);
