@@ -132,11 +132,16 @@ run_once() {
             a=${a//@PID@/PID}
             shown+=("${a#"$ROOT"/}")
         done
+        [ -n "${SHOW:-}" ] && shown=("$SHOW")
         ORDER+=("$id|$tool|$metric|${shown[*]}")
         RATES[$key]= USS[$key]= P50S[$key]= P99S[$key]= OTHERS[$key]=
     fi
     local r= u= p50= p99= o=
-    line=$(timeout 120 "${LOAD_CPU[@]}" "${cmd[@]}" 2>"$TMP/load.err" | grep -E '^RESULT |^\{' | tail -1)
+    if declare -F "${cmd[0]}" >/dev/null; then # a function of this script, bounded itself
+        line=$("${cmd[@]}" 2>"$TMP/load.err" | grep -E '^RESULT |^\{' | tail -1)
+    else
+        line=$(timeout 120 "${LOAD_CPU[@]}" "${cmd[@]}" 2>"$TMP/load.err" | grep -E '^RESULT |^\{' | tail -1)
+    fi
     if [ -z "$line" ] || { [ "$tool" = "wsx bench" ] && [ "$(field "$line" ok)" != true ]; }; then
         echo "  $id ($tool) FAILED: ${cmd[*]}" >&2
         tail -3 "$TMP/load.err" >&2
@@ -207,6 +212,44 @@ for ((i = 1; i <= RUNS; i++)); do
     stop_servers
 done
 
+# T1, T2: scaling from 1 to 2 server threads. On a 2-core machine the load generator needs a
+# core of its own for A-E, so those cannot show it; full TLS handshakes with an RSA-4096
+# certificate can, because the server's part (signing, ~4.5 ms) is several times the
+# client's (~0.7 ms with `--insecure`). Server (`wsx echo --threads N`) and client unpinned;
+# the rate is handshakes per second of the connect phase (WebSocket upgrade included), the
+# server's cost its CPU time per handshake over the run.
+hs_run() { # hs_run PORT PID: one connect phase of HS_CONNS connections, as a RESULT line
+    local t0 t1 line made secs
+    t0=$(awk '{ print $14 + $15 }' "/proc/$2/stat")
+    line=$("$WSX" bench --idle "$HS_CONNS" -d 0.1 -w 0 --insecure --json "wss://127.0.0.1:$1/" \
+        2>/dev/null)
+    t1=$(awk '{ print $14 + $15 }' "/proc/$2/stat")
+    made=$(field "$line" connections_made)
+    secs=$(field "$line" connect_s)
+    [ "$(field "$line" ok)" = true ] && [ -n "$made" ] && [ "$made" -gt 0 ] || return 1
+    awk -v m="$made" -v s="$secs" -v d="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "RESULT ok=true handshakes_per_s=%.0f server_us_per_msg=%.0f\n", m / s, d * 1e6 / hz / m }'
+}
+HS_CONNS=${HS_CONNS:-1000}
+if command -v openssl >/dev/null; then
+    openssl req -x509 -newkey rsa:4096 -nodes -keyout "$TMP/hs.key" -out "$TMP/hs.pem" -days 1 \
+        -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 2>/dev/null
+    saved_srv=("${SRV_CPU[@]}") saved_load=("${LOAD_CPU[@]}")
+    SRV_CPU=() LOAD_CPU=()
+    for ((i = 1; i <= RUNS; i++)); do
+        for n in 1 2; do
+            start_server "t$n" "${WSX_ECHO[@]}" --threads "$n" --tls-cert "$TMP/hs.pem" \
+                --tls-key "$TMP/hs.key"
+            SHOW="wsx bench --idle $HS_CONNS -d 0.1 -w 0 --insecure --json wss://127.0.0.1:PORT/ against wsx echo --threads $n --tls-cert (RSA-4096), both unpinned" \
+                run_once "T$n" "wsx bench" handshakes_per_s "t$n" hs_run @PORT@ @PID@
+            stop_servers
+        done
+    done
+    SRV_CPU=("${saved_srv[@]}") LOAD_CPU=("${saved_load[@]}")
+else
+    echo "  T1, T2 skipped: no openssl command to make the certificate" >&2
+fi
+
 # ---- the report ----
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] && COMMIT=$COMMIT-dirty
@@ -251,6 +294,13 @@ OUT=$ROOT/bench/results/$DATE-$COMMIT.md
                 "$(median $(vals "${P99S[$key]}")) | $vr | $vu | ${other:--} | $runs |"
         fi
     done
+    if [ -n "${RATES[T1/wsx bench]+set}" ] && [ -n "${RATES[T2/wsx bench]+set}" ]; then
+        echo
+        echo "T1, T2: msgs/s is TLS handshakes per second, us/msg the server's CPU per handshake." \
+            "Scaling from 1 to 2 server threads (T2 / T1 handshakes/s, median of the rounds):" \
+            "**$(paired "${RATES[T2/wsx bench]}" "${RATES[T1/wsx bench]}")**;" \
+            "server CPU per handshake T2 / T1: $(paired "${USS[T2/wsx bench]}" "${USS[T1/wsx bench]}")."
+    fi
     echo
     echo "Commands (PORT and PID are the server's):"
     echo
