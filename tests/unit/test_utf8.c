@@ -172,11 +172,99 @@ TEST(differential_random)
     CHECK_INT(mismatches, 0);
 }
 
+/* Long inputs take the vector path (64 bytes and more, on CPUs with AVX2): the same verdicts
+ * as the reference and as byte-at-a-time feeding, for text with every kind of character,
+ * corrupted at every position with every interesting byte, and cut at every point. */
+static const char *const pieces[] = {"a",
+                                     "Z ",
+                                     "\xc3\xa9",
+                                     "\xc2\x80",
+                                     "\xdf\xbf",
+                                     "\xe0\xa0\x80",
+                                     "\xe2\x82\xac",
+                                     "\xed\x9f\xbf",
+                                     "\xee\x80\x80",
+                                     "\xef\xbf\xbf",
+                                     "\xf0\x90\x80\x80",
+                                     "\xf0\x9f\x98\x80",
+                                     "\xf3\xbf\xbf\xbf",
+                                     "\xf4\x8f\xbf\xbf",
+                                     "0123456789abcdef0123456789abcdef"};
+
+static size_t make_text(uint8_t *buf, size_t cap, uint32_t *seed)
+{
+    size_t n = 0;
+    for (;;) {
+        *seed = *seed * 1103515245u + 12345u;
+        const char *p = pieces[(*seed >> 16) % (sizeof pieces / sizeof *pieces)];
+        size_t l = strlen(p);
+        if (n + l > cap) {
+            memset(buf + n, 'a', cap - n); /* pad with ASCII to exactly cap */
+            return cap;
+        }
+        memcpy(buf + n, p, l);
+        n += l;
+    }
+}
+
+static int whole_vs_bytes(const uint8_t *s, size_t n)
+{
+    uint32_t whole = wsx_utf8_feed(WSX_UTF8_ACCEPT, s, n), st = WSX_UTF8_ACCEPT;
+    for (size_t i = 0; i < n; i++)
+        st = wsx_utf8_feed(st, s + i, 1);
+    return whole == st ? wsx_kind(whole) : -1;
+}
+
+TEST(differential_long)
+{
+    static const uint8_t pick[] = {0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf,
+                                   0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee,
+                                   0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xff};
+    uint32_t seed = 777;
+    int bad = 0;
+    uint8_t s[300];
+    for (int round = 0; round < 40; round++) {
+        size_t n = make_text(s, 64 + (size_t)round * 6, &seed);
+        CHECK_INT(n, 64 + (size_t)round * 6);
+        bad += whole_vs_bytes(s, n) != 0 || ref_state(s, n) != 0;
+        /* Cut at every point: the first part leaves the state the second part needs. */
+        for (size_t k = 0; k <= n; k++) {
+            uint32_t st = wsx_utf8_feed(WSX_UTF8_ACCEPT, s, k);
+            bad += st == WSX_UTF8_REJECT;
+            bad += wsx_utf8_feed(st, s + k, n - k) != WSX_UTF8_ACCEPT;
+        }
+        /* One byte replaced, at every position, by every interesting byte. */
+        for (size_t pos = 0; pos < n; pos++) {
+            uint8_t keep = s[pos];
+            for (size_t j = 0; j < sizeof pick; j++) {
+                s[pos] = pick[j];
+                int want = ref_state(s, n), got = whole_vs_bytes(s, n);
+                if (want != got && bad++ < 5)
+                    TEST_FAIL_("round %d: byte %02x at %zu of %zu: ref %d, wsx %d", round, pick[j],
+                               pos, n, want, got);
+            }
+            s[pos] = keep;
+        }
+    }
+    /* Random bytes from the interesting set, long. */
+    for (int iter = 0; iter < 20000; iter++) {
+        size_t n = 64 + (seed >> 8) % 200;
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            s[i] = (seed >> 28) < 12 ? 'a' : pick[(seed >> 16) % sizeof pick];
+        }
+        int want = ref_state(s, n), got = whole_vs_bytes(s, n);
+        if (want != got && bad++ < 5) TEST_FAIL_("random %d: ref %d, wsx %d", iter, want, got);
+    }
+    CHECK_INT(bad, 0);
+}
+
 int main(void)
 {
     RUN(boundaries_valid);
     RUN(boundaries_invalid);
     RUN(ascii_fast_path);
     RUN(differential_random);
+    RUN(differential_long);
     return test_summary("utf8");
 }
