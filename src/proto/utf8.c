@@ -50,62 +50,35 @@ enum {
 
 /* The three tables: by the high nibble of the previous byte, by its low nibble, and by the
  * high nibble of the byte itself. */
+/* clang-format off */
 static const uint8_t tab_hi1[16] = {
-    TOO_LONG,
-    TOO_LONG,
-    TOO_LONG,
-    TOO_LONG,
-    TOO_LONG,
-    TOO_LONG,
-    TOO_LONG,
-    TOO_LONG, /* 0-7 */
-    TWO_CONTS,
-    TWO_CONTS,
-    TWO_CONTS,
-    TWO_CONTS,                                        /* 8-B */
-    TOO_SHORT | OVERLONG_2,                           /* C */
-    TOO_SHORT,                                        /* D */
-    TOO_SHORT | OVERLONG_3 | SURROGATE,               /* E */
-    TOO_SHORT | TOO_LARGE | TOO_LARGE_8 | OVERLONG_4, /* F */
+    TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, /* 0-7 */
+    TWO_CONTS, TWO_CONTS, TWO_CONTS, TWO_CONTS,                                     /* 8-B */
+    TOO_SHORT | OVERLONG_2,                                                         /* C */
+    TOO_SHORT,                                                                      /* D */
+    TOO_SHORT | OVERLONG_3 | SURROGATE,                                             /* E */
+    TOO_SHORT | TOO_LARGE | TOO_LARGE_8 | OVERLONG_4,                               /* F */
 };
 #define BIG (CARRY | TOO_LARGE | TOO_LARGE_8)
 static const uint8_t tab_lo1[16] = {
     CARRY | OVERLONG_3 | OVERLONG_2 | OVERLONG_4, /* C0 E0 F0 */
     CARRY | OVERLONG_2,                           /* C1 */
-    CARRY,
-    CARRY,             /* 2, 3 */
-    CARRY | TOO_LARGE, /* F4 */
-    BIG,
-    BIG,
-    BIG,
-    BIG,
-    BIG,
-    BIG,
-    BIG,
-    BIG,             /* F5..FC */
-    BIG | SURROGATE, /* ED, FD */
-    BIG,
-    BIG, /* FE, FF */
+    CARRY, CARRY,                                 /* 2, 3 */
+    CARRY | TOO_LARGE,                            /* F4 */
+    BIG, BIG, BIG, BIG, BIG, BIG, BIG, BIG,       /* F5..FC */
+    BIG | SURROGATE,                              /* ED, FD */
+    BIG, BIG,                                     /* FE, FF */
 };
 #define CONT (TOO_LONG | OVERLONG_2 | TWO_CONTS)
 static const uint8_t tab_hi2[16] = {
-    TOO_SHORT,
-    TOO_SHORT,
-    TOO_SHORT,
-    TOO_SHORT,
-    TOO_SHORT,
-    TOO_SHORT,
-    TOO_SHORT,
-    TOO_SHORT,
+    TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT,
     CONT | OVERLONG_3 | TOO_LARGE_8 | OVERLONG_4, /* 80..8F */
     CONT | OVERLONG_3 | TOO_LARGE,                /* 90..9F */
     CONT | SURROGATE | TOO_LARGE,                 /* A0..AF */
     CONT | SURROGATE | TOO_LARGE,                 /* B0..BF */
-    TOO_SHORT,
-    TOO_SHORT,
-    TOO_SHORT,
-    TOO_SHORT,
+    TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT,   /* C-F */
 };
+/* clang-format on */
 
 __attribute__((target("avx2"))) static inline __m256i table(const uint8_t t[16])
 {
