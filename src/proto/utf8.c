@@ -9,6 +9,7 @@
  */
 #include <string.h>
 
+#include "cpu.h"
 #include "wsx/proto.h"
 
 enum { R_ANY = 0, R_E0 = 2, R_ED = 3, R_F0 = 4, R_F4 = 5 };
@@ -21,7 +22,7 @@ static const uint8_t range_hi[6] = {0xBF, 0, 0xBF, 0x9F, 0xBF, 0x8F};
 
 static uint32_t feed_scalar(uint32_t state, const uint8_t *s, size_t len);
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef WSX__HAVE_AVX2_PATHS
 /*
  * AVX2: 32 bytes at a time, after Keiser and Lemire, "Validating UTF-8 In Less Than One
  * Instruction Per Byte" (2021). Every error of UTF-8 shows in a pair of adjacent bytes, or in
@@ -33,7 +34,6 @@ static uint32_t feed_scalar(uint32_t state, const uint8_t *s, size_t len);
  * 3- or 4-byte sequence, which the XOR with that condition decides.
  */
 #include <immintrin.h>
-#include <stdatomic.h>
 
 enum {
     TOO_SHORT = 1 << 0,   /* lead byte followed by a non-continuation */
@@ -131,24 +131,12 @@ __attribute__((target("avx2"))) static bool valid_avx2(const uint8_t *s, size_t 
     return _mm256_testz_si256(err, err);
 }
 
-static bool have_avx2(void)
-{
-    static _Atomic int known = -1;
-    int v = atomic_load_explicit(&known, memory_order_relaxed);
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx2") ? 1 : 0;
-        atomic_store_explicit(&known, v, memory_order_relaxed);
-    }
-    return v;
-}
-
 /* Below this, the scalar loop (with its ASCII skip) is as fast. */
 #define SIMD_MIN 64
 
 uint32_t wsx_utf8_feed(uint32_t state, const uint8_t *s, size_t len)
 {
-    if (len < SIMD_MIN || state == WSX_UTF8_REJECT || !have_avx2())
+    if (len < SIMD_MIN || state == WSX_UTF8_REJECT || !wsx__cpu_avx2())
         return feed_scalar(state, s, len);
     /* Finish a character left open by the previous call; the bulk starts at a boundary. */
     size_t i = 0;
