@@ -338,6 +338,28 @@ size_t wsx_frame_header(uint8_t *out, uint8_t b0, uint64_t len, const uint8_t *m
     return n;
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* 64 bytes per step in four 16-byte registers (SSE2: every x86-64 CPU); the caller finishes
+ * the tail. k is the key lined up with data[0], as a 64-bit word. Returns the bytes done. */
+static size_t mask_sse2(uint8_t *data, size_t len, uint64_t k)
+{
+    const __m128i kv = _mm_set1_epi64x((long long)k);
+    size_t i = 0;
+    for (; len - i >= 64; i += 64) {
+        __m128i *p = (__m128i *)(void *)(data + i);
+        __m128i a = _mm_loadu_si128(p), b = _mm_loadu_si128(p + 1);
+        __m128i c = _mm_loadu_si128(p + 2), d = _mm_loadu_si128(p + 3);
+        _mm_storeu_si128(p, _mm_xor_si128(a, kv));
+        _mm_storeu_si128(p + 1, _mm_xor_si128(b, kv));
+        _mm_storeu_si128(p + 2, _mm_xor_si128(c, kv));
+        _mm_storeu_si128(p + 3, _mm_xor_si128(d, kv));
+    }
+    return i;
+}
+#endif
+
 void wsx_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
 {
     /* Whole 8-byte words with the key rotated to the current position. Unaligned loads and
@@ -352,6 +374,9 @@ void wsx_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
         memcpy(k12 + 8, mask, 4);
         uint64_t k;
         memcpy(&k, k12 + (offset & 3), 8);
+#if defined(__SSE2__)
+        if (len >= 64) i = mask_sse2(data, len, k);
+#endif
         for (; len - i >= 32; i += 32) {
             uint64_t w[4];
             memcpy(w, data + i, 32);

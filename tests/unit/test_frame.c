@@ -697,10 +697,12 @@ TEST(guard_page_inputs)
 
 TEST(mask_matches_bytewise)
 {
-    uint8_t buf[300], ref[300];
+    /* Lengths up to 1200 take the 128-byte vector loop (from 512 bytes, with AVX2) and every
+     * tail after it; starts 0..8 give every alignment of the data against the key. */
+    uint8_t buf[1300], ref[1300];
     static const uint8_t key[4] = {0xde, 0xad, 0xbe, 0xef};
     for (size_t start = 0; start < 9; start++) {
-        for (size_t len = 0; len < 200; len += (len < 40 ? 1 : 17)) {
+        for (size_t len = 0; len < 1200; len += (len < 40 ? 1 : len < 500 ? 17 : 7)) {
             for (size_t off = 0; off < 4; off++) {
                 for (size_t i = 0; i < sizeof buf; i++)
                     buf[i] = ref[i] = (uint8_t)(i * 31 + 7);
