@@ -3,7 +3,7 @@
 // echoed byte for byte, close codes, TLS 1.2 and 1.3, the name checked through SNI; a
 // plain-text client on the TLS port is turned away (and logged) without harm to the next wss
 // client; a TCP client that never starts the handshake is dropped at the TLS handshake
-// deadline (the library default, 10 s: `wsx echo` has no flag for it), or earlier by
+// deadline (the library default, 10 s, or --tls-handshake-timeout), or earlier by
 // --handshake-timeout, which counts from accept and so covers the TLS handshake too.
 import net from 'node:net';
 import tls from 'node:tls';
@@ -136,7 +136,7 @@ run('tls_echo', async () => {
   });
 
   await step('a TCP client that never sends a ClientHello is dropped at the 10 s TLS deadline', async () => {
-    // `wsx echo` has no flag for tls_handshake_timeout_ms: this is the library default, 10 s.
+    // Without --tls-handshake-timeout: the library default, 10 s.
     const before = srv.stderr.length;
     const r = await rawExchange(srv.port, null, 14000);
     note(`silent client: ${r.data.length} bytes back, ${r.how} after ${r.ms} ms`);
@@ -148,6 +148,37 @@ run('tls_echo', async () => {
     p.ws.close(1000);
     await p.waitClose();
   }, { timeoutMs: 20000 });
+
+  await step('--tls-handshake-timeout 700 drops a silent TCP client after 0.7 s, with its log line', async () => {
+    const quick = await startWsx([...tlsArgs(certs, 'server'), '--tls-handshake-timeout', '700'], { tag: 'tls700' });
+    try {
+      const before = quick.stderr.length;
+      const r = await rawExchange(quick.port, null, 5000);
+      note(`silent client, --tls-handshake-timeout 700: ${r.how} after ${r.ms} ms`);
+      check(r.ms >= 600 && r.ms <= 2500, `dropped after about 0.7 s (${r.ms} ms)`);
+      const line = await quick.waitStderr(/TLS handshake timed out/, 2000, before).catch(() => null);
+      check(line, 'the server logged "TLS handshake timed out"', 'no such line');
+      /* A client that starts the handshake at once is not affected. */
+      const p = await connect(quick.url, { ca });
+      await p.echo(Buffer.from('in time'), false, 'a wss client that handshakes at once echoes');
+      p.ws.close(1000);
+      await p.waitClose();
+    } finally {
+      eq((await quick.stop('SIGTERM')).code, 0, 'wsx echo (tls700) exit status after SIGTERM');
+    }
+  });
+
+  await step('--tls-handshake-timeout usage errors', async () => {
+    for (const [args, text] of [
+      [[...tlsArgs(certs, 'server'), '--tls-handshake-timeout', '0'], "bad --tls-handshake-timeout '0' (milliseconds, above 0)"],
+      [[...tlsArgs(certs, 'server'), '--tls-handshake-timeout', 'soon'], "bad --tls-handshake-timeout 'soon' (milliseconds, above 0)"],
+      [['--tls-handshake-timeout', '500'], '--tls-handshake-timeout needs --tls-cert'],
+    ]) {
+      const e = await startWsx(args, { tag: 'usage' }).then((s) => s.stop('SIGTERM').then(() => null), (err) => err);
+      check(e && /exited before listening \(code 2/.test(e.message) && e.message.includes(text),
+        `wsx echo ${args.slice(-2).join(' ')}: status 2, "${text}"`, e && e.message);
+    }
+  });
 
   await step('--handshake-timeout (from accept to a complete request) also bounds a silent TLS client', async () => {
     const short = await startWsx([...tlsArgs(certs, 'server'), '--handshake-timeout', '1000'], { tag: 'hs1000' });

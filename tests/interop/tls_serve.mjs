@@ -149,5 +149,15 @@ run('tls_serve', async () => {
     check(r && /exited before listening \(code 2/.test(r.message) && /--tls-port needs --tls-cert/.test(r.message),
       'wsx serve --tls-port alone: status 2, "--tls-port needs --tls-cert"', r && r.message);
   });
+  await step('--tls-handshake-timeout: a usage error without --tls-cert, and with 0', async () => {
+    for (const [args, text] of [
+      [['--tls-handshake-timeout', '500'], '--tls-handshake-timeout needs --tls-cert'],
+      [['--tls-handshake-timeout', '0'], "bad --tls-handshake-timeout '0' (milliseconds, above 0)"],
+    ]) {
+      const r = await startServe(args).then(() => null, (e) => e);
+      check(r && /exited before listening \(code 2/.test(r.message) && r.message.includes(text),
+        `wsx serve ${args.join(' ')}: status 2, "${text}"`, r && r.message);
+    }
+  });
   note('done');
 }, { timeoutMs: 90000 });

@@ -31,7 +31,7 @@ static const char help[] =
     "  --threads N            N event loops in N threads on the same port (SO_REUSEPORT)\n"
     "  --tls-cert FILE        serve wss:// with this certificate chain (PEM; repeat with\n"
     "                         --tls-key for more names: SNI picks; SIGHUP reloads the files)\n"
-    "  --tls-key FILE         the private key of the preceding --tls-cert\n"
+    "  --tls-key FILE         the private key of the preceding --tls-cert\n" TOOL_TLS_TIMEOUT_HELP
     "  --quiet                log only warnings and errors\n"
     "  --json-logs            log one JSON object per line\n"
     "  --no-deflate           refuse permessage-deflate (accepted by default, without server\n"
@@ -168,6 +168,7 @@ enum {
     O_CERT,
     O_KEY,
     O_THREADS,
+    O_TLSHS,
 };
 
 int cmd_echo(int argc, char **argv)
@@ -192,6 +193,7 @@ int cmd_echo(int argc, char **argv)
         {"tls-cert", required_argument, 0, O_CERT},
         {"threads", required_argument, 0, O_THREADS},
         {"tls-key", required_argument, 0, O_KEY},
+        {"tls-handshake-timeout", required_argument, 0, O_TLSHS},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -260,6 +262,9 @@ int cmd_echo(int argc, char **argv)
             if (!tool_tls_add(&tls, ch == O_KEY, optarg))
                 return usage_error("echo", "too many certificates");
             break;
+        case O_TLSHS:
+            if (!tool_tls_timeout(&tls, optarg, "echo")) return 2;
+            break;
         case 'D':
             no_deflate = true;
             break;
@@ -272,8 +277,7 @@ int cmd_echo(int argc, char **argv)
     }
     if (optind < argc) return usage_error("echo", "unexpected argument '%s'", argv[optind]);
     if (tool_tls_check(&tls, "echo")) return 2;
-    o.tls_certs = tls.certs;
-    o.n_tls_certs = tls.n_certs;
+    tool_tls_apply(&tls, &o);
     o.port = (uint16_t)port;
     tool_deflate_defaults(&o, !no_deflate);
     o.on_upgrade = on_upgrade;

@@ -1065,7 +1065,8 @@ static const char help[] =
     "  --tls-cert FILE        serve https:// and wss:// with this certificate chain (PEM);\n"
     "                         repeat with --tls-key for more names (SNI); SIGHUP reloads\n"
     "  --tls-key FILE         the private key of the preceding --tls-cert\n"
-    "  --tls-port P           with --tls-cert: TLS on P, plain HTTP stays on --port\n"
+    "  --tls-port P           with --tls-cert: TLS on P, plain HTTP stays on "
+    "--port\n" TOOL_TLS_TIMEOUT_HELP
     "  --threads N            N event loops in N threads on the same port(s) (SO_REUSEPORT)\n"
     "  --quiet                log only warnings and errors\n"
     "  --json-logs            log one JSON object per line\n"
@@ -1144,6 +1145,7 @@ enum {
     O_KEY,
     O_TLSPORT,
     O_THREADS,
+    O_TLSHS,
 };
 
 int cmd_serve(int argc, char **argv)
@@ -1164,6 +1166,7 @@ int cmd_serve(int argc, char **argv)
         {"tls-cert", required_argument, 0, O_CERT},
         {"tls-key", required_argument, 0, O_KEY},
         {"tls-port", required_argument, 0, O_TLSPORT},
+        {"tls-handshake-timeout", required_argument, 0, O_TLSHS},
         {"threads", required_argument, 0, O_THREADS},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -1232,6 +1235,9 @@ int cmd_serve(int argc, char **argv)
             if (!tool_tls_add(&tls, ch == O_KEY, optarg))
                 return usage_error("serve", "too many certificates");
             break;
+        case O_TLSHS:
+            if (!tool_tls_timeout(&tls, optarg, "serve")) return 2;
+            break;
         case O_THREADS:
             if (!parse_u32(optarg, &v) || v < 1 || v > MAX_THREADS)
                 return usage_error("serve", "bad --threads '%s' (1 to %d)", optarg, MAX_THREADS);
@@ -1298,8 +1304,7 @@ int cmd_serve(int argc, char **argv)
             if (use_tls ? !tls.n_certs : !plain) continue;
             wsx_server_opts so = o;
             if (use_tls) {
-                so.tls_certs = tls.certs;
-                so.n_tls_certs = tls.n_certs;
+                tool_tls_apply(&tls, &so);
                 if (have_tls_port) so.port = (uint16_t)tls_port;
             }
             /* Port 0 picks a free port for the first loop; the others join it. */

@@ -35,11 +35,21 @@ bool parse_u32(const char *s, uint32_t *out);
 typedef struct tool_tls {
     wsx_tls_cert certs[TOOL_MAX_CERTS];
     size_t n_certs, n_keys;
+    uint32_t handshake_ms; /* --tls-handshake-timeout; 0 = the library default */
 } tool_tls;
 /* Adds a certificate or a key; false when there are too many. */
 bool tool_tls_add(tool_tls *t, bool key, const char *file);
 /* Checks the pairs are complete; prints a usage error and returns 2 if not, else 0. */
 int tool_tls_check(const tool_tls *t, const char *cmd);
+/* --tls-handshake-timeout MS: returns false (with a usage error printed) if MS is not a
+ * number above 0. */
+bool tool_tls_timeout(tool_tls *t, const char *arg, const char *cmd);
+/* Puts the certificates and the TLS handshake deadline into o. */
+void tool_tls_apply(const tool_tls *t, wsx_server_opts *o);
+/* The help lines of the options above, the same for every server command. */
+#define TOOL_TLS_TIMEOUT_HELP                                                                      \
+    "  --tls-handshake-timeout MS\n"                                                               \
+    "                         time for a TLS client to finish its handshake (default 10000)\n"
 
 /* The permessage-deflate settings of `wsx serve` and `wsx echo` (accepted unless !enabled). */
 void tool_deflate_defaults(wsx_server_opts *o, bool enabled);

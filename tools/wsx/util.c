@@ -141,7 +141,27 @@ int tool_tls_check(const tool_tls *t, const char *cmd)
         return usage_error(cmd,
                            "give one --tls-key for each --tls-cert (%zu certificates, %zu keys)",
                            t->n_certs, t->n_keys);
+    if (t->handshake_ms && !t->n_certs)
+        return usage_error(cmd, "--tls-handshake-timeout needs --tls-cert");
     return 0;
+}
+
+bool tool_tls_timeout(tool_tls *t, const char *arg, const char *cmd)
+{
+    uint32_t v;
+    if (!parse_u32(arg, &v) || v == 0) {
+        usage_error(cmd, "bad --tls-handshake-timeout '%s' (milliseconds, above 0)", arg);
+        return false;
+    }
+    t->handshake_ms = v;
+    return true;
+}
+
+void tool_tls_apply(const tool_tls *t, wsx_server_opts *o)
+{
+    o->tls_certs = t->certs;
+    o->n_tls_certs = t->n_certs;
+    if (t->handshake_ms) o->tls_handshake_timeout_ms = t->handshake_ms;
 }
 
 void tool_deflate_defaults(wsx_server_opts *o, bool enabled)
