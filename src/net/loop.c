@@ -405,6 +405,7 @@ static void dispatch(wsx_loop *loop, int n)
 static void fanout_poll(wsx_loop *loop, int dispatched)
 {
     for (int r = 0; r < FANOUT_MAX_POLLS; r++) {
+        if (loop->stop) return; /* wsx_loop_stop() in a callback: take in nothing more */
         if (loop->npend < FANOUT_MIN_STREAMS || loop->npend < (size_t)dispatched * FANOUT_RATIO)
             return;
         int n = epoll_wait(loop->epfd, loop->events, WSX__MAX_EVENTS, 0);

@@ -595,6 +595,8 @@ static struct {
     uint64_t read_iter[2];
 } fan;
 
+static bool fan_stop_first; /* stop the loop in the first read */
+
 static void fan_read(wsx__stream *s, const uint8_t *d, size_t n)
 {
     CHECK(s == &fan.pub);
@@ -602,10 +604,12 @@ static void fan_read(wsx__stream *s, const uint8_t *d, size_t n)
     fan.reads++;
     for (int i = 0; i < fan.nsub; i++)
         CHECK_INT(wsx__stream_write1(&fan.sub[i], d, n), 0);
-    if (fan.reads == 1)
+    if (fan.reads == 1) {
         CHECK_INT((int)write(fan.pub_peer, "B", 1), 1); /* arrives while we fan out */
-    else
+        if (fan_stop_first) wsx_loop_stop(s->loop);
+    } else {
         wsx_loop_stop(s->loop);
+    }
 }
 
 static void fan_close(wsx__stream *s, int err)
@@ -637,6 +641,7 @@ static void fan_run(int nsub, uint64_t *writevs, uint64_t *polls)
     wsx__loop_stats st0 = *wsx__loop_stats_get(loop);
     CHECK_INT((int)write(fan.pub_peer, "A", 1), 1);
     CHECK_INT(wsx_loop_run(loop), 0);
+    if (fan.reads == 1) CHECK_INT(wsx_loop_run(loop), 0); /* stopped after the first piece */
     CHECK_INT(fan.reads, 2);
     *writevs = wsx__loop_stats_get(loop)->writev_calls - st0.writev_calls;
     *polls = wsx__loop_stats_get(loop)->fanout_polls - st0.fanout_polls;
@@ -665,6 +670,13 @@ TEST(fanout_reads_more_input_before_flushing)
     CHECK_INT(fan.read_iter[0], fan.read_iter[1]); /* both pieces in one iteration */
     CHECK_INT(writevs, FAN_MAX);                   /* one write per subscriber for both */
     CHECK(polls >= 1 && polls <= 2);
+
+    /* A callback that stops the loop ends the iteration's input there: no extra poll. */
+    fan_stop_first = true;
+    fan_run(FAN_MAX, &writevs, &polls);
+    fan_stop_first = false;
+    CHECK(fan.read_iter[1] == fan.read_iter[0] + 1);
+    CHECK_INT(polls, 0);
 
     /* 16 streams: not worth an extra system call; each piece is flushed on its own. */
     fan_run(16, &writevs, &polls);
