@@ -10,33 +10,8 @@
 #define WSX__NET_INTERNAL
 #include "net/net.h"
 #include "test.h"
+#include "net_test.h"
 #include "wsx/loop.h"
-
-static wsx_loop *new_loop(void)
-{
-    wsx_loop *loop = NULL;
-    int rc = wsx_loop_new(&loop);
-    if (rc != 0 || !loop) {
-        fprintf(stderr, "wsx_loop_new: %s\n", wsx_strerror(rc));
-        exit(2);
-    }
-    return loop;
-}
-
-/* Each test is bounded: a hang ends the process with SIGALRM. */
-#define RUN_T(name)                                                                                \
-    do {                                                                                           \
-        alarm(20);                                                                                 \
-        RUN(name);                                                                                 \
-        alarm(0);                                                                                  \
-    } while (0)
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void sleep_ms(unsigned ms)
 {

@@ -12,33 +12,8 @@
 
 #include "net/net.h"
 #include "test.h"
+#include "net_test.h"
 #include "wsx/loop.h"
-
-#define RUN_T(name)                                                                                \
-    do {                                                                                           \
-        alarm(20);                                                                                 \
-        RUN(name);                                                                                 \
-        alarm(0);                                                                                  \
-    } while (0)
-
-static wsx_loop *new_loop(void)
-{
-    wsx_loop *loop = NULL;
-    if (wsx_loop_new(&loop) != 0) exit(2);
-    return loop;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint8_t pattern(size_t i)
-{
-    return (uint8_t)(i * 7u + (i >> 9));
-}
 
 static bool ipv6_loopback_ok(void)
 {
