@@ -168,11 +168,12 @@ run('tls_echo', async () => {
     }
   });
 
-  await step('--tls-handshake-timeout usage errors', async () => {
+  await step('TLS option usage errors', async () => {
     for (const [args, text] of [
       [[...tlsArgs(certs, 'server'), '--tls-handshake-timeout', '0'], "bad --tls-handshake-timeout '0' (milliseconds, above 0)"],
       [[...tlsArgs(certs, 'server'), '--tls-handshake-timeout', 'soon'], "bad --tls-handshake-timeout 'soon' (milliseconds, above 0)"],
       [['--tls-handshake-timeout', '500'], '--tls-handshake-timeout needs --tls-cert'],
+      [Array(9).fill(['--tls-cert', 'x.pem']).flat(), 'too many certificates'],
     ]) {
       const e = await startWsx(args, { tag: 'usage' }).then((s) => s.stop('SIGTERM').then(() => null), (err) => err);
       check(e && /exited before listening \(code 2/.test(e.message) && e.message.includes(text),

@@ -165,10 +165,7 @@ enum {
     O_SHUTDOWN,
     O_QUIET,
     O_JSON,
-    O_CERT,
-    O_KEY,
     O_THREADS,
-    O_TLSHS,
 };
 
 int cmd_echo(int argc, char **argv)
@@ -190,10 +187,8 @@ int cmd_echo(int argc, char **argv)
         {"quiet", no_argument, 0, O_QUIET},
         {"json-logs", no_argument, 0, O_JSON},
         {"no-deflate", no_argument, 0, 'D'},
-        {"tls-cert", required_argument, 0, O_CERT},
         {"threads", required_argument, 0, O_THREADS},
-        {"tls-key", required_argument, 0, O_KEY},
-        {"tls-handshake-timeout", required_argument, 0, O_TLSHS},
+        TOOL_TLS_LONGOPTS,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -257,13 +252,10 @@ int cmd_echo(int argc, char **argv)
                 return usage_error("echo", "bad --threads '%s' (1 to %d)", optarg, MAX_THREADS);
             st.n = v;
             break;
-        case O_CERT:
-        case O_KEY:
-            if (!tool_tls_add(&tls, ch == O_KEY, optarg))
-                return usage_error("echo", "too many certificates");
-            break;
-        case O_TLSHS:
-            if (!tool_tls_timeout(&tls, optarg, "echo")) return 2;
+        case TOOL_O_TLS_CERT:
+        case TOOL_O_TLS_KEY:
+        case TOOL_O_TLS_HS:
+            if (!tool_tls_option(&tls, ch, optarg, "echo")) return 2;
             break;
         case 'D':
             no_deflate = true;

@@ -1141,11 +1141,8 @@ enum {
     O_SHUTDOWN,
     O_QUIET,
     O_JSON,
-    O_CERT,
-    O_KEY,
     O_TLSPORT,
     O_THREADS,
-    O_TLSHS,
 };
 
 int cmd_serve(int argc, char **argv)
@@ -1163,10 +1160,8 @@ int cmd_serve(int argc, char **argv)
         {"quiet", no_argument, 0, O_QUIET},
         {"json-logs", no_argument, 0, O_JSON},
         {"no-deflate", no_argument, 0, 'D'},
-        {"tls-cert", required_argument, 0, O_CERT},
-        {"tls-key", required_argument, 0, O_KEY},
         {"tls-port", required_argument, 0, O_TLSPORT},
-        {"tls-handshake-timeout", required_argument, 0, O_TLSHS},
+        TOOL_TLS_LONGOPTS,
         {"threads", required_argument, 0, O_THREADS},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -1230,13 +1225,10 @@ int cmd_serve(int argc, char **argv)
         case 'D':
             no_deflate = true;
             break;
-        case O_CERT:
-        case O_KEY:
-            if (!tool_tls_add(&tls, ch == O_KEY, optarg))
-                return usage_error("serve", "too many certificates");
-            break;
-        case O_TLSHS:
-            if (!tool_tls_timeout(&tls, optarg, "serve")) return 2;
+        case TOOL_O_TLS_CERT:
+        case TOOL_O_TLS_KEY:
+        case TOOL_O_TLS_HS:
+            if (!tool_tls_option(&tls, ch, optarg, "serve")) return 2;
             break;
         case O_THREADS:
             if (!parse_u32(optarg, &v) || v < 1 || v > MAX_THREADS)

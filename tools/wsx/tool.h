@@ -37,13 +37,20 @@ typedef struct tool_tls {
     size_t n_certs, n_keys;
     uint32_t handshake_ms; /* --tls-handshake-timeout; 0 = the library default */
 } tool_tls;
-/* Adds a certificate or a key; false when there are too many. */
-bool tool_tls_add(tool_tls *t, bool key, const char *file);
+/* The TLS options of the server commands, the same in each: getopt_long values (above any
+ * command's own) and the entries of their long-option tables. */
+enum { TOOL_O_TLS_CERT = 0x1000, TOOL_O_TLS_KEY, TOOL_O_TLS_HS };
+/* clang-format off */
+#define TOOL_TLS_LONGOPTS                                                \
+    {"tls-cert", required_argument, 0, TOOL_O_TLS_CERT},                 \
+    {"tls-key", required_argument, 0, TOOL_O_TLS_KEY},                   \
+    {"tls-handshake-timeout", required_argument, 0, TOOL_O_TLS_HS}
+/* clang-format on */
+/* Takes one of those options (--tls-cert FILE, --tls-key FILE, --tls-handshake-timeout MS
+ * above 0); false after printing a usage error (too many certificates, a bad MS). */
+bool tool_tls_option(tool_tls *t, int opt, const char *arg, const char *cmd);
 /* Checks the pairs are complete; prints a usage error and returns 2 if not, else 0. */
 int tool_tls_check(const tool_tls *t, const char *cmd);
-/* --tls-handshake-timeout MS: returns false (with a usage error printed) if MS is not a
- * number above 0. */
-bool tool_tls_timeout(tool_tls *t, const char *arg, const char *cmd);
 /* Puts the certificates and the TLS handshake deadline into o. */
 void tool_tls_apply(const tool_tls *t, wsx_server_opts *o);
 /* The help lines of the options above, the same for every server command. */

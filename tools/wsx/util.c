@@ -124,17 +124,6 @@ int usage_error(const char *cmd, const char *fmt, ...)
     return 2;
 }
 
-bool tool_tls_add(tool_tls *t, bool key, const char *file)
-{
-    size_t *n = key ? &t->n_keys : &t->n_certs;
-    if (*n == TOOL_MAX_CERTS) return false;
-    if (key)
-        t->certs[(*n)++].key_file = file;
-    else
-        t->certs[(*n)++].cert_file = file;
-    return true;
-}
-
 int tool_tls_check(const tool_tls *t, const char *cmd)
 {
     if (t->n_certs != t->n_keys)
@@ -146,14 +135,26 @@ int tool_tls_check(const tool_tls *t, const char *cmd)
     return 0;
 }
 
-bool tool_tls_timeout(tool_tls *t, const char *arg, const char *cmd)
+bool tool_tls_option(tool_tls *t, int opt, const char *arg, const char *cmd)
 {
-    uint32_t v;
-    if (!parse_u32(arg, &v) || v == 0) {
-        usage_error(cmd, "bad --tls-handshake-timeout '%s' (milliseconds, above 0)", arg);
+    if (opt == TOOL_O_TLS_HS) {
+        uint32_t v;
+        if (!parse_u32(arg, &v) || v == 0) {
+            usage_error(cmd, "bad --tls-handshake-timeout '%s' (milliseconds, above 0)", arg);
+            return false;
+        }
+        t->handshake_ms = v;
+        return true;
+    }
+    size_t *n = opt == TOOL_O_TLS_KEY ? &t->n_keys : &t->n_certs;
+    if (*n == TOOL_MAX_CERTS) {
+        usage_error(cmd, "too many certificates");
         return false;
     }
-    t->handshake_ms = v;
+    if (opt == TOOL_O_TLS_KEY)
+        t->certs[(*n)++].key_file = arg;
+    else
+        t->certs[(*n)++].cert_file = arg;
     return true;
 }
 
