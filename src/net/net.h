@@ -615,11 +615,11 @@ struct wsx_loop {
     wsx__deferred *defer_head, **defer_tail;
 
     /* Streams with corked output or awaiting their close callback. */
-    uint64_t cache_decay_at; /* loop->now of the last wsx__qcache_decay() */
     wsx__stream *pend_head, *pend_tail;
     size_t npend; /* streams on that list */
 
     /* Free lists, so steady-state writes do not allocate. */
+    uint64_t cache_decay_at; /* loop->now of the last wsx__qcache_decay() */
     wsx__qnode *chunk_cache, *slice_cache;
     size_t nchunk_cache, nslice_cache;
     wsx__qnode *small_cache;
