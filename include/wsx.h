@@ -347,6 +347,80 @@ typedef void (*wsx_publish_hook)(wsx_server *s, const char *topic, const uint8_t
 WSX_API void wsx_server_set_publish_hook(wsx_server *s, wsx_publish_hook hook, void *arg);
 
 /* ======================================================================================
+ * Prepared messages: one message for many connections, framed once
+ *
+ * What wsx_publish does for a topic, for any set of connections chosen by the
+ * application (a room's history sent to each member that joins, say): the message is
+ * framed once into one reference-counted buffer, and each wsx_send_prepared() queues that
+ * buffer by reference, without copying it. With permessage-deflate, connections that
+ * agreed to server_no_context_takeover (they use the server's shared compressor) get a
+ * compressed frame, compressed once per window size on the first such send and then
+ * shared like the plain one; connections with a compressor of their own get the plain
+ * frame (per-message compression is optional, RFC 7692 6).
+ *
+ * Thread: a prepared message belongs to the loop of the server it was prepared for; call
+ * these functions only on that loop's thread (the reference counts are not atomic).
+ * Lifetime: the creator holds the one handle and releases it with wsx_prepared_release()
+ * when it will send no more; frames already queued keep their buffer alive until they are
+ * written or their connection closes, so releasing right after the sends is fine.
+ * ====================================================================================== */
+
+typedef struct wsx_prepared wsx_prepared;
+
+/*
+ * Frames data[0..len) (type WSX_TEXT or WSX_BINARY) once, copying it. The result may be
+ * sent to any server connection on s's loop (any server of that loop). Text is not
+ * validated: pass UTF-8. Returns 0, WSX_EINVAL, WSX_ENOMEM; *out untouched on failure.
+ */
+WSX_API int wsx_prepare(wsx_server *s, const void *data, size_t len, int type, wsx_prepared **out);
+
+/*
+ * Queues p on c by reference. The queued bytes count against c's send limits exactly as
+ * wsx_send()'s do, and the return values are the same: 0; WSX_EBACKPRESSURE (queued, but
+ * the queue is above the high-water mark: wait for on_drain); WSX_ECLOSED (closing or
+ * closed, nothing queued; also when this send pushed the queue past the hard limit and the
+ * connection was closed with 1008); WSX_EINVAL (NULL, a client connection — its frames
+ * must be masked —, or a connection on another loop); WSX_ENOMEM. p stays the caller's.
+ */
+WSX_API int wsx_send_prepared(wsx_conn *c, wsx_prepared *p);
+
+/* The message's payload length (before framing). */
+WSX_API size_t wsx_prepared_len(const wsx_prepared *p);
+
+/* Drops the creator's handle: buffers not queued anywhere are freed now, the others when
+ * the last connection has written them or closed. NULL is a no-op. */
+WSX_API void wsx_prepared_release(wsx_prepared *p);
+
+/* ======================================================================================
+ * Shared bytes: one buffer written to many streamed HTTP responses (server-sent events)
+ *
+ * A wsx_bytes is an immutable, reference-counted byte buffer. wsx_http_write_bytes()
+ * queues a slice of it on a streamed response by reference: an event formatted once is
+ * written to any number of listeners without a copy per listener.
+ *
+ * Thread: the reference count is not atomic. Create, fill, write and release a wsx_bytes
+ * on one thread, and write it only to requests of loops running on that thread.
+ * Lifetime: the creator holds one reference and drops it with wsx_bytes_release(); each
+ * queued slice holds its own until it is written or its connection closes.
+ * ====================================================================================== */
+
+typedef struct wsx_bytes wsx_bytes;
+
+/*
+ * A buffer of len bytes holding a copy of data, or uninitialised when data is NULL (fill
+ * it through wsx_bytes_data() before it is first written anywhere). Returns 0, WSX_EINVAL
+ * (len 0), WSX_ENOMEM; *out untouched on failure.
+ */
+WSX_API int wsx_bytes_new(const void *data, size_t len, wsx_bytes **out);
+
+/* The bytes: writable until b is first queued, read-only afterwards. */
+WSX_API uint8_t *wsx_bytes_data(wsx_bytes *b);
+WSX_API size_t wsx_bytes_len(const wsx_bytes *b);
+
+/* Drops the creator's reference. NULL is a no-op. */
+WSX_API void wsx_bytes_release(wsx_bytes *b);
+
+/* ======================================================================================
  * HTTP responses (for on_http)
  * ====================================================================================== */
 
@@ -369,6 +443,20 @@ WSX_API int wsx_http_begin(wsx_http_req *r, int status, const wsx_http_header *h
 /* Sends body bytes of a streamed response (copied and corked like wsx_send). Returns 0,
  * WSX_EBACKPRESSURE (queued, above the high-water mark), WSX_ECLOSED (the client is gone). */
 WSX_API int wsx_http_write(wsx_http_req *r, const void *data, size_t len);
+
+/*
+ * Sends b[off..off+len) as body bytes of a streamed response, queued by reference (no
+ * copy; see wsx_bytes). The bytes count against the connection's send limits like those of
+ * wsx_http_write(), with the same results: 0, WSX_EBACKPRESSURE (queued, above the
+ * high-water mark), WSX_ECLOSED (the client is gone, or this write pushed the queue past
+ * the hard limit and the connection was closed); WSX_EINVAL (not streaming, or the slice
+ * is outside b); WSX_ENOMEM.
+ */
+WSX_API int wsx_http_write_bytes(wsx_http_req *r, wsx_bytes *b, size_t off, size_t len);
+
+/* Bytes of the response queued and not yet taken by the kernel (0 once the client is
+ * gone): lets an application drop a streamed listener earlier than the hard limit. */
+WSX_API size_t wsx_http_buffered_amount(const wsx_http_req *r);
 
 /* Ends a streamed response: the connection closes once the body is sent. r is freed. */
 WSX_API void wsx_http_end(wsx_http_req *r);

@@ -237,9 +237,10 @@ static wsx__ref *frame_plain(const void *data, size_t len, int type)
 
 /* The compressed frame, or NULL when the message is not worth compressing (then the plain
  * frame is sent, which is always allowed). */
-static wsx__ref *frame_compressed(wsx_server *s, wsx_pmd *z, const void *data, size_t len, int type)
+static wsx__ref *frame_compressed(const wsx__cfg *cfg, wsx_pmd *z, const void *data, size_t len,
+                                  int type)
 {
-    wsx_pmd_buf *zb = wsx__compress_scratch(&s->cfg);
+    wsx_pmd_buf *zb = wsx__compress_scratch(cfg);
     if (!zb || wsx_pmd_compress(z, data, len, zb) != 1) return NULL;
     size_t plen = zb->len - WSX_MAX_HEADER;
     uint8_t hdr[WSX_MAX_HEADER];
@@ -252,6 +253,56 @@ static wsx__ref *frame_compressed(wsx_server *s, wsx_pmd *z, const void *data, s
     return ref;
 }
 
+/*
+ * One message and the frames built from it so far: the plain frame, and per compressor
+ * window a compressed one for connections that agreed to permessage-deflate without server
+ * context takeover (they share the server's compressor, so one compressed frame suits them
+ * all). A publish keeps one on the stack for the duration of the call (data borrowed from
+ * the caller, frames built lazily); wsx_prepare() keeps one on the heap whose payload is
+ * the plain frame's own, so it outlives the caller's buffer.
+ */
+struct wsx_prepared {
+    wsx_loop *loop;
+    const uint8_t *data;
+    size_t len;
+    int type;
+    uint16_t zip_tried; /* bit w: compression for window w was tried */
+    wsx__ref *plain;
+    wsx__ref *zipped[16];
+};
+
+/* The frame to queue on c (plain or compressed as c allows), built on first use; NULL when
+ * out of memory. */
+static wsx__ref *frame_for(wsx_prepared *p, wsx_conn *c)
+{
+    if (c->dfl && c->dfl->params.server_no_context_takeover) {
+        unsigned w = c->dfl->params.server_max_window_bits & 15;
+        if (!(p->zip_tried & (1u << w))) {
+            wsx_pmd *z = wsx__conn_compressor(c);
+            if (z) {
+                p->zip_tried |= (uint16_t)(1u << w);
+                p->zipped[w] = frame_compressed(wsx__cfg_of(c), z, p->data, p->len, p->type);
+            }
+        }
+        if (p->zipped[w]) return p->zipped[w];
+    }
+    if (!p->plain) p->plain = frame_plain(p->data, p->len, p->type);
+    return p->plain;
+}
+
+static void prepared_clear(wsx_prepared *p)
+{
+    wsx__ref_release(p->plain);
+    for (int i = 0; i < 16; i++)
+        wsx__ref_release(p->zipped[i]);
+}
+
+static void count_out(wsx_server *s, uint64_t n, size_t len)
+{
+    s->stats.messages_out += n;
+    s->stats.bytes_out += n * len;
+}
+
 static ptrdiff_t deliver(wsx_server *s, const char *topic, const void *data, size_t len, int type,
                          const wsx_conn *except)
 {
@@ -260,44 +311,106 @@ static ptrdiff_t deliver(wsx_server *s, const char *topic, const void *data, siz
     if (type != WSX_TEXT && type != WSX_BINARY) return WSX_EINVAL;
     wsx__topic *t = find(s->pubsub, topic, tlen, hash_name(topic, tlen));
     if (!t || t->n == 0 || (t->n == 1 && t->subs->conn == except)) return 0;
-    /* Framed once, lazily: the plain frame, and per compressor window a compressed one for
-     * subscribers that agreed to permessage-deflate without server context takeover. Every
-     * subscriber's queue holds a reference, not a copy. */
-    wsx__ref *plain = NULL;
-    wsx__ref *zipped[16] = {0};
-    bool zip_tried[16] = {false};
+    /* Framed once, lazily; every subscriber's queue holds a reference, not a copy. */
+    wsx_prepared p = {.loop = s->loop, .data = data, .len = len, .type = type};
     ptrdiff_t n = 0;
     for (struct wsx__sub *sub = t->subs; sub; sub = sub->tnext) {
         wsx_conn *c = sub->conn;
         if (c == except || c->state != WSX__OPEN) continue;
-        wsx__ref *ref = NULL;
-        if (c->dfl && c->dfl->params.server_no_context_takeover) {
-            wsx_pmd *z = wsx__conn_compressor(c);
-            unsigned w = c->dfl->params.server_max_window_bits & 15;
-            if (!zip_tried[w] && z) {
-                zip_tried[w] = true;
-                zipped[w] = frame_compressed(s, z, data, len, type);
-            }
-            ref = zipped[w];
-        }
+        wsx__ref *ref = frame_for(&p, c);
         if (!ref) {
-            if (!plain && !(plain = frame_plain(data, len, type))) {
-                n = WSX_ENOMEM;
-                break;
-            }
-            ref = plain;
+            n = WSX_ENOMEM;
+            break;
         }
         if (wsx__stream_write_ref(&c->stream, ref, ref->data, ref->len) < 0) continue;
         n++;
         wsx__conn_check_queue(c);
     }
-    wsx__ref_release(plain);
-    for (int i = 0; i < 16; i++)
-        wsx__ref_release(zipped[i]);
+    prepared_clear(&p);
     if (n < 0) return n;
-    s->stats.messages_out += (uint64_t)n;
-    s->stats.bytes_out += (uint64_t)n * len;
+    count_out(s, (uint64_t)n, len);
     return n;
+}
+
+int wsx_prepare(wsx_server *s, const void *data, size_t len, int type, wsx_prepared **out)
+{
+    if (!s || !out || (!data && len)) return WSX_EINVAL;
+    if (type != WSX_TEXT && type != WSX_BINARY) return WSX_EINVAL;
+    wsx_prepared *p = calloc(1, sizeof *p);
+    if (!p) return WSX_ENOMEM;
+    /* The plain frame is built at once: it holds the payload that compressed variants are
+     * made from later, so the caller's buffer is not needed after this call. */
+    if (!(p->plain = frame_plain(data, len, type))) {
+        free(p);
+        return WSX_ENOMEM;
+    }
+    p->loop = s->loop;
+    p->len = len;
+    p->type = type;
+    p->data = p->plain->data + (p->plain->len - len);
+    *out = p;
+    return 0;
+}
+
+int wsx_send_prepared(wsx_conn *c, wsx_prepared *p)
+{
+    if (!c || !p || !wsx__conn_server(c) || wsx__conn_loop(c) != p->loop) return WSX_EINVAL;
+    if (c->state != WSX__OPEN) return WSX_ECLOSED;
+    wsx__ref *ref = frame_for(p, c);
+    if (!ref) return WSX_ENOMEM;
+    int rc = wsx__stream_write_ref(&c->stream, ref, ref->data, ref->len);
+    if (rc < 0) return rc;
+    count_out(c->srv, 1, p->len);
+    return wsx__conn_check_queue(c);
+}
+
+size_t wsx_prepared_len(const wsx_prepared *p)
+{
+    return p ? p->len : 0;
+}
+
+void wsx_prepared_release(wsx_prepared *p)
+{
+    if (!p) return;
+    prepared_clear(p);
+    free(p);
+}
+
+wsx__ref *wsx__prepared_frame(const wsx_prepared *p, unsigned w)
+{
+    return w == 0 ? p->plain : w < 16 ? p->zipped[w] : NULL;
+}
+
+/* A wsx_bytes is a wsx__ref under another name: the stream queues slices of it as it
+ * queues broadcast frames. */
+static wsx__ref *bytes_ref(wsx_bytes *b)
+{
+    return (wsx__ref *)(void *)b;
+}
+
+int wsx_bytes_new(const void *data, size_t len, wsx_bytes **out)
+{
+    if (!out || !len) return WSX_EINVAL;
+    wsx__ref *r = wsx__ref_new(len);
+    if (!r) return WSX_ENOMEM;
+    if (data) memcpy(r->data, data, len);
+    *out = (wsx_bytes *)(void *)r;
+    return 0;
+}
+
+uint8_t *wsx_bytes_data(wsx_bytes *b)
+{
+    return bytes_ref(b)->data;
+}
+
+size_t wsx_bytes_len(const wsx_bytes *b)
+{
+    return ((const wsx__ref *)(const void *)b)->len;
+}
+
+void wsx_bytes_release(wsx_bytes *b)
+{
+    wsx__ref_release(b ? bytes_ref(b) : NULL);
 }
 
 static ptrdiff_t publish(wsx_server *s, const char *topic, const void *data, size_t len, int type,

@@ -317,6 +317,33 @@ int wsx_http_write(wsx_http_req *r, const void *data, size_t len)
     return q > wsx__cfg_of(c)->high_water ? WSX_EBACKPRESSURE : 0;
 }
 
+int wsx_http_write_bytes(wsx_http_req *r, wsx_bytes *b, size_t off, size_t len)
+{
+    if (!r || !b) return WSX_EINVAL;
+    wsx__ref *ref = (wsx__ref *)(void *)b;
+    if (off > ref->len || len > ref->len - off) return WSX_EINVAL;
+    wsx_conn *c = r->c;
+    if (!c || c->state != WSX__HTTP) return WSX_ECLOSED;
+    if (!(c->flags & WSX__F_STREAMING)) return WSX_EINVAL;
+    if (r->head_only) return 0;
+    int rc = wsx__stream_write_ref(&c->stream, ref, ref->data + off, len);
+    if (rc < 0) return rc;
+    /* The same limits as wsx_http_write: a slice counts with its full length, since this
+     * connection keeps the shared buffer alive until it is written. */
+    size_t q = wsx__stream_queued(&c->stream);
+    if (q > wsx__cfg_of(c)->hard_limit) {
+        wsx__conn_log(c, WSX_LOG_WARN, "streamed response queue at %zu bytes: closing", q);
+        wsx__stream_close(&c->stream);
+        return WSX_ECLOSED;
+    }
+    return q > wsx__cfg_of(c)->high_water ? WSX_EBACKPRESSURE : 0;
+}
+
+size_t wsx_http_buffered_amount(const wsx_http_req *r)
+{
+    return r && r->c ? wsx__stream_queued(&r->c->stream) : 0;
+}
+
 void wsx_http_end(wsx_http_req *r)
 {
     if (!r) return;

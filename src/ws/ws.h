@@ -207,6 +207,10 @@ void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
 void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* For tests: the frame a prepared message holds for window bits w (1..15: the compressed
+ * frame for that window, if built), or its plain frame (w == 0); NULL if not built. */
+wsx__ref *wsx__prepared_frame(const wsx_prepared *p, unsigned w);
+
 /* Frames built by pub/sub publishes since start (for tests). */
 extern _Thread_local uint64_t wsx__pubsub_frames_built;
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "test.h"
+#include "net_test.h"
 #include "ws/ws.h"
 
 #define NCLIENTS 200
@@ -334,6 +335,487 @@ TEST(broadcast_compressed_once)
     wsx_loop_free(z_loop);
 }
 
+/* ---- prepared messages and shared bytes ---- */
+
+#define NP 20
+
+/* A world of its own per test: a loop, servers, and the server side of each connection. */
+static struct {
+    wsx_loop *loop;
+    wsx_conn *conns[2 * NP + 4];
+    int nconns;
+    int client_open, got, bad, closed_1008, closed;
+    size_t expect_len;
+    wsx_http_req *reqs[NP + 4];
+    int nreqs;
+} P;
+
+static void p_stop(wsx_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    wsx_loop_stop(P.loop);
+}
+
+static void p_run_until(bool (*cond)(void), int ms)
+{
+    for (int waited = 0; waited < ms && !(cond && cond()); waited += 10) {
+        wsx_timer_start(P.loop, 10, 0, p_stop, NULL, NULL);
+        wsx_loop_run(P.loop);
+    }
+}
+
+static void p_server_open(wsx_conn *c, void *u)
+{
+    (void)u;
+    P.conns[P.nconns++] = c;
+}
+
+static void p_server_close(wsx_conn *c, int code, const char *r, size_t n, void *u)
+{
+    (void)r, (void)n, (void)u;
+    P.closed++;
+    if (code == 1008) P.closed_1008++;
+    for (int i = 0; i < P.nconns; i++)
+        if (P.conns[i] == c) P.conns[i] = NULL;
+}
+
+static void p_client_open(wsx_conn *c, void *u)
+{
+    (void)c, (void)u;
+    P.client_open++;
+}
+
+static uint8_t p_byte(size_t i)
+{
+    return (uint8_t)('a' + i % 23);
+}
+
+static void p_client_message(wsx_conn *c, const wsx_msg *m, void *u)
+{
+    (void)c, (void)u;
+    P.got++;
+    if (m->len != P.expect_len) P.bad++;
+    for (size_t i = 0; i < m->len && i < P.expect_len; i++)
+        P.bad += m->data[i] != p_byte(i);
+}
+
+static int p_want;
+static bool p_opened(void)
+{
+    return P.client_open >= p_want && P.nconns >= p_want;
+}
+
+static bool p_got_want(void)
+{
+    return P.got >= p_want;
+}
+
+static wsx_server *p_server(bool deflate, bool no_ctx)
+{
+    wsx_server_opts so = wsx_server_defaults();
+    so.host = "127.0.0.1";
+    so.on_open = p_server_open;
+    so.on_close = p_server_close;
+    so.send_high_water = 256 << 10;
+    so.send_hard_limit = 1 << 20;
+    if (deflate) {
+        so.deflate = wsx_pmd_defaults();
+        so.deflate.enabled = true;
+        so.deflate.server_no_context_takeover = no_ctx;
+    }
+    wsx_server *srv = NULL;
+    if (wsx_server_start(P.loop, &so, &srv) < 0) exit(2);
+    return srv;
+}
+
+static wsx_client *p_client(wsx_server *srv, bool deflate)
+{
+    char url[64];
+    snprintf(url, sizeof url, "ws://127.0.0.1:%u/", wsx_server_port(srv));
+    wsx_client_opts co = wsx_client_defaults();
+    co.url = url;
+    co.on_open = p_client_open;
+    co.on_message = p_client_message;
+    if (deflate) {
+        co.deflate = wsx_pmd_defaults();
+        co.deflate.enabled = true;
+    }
+    wsx_client *cl = NULL;
+    if (wsx_client_connect(P.loop, &co, &cl) < 0) exit(2);
+    return cl;
+}
+
+static void p_begin(void)
+{
+    memset(&P, 0, sizeof P);
+    P.loop = new_loop();
+}
+
+static void p_end(wsx_server **srvs, int n)
+{
+    for (int i = 0; i < n; i++)
+        wsx_server_shutdown(srvs[i], 500);
+    wsx_loop_run(P.loop);
+    for (int i = 0; i < n; i++)
+        wsx_server_free(srvs[i]);
+    wsx_loop_free(P.loop);
+}
+
+static uint8_t *p_message(size_t len)
+{
+    uint8_t *m = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        m[i] = p_byte(i);
+    return m;
+}
+
+/* N recipients share one frame: built once, queued by reference, released when written. */
+TEST(prepared_shared_by_reference)
+{
+    p_begin();
+    wsx_server *srv = p_server(false, false);
+    wsx_client *cl[NP];
+    for (int i = 0; i < NP; i++)
+        cl[i] = p_client(srv, false);
+    p_want = NP;
+    p_run_until(p_opened, 5000);
+    CHECK_INT(P.nconns, NP);
+
+    size_t len = 100000;
+    uint8_t *msg = p_message(len);
+    P.expect_len = len;
+    uint64_t built = wsx__pubsub_frames_built;
+    wsx_prepared *p = NULL;
+    CHECK_INT(wsx_prepare(srv, msg, len, WSX_BINARY, &p), 0);
+    memset(msg, 0, len); /* the prepared message holds its own copy */
+    free(msg);
+    CHECK(wsx__pubsub_frames_built == built + 1);
+    CHECK_INT(wsx_prepared_len(p), len);
+    wsx__ref *frame = wsx__ref_retain(wsx__prepared_frame(p, 0));
+    CHECK_INT(frame->len, len + 10); /* 64-bit length: a 10-byte header */
+
+    wsx_server_stats before;
+    wsx_server_get_stats(srv, &before);
+    for (int i = 0; i < NP; i++)
+        CHECK_INT(wsx_send_prepared(P.conns[i], p), 0);
+    CHECK(wsx__pubsub_frames_built == built + 1); /* no frame per recipient */
+    CHECK_INT(frame->refs, 2 + NP);               /* p, the test, one per queue */
+    CHECK_INT(wsx_buffered_amount(P.conns[0]), len + 10);
+    wsx_server_stats after;
+    wsx_server_get_stats(srv, &after);
+    CHECK(after.messages_out == before.messages_out + NP);
+    CHECK(after.bytes_out == before.bytes_out + (uint64_t)NP * len);
+
+    /* Released by its creator right after the sends: the queues keep the frame alive. */
+    wsx_prepared_release(p);
+    CHECK_INT(frame->refs, 1 + NP);
+    p_want = NP;
+    p_run_until(p_got_want, 5000);
+    CHECK_INT(P.got, NP);
+    CHECK_INT(P.bad, 0);
+    CHECK_INT(frame->refs, 1); /* every queue let go once written */
+    wsx__ref_release(frame);
+
+    /* Misuse: a client connection (its frames must be masked), NULLs, a closed connection. */
+    CHECK_INT(wsx_prepare(srv, "x", 1, WSX_TEXT, &p), 0);
+    CHECK_INT(wsx_send_prepared(wsx_client_conn(cl[0]), p), WSX_EINVAL);
+    CHECK_INT(wsx_send_prepared(NULL, p), WSX_EINVAL);
+    CHECK_INT(wsx_send_prepared(P.conns[0], NULL), WSX_EINVAL);
+    CHECK_INT(wsx_prepare(srv, "x", 1, 9, &p), WSX_EINVAL);
+    CHECK_INT(wsx_prepare(srv, NULL, 1, WSX_TEXT, &p), WSX_EINVAL);
+    wsx_close(P.conns[0], 1000, NULL);
+    CHECK_INT(wsx_send_prepared(P.conns[0], p), WSX_ECLOSED);
+    /* A connection of another loop. */
+    wsx_loop *other = new_loop();
+    wsx_loop *mine = P.loop;
+    wsx_server *srv2 = NULL;
+    wsx_server_opts so = wsx_server_defaults();
+    so.host = "127.0.0.1";
+    so.on_open = p_server_open;
+    CHECK_INT(wsx_server_start(other, &so, &srv2), 0);
+    P.loop = other;
+    wsx_client *cl2 = p_client(srv2, false);
+    p_want = NP + 1;
+    p_run_until(p_opened, 5000);
+    CHECK_INT(wsx_send_prepared(P.conns[NP], p), WSX_EINVAL);
+    wsx_prepared_release(p);
+    wsx_client_close(cl2, 1000, NULL);
+    wsx_server_shutdown(srv2, 500);
+    wsx_loop_run(other);
+    wsx_server_free(srv2);
+    wsx_loop_free(other);
+    P.loop = mine;
+    wsx_prepared_release(NULL);
+
+    for (int i = 0; i < NP; i++)
+        wsx_client_close(cl[i], 1000, NULL);
+    p_end(&srv, 1);
+}
+
+/* A raw client that completes the handshake and then never reads. */
+static int raw_ws(uint16_t port)
+{
+    int fd = raw_subscriber(port);
+    return fd;
+}
+
+static bool p_one_more(void)
+{
+    return P.nconns >= p_want;
+}
+
+/* Queues of connections that close (here: peers that never read and then hang up) give
+ * their references back too. */
+TEST(prepared_released_when_connections_close)
+{
+    p_begin();
+    wsx_server *srv = p_server(false, false);
+    int fds[4];
+    for (int i = 0; i < 4; i++) {
+        fds[i] = raw_ws(wsx_server_port(srv));
+        CHECK(fds[i] >= 0);
+    }
+    p_want = 4;
+    p_run_until(p_one_more, 5000);
+    CHECK_INT(P.nconns, 4);
+    size_t len = 60000;
+    uint8_t *msg = p_message(len);
+    wsx_prepared *p = NULL;
+    CHECK_INT(wsx_prepare(srv, msg, len, WSX_BINARY, &p), 0);
+    free(msg);
+    wsx__ref *frame = wsx__ref_retain(wsx__prepared_frame(p, 0));
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 4; i++)
+            CHECK(wsx_send_prepared(P.conns[i], p) >= 0);
+    wsx_prepared_release(p);
+    CHECK_INT(frame->refs, 1 + 12); /* all still queued (corked) */
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    for (int i = 0; i < 300 && P.closed < 4; i++)
+        p_run_until(NULL, 10);
+    CHECK_INT(P.closed, 4);
+    CHECK_INT(frame->refs, 1);
+    wsx__ref_release(frame);
+    p_end(&srv, 1);
+}
+
+/* The send limits apply exactly as to wsx_send: backpressure above the high-water mark
+ * (256 KiB here), close with 1008 past the hard limit (1 MiB). */
+TEST(prepared_counts_against_send_limits)
+{
+    p_begin();
+    wsx_server *srv = p_server(false, false);
+    int fd = raw_ws(wsx_server_port(srv));
+    CHECK(fd >= 0);
+    p_want = 1;
+    p_run_until(p_one_more, 5000);
+    CHECK_INT(P.nconns, 1);
+    size_t len = 64 << 10;
+    uint8_t *msg = p_message(len);
+    wsx_prepared *p = NULL;
+    CHECK_INT(wsx_prepare(srv, msg, len, WSX_BINARY, &p), 0);
+    free(msg);
+    /* All in one iteration (corked): the queue holds k frames of 64 KiB + 10 bytes. */
+    wsx_conn *c = P.conns[0];
+    int rcs[20];
+    for (int k = 0; k < 20; k++)
+        rcs[k] = wsx_send_prepared(c, p);
+    for (int k = 0; k < 3; k++)
+        CHECK_INT(rcs[k], 0);
+    for (int k = 3; k < 15; k++) /* 4 x 65546 = 262184 > 256 KiB */
+        CHECK_INT(rcs[k], WSX_EBACKPRESSURE);
+    for (int k = 15; k < 20; k++) /* 16 x 65546 = 1048736 > 1 MiB: closed */
+        CHECK_INT(rcs[k], WSX_ECLOSED);
+    p_run_until(NULL, 50);
+    CHECK_INT(P.closed_1008, 1);
+    wsx_prepared_release(p);
+    close(fd);
+    p_end(&srv, 1);
+}
+
+static bool p_all_got(void)
+{
+    return P.got >= p_want;
+}
+
+/* With permessage-deflate: connections on the shared compressor (no server context
+ * takeover) get one compressed frame, compressed once; connections without deflate, and
+ * those with a compressor of their own (a server keeping its context), the plain one. */
+TEST(prepared_deflate_once)
+{
+    p_begin();
+    wsx_server *srvs[2];
+    srvs[0] = p_server(true, true);  /* shared compressor */
+    srvs[1] = p_server(true, false); /* a compressor per connection */
+    wsx_client *cl[3 * 5];
+    for (int i = 0; i < 5; i++) {
+        cl[i] = p_client(srvs[0], true);
+        cl[5 + i] = p_client(srvs[0], false);
+        cl[10 + i] = p_client(srvs[1], true);
+    }
+    p_want = 15;
+    p_run_until(p_opened, 5000);
+    CHECK_INT(P.nconns, 15);
+    size_t len = 50000;
+    uint8_t *msg = p_message(len);
+    P.expect_len = len;
+    wsx_prepared *p = NULL;
+    uint64_t built = wsx__pubsub_frames_built;
+    CHECK_INT(wsx_prepare(srvs[0], msg, len, WSX_TEXT, &p), 0);
+    free(msg);
+    for (int i = 0; i < 15; i++)
+        CHECK_INT(wsx_send_prepared(P.conns[i], p), 0);
+    /* The plain frame at prepare, one compressed frame for the shared-compressor five. */
+    CHECK(wsx__pubsub_frames_built == built + 2);
+    wsx__ref *plain = wsx__prepared_frame(p, 0), *zipped = wsx__prepared_frame(p, 15);
+    CHECK(zipped != NULL);
+    CHECK(zipped && zipped->len < len / 4);
+    CHECK_INT(zipped ? zipped->refs : 0, 1 + 5);
+    CHECK_INT(plain->refs, 1 + 10);
+    wsx_prepared_release(p);
+    p_want = 15;
+    p_run_until(p_all_got, 5000);
+    CHECK_INT(P.got, 15);
+    CHECK_INT(P.bad, 0);
+    for (int i = 0; i < 15; i++)
+        wsx_client_close(cl[i], 1000, NULL);
+    p_end(srvs, 2);
+}
+
+/* ---- shared bytes on streamed HTTP responses ---- */
+
+static void p_http(wsx_http_req *r, const wsx_request *rq, void *u)
+{
+    (void)rq, (void)u;
+    wsx_http_header h[] = {{"Content-Type", 12, "text/event-stream", 17}};
+    if (wsx_http_begin(r, 200, h, 1) == 0) P.reqs[P.nreqs++] = r;
+}
+
+static void p_gone(wsx_http_req *r, void *arg)
+{
+    (void)arg;
+    P.closed++;
+    for (int i = 0; i < P.nreqs; i++)
+        if (P.reqs[i] == r) P.reqs[i] = NULL;
+}
+
+static int raw_get(uint16_t port, bool small_rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    if (small_rcvbuf) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) return -1;
+    const char req[] = "GET /events HTTP/1.1\r\nHost: x\r\n\r\n";
+    if (write(fd, req, sizeof req - 1) < 0) return -1;
+    return fd;
+}
+
+static bool p_reqs_want(void)
+{
+    return P.nreqs >= p_want;
+}
+
+/* Reads what is there without blocking; returns the bytes read (0 if none). */
+static size_t drain_fd(int fd, char *buf, size_t cap, size_t *have)
+{
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buf + *have, cap - *have, MSG_DONTWAIT);
+        if (n <= 0) break;
+        *have += (size_t)n;
+        got += (size_t)n;
+        if (*have == cap) break;
+    }
+    return got;
+}
+
+TEST(bytes_shared_by_streamed_responses)
+{
+    p_begin();
+    wsx_server_opts so = wsx_server_defaults();
+    so.host = "127.0.0.1";
+    so.on_http = p_http;
+    so.send_high_water = 256 << 10;
+    so.send_hard_limit = 1 << 20;
+    wsx_server *srv = NULL;
+    CHECK_INT(wsx_server_start(P.loop, &so, &srv), 0);
+    uint16_t port = wsx_server_port(srv);
+    int fds[NP];
+    for (int i = 0; i < NP; i++)
+        fds[i] = raw_get(port, false);
+    p_want = NP;
+    p_run_until(p_reqs_want, 5000);
+    CHECK_INT(P.nreqs, NP);
+    for (int i = 0; i < NP; i++)
+        wsx_http_on_gone(P.reqs[i], p_gone, NULL);
+
+    static const char ev[] = "id: 1\nevent: message\ndata: {\"x\":1}\n\n";
+    wsx_bytes *b = NULL;
+    CHECK_INT(wsx_bytes_new(NULL, 0, &b), WSX_EINVAL);
+    CHECK_INT(wsx_bytes_new(NULL, sizeof ev - 1, &b), 0);
+    memcpy(wsx_bytes_data(b), ev, sizeof ev - 1);
+    CHECK_INT(wsx_bytes_len(b), sizeof ev - 1);
+    wsx__ref *ref = (wsx__ref *)(void *)b;
+    for (int i = 0; i < NP; i++) {
+        CHECK_INT(wsx_http_write_bytes(P.reqs[i], b, 0, sizeof ev - 1), 0);
+        /* A slice: "data: ..." only. */
+        CHECK_INT(wsx_http_write_bytes(P.reqs[i], b, 21, sizeof ev - 1 - 21), 0);
+    }
+    CHECK_INT(wsx_http_write_bytes(P.reqs[0], b, 1, sizeof ev - 1), WSX_EINVAL);
+    CHECK_INT(wsx_http_write_bytes(P.reqs[0], b, sizeof ev, 0), WSX_EINVAL);
+    CHECK_INT(ref->refs, 1 + 2 * NP);
+    CHECK(wsx_http_buffered_amount(P.reqs[0]) >= 2 * (sizeof ev - 1) - 21);
+    wsx_bytes_release(b); /* the creator is done; the queues are not */
+    CHECK_INT(ref->refs, 2 * NP);
+    /* Keep a reference to watch the count go down as the queues are written. */
+    wsx__ref_retain(ref);
+    p_run_until(NULL, 50);
+    CHECK_INT(ref->refs, 1);
+    static char buf[4096];
+    size_t have = 0;
+    for (int i = 0; i < 100 && !strstr(buf, "data: {\"x\":1}\n\ndata: {\"x\":1}\n\n"); i++) {
+        drain_fd(fds[3], buf, sizeof buf - 1, &have);
+        buf[have] = 0;
+        p_run_until(NULL, 10);
+    }
+    CHECK(strstr(buf, "\r\n\r\nid: 1\nevent: message\ndata: {\"x\":1}\n\ndata: {\"x\":1}\n\n") !=
+          NULL);
+    wsx__ref_release(ref);
+    for (int i = 0; i < NP; i++)
+        close(fds[i]);
+    for (int i = 0; i < 300 && P.closed < NP; i++)
+        p_run_until(NULL, 10);
+    CHECK_INT(P.closed, NP);
+
+    /* A listener that never reads: backpressure above 256 KiB, closed past 1 MiB. */
+    P.nreqs = 0;
+    P.closed = 0;
+    int slow = raw_get(port, true);
+    p_want = 1;
+    p_run_until(p_reqs_want, 5000);
+    CHECK_INT(P.nreqs, 1);
+    wsx_http_req *r = P.reqs[0];
+    wsx_http_on_gone(r, p_gone, NULL);
+    CHECK_INT(wsx_bytes_new(NULL, 64 << 10, &b), 0);
+    memset(wsx_bytes_data(b), 'x', 64 << 10);
+    int rcs[20];
+    for (int k = 0; k < 20; k++)
+        rcs[k] = wsx_http_write_bytes(r, b, 0, 64 << 10);
+    CHECK_INT(rcs[3], 0);                  /* exactly 256 KiB: not above */
+    CHECK_INT(rcs[4], WSX_EBACKPRESSURE);  /* above the high-water mark */
+    CHECK_INT(rcs[15], WSX_EBACKPRESSURE); /* exactly 1 MiB: not past the hard limit */
+    CHECK_INT(rcs[16], WSX_ECLOSED);
+    CHECK_INT(rcs[19], WSX_ECLOSED);
+    wsx_bytes_release(b);
+    p_run_until(NULL, 50);
+    CHECK_INT(P.closed, 1);
+    close(slow);
+    p_end(&srv, 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -351,6 +833,11 @@ int main(void)
     RUN(many_subscribers);
     RUN(slow_subscriber_does_not_delay_others);
     RUN(broadcast_compressed_once);
+    RUN_T(prepared_shared_by_reference);
+    RUN_T(prepared_released_when_connections_close);
+    RUN_T(prepared_counts_against_send_limits);
+    RUN_T(prepared_deflate_once);
+    RUN_T(bytes_shared_by_streamed_responses);
     wsx_server_shutdown(W.srv, 500);
     wsx_loop_run(W.loop);
     wsx_server_free(W.srv);
