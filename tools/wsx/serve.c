@@ -402,7 +402,9 @@ static void presence(room *r, const char *name, bool joined, size_t tabs_now)
                      NULL);
 }
 
-static void leave_room(member *m)
+/* Takes m out of its room. The room is freed if that left it with nothing to keep, unless
+ * it is `keep` (the room m is about to join again). */
+static void leave_room_keep(member *m, const room *keep)
 {
     room *r = m->room;
     if (!r) return;
@@ -418,7 +420,12 @@ static void leave_room(member *m)
     m->room = NULL;
     m->next = m->prev = NULL;
     presence(r, m->name, false, tabs_of(r, m->name));
-    release_room(r);
+    if (r != keep) release_room(r);
+}
+
+static void leave_room(member *m)
+{
+    leave_room_keep(m, NULL);
 }
 
 /* ---- server-sent events ---- */
@@ -602,11 +609,15 @@ static void do_join(wsx_conn *c, member *m, json_t *req)
     snprintf(rname, sizeof rname, "%.*s", (int)rl, room_name);
     room *r = get_room(rname);
     if (!r) return send_error(c, "bad_room", "too many rooms");
-    leave_room(m);
+    /* Rejoining the room m is alone in empties it: it must outlive the leave (issue 10). */
+    leave_room_keep(m, r);
     snprintf(m->name, sizeof m->name, "%.*s", (int)nl, name);
     char topic[64];
     topic_of(r, topic, sizeof topic);
-    if (wsx_subscribe(c, topic) < 0) return send_error(c, "bad_room", "cannot join");
+    if (wsx_subscribe(c, topic) < 0) {
+        release_room(r);
+        return send_error(c, "bad_room", "cannot join");
+    }
     m->room = r;
     m->next = r->members;
     if (r->members) r->members->prev = m;
