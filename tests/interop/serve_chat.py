@@ -69,6 +69,26 @@ async def welcome(srv):
     await closed(b)
 
 
+async def rejoin_alone(srv, label):
+    """The crash of issue 10: a connection alone in a room without messages joins it three
+    times (a lone user renaming themselves twice). Each join leaves the room first; the room
+    must survive that."""
+    a = await Chat.open(srv.url, "alone")
+    for i in range(3):
+        await a.send('{"type":"join","room":"lobby","name":"a"}')
+        j = await a.expect("joined")
+        eq((j["room"], j["name"], j["online"], j["history"]), ("lobby", "a", [person("a")], []),
+           f"{label}: join {i + 1} of 3 is answered")
+        eq(await a.recv(), {"type": "presence", "room": "lobby", "event": "join", "name": "a",
+                            "online": [person("a")]}, f"{label}: presence join {i + 1}")
+    await a.send({"type": "join", "room": "lobby", "name": "b"})
+    eq((await a.expect("joined"))["name"], "b", f"{label}: a fourth join under another name")
+    await a.expect("presence")
+    await post(a, "still alive", [a], "lobby", "b", f"{label}: the room works after the rejoins")
+    check(srv.running, f"{label}: the server is still running")
+    await closed(a)
+
+
 async def rooms(srv):
     a = await Chat.open(srv.url, "ann")
     b = await Chat.open(srv.url, "bob")
@@ -385,6 +405,7 @@ async def main():
     srv = Serve(["--history", str(HISTORY), "--ping-interval", "0"])
     try:
         await astep("welcome", welcome(srv))
+        await astep("joining the room one is alone in, three times", rejoin_alone(srv, "--history 3"))
         await astep("rooms, messages, presence, history", rooms(srv), 40)
         await astep("one person, many tabs", tabs(srv), 30)
         await astep("typing", typing(srv))
@@ -392,6 +413,12 @@ async def main():
         await astep("messages over 16 KiB", too_big(srv))
         check(srv.running, "the server is still running after all of it")
         eq(srv.stop(), 0, "exit status after SIGTERM")
+    finally:
+        srv.kill()
+    srv = Serve(["--history", "0", "--ping-interval", "0"])
+    try:
+        await astep("the same with --history 0", rejoin_alone(srv, "--history 0"))
+        eq(srv.stop(), 0, "--history 0: exit status after SIGTERM")
     finally:
         srv.kill()
     # A server of its own: exact counts, whatever happened above.

@@ -1,0 +1,612 @@
+/*
+ * The chat: rooms, members, presence, history and the protocol's rules (docs/chat-protocol.md).
+ * A room's members are subscribed to the room through the front end (ops->subscribe), so an
+ * event is serialised once and published to them all.
+ */
+#include "chat/chat.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "wsx.h"
+
+typedef struct room room;
+
+struct wsx_chat_listener {
+    wsx_chat_listener *next, *prev; /* in the room */
+    room *room;
+    void *ctx;
+};
+
+struct room {
+    room *next;
+    char name[WSX_CHAT_MAX_ROOM + 1];
+    wsx_chat_conn *members; /* connections that joined, newest first */
+    size_t n_members;
+    wsx_chat_listener *listeners;
+    /* History: the last `history` message objects, serialised, oldest at `hist_first`. */
+    char **hist;
+    uint64_t *hist_id;
+    size_t hist_n, hist_first;
+    uint64_t next_id;
+    uint64_t last_used; /* for evicting idle rooms at the cap */
+};
+
+struct wsx_chat_conn {
+    wsx_chat_conn *next, *prev; /* in the room */
+    void *ctx;
+    room *room;
+    uint64_t id;
+    char name[4 * WSX_CHAT_MAX_NAME + 1];
+};
+
+struct wsx_chat {
+    wsx_chat_opts opts;
+    wsx_chat_ops ops;
+    pthread_mutex_t mu;
+    room *rooms;
+    size_t n_rooms;
+    size_t n_conns, n_members, n_listeners;
+    uint64_t next_conn_id;
+};
+
+wsx_chat_opts wsx_chat_defaults(void)
+{
+    return (wsx_chat_opts){.history = 100, .max_rooms = 10000, .server_name = "wsx 0.1.0"};
+}
+
+void wsx_chat_lock(wsx_chat *chat)
+{
+    pthread_mutex_lock(&chat->mu);
+}
+
+void wsx_chat_unlock(wsx_chat *chat)
+{
+    pthread_mutex_unlock(&chat->mu);
+}
+
+static uint64_t now(wsx_chat *chat)
+{
+    return chat->ops.now_ms ? chat->ops.now_ms(chat->opts.user) : 0;
+}
+
+/* ---- text rules ---- */
+
+/* Counts code points of valid UTF-8. */
+static size_t utf8_chars(const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return k;
+}
+
+/* Trims ASCII whitespace; returns the new start and sets *n. */
+static const char *trim(const char *s, size_t *n)
+{
+    size_t len = *n;
+    while (len && isspace((unsigned char)*s))
+        s++, len--;
+    while (len && isspace((unsigned char)s[len - 1]))
+        len--;
+    *n = len;
+    return s;
+}
+
+bool wsx_chat_valid_room(const char *s, size_t n)
+{
+    if (n < 1 || n > WSX_CHAT_MAX_ROOM) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
+            return false;
+    return true;
+}
+
+static bool valid_name(const char *s, size_t n)
+{
+    if (n < 1 || utf8_chars(s, n) > WSX_CHAT_MAX_NAME) return false;
+    if (!wsx_utf8_valid((const uint8_t *)s, n)) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f) return false;
+        /* C1 controls, U+0080..U+009F, are encoded C2 80..C2 9F. */
+        if (ch == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] <= 0x9F) return false;
+    }
+    return true;
+}
+
+/* ---- rooms ---- */
+
+static room *find_room(wsx_chat *chat, const char *name)
+{
+    for (room *r = chat->rooms; r; r = r->next)
+        if (!strcmp(r->name, name)) return r;
+    return NULL;
+}
+
+static bool room_idle(const room *r)
+{
+    return !r->members && !r->listeners;
+}
+
+static void destroy_room(wsx_chat *chat, room *r)
+{
+    for (size_t i = 0; i < r->hist_n; i++)
+        free(r->hist[(r->hist_first + i) % chat->opts.history]);
+    free(r->hist);
+    free(r->hist_id);
+    free(r);
+}
+
+static void free_room(wsx_chat *chat, room *r)
+{
+    room **pp = &chat->rooms;
+    while (*pp != r)
+        pp = &(*pp)->next;
+    *pp = r->next;
+    chat->n_rooms--;
+    destroy_room(chat, r);
+}
+
+/* A room nobody is in and nobody listens to, with nothing to remember, costs nothing. */
+static void release_room(wsx_chat *chat, room *r)
+{
+    if (room_idle(r) && r->hist_n == 0) free_room(chat, r);
+}
+
+static room *get_room(wsx_chat *chat, const char *name)
+{
+    room *r = find_room(chat, name);
+    if (r) {
+        r->last_used = now(chat);
+        return r;
+    }
+    if (chat->n_rooms >= chat->opts.max_rooms) {
+        /* At the cap, the idle room used longest ago (and its history) makes way, so a
+         * flood of made-up room names cannot lock everyone out of new rooms. */
+        room *victim = NULL;
+        for (room *x = chat->rooms; x; x = x->next)
+            if (room_idle(x) && (!victim || x->last_used < victim->last_used)) victim = x;
+        if (!victim) return NULL;
+        free_room(chat, victim);
+    }
+    r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    snprintf(r->name, sizeof r->name, "%s", name);
+    if (chat->opts.history) {
+        r->hist = calloc(chat->opts.history, sizeof *r->hist);
+        r->hist_id = calloc(chat->opts.history, sizeof *r->hist_id);
+        if (!r->hist || !r->hist_id) {
+            destroy_room(chat, r);
+            return NULL;
+        }
+    }
+    r->next_id = 1;
+    r->last_used = now(chat);
+    r->next = chat->rooms;
+    chat->rooms = r;
+    chat->n_rooms++;
+    return r;
+}
+
+static void history_add(wsx_chat *chat, room *r, uint64_t id, char *json)
+{
+    size_t cap = chat->opts.history;
+    if (!cap) {
+        free(json);
+        return;
+    }
+    size_t slot;
+    if (r->hist_n < cap) {
+        slot = (r->hist_first + r->hist_n) % cap;
+        r->hist_n++;
+    } else {
+        slot = r->hist_first;
+        free(r->hist[slot]);
+        r->hist_first = (r->hist_first + 1) % cap;
+    }
+    r->hist[slot] = json;
+    r->hist_id[slot] = id;
+}
+
+/* The online list: one entry per display name with its number of tabs, sorted by name. */
+static json_t *online_list(const room *r)
+{
+    size_t n = 0;
+    const char **names = malloc((r->n_members + 1) * sizeof *names);
+    if (!names) return json_array();
+    for (const wsx_chat_conn *m = r->members; m; m = m->next)
+        names[n++] = m->name;
+    for (size_t i = 1; i < n; i++) { /* insertion sort: rooms are small */
+        const char *k = names[i];
+        size_t j = i;
+        while (j > 0 && strcmp(names[j - 1], k) > 0) {
+            names[j] = names[j - 1];
+            j--;
+        }
+        names[j] = k;
+    }
+    json_t *a = json_array();
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && !strcmp(names[j], names[i]))
+            j++;
+        json_array_append_new(
+            a, json_pack("{s:s, s:I}", "name", names[i], "tabs", (json_int_t)(j - i)));
+        i = j;
+    }
+    free(names);
+    return a;
+}
+
+static size_t tabs_of(const room *r, const char *name)
+{
+    size_t k = 0;
+    for (const wsx_chat_conn *m = r->members; m; m = m->next)
+        k += !strcmp(m->name, name);
+    return k;
+}
+
+/* ---- output ---- */
+
+static void publish_json(wsx_chat *chat, room *r, json_t *obj, void *except)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    if (!s) return;
+    chat->ops.publish(r->name, s, strlen(s), 0, except, chat->opts.user);
+    free(s);
+}
+
+static void send_json(wsx_chat *chat, wsx_chat_conn *m, json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    if (!s) return;
+    chat->ops.send(m->ctx, s, strlen(s), chat->opts.user);
+    free(s);
+}
+
+static void send_error(wsx_chat *chat, wsx_chat_conn *m, const char *code, const char *msg)
+{
+    send_json(chat, m, json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", msg));
+}
+
+/* Presence: "join" when a person's first tab arrives, "leave" when the last one goes;
+ * other tab changes only update the online list. */
+static void presence(wsx_chat *chat, room *r, const char *name, bool joined, size_t tabs_now)
+{
+    bool changed = joined ? tabs_now == 1 : tabs_now == 0;
+    if (changed)
+        publish_json(chat, r,
+                     json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "presence", "room", r->name,
+                               "event", joined ? "join" : "leave", "name", name, "online",
+                               online_list(r)),
+                     NULL);
+    else
+        publish_json(chat, r,
+                     json_pack("{s:s, s:s, s:o}", "type", "online", "room", r->name, "online",
+                               online_list(r)),
+                     NULL);
+}
+
+/* Takes m out of its room. The room is freed if that left it with nothing to keep, unless
+ * it is `keep` (the room m is about to join again: freeing it there was the crash of
+ * issue 10). */
+static void leave_room(wsx_chat *chat, wsx_chat_conn *m, const room *keep)
+{
+    room *r = m->room;
+    if (!r) return;
+    chat->ops.unsubscribe(m->ctx, r->name, chat->opts.user);
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        r->members = m->next;
+    if (m->next) m->next->prev = m->prev;
+    r->n_members--;
+    chat->n_members--;
+    m->room = NULL;
+    m->next = m->prev = NULL;
+    presence(chat, r, m->name, false, tabs_of(r, m->name));
+    if (r != keep) release_room(chat, r);
+}
+
+/* ---- client messages ---- */
+
+static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
+{
+    const char *room_name = "lobby", *name = NULL;
+    size_t rl = 5, nl = 0;
+    json_t *jr = json_object_get(req, "room"), *jn = json_object_get(req, "name");
+    if (jr) {
+        if (!json_is_string(jr)) return send_error(chat, m, "bad_room", "room must be a string");
+        room_name = json_string_value(jr);
+        rl = json_string_length(jr);
+        room_name = trim(room_name, &rl);
+    }
+    if (!wsx_chat_valid_room(room_name, rl))
+        return send_error(chat, m, "bad_room", "room: 1 to 32 characters from A-Z a-z 0-9 _ . -");
+    if (!json_is_string(jn)) return send_error(chat, m, "bad_name", "name is required");
+    name = json_string_value(jn);
+    nl = json_string_length(jn);
+    name = trim(name, &nl);
+    if (!valid_name(name, nl))
+        return send_error(chat, m, "bad_name", "name: 1 to 32 characters, no control characters");
+    char rname[WSX_CHAT_MAX_ROOM + 1];
+    snprintf(rname, sizeof rname, "%.*s", (int)rl, room_name);
+    room *r = get_room(chat, rname);
+    if (!r) return send_error(chat, m, "bad_room", "too many rooms");
+    leave_room(chat, m, r);
+    snprintf(m->name, sizeof m->name, "%.*s", (int)nl, name);
+    if (chat->ops.subscribe(m->ctx, r->name, chat->opts.user) < 0) {
+        release_room(chat, r);
+        return send_error(chat, m, "bad_room", "cannot join");
+    }
+    m->room = r;
+    m->next = r->members;
+    if (r->members) r->members->prev = m;
+    m->prev = NULL;
+    r->members = m;
+    r->n_members++;
+    chat->n_members++;
+
+    /* joined: the history is spliced in as the stored JSON texts. */
+    json_t *head = json_pack("{s:s, s:s, s:s, s:o}", "type", "joined", "room", r->name, "name",
+                             m->name, "online", online_list(r));
+    char *hs = json_dumps(head, JSON_COMPACT);
+    json_decref(head);
+    if (!hs) return;
+    size_t cap = chat->opts.history;
+    size_t total = strlen(hs) + 16;
+    for (size_t i = 0; i < r->hist_n; i++)
+        total += strlen(r->hist[(r->hist_first + i) % cap]) + 1;
+    char *out = malloc(total);
+    if (out) {
+        size_t o = strlen(hs) - 1; /* drop the closing brace */
+        memcpy(out, hs, o);
+        memcpy(out + o, ",\"history\":[", 12);
+        o += 12;
+        for (size_t i = 0; i < r->hist_n; i++) {
+            const char *h = r->hist[(r->hist_first + i) % cap];
+            size_t hl = strlen(h);
+            if (i) out[o++] = ',';
+            memcpy(out + o, h, hl);
+            o += hl;
+        }
+        out[o++] = ']';
+        out[o++] = '}';
+        chat->ops.send(m->ctx, out, o, chat->opts.user);
+        free(out);
+    }
+    free(hs);
+    presence(chat, r, m->name, true, tabs_of(r, m->name));
+}
+
+static void do_message(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
+{
+    if (!m->room) return send_error(chat, m, "not_joined", "join a room first");
+    json_t *jt = json_object_get(req, "text");
+    if (!json_is_string(jt)) return send_error(chat, m, "bad_text", "text must be a string");
+    size_t tl = json_string_length(jt);
+    const char *text = trim(json_string_value(jt), &tl);
+    if (tl == 0 || utf8_chars(text, tl) > WSX_CHAT_MAX_TEXT)
+        return send_error(chat, m, "bad_text", "text: 1 to 2000 characters");
+    room *r = m->room;
+    uint64_t id = r->next_id++;
+    json_t *msg =
+        json_pack("{s:s, s:I, s:s, s:s, s:s%, s:I}", "type", "message", "id", (json_int_t)id,
+                  "room", r->name, "name", m->name, "text", text, tl, "ts", (json_int_t)now(chat));
+    char *s = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    if (!s) return;
+    chat->ops.publish(r->name, s, strlen(s), id, NULL, chat->opts.user);
+    history_add(chat, r, id, s);
+}
+
+static void do_typing(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
+{
+    if (!m->room) return send_error(chat, m, "not_joined", "join a room first");
+    json_t *jt = json_object_get(req, "typing");
+    publish_json(chat, m->room,
+                 json_pack("{s:s, s:s, s:s, s:b}", "type", "typing", "room", m->room->name, "name",
+                           m->name, "typing", json_is_true(jt)),
+                 m->ctx);
+}
+
+/* ---- the API ---- */
+
+int wsx_chat_new(const wsx_chat_opts *opts, const wsx_chat_ops *ops, wsx_chat **out)
+{
+    wsx_chat *chat = calloc(1, sizeof *chat);
+    if (!chat) return WSX_ENOMEM;
+    chat->opts = *opts;
+    if (!chat->opts.server_name) chat->opts.server_name = "wsx 0.1.0";
+    if (!chat->opts.max_rooms) chat->opts.max_rooms = 10000;
+    chat->ops = *ops;
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    /* Recursive: an op may lead the front end back into the chat (a send that closes a
+     * connection, an HTTP answer that serves the next request). */
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    int rc = pthread_mutex_init(&chat->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
+    if (rc != 0) {
+        free(chat);
+        return WSX_ENOMEM;
+    }
+    *out = chat;
+    return 0;
+}
+
+void wsx_chat_free(wsx_chat *chat)
+{
+    if (!chat) return;
+    while (chat->rooms) {
+        room *r = chat->rooms;
+        chat->rooms = r->next;
+        for (wsx_chat_conn *m = r->members; m; m = m->next)
+            m->room = NULL;
+        while (r->listeners) {
+            wsx_chat_listener *l = r->listeners;
+            r->listeners = l->next;
+            free(l);
+        }
+        destroy_room(chat, r);
+    }
+    pthread_mutex_destroy(&chat->mu);
+    free(chat);
+}
+
+wsx_chat_conn *wsx_chat_conn_open(wsx_chat *chat, void *conn)
+{
+    wsx_chat_conn *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->ctx = conn;
+    wsx_chat_lock(chat);
+    m->id = ++chat->next_conn_id;
+    chat->n_conns++;
+    char id[32];
+    snprintf(id, sizeof id, "c%llu", (unsigned long long)m->id);
+    send_json(chat, m,
+              json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i}}", "type", "welcome", "server",
+                        chat->opts.server_name, "id", id, "limits", "name", WSX_CHAT_MAX_NAME,
+                        "room", WSX_CHAT_MAX_ROOM, "text", WSX_CHAT_MAX_TEXT));
+    wsx_chat_unlock(chat);
+    return m;
+}
+
+uint64_t wsx_chat_conn_id(const wsx_chat_conn *cc)
+{
+    return cc->id;
+}
+
+void wsx_chat_conn_message(wsx_chat *chat, wsx_chat_conn *m, const char *data, size_t len,
+                           bool binary)
+{
+    wsx_chat_lock(chat);
+    if (binary) {
+        send_error(chat, m, "binary", "binary messages are not accepted");
+        wsx_chat_unlock(chat);
+        return;
+    }
+    json_error_t err;
+    json_t *req = json_loadb(data, len, 0, &err);
+    if (!req || !json_is_object(req)) {
+        json_decref(req);
+        send_error(chat, m, "bad_json", "messages are JSON objects");
+        wsx_chat_unlock(chat);
+        return;
+    }
+    const char *type = json_string_value(json_object_get(req, "type"));
+    if (!type)
+        send_error(chat, m, "bad_type", "missing \"type\"");
+    else if (!strcmp(type, "join"))
+        do_join(chat, m, req);
+    else if (!strcmp(type, "message"))
+        do_message(chat, m, req);
+    else if (!strcmp(type, "typing"))
+        do_typing(chat, m, req);
+    else if (!strcmp(type, "leave"))
+        leave_room(chat, m, NULL);
+    else
+        send_error(chat, m, "bad_type", "unknown \"type\"");
+    json_decref(req);
+    wsx_chat_unlock(chat);
+}
+
+void wsx_chat_conn_close(wsx_chat *chat, wsx_chat_conn *m)
+{
+    if (!m) return;
+    wsx_chat_lock(chat);
+    leave_room(chat, m, NULL);
+    chat->n_conns--;
+    wsx_chat_unlock(chat);
+    free(m);
+}
+
+int wsx_chat_listener_add(wsx_chat *chat, const char *name, void *listener, wsx_chat_listener **out)
+{
+    if (!wsx_chat_valid_room(name, strlen(name))) return WSX_EINVAL;
+    wsx_chat_lock(chat);
+    bool full = chat->n_rooms >= chat->opts.max_rooms;
+    room *r = get_room(chat, name);
+    wsx_chat_listener *l = r ? calloc(1, sizeof *l) : NULL;
+    if (!l) {
+        if (r) release_room(chat, r);
+        wsx_chat_unlock(chat);
+        return r || !full ? WSX_ENOMEM : WSX_ELIMIT;
+    }
+    l->ctx = listener;
+    l->room = r;
+    l->next = r->listeners;
+    if (l->next) l->next->prev = l;
+    r->listeners = l;
+    chat->n_listeners++;
+    *out = l;
+    wsx_chat_unlock(chat);
+    return 0;
+}
+
+void wsx_chat_listener_replay(wsx_chat *chat, wsx_chat_listener *l, uint64_t after)
+{
+    wsx_chat_lock(chat);
+    room *r = l->room;
+    for (size_t i = 0; i < r->hist_n; i++) {
+        size_t slot = (r->hist_first + i) % chat->opts.history;
+        if (r->hist_id[slot] > after)
+            chat->ops.sse_send(l->ctx, r->hist_id[slot], r->hist[slot], strlen(r->hist[slot]),
+                               chat->opts.user);
+    }
+    wsx_chat_unlock(chat);
+}
+
+void wsx_chat_listener_remove(wsx_chat *chat, wsx_chat_listener *l)
+{
+    if (!l) return;
+    wsx_chat_lock(chat);
+    room *r = l->room;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        r->listeners = l->next;
+    if (l->next) l->next->prev = l->prev;
+    chat->n_listeners--;
+    free(l);
+    release_room(chat, r);
+    wsx_chat_unlock(chat);
+}
+
+void wsx_chat_listeners_each(wsx_chat *chat, const char *name,
+                             void (*fn)(void *listener, void *arg), void *arg)
+{
+    wsx_chat_lock(chat);
+    room *r = find_room(chat, name);
+    if (r)
+        for (wsx_chat_listener *l = r->listeners; l; l = l->next)
+            fn(l->ctx, arg);
+    wsx_chat_unlock(chat);
+}
+
+void wsx_chat_listeners_all(wsx_chat *chat, void (*fn)(void *listener, void *arg), void *arg)
+{
+    wsx_chat_lock(chat);
+    for (room *r = chat->rooms; r; r = r->next)
+        for (wsx_chat_listener *l = r->listeners; l; l = l->next)
+            fn(l->ctx, arg);
+    wsx_chat_unlock(chat);
+}
+
+void wsx_chat_get_stats(wsx_chat *chat, wsx_chat_stats *out)
+{
+    wsx_chat_lock(chat);
+    out->rooms = chat->n_rooms;
+    out->members = chat->n_members;
+    out->listeners = chat->n_listeners;
+    out->conns = chat->n_conns;
+    wsx_chat_unlock(chat);
+}
