@@ -843,13 +843,20 @@ class Chat:
         return got
 
     async def join(self, room, name):
-        """Joins and reads the answer and the presence/online event that follows it:
-        (joined, event). A refused join returns (error, None)."""
+        """Joins and reads the answer, the room's `history` message and the presence/online
+        event that follow it: (joined, event), the history's messages put into joined as
+        j["history"] (where servers before the `history` message had them). A refused join
+        returns (error, None)."""
         await self.send({"type": "join", "room": room, "name": name})
         j = await self.recv()
         if j.get("type") != "joined":
             return j, None
         ev = await self.recv()
+        if ev.get("type") == "history":
+            if ev.get("room") != j.get("room"):
+                raise AssertionError(f"{self.label}: history of {ev.get('room')!r} after joining {j.get('room')!r}")
+            j["history"] = ev.get("messages")
+            ev = await self.recv()
         if ev.get("type") not in ("presence", "online"):
             raise AssertionError(f"{self.label}: expected presence/online after joined, got {ev}")
         return j, ev

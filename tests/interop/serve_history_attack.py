@@ -1,0 +1,344 @@
+#!/usr/bin/python3
+"""History and server-sent events of `wsx serve` attacked over real sockets (issue 10, items 3
+and 4), one scenario per run (argument: joins, sse, budget or idle):
+
+joins   16 connections that never read each send 50 `join`s to a room whose history is full
+        (100 messages of 2000 4-byte characters): server RSS growth < 200 MiB; each attacker
+        gets an `error` with code `slow_down` once its queue is above the high-water mark; an
+        honest client joins (and gets the whole history) and posts meanwhile.
+sse     8 SSE listeners that never read while 64 MiB of messages are posted to their room:
+        growth < 200 MiB; the slow listeners are ended; an honest listener gets every event.
+budget  300 rooms x 100 maximal messages with --history-bytes 16M: RSS once the client is
+        gone stays within the budget plus slack; the oldest rooms' history is gone, the newest
+        room's is kept.
+idle    --history-idle 1: the history of a room nobody is in is dropped after a second; a
+        room with a member keeps its history.
+
+WSX_ATTACK_BASELINE=1 runs the same attacks without the new options (for figures from a build
+before the fix: its checks are expected to fail).
+"""
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+from wsxlib import SSE, Chat, Raw, Serve, build_frame, check, eq, note, proc_status_kib, run
+
+BASELINE = os.environ.get("WSX_ATTACK_BASELINE") == "1"
+BIG_TEXT = "\U0001F600" * 2000  # 2000 characters of 4 bytes: the largest message allowed
+MiB = 1024 * 1024
+
+
+def rss(srv):
+    return (proc_status_kib(srv.proc.pid, "VmRSS") or 0) * 1024
+
+
+class Peak:
+    """Samples the server's RSS every 20 ms in a thread while the attack runs."""
+
+    def __init__(self, srv):
+        self.srv = srv
+        self.peak = rss(srv)
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss(self.srv))
+
+    def stop(self):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, rss(self.srv))
+        return self.peak
+
+
+def th(fn, *args):
+    return asyncio.to_thread(fn, *args)
+
+
+async def join(c, room, name):
+    """Joins: (joined, the history's messages). The history comes as its own `history`
+    message after `joined` (or inside `joined` from servers before it)."""
+    j, _ = await c.join(room, name)
+    eq(j.get("type"), "joined", f"{c.label} joins {room}")
+    return j, j.get("history", [])
+
+
+async def fill(c, room, n, text=BIG_TEXT):
+    """Posts n messages to the room c is in and reads their echoes."""
+    for i in range(0, n, 50):
+        k = min(50, n - i)
+        for _ in range(k):
+            await c.send({"type": "message", "text": text})
+        for _ in range(k):
+            await c.expect("message", 10)
+
+
+def raw_messages(r, timeout=1.0):
+    """Reads every message an attacker has been sent until it is quiet (or EOF) for timeout s:
+    (decoded JSON objects, whether the server closed the connection, its close code)."""
+    got, code = [], None
+    while True:
+        try:
+            f = r.recv_frame(timeout)
+        except TimeoutError:
+            return got, False, None
+        if f is None:
+            return got, True, code
+        if f.opcode == 0x8:
+            return got, True, f.close_code
+        if f.opcode == 0x1:
+            got.append(json.loads(f.payload))
+
+
+# ---- joins -------------------------------------------------------------------------------------
+
+async def joins():
+    srv = Serve(["--quiet", "--ping-interval", "0"], quiet=True)
+    try:
+        port = srv.port
+        owner = await Chat.open(srv.url, "owner")
+        await join(owner, "big", "owner")
+        await fill(owner, "big", 100)
+        _, hist = await join(owner, "big", "owner")
+        eq(len(hist), 100, "the room's history is full (100 messages)")
+        hist_bytes = sum(len(json.dumps(m, ensure_ascii=False).encode()) for m in hist)
+        note(f"history of the room: {hist_bytes / MiB:.2f} MiB")
+        base = rss(srv)
+        note(f"server RSS before the attack: {base / MiB:.1f} MiB")
+
+        attackers = []
+        for i in range(16):
+            r = Raw.connect(port, "/ws", rcvbuf=4096)
+            attackers.append(r)
+        peak = Peak(srv)
+        t0 = time.monotonic()
+        frames = [b"".join(build_frame(0x1, json.dumps({"type": "join", "room": "big", "name": f"a{i:02d}"})
+                                       .encode()) for _ in range(50)) for i in range(16)]
+        note(f"each join is {len(frames[0]) // 50} bytes on the wire")
+        for r, data in zip(attackers, frames):
+            r.sock.settimeout(5)
+            r.send(data)
+
+        # An honest client in the same server meanwhile: joins, gets the whole history, posts.
+        honest = await Chat.open(srv.url, "honest")
+        t1 = time.monotonic()
+        _, h = await join(honest, "big", "honest")
+        eq(len(h), 100, "the honest client gets the whole history during the attack")
+        await honest.send({"type": "message", "text": "still here"})
+        while True:
+            m = await honest.recv(10)
+            if m.get("type") == "message":
+                break
+        eq(m.get("text"), "still here", "the honest client's message comes back during the attack")
+        note(f"honest join + post + echo: {(time.monotonic() - t1) * 1000:.0f} ms")
+        await asyncio.sleep(2.0)
+        grown = peak.stop() - base
+        note(f"attack: 16 x 50 joins in {time.monotonic() - t0:.1f} s; peak RSS growth "
+             f"{grown / MiB:.1f} MiB (RSS now {rss(srv) / MiB:.1f} MiB)")
+        check(grown < 200 * MiB, "server RSS growth < 200 MiB under 16 x 50 joins",
+              f"{grown / MiB:.1f} MiB")
+        check(srv.running, "the server is still running")
+
+        # Each attacker: what it was sent, read now.
+        slowed, answered, closed = 0, [], 0
+        for i, r in enumerate(attackers):
+            got, eof, code = await th(raw_messages, r, 2.0)
+            types = [m.get("type") for m in got]
+            n_slow = sum(1 for m in got if m.get("type") == "error" and m.get("code") == "slow_down")
+            answered.append(types.count("joined"))
+            slowed += n_slow == 1
+            closed += eof
+            if i == 0:
+                note(f"attacker 0: {types.count('joined')} joined, {types.count('history')} history, "
+                     f"{n_slow} slow_down, eof={eof} code={code}")
+        note(f"joins answered per attacker: {answered}")
+        eq(slowed, 16, "each attacker got exactly one slow_down error")
+        check(all(1 <= a < 50 for a in answered), "each attacker's joins were answered only below high water",
+              answered)
+        for r in attackers:
+            r.close()
+        await owner.close()
+        await honest.close()
+    finally:
+        srv.kill()
+
+
+# ---- sse ---------------------------------------------------------------------------------------
+
+def slow_sse(port, room):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", port))
+    s.sendall(f"GET /sse?room={room} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return s
+
+
+def read_to_eof(s, timeout):
+    """Reads until EOF: (bytes read, whether EOF came within timeout s)."""
+    n = 0
+    deadline = time.monotonic() + timeout
+    s.settimeout(1)
+    while time.monotonic() < deadline:
+        try:
+            d = s.recv(1 << 20)
+        except socket.timeout:
+            continue
+        except OSError:
+            return n, True
+        if not d:
+            return n, True
+        n += len(d)
+    return n, False
+
+
+async def sse():
+    srv = Serve(["--quiet", "--ping-interval", "0"], quiet=True)
+    try:
+        port = srv.port
+        poster = await Chat.open(srv.url, "poster")
+        await join(poster, "feed", "poster")
+        slow = [slow_sse(port, "feed") for _ in range(8)]
+        good = await th(SSE, port, "/sse?room=feed")
+        got_ids = []
+
+        def listen():
+            while True:
+                try:
+                    ev = good.event(10)
+                except TimeoutError:
+                    return
+                if ev is None:
+                    return
+                got_ids.append(int(ev["id"]))
+                if int(ev["id"]) >= n_posts:
+                    return
+        n_posts = 8000  # 8000 x ~8 KiB: 64 MiB of events, a slow listener's whole hard limit
+        await asyncio.sleep(0.3)
+        base = rss(srv)
+        note(f"server RSS before: {base / MiB:.1f} MiB")
+        lt = threading.Thread(target=listen, daemon=True)
+        lt.start()
+        peak = Peak(srv)
+        t0 = time.monotonic()
+        await fill(poster, "feed", n_posts)
+        lt.join(30)
+        grown = peak.stop() - base
+        note(f"{n_posts} messages ({n_posts * len(BIG_TEXT.encode()) / MiB:.0f} MiB of text) in "
+             f"{time.monotonic() - t0:.1f} s; peak RSS growth {grown / MiB:.1f} MiB")
+        check(grown < 200 * MiB, "server RSS growth < 200 MiB with 8 slow SSE listeners",
+              f"{grown / MiB:.1f} MiB")
+        eq(len(got_ids), n_posts, "the honest SSE listener got every event")
+        eq(got_ids == list(range(1, n_posts + 1)), True, "... in order")
+        good.close()
+        ends = await asyncio.gather(*(th(read_to_eof, s, 10) for s in slow))
+        note(f"slow listeners: bytes each got before the end: {[n for n, _ in ends]}")
+        check(all(eof for _, eof in ends), "every slow listener was ended (EOF)")
+        check(all(n < n_posts * 8000 for n, _ in ends), "... before it got everything")
+        for s in slow:
+            s.close()
+        await poster.close()
+    finally:
+        srv.kill()
+
+
+# ---- budget ------------------------------------------------------------------------------------
+
+def post_rooms(port, n_rooms, per_room):
+    """One raw client: joins each room in turn and posts per_room maximal messages there,
+    reading every echo. Returns the number of echoes."""
+    r = Raw.connect(port, "/ws", timeout=20)
+    msg = build_frame(0x1, json.dumps({"type": "message", "text": BIG_TEXT}, ensure_ascii=False).encode())
+    echoes = 0
+    for k in range(n_rooms):
+        r.send(build_frame(0x1, json.dumps({"type": "join", "room": f"r{k}", "name": "filler"}).encode()))
+        r.send(msg * per_room)
+        got = 0
+        while got < per_room:
+            f = r.recv_message(20)
+            if f is None:
+                raise RuntimeError("the server closed the filler's connection")
+            if f.opcode == 0x1 and f.payload.startswith(b'{"type":"message"'):
+                got += 1
+        echoes += got
+    r.close()
+    return echoes
+
+
+async def budget():
+    budget_mib = 16
+    args = ["--quiet", "--ping-interval", "0"] + ([] if BASELINE else ["--history-bytes", f"{budget_mib}M"])
+    srv = Serve(args, quiet=True)
+    try:
+        port = srv.port
+        base = rss(srv)
+        t0 = time.monotonic()
+        peak = Peak(srv)
+        n = await th(post_rooms, port, 300, 100)
+        grown_peak = peak.stop() - base
+        eq(n, 30000, "300 rooms x 100 maximal messages posted")
+        await asyncio.sleep(1.0)  # the client is gone; the loop gives its caches back when quiet
+        after = rss(srv)
+        note(f"300 x 100 maximal messages in {time.monotonic() - t0:.1f} s; RSS before {base / MiB:.1f} MiB, "
+             f"peak {(base + grown_peak) / MiB:.1f} MiB, after the client left {after / MiB:.1f} MiB")
+        check(after - base < (budget_mib + 24) * MiB,
+              f"RSS after the client is gone < the budget ({budget_mib} MiB) + 24 MiB over the start",
+              f"{(after - base) / MiB:.1f} MiB")
+        c = await Chat.open(srv.url, "check")
+        _, h0 = await join(c, "r0", "check")
+        eq(len(h0), 0, "the oldest room's history was evicted")
+        _, h299 = await join(c, "r299", "check")
+        check(len(h299) == 100, "the newest room's history is whole", len(h299))
+        kept = 0
+        for k in range(300):
+            _, h = await join(c, f"r{k}", "check")
+            kept += len(h)
+        per = len(json.dumps({"type": "message", "id": 1, "room": "r100", "name": "filler",
+                              "text": BIG_TEXT, "ts": 0}, ensure_ascii=False).encode())
+        note(f"messages kept over all rooms: {kept} (~{kept * per / MiB:.1f} MiB of JSON)")
+        check(kept * per <= budget_mib * MiB, "the history kept fits the budget", kept)
+        check(kept * per > budget_mib * MiB // 2, "... and the budget is used", kept)
+        await c.close()
+    finally:
+        srv.kill()
+
+
+# ---- idle --------------------------------------------------------------------------------------
+
+async def idle():
+    args = ["--quiet", "--ping-interval", "0"] + ([] if BASELINE else ["--history-idle", "1"])
+    srv = Serve(args, quiet=True)
+    try:
+        a = await Chat.open(srv.url, "a")
+        await join(a, "gone", "a")
+        await fill(a, "gone", 5, "bye")
+        b = await Chat.open(srv.url, "b")
+        await join(b, "kept", "b")
+        await fill(b, "kept", 3, "still here")
+        await a.close()  # "gone" has nobody left; "kept" keeps b
+        await asyncio.sleep(2.5)
+        c = await Chat.open(srv.url, "c")
+        _, h = await join(c, "gone", "c")
+        eq(len(h), 0, "the history of a room idle for longer than --history-idle is dropped")
+        _, h = await join(c, "kept", "c")
+        eq(len(h), 3, "a room with a member keeps its history")
+        await c.close()
+        await b.close()
+    finally:
+        srv.kill()
+
+
+SCENARIOS = {"joins": joins, "sse": sse, "budget": budget, "idle": idle}
+
+if __name__ == "__main__":
+    which = sys.argv[1] if len(sys.argv) > 1 else ""
+    if which not in SCENARIOS:
+        sys.exit(f"usage: {sys.argv[0]} {'|'.join(SCENARIOS)}")
+    run(f"serve_history_attack {which}", SCENARIOS[which], timeout=90)
