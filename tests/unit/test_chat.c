@@ -182,7 +182,7 @@ typedef struct mconn {
 typedef struct mroom {
     bool exists;
     uint64_t next_id;
-    uint64_t last_used;
+    uint64_t last_used;  /* joined, or became idle */
     size_t hist_n;       /* messages held, at most the history setting */
     uint64_t hist_id[8]; /* the ids held, oldest first (history <= 8 in these tests) */
     char hist_text[8][32];
@@ -275,9 +275,14 @@ static void model_presence(int r, const char *name, bool joined)
     }
 }
 
+/* An idle room with history is kept, and the time it became idle orders the evictions. */
 static void model_release(int r)
 {
-    if (model_idle(r) && M.r[r].hist_n == 0) M.r[r].exists = false;
+    if (!model_idle(r)) return;
+    if (M.r[r].hist_n == 0)
+        M.r[r].exists = false;
+    else
+        M.r[r].last_used = fake_now;
 }
 
 static void model_leave(int i, int keep)
