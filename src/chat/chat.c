@@ -24,7 +24,10 @@ struct wsx_chat_listener {
 };
 
 struct room {
-    room *next;
+    room *hnext;                 /* in its hash bucket */
+    room *idle_prev, *idle_next; /* in the idle list, when idle with history */
+    bool in_idle;
+    uint64_t hash;
     char name[WSX_CHAT_MAX_ROOM + 1];
     wsx_chat_conn *members; /* connections that joined, newest first */
     size_t n_members;
@@ -34,7 +37,7 @@ struct room {
     uint64_t *hist_id;
     size_t hist_n, hist_first;
     uint64_t next_id;
-    uint64_t last_used; /* for evicting idle rooms at the cap */
+    uint64_t last_used; /* when it was last joined, left or listened to */
 };
 
 struct wsx_chat_conn {
@@ -49,8 +52,15 @@ struct wsx_chat {
     wsx_chat_opts opts;
     wsx_chat_ops ops;
     pthread_mutex_t mu;
-    room *rooms;
+    /* Rooms by name: a chained hash table keyed with a secret, so that chosen room names
+     * cannot pile up in one bucket. It doubles when it holds more rooms than buckets. */
+    room **buckets;
+    size_t n_buckets; /* a power of two */
+    uint64_t hash_key[2];
     size_t n_rooms;
+    /* Idle rooms (no member, no listener) that are kept for their history, the one idle
+     * longest first: at the room cap the first makes way, in O(1). */
+    room *idle_head, *idle_tail;
     size_t n_conns, n_members, n_listeners;
     uint64_t next_conn_id;
 };
@@ -122,16 +132,92 @@ static bool valid_name(const char *s, size_t n)
 
 /* ---- rooms ---- */
 
+/* SipHash-1-3 of a room name (at most 32 bytes) under the chat's random key. */
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = ROTL(v1, 13);                                                                         \
+        v1 ^= v0;                                                                                  \
+        v0 = ROTL(v0, 32);                                                                         \
+        v2 += v3;                                                                                  \
+        v3 = ROTL(v3, 16);                                                                         \
+        v3 ^= v2;                                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = ROTL(v3, 21);                                                                         \
+        v3 ^= v0;                                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = ROTL(v1, 17);                                                                         \
+        v1 ^= v2;                                                                                  \
+        v2 = ROTL(v2, 32);                                                                         \
+    } while (0)
+
+static uint64_t room_hash(const wsx_chat *chat, const char *s, size_t n)
+{
+    uint64_t k0 = chat->hash_key[0], k1 = chat->hash_key[1];
+    uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
+    uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
+    uint64_t b = (uint64_t)n << 56;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t m = 0;
+        for (int k = 0; k < 8; k++)
+            m |= (uint64_t)(unsigned char)s[i + (size_t)k] << (8 * k);
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    for (int k = 0; i < n; i++, k++)
+        b |= (uint64_t)(unsigned char)s[i] << (8 * k);
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
 static room *find_room(wsx_chat *chat, const char *name)
 {
-    for (room *r = chat->rooms; r; r = r->next)
-        if (!strcmp(r->name, name)) return r;
+    size_t n = strlen(name);
+    uint64_t h = room_hash(chat, name, n);
+    for (room *r = chat->buckets[h & (chat->n_buckets - 1)]; r; r = r->hnext)
+        if (r->hash == h && !strcmp(r->name, name)) return r;
     return NULL;
 }
 
 static bool room_idle(const room *r)
 {
     return !r->members && !r->listeners;
+}
+
+static void idle_remove(wsx_chat *chat, room *r)
+{
+    if (!r->in_idle) return;
+    if (r->idle_prev)
+        r->idle_prev->idle_next = r->idle_next;
+    else
+        chat->idle_head = r->idle_next;
+    if (r->idle_next)
+        r->idle_next->idle_prev = r->idle_prev;
+    else
+        chat->idle_tail = r->idle_prev;
+    r->idle_prev = r->idle_next = NULL;
+    r->in_idle = false;
+}
+
+static void idle_append(wsx_chat *chat, room *r)
+{
+    r->idle_prev = chat->idle_tail;
+    r->idle_next = NULL;
+    if (chat->idle_tail)
+        chat->idle_tail->idle_next = r;
+    else
+        chat->idle_head = r;
+    chat->idle_tail = r;
+    r->in_idle = true;
 }
 
 static void destroy_room(wsx_chat *chat, room *r)
@@ -145,39 +231,68 @@ static void destroy_room(wsx_chat *chat, room *r)
 
 static void free_room(wsx_chat *chat, room *r)
 {
-    room **pp = &chat->rooms;
+    room **pp = &chat->buckets[r->hash & (chat->n_buckets - 1)];
     while (*pp != r)
-        pp = &(*pp)->next;
-    *pp = r->next;
+        pp = &(*pp)->hnext;
+    *pp = r->hnext;
+    idle_remove(chat, r);
     chat->n_rooms--;
     destroy_room(chat, r);
 }
 
-/* A room nobody is in and nobody listens to, with nothing to remember, costs nothing. */
+/* A room nobody is in and nobody listens to costs nothing if it has nothing to remember;
+ * with history it joins the idle list, the place where the room cap finds rooms to evict. */
 static void release_room(wsx_chat *chat, room *r)
 {
-    if (room_idle(r) && r->hist_n == 0) free_room(chat, r);
+    if (!room_idle(r)) return;
+    if (r->hist_n == 0) {
+        free_room(chat, r);
+        return;
+    }
+    r->last_used = now(chat);
+    if (!r->in_idle) idle_append(chat, r);
 }
 
+/* Doubles the bucket array; on failure the table stays as it is (only slower). */
+static void grow(wsx_chat *chat)
+{
+    size_t nb = chat->n_buckets * 2;
+    room **b = calloc(nb, sizeof *b);
+    if (!b) return;
+    for (size_t i = 0; i < chat->n_buckets; i++) {
+        while (chat->buckets[i]) {
+            room *r = chat->buckets[i];
+            chat->buckets[i] = r->hnext;
+            r->hnext = b[r->hash & (nb - 1)];
+            b[r->hash & (nb - 1)] = r;
+        }
+    }
+    free(chat->buckets);
+    chat->buckets = b;
+    chat->n_buckets = nb;
+}
+
+/* The room called name, made if needed; it is taken off the idle list, as the caller is
+ * about to put a member or listener in it (or to release it again). NULL at the room cap
+ * with no idle room to evict, or out of memory. */
 static room *get_room(wsx_chat *chat, const char *name)
 {
     room *r = find_room(chat, name);
     if (r) {
+        idle_remove(chat, r);
         r->last_used = now(chat);
         return r;
     }
     if (chat->n_rooms >= chat->opts.max_rooms) {
-        /* At the cap, the idle room used longest ago (and its history) makes way, so a
-         * flood of made-up room names cannot lock everyone out of new rooms. */
-        room *victim = NULL;
-        for (room *x = chat->rooms; x; x = x->next)
-            if (room_idle(x) && (!victim || x->last_used < victim->last_used)) victim = x;
-        if (!victim) return NULL;
-        free_room(chat, victim);
+        /* At the cap, the room idle longest (and its history) makes way, so a flood of
+         * made-up room names cannot lock everyone out of new rooms. */
+        if (!chat->idle_head) return NULL;
+        free_room(chat, chat->idle_head);
     }
     r = calloc(1, sizeof *r);
     if (!r) return NULL;
-    snprintf(r->name, sizeof r->name, "%s", name);
+    size_t n = strlen(name);
+    memcpy(r->name, name, n < WSX_CHAT_MAX_ROOM ? n : WSX_CHAT_MAX_ROOM);
     if (chat->opts.history) {
         r->hist = calloc(chat->opts.history, sizeof *r->hist);
         r->hist_id = calloc(chat->opts.history, sizeof *r->hist_id);
@@ -188,8 +303,11 @@ static room *get_room(wsx_chat *chat, const char *name)
     }
     r->next_id = 1;
     r->last_used = now(chat);
-    r->next = chat->rooms;
-    chat->rooms = r;
+    if (chat->n_rooms >= chat->n_buckets) grow(chat);
+    r->hash = room_hash(chat, r->name, strlen(r->name));
+    size_t b = r->hash & (chat->n_buckets - 1);
+    r->hnext = chat->buckets[b];
+    chat->buckets[b] = r;
     chat->n_rooms++;
     return r;
 }
@@ -428,6 +546,15 @@ int wsx_chat_new(const wsx_chat_opts *opts, const wsx_chat_ops *ops, wsx_chat **
     if (!chat->opts.server_name) chat->opts.server_name = "wsx 0.1.0";
     if (!chat->opts.max_rooms) chat->opts.max_rooms = 10000;
     chat->ops = *ops;
+    chat->n_buckets = 64;
+    chat->buckets = calloc(chat->n_buckets, sizeof *chat->buckets);
+    uint8_t key[16];
+    if (!chat->buckets || wsx_random_bytes(key, sizeof key) < 0) {
+        free(chat->buckets);
+        free(chat);
+        return WSX_ENOMEM;
+    }
+    memcpy(chat->hash_key, key, sizeof key);
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
     /* Recursive: an op may lead the front end back into the chat (a send that closes a
@@ -436,6 +563,7 @@ int wsx_chat_new(const wsx_chat_opts *opts, const wsx_chat_ops *ops, wsx_chat **
     int rc = pthread_mutex_init(&chat->mu, &ma);
     pthread_mutexattr_destroy(&ma);
     if (rc != 0) {
+        free(chat->buckets);
         free(chat);
         return WSX_ENOMEM;
     }
@@ -446,18 +574,21 @@ int wsx_chat_new(const wsx_chat_opts *opts, const wsx_chat_ops *ops, wsx_chat **
 void wsx_chat_free(wsx_chat *chat)
 {
     if (!chat) return;
-    while (chat->rooms) {
-        room *r = chat->rooms;
-        chat->rooms = r->next;
-        for (wsx_chat_conn *m = r->members; m; m = m->next)
-            m->room = NULL;
-        while (r->listeners) {
-            wsx_chat_listener *l = r->listeners;
-            r->listeners = l->next;
-            free(l);
+    for (size_t b = 0; b < chat->n_buckets; b++) {
+        while (chat->buckets[b]) {
+            room *r = chat->buckets[b];
+            chat->buckets[b] = r->hnext;
+            for (wsx_chat_conn *m = r->members; m; m = m->next)
+                m->room = NULL;
+            while (r->listeners) {
+                wsx_chat_listener *l = r->listeners;
+                r->listeners = l->next;
+                free(l);
+            }
+            destroy_room(chat, r);
         }
-        destroy_room(chat, r);
     }
+    free(chat->buckets);
     pthread_mutex_destroy(&chat->mu);
     free(chat);
 }
@@ -595,9 +726,10 @@ void wsx_chat_listeners_each(wsx_chat *chat, const char *name,
 void wsx_chat_listeners_all(wsx_chat *chat, void (*fn)(void *listener, void *arg), void *arg)
 {
     wsx_chat_lock(chat);
-    for (room *r = chat->rooms; r; r = r->next)
-        for (wsx_chat_listener *l = r->listeners; l; l = l->next)
-            fn(l->ctx, arg);
+    for (size_t b = 0; b < chat->n_buckets; b++)
+        for (room *r = chat->buckets[b]; r; r = r->hnext)
+            for (wsx_chat_listener *l = r->listeners; l; l = l->next)
+                fn(l->ctx, arg);
     wsx_chat_unlock(chat);
 }
 
