@@ -88,8 +88,15 @@ static void op_sse_send(void *l, uint64_t id, const char *json, size_t len, void
     if ((l != &L_tag[0] && l != &L_tag[1]) || id == 0 || len == 0 || json[0] != '{') abort();
 }
 
-static const wsx_chat_ops ops = {op_send,   op_publish, op_subscribe, op_unsubscribe,
-                                 op_queued, op_now,     op_sse_send};
+static const wsx_chat_ops ops = {
+    .send = op_send,
+    .publish = op_publish,
+    .subscribe = op_subscribe,
+    .unsubscribe = op_unsubscribe,
+    .queued = op_queued,
+    .now_ms = op_now,
+    .sse_send = op_sse_send,
+};
 
 static const char *const rooms[4] = {"lobby", "a", "b-2", "c.3"};
 static const char *const names[4] = {"ann", "bob", "\xc3\xa9mile", "ann"};

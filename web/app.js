@@ -11,7 +11,8 @@
 //   rejoin) is QUEUED: it is shown at once as "pending" and sent after the `joined` answer; it
 //   stops being pending when the server echoes it back (the sender gets its own `message`).
 //   A message that was sent but not yet echoed when the connection dropped is looked up in the
-//   `history` of the rejoin: if it is there it was delivered, otherwise it is sent again.
+//   `history` of the rejoin: if it is there it was delivered, otherwise it is sent again. The
+//   history comes as its own message right after `joined`; the queue is flushed after it.
 'use strict';
 
 (() => {
@@ -53,6 +54,7 @@
   let lastItem = null; // last message <li> (for grouping)
 
   let dropped = false; // the connection dropped since the last `joined`
+  let awaitingHistory = null; // {room, rejoin, stick} between `joined` and its `history`
   // Own messages not yet echoed by the server, oldest first: {room, text, li, sent}.
   // sent=false: queued, waiting for a joined connection; sent=true: sent, echo not seen yet.
   let pending = [];
@@ -198,6 +200,7 @@
   function lostConnection() {
     const wasJoined = joined !== null;
     joined = null;
+    awaitingHistory = null;
     dropped = true;
     typingActive = false;
     clearTimeout(typingIdleTimer);
@@ -221,6 +224,7 @@
     switch (msg.type) {
       case 'welcome': onWelcome(msg); break;
       case 'joined': onJoined(msg); break;
+      case 'history': onHistory(msg); break;
       case 'message': onMessage(msg); break;
       case 'presence': onPresence(msg); break;
       case 'online': onOnline(msg); break; // tab count changes (not in the doc's table yet)
@@ -275,22 +279,30 @@
     else if (dropped) notice('Reconnected');
     else if (oldName !== null && oldName !== name) notice(`You are now ${name}`);
     dropped = false;
-    // History: add what is not on screen yet. A sent-but-unechoed message of ours that shows up
-    // in it was delivered before the drop.
-    if (Array.isArray(msg.history)) {
-      for (const m of msg.history) onMessage(m);
-    }
-    if (!rejoin) {
-      for (const p of pending) appendMessage(p.li);
-    }
     renderOnline(msg.online);
     setStatus('connected', 'Connected');
+    // The room's `history` follows; pending messages wait for it.
+    awaitingHistory = { room, rejoin, stick };
+  }
+
+  function onHistory(msg) {
+    const a = awaitingHistory;
+    if (!a || String(msg.room) !== a.room) return;
+    awaitingHistory = null;
+    // Add what is not on screen yet. A sent-but-unechoed message of ours that shows up in it
+    // was delivered before the drop.
+    if (Array.isArray(msg.messages)) {
+      for (const m of msg.messages) onMessage(m);
+    }
+    if (!a.rejoin) {
+      for (const p of pending) appendMessage(p.li);
+    }
     // Flush: everything still pending (queued, or sent on the old connection and not in the
     // history) is sent now, in order.
     for (const p of pending) {
       if (send({ type: 'message', text: p.text })) p.sent = true;
     }
-    if (stick || !rejoin) scrollDown();
+    if (a.stick || !a.rejoin) scrollDown();
   }
 
   function onMessage(m) {
@@ -355,6 +367,7 @@
     bad_room: 'Room names use letters, digits, "_", "." and "-" only.',
     bad_text: 'That message is empty or too long.',
     not_joined: 'Join a room first.',
+    slow_down: 'The server is waiting for this page to catch up.',
   };
 
   function onError(msg) {
@@ -369,6 +382,14 @@
       want = null;
       setStatus('connected', 'Connected');
       (code === 'bad_name' ? el.name : el.room).focus();
+    } else if (code === 'slow_down' && want) {
+      // The join was refused while too much was queued for us: ask again once it has drained.
+      const w = want;
+      setTimeout(() => {
+        if (want === w && !(joined && joined.room === w.room && joined.name === w.name)) {
+          send({ type: 'join', room: w.room, name: w.name });
+        }
+      }, 1000);
     }
   }
 

@@ -38,6 +38,12 @@ struct room {
     size_t hist_n, hist_first;
     uint64_t next_id;
     uint64_t last_used; /* when it was last joined, left or listened to */
+    /* The history budget: what this room's history costs, and its place in the list of
+     * rooms with history, the one posted to least recently first. */
+    size_t hist_bytes;
+    room *post_prev, *post_next;
+    bool in_post;
+    void *cache; /* the front end's shared form of the history (ops->send_history) */
 };
 
 struct wsx_chat_conn {
@@ -45,6 +51,7 @@ struct wsx_chat_conn {
     void *ctx;
     room *room;
     uint64_t id;
+    bool slowed; /* a join was refused with slow_down and none accepted since */
     char name[4 * WSX_CHAT_MAX_NAME + 1];
 };
 
@@ -61,13 +68,20 @@ struct wsx_chat {
     /* Idle rooms (no member, no listener) that are kept for their history, the one idle
      * longest first: at the room cap the first makes way, in O(1). */
     room *idle_head, *idle_tail;
+    /* Rooms with history, posted to least recently first, and what all history costs. */
+    room *post_head, *post_tail;
+    size_t hist_bytes, hist_msgs;
     size_t n_conns, n_members, n_listeners;
     uint64_t next_conn_id;
 };
 
 wsx_chat_opts wsx_chat_defaults(void)
 {
-    return (wsx_chat_opts){.history = 100, .max_rooms = 10000, .server_name = "wsx 0.1.0"};
+    return (wsx_chat_opts){.history = 100,
+                           .max_rooms = 10000,
+                           .server_name = "wsx 0.1.0",
+                           .history_bytes = 64u << 20,
+                           .history_idle_ms = 86400000};
 }
 
 void wsx_chat_lock(wsx_chat *chat)
@@ -220,10 +234,77 @@ static void idle_append(wsx_chat *chat, room *r)
     r->in_idle = true;
 }
 
+/* ---- the history's shared form and its budget ---- */
+
+static void cache_drop(wsx_chat *chat, room *r)
+{
+    if (!r->cache) return;
+    chat->ops.cache_free(r->cache, chat->opts.user);
+    r->cache = NULL;
+}
+
+static void post_remove(wsx_chat *chat, room *r)
+{
+    if (!r->in_post) return;
+    if (r->post_prev)
+        r->post_prev->post_next = r->post_next;
+    else
+        chat->post_head = r->post_next;
+    if (r->post_next)
+        r->post_next->post_prev = r->post_prev;
+    else
+        chat->post_tail = r->post_prev;
+    r->post_prev = r->post_next = NULL;
+    r->in_post = false;
+}
+
+/* r was just posted to: it goes to the end of the list (the last to be evicted). */
+static void post_touch(wsx_chat *chat, room *r)
+{
+    post_remove(chat, r);
+    r->post_prev = chat->post_tail;
+    if (chat->post_tail)
+        chat->post_tail->post_next = r;
+    else
+        chat->post_head = r;
+    chat->post_tail = r;
+    r->in_post = true;
+}
+
+static size_t hist_cost(const char *json)
+{
+    return strlen(json) + WSX_CHAT_HISTORY_OVERHEAD;
+}
+
+/* Frees r's oldest message. */
+static void drop_oldest(wsx_chat *chat, room *r)
+{
+    char *json = r->hist[r->hist_first];
+    size_t c = hist_cost(json);
+    free(json);
+    r->hist[r->hist_first] = NULL;
+    r->hist_first = (r->hist_first + 1) % chat->opts.history;
+    r->hist_n--;
+    r->hist_bytes -= c;
+    chat->hist_bytes -= c;
+    chat->hist_msgs--;
+    if (r->hist_n == 0) post_remove(chat, r);
+}
+
+/* Frees r's whole history (the room itself stays; see drop_history). */
+static void clear_history(wsx_chat *chat, room *r)
+{
+    while (r->hist_n)
+        drop_oldest(chat, r);
+    r->hist_first = 0;
+    cache_drop(chat, r);
+}
+
 static void destroy_room(wsx_chat *chat, room *r)
 {
-    for (size_t i = 0; i < r->hist_n; i++)
-        free(r->hist[(r->hist_first + i) % chat->opts.history]);
+    if (r->hist) clear_history(chat, r);
+    cache_drop(chat, r);
+    post_remove(chat, r);
     free(r->hist);
     free(r->hist_id);
     free(r);
@@ -245,6 +326,8 @@ static void free_room(wsx_chat *chat, room *r)
 static void release_room(wsx_chat *chat, room *r)
 {
     if (!room_idle(r)) return;
+    /* Nobody left to send the shared history to: do not keep it. */
+    cache_drop(chat, r);
     if (r->hist_n == 0) {
         free_room(chat, r);
         return;
@@ -312,6 +395,14 @@ static room *get_room(wsx_chat *chat, const char *name)
     return r;
 }
 
+/* Drops the history of a room other than the one being posted to, and the room too if it
+ * is idle (an idle room without history is not kept). */
+static void drop_history(wsx_chat *chat, room *r)
+{
+    clear_history(chat, r);
+    if (room_idle(r)) free_room(chat, r);
+}
+
 static void history_add(wsx_chat *chat, room *r, uint64_t id, char *json)
 {
     size_t cap = chat->opts.history;
@@ -319,17 +410,99 @@ static void history_add(wsx_chat *chat, room *r, uint64_t id, char *json)
         free(json);
         return;
     }
-    size_t slot;
-    if (r->hist_n < cap) {
-        slot = (r->hist_first + r->hist_n) % cap;
-        r->hist_n++;
-    } else {
-        slot = r->hist_first;
-        free(r->hist[slot]);
-        r->hist_first = (r->hist_first + 1) % cap;
-    }
+    cache_drop(chat, r);
+    if (r->hist_n == cap) drop_oldest(chat, r);
+    size_t slot = (r->hist_first + r->hist_n) % cap;
+    r->hist_n++;
     r->hist[slot] = json;
     r->hist_id[slot] = id;
+    size_t c = hist_cost(json);
+    r->hist_bytes += c;
+    chat->hist_bytes += c;
+    chat->hist_msgs++;
+    post_touch(chat, r);
+    /* Over the budget: the room posted to least recently loses its whole history (its
+     * readers are the least likely to miss it); when that is r itself, r keeps its newest. */
+    while (chat->opts.history_bytes && chat->hist_bytes > chat->opts.history_bytes) {
+        room *v = chat->post_head;
+        if (v != r)
+            drop_history(chat, v);
+        else if (r->hist_n > 1)
+            drop_oldest(chat, r);
+        else
+            break;
+    }
+}
+
+/* ---- the history as the front end sees it ---- */
+
+struct wsx_chat_history {
+    wsx_chat *chat;
+    room *r;
+};
+
+const char *wsx_chat_history_room(const wsx_chat_history *h)
+{
+    return h->r->name;
+}
+
+size_t wsx_chat_history_count(const wsx_chat_history *h)
+{
+    return h->r->hist_n;
+}
+
+const char *wsx_chat_history_get(const wsx_chat_history *h, size_t i, uint64_t *id, size_t *len)
+{
+    size_t slot = (h->r->hist_first + i) % h->chat->opts.history;
+    if (id) *id = h->r->hist_id[slot];
+    if (len) *len = strlen(h->r->hist[slot]);
+    return h->r->hist[slot];
+}
+
+char *wsx_chat_history_json(const wsx_chat_history *h, size_t *len)
+{
+    /* The stored texts are spliced in as they are: no parsing, no re-serialising. */
+    const room *r = h->r;
+    size_t total = strlen(r->name) + 64;
+    for (size_t i = 0; i < r->hist_n; i++)
+        total += strlen(wsx_chat_history_get(h, i, NULL, NULL)) + 1;
+    char *out = malloc(total);
+    if (!out) return NULL;
+    size_t o = (size_t)snprintf(out, total, "{\"type\":\"history\",\"room\":\"%s\",\"messages\":[",
+                                r->name);
+    for (size_t i = 0; i < r->hist_n; i++) {
+        size_t hl;
+        const char *t = wsx_chat_history_get(h, i, NULL, &hl);
+        if (i) out[o++] = ',';
+        memcpy(out + o, t, hl);
+        o += hl;
+    }
+    out[o++] = ']';
+    out[o++] = '}';
+    out[o] = '\0';
+    *len = o;
+    return out;
+}
+
+static bool shared_history(const wsx_chat *chat)
+{
+    return chat->ops.send_history && chat->ops.sse_history && chat->ops.cache_free;
+}
+
+/* Sends m the `history` message of r: from the front end's shared form when it keeps one,
+ * else a copy of its own. */
+static void send_history(wsx_chat *chat, wsx_chat_conn *m, room *r)
+{
+    wsx_chat_history h = {chat, r};
+    if (shared_history(chat)) {
+        chat->ops.send_history(m->ctx, &r->cache, &h, chat->opts.user);
+        return;
+    }
+    size_t len;
+    char *s = wsx_chat_history_json(&h, &len);
+    if (!s) return;
+    chat->ops.send(m->ctx, s, len, chat->opts.user);
+    free(s);
 }
 
 /* The online list: one entry per display name with its number of tabs, sorted by name. */
@@ -438,6 +611,17 @@ static void leave_room(wsx_chat *chat, wsx_chat_conn *m, const room *keep)
 
 static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
 {
+    /* A join makes the server queue the room's history (shared, but counted in this
+     * connection's queue) for a 50-byte request: not while the client is not reading. */
+    if (chat->opts.join_max_queued && chat->ops.queued &&
+        chat->ops.queued(m->ctx, chat->opts.user) > chat->opts.join_max_queued) {
+        if (!m->slowed)
+            send_error(chat, m, "slow_down",
+                       "too much is queued for this connection: read it, then join again");
+        m->slowed = true;
+        return;
+    }
+    m->slowed = false;
     const char *room_name = "lobby", *name = NULL;
     size_t rl = 5, nl = 0;
     json_t *jr = json_object_get(req, "room"), *jn = json_object_get(req, "name");
@@ -473,35 +657,12 @@ static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
     r->n_members++;
     chat->n_members++;
 
-    /* joined: the history is spliced in as the stored JSON texts. */
-    json_t *head = json_pack("{s:s, s:s, s:s, s:o}", "type", "joined", "room", r->name, "name",
-                             m->name, "online", online_list(r));
-    char *hs = json_dumps(head, JSON_COMPACT);
-    json_decref(head);
-    if (!hs) return;
-    size_t cap = chat->opts.history;
-    size_t total = strlen(hs) + 16;
-    for (size_t i = 0; i < r->hist_n; i++)
-        total += strlen(r->hist[(r->hist_first + i) % cap]) + 1;
-    char *out = malloc(total);
-    if (out) {
-        size_t o = strlen(hs) - 1; /* drop the closing brace */
-        memcpy(out, hs, o);
-        memcpy(out + o, ",\"history\":[", 12);
-        o += 12;
-        for (size_t i = 0; i < r->hist_n; i++) {
-            const char *h = r->hist[(r->hist_first + i) % cap];
-            size_t hl = strlen(h);
-            if (i) out[o++] = ',';
-            memcpy(out + o, h, hl);
-            o += hl;
-        }
-        out[o++] = ']';
-        out[o++] = '}';
-        chat->ops.send(m->ctx, out, o, chat->opts.user);
-        free(out);
-    }
-    free(hs);
+    /* joined is small and this connection's own; the history follows as one message that
+     * every joiner shares until the history changes. */
+    send_json(chat, m,
+              json_pack("{s:s, s:s, s:s, s:o}", "type", "joined", "room", r->name, "name", m->name,
+                        "online", online_list(r)));
+    send_history(chat, m, r);
     presence(chat, r, m->name, true, tabs_of(r, m->name));
 }
 
@@ -687,6 +848,12 @@ void wsx_chat_listener_replay(wsx_chat *chat, wsx_chat_listener *l, uint64_t aft
 {
     wsx_chat_lock(chat);
     room *r = l->room;
+    if (shared_history(chat)) {
+        wsx_chat_history h = {chat, r};
+        if (r->hist_n) chat->ops.sse_history(l->ctx, &r->cache, &h, after, chat->opts.user);
+        wsx_chat_unlock(chat);
+        return;
+    }
     for (size_t i = 0; i < r->hist_n; i++) {
         size_t slot = (r->hist_first + i) % chat->opts.history;
         if (r->hist_id[slot] > after)
@@ -740,5 +907,24 @@ void wsx_chat_get_stats(wsx_chat *chat, wsx_chat_stats *out)
     out->members = chat->n_members;
     out->listeners = chat->n_listeners;
     out->conns = chat->n_conns;
+    out->history_bytes = chat->hist_bytes;
+    out->history_messages = chat->hist_msgs;
     wsx_chat_unlock(chat);
+}
+
+size_t wsx_chat_expire(wsx_chat *chat)
+{
+    size_t n = 0;
+    wsx_chat_lock(chat);
+    uint64_t t = now(chat);
+    /* The idle list is in the order the rooms went idle: stop at the first that has not
+     * waited long enough. */
+    while (chat->opts.history_idle_ms && chat->idle_head) {
+        room *r = chat->idle_head;
+        if (t < r->last_used || t - r->last_used < chat->opts.history_idle_ms) break;
+        free_room(chat, r);
+        n++;
+    }
+    wsx_chat_unlock(chat);
+    return n;
 }

@@ -23,6 +23,7 @@
 typedef struct wsx_chat wsx_chat;
 typedef struct wsx_chat_conn wsx_chat_conn;
 typedef struct wsx_chat_listener wsx_chat_listener;
+typedef struct wsx_chat_history wsx_chat_history;
 
 /* How the chat reaches its connections. `conn` is the front end's pointer given to
  * wsx_chat_conn_open (a listener's to wsx_chat_listener_add), `user` is wsx_chat_opts.user.
@@ -45,16 +46,50 @@ typedef struct wsx_chat_ops {
     uint64_t (*now_ms)(void *user);
     /* Sends one SSE event (id, the message JSON) to a listener. */
     void (*sse_send)(void *listener, uint64_t id, const char *json, size_t len, void *user);
+
+    /* Shared history (optional; all three or none). Without them each join gets its own
+     * copy of the `history` message through send, and each replay its events through
+     * sse_send. With them the front end can build what it sends once per change of the
+     * history and share it between recipients: the chat keeps one pointer per room for it
+     * (`*cache`, NULL at first), which the front end may set, and hands it to cache_free
+     * (then forgets it) whenever the room's history changes, the room goes idle, is freed,
+     * or the chat is freed. h is valid for the call only (see wsx_chat_history_*). */
+    /* Sends conn the room's `history` message (wsx_chat_history_json makes its text). */
+    void (*send_history)(void *conn, void **cache, const wsx_chat_history *h, void *user);
+    /* Sends a listener the history's messages with an id above `after` as SSE events,
+     * oldest first (what sse_send would send for each). */
+    void (*sse_history)(void *listener, void **cache, const wsx_chat_history *h, uint64_t after,
+                        void *user);
+    void (*cache_free)(void *cache, void *user);
 } wsx_chat_ops;
 
 typedef struct wsx_chat_opts {
     size_t history;          /* messages kept per room and sent on join (default 100; 0: none) */
     size_t max_rooms;        /* rooms at most; at the cap the idle room used longest ago goes */
     const char *server_name; /* in `welcome` (default "wsx 0.1.0") */
-    void *user;              /* passed to every op */
+    /* History budget: bytes of history over all rooms (each message counts its JSON text
+     * plus WSX_CHAT_HISTORY_OVERHEAD). Past it, the history of the room posted to least
+     * recently is dropped whole, or, if that is the room just posted to, its oldest
+     * messages. 0: no budget. Default 64 MiB. */
+    size_t history_bytes;
+    /* The history of a room with no member and no listener is dropped once it has been so
+     * for this long (and the room with it), when wsx_chat_expire runs. 0: never. Default
+     * 86400000 (a day). */
+    uint64_t history_idle_ms;
+    /* A join from a connection with more than this many bytes queued (ops->queued) is
+     * refused with the error `slow_down`, once until a join is accepted again; later joins
+     * while it stays above are dropped unanswered, so a client that does not read cannot
+     * make the server queue anything for it. 0: no check. Default 0 (a front end sets it
+     * to its send queue's high-water mark). */
+    size_t join_max_queued;
+    void *user; /* passed to every op */
 } wsx_chat_opts;
 
-/* The defaults: history 100, max_rooms 10000. */
+/* What a history message costs beyond its JSON text in the budget: its allocation and its
+ * slot in the room's ring. */
+#define WSX_CHAT_HISTORY_OVERHEAD 32
+
+/* The defaults: history 100, max_rooms 10000, history_bytes 64 MiB, history_idle_ms a day. */
 wsx_chat_opts wsx_chat_defaults(void);
 
 /* Creates a chat. ops and the strings in opts are borrowed for the chat's lifetime. Returns 0
@@ -62,7 +97,8 @@ wsx_chat_opts wsx_chat_defaults(void);
 int wsx_chat_new(const wsx_chat_opts *opts, const wsx_chat_ops *ops, wsx_chat **out);
 
 /* Frees the chat, its rooms and history. Connections and listeners still open are freed
- * without any op being called. NULL is a no-op. */
+ * without any op being called, except cache_free for the rooms' shared history. NULL is a
+ * no-op. */
 void wsx_chat_free(wsx_chat *chat);
 
 /* A connection opened: sends it `welcome`. conn is the front end's handle, passed back to the
@@ -104,13 +140,33 @@ void wsx_chat_listeners_all(wsx_chat *chat, void (*fn)(void *listener, void *arg
 
 /* Counts for /metrics and tests. */
 typedef struct wsx_chat_stats {
-    size_t rooms;     /* rooms in memory (with members, listeners or history) */
-    size_t members;   /* connections in a room */
-    size_t listeners; /* SSE listeners */
-    size_t conns;     /* connections open */
+    size_t rooms;            /* rooms in memory (with members, listeners or history) */
+    size_t members;          /* connections in a room */
+    size_t listeners;        /* SSE listeners */
+    size_t conns;            /* connections open */
+    size_t history_bytes;    /* what the history of all rooms costs in the budget */
+    size_t history_messages; /* messages held over all rooms */
 } wsx_chat_stats;
 
 void wsx_chat_get_stats(wsx_chat *chat, wsx_chat_stats *out);
+
+/* Drops the history of every room that has had no member and no listener for
+ * history_idle_ms or longer, and those rooms with it. O(rooms dropped): the rooms wait in
+ * the order they went idle. A front end calls it from a timer (the chat keeps none).
+ * Returns the number of rooms dropped. */
+size_t wsx_chat_expire(wsx_chat *chat);
+
+/* ---- a room's history, as the shared-history ops see it (valid during the op only) ---- */
+
+/* The room's name (NUL-terminated). */
+const char *wsx_chat_history_room(const wsx_chat_history *h);
+/* Messages held, and the i-th (0: the oldest) as its JSON text (NUL-terminated, len bytes)
+ * with its id. Ids grow from oldest to newest. */
+size_t wsx_chat_history_count(const wsx_chat_history *h);
+const char *wsx_chat_history_get(const wsx_chat_history *h, size_t i, uint64_t *id, size_t *len);
+/* The `history` message: {"type":"history","room":R,"messages":[...]} (malloc'd and
+ * NUL-terminated, len bytes without the NUL; the caller frees it), NULL if out of memory. */
+char *wsx_chat_history_json(const wsx_chat_history *h, size_t *len);
 
 /* Takes and releases the chat's lock (recursive): for a front end that must keep the chat
  * still across several calls, or while it delivers on its own. */

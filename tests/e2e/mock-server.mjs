@@ -149,7 +149,8 @@ function onConnection(ws) {
         c.room = roomName;
         c.name = name;
         r.conns.add(c);
-        send(c, { type: 'joined', room: roomName, name, history: r.history, online: online(r) });
+        send(c, { type: 'joined', room: roomName, name, online: online(r) });
+        send(c, { type: 'history', room: roomName, messages: r.history });
         presence(r, roomName, name, true);
         return undefined;
       }

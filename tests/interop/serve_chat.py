@@ -77,12 +77,15 @@ async def rejoin_alone(srv, label):
     for i in range(3):
         await a.send('{"type":"join","room":"lobby","name":"a"}')
         j = await a.expect("joined")
-        eq((j["room"], j["name"], j["online"], j["history"]), ("lobby", "a", [person("a")], []),
+        eq(j, {"type": "joined", "room": "lobby", "name": "a", "online": [person("a")]},
            f"{label}: join {i + 1} of 3 is answered")
+        eq(await a.recv(), {"type": "history", "room": "lobby", "messages": []},
+           f"{label}: the (empty) history follows joined")
         eq(await a.recv(), {"type": "presence", "room": "lobby", "event": "join", "name": "a",
                             "online": [person("a")]}, f"{label}: presence join {i + 1}")
     await a.send({"type": "join", "room": "lobby", "name": "b"})
     eq((await a.expect("joined"))["name"], "b", f"{label}: a fourth join under another name")
+    await a.expect("history")
     await a.expect("presence")
     await post(a, "still alive", [a], "lobby", "b", f"{label}: the room works after the rejoins")
     check(srv.running, f"{label}: the server is still running")
@@ -148,6 +151,7 @@ async def rooms(srv):
     await e.send({"type": "join", "name": "eve"})
     j = await e.expect("joined")
     eq((j["room"], j["online"]), ("lobby", [person("eve")]), "join without a room -> the lobby")
+    await e.expect("history")
     await e.expect("presence")
 
     # leave: the others see it, the leaver gets nothing and is no longer in a room.
@@ -270,6 +274,7 @@ async def errors(srv):
         m = await e.recv()
         check(m.get("code") == "bad_name", f"join with name {name!r} (a C1 control) -> error bad_name", m)
         if m.get("type") == "joined":
+            await e.expect("history")
             await e.expect("presence")
             await e.send({"type": "leave"})
     await e.ws.send(b"\x01\x02")

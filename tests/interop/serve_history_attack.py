@@ -13,6 +13,8 @@ budget  300 rooms x 100 maximal messages with --history-bytes 16M: RSS once the 
         room's is kept.
 idle    --history-idle 1: the history of a room nobody is in is dropped after a second; a
         room with a member keeps its history.
+threads --threads 2: joins and SSE replays on both loops always get the current history
+        (each loop's shared copy is rebuilt after a change and released by its own thread).
 
 WSX_ATTACK_BASELINE=1 runs the same attacks without the new options (for figures from a build
 before the fix: its checks are expected to fail).
@@ -56,6 +58,13 @@ class Peak:
         self._t.join()
         self.peak = max(self.peak, rss(self.srv))
         return self.peak
+
+
+def cpu_s(srv):
+    """CPU seconds (user + system) the server has used."""
+    with open(f"/proc/{srv.proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def th(fn, *args):
@@ -148,8 +157,8 @@ async def joins():
 
         # Each attacker: what it was sent, read now.
         slowed, answered, closed = 0, [], 0
-        for i, r in enumerate(attackers):
-            got, eof, code = await th(raw_messages, r, 2.0)
+        results = await asyncio.gather(*(th(raw_messages, r, 1.5) for r in attackers))
+        for i, (got, eof, code) in enumerate(results):
             types = [m.get("type") for m in got]
             n_slow = sum(1 for m in got if m.get("type") == "error" and m.get("code") == "slow_down")
             answered.append(types.count("joined"))
@@ -256,17 +265,42 @@ def post_rooms(port, n_rooms, per_room):
     reading every echo. Returns the number of echoes."""
     r = Raw.connect(port, "/ws", timeout=20)
     msg = build_frame(0x1, json.dumps({"type": "message", "text": BIG_TEXT}, ensure_ascii=False).encode())
-    echoes = 0
+    buf, pos, echoes = bytearray(r.buf), 0, 0
+
+    def frames():
+        """Yields (opcode, payload start) of whole frames in buf from pos (server frames are
+        unmasked); a lean parser: 30000 echoes of 8 KiB go through it."""
+        nonlocal pos
+        while len(buf) - pos >= 2:
+            n, off = buf[pos + 1] & 0x7F, 2
+            if n == 126:
+                if len(buf) - pos < 4:
+                    return
+                n, off = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+            elif n == 127:
+                if len(buf) - pos < 10:
+                    return
+                n, off = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            if len(buf) - pos < off + n:
+                return
+            yield buf[pos] & 0xF, pos + off
+            pos += off + n
+
+    r.sock.settimeout(20)
     for k in range(n_rooms):
         r.send(build_frame(0x1, json.dumps({"type": "join", "room": f"r{k}", "name": "filler"}).encode()))
         r.send(msg * per_room)
         got = 0
         while got < per_room:
-            f = r.recv_message(20)
-            if f is None:
+            d = r.sock.recv(1 << 20)
+            if not d:
                 raise RuntimeError("the server closed the filler's connection")
-            if f.opcode == 0x1 and f.payload.startswith(b'{"type":"message"'):
-                got += 1
+            buf += d
+            for op, start in frames():
+                if op == 0x1 and buf[start:start + 17] == b'{"type":"message"':
+                    got += 1
+            del buf[:pos]
+            pos = 0
         echoes += got
     r.close()
     return echoes
@@ -286,7 +320,7 @@ async def budget():
         eq(n, 30000, "300 rooms x 100 maximal messages posted")
         await asyncio.sleep(1.0)  # the client is gone; the loop gives its caches back when quiet
         after = rss(srv)
-        note(f"300 x 100 maximal messages in {time.monotonic() - t0:.1f} s; RSS before {base / MiB:.1f} MiB, "
+        note(f"300 x 100 maximal messages in {time.monotonic() - t0:.1f} s ({cpu_s(srv):.1f} s of server CPU); RSS before {base / MiB:.1f} MiB, "
              f"peak {(base + grown_peak) / MiB:.1f} MiB, after the client left {after / MiB:.1f} MiB")
         check(after - base < (budget_mib + 24) * MiB,
               f"RSS after the client is gone < the budget ({budget_mib} MiB) + 24 MiB over the start",
@@ -335,7 +369,45 @@ async def idle():
         srv.kill()
 
 
-SCENARIOS = {"joins": joins, "sse": sse, "budget": budget, "idle": idle}
+# ---- threads -------------------------------------------------------------------------------------
+
+async def threads():
+    """The shared history with two loops: each loop keeps its own framed copy, rebuilt after
+    every change; joins and SSE replays on both loops see exactly the current history."""
+    srv = Serve(["--threads", "2", "--history", "5", "--ping-interval", "0"])
+    try:
+        port = srv.port
+        clients = [await Chat.open(srv.url, f"c{i}") for i in range(8)]
+        posted = []
+        for rnd in range(6):
+            for i, c in enumerate(clients):
+                await c.send({"type": "join", "room": "shared", "name": f"c{i}"})
+                while (await c.recv()).get("type") != "joined":
+                    pass  # the others' presence and online events
+                h = (await c.expect("history"))["messages"]
+                if [m["id"] for m in h] != posted[-5:]:
+                    check(False, f"round {rnd}: c{i} gets the current history", ([m["id"] for m in h], posted[-5:]))
+            await clients[rnd].send({"type": "message", "text": f"round {rnd}"})
+            for c in clients:
+                while (await c.recv()).get("type") != "message":
+                    pass
+            posted.append(rnd + 1)
+            for after in (0, rnd):
+                lst = await th(SSE, port, "/sse?room=shared", [("Last-Event-ID", str(after))])
+                got = [int(e["id"]) for e in await th(lst.quiet, 0.3)]
+                lst.close()
+                want = [i for i in posted[-5:] if i > after]
+                if got != want:
+                    check(False, f"round {rnd}: an SSE replay after {after}", (got, want))
+        check(True, "joins and SSE replays over two loops saw the current history each time")
+        for c in clients:
+            await c.close()
+        eq(srv.stop(), 0, "exit status after SIGTERM (no leak or error under sanitizers)")
+    finally:
+        srv.kill()
+
+
+SCENARIOS = {"joins": joins, "sse": sse, "budget": budget, "idle": idle, "threads": threads}
 
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else ""

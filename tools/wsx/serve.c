@@ -25,12 +25,16 @@
 
 #define MAX_ORIGINS      16
 #define SSE_KEEPALIVE_MS 15000
+/* An SSE listener with more than this queued (it does not read) is ended. Events are shared
+ * bytes, but a listener keeps alive every event it has not read. */
+#define SSE_MAX_QUEUED (4u << 20)
 
 /* An SSE stream: the HTTP request and its place in the chat. */
 typedef struct sse {
     wsx_http_req *r;
     wsx_chat_listener *l;
     unsigned thread; /* the loop its connection belongs to */
+    bool dropped;    /* being ended for not reading (sse_fanout) */
 } sse;
 
 #define MAX_THREADS 16
@@ -60,6 +64,8 @@ typedef struct serve_state {
     const char *static_dir;
     char static_real[PATH_MAX];
     uint32_t shutdown_ms;
+    bool loops_done; /* every loop has finished: no thread but this one is left */
+    wsx_timer *expire;
     int signals;
     char etags[64][24]; /* ETags of the embedded files, by index */
 } serve_state;
@@ -128,28 +134,91 @@ static bool query_get(const char *q, size_t qlen, const char *key, char *out, si
 
 /* ---- the chat's ops: how src/chat reaches connections and SSE listeners ---- */
 
-static void sse_send(sse *l, uint64_t id, const char *json, size_t len)
+/* One message as an SSE event: "id: N\nevent: message\ndata: JSON\n\n" (JSON texts of the
+ * chat are compact: no newline in them). Writes it at out (NULL: only measures); returns
+ * its length. */
+static size_t sse_format(char *out, uint64_t id, const char *json, size_t len)
 {
     char head[64];
     int n = snprintf(head, sizeof head, "id: %llu\nevent: message\ndata: ", (unsigned long long)id);
-    wsx_http_write(l->r, head, (size_t)n);
-    wsx_http_write(l->r, json, len);
-    wsx_http_write(l->r, "\n\n", 2);
+    if (out) {
+        memcpy(out, head, (size_t)n);
+        memcpy(out + n, json, len);
+        memcpy(out + (size_t)n + len, "\n\n", 2);
+    }
+    return (size_t)n + len + 2;
 }
 
-/* A chat message for the SSE listeners of one loop. */
+/* The event as shared bytes, for the listeners of one loop; NULL if out of memory. */
+static wsx_bytes *sse_event(uint64_t id, const char *json, size_t len)
+{
+    wsx_bytes *b = NULL;
+    if (wsx_bytes_new(NULL, sse_format(NULL, id, json, len), &b) < 0) return NULL;
+    sse_format((char *)wsx_bytes_data(b), id, json, len);
+    return b;
+}
+
+static void sse_send(sse *l, uint64_t id, const char *json, size_t len)
+{
+    wsx_bytes *b = sse_event(id, json, len);
+    if (b) wsx_http_write_bytes(l->r, b, 0, wsx_bytes_len(b));
+    wsx_bytes_release(b);
+}
+
+/* A chat message for the SSE listeners of one loop: formatted once (on the first listener
+ * that needs it) and written to all of them by reference. Listeners whose queue has passed
+ * SSE_MAX_QUEUED are collected in `drop` and ended once the chat's iteration is over. */
 typedef struct sse_msg {
     unsigned thread;
     uint64_t id;
     const char *json;
     size_t len;
+    wsx_bytes *ev;
+    sse **drop;
+    size_t n_drop, cap_drop;
 } sse_msg;
 
 static void sse_fanout_one(void *listener, void *arg)
 {
     sse *l = listener;
-    const sse_msg *m = arg;
-    if (l->thread == m->thread) sse_send(l, m->id, m->json, m->len);
+    sse_msg *m = arg;
+    if (l->thread != m->thread || l->dropped) return;
+    if (!m->ev && !(m->ev = sse_event(m->id, m->json, m->len))) return;
+    /* WSX_ECLOSED: gone, or closed at the hard limit; sse_gone follows and frees it. */
+    if (wsx_http_write_bytes(l->r, m->ev, 0, wsx_bytes_len(m->ev)) == WSX_ECLOSED) return;
+    if (wsx_http_buffered_amount(l->r) <= SSE_MAX_QUEUED) return;
+    if (m->n_drop == m->cap_drop) {
+        size_t cap = m->cap_drop ? 2 * m->cap_drop : 8;
+        sse **d = realloc(m->drop, cap * sizeof *d);
+        if (!d) return; /* dropped at a later event, or at the hard limit */
+        m->drop = d;
+        m->cap_drop = cap;
+    }
+    l->dropped = true;
+    m->drop[m->n_drop++] = l;
+}
+
+/* Ends a listener that does not read: it leaves the chat now; its connection closes once
+ * what is queued is written, or after the close timeout. */
+static void sse_drop(sse *l)
+{
+    tool_logf(WSX_LOG_INFO, "SSE listener with over %u MiB queued: ending the stream",
+              (unsigned)(SSE_MAX_QUEUED >> 20));
+    wsx_chat_listener_remove(S.chat, l->l);
+    wsx_http_end(l->r);
+    free(l);
+}
+
+/* Sends a chat message to the SSE listeners of room on this thread's loop. Called with the
+ * chat's lock held. */
+static void sse_fanout(const char *room, uint64_t id, const char *json, size_t len)
+{
+    sse_msg m = {.thread = tl_thread, .id = id, .json = json, .len = len};
+    wsx_chat_listeners_each(S.chat, room, sse_fanout_one, &m);
+    wsx_bytes_release(m.ev);
+    for (size_t i = 0; i < m.n_drop; i++)
+        sse_drop(m.drop[i]);
+    free(m.drop);
 }
 
 /* A message for the members of a room on another loop, and its SSE listeners there. */
@@ -170,10 +239,7 @@ static void run_relay(void *arg)
     serve_thread *t = &S.t[j->thread];
     for (size_t i = 0; i < S.n_srvs; i++)
         wsx_deliver_local(t->srvs[i], topic, j->json, j->len, WSX_TEXT);
-    if (j->id) {
-        sse_msg m = {j->thread, j->id, j->json, j->len};
-        wsx_chat_listeners_each(S.chat, j->room, sse_fanout_one, &m);
-    }
+    if (j->id) sse_fanout(j->room, j->id, j->json, j->len);
     unlock();
     free(j);
 }
@@ -190,10 +256,7 @@ static void op_publish(const char *room, const char *json, size_t len, uint64_t 
     serve_thread *me = &S.t[tl_thread];
     for (size_t i = 0; i < S.n_srvs; i++)
         wsx_publish_except(me->srvs[i], topic, json, len, WSX_TEXT, except);
-    if (id) {
-        sse_msg m = {tl_thread, id, json, len};
-        wsx_chat_listeners_each(S.chat, room, sse_fanout_one, &m);
-    }
+    if (id) sse_fanout(room, id, json, len);
     for (unsigned k = 0; k < S.n_threads; k++) {
         if (k == tl_thread) continue;
         relay_job *j = malloc(sizeof *j + len + 1);
@@ -248,6 +311,147 @@ static void op_sse_send(void *listener, uint64_t id, const char *json, size_t le
     sse_send(listener, id, json, len);
 }
 
+/* ---- shared history: what a room's history is sent as, built once per loop ---- */
+
+/* A room's history as one loop shares it: the `history` message framed once (every join
+ * queues it by reference) and the SSE events formatted once into one buffer, with each
+ * event's id and offset (a replay after Last-Event-ID is one slice of it). Built on first
+ * use after each change of the history. The buffers' reference counts belong to the loop's
+ * thread, so each loop has its own, and another thread releases them through the loop. */
+typedef struct hist_loop {
+    wsx_prepared *ws;
+    wsx_bytes *sse;
+    uint64_t *ids; /* ids[i]: the id of the i-th event; offs[i]: its offset; offs[n]: the end */
+    size_t *offs;
+    size_t n;
+} hist_loop;
+
+typedef struct hist_cache {
+    hist_loop t[MAX_THREADS];
+} hist_cache;
+
+static void hist_loop_release(hist_loop *hl)
+{
+    wsx_prepared_release(hl->ws);
+    wsx_bytes_release(hl->sse);
+    free(hl->ids);
+    free(hl->offs);
+    memset(hl, 0, sizeof *hl);
+}
+
+static void run_hist_release(void *arg)
+{
+    hist_loop_release(arg);
+    free(arg);
+}
+
+static hist_loop *hist_of(void **cache)
+{
+    if (!*cache) *cache = calloc(1, sizeof(hist_cache));
+    return *cache ? &((hist_cache *)*cache)->t[tl_thread] : NULL;
+}
+
+static void op_send_history(void *conn, void **cache, const wsx_chat_history *h, void *user)
+{
+    (void)user;
+    hist_loop *hl = hist_of(cache);
+    if (hl && hl->ws) {
+        wsx_send_prepared(conn, hl->ws);
+        return;
+    }
+    size_t len;
+    char *json = wsx_chat_history_json(h, &len);
+    if (!json) return;
+    if (hl && wsx_prepare(wsx_conn_server(conn), json, len, WSX_TEXT, &hl->ws) == 0)
+        wsx_send_prepared(conn, hl->ws);
+    else
+        wsx_send(conn, json, len, WSX_TEXT);
+    free(json);
+}
+
+/* Formats the whole history as SSE events into hl. */
+static bool build_sse_history(hist_loop *hl, const wsx_chat_history *h)
+{
+    size_t n = wsx_chat_history_count(h), total = 0, len;
+    uint64_t id;
+    hl->ids = malloc((n + 1) * sizeof *hl->ids);
+    hl->offs = malloc((n + 1) * sizeof *hl->offs);
+    if (!hl->ids || !hl->offs) goto fail;
+    for (size_t i = 0; i < n; i++) {
+        const char *json = wsx_chat_history_get(h, i, &id, &len);
+        hl->ids[i] = id;
+        hl->offs[i] = total;
+        total += sse_format(NULL, id, json, len);
+    }
+    hl->offs[n] = total;
+    if (wsx_bytes_new(NULL, total, &hl->sse) < 0) goto fail;
+    char *out = (char *)wsx_bytes_data(hl->sse);
+    for (size_t i = 0; i < n; i++) {
+        const char *json = wsx_chat_history_get(h, i, &id, &len);
+        sse_format(out + hl->offs[i], id, json, len);
+    }
+    hl->n = n;
+    return true;
+fail:
+    free(hl->ids);
+    free(hl->offs);
+    hl->ids = NULL;
+    hl->offs = NULL;
+    return false;
+}
+
+static void op_sse_history(void *listener, void **cache, const wsx_chat_history *h, uint64_t after,
+                           void *user)
+{
+    (void)user;
+    sse *l = listener;
+    hist_loop *hl = hist_of(cache);
+    if (!hl || (!hl->sse && !build_sse_history(hl, h))) {
+        for (size_t i = 0; i < wsx_chat_history_count(h); i++) {
+            uint64_t id;
+            size_t len;
+            const char *json = wsx_chat_history_get(h, i, &id, &len);
+            if (id > after) sse_send(l, id, json, len);
+        }
+        return;
+    }
+    /* Ids grow: the first event after `after` by bisection, the rest is one slice. */
+    size_t lo = 0, hi = hl->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (hl->ids[mid] > after)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (lo < hl->n)
+        wsx_http_write_bytes(l->r, hl->sse, hl->offs[lo], hl->offs[hl->n] - hl->offs[lo]);
+}
+
+static void op_cache_free(void *cache, void *user)
+{
+    (void)user;
+    hist_cache *hc = cache;
+    for (unsigned k = 0; k < S.n_threads; k++) {
+        hist_loop *hl = &hc->t[k];
+        if (!hl->ws && !hl->sse) continue;
+        if (k == tl_thread || S.loops_done) {
+            hist_loop_release(hl);
+            continue;
+        }
+        /* Frames of this loop may still be queued on its connections: its thread lets go. */
+        hist_loop *job = malloc(sizeof *job);
+        if (job) {
+            *job = *hl;
+            if (wsx_loop_post(S.t[k].loop, run_hist_release, job) == 0) continue;
+            free(job);
+        }
+        /* Cannot hand it over: keeping it (a leak) is safer than racing that thread. */
+        tool_logf(WSX_LOG_WARN, "out of memory: a room's history cache is leaked");
+    }
+    free(hc);
+}
+
 static const wsx_chat_ops chat_ops = {
     .send = op_send,
     .publish = op_publish,
@@ -256,6 +460,9 @@ static const wsx_chat_ops chat_ops = {
     .queued = op_queued,
     .now_ms = op_now,
     .sse_send = op_sse_send,
+    .send_history = op_send_history,
+    .sse_history = op_sse_history,
+    .cache_free = op_cache_free,
 };
 
 /* ---- server-sent events ---- */
@@ -733,6 +940,11 @@ static const char help[] =
     "  --token T              require this token (?token=T or Authorization: Bearer T)\n"
     "  --origin O             accept browser pages only from origin O (repeatable)\n"
     "  --history N            messages kept per room and sent on join (default 100)\n"
+    "  --history-bytes N      bytes of history over all rooms (K/M/G suffixes; default 64M;\n"
+    "                         0 = no budget): past it the rooms posted to least recently\n"
+    "                         lose their history\n"
+    "  --history-idle S       drop the history of a room nobody has been in (or listened to)\n"
+    "                         for S seconds (default 86400; 0 = never)\n"
     "  --max-connections N    WebSocket connections at most (default 10000)\n"
     "  --ping-interval MS     ping silent connections (default 30000; 0 = never)\n"
     "  --shutdown-timeout MS  on SIGINT/SIGTERM, time for clients to close (default 5000)\n"
@@ -754,6 +966,10 @@ static void stop_thread(void *arg)
     if (t->keepalive) wsx_timer_stop(t->keepalive);
     if (t->snapshot) wsx_timer_stop(t->snapshot);
     t->keepalive = t->snapshot = NULL;
+    if (t == &S.t[0] && S.expire) {
+        wsx_timer_stop(S.expire);
+        S.expire = NULL;
+    }
     for (size_t i = 0; i < S.n_srvs; i++)
         wsx_server_shutdown(t->srvs[i], S.shutdown_ms);
 }
@@ -804,7 +1020,18 @@ enum {
     O_JSON,
     O_TLSPORT,
     O_THREADS,
+    O_HISTORY_BYTES,
+    O_HISTORY_IDLE,
 };
+
+/* Drops the history of rooms idle for longer than --history-idle (the chat keeps them in
+ * the order they went idle, so this costs what it drops). */
+static void expire_timer(wsx_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    wsx_chat_expire(S.chat);
+}
 
 int cmd_serve(int argc, char **argv)
 {
@@ -815,6 +1042,8 @@ int cmd_serve(int argc, char **argv)
         {"token", required_argument, 0, O_TOKEN},
         {"origin", required_argument, 0, O_ORIGIN},
         {"history", required_argument, 0, O_HISTORY},
+        {"history-bytes", required_argument, 0, O_HISTORY_BYTES},
+        {"history-idle", required_argument, 0, O_HISTORY_IDLE},
         {"max-connections", required_argument, 0, O_MAXCONN},
         {"ping-interval", required_argument, 0, O_PING},
         {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
@@ -863,6 +1092,15 @@ int cmd_serve(int argc, char **argv)
             if (!parse_size(optarg, &sz) || sz > 100000)
                 return usage_error("serve", "bad --history '%s' (0 to 100000)", optarg);
             S.chat_opts.history = sz;
+            break;
+        case O_HISTORY_BYTES:
+            if (!parse_size(optarg, &sz))
+                return usage_error("serve", "bad --history-bytes '%s'", optarg);
+            S.chat_opts.history_bytes = sz;
+            break;
+        case O_HISTORY_IDLE:
+            if (!parse_u32(optarg, &v)) return usage_error("serve", "bad --history-idle");
+            S.chat_opts.history_idle_ms = (uint64_t)v * 1000;
             break;
         case O_MAXCONN:
             if (!parse_size(optarg, &sz) || !sz)
@@ -933,6 +1171,9 @@ int cmd_serve(int argc, char **argv)
     o.on_log = tool_log_cb;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
 
+    /* A join is refused (slow_down) while the connection's queue is above its high-water
+     * mark (the library's default unless set above). */
+    S.chat_opts.join_max_queued = o.send_high_water ? o.send_high_water : (size_t)1 << 20;
     if (wsx_chat_new(&S.chat_opts, &chat_ops, &S.chat) < 0) {
         fprintf(stderr, "wsx serve: out of memory\n");
         return 1;
@@ -1001,6 +1242,11 @@ int cmd_serve(int argc, char **argv)
         if (S.n_threads > 1)
             wsx_timer_start(t->loop, 1000, 1000, snapshot_timer, NULL, &t->snapshot);
     }
+    if (S.chat_opts.history_idle_ms) {
+        uint64_t every = S.chat_opts.history_idle_ms / 10;
+        every = every < 100 ? 100 : every > 60000 ? 60000 : every;
+        wsx_timer_start(S.t[0].loop, every, every, expire_timer, NULL, &S.expire);
+    }
     for (unsigned k = 1; k < S.n_threads; k++) {
         if (pthread_create(&S.t[k].tid, NULL, run_thread, &S.t[k]) != 0) {
             fprintf(stderr, "wsx serve: cannot start thread %u\n", k);
@@ -1017,6 +1263,7 @@ int cmd_serve(int argc, char **argv)
         wsx_loop_run(S.t[k].loop);
     }
     tl_thread = 0;
+    S.loops_done = true;
     for (unsigned k = 0; k < S.n_threads; k++) {
         for (size_t i = 0; i < S.n_srvs; i++)
             wsx_server_free(S.t[k].srvs[i]);
