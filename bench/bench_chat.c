@@ -60,8 +60,13 @@ static void op_sse(void *l, uint64_t id, const char *j, size_t n, void *u)
     (void)l, (void)id, (void)j, (void)n, (void)u;
 }
 
-static const wsx_chat_ops ops = {op_send,   op_publish, op_subscribe, op_unsubscribe,
-                                 op_queued, op_now,     op_sse};
+static const wsx_chat_ops ops = {.send = op_send,
+                                 .publish = op_publish,
+                                 .subscribe = op_subscribe,
+                                 .unsubscribe = op_unsubscribe,
+                                 .queued = op_queued,
+                                 .now_ms = op_now,
+                                 .sse_send = op_sse};
 
 static uint64_t rng = 88172645463325252ull;
 static uint64_t rnd(void)

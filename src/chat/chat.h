@@ -19,6 +19,7 @@
 #define WSX_CHAT_MAX_NAME 32 /* code points */
 #define WSX_CHAT_MAX_ROOM 32 /* bytes of A-Za-z0-9_.- */
 #define WSX_CHAT_MAX_TEXT 2000
+#define WSX_CHAT_MAX_KEY  128 /* bytes of a join's `key` */
 
 typedef struct wsx_chat wsx_chat;
 typedef struct wsx_chat_conn wsx_chat_conn;
@@ -45,16 +46,28 @@ typedef struct wsx_chat_ops {
     uint64_t (*now_ms)(void *user);
     /* Sends one SSE event (id, the message JSON) to a listener. */
     void (*sse_send)(void *listener, uint64_t id, const char *json, size_t len, void *user);
+    /* Closes conn with a WebSocket close code (1008 for a flood of refused messages); the
+     * front end calls wsx_chat_conn_close when it is closed. Until then the chat ignores
+     * conn's messages. NULL: the chat only ignores them. */
+    void (*close)(void *conn, int code, const char *reason, void *user);
 } wsx_chat_ops;
 
 typedef struct wsx_chat_opts {
     size_t history;          /* messages kept per room and sent on join (default 100; 0: none) */
     size_t max_rooms;        /* rooms at most; at the cap the idle room used longest ago goes */
     const char *server_name; /* in `welcome` (default "wsx 0.1.0") */
-    void *user;              /* passed to every op */
+    /* The rate limit of chat messages (`message` and `typing`) per connection: a token
+     * bucket of `rate` per second holding `burst` at most (rate 0: no limit). A message over
+     * it is refused with the error rate_limited; more than max_refusals refusals within
+     * refusal_window_ms close the connection with 1008. */
+    uint32_t rate;              /* default 20 */
+    uint32_t burst;             /* default 40 */
+    uint32_t max_refusals;      /* default 100 */
+    uint32_t refusal_window_ms; /* default 10000 */
+    void *user;                 /* passed to every op */
 } wsx_chat_opts;
 
-/* The defaults: history 100, max_rooms 10000. */
+/* The defaults: history 100, max_rooms 10000, rate 20/s, burst 40, 100 refusals in 10 s. */
 wsx_chat_opts wsx_chat_defaults(void);
 
 /* Creates a chat. ops and the strings in opts are borrowed for the chat's lifetime. Returns 0

@@ -248,6 +248,18 @@ static void op_sse_send(void *listener, uint64_t id, const char *json, size_t le
     sse_send(listener, id, json, len);
 }
 
+/* The chat closes a connection that keeps flooding past its rate limit. */
+static void op_close(void *conn, int code, const char *reason, void *user)
+{
+    (void)user;
+    char peer[64];
+    peer_of(conn, peer, sizeof peer);
+    wsx_chat_conn *cc = wsx_conn_user(conn);
+    tool_logf(WSX_LOG_WARN, "%s (connection c%llu): closing with %d: %s", peer,
+              cc ? (unsigned long long)wsx_chat_conn_id(cc) : 0ULL, code, reason);
+    wsx_close(conn, code, reason);
+}
+
 static const wsx_chat_ops chat_ops = {
     .send = op_send,
     .publish = op_publish,
@@ -256,6 +268,7 @@ static const wsx_chat_ops chat_ops = {
     .queued = op_queued,
     .now_ms = op_now,
     .sse_send = op_sse_send,
+    .close = op_close,
 };
 
 /* ---- server-sent events ---- */
@@ -733,6 +746,10 @@ static const char help[] =
     "  --token T              require this token (?token=T or Authorization: Bearer T)\n"
     "  --origin O             accept browser pages only from origin O (repeatable)\n"
     "  --history N            messages kept per room and sent on join (default 100)\n"
+    "  --rate N               chat messages (message, typing) per second per connection\n"
+    "                         (default 20; 0 = no limit): more get the error rate_limited,\n"
+    "                         and over 100 refusals in 10 s close the connection with 1008\n"
+    "  --burst N              chat messages a connection may send at once (default 40)\n"
     "  --max-connections N    WebSocket connections at most (default 10000)\n"
     "  --ping-interval MS     ping silent connections (default 30000; 0 = never)\n"
     "  --shutdown-timeout MS  on SIGINT/SIGTERM, time for clients to close (default 5000)\n"
@@ -804,6 +821,8 @@ enum {
     O_JSON,
     O_TLSPORT,
     O_THREADS,
+    O_RATE,
+    O_BURST,
 };
 
 int cmd_serve(int argc, char **argv)
@@ -824,6 +843,8 @@ int cmd_serve(int argc, char **argv)
         {"tls-port", required_argument, 0, O_TLSPORT},
         TOOL_TLS_LONGOPTS,
         {"threads", required_argument, 0, O_THREADS},
+        {"rate", required_argument, 0, O_RATE},
+        {"burst", required_argument, 0, O_BURST},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -863,6 +884,16 @@ int cmd_serve(int argc, char **argv)
             if (!parse_size(optarg, &sz) || sz > 100000)
                 return usage_error("serve", "bad --history '%s' (0 to 100000)", optarg);
             S.chat_opts.history = sz;
+            break;
+        case O_RATE:
+            if (!parse_u32(optarg, &v) || v > 1000000)
+                return usage_error("serve", "bad --rate '%s' (0 to 1000000)", optarg);
+            S.chat_opts.rate = v;
+            break;
+        case O_BURST:
+            if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
+                return usage_error("serve", "bad --burst '%s' (1 to 1000000)", optarg);
+            S.chat_opts.burst = v;
             break;
         case O_MAXCONN:
             if (!parse_size(optarg, &sz) || !sz)
