@@ -11,7 +11,8 @@
  *   7  add or remove an SSE listener (the connection's index picks one of two), on a room
  *      picked by the next byte, resuming after the id in the byte after
  *   8  the clock jumps by the next byte in seconds
- * Bit 4 of the first byte turns on a tight rate limit (5/s, burst 2, closed after 3 refusals).
+ * Bit 4 of the first byte turns on tight rate limits (messages 5/s, burst 2; joins and leaves
+ * 5/s, burst 3; closed after 3 refusals); otherwise only the defaults apply.
  * Beyond memory errors (ASan), it aborts if the chat sends to a closed connection,
  * subscribes a connection twice or unsubscribes one that is not subscribed, or if its counts
  * disagree with the connections the fuzzer holds.
@@ -128,6 +129,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (data[0] & 0x10) {
         o.rate = 5;
         o.burst = 2;
+        o.join_rate = 5;
+        o.join_burst = 3;
         o.max_refusals = 3;
         o.refusal_window_ms = 1000;
     }

@@ -53,6 +53,10 @@ struct room {
     uint64_t last_used; /* when it was last joined, left or listened to */
 };
 
+typedef struct bucket {
+    uint64_t tokens, refill_ms;
+} bucket;
+
 struct wsx_chat_conn {
     wsx_chat_conn *next, *prev; /* in the room */
     void *ctx;
@@ -60,9 +64,9 @@ struct wsx_chat_conn {
     uint64_t id;
     char name[4 * WSX_CHAT_MAX_NAME + 1];
     uint64_t key; /* the keyed hash of the key it joined with, 0: none */
-    /* The rate limit: a token bucket in thousandths of a message, and the refusals of the
-     * current window. */
-    uint64_t tokens, refill_ms;
+    /* The rate limits: token buckets (chat messages; joins and leaves) in thousandths of a
+     * message, and the refusals of the current window. */
+    bucket msgs, joins;
     uint64_t window_ms;
     unsigned refusals;
     bool closing; /* closed for abuse: the rest of its input is ignored */
@@ -92,6 +96,8 @@ wsx_chat_opts wsx_chat_defaults(void)
                            .server_name = "wsx 0.1.0",
                            .rate = 20,
                            .burst = 40,
+                           .join_rate = 5,
+                           .join_burst = 100,
                            .max_refusals = 100,
                            .refusal_window_ms = 10000};
 }
@@ -639,22 +645,26 @@ static void leave_room(wsx_chat *chat, wsx_chat_conn *m, const room *keep)
 
 /* ---- client messages ---- */
 
-/* The token bucket of chat messages (message, typing): `rate` per second, `burst` at once,
- * in thousandths of a message so that the arithmetic is exact. A refused message is
- * answered with rate_limited; more than max_refusals refusals within refusal_window_ms is
- * a flood, not a hurry, and closes the connection with 1008. */
-static bool rate_ok(wsx_chat *chat, wsx_chat_conn *m)
+/* The token buckets: chat messages (message, typing) at `rate` per second, `burst` at once;
+ * joins and leaves, which make the server write to everyone in a room, at `join_rate` and
+ * `join_burst`. Counted in thousandths of a message so that the arithmetic is exact. A
+ * refused message is answered with rate_limited; more than max_refusals refusals (of both
+ * kinds) within refusal_window_ms is a flood, not a hurry, and closes the connection with
+ * 1008. */
+static bool rate_ok(wsx_chat *chat, wsx_chat_conn *m, bool join)
 {
     const wsx_chat_opts *o = &chat->opts;
-    if (!o->rate) return true;
-    uint64_t t = now(chat), cap = (uint64_t)o->burst * 1000;
-    if (t > m->refill_ms) {
-        uint64_t add = (t - m->refill_ms) * o->rate;
-        m->tokens = m->tokens + add > cap ? cap : m->tokens + add;
+    uint32_t rate = join ? o->join_rate : o->rate, burst = join ? o->join_burst : o->burst;
+    if (!rate) return true;
+    bucket *b = join ? &m->joins : &m->msgs;
+    uint64_t t = now(chat), cap = (uint64_t)burst * 1000;
+    if (t > b->refill_ms) {
+        uint64_t add = (t - b->refill_ms) * rate;
+        b->tokens = b->tokens + add > cap ? cap : b->tokens + add;
     }
-    m->refill_ms = t;
-    if (m->tokens >= 1000) {
-        m->tokens -= 1000;
+    b->refill_ms = t;
+    if (b->tokens >= 1000) {
+        b->tokens -= 1000;
         return true;
     }
     if (m->refusals == 0 || t - m->window_ms >= o->refusal_window_ms) {
@@ -666,7 +676,8 @@ static bool rate_ok(wsx_chat *chat, wsx_chat_conn *m)
         if (chat->ops.close) chat->ops.close(m->ctx, 1008, "rate limit exceeded", o->user);
         return false;
     }
-    send_error(chat, m, "rate_limited", "too many messages: slow down");
+    send_error(chat, m, "rate_limited",
+               join ? "too many joins: slow down" : "too many messages: slow down");
     return false;
 }
 
@@ -713,6 +724,7 @@ static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
         if (found && r->people[i].key != key && r->people[i].tabs > mine)
             return send_error(chat, m, "name_taken", "someone else in this room goes by that name");
     }
+    if (!rate_ok(chat, m, true)) return;
     r = get_room(chat, rname);
     if (!r) return send_error(chat, m, "bad_room", "too many rooms");
     leave_room(chat, m, r);
@@ -780,7 +792,7 @@ static void do_message(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
     const char *text = trim(json_string_value(jt), &tl);
     if (tl == 0 || utf8_chars(text, tl) > WSX_CHAT_MAX_TEXT)
         return send_error(chat, m, "bad_text", "text: 1 to 2000 characters");
-    if (!rate_ok(chat, m)) return;
+    if (!rate_ok(chat, m, false)) return;
     room *r = m->room;
     uint64_t id = r->next_id++;
     char stack[256];
@@ -809,7 +821,7 @@ static void do_message(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
 static void do_typing(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
 {
     if (!m->room) return send_error(chat, m, "not_joined", "join a room first");
-    if (!rate_ok(chat, m)) return;
+    if (!rate_ok(chat, m, false)) return;
     char stack[256];
     sb b = SB_INIT(stack);
     SB_LIT(&b, "{\"type\":\"typing\",\"room\":");
@@ -821,6 +833,12 @@ static void do_typing(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
     else
         SB_LIT(&b, ",\"typing\":false}");
     publish_sb(chat, m->room, &b, m->ctx);
+}
+
+/* A leave outside any room changes nothing and costs nothing. */
+static void do_leave(wsx_chat *chat, wsx_chat_conn *m)
+{
+    if (m->room && rate_ok(chat, m, true)) leave_room(chat, m, NULL);
 }
 
 /* ---- the API ---- */
@@ -887,8 +905,9 @@ wsx_chat_conn *wsx_chat_conn_open(wsx_chat *chat, void *conn)
     m->ctx = conn;
     wsx_chat_lock(chat);
     m->id = ++chat->next_conn_id;
-    m->tokens = (uint64_t)chat->opts.burst * 1000;
-    m->refill_ms = now(chat);
+    m->msgs.tokens = (uint64_t)chat->opts.burst * 1000;
+    m->joins.tokens = (uint64_t)chat->opts.join_burst * 1000;
+    m->msgs.refill_ms = m->joins.refill_ms = now(chat);
     chat->n_conns++;
     char stack[256];
     sb b = SB_INIT(stack);
@@ -945,7 +964,7 @@ void wsx_chat_conn_message(wsx_chat *chat, wsx_chat_conn *m, const char *data, s
     else if (!strcmp(type, "typing"))
         do_typing(chat, m, req);
     else if (!strcmp(type, "leave"))
-        leave_room(chat, m, NULL);
+        do_leave(chat, m);
     else
         send_error(chat, m, "bad_type", "unknown \"type\"");
     json_decref(req);

@@ -60,14 +60,19 @@ typedef struct wsx_chat_opts {
      * bucket of `rate` per second holding `burst` at most (rate 0: no limit). A message over
      * it is refused with the error rate_limited; more than max_refusals refusals within
      * refusal_window_ms close the connection with 1008. */
-    uint32_t rate;              /* default 20 */
-    uint32_t burst;             /* default 40 */
+    uint32_t rate;  /* default 20 */
+    uint32_t burst; /* default 40 */
+    /* The same for `join` and `leave` (each makes the server write to everyone in a room):
+     * join_rate per second (0: no limit), join_burst at once; refusals count together. */
+    uint32_t join_rate;         /* default 5 */
+    uint32_t join_burst;        /* default 100 */
     uint32_t max_refusals;      /* default 100 */
     uint32_t refusal_window_ms; /* default 10000 */
     void *user;                 /* passed to every op */
 } wsx_chat_opts;
 
-/* The defaults: history 100, max_rooms 10000, rate 20/s, burst 40, 100 refusals in 10 s. */
+/* The defaults: history 100, max_rooms 10000, rate 20/s, burst 40, joins 5/s, join burst 100,
+ * 100 refusals in 10 s. */
 wsx_chat_opts wsx_chat_defaults(void);
 
 /* Creates a chat. ops and the strings in opts are borrowed for the chat's lifetime. Returns 0

@@ -2,7 +2,8 @@
 """`wsx serve` against chat flooders (docs/limits.md, "The chat"): the per-connection rate
 limit of chat messages (--rate 20 --burst 40 by default). A flooder writing as fast as it can
 gets its burst through, then exactly 100 `rate_limited` errors, then close 1008 and a log
-line; reconnecting flooders for seconds on end neither get an honest member of the same room
+line; joins and leaves have a bucket of their own (--join-rate 5 --join-burst 100) with the
+same outcome; reconnecting flooders for seconds on end neither get an honest member of the same room
 dropped as a slow consumer nor grow the server by more than 64 MiB; typing counts against the
 same bucket; --rate 0 turns the limit off."""
 
@@ -109,6 +110,55 @@ async def one_flooder(srv):
     eq((got[-1]["event"], got[-1]["name"]), ("leave", "flooder"), "then the flooder's leave")
     await h.send({"type": "message", "text": "still here"})
     eq((await h.expect("message"))["text"], "still here", "the honest member still chats")
+    await h.close()
+
+
+async def join_flooder(srv):
+    """join/leave as fast as it can: each makes the server write to everyone in the room, so
+    they have a bucket of their own (--join-rate 5, --join-burst 100)."""
+    h = await Chat.open(srv.url, "honest3")
+    await h.send({"type": "join", "room": "hop", "name": "honest", "key": "kh3"})
+    await h.expect("joined")
+    await h.expect("presence")
+    loop = asyncio.get_running_loop()
+    f, _ = await loop.run_in_executor(None, raw_member, srv.port, "elsewhere", "hopper", "khop")
+    pair = frame({"type": "join", "room": "hop", "name": "hopper", "key": "khop"}) + frame({"type": "leave"})
+
+    def attack():
+        f.send(pair * 400)
+        frames = []
+        while True:
+            try:
+                fr = f.recv_frame(10)
+            except TimeoutError:
+                break
+            if fr is None:
+                break
+            frames.append(fr)
+            if fr.opcode == 0x8:
+                break
+        return frames
+
+    frames = await loop.run_in_executor(None, attack)
+    texts = [json.loads(fr.payload) for fr in frames if fr.opcode == 0x1]
+    joined = [m for m in texts if m.get("type") == "joined"]
+    errors = [m for m in texts if m.get("type") == "error"]
+    closes = [fr for fr in frames if fr.opcode == 0x8]
+    note(f"join flooder: {len(joined)} joins accepted, {len(errors)} errors, close "
+         f"{closes[0].close_code if closes else None}")
+    # One token went to the join of raw_member: 99 left, for join/leave pairs.
+    check(49 <= len(joined) <= 52, "about half the burst of 100 are joins (the rest leaves)", len(joined))
+    eq({e.get("code") for e in errors}, {"rate_limited"}, "refused joins and leaves -> rate_limited")
+    eq(len(errors), REFUSALS, "refusals before the close")
+    eq(closes[0].close_code if closes else None, 1008, "then the join flooder is closed with")
+    f.close()
+    got = await h.quiet(1.0)
+    pres = [m for m in got if m.get("type") == "presence" and m.get("name") == "hopper"]
+    check(len(pres) <= 2 * len(joined) + 1, "the honest member saw only the accepted joins and leaves",
+          len(pres))
+    await h.send({"type": "message", "text": "still hopping"})
+    eq((await drain_until(h, lambda m: m.get("type") == "message"))[-1]["text"], "still hopping",
+       "the honest member still chats")
     await h.close()
 
 
@@ -234,6 +284,7 @@ async def main():
     srv = Serve(["--ping-interval", "0"])
     try:
         await astep("one flooder: its burst, 100 rate_limited errors, close 1008", one_flooder(srv), 30)
+        await astep("a join/leave flooder: its burst, 100 rate_limited, close 1008", join_flooder(srv), 30)
         await astep("reconnecting flooders for 6 s beside an honest member", sustained(srv), 40)
         check(srv.running, "the server is still running")
         eq(srv.stop(), 0, "exit status after SIGTERM")

@@ -196,8 +196,9 @@ typedef struct mconn {
     bool open;
     int room; /* -1: none */
     char name[64];
-    int key; /* 0: none, else the key "k<N>" */
-    uint64_t tokens, refill, window;
+    int key;                       /* 0: none, else the key "k<N>" */
+    uint64_t tokens[2], refill[2]; /* [0] chat messages, [1] joins and leaves */
+    uint64_t window;
     unsigned refusals;
 } mconn;
 
@@ -340,6 +341,34 @@ static int model_get_room(int r)
     return r;
 }
 
+/* The token bucket, as docs/chat-protocol.md states it: false when the message is refused
+ * (an error, or the close when refusals exceed the limit within the window). */
+static bool model_rate(int i, int join)
+{
+    mconn *c = &M.c[i];
+    uint64_t rate = join ? M.o.join_rate : M.o.rate;
+    if (!rate) return true;
+    uint64_t cap = (uint64_t)(join ? M.o.join_burst : M.o.burst) * 1000;
+    if (fake_now > c->refill[join]) {
+        uint64_t add = (fake_now - c->refill[join]) * rate;
+        c->tokens[join] = c->tokens[join] + add > cap ? cap : c->tokens[join] + add;
+    }
+    c->refill[join] = fake_now;
+    if (c->tokens[join] >= 1000) {
+        c->tokens[join] -= 1000;
+        return true;
+    }
+    if (c->refusals == 0 || fake_now - c->window >= M.o.refusal_window_ms) {
+        c->window = fake_now;
+        c->refusals = 0;
+    }
+    if (++c->refusals > M.o.max_refusals)
+        expect(i, "close|1008");
+    else
+        expect(i, "error|rate_limited");
+    return false;
+}
+
 static void model_join(int i, int r, const char *name_in, int key)
 {
     char name[64]; /* name_in may be the connection's current name */
@@ -358,6 +387,7 @@ static void model_join(int i, int r, const char *name_in, int key)
             return;
         }
     }
+    if (!model_rate(i, 1)) return;
     if (model_get_room(r) < 0) {
         expect(i, "error|bad_room");
         return;
@@ -377,33 +407,6 @@ static void model_join(int i, int r, const char *name_in, int key)
     model_presence(r, name, true);
 }
 
-/* The token bucket, as docs/chat-protocol.md states it: false when the message is refused
- * (an error, or the close when refusals exceed the limit within the window). */
-static bool model_rate(int i)
-{
-    mconn *c = &M.c[i];
-    if (!M.o.rate) return true;
-    uint64_t cap = (uint64_t)M.o.burst * 1000;
-    if (fake_now > c->refill) {
-        uint64_t add = (fake_now - c->refill) * M.o.rate;
-        c->tokens = c->tokens + add > cap ? cap : c->tokens + add;
-    }
-    c->refill = fake_now;
-    if (c->tokens >= 1000) {
-        c->tokens -= 1000;
-        return true;
-    }
-    if (c->refusals == 0 || fake_now - c->window >= M.o.refusal_window_ms) {
-        c->window = fake_now;
-        c->refusals = 0;
-    }
-    if (++c->refusals > M.o.max_refusals)
-        expect(i, "close|1008");
-    else
-        expect(i, "error|rate_limited");
-    return false;
-}
-
 static void model_message(int i, const char *text)
 {
     int r = M.c[i].room;
@@ -411,7 +414,7 @@ static void model_message(int i, const char *text)
         expect(i, "error|not_joined");
         return;
     }
-    if (!model_rate(i)) return;
+    if (!model_rate(i, 0)) return;
     uint64_t id = M.r[r].next_id++;
     char ids[32];
     snprintf(ids, sizeof ids, "%llu", (unsigned long long)id);
@@ -443,7 +446,7 @@ static void model_typing(int i, bool on)
         expect(i, "error|not_joined");
         return;
     }
-    if (!model_rate(i)) return;
+    if (!model_rate(i, 0)) return;
     model_publish(r, i, "typing|%s|%s|%s", room_names[r], M.c[i].name, on ? "1" : "0");
 }
 
@@ -550,8 +553,9 @@ static bool run_model(uint64_t seed, unsigned long steps, const wsx_chat_opts *o
             F[i].open = M.c[i].open = true;
             F[i].close_req = false;
             F[i].sub = M.c[i].room = -1;
-            M.c[i].tokens = (uint64_t)o->burst * 1000;
-            M.c[i].refill = fake_now;
+            M.c[i].tokens[0] = (uint64_t)o->burst * 1000;
+            M.c[i].tokens[1] = (uint64_t)o->join_burst * 1000;
+            M.c[i].refill[0] = M.c[i].refill[1] = fake_now;
             M.c[i].refusals = 0;
             F[i].cc = wsx_chat_conn_open(chat, &F[i]);
             expect(i, "welcome");
@@ -581,7 +585,7 @@ static bool run_model(uint64_t seed, unsigned long steps, const wsx_chat_opts *o
         } else if (a < 45) {
             snprintf(last_step, sizeof last_step, "leave %d", i);
             send_text(chat, i, "{\"type\":\"leave\"}");
-            model_leave(i, -1);
+            if (M.c[i].room >= 0 && model_rate(i, 1)) model_leave(i, -1);
         } else if (a < 75) {
             char text[32];
             snprintf(text, sizeof text, "m%lu", step);
@@ -660,6 +664,7 @@ static wsx_chat_opts opts_of(size_t history, size_t max_rooms)
     o.history = history;
     o.max_rooms = max_rooms;
     o.rate = 0;
+    o.join_rate = 0;
     return o;
 }
 
@@ -688,8 +693,8 @@ TEST(model_room_cap)
     CHECK(run_model(seed, steps, &o));
 }
 
-/* A tight rate limit (20/s, burst 3, closed after 2 refusals within a second): refusals,
- * closes with 1008, and what the others see of them. */
+/* Tight rate limits (messages 20/s, burst 3; joins and leaves 20/s, burst 4; closed after 2
+ * refusals within a second): refusals, closes with 1008, and what the others see of them. */
 TEST(model_rate_limit)
 {
     uint64_t seed = env_u64("WSX_CHAT_SEED", 20261203) + 3;
@@ -697,6 +702,8 @@ TEST(model_rate_limit)
     wsx_chat_opts o = opts_of(3, 1000);
     o.rate = 20;
     o.burst = 3;
+    o.join_rate = 20;
+    o.join_burst = 4;
     o.max_refusals = 2;
     o.refusal_window_ms = 1000;
     CHECK(run_model(seed, steps, &o));

@@ -750,6 +750,9 @@ static const char help[] =
     "                         (default 20; 0 = no limit): more get the error rate_limited,\n"
     "                         and over 100 refusals in 10 s close the connection with 1008\n"
     "  --burst N              chat messages a connection may send at once (default 40)\n"
+    "  --join-rate N          joins and leaves per second per connection (default 5; 0 = no\n"
+    "                         limit); more get rate_limited, and count towards the 1008\n"
+    "  --join-burst N         joins and leaves a connection may send at once (default 100)\n"
     "  --max-connections N    WebSocket connections at most (default 10000)\n"
     "  --ping-interval MS     ping silent connections (default 30000; 0 = never)\n"
     "  --shutdown-timeout MS  on SIGINT/SIGTERM, time for clients to close (default 5000)\n"
@@ -823,6 +826,8 @@ enum {
     O_THREADS,
     O_RATE,
     O_BURST,
+    O_JOIN_RATE,
+    O_JOIN_BURST,
 };
 
 int cmd_serve(int argc, char **argv)
@@ -845,6 +850,8 @@ int cmd_serve(int argc, char **argv)
         {"threads", required_argument, 0, O_THREADS},
         {"rate", required_argument, 0, O_RATE},
         {"burst", required_argument, 0, O_BURST},
+        {"join-rate", required_argument, 0, O_JOIN_RATE},
+        {"join-burst", required_argument, 0, O_JOIN_BURST},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -894,6 +901,16 @@ int cmd_serve(int argc, char **argv)
             if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
                 return usage_error("serve", "bad --burst '%s' (1 to 1000000)", optarg);
             S.chat_opts.burst = v;
+            break;
+        case O_JOIN_RATE:
+            if (!parse_u32(optarg, &v) || v > 1000000)
+                return usage_error("serve", "bad --join-rate '%s' (0 to 1000000)", optarg);
+            S.chat_opts.join_rate = v;
+            break;
+        case O_JOIN_BURST:
+            if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
+                return usage_error("serve", "bad --join-burst '%s' (1 to 1000000)", optarg);
+            S.chat_opts.join_burst = v;
             break;
         case O_MAXCONN:
             if (!parse_size(optarg, &sz) || !sz)
