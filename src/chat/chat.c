@@ -1038,19 +1038,27 @@ void wsx_chat_listeners_each(wsx_chat *chat, const char *name,
 {
     wsx_chat_lock(chat);
     room *r = find_room(chat, name);
-    if (r)
-        for (wsx_chat_listener *l = r->listeners; l; l = l->next)
-            fn(l->ctx, arg);
+    /* fn may remove the listener it is given (a write that fails), so the next is read first. */
+    for (wsx_chat_listener *l = r ? r->listeners : NULL, *next; l; l = next) {
+        next = l->next;
+        fn(l->ctx, arg);
+    }
     wsx_chat_unlock(chat);
 }
 
 void wsx_chat_listeners_all(wsx_chat *chat, void (*fn)(void *listener, void *arg), void *arg)
 {
     wsx_chat_lock(chat);
-    for (size_t b = 0; b < chat->n_buckets; b++)
-        for (room *r = chat->buckets[b]; r; r = r->hnext)
-            for (wsx_chat_listener *l = r->listeners; l; l = l->next)
+    /* As above; removing a room's last listener may free the room too. */
+    for (size_t b = 0; b < chat->n_buckets; b++) {
+        for (room *r = chat->buckets[b], *rnext; r; r = rnext) {
+            rnext = r->hnext;
+            for (wsx_chat_listener *l = r->listeners, *next; l; l = next) {
+                next = l->next;
                 fn(l->ctx, arg);
+            }
+        }
+    }
     wsx_chat_unlock(chat);
 }
 

@@ -113,11 +113,12 @@ void wsx_chat_listener_replay(wsx_chat *chat, wsx_chat_listener *l, uint64_t aft
 /* Removes and frees a listener. NULL is a no-op. */
 void wsx_chat_listener_remove(wsx_chat *chat, wsx_chat_listener *l);
 
-/* Calls fn(listener, arg) for every SSE listener of room (none if there is no such room). */
+/* Calls fn(listener, arg) for every SSE listener of room (none if there is no such room). fn
+ * may remove the listener it is given (wsx_chat_listener_remove), no other. */
 void wsx_chat_listeners_each(wsx_chat *chat, const char *room,
                              void (*fn)(void *listener, void *arg), void *arg);
 
-/* Calls fn for every SSE listener of every room. */
+/* Calls fn for every SSE listener of every room; fn may remove the listener it is given. */
 void wsx_chat_listeners_all(wsx_chat *chat, void (*fn)(void *listener, void *arg), void *arg);
 
 /* Counts for /metrics and tests. */
