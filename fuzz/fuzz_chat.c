@@ -11,6 +11,8 @@
  *   7  add or remove an SSE listener (the connection's index picks one of two), on a room
  *      picked by the next byte, resuming after the id in the byte after
  *   8  the clock jumps by the next byte in seconds
+ * Bit 4 of the first byte turns on tight rate limits (messages 5/s, burst 2; joins and leaves
+ * 5/s, burst 3; closed after 3 refusals); otherwise only the defaults apply.
  * Beyond memory errors (ASan), it aborts if the chat sends to a closed connection,
  * subscribes a connection twice or unsubscribes one that is not subscribed, or if its counts
  * disagree with the connections the fuzzer holds.
@@ -29,6 +31,7 @@ typedef struct fconn {
     bool open;
     wsx_chat_conn *cc;
     char sub[WSX_CHAT_MAX_ROOM + 1]; /* "" when not subscribed */
+    bool close_req;                  /* the chat asked to close it (a flood) */
 } fconn;
 
 static fconn F[NCONN];
@@ -88,15 +91,22 @@ static void op_sse_send(void *l, uint64_t id, const char *json, size_t len, void
     if ((l != &L_tag[0] && l != &L_tag[1]) || id == 0 || len == 0 || json[0] != '{') abort();
 }
 
-static const wsx_chat_ops ops = {
-    .send = op_send,
-    .publish = op_publish,
-    .subscribe = op_subscribe,
-    .unsubscribe = op_unsubscribe,
-    .queued = op_queued,
-    .now_ms = op_now,
-    .sse_send = op_sse_send,
-};
+static void op_close(void *conn, int code, const char *reason, void *user)
+{
+    (void)reason, (void)user;
+    fconn *f = conn;
+    if (!f->open || code != 1008) abort();
+    f->close_req = true;
+}
+
+static const wsx_chat_ops ops = {.send = op_send,
+                                 .publish = op_publish,
+                                 .subscribe = op_subscribe,
+                                 .unsubscribe = op_unsubscribe,
+                                 .queued = op_queued,
+                                 .now_ms = op_now,
+                                 .sse_send = op_sse_send,
+                                 .close = op_close};
 
 static const char *const rooms[4] = {"lobby", "a", "b-2", "c.3"};
 static const char *const names[4] = {"ann", "bob", "\xc3\xa9mile", "ann"};
@@ -115,11 +125,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     wsx_chat_opts o = wsx_chat_defaults();
     o.history = data[0] & 3;
     o.max_rooms = 2 + ((data[0] >> 2) & 3);
+    /* A tight rate limit in half of the inputs: refusals and closes for floods. */
+    if (data[0] & 0x10) {
+        o.rate = 5;
+        o.burst = 2;
+        o.join_rate = 5;
+        o.join_burst = 3;
+        o.max_refusals = 3;
+        o.refusal_window_ms = 1000;
+    }
     wsx_chat *chat = NULL;
     if (wsx_chat_new(&o, &ops, &chat) < 0) return 0;
     size_t p = 1;
     char buf[512];
     while (p < size) {
+        for (int k = 0; k < NCONN; k++) {
+            if (!F[k].open || !F[k].close_req) continue;
+            wsx_chat_conn_close(chat, F[k].cc);
+            F[k].open = F[k].close_req = false;
+            F[k].sub[0] = '\0';
+        }
         uint8_t b = data[p++];
         int i = b % NCONN;
         unsigned act = b / NCONN;

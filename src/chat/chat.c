@@ -13,9 +13,18 @@
 
 #include <jansson.h>
 
+#include "chat/unicode_cf.h"
 #include "wsx.h"
 
 typedef struct room room;
+
+/* A person in a room: a display name and the key its tabs proved (0: none), with the number
+ * of its tabs (connections). Names are unique among the people of a room. */
+typedef struct person {
+    char name[4 * WSX_CHAT_MAX_NAME + 1];
+    uint64_t key;
+    size_t tabs;
+} person;
 
 struct wsx_chat_listener {
     wsx_chat_listener *next, *prev; /* in the room */
@@ -32,6 +41,10 @@ struct room {
     wsx_chat_conn *members; /* connections that joined, newest first */
     size_t n_members;
     wsx_chat_listener *listeners;
+    person *people; /* sorted by name (byte order): the online list */
+    size_t n_people, cap_people;
+    char *online; /* the online list as JSON, NULL when it changed since it was made */
+    size_t online_len;
     /* History: the last `history` message objects, serialised, oldest at `hist_first`. */
     char **hist;
     uint64_t *hist_id;
@@ -46,6 +59,10 @@ struct room {
     void *cache; /* the front end's shared form of the history (ops->send_history) */
 };
 
+typedef struct bucket {
+    uint64_t tokens, refill_ms;
+} bucket;
+
 struct wsx_chat_conn {
     wsx_chat_conn *next, *prev; /* in the room */
     void *ctx;
@@ -53,6 +70,13 @@ struct wsx_chat_conn {
     uint64_t id;
     bool slowed; /* a join was refused with slow_down and none accepted since */
     char name[4 * WSX_CHAT_MAX_NAME + 1];
+    uint64_t key; /* the keyed hash of the key it joined with, 0: none */
+    /* The rate limits: token buckets (chat messages; joins and leaves) in thousandths of a
+     * message, and the refusals of the current window. */
+    bucket msgs, joins;
+    uint64_t window_ms;
+    unsigned refusals;
+    bool closing; /* closed for abuse: the rest of its input is ignored */
 };
 
 struct wsx_chat {
@@ -81,7 +105,13 @@ wsx_chat_opts wsx_chat_defaults(void)
                            .max_rooms = 10000,
                            .server_name = "wsx 0.1.0",
                            .history_bytes = 64u << 20,
-                           .history_idle_ms = 86400000};
+                           .history_idle_ms = 86400000,
+                           .rate = 20,
+                           .burst = 40,
+                           .join_rate = 5,
+                           .join_burst = 100,
+                           .max_refusals = 100,
+                           .refusal_window_ms = 10000};
 }
 
 void wsx_chat_lock(wsx_chat *chat)
@@ -131,22 +161,51 @@ bool wsx_chat_valid_room(const char *s, size_t n)
     return true;
 }
 
+static bool format_char(uint32_t cp)
+{
+    size_t lo = 0, hi = sizeof chat_format_ranges / sizeof chat_format_ranges[0];
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cp < chat_format_ranges[mid][0])
+            hi = mid;
+        else if (cp > chat_format_ranges[mid][1])
+            lo = mid + 1;
+        else
+            return true;
+    }
+    return false;
+}
+
+/* A name is what others see: no control characters (C0, DEL, C1), and none of the invisible
+ * format characters (Unicode Cf, Zl, Zp) that would let two names look the same or reorder
+ * the text around them (bidi overrides). */
 static bool valid_name(const char *s, size_t n)
 {
     if (n < 1 || utf8_chars(s, n) > WSX_CHAT_MAX_NAME) return false;
     if (!wsx_utf8_valid((const uint8_t *)s, n)) return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch == 0x7f) return false;
-        /* C1 controls, U+0080..U+009F, are encoded C2 80..C2 9F. */
-        if (ch == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] <= 0x9F) return false;
+    for (size_t i = 0; i < n;) {
+        const unsigned char *u = (const unsigned char *)s + i;
+        uint32_t cp;
+        size_t len;
+        if (u[0] < 0x80)
+            cp = u[0], len = 1;
+        else if (u[0] < 0xE0)
+            cp = (uint32_t)(u[0] & 0x1F) << 6 | (u[1] & 0x3F), len = 2;
+        else if (u[0] < 0xF0)
+            cp = (uint32_t)(u[0] & 0x0F) << 12 | (uint32_t)(u[1] & 0x3F) << 6 | (u[2] & 0x3F),
+            len = 3;
+        else
+            cp = (uint32_t)(u[0] & 0x07) << 18 | (uint32_t)(u[1] & 0x3F) << 12 |
+                 (uint32_t)(u[2] & 0x3F) << 6 | (u[3] & 0x3F),
+            len = 4;
+        if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || format_char(cp)) return false;
+        i += len;
     }
     return true;
 }
 
 /* ---- rooms ---- */
 
-/* SipHash-1-3 of a room name (at most 32 bytes) under the chat's random key. */
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 #define SIPROUND                                                                                   \
     do {                                                                                           \
@@ -166,9 +225,10 @@ static bool valid_name(const char *s, size_t n)
         v2 = ROTL(v2, 32);                                                                         \
     } while (0)
 
-static uint64_t room_hash(const wsx_chat *chat, const char *s, size_t n)
+/* SipHash-1-3 of s under the chat's key, varied by `which` (0: room names, 1: join keys). */
+static uint64_t keyed_hash(const wsx_chat *chat, uint64_t which, const char *s, size_t n)
 {
-    uint64_t k0 = chat->hash_key[0], k1 = chat->hash_key[1];
+    uint64_t k0 = chat->hash_key[0] ^ which, k1 = chat->hash_key[1];
     uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
     uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
     uint64_t b = (uint64_t)n << 56;
@@ -196,7 +256,7 @@ static uint64_t room_hash(const wsx_chat *chat, const char *s, size_t n)
 static room *find_room(wsx_chat *chat, const char *name)
 {
     size_t n = strlen(name);
-    uint64_t h = room_hash(chat, name, n);
+    uint64_t h = keyed_hash(chat, 0, name, n);
     for (room *r = chat->buckets[h & (chat->n_buckets - 1)]; r; r = r->hnext)
         if (r->hash == h && !strcmp(r->name, name)) return r;
     return NULL;
@@ -307,6 +367,8 @@ static void destroy_room(wsx_chat *chat, room *r)
     post_remove(chat, r);
     free(r->hist);
     free(r->hist_id);
+    free(r->people);
+    free(r->online);
     free(r);
 }
 
@@ -387,7 +449,7 @@ static room *get_room(wsx_chat *chat, const char *name)
     r->next_id = 1;
     r->last_used = now(chat);
     if (chat->n_rooms >= chat->n_buckets) grow(chat);
-    r->hash = room_hash(chat, r->name, strlen(r->name));
+    r->hash = keyed_hash(chat, 0, r->name, strlen(r->name));
     size_t b = r->hash & (chat->n_buckets - 1);
     r->hnext = chat->buckets[b];
     chat->buckets[b] = r;
@@ -505,67 +567,205 @@ static void send_history(wsx_chat *chat, wsx_chat_conn *m, room *r)
     free(s);
 }
 
-/* The online list: one entry per display name with its number of tabs, sorted by name. */
-static json_t *online_list(const room *r)
+/* ---- JSON output ---- */
+
+/* A growing text: on the stack for the usual sizes, on the heap beyond. */
+typedef struct sb {
+    char *p;
+    size_t len, cap;
+    bool heap, oom;
+} sb;
+
+#define SB_INIT(stack)                                                                             \
+    {                                                                                              \
+        (stack), 0, sizeof(stack), false, false                                                    \
+    }
+
+static void sb_put(sb *b, const void *s, size_t n)
 {
-    size_t n = 0;
-    const char **names = malloc((r->n_members + 1) * sizeof *names);
-    if (!names) return json_array();
-    for (const wsx_chat_conn *m = r->members; m; m = m->next)
-        names[n++] = m->name;
-    for (size_t i = 1; i < n; i++) { /* insertion sort: rooms are small */
-        const char *k = names[i];
-        size_t j = i;
-        while (j > 0 && strcmp(names[j - 1], k) > 0) {
-            names[j] = names[j - 1];
-            j--;
+    if (b->oom) return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap * 2 > b->len + n ? b->cap * 2 : b->len + n + 256;
+        char *q = b->heap ? realloc(b->p, cap) : malloc(cap);
+        if (!q) {
+            b->oom = true;
+            return;
         }
-        names[j] = k;
+        if (!b->heap) memcpy(q, b->p, b->len);
+        b->p = q;
+        b->cap = cap;
+        b->heap = true;
     }
-    json_t *a = json_array();
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j < n && !strcmp(names[j], names[i]))
-            j++;
-        json_array_append_new(
-            a, json_pack("{s:s, s:I}", "name", names[i], "tabs", (json_int_t)(j - i)));
-        i = j;
-    }
-    free(names);
-    return a;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
 }
 
-static size_t tabs_of(const room *r, const char *name)
+#define SB_LIT(b, lit) sb_put((b), (lit), sizeof(lit) - 1)
+
+static void sb_u64(sb *b, uint64_t v)
 {
-    size_t k = 0;
-    for (const wsx_chat_conn *m = r->members; m; m = m->next)
-        k += !strcmp(m->name, name);
-    return k;
+    char d[24];
+    size_t i = sizeof d;
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    sb_put(b, d + i, sizeof d - i);
+}
+
+/* A JSON string (RFC 8259 7): quotes, backslashes and control characters escaped; the rest
+ * (valid UTF-8, as every text here is) as it is. */
+static void sb_str(sb *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    SB_LIT(b, "\"");
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
+        sb_put(b, s + run, i - run);
+        run = i + 1;
+        char e[6] = {'\\', (char)ch, 0, 0, 0, 0};
+        size_t el = 2;
+        if (ch == '\n')
+            e[1] = 'n';
+        else if (ch == '\t')
+            e[1] = 't';
+        else if (ch == '\r')
+            e[1] = 'r';
+        else if (ch < 0x20) {
+            e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[ch >> 4], e[5] = hex[ch & 15];
+            el = 6;
+        }
+        sb_put(b, e, el);
+    }
+    sb_put(b, s + run, n - run);
+    SB_LIT(b, "\"");
+}
+
+static void sb_cstr(sb *b, const char *s)
+{
+    sb_str(b, s, strlen(s));
+}
+
+static void sb_free(sb *b)
+{
+    if (b->heap) free(b->p);
+}
+
+/* The online list, `[{"name":N,"tabs":K},...]` sorted by name: made once per change. */
+static void sb_online(sb *b, room *r)
+{
+    if (!r->online) {
+        char stack[1024];
+        sb o = SB_INIT(stack);
+        SB_LIT(&o, "[");
+        for (size_t i = 0; i < r->n_people; i++) {
+            if (i) SB_LIT(&o, ",");
+            SB_LIT(&o, "{\"name\":");
+            sb_cstr(&o, r->people[i].name);
+            SB_LIT(&o, ",\"tabs\":");
+            sb_u64(&o, r->people[i].tabs);
+            SB_LIT(&o, "}");
+        }
+        SB_LIT(&o, "]");
+        if (!o.oom) r->online = malloc(o.len);
+        if (r->online) {
+            memcpy(r->online, o.p, o.len);
+            r->online_len = o.len;
+        }
+        sb_free(&o);
+        if (!r->online) {
+            SB_LIT(b, "[]");
+            return;
+        }
+    }
+    sb_put(b, r->online, r->online_len);
+}
+
+/* ---- people ---- */
+
+/* The index of name among r's people, or where it would go (*found false). */
+static size_t person_find(const room *r, const char *name, bool *found)
+{
+    size_t lo = 0, hi = r->n_people;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(r->people[mid].name, name);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+static void online_changed(room *r)
+{
+    free(r->online);
+    r->online = NULL;
+}
+
+/* Adds a tab of (name, key) to r; returns its tab count, 0 when out of memory. */
+static size_t person_add(room *r, const char *name, uint64_t key)
+{
+    bool found;
+    size_t i = person_find(r, name, &found);
+    online_changed(r);
+    if (found) return ++r->people[i].tabs;
+    if (r->n_people == r->cap_people) {
+        size_t cap = r->cap_people ? r->cap_people * 2 : 4;
+        person *p = realloc(r->people, cap * sizeof *p);
+        if (!p) return 0;
+        r->people = p;
+        r->cap_people = cap;
+    }
+    memmove(r->people + i + 1, r->people + i, (r->n_people - i) * sizeof *r->people);
+    r->n_people++;
+    person *p = &r->people[i];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->key = key;
+    p->tabs = 1;
+    return 1;
+}
+
+/* Removes a tab of name from r; returns the tabs left. */
+static size_t person_remove(room *r, const char *name)
+{
+    bool found;
+    size_t i = person_find(r, name, &found);
+    if (!found) return 0;
+    online_changed(r);
+    if (--r->people[i].tabs > 0) return r->people[i].tabs;
+    r->n_people--;
+    memmove(r->people + i, r->people + i + 1, (r->n_people - i) * sizeof *r->people);
+    return 0;
 }
 
 /* ---- output ---- */
 
-static void publish_json(wsx_chat *chat, room *r, json_t *obj, void *except)
+static void publish_sb(wsx_chat *chat, room *r, sb *b, void *except)
 {
-    char *s = json_dumps(obj, JSON_COMPACT);
-    json_decref(obj);
-    if (!s) return;
-    chat->ops.publish(r->name, s, strlen(s), 0, except, chat->opts.user);
-    free(s);
-}
-
-static void send_json(wsx_chat *chat, wsx_chat_conn *m, json_t *obj)
-{
-    char *s = json_dumps(obj, JSON_COMPACT);
-    json_decref(obj);
-    if (!s) return;
-    chat->ops.send(m->ctx, s, strlen(s), chat->opts.user);
-    free(s);
+    if (!b->oom) chat->ops.publish(r->name, b->p, b->len, 0, except, chat->opts.user);
+    sb_free(b);
 }
 
 static void send_error(wsx_chat *chat, wsx_chat_conn *m, const char *code, const char *msg)
 {
-    send_json(chat, m, json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", msg));
+    char stack[256];
+    sb b = SB_INIT(stack);
+    SB_LIT(&b, "{\"type\":\"error\",\"code\":");
+    sb_cstr(&b, code);
+    SB_LIT(&b, ",\"message\":");
+    sb_cstr(&b, msg);
+    SB_LIT(&b, "}");
+    if (!b.oom) chat->ops.send(m->ctx, b.p, b.len, chat->opts.user);
+    sb_free(&b);
 }
 
 /* Presence: "join" when a person's first tab arrives, "leave" when the last one goes;
@@ -573,17 +773,24 @@ static void send_error(wsx_chat *chat, wsx_chat_conn *m, const char *code, const
 static void presence(wsx_chat *chat, room *r, const char *name, bool joined, size_t tabs_now)
 {
     bool changed = joined ? tabs_now == 1 : tabs_now == 0;
-    if (changed)
-        publish_json(chat, r,
-                     json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "presence", "room", r->name,
-                               "event", joined ? "join" : "leave", "name", name, "online",
-                               online_list(r)),
-                     NULL);
-    else
-        publish_json(chat, r,
-                     json_pack("{s:s, s:s, s:o}", "type", "online", "room", r->name, "online",
-                               online_list(r)),
-                     NULL);
+    char stack[2048];
+    sb b = SB_INIT(stack);
+    if (changed) {
+        SB_LIT(&b, "{\"type\":\"presence\",\"room\":");
+        sb_cstr(&b, r->name);
+        if (joined)
+            SB_LIT(&b, ",\"event\":\"join\",\"name\":");
+        else
+            SB_LIT(&b, ",\"event\":\"leave\",\"name\":");
+        sb_cstr(&b, name);
+    } else {
+        SB_LIT(&b, "{\"type\":\"online\",\"room\":");
+        sb_cstr(&b, r->name);
+    }
+    SB_LIT(&b, ",\"online\":");
+    sb_online(&b, r);
+    SB_LIT(&b, "}");
+    publish_sb(chat, r, &b, NULL);
 }
 
 /* Takes m out of its room. The room is freed if that left it with nothing to keep, unless
@@ -603,11 +810,47 @@ static void leave_room(wsx_chat *chat, wsx_chat_conn *m, const room *keep)
     chat->n_members--;
     m->room = NULL;
     m->next = m->prev = NULL;
-    presence(chat, r, m->name, false, tabs_of(r, m->name));
+    presence(chat, r, m->name, false, person_remove(r, m->name));
     if (r != keep) release_room(chat, r);
 }
 
 /* ---- client messages ---- */
+
+/* The token buckets: chat messages (message, typing) at `rate` per second, `burst` at once;
+ * joins and leaves, which make the server write to everyone in a room, at `join_rate` and
+ * `join_burst`. Counted in thousandths of a message so that the arithmetic is exact. A
+ * refused message is answered with rate_limited; more than max_refusals refusals (of both
+ * kinds) within refusal_window_ms is a flood, not a hurry, and closes the connection with
+ * 1008. */
+static bool rate_ok(wsx_chat *chat, wsx_chat_conn *m, bool join)
+{
+    const wsx_chat_opts *o = &chat->opts;
+    uint32_t rate = join ? o->join_rate : o->rate, burst = join ? o->join_burst : o->burst;
+    if (!rate) return true;
+    bucket *b = join ? &m->joins : &m->msgs;
+    uint64_t t = now(chat), cap = (uint64_t)burst * 1000;
+    if (t > b->refill_ms) {
+        uint64_t add = (t - b->refill_ms) * rate;
+        b->tokens = b->tokens + add > cap ? cap : b->tokens + add;
+    }
+    b->refill_ms = t;
+    if (b->tokens >= 1000) {
+        b->tokens -= 1000;
+        return true;
+    }
+    if (m->refusals == 0 || t - m->window_ms >= o->refusal_window_ms) {
+        m->window_ms = t;
+        m->refusals = 0;
+    }
+    if (++m->refusals > o->max_refusals) {
+        m->closing = true;
+        if (chat->ops.close) chat->ops.close(m->ctx, 1008, "rate limit exceeded", o->user);
+        return false;
+    }
+    send_error(chat, m, "rate_limited",
+               join ? "too many joins: slow down" : "too many messages: slow down");
+    return false;
+}
 
 static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
 {
@@ -638,14 +881,40 @@ static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
     nl = json_string_length(jn);
     name = trim(name, &nl);
     if (!valid_name(name, nl))
-        return send_error(chat, m, "bad_name", "name: 1 to 32 characters, no control characters");
-    char rname[WSX_CHAT_MAX_ROOM + 1];
+        return send_error(chat, m, "bad_name",
+                          "name: 1 to 32 characters, no control or format characters");
+    uint64_t key = 0;
+    json_t *jk = json_object_get(req, "key");
+    if (jk && !json_is_null(jk)) {
+        size_t kl = json_string_length(jk);
+        if (!json_is_string(jk) || kl < 1 || kl > WSX_CHAT_MAX_KEY)
+            return send_error(chat, m, "bad_key", "key: a string of 1 to 128 bytes");
+        /* Only a keyed hash of the secret is kept; | 1 keeps 0 for "no key". */
+        key = keyed_hash(chat, 1, json_string_value(jk), kl) | 1;
+    }
+    char rname[WSX_CHAT_MAX_ROOM + 1], pname[sizeof m->name];
     snprintf(rname, sizeof rname, "%.*s", (int)rl, room_name);
-    room *r = get_room(chat, rname);
+    snprintf(pname, sizeof pname, "%.*s", (int)nl, name);
+    /* A name belongs to the person present under it: another key (or none against a key,
+     * or a key against none) cannot take it, whatever the tab count. m's own tab does not
+     * count: rejoining as oneself under a new key is a new person. */
+    room *r = find_room(chat, rname);
+    if (r) {
+        bool found;
+        size_t i = person_find(r, pname, &found);
+        size_t mine = m->room == r && !strcmp(m->name, pname);
+        if (found && r->people[i].key != key && r->people[i].tabs > mine)
+            return send_error(chat, m, "name_taken", "someone else in this room goes by that name");
+    }
+    if (!rate_ok(chat, m, true)) return;
+    r = get_room(chat, rname);
     if (!r) return send_error(chat, m, "bad_room", "too many rooms");
     leave_room(chat, m, r);
-    snprintf(m->name, sizeof m->name, "%.*s", (int)nl, name);
-    if (chat->ops.subscribe(m->ctx, r->name, chat->opts.user) < 0) {
+    memcpy(m->name, pname, sizeof m->name);
+    m->key = key;
+    size_t tabs = person_add(r, m->name, key);
+    if (!tabs || chat->ops.subscribe(m->ctx, r->name, chat->opts.user) < 0) {
+        if (tabs) person_remove(r, m->name);
         release_room(chat, r);
         return send_error(chat, m, "bad_room", "cannot join");
     }
@@ -659,11 +928,19 @@ static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
 
     /* joined is small and this connection's own; the history follows as one message that
      * every joiner shares until the history changes. */
-    send_json(chat, m,
-              json_pack("{s:s, s:s, s:s, s:o}", "type", "joined", "room", r->name, "name", m->name,
-                        "online", online_list(r)));
+    char stack[2048];
+    sb head = SB_INIT(stack);
+    SB_LIT(&head, "{\"type\":\"joined\",\"room\":");
+    sb_cstr(&head, r->name);
+    SB_LIT(&head, ",\"name\":");
+    sb_cstr(&head, m->name);
+    SB_LIT(&head, ",\"online\":");
+    sb_online(&head, r);
+    SB_LIT(&head, "}");
+    if (!head.oom) chat->ops.send(m->ctx, head.p, head.len, chat->opts.user);
+    sb_free(&head);
     send_history(chat, m, r);
-    presence(chat, r, m->name, true, tabs_of(r, m->name));
+    presence(chat, r, m->name, true, tabs);
 }
 
 static void do_message(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
@@ -675,13 +952,27 @@ static void do_message(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
     const char *text = trim(json_string_value(jt), &tl);
     if (tl == 0 || utf8_chars(text, tl) > WSX_CHAT_MAX_TEXT)
         return send_error(chat, m, "bad_text", "text: 1 to 2000 characters");
+    if (!rate_ok(chat, m, false)) return;
     room *r = m->room;
     uint64_t id = r->next_id++;
-    json_t *msg =
-        json_pack("{s:s, s:I, s:s, s:s, s:s%, s:I}", "type", "message", "id", (json_int_t)id,
-                  "room", r->name, "name", m->name, "text", text, tl, "ts", (json_int_t)now(chat));
-    char *s = json_dumps(msg, JSON_COMPACT);
-    json_decref(msg);
+    char stack[256];
+    sb b = SB_INIT(stack);
+    SB_LIT(&b, "{\"type\":\"message\",\"id\":");
+    sb_u64(&b, id);
+    SB_LIT(&b, ",\"room\":");
+    sb_cstr(&b, r->name);
+    SB_LIT(&b, ",\"name\":");
+    sb_cstr(&b, m->name);
+    SB_LIT(&b, ",\"text\":");
+    sb_str(&b, text, tl);
+    SB_LIT(&b, ",\"ts\":");
+    sb_u64(&b, now(chat));
+    SB_LIT(&b, "}");
+    SB_LIT(&b, "\0");
+    /* The history keeps the text: a heap copy of what was built. */
+    char *s = b.oom ? NULL : malloc(b.len);
+    if (s) memcpy(s, b.p, b.len);
+    sb_free(&b);
     if (!s) return;
     chat->ops.publish(r->name, s, strlen(s), id, NULL, chat->opts.user);
     history_add(chat, r, id, s);
@@ -690,11 +981,24 @@ static void do_message(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
 static void do_typing(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
 {
     if (!m->room) return send_error(chat, m, "not_joined", "join a room first");
-    json_t *jt = json_object_get(req, "typing");
-    publish_json(chat, m->room,
-                 json_pack("{s:s, s:s, s:s, s:b}", "type", "typing", "room", m->room->name, "name",
-                           m->name, "typing", json_is_true(jt)),
-                 m->ctx);
+    if (!rate_ok(chat, m, false)) return;
+    char stack[256];
+    sb b = SB_INIT(stack);
+    SB_LIT(&b, "{\"type\":\"typing\",\"room\":");
+    sb_cstr(&b, m->room->name);
+    SB_LIT(&b, ",\"name\":");
+    sb_cstr(&b, m->name);
+    if (json_is_true(json_object_get(req, "typing")))
+        SB_LIT(&b, ",\"typing\":true}");
+    else
+        SB_LIT(&b, ",\"typing\":false}");
+    publish_sb(chat, m->room, &b, m->ctx);
+}
+
+/* A leave outside any room changes nothing and costs nothing. */
+static void do_leave(wsx_chat *chat, wsx_chat_conn *m)
+{
+    if (m->room && rate_ok(chat, m, true)) leave_room(chat, m, NULL);
 }
 
 /* ---- the API ---- */
@@ -761,13 +1065,25 @@ wsx_chat_conn *wsx_chat_conn_open(wsx_chat *chat, void *conn)
     m->ctx = conn;
     wsx_chat_lock(chat);
     m->id = ++chat->next_conn_id;
+    m->msgs.tokens = (uint64_t)chat->opts.burst * 1000;
+    m->joins.tokens = (uint64_t)chat->opts.join_burst * 1000;
+    m->msgs.refill_ms = m->joins.refill_ms = now(chat);
     chat->n_conns++;
-    char id[32];
-    snprintf(id, sizeof id, "c%llu", (unsigned long long)m->id);
-    send_json(chat, m,
-              json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i}}", "type", "welcome", "server",
-                        chat->opts.server_name, "id", id, "limits", "name", WSX_CHAT_MAX_NAME,
-                        "room", WSX_CHAT_MAX_ROOM, "text", WSX_CHAT_MAX_TEXT));
+    char stack[256];
+    sb b = SB_INIT(stack);
+    SB_LIT(&b, "{\"type\":\"welcome\",\"server\":");
+    sb_cstr(&b, chat->opts.server_name);
+    SB_LIT(&b, ",\"id\":\"c");
+    sb_u64(&b, m->id);
+    SB_LIT(&b, "\",\"limits\":{\"name\":");
+    sb_u64(&b, WSX_CHAT_MAX_NAME);
+    SB_LIT(&b, ",\"room\":");
+    sb_u64(&b, WSX_CHAT_MAX_ROOM);
+    SB_LIT(&b, ",\"text\":");
+    sb_u64(&b, WSX_CHAT_MAX_TEXT);
+    SB_LIT(&b, "}}");
+    if (!b.oom) chat->ops.send(m->ctx, b.p, b.len, chat->opts.user);
+    sb_free(&b);
     wsx_chat_unlock(chat);
     return m;
 }
@@ -781,6 +1097,10 @@ void wsx_chat_conn_message(wsx_chat *chat, wsx_chat_conn *m, const char *data, s
                            bool binary)
 {
     wsx_chat_lock(chat);
+    if (m->closing) {
+        wsx_chat_unlock(chat);
+        return;
+    }
     if (binary) {
         send_error(chat, m, "binary", "binary messages are not accepted");
         wsx_chat_unlock(chat);
@@ -804,7 +1124,7 @@ void wsx_chat_conn_message(wsx_chat *chat, wsx_chat_conn *m, const char *data, s
     else if (!strcmp(type, "typing"))
         do_typing(chat, m, req);
     else if (!strcmp(type, "leave"))
-        leave_room(chat, m, NULL);
+        do_leave(chat, m);
     else
         send_error(chat, m, "bad_type", "unknown \"type\"");
     json_decref(req);
@@ -884,19 +1204,27 @@ void wsx_chat_listeners_each(wsx_chat *chat, const char *name,
 {
     wsx_chat_lock(chat);
     room *r = find_room(chat, name);
-    if (r)
-        for (wsx_chat_listener *l = r->listeners; l; l = l->next)
-            fn(l->ctx, arg);
+    /* fn may remove the listener it is given (a write that fails), so the next is read first. */
+    for (wsx_chat_listener *l = r ? r->listeners : NULL, *next; l; l = next) {
+        next = l->next;
+        fn(l->ctx, arg);
+    }
     wsx_chat_unlock(chat);
 }
 
 void wsx_chat_listeners_all(wsx_chat *chat, void (*fn)(void *listener, void *arg), void *arg)
 {
     wsx_chat_lock(chat);
-    for (size_t b = 0; b < chat->n_buckets; b++)
-        for (room *r = chat->buckets[b]; r; r = r->hnext)
-            for (wsx_chat_listener *l = r->listeners; l; l = l->next)
+    /* As above; removing a room's last listener may free the room too. */
+    for (size_t b = 0; b < chat->n_buckets; b++) {
+        for (room *r = chat->buckets[b], *rnext; r; r = rnext) {
+            rnext = r->hnext;
+            for (wsx_chat_listener *l = r->listeners, *next; l; l = next) {
+                next = l->next;
                 fn(l->ctx, arg);
+            }
+        }
+    }
     wsx_chat_unlock(chat);
 }
 

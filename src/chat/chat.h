@@ -19,6 +19,7 @@
 #define WSX_CHAT_MAX_NAME 32 /* code points */
 #define WSX_CHAT_MAX_ROOM 32 /* bytes of A-Za-z0-9_.- */
 #define WSX_CHAT_MAX_TEXT 2000
+#define WSX_CHAT_MAX_KEY  128 /* bytes of a join's `key` */
 
 typedef struct wsx_chat wsx_chat;
 typedef struct wsx_chat_conn wsx_chat_conn;
@@ -46,6 +47,10 @@ typedef struct wsx_chat_ops {
     uint64_t (*now_ms)(void *user);
     /* Sends one SSE event (id, the message JSON) to a listener. */
     void (*sse_send)(void *listener, uint64_t id, const char *json, size_t len, void *user);
+    /* Closes conn with a WebSocket close code (1008 for a flood of refused messages); the
+     * front end calls wsx_chat_conn_close when it is closed. Until then the chat ignores
+     * conn's messages. NULL: the chat only ignores them. */
+    void (*close)(void *conn, int code, const char *reason, void *user);
 
     /* Shared history (optional; all three or none). Without them each join gets its own
      * copy of the `history` message through send, and each replay its events through
@@ -82,14 +87,27 @@ typedef struct wsx_chat_opts {
      * make the server queue anything for it. 0: no check. Default 0 (a front end sets it
      * to its send queue's high-water mark). */
     size_t join_max_queued;
-    void *user; /* passed to every op */
+    /* The rate limit of chat messages (`message` and `typing`) per connection: a token
+     * bucket of `rate` per second holding `burst` at most (rate 0: no limit). A message over
+     * it is refused with the error rate_limited; more than max_refusals refusals within
+     * refusal_window_ms close the connection with 1008. */
+    uint32_t rate;  /* default 20 */
+    uint32_t burst; /* default 40 */
+    /* The same for `join` and `leave` (each makes the server write to everyone in a room):
+     * join_rate per second (0: no limit), join_burst at once; refusals count together. */
+    uint32_t join_rate;         /* default 5 */
+    uint32_t join_burst;        /* default 100 */
+    uint32_t max_refusals;      /* default 100 */
+    uint32_t refusal_window_ms; /* default 10000 */
+    void *user;                 /* passed to every op */
 } wsx_chat_opts;
 
 /* What a history message costs beyond its JSON text in the budget: its allocation and its
  * slot in the room's ring. */
 #define WSX_CHAT_HISTORY_OVERHEAD 32
 
-/* The defaults: history 100, max_rooms 10000, history_bytes 64 MiB, history_idle_ms a day. */
+/* The defaults: history 100, max_rooms 10000, history_bytes 64 MiB, history_idle_ms a day,
+ * rate 20/s, burst 40, joins 5/s, join burst 100, 100 refusals in 10 s. */
 wsx_chat_opts wsx_chat_defaults(void);
 
 /* Creates a chat. ops and the strings in opts are borrowed for the chat's lifetime. Returns 0
@@ -131,11 +149,12 @@ void wsx_chat_listener_replay(wsx_chat *chat, wsx_chat_listener *l, uint64_t aft
 /* Removes and frees a listener. NULL is a no-op. */
 void wsx_chat_listener_remove(wsx_chat *chat, wsx_chat_listener *l);
 
-/* Calls fn(listener, arg) for every SSE listener of room (none if there is no such room). */
+/* Calls fn(listener, arg) for every SSE listener of room (none if there is no such room). fn
+ * may remove the listener it is given (wsx_chat_listener_remove), no other. */
 void wsx_chat_listeners_each(wsx_chat *chat, const char *room,
                              void (*fn)(void *listener, void *arg), void *arg);
 
-/* Calls fn for every SSE listener of every room. */
+/* Calls fn for every SSE listener of every room; fn may remove the listener it is given. */
 void wsx_chat_listeners_all(wsx_chat *chat, void (*fn)(void *listener, void *arg), void *arg);
 
 /* Counts for /metrics and tests. */

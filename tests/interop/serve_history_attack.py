@@ -33,6 +33,9 @@ from wsxlib import SSE, Chat, Raw, Serve, build_frame, check, eq, note, proc_sta
 BASELINE = os.environ.get("WSX_ATTACK_BASELINE") == "1"
 BIG_TEXT = "\U0001F600" * 2000  # 2000 characters of 4 bytes: the largest message allowed
 MiB = 1024 * 1024
+# One client posts thousands of messages and joins hundreds of rooms here: the chat's rate
+# limits (tested in serve_abuse) are lifted, as an attacker with more connections would.
+NO_RATE = [] if BASELINE else ["--rate", "0", "--join-rate", "0"]
 
 
 def rss(srv):
@@ -109,7 +112,7 @@ def raw_messages(r, timeout=1.0):
 # ---- joins -------------------------------------------------------------------------------------
 
 async def joins():
-    srv = Serve(["--quiet", "--ping-interval", "0"], quiet=True)
+    srv = Serve(["--quiet", "--ping-interval", "0", *NO_RATE[:2]], quiet=True)  # the owner fills the room fast
     try:
         port = srv.port
         owner = await Chat.open(srv.url, "owner")
@@ -209,7 +212,7 @@ def read_to_eof(s, timeout):
 
 
 async def sse():
-    srv = Serve(["--quiet", "--ping-interval", "0"], quiet=True)
+    srv = Serve(["--quiet", "--ping-interval", "0", *NO_RATE], quiet=True)
     try:
         port = srv.port
         poster = await Chat.open(srv.url, "poster")
@@ -308,7 +311,7 @@ def post_rooms(port, n_rooms, per_room):
 
 async def budget():
     budget_mib = 16
-    args = ["--quiet", "--ping-interval", "0"] + ([] if BASELINE else ["--history-bytes", f"{budget_mib}M"])
+    args = ["--quiet", "--ping-interval", "0", *NO_RATE] + ([] if BASELINE else ["--history-bytes", f"{budget_mib}M"])
     srv = Serve(args, quiet=True)
     try:
         port = srv.port

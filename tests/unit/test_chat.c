@@ -30,6 +30,7 @@ typedef struct fconn {
     char *got[MAXEV]; /* canonical forms of the events received since the last check */
     size_t n_got;
     bool overflow;
+    bool close_req; /* the chat asked to close it */
 } fconn;
 
 static fconn F[NCONN];
@@ -66,6 +67,7 @@ static const char *s_of(json_t *o, const char *k)
 /* One received JSON text in the compact form the model predicts. */
 static char *canon(const char *json, size_t len)
 {
+    if (len > 6 && !memcmp(json, "close|", 6)) return strndup(json, len);
     json_error_t err;
     json_t *o = json_loadb(json, len, 0, &err);
     char buf[4096], on[1024];
@@ -169,15 +171,25 @@ static void op_sse_send(void *l, uint64_t id, const char *json, size_t len, void
     (void)l, (void)id, (void)json, (void)len, (void)user;
 }
 
-static const wsx_chat_ops ops = {
-    .send = op_send,
-    .publish = op_publish,
-    .subscribe = op_subscribe,
-    .unsubscribe = op_unsubscribe,
-    .queued = op_queued,
-    .now_ms = op_now,
-    .sse_send = op_sse_send,
-};
+static void op_close(void *conn, int code, const char *reason, void *user)
+{
+    (void)user;
+    (void)reason;
+    fconn *f = conn;
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "close|%d", code);
+    deliver(f, buf, (size_t)n);
+    f->close_req = true;
+}
+
+static const wsx_chat_ops ops = {.send = op_send,
+                                 .publish = op_publish,
+                                 .subscribe = op_subscribe,
+                                 .unsubscribe = op_unsubscribe,
+                                 .queued = op_queued,
+                                 .now_ms = op_now,
+                                 .sse_send = op_sse_send,
+                                 .close = op_close};
 
 /* ---- the reference model ---- */
 
@@ -185,6 +197,10 @@ typedef struct mconn {
     bool open;
     int room; /* -1: none */
     char name[64];
+    int key;                       /* 0: none, else the key "k<N>" */
+    uint64_t tokens[2], refill[2]; /* [0] chat messages, [1] joins and leaves */
+    uint64_t window;
+    unsigned refusals;
 } mconn;
 
 typedef struct mroom {
@@ -200,6 +216,7 @@ typedef struct model {
     mconn c[NCONN];
     mroom r[NROOMS];
     size_t history, max_rooms;
+    wsx_chat_opts o;
     char *want[NCONN][MAXEV];
     size_t n_want[NCONN];
 } model;
@@ -325,16 +342,60 @@ static int model_get_room(int r)
     return r;
 }
 
-static void model_join(int i, int r, const char *name_in)
+/* The token bucket, as docs/chat-protocol.md states it: false when the message is refused
+ * (an error, or the close when refusals exceed the limit within the window). */
+static bool model_rate(int i, int join)
+{
+    mconn *c = &M.c[i];
+    uint64_t rate = join ? M.o.join_rate : M.o.rate;
+    if (!rate) return true;
+    uint64_t cap = (uint64_t)(join ? M.o.join_burst : M.o.burst) * 1000;
+    if (fake_now > c->refill[join]) {
+        uint64_t add = (fake_now - c->refill[join]) * rate;
+        c->tokens[join] = c->tokens[join] + add > cap ? cap : c->tokens[join] + add;
+    }
+    c->refill[join] = fake_now;
+    if (c->tokens[join] >= 1000) {
+        c->tokens[join] -= 1000;
+        return true;
+    }
+    if (c->refusals == 0 || fake_now - c->window >= M.o.refusal_window_ms) {
+        c->window = fake_now;
+        c->refusals = 0;
+    }
+    if (++c->refusals > M.o.max_refusals)
+        expect(i, "close|1008");
+    else
+        expect(i, "error|rate_limited");
+    return false;
+}
+
+static void model_join(int i, int r, const char *name_in, int key)
 {
     char name[64]; /* name_in may be the connection's current name */
     snprintf(name, sizeof name, "%s", name_in);
+    if (M.r[r].exists) {
+        /* The name belongs to the person present under it (the tabs other than i's). */
+        size_t others = 0;
+        int held = -1;
+        for (int k = 0; k < NCONN; k++)
+            if (k != i && M.c[k].open && M.c[k].room == r && !strcmp(M.c[k].name, name)) {
+                others++;
+                held = M.c[k].key;
+            }
+        if (others && held != key) {
+            expect(i, "error|name_taken");
+            return;
+        }
+    }
+    if (!model_rate(i, 1)) return;
     if (model_get_room(r) < 0) {
         expect(i, "error|bad_room");
         return;
     }
     model_leave(i, r);
     snprintf(M.c[i].name, sizeof M.c[i].name, "%s", name);
+    M.c[i].key = key;
     M.c[i].room = r;
     char on[1024], h[1024];
     model_online(r, on, sizeof on);
@@ -355,6 +416,7 @@ static void model_message(int i, const char *text)
         expect(i, "error|not_joined");
         return;
     }
+    if (!model_rate(i, 0)) return;
     uint64_t id = M.r[r].next_id++;
     char ids[32];
     snprintf(ids, sizeof ids, "%llu", (unsigned long long)id);
@@ -386,6 +448,7 @@ static void model_typing(int i, bool on)
         expect(i, "error|not_joined");
         return;
     }
+    if (!model_rate(i, 0)) return;
     model_publish(r, i, "typing|%s|%s|%s", room_names[r], M.c[i].name, on ? "1" : "0");
 }
 
@@ -466,8 +529,9 @@ static bool compare(wsx_chat *chat, unsigned long step)
 }
 
 /* One random run: returns false at the first divergence. */
-static bool run_model(uint64_t seed, unsigned long steps, size_t history, size_t max_rooms)
+static bool run_model(uint64_t seed, unsigned long steps, const wsx_chat_opts *o)
 {
+    size_t history = o->history, max_rooms = o->max_rooms;
     memset(F, 0, sizeof F);
     memset(&M, 0, sizeof M);
     for (int i = 0; i < NCONN; i++)
@@ -475,22 +539,26 @@ static bool run_model(uint64_t seed, unsigned long steps, size_t history, size_t
     op_errors = 0;
     M.history = history;
     M.max_rooms = max_rooms;
+    M.o = *o;
     rng_state = seed ? seed : 1;
-    wsx_chat_opts o = wsx_chat_defaults();
-    o.history = history;
-    o.max_rooms = max_rooms;
     wsx_chat *chat = NULL;
-    CHECK_INT(wsx_chat_new(&o, &ops, &chat), 0);
+    CHECK_INT(wsx_chat_new(o, &ops, &chat), 0);
     if (!chat) return false;
     bool ok = true;
     for (unsigned long step = 1; ok && step <= steps; step++) {
         fake_now += 1 + pick(3);
-        int i = (int)pick(NCONN);
+        /* Connection 0 is busier than the others: it runs into the rate limit. */
+        int i = pick(4) == 0 ? 0 : (int)pick(NCONN);
         unsigned a = pick(100);
         if (!F[i].open) {
             snprintf(last_step, sizeof last_step, "open %d", i);
             F[i].open = M.c[i].open = true;
+            F[i].close_req = false;
             F[i].sub = M.c[i].room = -1;
+            M.c[i].tokens[0] = (uint64_t)o->burst * 1000;
+            M.c[i].tokens[1] = (uint64_t)o->join_burst * 1000;
+            M.c[i].refill[0] = M.c[i].refill[1] = fake_now;
+            M.c[i].refusals = 0;
             F[i].cc = wsx_chat_conn_open(chat, &F[i]);
             expect(i, "welcome");
         } else if (a < 6) {
@@ -507,14 +575,19 @@ static bool run_model(uint64_t seed, unsigned long steps, size_t history, size_t
             const char *name =
                 M.c[i].room >= 0 && pick(2) ? M.c[i].name : person_names[pick(NNAMES)];
             bool pad = pick(4) == 0;
-            snprintf(last_step, sizeof last_step, "join %d %s %s", i, room_names[r], name);
-            send_text(chat, i, "{\"type\":\"join\",\"room\":\"%s\",\"name\":\"%s%s%s\"}",
-                      room_names[r], pad ? "  " : "", name, pad ? " " : "");
-            model_join(i, r, name);
+            /* Mostly the key it had (a person's tabs share one), sometimes another or none. */
+            int key = pick(3) ? M.c[i].key : (int)pick(3);
+            char keyf[32] = "";
+            if (key) snprintf(keyf, sizeof keyf, ",\"key\":\"k%d\"", key);
+            snprintf(last_step, sizeof last_step, "join %d %s %s key %d", i, room_names[r], name,
+                     key);
+            send_text(chat, i, "{\"type\":\"join\",\"room\":\"%s\",\"name\":\"%s%s%s\"%s}",
+                      room_names[r], pad ? "  " : "", name, pad ? " " : "", keyf);
+            model_join(i, r, name, key);
         } else if (a < 45) {
             snprintf(last_step, sizeof last_step, "leave %d", i);
             send_text(chat, i, "{\"type\":\"leave\"}");
-            model_leave(i, -1);
+            if (M.c[i].room >= 0 && model_rate(i, 1)) model_leave(i, -1);
         } else if (a < 75) {
             char text[32];
             snprintf(text, sizeof text, "m%lu", step);
@@ -538,6 +611,9 @@ static bool run_model(uint64_t seed, unsigned long steps, size_t history, size_t
                 {"{\"type\":\"join\",\"room\":\"a b\",\"name\":\"x\"}", "bad_room"},
                 {"{\"type\":\"join\",\"room\":\"r1\",\"name\":\"\"}", "bad_name"},
                 {"{\"type\":\"join\",\"room\":\"r1\",\"name\":\"a\\u0001\"}", "bad_name"},
+                {"{\"type\":\"join\",\"room\":\"r1\",\"name\":\"ann\\u202e\"}", "bad_name"},
+                {"{\"type\":\"join\",\"room\":\"r1\",\"name\":\"a\xe2\x80\x8b\"}", "bad_name"},
+                {"{\"type\":\"join\",\"room\":\"r1\",\"name\":\"a\",\"key\":5}", "bad_key"},
                 {"{\"type\":\"message\",\"text\":\"   \"}", "bad_text"},
                 {"", "binary"},
             };
@@ -550,6 +626,15 @@ static bool run_model(uint64_t seed, unsigned long steps, size_t history, size_t
             else
                 send_text(chat, i, "%s", bad[k].text);
             expect(i, "error|%s", code);
+        }
+        /* The front end closes what the chat asked to close (a flooder). */
+        if (F[i].open && F[i].close_req) {
+            wsx_chat_conn_close(chat, F[i].cc);
+            F[i].cc = NULL;
+            F[i].open = false;
+            F[i].sub = -1;
+            model_leave(i, -1);
+            M.c[i].open = false;
         }
         ok = compare(chat, step);
     }
@@ -574,18 +659,31 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
     return v && *v ? strtoull(v, NULL, 0) : dflt;
 }
 
+/* The options of a run: no rate limit unless asked. */
+static wsx_chat_opts opts_of(size_t history, size_t max_rooms)
+{
+    wsx_chat_opts o = wsx_chat_defaults();
+    o.history = history;
+    o.max_rooms = max_rooms;
+    o.rate = 0;
+    o.join_rate = 0;
+    return o;
+}
+
 TEST(model_history_3)
 {
     uint64_t seed = env_u64("WSX_CHAT_SEED", 20261203);
     unsigned long steps = (unsigned long)env_u64("WSX_CHAT_STEPS", 20000);
-    CHECK(run_model(seed, steps, 3, 1000));
+    wsx_chat_opts o = opts_of(3, 1000);
+    CHECK(run_model(seed, steps, &o));
 }
 
 TEST(model_history_0)
 {
     uint64_t seed = env_u64("WSX_CHAT_SEED", 20261203) + 1;
     unsigned long steps = (unsigned long)env_u64("WSX_CHAT_STEPS", 20000);
-    CHECK(run_model(seed, steps, 0, 1000));
+    wsx_chat_opts o = opts_of(0, 1000);
+    CHECK(run_model(seed, steps, &o));
 }
 
 /* Four rooms at most for six names: eviction of idle rooms and "too many rooms". */
@@ -593,7 +691,24 @@ TEST(model_room_cap)
 {
     uint64_t seed = env_u64("WSX_CHAT_SEED", 20261203) + 2;
     unsigned long steps = (unsigned long)env_u64("WSX_CHAT_STEPS", 20000);
-    CHECK(run_model(seed, steps, 2, 4));
+    wsx_chat_opts o = opts_of(2, 4);
+    CHECK(run_model(seed, steps, &o));
+}
+
+/* Tight rate limits (messages 20/s, burst 3; joins and leaves 20/s, burst 4; closed after 2
+ * refusals within a second): refusals, closes with 1008, and what the others see of them. */
+TEST(model_rate_limit)
+{
+    uint64_t seed = env_u64("WSX_CHAT_SEED", 20261203) + 3;
+    unsigned long steps = (unsigned long)env_u64("WSX_CHAT_STEPS", 20000);
+    wsx_chat_opts o = opts_of(3, 1000);
+    o.rate = 20;
+    o.burst = 3;
+    o.join_rate = 20;
+    o.join_burst = 4;
+    o.max_refusals = 2;
+    o.refusal_window_ms = 1000;
+    CHECK(run_model(seed, steps, &o));
 }
 
 /* The exact sequence of issue 10, alone: three joins of an empty room. */
@@ -605,8 +720,8 @@ TEST(rejoin_alone)
         F[0].sub = M.c[0].room = -1;
         M.history = h;
         M.max_rooms = 1000;
-        wsx_chat_opts o = wsx_chat_defaults();
-        o.history = h;
+        wsx_chat_opts o = opts_of(h, 1000);
+        M.o = o;
         wsx_chat *chat = NULL;
         CHECK_INT(wsx_chat_new(&o, &ops, &chat), 0);
         F[0].open = M.c[0].open = true;
@@ -614,7 +729,7 @@ TEST(rejoin_alone)
         expect(0, "welcome");
         for (int k = 0; k < 3; k++) {
             send_text(chat, 0, "{\"type\":\"join\",\"room\":\"lobby\",\"name\":\"a\"}");
-            model_join(0, 0, "a");
+            model_join(0, 0, "a", 0);
         }
         snprintf(last_step, sizeof last_step, "three joins, history %zu", h);
         CHECK(compare(chat, 3));
@@ -629,5 +744,6 @@ int main(void)
     RUN(model_history_3);
     RUN(model_history_0);
     RUN(model_room_cap);
+    RUN(model_rate_limit);
     return test_summary("chat");
 }

@@ -452,6 +452,18 @@ static void op_cache_free(void *cache, void *user)
     free(hc);
 }
 
+/* The chat closes a connection that keeps flooding past its rate limit. */
+static void op_close(void *conn, int code, const char *reason, void *user)
+{
+    (void)user;
+    char peer[64];
+    peer_of(conn, peer, sizeof peer);
+    wsx_chat_conn *cc = wsx_conn_user(conn);
+    tool_logf(WSX_LOG_WARN, "%s (connection c%llu): closing with %d: %s", peer,
+              cc ? (unsigned long long)wsx_chat_conn_id(cc) : 0ULL, code, reason);
+    wsx_close(conn, code, reason);
+}
+
 static const wsx_chat_ops chat_ops = {
     .send = op_send,
     .publish = op_publish,
@@ -463,6 +475,7 @@ static const wsx_chat_ops chat_ops = {
     .send_history = op_send_history,
     .sse_history = op_sse_history,
     .cache_free = op_cache_free,
+    .close = op_close,
 };
 
 /* ---- server-sent events ---- */
@@ -945,6 +958,13 @@ static const char help[] =
     "                         lose their history\n"
     "  --history-idle S       drop the history of a room nobody has been in (or listened to)\n"
     "                         for S seconds (default 86400; 0 = never)\n"
+    "  --rate N               chat messages (message, typing) per second per connection\n"
+    "                         (default 20; 0 = no limit): more get the error rate_limited,\n"
+    "                         and over 100 refusals in 10 s close the connection with 1008\n"
+    "  --burst N              chat messages a connection may send at once (default 40)\n"
+    "  --join-rate N          joins and leaves per second per connection (default 5; 0 = no\n"
+    "                         limit); more get rate_limited, and count towards the 1008\n"
+    "  --join-burst N         joins and leaves a connection may send at once (default 100)\n"
     "  --max-connections N    WebSocket connections at most (default 10000)\n"
     "  --ping-interval MS     ping silent connections (default 30000; 0 = never)\n"
     "  --shutdown-timeout MS  on SIGINT/SIGTERM, time for clients to close (default 5000)\n"
@@ -1022,6 +1042,10 @@ enum {
     O_THREADS,
     O_HISTORY_BYTES,
     O_HISTORY_IDLE,
+    O_RATE,
+    O_BURST,
+    O_JOIN_RATE,
+    O_JOIN_BURST,
 };
 
 /* Drops the history of rooms idle for longer than --history-idle (the chat keeps them in
@@ -1053,6 +1077,10 @@ int cmd_serve(int argc, char **argv)
         {"tls-port", required_argument, 0, O_TLSPORT},
         TOOL_TLS_LONGOPTS,
         {"threads", required_argument, 0, O_THREADS},
+        {"rate", required_argument, 0, O_RATE},
+        {"burst", required_argument, 0, O_BURST},
+        {"join-rate", required_argument, 0, O_JOIN_RATE},
+        {"join-burst", required_argument, 0, O_JOIN_BURST},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -1101,6 +1129,26 @@ int cmd_serve(int argc, char **argv)
         case O_HISTORY_IDLE:
             if (!parse_u32(optarg, &v)) return usage_error("serve", "bad --history-idle");
             S.chat_opts.history_idle_ms = (uint64_t)v * 1000;
+            break;
+        case O_RATE:
+            if (!parse_u32(optarg, &v) || v > 1000000)
+                return usage_error("serve", "bad --rate '%s' (0 to 1000000)", optarg);
+            S.chat_opts.rate = v;
+            break;
+        case O_BURST:
+            if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
+                return usage_error("serve", "bad --burst '%s' (1 to 1000000)", optarg);
+            S.chat_opts.burst = v;
+            break;
+        case O_JOIN_RATE:
+            if (!parse_u32(optarg, &v) || v > 1000000)
+                return usage_error("serve", "bad --join-rate '%s' (0 to 1000000)", optarg);
+            S.chat_opts.join_rate = v;
+            break;
+        case O_JOIN_BURST:
+            if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
+                return usage_error("serve", "bad --join-burst '%s' (1 to 1000000)", optarg);
+            S.chat_opts.join_burst = v;
             break;
         case O_MAXCONN:
             if (!parse_size(optarg, &sz) || !sz)
