@@ -1,7 +1,9 @@
 /*
  * Topics: a hash table of topic name -> subscriber list, per server. A publish frames the
  * message once into a shared reference-counted buffer and queues a slice of it on every
- * subscriber's stream; the buffer is freed when the last subscriber has written it.
+ * subscriber's stream; the buffer is freed when the last subscriber has written it. The same
+ * framing serves prepared messages (wsx_prepare: one message for any set of connections) and
+ * the shared byte buffers of streamed HTTP responses (wsx_bytes).
  */
 #include <stdlib.h>
 #include <string.h>

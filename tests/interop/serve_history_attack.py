@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 
-from wsxlib import SSE, Chat, Raw, Serve, build_frame, check, eq, note, proc_status_kib, run
+from wsxlib import SSE, Chat, Raw, Serve, build_frame, check, eq, metrics, note, proc_status_kib, run
 
 BASELINE = os.environ.get("WSX_ATTACK_BASELINE") == "1"
 BIG_TEXT = "\U0001F600" * 2000  # 2000 characters of 4 bytes: the largest message allowed
@@ -328,6 +328,12 @@ async def budget():
         check(after - base < (budget_mib + 24) * MiB,
               f"RSS after the client is gone < the budget ({budget_mib} MiB) + 24 MiB over the start",
               f"{(after - base) / MiB:.1f} MiB")
+        if not BASELINE:
+            m = await th(metrics, port)
+            note(f"/metrics: wsx_history_bytes {m.get('wsx_history_bytes')}, "
+                 f"wsx_history_messages {m.get('wsx_history_messages')}")
+            check(0 < m.get("wsx_history_bytes", 0) <= budget_mib * MiB,
+                  "wsx_history_bytes in /metrics is within --history-bytes", m.get("wsx_history_bytes"))
         c = await Chat.open(srv.url, "check")
         _, h0 = await join(c, "r0", "check")
         eq(len(h0), 0, "the oldest room's history was evicted")

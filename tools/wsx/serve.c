@@ -840,6 +840,14 @@ static void serve_metrics(wsx_http_req *r)
         (unsigned long long)st.refused_426, (unsigned long long)st.refused_431,
         (unsigned long long)st.refused_503, (unsigned long long)st.refused_other,
         (unsigned long long)st.handshake_timeouts);
+    if (n > 0 && (size_t)n < sizeof body)
+        n += snprintf(body + n, sizeof body - (size_t)n,
+                      "# HELP wsx_history_bytes History held over all rooms, as counted against "
+                      "--history-bytes.\n"
+                      "# TYPE wsx_history_bytes gauge\nwsx_history_bytes %zu\n"
+                      "# HELP wsx_history_messages Messages held in the history of all rooms.\n"
+                      "# TYPE wsx_history_messages gauge\nwsx_history_messages %zu\n",
+                      cs.history_bytes, cs.history_messages);
     wsx_http_header h[] = {{"Content-Type", 12, "text/plain; version=0.0.4", 25}};
     wsx_http_respond(r, 200, h, 1, body, (size_t)n);
 }
