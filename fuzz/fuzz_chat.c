@@ -12,7 +12,10 @@
  *      picked by the next byte, resuming after the id in the byte after
  *   8  the clock jumps by the next byte in seconds
  * Bit 4 of the first byte turns on tight rate limits (messages 5/s, burst 2; joins and leaves
- * 5/s, burst 3; closed after 3 refusals); otherwise only the defaults apply.
+ * 5/s, burst 3; closed after 3 refusals); otherwise only the defaults apply. Bit 5 gives the
+ * chat shared-history ops (a cache per room, checked: handed back once, none left at the
+ * end), a history budget of 400 bytes, history dropped after 5 s idle (the chat expires at
+ * every clock jump), and odd connections a full send queue (joins refused with slow_down).
  * Beyond memory errors (ASan), it aborts if the chat sends to a closed connection,
  * subscribes a connection twice or unsubscribes one that is not subscribed, or if its counts
  * disagree with the connections the fuzzer holds.
@@ -73,10 +76,72 @@ static void op_unsubscribe(void *conn, const char *room, void *user)
     f->sub[0] = '\0';
 }
 
+static bool full_queues; /* odd connections report a queue above join_max_queued */
+static int caches_live;
+
 static size_t op_queued(void *conn, void *user)
 {
-    (void)conn, (void)user;
-    return 0;
+    (void)user;
+    return full_queues && (((fconn *)conn - F) & 1) ? 2u << 20 : 0;
+}
+
+/* A room's cache: the history's text, checked against the chat's view on every use. */
+typedef struct fcache {
+    uint32_t magic;
+    size_t count;
+    uint64_t last_id;
+} fcache;
+
+static void check_cache(void **cache, const wsx_chat_history *h)
+{
+    size_t n = wsx_chat_history_count(h);
+    uint64_t last = 0, prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const char *json = wsx_chat_history_get(h, i, &last, &len);
+        if (!json || len == 0 || json[0] != '{' || (i && last <= prev)) abort();
+        prev = last;
+    }
+    fcache *c = *cache;
+    if (c) {
+        /* The chat drops the cache on every change: what it describes must be current. */
+        if (c->magic != 0xCAC4E || c->count != n || c->last_id != last) abort();
+        return;
+    }
+    c = malloc(sizeof *c);
+    if (!c) abort();
+    *c = (fcache){0xCAC4E, n, last};
+    *cache = c;
+    caches_live++;
+    size_t len;
+    char *json = wsx_chat_history_json(h, &len);
+    if (!json || len < 2 || json[0] != '{' || json[len - 1] != '}') abort();
+    free(json);
+}
+
+static void op_send_history(void *conn, void **cache, const wsx_chat_history *h, void *user)
+{
+    (void)user;
+    if (!((fconn *)conn)->open) abort();
+    check_cache(cache, h);
+}
+
+static void op_sse_history(void *l, void **cache, const wsx_chat_history *h, uint64_t after,
+                           void *user)
+{
+    (void)user, (void)after;
+    if (l != &L_tag[0] && l != &L_tag[1]) abort();
+    check_cache(cache, h);
+}
+
+static void op_cache_free(void *cache, void *user)
+{
+    (void)user;
+    fcache *c = cache;
+    if (!c || c->magic != 0xCAC4E) abort();
+    c->magic = 0;
+    free(c);
+    caches_live--;
 }
 
 static uint64_t op_now(void *user)
@@ -108,6 +173,18 @@ static const wsx_chat_ops ops = {.send = op_send,
                                  .sse_send = op_sse_send,
                                  .close = op_close};
 
+static const wsx_chat_ops ops_shared = {.send = op_send,
+                                        .publish = op_publish,
+                                        .subscribe = op_subscribe,
+                                        .unsubscribe = op_unsubscribe,
+                                        .queued = op_queued,
+                                        .now_ms = op_now,
+                                        .sse_send = op_sse_send,
+                                        .close = op_close,
+                                        .send_history = op_send_history,
+                                        .sse_history = op_sse_history,
+                                        .cache_free = op_cache_free};
+
 static const char *const rooms[4] = {"lobby", "a", "b-2", "c.3"};
 static const char *const names[4] = {"ann", "bob", "\xc3\xa9mile", "ann"};
 
@@ -134,8 +211,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         o.max_refusals = 3;
         o.refusal_window_ms = 1000;
     }
+    bool shared = data[0] & 0x20;
+    full_queues = shared;
+    caches_live = 0;
+    if (shared) {
+        o.history_bytes = 400;
+        o.history_idle_ms = 5000;
+        o.join_max_queued = 1u << 20;
+    }
     wsx_chat *chat = NULL;
-    if (wsx_chat_new(&o, &ops, &chat) < 0) return 0;
+    if (wsx_chat_new(&o, shared ? &ops_shared : &ops, &chat) < 0) return 0;
     size_t p = 1;
     char buf[512];
     while (p < size) {
@@ -176,6 +261,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (act == 8) {
             p++;
             fake_now += (uint64_t)arg * 1000;
+            wsx_chat_expire(chat);
             continue;
         }
         if (!F[i].open) continue;
@@ -219,10 +305,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         subscribed += F[i].open && F[i].sub[0];
     }
     if (st.conns != open || st.members != subscribed || st.rooms > o.max_rooms) abort();
+    if (shared && st.history_bytes > o.history_bytes && st.history_messages > 1) abort();
     for (int k = 0; k < 2; k++)
         wsx_chat_listener_remove(chat, L[k]);
     for (int i = 0; i < NCONN; i++)
         if (F[i].open) wsx_chat_conn_close(chat, F[i].cc);
     wsx_chat_free(chat);
+    if (caches_live != 0) abort();
     return 0;
 }
