@@ -325,8 +325,8 @@ async def budget():
         after = rss(srv)
         note(f"300 x 100 maximal messages in {time.monotonic() - t0:.1f} s ({cpu_s(srv):.1f} s of server CPU); RSS before {base / MiB:.1f} MiB, "
              f"peak {(base + grown_peak) / MiB:.1f} MiB, after the client left {after / MiB:.1f} MiB")
-        check(after - base < (budget_mib + 24) * MiB,
-              f"RSS after the client is gone < the budget ({budget_mib} MiB) + 24 MiB over the start",
+        check(after - base < (budget_mib + 32) * MiB,
+              f"RSS after the client is gone < the budget ({budget_mib} MiB) + 32 MiB over the start",
               f"{(after - base) / MiB:.1f} MiB")
         if not BASELINE:
             m = await th(metrics, port)
@@ -419,6 +419,10 @@ async def threads():
 SCENARIOS = {"joins": joins, "sse": sse, "budget": budget, "idle": idle, "threads": threads}
 
 if __name__ == "__main__":
+    # Under AddressSanitizer freed memory waits in a quarantine (256 MiB by default) before it
+    # is reused, which would show as growth here: a small one keeps the RSS figures about the
+    # server (it changes nothing in other builds).
+    os.environ["ASAN_OPTIONS"] = ":".join(x for x in (os.environ.get("ASAN_OPTIONS"), "quarantine_size_mb=8") if x)
     which = sys.argv[1] if len(sys.argv) > 1 else ""
     if which not in SCENARIOS:
         sys.exit(f"usage: {sys.argv[0]} {'|'.join(SCENARIOS)}")
