@@ -222,7 +222,7 @@ typedef struct model {
 
 static model M;
 
-static void expect(int i, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void expect(int i, const char *fmt, ...)
 {
     char buf[4096];
     va_list ap;
@@ -277,11 +277,11 @@ static size_t model_rooms(void)
     return n;
 }
 
-static void model_publish(int r, int except, const char *fmt, const char *a, const char *b,
-                          const char *c)
+/* The members of room r but `except` expect event. */
+static void model_publish(int r, int except, const char *event)
 {
     for (int i = 0; i < NCONN; i++)
-        if (i != except && M.c[i].open && M.c[i].room == r) expect(i, fmt, a, b, c);
+        if (i != except && M.c[i].open && M.c[i].room == r) expect(i, "%s", event);
 }
 
 static void model_presence(int r, const char *name, bool joined)
@@ -293,9 +293,13 @@ static void model_presence(int r, const char *name, bool joined)
         char ev[64];
         snprintf(ev, sizeof ev, "presence|%s|%s|%s", room_names[r], joined ? "join" : "leave",
                  name);
-        model_publish(r, -1, "%s|%s", ev, on, NULL);
+        char e[2048];
+        snprintf(e, sizeof e, "%s|%s", ev, on);
+        model_publish(r, -1, e);
     } else {
-        model_publish(r, -1, "online|%s|%s", room_names[r], on, NULL);
+        char e[2048];
+        snprintf(e, sizeof e, "online|%s|%s", room_names[r], on);
+        model_publish(r, -1, e);
     }
 }
 
@@ -418,7 +422,9 @@ static void model_message(int i, const char *text)
     uint64_t id = M.r[r].next_id++;
     char ids[32];
     snprintf(ids, sizeof ids, "%llu", (unsigned long long)id);
-    model_publish(r, -1, "message|%s|%s|%s", room_names[r], M.c[i].name, text);
+    char e[256];
+    snprintf(e, sizeof e, "message|%s|%s|%s", room_names[r], M.c[i].name, text);
+    model_publish(r, -1, e);
     for (int k = 0; k < NCONN; k++) /* append the id to what was just expected */
         if (M.c[k].open && M.c[k].room == r) {
             char *w = M.want[k][M.n_want[k] - 1];
@@ -447,7 +453,9 @@ static void model_typing(int i, bool on)
         return;
     }
     if (!model_rate(i, 0)) return;
-    model_publish(r, i, "typing|%s|%s|%s", room_names[r], M.c[i].name, on ? "1" : "0");
+    char e[256];
+    snprintf(e, sizeof e, "typing|%s|%s|%d", room_names[r], M.c[i].name, on);
+    model_publish(r, i, e);
 }
 
 /* ---- the run ---- */
@@ -467,7 +475,8 @@ static unsigned pick(unsigned n)
     return (unsigned)(rnd() % n);
 }
 
-static void send_text(wsx_chat *chat, int i, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void send_text(wsx_chat *chat, int i, const char *fmt,
+                                                            ...)
 {
     char buf[512];
     va_list ap;
