@@ -39,7 +39,6 @@ struct room {
     uint64_t hash;
     char name[WSX_CHAT_MAX_ROOM + 1];
     wsx_chat_conn *members; /* connections that joined, newest first */
-    size_t n_members;
     wsx_chat_listener *listeners;
     person *people; /* sorted by name (byte order): the online list */
     size_t n_people, cap_people;
@@ -50,7 +49,7 @@ struct room {
     uint64_t *hist_id;
     size_t hist_n, hist_first;
     uint64_t next_id;
-    uint64_t last_used; /* when it was last joined, left or listened to */
+    uint64_t idle_since; /* when it went on the idle list (--history-idle counts from it) */
     /* The history budget: what this room's history costs, and its place in the list of
      * rooms with history, the one posted to least recently first. */
     size_t hist_bytes;
@@ -70,7 +69,6 @@ struct wsx_chat_conn {
     uint64_t id;
     bool slowed; /* a join was refused with slow_down and none accepted since */
     char name[4 * WSX_CHAT_MAX_NAME + 1];
-    uint64_t key; /* the keyed hash of the key it joined with, 0: none */
     /* The rate limits: token buckets (chat messages; joins and leaves) in thousandths of a
      * message, and the refusals of the current window. */
     bucket msgs, joins;
@@ -394,8 +392,10 @@ static void release_room(wsx_chat *chat, room *r)
         free_room(chat, r);
         return;
     }
-    r->last_used = now(chat);
-    if (!r->in_idle) idle_append(chat, r);
+    if (!r->in_idle) {
+        r->idle_since = now(chat);
+        idle_append(chat, r);
+    }
 }
 
 /* Doubles the bucket array; on failure the table stays as it is (only slower). */
@@ -425,7 +425,6 @@ static room *get_room(wsx_chat *chat, const char *name)
     room *r = find_room(chat, name);
     if (r) {
         idle_remove(chat, r);
-        r->last_used = now(chat);
         return r;
     }
     if (chat->n_rooms >= chat->opts.max_rooms) {
@@ -447,7 +446,6 @@ static room *get_room(wsx_chat *chat, const char *name)
         }
     }
     r->next_id = 1;
-    r->last_used = now(chat);
     if (chat->n_rooms >= chat->n_buckets) grow(chat);
     r->hash = keyed_hash(chat, 0, r->name, strlen(r->name));
     size_t b = r->hash & (chat->n_buckets - 1);
@@ -806,7 +804,6 @@ static void leave_room(wsx_chat *chat, wsx_chat_conn *m, const room *keep)
     else
         r->members = m->next;
     if (m->next) m->next->prev = m->prev;
-    r->n_members--;
     chat->n_members--;
     m->room = NULL;
     m->next = m->prev = NULL;
@@ -911,7 +908,6 @@ static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
     if (!r) return send_error(chat, m, "bad_room", "too many rooms");
     leave_room(chat, m, r);
     memcpy(m->name, pname, sizeof m->name);
-    m->key = key;
     size_t tabs = person_add(r, m->name, key);
     if (!tabs || chat->ops.subscribe(m->ctx, r->name, chat->opts.user) < 0) {
         if (tabs) person_remove(r, m->name);
@@ -923,7 +919,6 @@ static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
     if (r->members) r->members->prev = m;
     m->prev = NULL;
     r->members = m;
-    r->n_members++;
     chat->n_members++;
 
     /* joined is small and this connection's own; the history follows as one message that
@@ -1249,7 +1244,7 @@ size_t wsx_chat_expire(wsx_chat *chat)
      * waited long enough. */
     while (chat->opts.history_idle_ms && chat->idle_head) {
         room *r = chat->idle_head;
-        if (t < r->last_used || t - r->last_used < chat->opts.history_idle_ms) break;
+        if (t < r->idle_since || t - r->idle_since < chat->opts.history_idle_ms) break;
         free_room(chat, r);
         n++;
     }

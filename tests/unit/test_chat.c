@@ -166,9 +166,18 @@ static uint64_t op_now(void *user)
     return fake_now;
 }
 
+/* What SSE listeners were sent: "L<listener index>:<id>:<text>" each. */
+static char sse_log[1024];
+static int sse_tags[4];
+
 static void op_sse_send(void *l, uint64_t id, const char *json, size_t len, void *user)
 {
-    (void)l, (void)id, (void)json, (void)len, (void)user;
+    (void)user;
+    char *c = canon(json, len);
+    size_t o = strlen(sse_log);
+    snprintf(sse_log + o, sizeof sse_log - o, "%sL%d:%llu:%s", o ? " " : "",
+             (int)((int *)l - sse_tags), (unsigned long long)id, c);
+    free(c);
 }
 
 static void op_close(void *conn, int code, const char *reason, void *user)
@@ -223,7 +232,7 @@ typedef struct model {
 
 static model M;
 
-static void expect(int i, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void expect(int i, const char *fmt, ...)
 {
     char buf[4096];
     va_list ap;
@@ -278,11 +287,11 @@ static size_t model_rooms(void)
     return n;
 }
 
-static void model_publish(int r, int except, const char *fmt, const char *a, const char *b,
-                          const char *c)
+/* The members of room r but `except` expect event. */
+static void model_publish(int r, int except, const char *event)
 {
     for (int i = 0; i < NCONN; i++)
-        if (i != except && M.c[i].open && M.c[i].room == r) expect(i, fmt, a, b, c);
+        if (i != except && M.c[i].open && M.c[i].room == r) expect(i, "%s", event);
 }
 
 static void model_presence(int r, const char *name, bool joined)
@@ -294,9 +303,13 @@ static void model_presence(int r, const char *name, bool joined)
         char ev[64];
         snprintf(ev, sizeof ev, "presence|%s|%s|%s", room_names[r], joined ? "join" : "leave",
                  name);
-        model_publish(r, -1, "%s|%s", ev, on, NULL);
+        char e[2048];
+        snprintf(e, sizeof e, "%s|%s", ev, on);
+        model_publish(r, -1, e);
     } else {
-        model_publish(r, -1, "online|%s|%s", room_names[r], on, NULL);
+        char e[2048];
+        snprintf(e, sizeof e, "online|%s|%s", room_names[r], on);
+        model_publish(r, -1, e);
     }
 }
 
@@ -420,7 +433,9 @@ static void model_message(int i, const char *text)
     uint64_t id = M.r[r].next_id++;
     char ids[32];
     snprintf(ids, sizeof ids, "%llu", (unsigned long long)id);
-    model_publish(r, -1, "message|%s|%s|%s", room_names[r], M.c[i].name, text);
+    char e[256];
+    snprintf(e, sizeof e, "message|%s|%s|%s", room_names[r], M.c[i].name, text);
+    model_publish(r, -1, e);
     for (int k = 0; k < NCONN; k++) /* append the id to what was just expected */
         if (M.c[k].open && M.c[k].room == r) {
             char *w = M.want[k][M.n_want[k] - 1];
@@ -449,7 +464,9 @@ static void model_typing(int i, bool on)
         return;
     }
     if (!model_rate(i, 0)) return;
-    model_publish(r, i, "typing|%s|%s|%s", room_names[r], M.c[i].name, on ? "1" : "0");
+    char e[256];
+    snprintf(e, sizeof e, "typing|%s|%s|%d", room_names[r], M.c[i].name, on);
+    model_publish(r, i, e);
 }
 
 /* ---- the run ---- */
@@ -469,7 +486,8 @@ static unsigned pick(unsigned n)
     return (unsigned)(rnd() % n);
 }
 
-static void send_text(wsx_chat *chat, int i, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void send_text(wsx_chat *chat, int i, const char *fmt,
+                                                            ...)
 {
     char buf[512];
     va_list ap;
@@ -738,9 +756,77 @@ TEST(rejoin_alone)
     }
 }
 
+static void count_one(void *listener, void *arg)
+{
+    (void)listener;
+    ++*(int *)arg;
+}
+
+/* SSE listeners: replay after an id, and rooms held by a listener are not evicted. */
+TEST(listeners)
+{
+    memset(F, 0, sizeof F);
+    memset(&M, 0, sizeof M);
+    for (int i = 0; i < NCONN; i++)
+        F[i].sub = M.c[i].room = -1;
+    wsx_chat_opts o = opts_of(3, 2);
+    wsx_chat *chat = NULL;
+    CHECK_INT(wsx_chat_new(&o, &ops, &chat), 0);
+    wsx_chat_listener *l0 = NULL, *l1 = NULL, *l2 = NULL;
+    CHECK_INT(wsx_chat_listener_add(chat, "a b", &sse_tags[0], &l0), WSX_EINVAL);
+    CHECK_INT(wsx_chat_listener_add(chat, "r1", &sse_tags[0], &l0), 0);
+    F[0].open = true;
+    F[0].cc = wsx_chat_conn_open(chat, &F[0]);
+    send_text(chat, 0, "{\"type\":\"join\",\"room\":\"r1\",\"name\":\"ann\"}");
+    for (int k = 1; k <= 4; k++)
+        send_text(chat, 0, "{\"type\":\"message\",\"text\":\"t%d\"}", k);
+    /* The history holds 3: ids 2..4; after id 2 that is 3 and 4. */
+    sse_log[0] = '\0';
+    CHECK_INT(wsx_chat_listener_add(chat, "r1", &sse_tags[1], &l1), 0);
+    wsx_chat_listener_replay(chat, l1, 2);
+    CHECK_STR(sse_log, "L1:3:message|r1|ann|t3|3 L1:4:message|r1|ann|t4|4");
+    sse_log[0] = '\0';
+    wsx_chat_listener_replay(chat, l1, 0);
+    CHECK_STR(sse_log,
+              "L1:2:message|r1|ann|t2|2 L1:3:message|r1|ann|t3|3 L1:4:message|r1|ann|t4|4");
+    int n = 0;
+    wsx_chat_listeners_each(chat, "r1", count_one, &n);
+    CHECK_INT(n, 2);
+    /* Two rooms at most: r1 (a member, listeners) and r2 (a listener); no room is idle. */
+    CHECK_INT(wsx_chat_listener_add(chat, "r2", &sse_tags[2], &l2), 0);
+    wsx_chat_listener *l3 = NULL;
+    CHECK_INT(wsx_chat_listener_add(chat, "r3", &sse_tags[3], &l3), WSX_ELIMIT);
+    send_text(chat, 0, "{\"type\":\"join\",\"room\":\"r3\",\"name\":\"ann\"}");
+    CHECK_STR(F[0].got[F[0].n_got - 1], "error|bad_room");
+    /* r2's listener goes: r2 (no history) is freed, and r3 can be made. */
+    wsx_chat_listener_remove(chat, l2);
+    CHECK_INT(wsx_chat_listener_add(chat, "r3", &sse_tags[3], &l3), 0);
+    wsx_chat_stats st;
+    wsx_chat_get_stats(chat, &st);
+    CHECK_INT(st.rooms, 2);
+    CHECK_INT(st.listeners, 3);
+    n = 0;
+    wsx_chat_listeners_all(chat, count_one, &n);
+    CHECK_INT(n, 3);
+    wsx_chat_listener_remove(chat, l3);
+    wsx_chat_listener_remove(chat, l0);
+    wsx_chat_conn_close(chat, F[0].cc);
+    F[0].open = false;
+    /* r1 is kept for its history while l1 listens, and after. */
+    wsx_chat_listener_remove(chat, l1);
+    wsx_chat_get_stats(chat, &st);
+    CHECK_INT(st.rooms, 1);
+    CHECK_INT(st.listeners, 0);
+    for (size_t k = 0; k < F[0].n_got; k++)
+        free(F[0].got[k]);
+    F[0].n_got = 0;
+    wsx_chat_free(chat);
+}
+
 int main(void)
 {
     RUN(rejoin_alone);
+    RUN(listeners);
     RUN(model_history_3);
     RUN(model_history_0);
     RUN(model_room_cap);
