@@ -24,6 +24,7 @@
   const TOAST_MS = 5000;
   const GROUP_MS = 5 * 60 * 1000; // consecutive messages of one sender within 5 min are grouped
   const NAME_KEY = 'wsx.chat.name';
+  const PERSON_KEY = 'wsx.chat.key';
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -63,6 +64,22 @@
   const typers = new Map(); // name -> timeout id
 
   // ---- helpers -------------------------------------------------------------------------------
+
+  // Who this person is, for the server: a random secret made once and shared by this browser's
+  // tabs (localStorage), sent with every `join`. A name present in a room belongs to the key it
+  // joined with: another person cannot take it, and this person's tabs count as one.
+  function personKey() {
+    let k = null;
+    try { k = localStorage.getItem(PERSON_KEY); } catch { /* storage blocked */ }
+    if (!k || !/^[0-9a-f]{32}$/.test(k)) {
+      const b = new Uint8Array(16);
+      crypto.getRandomValues(b);
+      k = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+      try { localStorage.setItem(PERSON_KEY, k); } catch { /* this page only, then */ }
+    }
+    return k;
+  }
+  const key = personKey();
 
   function wsUrl() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -242,7 +259,7 @@
     everConnected = true;
     if (want) {
       setStatus('connecting', reconnect ? 'Rejoining…' : 'Joining…');
-      send({ type: 'join', room: want.room, name: want.name });
+      send({ type: 'join', room: want.room, name: want.name, key });
     } else {
       setStatus('connected', 'Connected');
     }
@@ -355,16 +372,23 @@
     bad_room: 'Room names use letters, digits, "_", "." and "-" only.',
     bad_text: 'That message is empty or too long.',
     not_joined: 'Join a room first.',
+    name_taken: 'Someone else in this room goes by that name.',
+    rate_limited: 'You are sending too fast; wait a moment.',
   };
 
   function onError(msg) {
     const code = String(msg.code ?? 'error');
     const text = msg.message ? String(msg.message) : (ERROR_TEXT[code] || code);
     toast(ERROR_TEXT[code] && msg.message ? `${ERROR_TEXT[code]} (${text})` : text);
-    if (code === 'bad_text') {
+    if (code === 'bad_text' || code === 'rate_limited') {
       // The oldest sent message of ours was refused: keep it visible, marked as failed.
       const i = pending.findIndex((p) => p.sent);
       if (i >= 0) { markFailed(pending[i].li); pending.splice(i, 1); }
+    } else if (code === 'name_taken') {
+      // The join was refused: stay as we are (and rejoin as that after a reconnect).
+      want = joined ? { room: joined.room, name: joined.name } : null;
+      if (!joined) setStatus('connected', 'Connected');
+      el.name.focus();
     } else if ((code === 'bad_name' || code === 'bad_room') && !joined) {
       want = null;
       setStatus('connected', 'Connected');
@@ -522,7 +546,7 @@
     if (joined && joined.room === room && joined.name === name) return true; // nothing to change
     want = { room, name };
     if (joined && room !== joined.room) stopTyping();
-    if (send({ type: 'join', room, name })) {
+    if (send({ type: 'join', room, name, key })) {
       setStatus('connecting', 'Joining…');
     } else if (!ws) {
       retryNow();

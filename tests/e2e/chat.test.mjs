@@ -122,9 +122,12 @@ async function restartServer(port) {
 
 const byId = (id) => `[data-testid="${id}"]`;
 
-async function openUser(browser, base, name, viewport = { width: 1280, height: 800 }) {
-  const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+// sameAs: a user whose browser context (and so localStorage, where the page keeps the key that
+// makes it the same person) the new page shares: another tab of that user.
+async function openUser(browser, base, name, viewport = { width: 1280, height: 800 }, sameAs = null) {
+  const context = sameAs ? sameAs.context : await browser.newContext({ viewport, deviceScaleFactor: 1 });
   const page = await context.newPage();
+  if (sameAs) await page.setViewportSize(viewport);
   const problems = [];
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error' && !/WebSocket|ERR_CONNECTION_REFUSED|net::/.test(m.text())) problems.push(`console: ${m.text()}`); });
@@ -334,7 +337,7 @@ test('two users chat, the server dies and comes back, the pages reconnect by the
     });
 
     await t.test('a second tab of alice shows "×2 tabs" (mobile width)', async () => {
-      const alice2 = await openUser(browser, base, 'alice', { width: 390, height: 844 });
+      const alice2 = await openUser(browser, base, 'alice', { width: 390, height: 844 }, alice);
       await alice2.page.waitForFunction(() => [...document.querySelectorAll('[data-testid="online-entry"]')]
         .some((e) => e.dataset.name === 'alice' && e.querySelector('[data-testid="online-tabs"]')?.textContent === '×2 tabs'),
       null, { timeout: WAIT });
@@ -345,7 +348,7 @@ test('two users chat, the server dies and comes back, the pages reconnect by the
       null, { timeout: WAIT });
       await shot(alice2.page, 'chat-mobile.png');
       assert.deepEqual(alice2.problems, []);
-      await alice2.context.close();
+      await alice2.page.close();
       // The tab is gone: back to one entry without a badge, and no "alice left" (she has a tab).
       await bob.page.waitForFunction(() => document.querySelectorAll('[data-testid="online-tabs"]').length === 0,
         null, { timeout: WAIT });

@@ -69,6 +69,26 @@ async def welcome(srv):
     await closed(b)
 
 
+async def rejoin_alone(srv, label):
+    """The crash of issue 10: a connection alone in a room without messages joins it three
+    times (a lone user renaming themselves twice). Each join leaves the room first; the room
+    must survive that."""
+    a = await Chat.open(srv.url, "alone")
+    for i in range(3):
+        await a.send('{"type":"join","room":"lobby","name":"a"}')
+        j = await a.expect("joined")
+        eq((j["room"], j["name"], j["online"], j["history"]), ("lobby", "a", [person("a")], []),
+           f"{label}: join {i + 1} of 3 is answered")
+        eq(await a.recv(), {"type": "presence", "room": "lobby", "event": "join", "name": "a",
+                            "online": [person("a")]}, f"{label}: presence join {i + 1}")
+    await a.send({"type": "join", "room": "lobby", "name": "b"})
+    eq((await a.expect("joined"))["name"], "b", f"{label}: a fourth join under another name")
+    await a.expect("presence")
+    await post(a, "still alive", [a], "lobby", "b", f"{label}: the room works after the rejoins")
+    check(srv.running, f"{label}: the server is still running")
+    await closed(a)
+
+
 async def rooms(srv):
     a = await Chat.open(srv.url, "ann")
     b = await Chat.open(srv.url, "bob")
@@ -277,6 +297,94 @@ async def errors(srv):
     await closed(w)
 
 
+async def keyed_join(c, room, name, key):
+    """Sends a join with a key; returns the first answer (joined or error), and reads the
+    presence/online event that follows a joined."""
+    msg = {"type": "join", "room": room, "name": name}
+    if key is not None:
+        msg["key"] = key
+    await c.send(msg)
+    a = await c.recv()
+    if a.get("type") == "joined":
+        await c.recv()
+    return a
+
+
+async def names(srv):
+    e = await Chat.open(srv.url, "e")
+    # Format characters (Unicode Cf), line and paragraph separators: invisible, or they reorder
+    # what follows them (bidi). Each one inside, before and after a name.
+    fmt = ["\u202e", "\u202a", "\u202d", "\u2066", "\u2067", "\u2069", "\u200b", "\u200c",
+           "\u200d", "\u200e", "\u200f", "\ufeff", "\u00ad", "\u061c", "\u180e", "\u2060",
+           "\u2028", "\u2029", "\U000e0041", "\U000e007f", "\U000e0001", "\u0600", "\ufff9"]
+    bad = []
+    for ch in fmt:
+        for name in (f"a{ch}b", f"{ch}ann", f"ann{ch}"):
+            await e.send({"type": "join", "room": "names", "name": name})
+            m = await e.recv()
+            if m.get("code") != "bad_name":
+                bad.append((name, m))
+                if m.get("type") == "joined":
+                    await e.recv()
+                    await e.send({"type": "leave"})
+    eq(bad, [], f"{len(fmt) * 3} names with a format character -> error bad_name")
+    for name in ("Zoë", "李雷", "ann-marie", "a b", "😀", "ℌ𝔢𝔩𝔩𝔬"):
+        j = await keyed_join(e, "names-ok", name, "ok")
+        eq(j.get("name"), name, f"name {name!r} without format characters is accepted")
+    await e.send({"type": "leave"})
+
+    for key, label in ((5, "a numeric key"), ("", "an empty key"), ("k" * 129, "a key of 129 bytes"),
+                       ([1], "an array key"), (True, "a boolean key")):
+        await e.send({"type": "join", "room": "own", "name": "x", "key": key})
+        eq((await e.recv()).get("code"), "bad_key", f"{label} -> error")
+    j = await keyed_join(e, "own", "x", "k" * 128)
+    eq(j.get("type"), "joined", "a key of 128 bytes is accepted")
+    j = await keyed_join(e, "own", "x", None)
+    eq(j.get("type"), "joined", "a key of null is no key (and x's only tab may change its key)")
+    await e.send({"type": "leave"})
+
+    # Names are owned: the key of the person present under a name.
+    ann1 = await Chat.open(srv.url, "ann-tab1")
+    ann2 = await Chat.open(srv.url, "ann-tab2")
+    bea = await Chat.open(srv.url, "bea")
+    eq((await keyed_join(ann1, "own", "ann", "key-ann"))["type"], "joined", "ann joins with her key")
+    eq((await keyed_join(bea, "own", "bea", "key-bea"))["type"], "joined", "bea joins with hers")
+    await ann1.expect("presence")
+    for key, label in (("key-bea", "bea's key"), ("key-x", "another key"), (None, "no key")):
+        m = await keyed_join(bea, "own", "ann", key)
+        eq((m.get("type"), m.get("code")), ("error", "name_taken"), f"taking ann's name with {label} -> error")
+    m = await keyed_join(bea, "own", " ann ", "key-bea")
+    eq(m.get("code"), "name_taken", "... also with blanks around it")
+    await quiet([ann1], "refused joins reach no one")
+    await post(bea, "still bea", [bea, ann1], "own", "bea", "the refused joiner stays who it was")
+    j = await keyed_join(ann2, "own", "ann", "key-ann")
+    eq(j.get("online"), [person("ann", 2), person("bea")], "ann's key: a second tab of ann")
+    eq(await ann1.recv(), {"type": "online", "room": "own", "online": [person("ann", 2), person("bea")]},
+       "an `online`, not a presence, for the second tab")
+    await bea.expect("online")
+    # Another room does not care whose name it is here.
+    o = await Chat.open(srv.url, "other-room")
+    eq((await keyed_join(o, "own2", "ann", "key-o"))["type"], "joined", "the same name in another room")
+    # A name held without a key: not protected against a keyed join ...
+    k1 = await Chat.open(srv.url, "keyless1")
+    eq((await keyed_join(k1, "own3", "kim", None))["type"], "joined", "kim joins without a key")
+    m = await keyed_join(o, "own3", "kim", "key-o")
+    eq(m.get("code"), "name_taken", "a keyed join of a name held without a key -> error")
+    # ... and keyless joins of it are tabs of one person, as before keys.
+    k2 = await Chat.open(srv.url, "keyless2")
+    j = await keyed_join(k2, "own3", "kim", None)
+    eq(j.get("online"), [person("kim", 2)], "a second keyless join of kim is a tab of kim")
+    # Once ann's tabs are gone, the name is free for another key.
+    await closed(ann1)
+    await bea.expect("online")
+    await ann2.send({"type": "leave"})
+    eq((await bea.expect("presence"))["event"], "leave", "ann's last tab left")
+    j = await keyed_join(bea, "own", "ann", "key-bea")
+    eq((j.get("type"), j.get("online")), ("joined", [person("ann")]), "then bea may take the name ann")
+    for c in (ann2, bea, o, k1, k2, e):
+        await closed(c)
+
+
 async def too_big(srv):
     o = await Chat.open(srv.url, "big-sender")
     p = await Chat.open(srv.url, "big-peer")
@@ -385,13 +493,21 @@ async def main():
     srv = Serve(["--history", str(HISTORY), "--ping-interval", "0"])
     try:
         await astep("welcome", welcome(srv))
+        await astep("joining the room one is alone in, three times", rejoin_alone(srv, "--history 3"))
         await astep("rooms, messages, presence, history", rooms(srv), 40)
         await astep("one person, many tabs", tabs(srv), 30)
         await astep("typing", typing(srv))
         await astep("errors", errors(srv), 40)
+        await astep("names: format characters, owned names, keys", names(srv), 40)
         await astep("messages over 16 KiB", too_big(srv))
         check(srv.running, "the server is still running after all of it")
         eq(srv.stop(), 0, "exit status after SIGTERM")
+    finally:
+        srv.kill()
+    srv = Serve(["--history", "0", "--ping-interval", "0"])
+    try:
+        await astep("the same with --history 0", rejoin_alone(srv, "--history 0"))
+        eq(srv.stop(), 0, "--history 0: exit status after SIGTERM")
     finally:
         srv.kill()
     # A server of its own: exact counts, whatever happened above.

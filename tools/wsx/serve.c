@@ -19,80 +19,46 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "assets.h"
+#include "chat/chat.h"
 #include "tool.h"
 
-#define MAX_NAME         32
-#define MAX_ROOM         32
-#define MAX_TEXT         2000
-#define MAX_ROOMS        10000
 #define MAX_ORIGINS      16
 #define SSE_KEEPALIVE_MS 15000
 
-typedef struct member member;
-typedef struct sse sse;
-
-typedef struct room {
-    struct room *next;
-    char name[MAX_ROOM + 1];
-    member *members; /* connections that joined, newest first */
-    size_t n_members;
-    sse *listeners;
-    /* History: the last `cap` message objects, serialised, oldest at `first`. */
-    char **hist;
-    uint64_t *hist_id;
-    size_t hist_n, hist_first;
-    uint64_t next_id;
-    uint64_t last_used; /* for evicting idle rooms at the cap */
-} room;
-
-struct member {
-    member *next, *prev; /* in the room */
-    wsx_conn *c;
-    room *room;
-    uint64_t id;
-    char name[4 * MAX_NAME + 1];
-};
-
-struct sse {
-    sse *next, *prev;
+/* An SSE stream: the HTTP request and its place in the chat. */
+typedef struct sse {
     wsx_http_req *r;
-    room *room;
+    wsx_chat_listener *l;
     unsigned thread; /* the loop its connection belongs to */
-};
+} sse;
 
 #define MAX_THREADS 16
 
 /* One event loop per thread, each with its own server(s) on the shared port(s). The chat
- * state (rooms, members, history, listeners) is shared and guarded by S.mu; a connection is
- * only ever touched from its own loop's thread, and a message reaches the other loops'
- * members through their post queues. */
+ * (src/chat) is shared and guarded by its lock; a connection is only ever touched from its
+ * own loop's thread, and a message reaches the other loops' members through their post
+ * queues. */
 typedef struct serve_thread {
     wsx_loop *loop;
     wsx_server *srvs[2]; /* plain and/or TLS: one chat across both */
     pthread_t tid;
     wsx_timer *keepalive;
     wsx_timer *snapshot;
-    wsx_server_stats stats[2]; /* the servers' counters as of the last snapshot (S.mu) */
+    wsx_server_stats stats[2]; /* the servers' counters as of the last snapshot (chat lock) */
 } serve_thread;
 
 typedef struct serve_state {
     serve_thread t[MAX_THREADS];
     unsigned n_threads;
     size_t n_srvs; /* servers per thread */
-    pthread_mutex_t mu;
-    room *rooms;
-    size_t n_rooms;
-    size_t history;
+    wsx_chat *chat;
+    wsx_chat_opts chat_opts;
     const char *token;
     const char *origins[MAX_ORIGINS];
     size_t n_origins;
     const char *static_dir;
     char static_real[PATH_MAX];
-    uint64_t next_conn_id;
-    size_t n_sse;
     uint32_t shutdown_ms;
     int signals;
     char etags[64][24]; /* ETags of the embedded files, by index */
@@ -103,12 +69,12 @@ static _Thread_local unsigned tl_thread; /* which of S.t runs on this thread */
 
 static void lock(void)
 {
-    pthread_mutex_lock(&S.mu);
+    wsx_chat_lock(S.chat);
 }
 
 static void unlock(void)
 {
-    pthread_mutex_unlock(&S.mu);
+    wsx_chat_unlock(S.chat);
 }
 
 /* ---- small helpers ---- */
@@ -125,47 +91,9 @@ static void peer_of(wsx_conn *c, char *buf, size_t cap)
     if (wsx_conn_peer(c, buf, cap) < 0) snprintf(buf, cap, "-");
 }
 
-/* Counts code points of valid UTF-8 (the library validated text messages already). */
-static size_t utf8_chars(const char *s, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        k += ((unsigned char)s[i] & 0xC0) != 0x80;
-    return k;
-}
-
-/* Trims ASCII whitespace in place; returns the new start and sets *n. */
-static const char *trim(const char *s, size_t *n)
-{
-    size_t len = *n;
-    while (len && isspace((unsigned char)*s))
-        s++, len--;
-    while (len && isspace((unsigned char)s[len - 1]))
-        len--;
-    *n = len;
-    return s;
-}
-
 static bool valid_room(const char *s, size_t n)
 {
-    if (n < 1 || n > MAX_ROOM) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
-            return false;
-    return true;
-}
-
-static bool valid_name(const char *s, size_t n)
-{
-    if (n < 1 || utf8_chars(s, n) > MAX_NAME) return false;
-    if (!wsx_utf8_valid((const uint8_t *)s, n)) return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch == 0x7f) return false;
-        /* C1 controls, U+0080..U+009F, are encoded C2 80..C2 9F. */
-        if (ch == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] <= 0x9F) return false;
-    }
-    return true;
+    return wsx_chat_valid_room(s, n);
 }
 
 /* Finds key in a query string and percent-decodes its value into out. */
@@ -198,129 +126,40 @@ static bool query_get(const char *q, size_t qlen, const char *key, char *out, si
     return false;
 }
 
-/* ---- rooms ---- */
+/* ---- the chat's ops: how src/chat reaches connections and SSE listeners ---- */
 
-static room *find_room(const char *name)
+static void sse_send(sse *l, uint64_t id, const char *json, size_t len)
 {
-    for (room *r = S.rooms; r; r = r->next)
-        if (!strcmp(r->name, name)) return r;
-    return NULL;
+    char head[64];
+    int n = snprintf(head, sizeof head, "id: %llu\nevent: message\ndata: ", (unsigned long long)id);
+    wsx_http_write(l->r, head, (size_t)n);
+    wsx_http_write(l->r, json, len);
+    wsx_http_write(l->r, "\n\n", 2);
 }
 
-static bool room_idle(const room *r)
-{
-    return !r->members && !r->listeners;
-}
+/* A chat message for the SSE listeners of one loop. */
+typedef struct sse_msg {
+    unsigned thread;
+    uint64_t id;
+    const char *json;
+    size_t len;
+} sse_msg;
 
-static void free_room(room *r)
+static void sse_fanout_one(void *listener, void *arg)
 {
-    room **pp = &S.rooms;
-    while (*pp != r)
-        pp = &(*pp)->next;
-    *pp = r->next;
-    S.n_rooms--;
-    for (size_t i = 0; i < r->hist_n; i++)
-        free(r->hist[(r->hist_first + i) % S.history]);
-    free(r->hist);
-    free(r->hist_id);
-    free(r);
+    sse *l = listener;
+    const sse_msg *m = arg;
+    if (l->thread == m->thread) sse_send(l, m->id, m->json, m->len);
 }
-
-/* A room nobody is in and nobody listens to, with nothing to remember, costs nothing. */
-static void release_room(room *r)
-{
-    if (room_idle(r) && r->hist_n == 0) free_room(r);
-}
-
-static room *get_room(const char *name)
-{
-    room *r = find_room(name);
-    if (r) {
-        r->last_used = now_ms();
-        return r;
-    }
-    if (S.n_rooms >= MAX_ROOMS) {
-        /* At the cap, the idle room used longest ago (and its history) makes way, so a
-         * flood of made-up room names cannot lock everyone out of new rooms. */
-        room *victim = NULL;
-        for (room *x = S.rooms; x; x = x->next)
-            if (room_idle(x) && (!victim || x->last_used < victim->last_used)) victim = x;
-        if (!victim) return NULL;
-        free_room(victim);
-    }
-    r = calloc(1, sizeof *r);
-    if (!r) return NULL;
-    snprintf(r->name, sizeof r->name, "%s", name);
-    if (S.history) {
-        r->hist = calloc(S.history, sizeof *r->hist);
-        r->hist_id = calloc(S.history, sizeof *r->hist_id);
-    }
-    r->next_id = 1;
-    r->last_used = now_ms();
-    r->next = S.rooms;
-    S.rooms = r;
-    S.n_rooms++;
-    return r;
-}
-
-static void topic_of(const room *r, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "room:%s", r->name);
-}
-
-/* The online list: one entry per display name with its number of tabs, sorted by name. */
-static json_t *online_list(const room *r)
-{
-    size_t n = 0;
-    const char **names = malloc((r->n_members + 1) * sizeof *names);
-    if (!names) return json_array();
-    for (const member *m = r->members; m; m = m->next)
-        names[n++] = m->name;
-    for (size_t i = 1; i < n; i++) { /* insertion sort: rooms are small */
-        const char *k = names[i];
-        size_t j = i;
-        while (j > 0 && strcmp(names[j - 1], k) > 0) {
-            names[j] = names[j - 1];
-            j--;
-        }
-        names[j] = k;
-    }
-    json_t *a = json_array();
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j < n && !strcmp(names[j], names[i]))
-            j++;
-        json_array_append_new(
-            a, json_pack("{s:s, s:I}", "name", names[i], "tabs", (json_int_t)(j - i)));
-        i = j;
-    }
-    free(names);
-    return a;
-}
-
-static size_t tabs_of(const room *r, const char *name)
-{
-    size_t k = 0;
-    for (const member *m = r->members; m; m = m->next)
-        k += !strcmp(m->name, name);
-    return k;
-}
-
-static void sse_send(sse *l, uint64_t id, const char *json);
 
 /* A message for the members of a room on another loop, and its SSE listeners there. */
 typedef struct relay_job {
     unsigned thread;
     uint64_t id; /* a chat message's id (SSE listeners get those), else 0 */
-    char room[MAX_ROOM + 1];
+    char room[WSX_CHAT_MAX_ROOM + 1];
+    size_t len;
     char json[];
 } relay_job;
-
-static void sse_fanout(room *r, unsigned thread, uint64_t id, const char *json)
-{
-    for (sse *l = r->listeners; l; l = l->next)
-        if (l->thread == thread) sse_send(l, id, json);
-}
 
 static void run_relay(void *arg)
 {
@@ -330,134 +169,130 @@ static void run_relay(void *arg)
     lock();
     serve_thread *t = &S.t[j->thread];
     for (size_t i = 0; i < S.n_srvs; i++)
-        wsx_deliver_local(t->srvs[i], topic, j->json, strlen(j->json), WSX_TEXT);
-    room *r = j->id ? find_room(j->room) : NULL;
-    if (r) sse_fanout(r, j->thread, j->id, j->json);
+        wsx_deliver_local(t->srvs[i], topic, j->json, j->len, WSX_TEXT);
+    if (j->id) {
+        sse_msg m = {j->thread, j->id, j->json, j->len};
+        wsx_chat_listeners_each(S.chat, j->room, sse_fanout_one, &m);
+    }
     unlock();
     free(j);
 }
 
-/* Sends json to everyone in room r: this loop's members at once (framed once by the
- * topic), the other loops' through their post queues; chat messages (id != 0) also to the
- * SSE listeners. Called with S.mu held. */
-static void fanout(room *r, const char *json, uint64_t id, const wsx_conn *except)
+/* Sends json to everyone in a room: this loop's members at once (framed once by the topic),
+ * the other loops' through their post queues; chat messages (id != 0) also to the SSE
+ * listeners. Called by the chat with its lock held. */
+static void op_publish(const char *room, const char *json, size_t len, uint64_t id, void *except,
+                       void *user)
 {
+    (void)user;
     char topic[64];
-    topic_of(r, topic, sizeof topic);
-    size_t len = strlen(json);
+    snprintf(topic, sizeof topic, "room:%s", room);
     serve_thread *me = &S.t[tl_thread];
     for (size_t i = 0; i < S.n_srvs; i++)
         wsx_publish_except(me->srvs[i], topic, json, len, WSX_TEXT, except);
-    if (id) sse_fanout(r, tl_thread, id, json);
+    if (id) {
+        sse_msg m = {tl_thread, id, json, len};
+        wsx_chat_listeners_each(S.chat, room, sse_fanout_one, &m);
+    }
     for (unsigned k = 0; k < S.n_threads; k++) {
         if (k == tl_thread) continue;
         relay_job *j = malloc(sizeof *j + len + 1);
         if (!j) continue;
         j->thread = k;
         j->id = id;
-        snprintf(j->room, sizeof j->room, "%s", r->name);
-        memcpy(j->json, json, len + 1);
+        j->len = len;
+        snprintf(j->room, sizeof j->room, "%s", room);
+        memcpy(j->json, json, len);
+        j->json[len] = '\0';
         if (wsx_loop_post(S.t[k].loop, run_relay, j) < 0) free(j);
     }
 }
 
-static void publish_json(room *r, json_t *obj, const wsx_conn *except)
+static void op_send(void *conn, const char *json, size_t len, void *user)
 {
-    char *s = json_dumps(obj, JSON_COMPACT);
-    json_decref(obj);
-    if (!s) return;
-    fanout(r, s, 0, except);
-    free(s);
+    (void)user;
+    wsx_send(conn, json, len, WSX_TEXT);
 }
 
-static void send_json(wsx_conn *c, json_t *obj)
+static int op_subscribe(void *conn, const char *room, void *user)
 {
-    char *s = json_dumps(obj, JSON_COMPACT);
-    json_decref(obj);
-    if (!s) return;
-    wsx_send(c, s, strlen(s), WSX_TEXT);
-    free(s);
-}
-
-static void send_error(wsx_conn *c, const char *code, const char *msg)
-{
-    send_json(c, json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", msg));
-}
-
-/* Presence: "join" when a person's first tab arrives, "leave" when the last one goes;
- * other tab changes only update the online list. */
-static void presence(room *r, const char *name, bool joined, size_t tabs_now)
-{
-    bool changed = joined ? tabs_now == 1 : tabs_now == 0;
-    if (changed)
-        publish_json(r,
-                     json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "presence", "room", r->name,
-                               "event", joined ? "join" : "leave", "name", name, "online",
-                               online_list(r)),
-                     NULL);
-    else
-        publish_json(r,
-                     json_pack("{s:s, s:s, s:o}", "type", "online", "room", r->name, "online",
-                               online_list(r)),
-                     NULL);
-}
-
-static void leave_room(member *m)
-{
-    room *r = m->room;
-    if (!r) return;
+    (void)user;
     char topic[64];
-    topic_of(r, topic, sizeof topic);
-    wsx_unsubscribe(m->c, topic);
-    if (m->prev)
-        m->prev->next = m->next;
-    else
-        r->members = m->next;
-    if (m->next) m->next->prev = m->prev;
-    r->n_members--;
-    m->room = NULL;
-    m->next = m->prev = NULL;
-    presence(r, m->name, false, tabs_of(r, m->name));
-    release_room(r);
+    snprintf(topic, sizeof topic, "room:%s", room);
+    return wsx_subscribe(conn, topic);
 }
+
+static void op_unsubscribe(void *conn, const char *room, void *user)
+{
+    (void)user;
+    char topic[64];
+    snprintf(topic, sizeof topic, "room:%s", room);
+    wsx_unsubscribe(conn, topic);
+}
+
+static size_t op_queued(void *conn, void *user)
+{
+    (void)user;
+    return wsx_buffered_amount(conn);
+}
+
+static uint64_t op_now(void *user)
+{
+    (void)user;
+    return now_ms();
+}
+
+static void op_sse_send(void *listener, uint64_t id, const char *json, size_t len, void *user)
+{
+    (void)user;
+    sse_send(listener, id, json, len);
+}
+
+/* The chat closes a connection that keeps flooding past its rate limit. */
+static void op_close(void *conn, int code, const char *reason, void *user)
+{
+    (void)user;
+    char peer[64];
+    peer_of(conn, peer, sizeof peer);
+    wsx_chat_conn *cc = wsx_conn_user(conn);
+    tool_logf(WSX_LOG_WARN, "%s (connection c%llu): closing with %d: %s", peer,
+              cc ? (unsigned long long)wsx_chat_conn_id(cc) : 0ULL, code, reason);
+    wsx_close(conn, code, reason);
+}
+
+static const wsx_chat_ops chat_ops = {
+    .send = op_send,
+    .publish = op_publish,
+    .subscribe = op_subscribe,
+    .unsubscribe = op_unsubscribe,
+    .queued = op_queued,
+    .now_ms = op_now,
+    .sse_send = op_sse_send,
+    .close = op_close,
+};
 
 /* ---- server-sent events ---- */
-
-static void sse_send(sse *l, uint64_t id, const char *json)
-{
-    char head[64];
-    int n = snprintf(head, sizeof head, "id: %llu\nevent: message\ndata: ", (unsigned long long)id);
-    wsx_http_write(l->r, head, (size_t)n);
-    wsx_http_write(l->r, json, strlen(json));
-    wsx_http_write(l->r, "\n\n", 2);
-}
 
 static void sse_gone(wsx_http_req *r, void *arg)
 {
     sse *l = arg;
     (void)r;
-    lock();
-    if (l->prev)
-        l->prev->next = l->next;
-    else
-        l->room->listeners = l->next;
-    if (l->next) l->next->prev = l->prev;
-    S.n_sse--;
-    room *rm = l->room;
+    wsx_chat_listener_remove(S.chat, l->l);
     free(l);
-    release_room(rm);
-    unlock();
+}
+
+static void sse_keepalive_one(void *listener, void *arg)
+{
+    sse *l = listener;
+    (void)arg;
+    if (l->thread == tl_thread) wsx_http_write(l->r, ": keep-alive\n\n", 14);
 }
 
 static void sse_keepalive(wsx_timer *t, void *arg)
 {
     (void)t;
     (void)arg;
-    lock();
-    for (room *r = S.rooms; r; r = r->next)
-        for (sse *l = r->listeners; l; l = l->next)
-            if (l->thread == tl_thread) wsx_http_write(l->r, ": keep-alive\n\n", 14);
-    unlock();
+    wsx_chat_listeners_all(S.chat, sse_keepalive_one, NULL);
 }
 
 /* Each loop copies its servers' counters where /metrics on any loop can read them. */
@@ -475,25 +310,6 @@ static void snapshot_timer(wsx_timer *tm, void *arg)
     lock();
     take_snapshot();
     unlock();
-}
-
-static void history_add(room *r, uint64_t id, char *json)
-{
-    if (!S.history) {
-        free(json);
-        return;
-    }
-    size_t slot;
-    if (r->hist_n < S.history) {
-        slot = (r->hist_first + r->hist_n) % S.history;
-        r->hist_n++;
-    } else {
-        slot = r->hist_first;
-        free(r->hist[slot]);
-        r->hist_first = (r->hist_first + 1) % S.history;
-    }
-    r->hist[slot] = json;
-    r->hist_id[slot] = id;
 }
 
 /* ---- WebSocket chat ---- */
@@ -533,6 +349,7 @@ static int on_upgrade(wsx_server *srv, const wsx_request *rq, void **conn_user, 
 {
     (void)srv;
     (void)user;
+    (void)conn_user;
     if (!check_origin(rq)) {
         tool_logf(WSX_LOG_INFO, "%s refused: origin not allowed", rq->peer);
         return 403;
@@ -541,167 +358,43 @@ static int on_upgrade(wsx_server *srv, const wsx_request *rq, void **conn_user, 
         tool_logf(WSX_LOG_INFO, "%s refused: missing or wrong token", rq->peer);
         return 401;
     }
-    member *m = calloc(1, sizeof *m);
-    if (!m) return 503;
-    lock();
-    m->id = ++S.next_conn_id;
-    unlock();
-    *conn_user = m;
     return 0;
 }
 
 static void on_open(wsx_conn *c, void *user)
 {
     (void)user;
-    member *m = wsx_conn_user(c);
-    m->c = c;
-    char peer[64], id[32];
+    char peer[64];
     peer_of(c, peer, sizeof peer);
-    tool_logf(WSX_LOG_INFO, "%s open (connection c%llu)", peer, (unsigned long long)m->id);
-    snprintf(id, sizeof id, "c%llu", (unsigned long long)m->id);
-    send_json(c, json_pack("{s:s, s:s, s:s, s:{s:i, s:i, s:i}}", "type", "welcome", "server",
-                           "wsx 0.1.0", "id", id, "limits", "name", MAX_NAME, "room", MAX_ROOM,
-                           "text", MAX_TEXT));
+    wsx_chat_conn *cc = wsx_chat_conn_open(S.chat, c);
+    if (!cc) {
+        tool_logf(WSX_LOG_WARN, "%s: out of memory, closing", peer);
+        wsx_close(c, 1011, "out of memory");
+        return;
+    }
+    wsx_conn_set_user(c, cc);
+    tool_logf(WSX_LOG_INFO, "%s open (connection c%llu)", peer,
+              (unsigned long long)wsx_chat_conn_id(cc));
 }
 
 static void on_close(wsx_conn *c, int code, const char *reason, size_t len, void *user)
 {
     (void)user;
-    member *m = wsx_conn_user(c);
+    wsx_chat_conn *cc = wsx_conn_user(c);
     char peer[64];
     peer_of(c, peer, sizeof peer);
     tool_logf(WSX_LOG_INFO, "%s close %d%s%.*s", peer, code, len ? " " : "", (int)len, reason);
-    if (!m) return;
-    lock();
-    leave_room(m);
-    unlock();
-    free(m);
+    if (!cc) return;
     wsx_conn_set_user(c, NULL);
-}
-
-static void do_join(wsx_conn *c, member *m, json_t *req)
-{
-    const char *room_name = "lobby", *name = NULL;
-    size_t rl = 5, nl = 0;
-    json_t *jr = json_object_get(req, "room"), *jn = json_object_get(req, "name");
-    if (jr) {
-        if (!json_is_string(jr)) return send_error(c, "bad_room", "room must be a string");
-        room_name = json_string_value(jr);
-        rl = json_string_length(jr);
-        room_name = trim(room_name, &rl);
-    }
-    if (!valid_room(room_name, rl))
-        return send_error(c, "bad_room", "room: 1 to 32 characters from A-Z a-z 0-9 _ . -");
-    if (!json_is_string(jn)) return send_error(c, "bad_name", "name is required");
-    name = json_string_value(jn);
-    nl = json_string_length(jn);
-    name = trim(name, &nl);
-    if (!valid_name(name, nl))
-        return send_error(c, "bad_name", "name: 1 to 32 characters, no control characters");
-    char rname[MAX_ROOM + 1];
-    snprintf(rname, sizeof rname, "%.*s", (int)rl, room_name);
-    room *r = get_room(rname);
-    if (!r) return send_error(c, "bad_room", "too many rooms");
-    leave_room(m);
-    snprintf(m->name, sizeof m->name, "%.*s", (int)nl, name);
-    char topic[64];
-    topic_of(r, topic, sizeof topic);
-    if (wsx_subscribe(c, topic) < 0) return send_error(c, "bad_room", "cannot join");
-    m->room = r;
-    m->next = r->members;
-    if (r->members) r->members->prev = m;
-    m->prev = NULL;
-    r->members = m;
-    r->n_members++;
-
-    /* joined: the history is spliced in as the stored JSON texts. */
-    json_t *head = json_pack("{s:s, s:s, s:s, s:o}", "type", "joined", "room", r->name, "name",
-                             m->name, "online", online_list(r));
-    char *hs = json_dumps(head, JSON_COMPACT);
-    json_decref(head);
-    if (!hs) return;
-    size_t total = strlen(hs) + 16;
-    for (size_t i = 0; i < r->hist_n; i++)
-        total += strlen(r->hist[(r->hist_first + i) % S.history]) + 1;
-    char *out = malloc(total);
-    if (out) {
-        size_t o = strlen(hs) - 1; /* drop the closing brace */
-        memcpy(out, hs, o);
-        o += (size_t)sprintf(out + o, ",\"history\":[");
-        for (size_t i = 0; i < r->hist_n; i++) {
-            const char *h = r->hist[(r->hist_first + i) % S.history];
-            if (i) out[o++] = ',';
-            memcpy(out + o, h, strlen(h));
-            o += strlen(h);
-        }
-        out[o++] = ']';
-        out[o++] = '}';
-        wsx_send(c, out, o, WSX_TEXT);
-        free(out);
-    }
-    free(hs);
-    presence(r, m->name, true, tabs_of(r, m->name));
-}
-
-static void do_message(wsx_conn *c, member *m, json_t *req)
-{
-    if (!m->room) return send_error(c, "not_joined", "join a room first");
-    json_t *jt = json_object_get(req, "text");
-    if (!json_is_string(jt)) return send_error(c, "bad_text", "text must be a string");
-    size_t tl = json_string_length(jt);
-    const char *text = trim(json_string_value(jt), &tl);
-    if (tl == 0 || utf8_chars(text, tl) > MAX_TEXT)
-        return send_error(c, "bad_text", "text: 1 to 2000 characters");
-    room *r = m->room;
-    uint64_t id = r->next_id++;
-    json_t *msg =
-        json_pack("{s:s, s:I, s:s, s:s, s:s%, s:I}", "type", "message", "id", (json_int_t)id,
-                  "room", r->name, "name", m->name, "text", text, tl, "ts", (json_int_t)now_ms());
-    char *s = json_dumps(msg, JSON_COMPACT);
-    json_decref(msg);
-    if (!s) return;
-    fanout(r, s, id, NULL);
-    history_add(r, id, s);
-}
-
-static void do_typing(wsx_conn *c, member *m, json_t *req)
-{
-    if (!m->room) return send_error(c, "not_joined", "join a room first");
-    json_t *jt = json_object_get(req, "typing");
-    publish_json(m->room,
-                 json_pack("{s:s, s:s, s:s, s:b}", "type", "typing", "room", m->room->name, "name",
-                           m->name, "typing", json_is_true(jt)),
-                 c);
+    wsx_chat_conn_close(S.chat, cc);
 }
 
 static void on_message(wsx_conn *c, const wsx_msg *msg, void *user)
 {
     (void)user;
-    member *m = wsx_conn_user(c);
-    if (!m) return;
-    if (msg->type != WSX_TEXT) return send_error(c, "binary", "binary messages are not accepted");
-    json_error_t err;
-    json_t *req = json_loadb((const char *)msg->data, msg->len, 0, &err);
-    if (!req || !json_is_object(req)) {
-        json_decref(req);
-        return send_error(c, "bad_json", "messages are JSON objects");
-    }
-    const char *type = json_string_value(json_object_get(req, "type"));
-    lock();
-    if (!type)
-        send_error(c, "bad_type", "missing \"type\"");
-    else if (!strcmp(type, "join"))
-        do_join(c, m, req);
-    else if (!strcmp(type, "message"))
-        do_message(c, m, req);
-    else if (!strcmp(type, "typing"))
-        do_typing(c, m, req);
-    else if (!strcmp(type, "leave"))
-        leave_room(m);
-    else
-        send_error(c, "bad_type", "unknown \"type\"");
-    unlock();
-    json_decref(req);
+    wsx_chat_conn *cc = wsx_conn_user(c);
+    if (!cc) return;
+    wsx_chat_conn_message(S.chat, cc, (const char *)msg->data, msg->len, msg->type != WSX_TEXT);
 }
 
 /* ---- HTTP: static files, SSE, health, metrics ---- */
@@ -892,9 +585,9 @@ static void serve_metrics(wsx_http_req *r)
             st.topics += one->topics;
         }
     }
-    size_t members = 0;
-    for (room *rm = S.rooms; rm; rm = rm->next)
-        members += rm->n_members;
+    wsx_chat_stats cs;
+    wsx_chat_get_stats(S.chat, &cs);
+    size_t members = cs.members;
     char body[4096];
     int n = snprintf(
         body, sizeof body,
@@ -935,7 +628,7 @@ static void serve_metrics(wsx_http_req *r)
         st.open, st.http_open, (unsigned long long)st.accepted, (unsigned long long)st.upgrades,
         (unsigned long long)st.messages_in, (unsigned long long)st.messages_out,
         (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out, st.topics, members,
-        S.n_sse, (unsigned long long)st.refused_400, (unsigned long long)st.refused_401,
+        cs.listeners, (unsigned long long)st.refused_400, (unsigned long long)st.refused_401,
         (unsigned long long)st.refused_403, (unsigned long long)st.refused_404,
         (unsigned long long)st.refused_426, (unsigned long long)st.refused_431,
         (unsigned long long)st.refused_503, (unsigned long long)st.refused_other,
@@ -963,27 +656,25 @@ static void serve_sse(wsx_http_req *r, const wsx_request *rq)
         wsx_http_respond(r, 200, hh, 2, NULL, 0);
         return;
     }
-    room *rm = get_room(name);
-    sse *l = rm ? calloc(1, sizeof *l) : NULL;
-    if (!l) {
-        respond_text(r, 503, "text/plain; charset=utf-8", "503 too many rooms\n");
+    sse *l = calloc(1, sizeof *l);
+    int rc = l ? wsx_chat_listener_add(S.chat, name, l, &l->l) : WSX_ENOMEM;
+    if (rc < 0) {
+        free(l);
+        respond_text(r, 503, "text/plain; charset=utf-8",
+                     rc == WSX_ELIMIT ? "503 too many rooms\n" : "503 out of memory\n");
         return;
     }
     wsx_http_header h[] = {{"Content-Type", 12, "text/event-stream", 17},
                            {"Cache-Control", 13, "no-cache", 8},
                            {"X-Accel-Buffering", 17, "no", 2}};
     if (wsx_http_begin(r, 200, h, 3) < 0) {
+        wsx_chat_listener_remove(S.chat, l->l);
         free(l);
         wsx_http_end(r);
         return;
     }
     l->r = r;
-    l->room = rm;
     l->thread = tl_thread;
-    l->next = rm->listeners;
-    if (l->next) l->next->prev = l;
-    rm->listeners = l;
-    S.n_sse++;
     wsx_http_on_gone(r, sse_gone, l);
     wsx_http_write(r, "retry: 2000\n\n", 13);
     /* Resume after Last-Event-ID (the header an EventSource sends when it reconnects). */
@@ -996,11 +687,7 @@ static void serve_sse(wsx_http_req *r, const wsx_request *rq)
             snprintf(v, sizeof v, "%.*s", (int)le->value_len, le->value);
         else
             snprintf(v, sizeof v, "%s", qv);
-        unsigned long long after = strtoull(v, NULL, 10);
-        for (size_t i = 0; i < rm->hist_n; i++) {
-            size_t slot = (rm->hist_first + i) % S.history;
-            if (rm->hist_id[slot] > after) sse_send(l, rm->hist_id[slot], rm->hist[slot]);
-        }
+        wsx_chat_listener_replay(S.chat, l->l, strtoull(v, NULL, 10));
     }
 }
 
@@ -1059,6 +746,13 @@ static const char help[] =
     "  --token T              require this token (?token=T or Authorization: Bearer T)\n"
     "  --origin O             accept browser pages only from origin O (repeatable)\n"
     "  --history N            messages kept per room and sent on join (default 100)\n"
+    "  --rate N               chat messages (message, typing) per second per connection\n"
+    "                         (default 20; 0 = no limit): more get the error rate_limited,\n"
+    "                         and over 100 refusals in 10 s close the connection with 1008\n"
+    "  --burst N              chat messages a connection may send at once (default 40)\n"
+    "  --join-rate N          joins and leaves per second per connection (default 5; 0 = no\n"
+    "                         limit); more get rate_limited, and count towards the 1008\n"
+    "  --join-burst N         joins and leaves a connection may send at once (default 100)\n"
     "  --max-connections N    WebSocket connections at most (default 10000)\n"
     "  --ping-interval MS     ping silent connections (default 30000; 0 = never)\n"
     "  --shutdown-timeout MS  on SIGINT/SIGTERM, time for clients to close (default 5000)\n"
@@ -1116,19 +810,6 @@ static void *run_thread(void *arg)
     return NULL;
 }
 
-static void free_rooms(void)
-{
-    while (S.rooms) {
-        room *r = S.rooms;
-        S.rooms = r->next;
-        for (size_t i = 0; i < r->hist_n; i++)
-            free(r->hist[(r->hist_first + i) % S.history]);
-        free(r->hist);
-        free(r->hist_id);
-        free(r);
-    }
-}
-
 enum {
     O_HOST = 256,
     O_PORT,
@@ -1143,6 +824,10 @@ enum {
     O_JSON,
     O_TLSPORT,
     O_THREADS,
+    O_RATE,
+    O_BURST,
+    O_JOIN_RATE,
+    O_JOIN_BURST,
 };
 
 int cmd_serve(int argc, char **argv)
@@ -1163,12 +848,16 @@ int cmd_serve(int argc, char **argv)
         {"tls-port", required_argument, 0, O_TLSPORT},
         TOOL_TLS_LONGOPTS,
         {"threads", required_argument, 0, O_THREADS},
+        {"rate", required_argument, 0, O_RATE},
+        {"burst", required_argument, 0, O_BURST},
+        {"join-rate", required_argument, 0, O_JOIN_RATE},
+        {"join-burst", required_argument, 0, O_JOIN_BURST},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     memset(&S, 0, sizeof S);
     S.n_threads = 1;
-    S.history = 100;
+    S.chat_opts = wsx_chat_defaults();
     S.shutdown_ms = 5000;
     wsx_server_opts o = wsx_server_defaults();
     uint32_t port = 8080, v, tls_port = 0;
@@ -1201,7 +890,27 @@ int cmd_serve(int argc, char **argv)
         case O_HISTORY:
             if (!parse_size(optarg, &sz) || sz > 100000)
                 return usage_error("serve", "bad --history '%s' (0 to 100000)", optarg);
-            S.history = sz;
+            S.chat_opts.history = sz;
+            break;
+        case O_RATE:
+            if (!parse_u32(optarg, &v) || v > 1000000)
+                return usage_error("serve", "bad --rate '%s' (0 to 1000000)", optarg);
+            S.chat_opts.rate = v;
+            break;
+        case O_BURST:
+            if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
+                return usage_error("serve", "bad --burst '%s' (1 to 1000000)", optarg);
+            S.chat_opts.burst = v;
+            break;
+        case O_JOIN_RATE:
+            if (!parse_u32(optarg, &v) || v > 1000000)
+                return usage_error("serve", "bad --join-rate '%s' (0 to 1000000)", optarg);
+            S.chat_opts.join_rate = v;
+            break;
+        case O_JOIN_BURST:
+            if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
+                return usage_error("serve", "bad --join-burst '%s' (1 to 1000000)", optarg);
+            S.chat_opts.join_burst = v;
             break;
         case O_MAXCONN:
             if (!parse_size(optarg, &sz) || !sz)
@@ -1272,13 +981,10 @@ int cmd_serve(int argc, char **argv)
     o.on_log = tool_log_cb;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
 
-    pthread_mutexattr_t ma;
-    pthread_mutexattr_init(&ma);
-    /* Recursive: answering an HTTP request may serve the next one on that connection,
-     * which takes the lock again. */
-    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
-    pthread_mutex_init(&S.mu, &ma);
-    pthread_mutexattr_destroy(&ma);
+    if (wsx_chat_new(&S.chat_opts, &chat_ops, &S.chat) < 0) {
+        fprintf(stderr, "wsx serve: out of memory\n");
+        return 1;
+    }
     o.reuseport = S.n_threads > 1;
 
     /* Plain on --port unless TLS takes it; TLS on --tls-port, or on --port without it. */
@@ -1364,8 +1070,7 @@ int cmd_serve(int argc, char **argv)
             wsx_server_free(S.t[k].srvs[i]);
         wsx_loop_free(S.t[k].loop);
     }
-    free_rooms();
-    pthread_mutex_destroy(&S.mu);
+    wsx_chat_free(S.chat);
     tool_logf(WSX_LOG_INFO, "stopped");
     return rc < 0 ? 1 : 0;
 }
