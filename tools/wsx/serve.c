@@ -755,17 +755,28 @@ static bool etag_matches(const wsx_request *rq, const char *etag)
     return false;
 }
 
-static void send_file_bytes(wsx_http_req *r, const wsx_request *rq, const char *path,
-                            const void *data, size_t len, const char *etag, const char *lastmod)
+/* The headers of a file response into h (4 entries); returns how many. A 304 sends them
+ * without the first (Content-Type). */
+static size_t file_headers(wsx_http_header *h, const char *path, const char *etag,
+                           const char *lastmod)
 {
     const char *ct = content_type(path);
-    wsx_http_header h[4] = {
-        {"Content-Type", 12, ct, strlen(ct)},
-        {"ETag", 4, etag, strlen(etag)},
-        {"Cache-Control", 13, "no-cache", 8},
-    };
+    h[0] = (wsx_http_header){"Content-Type", 12, ct, strlen(ct)};
+    h[1] = (wsx_http_header){"ETag", 4, etag, strlen(etag)};
+    h[2] = (wsx_http_header){"Cache-Control", 13, "no-cache", 8};
     size_t n = 3;
     if (lastmod) h[n++] = (wsx_http_header){"Last-Modified", 13, lastmod, strlen(lastmod)};
+    return n;
+}
+
+/* An embedded file. The body is copied into the connection's queue (the library has no
+ * borrowed-buffer write); what one client can pile up that way is bounded by the server
+ * reading no further pipelined request while its output is above the high-water mark. */
+static void send_file_bytes(wsx_http_req *r, const wsx_request *rq, const char *path,
+                            const void *data, size_t len, const char *etag)
+{
+    wsx_http_header h[4];
+    size_t n = file_headers(h, path, etag, NULL);
     if (etag_matches(rq, etag)) {
         wsx_http_respond(r, 304, h + 1, n - 1, NULL, 0);
         return;
@@ -829,8 +840,16 @@ static void serve_static_dir(wsx_http_req *r, const wsx_request *rq, const char 
         wsx_http_respond(r, 301, h, 1, NULL, 0);
         return;
     }
-    if (!S_ISREG(st.st_mode) || st.st_size > (64 << 20)) {
+    if (!S_ISREG(st.st_mode)) {
         respond_text(r, 404, "text/plain; charset=utf-8", "404 Not Found\n");
+        return;
+    }
+    /* The length, ETag and Last-Modified come from the opened file itself, so they match
+     * the bytes sent even if the file is replaced meanwhile. */
+    int fd = open(real, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0) close(fd);
+        respond_text(r, 500, "text/plain; charset=utf-8", "500 cannot read the file\n");
         return;
     }
     char etag[64], lastmod[64];
@@ -839,17 +858,15 @@ static void serve_static_dir(wsx_http_req *r, const wsx_request *rq, const char 
     struct tm tm;
     gmtime_r(&st.st_mtime, &tm);
     strftime(lastmod, sizeof lastmod, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    int fd = open(real, O_RDONLY | O_CLOEXEC);
-    char *buf = fd >= 0 ? malloc((size_t)st.st_size + 1) : NULL;
-    ssize_t got = buf ? read(fd, buf, (size_t)st.st_size) : -1;
-    if (fd >= 0) close(fd);
-    if (got != st.st_size) {
-        free(buf);
-        respond_text(r, 500, "text/plain; charset=utf-8", "500 cannot read the file\n");
+    wsx_http_header h[4];
+    size_t n = file_headers(h, real, etag, lastmod);
+    if (etag_matches(rq, etag)) {
+        close(fd);
+        wsx_http_respond(r, 304, h + 1, n - 1, NULL, 0);
         return;
     }
-    send_file_bytes(r, rq, real, buf, (size_t)got, etag, lastmod);
-    free(buf);
+    /* Streamed as the client reads it (the library owns fd now): any size, little memory. */
+    wsx_http_respond_file(r, 200, h, n, fd, 0, (uint64_t)st.st_size);
 }
 
 static void serve_embedded(wsx_http_req *r, const wsx_request *rq, const char *path)
@@ -857,7 +874,7 @@ static void serve_embedded(wsx_http_req *r, const wsx_request *rq, const char *p
     const char *want = !strcmp(path, "/") ? "/index.html" : path;
     for (size_t i = 0; wsx_assets[i].path; i++) {
         if (strcmp(wsx_assets[i].path, want) != 0) continue;
-        send_file_bytes(r, rq, want, wsx_assets[i].data, wsx_assets[i].len, S.etags[i], NULL);
+        send_file_bytes(r, rq, want, wsx_assets[i].data, wsx_assets[i].len, S.etags[i]);
         return;
     }
     respond_text(r, 404, "text/plain; charset=utf-8", "404 Not Found\n");
