@@ -87,6 +87,7 @@ typedef struct serve_state {
     size_t n_rooms;
     size_t history;
     const char *token;
+    const char *metrics_token; /* --metrics-token: /metrics needs this one instead of --token */
     const char *origins[MAX_ORIGINS];
     size_t n_origins;
     const char *static_dir;
@@ -880,6 +881,39 @@ static void serve_embedded(wsx_http_req *r, const wsx_request *rq, const char *p
     respond_text(r, 404, "text/plain; charset=utf-8", "404 Not Found\n");
 }
 
+/* Whether rq carries `token`, as ?token= or as Authorization: Bearer. The comparison takes
+ * the same time wherever the first difference is. */
+static bool has_token(const wsx_request *rq, const char *token)
+{
+    size_t tl = strlen(token);
+    const char *got = NULL;
+    size_t gl = 0;
+    char *q = NULL;
+    const wsx_http_header *h =
+        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "authorization");
+    if (h && h->value_len > 7 && !strncasecmp(h->value, "Bearer ", 7)) {
+        got = h->value + 7;
+        gl = h->value_len - 7;
+    } else if (rq->query && (q = malloc(rq->query_len + 1)) &&
+               query_get(rq->query, rq->query_len, "token", q, rq->query_len + 1)) {
+        got = q;
+        gl = strlen(q);
+    }
+    unsigned char diff = got && gl == tl ? 0 : 1;
+    for (size_t i = 0; got && gl == tl && i < tl; i++)
+        diff |= (unsigned char)(got[i] ^ token[i]);
+    free(q);
+    return diff == 0;
+}
+
+/* /metrics shows who is connected and how busy the server is: with --metrics-token only
+ * that token opens it, else --token does; without either it is public. */
+static bool metrics_allowed(const wsx_request *rq)
+{
+    const char *want = S.metrics_token ? S.metrics_token : S.token;
+    return !want || has_token(rq, want);
+}
+
 static void serve_metrics(wsx_http_req *r)
 {
     /* Our own loop's figures are fresh; the other loops' are from their last snapshot
@@ -1038,6 +1072,14 @@ static void on_http(wsx_http_req *r, const wsx_request *rq, void *user)
         return;
     }
     if (!strcmp(path, "/healthz")) return respond_text(r, 200, "text/plain; charset=utf-8", "ok\n");
+    if (!strcmp(path, "/metrics") && !metrics_allowed(rq)) {
+        /* RFC 6750 3: a 401 names the scheme it wants. */
+        wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                               {"WWW-Authenticate", 16, "Bearer realm=\"metrics\"", 22}};
+        static const char body[] = "401 Unauthorized\n/metrics needs the token\n";
+        wsx_http_respond(r, 401, h, 2, body, sizeof body - 1);
+        return;
+    }
     if (!strcmp(path, "/metrics") || !strcmp(path, "/sse")) {
         lock();
         if (path[1] == 'm')
@@ -1073,7 +1115,10 @@ static const char help[] =
     "  --host H               address to listen on (default: all)\n"
     "  --port P               port (default 8080; 0 picks a free one)\n"
     "  --static DIR           serve this directory instead of the built-in page\n"
-    "  --token T              require this token (?token=T or Authorization: Bearer T)\n"
+    "  --token T              require this token (?token=T or Authorization: Bearer T) for\n"
+    "                         WebSocket, /sse and /metrics (401 without it)\n"
+    "  --metrics-token T      /metrics needs this token instead of --token (then only this\n"
+    "                         one); without either option /metrics is public\n"
     "  --origin O             accept browser pages only from origin O (repeatable)\n"
     "  --history N            messages kept per room and sent on join (default 100)\n"
     "  --max-connections N    WebSocket connections at most (default 10000)\n"
@@ -1160,6 +1205,7 @@ enum {
     O_JSON,
     O_TLSPORT,
     O_THREADS,
+    O_METRICS_TOKEN,
 };
 
 int cmd_serve(int argc, char **argv)
@@ -1169,6 +1215,7 @@ int cmd_serve(int argc, char **argv)
         {"port", required_argument, 0, O_PORT},
         {"static", required_argument, 0, O_STATIC},
         {"token", required_argument, 0, O_TOKEN},
+        {"metrics-token", required_argument, 0, O_METRICS_TOKEN},
         {"origin", required_argument, 0, O_ORIGIN},
         {"history", required_argument, 0, O_HISTORY},
         {"max-connections", required_argument, 0, O_MAXCONN},
@@ -1210,6 +1257,10 @@ int cmd_serve(int argc, char **argv)
         case O_TOKEN:
             if (!*optarg) return usage_error("serve", "empty --token");
             S.token = optarg;
+            break;
+        case O_METRICS_TOKEN:
+            if (!*optarg) return usage_error("serve", "empty --metrics-token");
+            S.metrics_token = optarg;
             break;
         case O_ORIGIN:
             if (S.n_origins == MAX_ORIGINS) return usage_error("serve", "too many --origin");
