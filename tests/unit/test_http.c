@@ -480,6 +480,7 @@ typedef struct hsrv {
     wsx_http_req *later; /* answered from a timer */
     int rc_dir, rc_pipe, rc_range, pipe_closed;
     bool timer_ran;
+    uint32_t http_ms; /* http_timeout_ms (0: the default) */
     wsx_timer *watchdog;
     bool timed_out;
 } hsrv;
@@ -574,6 +575,7 @@ static void hs_start(hsrv *h, size_t high_water, size_t low_water)
     o.on_http = hs_http;
     o.send_high_water = high_water;
     o.send_low_water = low_water;
+    o.http_timeout_ms = h->http_ms;
     o.log_level = WSX_LOG_ERROR;
     o.user = h;
     CHECK_INT(wsx_server_start(h->loop, &o, &h->srv), 0);
@@ -835,6 +837,54 @@ TEST(respond_file_errors)
     unlink(path);
 }
 
+typedef struct stall_result {
+    int status;
+    size_t got;
+    double ended_after; /* seconds from the head to the end of the connection */
+} stall_result;
+
+static void *stall_client(void *arg)
+{
+    stall_result *res = arg;
+    hcli *c = malloc(sizeof *c);
+    if (hc_connect(c, g_h->port, 16 << 10) == 0) {
+        static const char req[] = "GET /whole HTTP/1.1\r\nHost: x\r\n\r\n";
+        hc_send(c, req, sizeof req - 1);
+        long long clen;
+        res->status = hc_head(c, &clen);
+        double t0 = test_now_();
+        /* Reads nothing for longer than the server's http_timeout_ms, then drains. */
+        usleep(1500 * 1000);
+        bool match;
+        res->got = hc_body(c, NULL, clen > 0 ? (size_t)clen : 0, 0, &match);
+        res->ended_after = test_now_() - t0;
+    }
+    close(c->fd);
+    free(c);
+    wsx_loop_post(g_h->loop, hs_stop, g_h);
+    return NULL;
+}
+
+TEST(stalled_file_reader_closed)
+{
+    char path[] = "/tmp/wsx-test-http-XXXXXX";
+    int tfd = mkstemp(path);
+    CHECK(tfd >= 0);
+    CHECK(ftruncate(tfd, 64 << 20) == 0);
+    close(tfd);
+    hsrv h = {.file = path, .http_ms = 300};
+    g_h = &h;
+    hs_start(&h, 128 << 10, 32 << 10);
+    stall_result res = {0};
+    hs_run(&h, stall_client, &res);
+    /* A client that stops reading a file response is closed after http_timeout_ms without
+     * progress: it gets what the socket buffers held, then the end of the connection. */
+    CHECK_INT(res.status, 200);
+    CHECK(res.got < (64u << 20));
+    CHECK(res.ended_after < 5.0);
+    unlink(path);
+}
+
 #define N_PIPELINED 100
 
 typedef struct pipe_result {
@@ -1020,6 +1070,7 @@ int main(void)
     RUN(error_responses);
     RUN_T(respond_file_streams_in_pieces);
     RUN_T(respond_file_errors);
+    RUN_T(stalled_file_reader_closed);
     RUN_T(pipelined_requests_fair_and_not_reentrant);
     RUN_T(upgrade_after_deferred_requests);
     RUN_T(high_water_stops_pipelined_requests);
