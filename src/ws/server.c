@@ -655,13 +655,13 @@ static void on_drain(wsx__stream *s)
     /* The client is reading: it is not idle, however long the rest takes. */
     wsx__conn_deadline(c, wsx__cfg_of(c)->http_ms);
     if (wsx__stream_queued(s) > wsx__cfg_of(c)->low_water) return;
-    if (file) {
-        file_more(c);
-        return;
+    /* This may be the end-of-iteration flush, which goes on as long as the streams it
+     * writes ask for more: the next pieces of a file, or the next requests, come from
+     * deferred work, at most one pass per connection per iteration. */
+    if (!file) {
+        c->flags &= (uint16_t)~WSX__F_OUTWAIT;
+        wsx__stream_want_drain(s, false);
     }
-    c->flags &= (uint16_t)~WSX__F_OUTWAIT;
-    wsx__stream_want_drain(s, false);
-    /* This may be the end-of-iteration flush: the requests are served from deferred work. */
     serve_later(c, false);
 }
 
