@@ -7,8 +7,8 @@
                               `GET /big.bin` never read: growth < 64 MiB; then the first
                               response is read byte for byte
     attack_http.py files      large files byte for byte (SHA-256) over plain HTTP and TLS,
-                              HEAD, a 65 MiB file (above the old 64 MiB cap), and the
-                              pipelined attack over TLS (growth < 64 MiB)
+                              HEAD, a 65 MiB file (above the old 64 MiB cap), fast readers
+                              of it, and the pipelined attack over TLS (growth < 64 MiB)
 
 During each attack another client asks for /healthz on a new connection at several moments:
 at each one the answer must come within 50 ms. This machine is shared and loaded (other tests,
@@ -295,6 +295,21 @@ def files():
                 line, h, digest, size = get_file(srv.port, "/big.bin", method="HEAD")
                 eq((line, h.get("content-length"), size), ("HTTP/1.1 200 OK", str(BIG), 0),
                    "HEAD /big.bin -> (status, Content-Length, body bytes)")
+            with step("a fast reader downloading 65 MiB again and again does not hold the loop"):
+                stop, got = threading.Event(), []
+
+                def download():
+                    while not stop.is_set():
+                        got.append(get_file(srv.port, "/huge.bin", timeout=30)[3])
+
+                t = threading.Thread(target=download, daemon=True)
+                t.start()
+                time.sleep(0.1)
+                probe_healthz(srv.port, "during fast downloads of /huge.bin")
+                stop.set()
+                t.join(30)
+                check(got and all(n == huge for n in got), f"every download was whole ({len(got)} of 65 MiB)",
+                      got)
         finally:
             srv.kill()
 
