@@ -944,6 +944,54 @@ TEST(pipelined_requests_fair_and_not_reentrant)
     CHECK(h.max_per_iter <= 16);
 }
 
+typedef struct halfclose_result {
+    int ok;
+    int after;
+} halfclose_result;
+
+static void *halfclose_client(void *arg)
+{
+    halfclose_result *res = arg;
+    hcli *c = malloc(sizeof *c);
+    char reqs[4096];
+    size_t n = 0;
+    for (int i = 0; i < 50; i++)
+        n += (size_t)sprintf(reqs + n, "GET /h%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+    if (hc_connect(c, g_h->port, 0) == 0 && hc_send(c, reqs, n)) {
+        /* Everything is sent: the client half-closes, then reads the answers. */
+        shutdown(c->fd, SHUT_WR);
+        usleep(100 * 1000);
+        for (int i = 0; i < 50; i++) {
+            long long clen;
+            char want[16], got[16] = {0};
+            bool match;
+            if (hc_head(c, &clen) != 200 || clen <= 0 || clen >= (long long)sizeof got) break;
+            hc_body(c, (uint8_t *)got, (size_t)clen, 0, &match);
+            snprintf(want, sizeof want, "/h%d", i);
+            if (strcmp(got, want) != 0) break;
+            res->ok++;
+        }
+        res->after = hc_byte(c);
+    }
+    close(c->fd);
+    free(c);
+    wsx_loop_post(g_h->loop, hs_stop, g_h);
+    return NULL;
+}
+
+TEST(half_close_after_pipelined_requests)
+{
+    hsrv h = {0};
+    g_h = &h;
+    hs_start(&h, 0, 0);
+    halfclose_result res = {0};
+    hs_run(&h, halfclose_client, &res);
+    /* More requests than one pass answers, then EOF: every answer still arrives, then the
+     * server ends the connection. */
+    CHECK_INT(res.ok, 50);
+    CHECK_INT(res.after, -1);
+}
+
 typedef struct upgrade_result {
     int ok;     /* 200 responses before the upgrade */
     int status; /* of the upgrade */
@@ -1073,6 +1121,7 @@ int main(void)
     RUN_T(stalled_file_reader_closed);
     RUN_T(pipelined_requests_fair_and_not_reentrant);
     RUN_T(upgrade_after_deferred_requests);
+    RUN_T(half_close_after_pipelined_requests);
     RUN_T(high_water_stops_pipelined_requests);
     return test_summary("http");
 }
