@@ -109,8 +109,18 @@ typedef int (*wsx_upgrade_cb)(wsx_server *s, const wsx_request *req, void **conn
 
 /*
  * The HTTP handler: called for a request that is not a WebSocket upgrade. It must answer,
- * now or later, with wsx_http_respond() or wsx_http_begin()/..._end(). Default (NULL): 426
- * "Upgrade Required" for a GET on the WebSocket path, 404 otherwise.
+ * now or later, with wsx_http_respond(), wsx_http_respond_file() or
+ * wsx_http_begin()/..._end(). Default (NULL): 426 "Upgrade Required" for a GET on the
+ * WebSocket path, 404 otherwise.
+ *
+ * Keep-alive and pipelining: a connection's requests are handed over one at a time, the next
+ * only once the previous one is answered. An answer never calls the handler for the next
+ * request from inside itself: the next one follows when the handler returns, or from the
+ * loop's deferred phase when the answer came later. To keep one client from holding the
+ * loop or the server's memory, at most 16 requests of a connection are handled per loop
+ * iteration, and no further request is read while the connection's queued output is above
+ * send_high_water (reading resumes once it falls to send_low_water). A client that stops
+ * reading is closed after http_timeout_ms without progress.
  */
 typedef void (*wsx_http_cb)(wsx_http_req *r, const wsx_request *req, void *user);
 
@@ -359,6 +369,27 @@ WSX_API int wsx_http_respond(wsx_http_req *r, int status, const wsx_http_header 
                              size_t n_headers, const void *body, size_t len);
 
 /*
+ * Answers with len bytes of the open file fd, from offset, as the body: status, the given
+ * headers, and Content-Length: len go out now; the body is read in pieces of 64 KiB with
+ * pread() whenever the connection's queued output is below send_low_water, so a file of any
+ * size costs about send_low_water + 64 KiB of memory per connection, over TLS too. fd must
+ * be a regular file holding [offset, offset + len).
+ *
+ * fd belongs to the library from the call on, whatever it returns: it is closed once the
+ * body is queued, or on any failure. A HEAD request, and a status without content (1xx,
+ * 204, 304), get the head only (with Content-Length: len, except for 1xx, 204 and 304). If
+ * the file cannot be read later or turns out shorter than promised, the connection is closed
+ * (the client sees a body cut short). A client that reads nothing for http_timeout_ms is
+ * closed too. The wsx_http_req is finished afterwards (do not use it; a wsx_http_on_gone
+ * callback no longer fires).
+ * Returns 0; WSX_EINVAL (CR/LF in a header, fd not a regular file or too short for the
+ * range, the request already answered; the request stays open then, and fd is closed);
+ * WSX_ENOMEM; WSX_ECLOSED (the client went away; r is finished too).
+ */
+WSX_API int wsx_http_respond_file(wsx_http_req *r, int status, const wsx_http_header *headers,
+                                  size_t n_headers, int fd, uint64_t offset, uint64_t len);
+
+/*
  * Starts a streamed response (server-sent events, long downloads): the status line and the
  * headers go out now, with "Connection: close" and no Content-Length; the body is whatever
  * wsx_http_write() sends until wsx_http_end(). Returns 0, WSX_EINVAL, WSX_ECLOSED.
@@ -380,7 +411,8 @@ WSX_API void wsx_http_end(wsx_http_req *r);
 typedef void (*wsx_http_gone_cb)(wsx_http_req *r, void *arg);
 WSX_API void wsx_http_on_gone(wsx_http_req *r, wsx_http_gone_cb cb, void *arg);
 
-/* True for a HEAD request: wsx_http_respond() and wsx_http_write() then send no body. */
+/* True for a HEAD request: wsx_http_respond(), wsx_http_respond_file() and wsx_http_write()
+ * then send no body. */
 WSX_API bool wsx_http_req_is_head(const wsx_http_req *r);
 
 /* The server a request came to. */

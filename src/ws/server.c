@@ -2,9 +2,11 @@
  * The server: accepts TCP connections, serves HTTP on them until one asks for a WebSocket
  * upgrade, then hands the connection to the WebSocket state machine (conn.c).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ws/ws.h"
@@ -15,10 +17,34 @@ struct wsx_http_req {
     wsx_http_gone_cb gone;
     void *gone_arg;
     wsx__http_msg m;
+    size_t in_off;       /* where the request starts in c->in: answered requests precede it */
+    wsx__http_file file; /* a file response still being queued when file.fd >= 0 */
     bool head_only;
+    bool keep; /* a file response: keep the connection once the file is queued */
 };
 
-static void serve(wsx_conn *c);
+/* An entry of wsx_server.http_next. */
+struct wsx__http_next {
+    wsx_conn *c;         /* NULL once removed (its connection closed) */
+    uint64_t not_before; /* the loop iteration it may run in, at the earliest */
+};
+
+/* Requests answered per connection in one pass (one read, or one deferred turn per loop
+ * iteration): a client that pipelines thousands of requests shares the loop with everyone
+ * else instead of holding it until all are answered. */
+#define HTTP_BUDGET 16
+/* File pieces (WSX__HTTP_FILE_CHUNK) queued per connection in one pass while the kernel
+ * takes them as fast as they come (a fast reader): 1 MiB, then the next iteration. */
+#define FILE_BUDGET 16
+
+static void serve(wsx_conn *c, unsigned budget);
+static void file_more(wsx_conn *c);
+
+static void free_req(wsx_http_req *r)
+{
+    if (r->file.fd >= 0) close(r->file.fd);
+    free(r);
+}
 
 wsx_server_opts wsx_server_defaults(void)
 {
@@ -56,10 +82,17 @@ static void on_stream_close(wsx__stream *s, int err)
 {
     wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
     wsx_server *srv = c->srv;
+    if (c->flags & WSX__F_HTTPNEXT) {
+        for (size_t i = 0; i < srv->n_http_next; i++)
+            if (srv->http_next[i].c == c) srv->http_next[i].c = NULL;
+    }
     if (c->http) {
         wsx_http_req *r = c->http;
         c->http = NULL;
-        if (r->gone) {
+        if (r->file.fd >= 0) {
+            /* A file response belongs to the library once started. */
+            free_req(r);
+        } else if (r->gone) {
             r->gone(r, r->gone_arg);
             free(r);
         } else {
@@ -134,7 +167,8 @@ static void refuse(wsx_conn *c, int status, const char *why)
 
 /* ---- the upgrade ---- */
 
-static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer)
+/* m was parsed at offset off of c->in (after requests already answered). */
+static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer, size_t off)
 {
     wsx_server *srv = c->srv;
     const wsx_server_opts *o = &srv->opts;
@@ -187,9 +221,11 @@ static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer)
     c->flags |= WSX__F_COUNTED;
     srv->n_ws++;
     srv->stats.upgrades++;
+    /* Reading may have been paused while earlier pipelined requests were served. */
+    wsx__stream_resume(&c->stream);
     /* The bytes after the head are WebSocket frames already. */
     uint8_t *buf = c->in.buf;
-    size_t total = c->in.len, used = m->total_len;
+    size_t total = c->in.len, used = off + m->total_len;
     c->in = (wsx__http_in){0};
     wsx__conn_open(c, buf + used, total - used);
     free(buf);
@@ -208,12 +244,78 @@ static void default_http(wsx_http_req *r, const wsx_request *rq, wsx_server *srv
     /* Not a refusal worth a log line at INFO: browsers probe for favicons. */
     c->http = NULL;
     c->flags &= (uint16_t)~WSX__F_HTTP_BUSY;
-    free(r);
+    free_req(r);
     wsx__http_send_error(&c->stream, status, why);
     http_finish(c);
 }
 
-static void http_request(wsx_conn *c, wsx__http_msg *m, const char *peer)
+/* Continues c's HTTP work (the next pipelined requests, the rest of a file) in the deferred
+ * phase: of this iteration, or with next_iteration of the next one (c spent its budget for
+ * this one). Reading waits meanwhile: what the client sends stays in the kernel. */
+static void serve_later(wsx_conn *c, bool next_iteration)
+{
+    wsx_server *srv = c->srv;
+    wsx__stream_pause(&c->stream);
+    if (c->flags & WSX__F_HTTPNEXT) return;
+    if (srv->n_http_next == srv->cap_http_next) {
+        size_t cap = srv->cap_http_next ? srv->cap_http_next * 2 : 16;
+        struct wsx__http_next *a = realloc(srv->http_next, cap * sizeof *a);
+        if (!a) {
+            wsx__conn_log(c, WSX_LOG_WARN, "out of memory: closing");
+            wsx__stream_close(&c->stream);
+            return;
+        }
+        srv->http_next = a;
+        srv->cap_http_next = cap;
+    }
+    uint64_t it = wsx__loop_stats_get(srv->loop)->iterations;
+    srv->http_next[srv->n_http_next++] = (struct wsx__http_next){c, next_iteration ? it + 1 : it};
+    c->flags |= WSX__F_HTTPNEXT;
+    wsx__loop_defer(srv->loop, &srv->http_defer);
+}
+
+static void on_http_next(wsx_loop *loop, wsx__deferred *d)
+{
+    wsx_server *srv = wsx__container_of(d, wsx_server, http_defer);
+    uint64_t it = wsx__loop_stats_get(loop)->iterations;
+    /* Entries added while these run (the list may move) wait for the next iteration. */
+    size_t n = srv->n_http_next;
+    for (size_t i = 0; i < n; i++) {
+        wsx_conn *c = srv->http_next[i].c;
+        if (!c || srv->http_next[i].not_before > it) continue;
+        srv->http_next[i].c = NULL;
+        c->flags &= (uint16_t)~WSX__F_HTTPNEXT;
+        if (c->state != WSX__HTTP || wsx__stream_is_closing(&c->stream)) continue;
+        if (c->http && c->http->file.fd >= 0)
+            file_more(c);
+        else if (!(c->flags & (WSX__F_HTTP_BUSY | WSX__F_STREAMING)))
+            serve(c, HTTP_BUDGET);
+    }
+    size_t w = 0;
+    for (size_t i = 0; i < srv->n_http_next; i++)
+        if (srv->http_next[i].c) srv->http_next[w++] = srv->http_next[i];
+    srv->n_http_next = w;
+    if (w) {
+        wsx__loop_defer(loop, d);
+    } else if (srv->cap_http_next > 64) {
+        /* A burst is over: give its list back. */
+        free(srv->http_next);
+        srv->http_next = NULL;
+        srv->cap_http_next = 0;
+    }
+}
+
+/* The connection's output is above the high-water mark: parse no further request until it
+ * falls to the low-water mark (on_drain), so a client that pipelines requests and never
+ * reads the answers holds at most high_water plus one response. */
+static void wait_drain(wsx_conn *c)
+{
+    c->flags |= WSX__F_OUTWAIT;
+    wsx__stream_pause(&c->stream);
+    wsx__stream_want_drain(&c->stream, true);
+}
+
+static void http_request(wsx_conn *c, wsx__http_msg *m, const char *peer, size_t off)
 {
     wsx_server *srv = c->srv;
     wsx_http_req *r = malloc(sizeof *r);
@@ -227,11 +329,12 @@ static void http_request(wsx_conn *c, wsx__http_msg *m, const char *peer)
     r->gone_arg = NULL;
     r->m = *m;
     r->m.req.headers = r->m.headers;
+    r->in_off = off;
+    r->file = (wsx__http_file){.fd = -1};
+    r->keep = false;
     r->head_only = m->req.method_len == 4 && !memcmp(m->req.method, "HEAD", 4);
     c->http = r;
     c->flags |= WSX__F_HTTP_BUSY;
-    /* One request at a time: later bytes wait in the kernel until this one is answered. */
-    wsx__stream_pause(&c->stream);
     wsx__conn_deadline(c, UINT32_MAX);
     wsx_request rq = {&r->m.req, m->path, m->path_len, m->query, m->query_len, peer};
     if (srv->opts.on_http)
@@ -240,31 +343,113 @@ static void http_request(wsx_conn *c, wsx__http_msg *m, const char *peer)
         default_http(r, &rq, srv);
 }
 
+/* The answer to r is queued (rc 0) or could not be (rc < 0): r is freed, and the connection
+ * goes on with its next request (keep) or ends. Returns rc. */
+static int request_done(wsx_conn *c, wsx_http_req *r, int rc, bool keep)
+{
+    size_t used = r->in_off + r->m.total_len;
+    c->http = NULL;
+    c->flags &= (uint16_t)~WSX__F_HTTP_BUSY;
+    c->flags |= WSX__F_SERVED;
+    free_req(r);
+    if (rc < 0 || !keep) {
+        http_finish(c);
+        return rc;
+    }
+    wsx__conn_deadline(c, wsx__cfg_of(c)->http_ms);
+    /* Answered from inside serve() (the HTTP callback answered at once): serve goes on
+     * with the next request and drops the answered ones from c->in in one move. Otherwise
+     * the next request is served from the deferred phase, never from inside this call:
+     * the caller may be the HTTP callback of another connection, holding its own locks. */
+    if (c->flags & WSX__F_SERVING) return 0;
+    wsx__http_in_consume(&c->in, used);
+    if (c->in.len)
+        serve_later(c, false);
+    else
+        wsx__stream_resume(&c->stream);
+    return 0;
+}
+
 int wsx_http_respond(wsx_http_req *r, int status, const wsx_http_header *headers, size_t n_headers,
                      const void *body, size_t len)
 {
     if (!r) return WSX_EINVAL;
     wsx_conn *c = r->c;
     if (!c) {
-        free(r);
+        free_req(r);
         return WSX_ECLOSED;
     }
+    if (r->file.fd >= 0 || (c->flags & WSX__F_STREAMING)) return WSX_EINVAL;
     bool keep = r->m.keep_alive && !c->srv->shutting_down;
     int rc = wsx__http_send(&c->stream, status, headers, n_headers, body, len, keep, r->head_only);
     if (rc == WSX_EINVAL) return rc; /* the request stays open: the caller may answer again */
-    size_t used = r->m.total_len;
-    c->http = NULL;
-    c->flags &= (uint16_t)~WSX__F_HTTP_BUSY;
-    c->flags |= WSX__F_SERVED;
-    free(r);
-    wsx__http_in_consume(&c->in, used);
-    if (rc < 0 || !keep) {
-        http_finish(c);
-        return rc;
+    return request_done(c, r, rc, keep);
+}
+
+/* Queues more of the file being sent on c, as far as the low-water mark; finishes the
+ * request after its last byte. */
+static void file_more(wsx_conn *c)
+{
+    wsx_http_req *r = c->http;
+    wsx_server *srv = c->srv;
+    int rc = WSX_ENOMEM;
+    if (srv->file_buf || (srv->file_buf = malloc(WSX__HTTP_FILE_CHUNK)))
+        rc = wsx__http_file_pump(&c->stream, &r->file, srv->file_buf, wsx__cfg_of(c)->low_water,
+                                 FILE_BUDGET);
+    if (rc == 0) {
+        wsx__stream_want_drain(&c->stream, true);
+        return;
     }
-    wsx__stream_resume(&c->stream);
-    wsx__conn_deadline(c, wsx__cfg_of(c)->http_ms);
-    if (!(c->flags & WSX__F_SERVING)) serve(c);
+    if (rc == 2) {
+        serve_later(c, true);
+        return;
+    }
+    if (rc < 0) {
+        /* The head promised a length that can no longer be kept: only closing tells the
+         * client the body is incomplete. */
+        if (rc == WSX_ESYS)
+            wsx__conn_log(c, WSX_LOG_WARN, "file response: %s with %llu bytes left: closing",
+                          errno ? strerror(errno) : "the file ended early",
+                          (unsigned long long)r->file.left);
+        wsx__stream_close(&c->stream);
+        return;
+    }
+    wsx__stream_want_drain(&c->stream, false);
+    request_done(c, r, 0, r->keep && !srv->shutting_down);
+}
+
+int wsx_http_respond_file(wsx_http_req *r, int status, const wsx_http_header *headers,
+                          size_t n_headers, int fd, uint64_t offset, uint64_t len)
+{
+    struct stat st;
+    if (!r || fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || len > SIZE_MAX ||
+        offset > (uint64_t)st.st_size || len > (uint64_t)st.st_size - offset) {
+        if (fd >= 0) close(fd);
+        return WSX_EINVAL;
+    }
+    wsx_conn *c = r->c;
+    if (!c) {
+        close(fd);
+        free_req(r);
+        return WSX_ECLOSED;
+    }
+    if (r->file.fd >= 0 || (c->flags & WSX__F_STREAMING)) {
+        close(fd);
+        return WSX_EINVAL;
+    }
+    bool keep = r->m.keep_alive && !c->srv->shutting_down;
+    /* RFC 9110 9.3.2, 15.3.5, 15.4.5: HEAD, 204 and 304 responses have no content. */
+    bool body = !r->head_only && status >= 200 && status != 204 && status != 304;
+    int rc = wsx__http_send(&c->stream, status, headers, n_headers, NULL, (size_t)len, keep, true);
+    if (rc == WSX_EINVAL || rc < 0 || !body || len == 0) {
+        close(fd);
+        if (rc == WSX_EINVAL) return rc; /* the request stays open, as in wsx_http_respond */
+        return request_done(c, r, rc, keep);
+    }
+    r->file = (wsx__http_file){fd, offset, len};
+    r->keep = keep;
+    r->gone = NULL; /* answered: the request is the library's now */
+    file_more(c);
     return 0;
 }
 
@@ -351,14 +536,27 @@ const uint8_t *wsx_http_req_body(const wsx_http_req *r, size_t *len)
     return r->m.body;
 }
 
-/* Serves the requests buffered in c->in, one at a time. */
-static void serve(wsx_conn *c)
+/* Serves the requests buffered in c->in, one at a time, at most `budget` of them. */
+static void serve(wsx_conn *c, unsigned budget)
 {
+    const wsx__cfg *cfg = wsx__cfg_of(c);
+    size_t off = 0; /* bytes of the requests answered here, dropped from c->in at the end */
     c->flags |= WSX__F_SERVING;
-    while (c->state == WSX__HTTP && !(c->flags & WSX__F_HTTP_BUSY) && c->in.len) {
+    while (c->state == WSX__HTTP && !(c->flags & (WSX__F_HTTP_BUSY | WSX__F_STREAMING)) &&
+           c->in.len > off) {
+        if (wsx__stream_queued(&c->stream) > cfg->high_water) {
+            wait_drain(c);
+            break;
+        }
+        if (budget == 0) {
+            serve_later(c, true);
+            break;
+        }
+        budget--;
+        wsx__http_in rest = {c->in.buf + off, c->in.len - (uint32_t)off, 0};
         wsx__http_msg m;
         const char *why = NULL;
-        int r = wsx__http_parse(&c->in, wsx__cfg_of(c)->max_head, c->srv->opts.max_body, &m, &why);
+        int r = wsx__http_parse(&rest, cfg->max_head, c->srv->opts.max_body, &m, &why);
         if (r == 0) break;
         if (r < 0) {
             refuse(c, -r, why);
@@ -366,12 +564,24 @@ static void serve(wsx_conn *c)
         }
         char peer[64];
         if (wsx_conn_peer(c, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
-        if (m.upgrade)
-            upgrade(c, &m, peer);
-        else
-            http_request(c, &m, peer);
+        if (m.upgrade) {
+            upgrade(c, &m, peer, off);
+            break;
+        }
+        http_request(c, &m, peer, off);
+        if (!(c->flags & WSX__F_HTTP_BUSY)) off += m.total_len;
     }
     c->flags &= (uint16_t)~WSX__F_SERVING;
+    /* Upgraded or ending: c->in is no longer ours to manage. */
+    if (c->state != WSX__HTTP) return;
+    if (c->flags & WSX__F_HTTP_BUSY) {
+        /* Answered later: the request keeps its place in c->in (in_off), and the client's
+         * next bytes wait in the kernel until then. */
+        if (!(c->flags & WSX__F_STREAMING)) wsx__stream_pause(&c->stream);
+        return;
+    }
+    wsx__http_in_consume(&c->in, off);
+    if (!(c->flags & (WSX__F_OUTWAIT | WSX__F_HTTPNEXT))) wsx__stream_resume(&c->stream);
 }
 
 /* ---- stream callbacks ---- */
@@ -382,18 +592,21 @@ static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
     if (c->flags & WSX__F_STREAMING) return;
     if (c->state == WSX__HTTP) {
         /* Collect at most one request's worth; what follows an upgrade request is frames,
-         * passed on below without being copied. While a request is being answered, reading
-         * is paused, so what is already read is kept whatever its size. */
+         * passed on below without being copied. While requests wait (one being answered,
+         * the output above its high-water mark, the budget of this pass spent), reading is
+         * paused, so what is already read is kept whatever its size. */
+        const uint16_t held = WSX__F_HTTP_BUSY | WSX__F_OUTWAIT | WSX__F_HTTPNEXT;
         size_t limit = wsx__cfg_of(c)->max_head + c->srv->opts.max_body;
+        size_t room = c->in.len < limit ? limit - c->in.len : 0;
         size_t take = len;
-        if (!(c->flags & WSX__F_HTTP_BUSY) && c->in.len + take > limit) take = limit - c->in.len;
+        if (!(c->flags & held) && take > room) take = room;
         if (wsx__http_in_append(&c->in, data, take, SIZE_MAX) < 0) {
             refuse(c, 503, "out of memory");
             return;
         }
-        serve(c);
+        if (!(c->flags & held)) serve(c, HTTP_BUDGET);
         if (take == len) return;
-        if (c->state == WSX__HTTP && !(c->flags & WSX__F_HTTP_BUSY)) {
+        if (c->state == WSX__HTTP && !(c->flags & held)) {
             /* More than any acceptable request: let the parser say which limit. */
             wsx__http_msg m;
             const char *why = "request too large";
@@ -419,7 +632,12 @@ static void on_eof(wsx__stream *s)
 {
     wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
     if (c->state == WSX__HTTP) {
-        wsx__stream_close(s);
+        /* The client has sent all it will (a half-close): answers still queued go out
+         * first, then FIN. */
+        if (!(c->flags & (WSX__F_HTTP_BUSY | WSX__F_STREAMING)) && wsx__stream_queued(s))
+            http_finish(c);
+        else
+            wsx__stream_close(s);
         return;
     }
     wsx__conn_eof(c);
@@ -427,7 +645,24 @@ static void on_eof(wsx__stream *s)
 
 static void on_drain(wsx__stream *s)
 {
-    wsx__conn_drained(wsx__container_of(s, wsx_conn, stream));
+    wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
+    if (c->state != WSX__HTTP) {
+        wsx__conn_drained(c);
+        return;
+    }
+    bool file = c->http && c->http->file.fd >= 0;
+    if (!file && !(c->flags & WSX__F_OUTWAIT)) return;
+    /* The client is reading: it is not idle, however long the rest takes. */
+    wsx__conn_deadline(c, wsx__cfg_of(c)->http_ms);
+    if (wsx__stream_queued(s) > wsx__cfg_of(c)->low_water) return;
+    /* This may be the end-of-iteration flush, which goes on as long as the streams it
+     * writes ask for more: the next pieces of a file, or the next requests, come from
+     * deferred work, at most one pass per connection per iteration. */
+    if (!file) {
+        c->flags &= (uint16_t)~WSX__F_OUTWAIT;
+        wsx__stream_want_drain(s, false);
+    }
+    serve_later(c, false);
 }
 
 static const wsx__stream_vt server_vt = {
@@ -441,8 +676,14 @@ static void conn_timeout(wsx_conn *c)
 {
     if (c->state == WSX__HTTP) {
         /* An idle keep-alive connection just ends; a first request that never came is
-         * worth a line (slowloris, port scans). */
-        if (!(c->flags & WSX__F_SERVED)) {
+         * worth a line (slowloris, port scans), and so is a client that stopped reading. */
+        if (c->http && c->http->file.fd >= 0) {
+            wsx__conn_log(c, WSX_LOG_INFO, "file response not read for %u ms: closing",
+                          wsx__cfg_of(c)->http_ms);
+        } else if (c->flags & WSX__F_OUTWAIT) {
+            wsx__conn_log(c, WSX_LOG_INFO, "responses not read for %u ms: closing",
+                          wsx__cfg_of(c)->http_ms);
+        } else if (!(c->flags & WSX__F_SERVED)) {
             c->srv->stats.handshake_timeouts++;
             wsx__conn_log(c, WSX_LOG_INFO, "no complete request within %u ms: closing",
                           wsx__cfg_of(c)->handshake_ms);
@@ -560,6 +801,7 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     if (srv->sweep_ms < 5) srv->sweep_ms = 5;
     if (srv->sweep_ms > 1000) srv->sweep_ms = 1000;
     wsx__timer_init(&srv->sweep, on_sweep);
+    wsx__deferred_init(&srv->http_defer, on_http_next);
 
     wsx__set_error_detail("%s", "");
     /* OpenSSL sets itself up (providers, digests) on first use: do it now, not on the first
@@ -659,6 +901,9 @@ void wsx_server_free(wsx_server *s)
 {
     if (!s) return;
     wsx__timer_stop(s->loop, &s->sweep);
+    wsx__loop_undefer(s->loop, &s->http_defer);
+    free(s->http_next);
+    free(s->file_buf);
     wsx__tls_ctx_free(s->tls);
     wsx_pmd_buf_free(&s->zscratch);
     for (size_t i = 0; i < 16; i++) {

@@ -58,6 +58,12 @@ struct wsx_server {
     /* Shared compressors, by window bits, for connections without server context takeover:
      * no per-connection compressor, and a broadcast is compressed once. */
     wsx_pmd *shared_pmd[16];
+    /* HTTP connections whose work continues in the deferred phase (more pipelined requests,
+     * the rest of a file): a list on the server, so a connection pays no deferred node. */
+    struct wsx__http_next *http_next;
+    size_t n_http_next, cap_http_next;
+    wsx__deferred http_defer;
+    uint8_t *file_buf; /* WSX__HTTP_FILE_CHUNK bytes for reading files, made on first use */
 };
 
 /* A connection's permessage-deflate state, allocated only when it was agreed. */
@@ -104,6 +110,8 @@ enum wsx__conn_flags {
     WSX__F_SERVED = 1u << 9,    /* an HTTP request was answered on this connection */
     WSX__F_CLIENT = 1u << 10,   /* a client connection (cli), else a server one (srv) */
     WSX__F_DEADLINE = 1u << 11, /* deadline is set */
+    WSX__F_OUTWAIT = 1u << 12,  /* no request is parsed until the output drains to low water */
+    WSX__F_HTTPNEXT = 1u << 13, /* on the server's http_next list */
 };
 
 /*
