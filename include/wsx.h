@@ -76,7 +76,9 @@ typedef void (*wsx_message_cb)(wsx_conn *c, const wsx_msg *m, void *user);
  * The connection is closed (exactly once per on_open). code is the close code of the close
  * frame that started the closing handshake — the peer's if it closed first, ours if we did
  * (wsx_close, a protocol error such as 1002/1007/1009, 1008 for a full send queue, 1001 on
- * shutdown) — WSX_CLOSE_NO_STATUS (1005) when the peer's close frame had no code, and
+ * shutdown); when both sides started closing at once (the close frames crossed, seen as an
+ * answer to ours with a different code) it is the peer's code and reason —
+ * WSX_CLOSE_NO_STATUS (1005) when the peer's close frame had no code, and
  * WSX_CLOSE_ABNORMAL (1006) when the TCP connection ended without a close frame (including
  * a ping timeout). reason is borrowed, not NUL-terminated, possibly empty.
  */

@@ -433,6 +433,12 @@ static void on_close_frame(wsx_conn *c, const wsx_event *ev)
         keep_reason(c, ev->close_code, (const char *)ev->data, ev->len);
         /* RFC 6455 5.5.1: answer with a close frame, echoing the code. */
         send_close(c, ev->close_code, NULL, 0);
+    } else if (ev->close_code != WSX_CLOSE_NO_STATUS && ev->close_code != c->close_code) {
+        /* An answer to our close echoes our code (5.5.1) or carries none. Another code means
+         * the peer started closing on its own and the two close frames crossed (7.1.3: both
+         * then count as started): its code says what happened on its side (a 1007 for our
+         * last message, say), which the application must not lose under our 1000. */
+        keep_reason(c, ev->close_code, (const char *)ev->data, ev->len);
     }
     finish_tcp(c);
 }

@@ -23,15 +23,17 @@ typedef struct scene {
     int pongs, srv_pongs;
     char cli_end_why[256];
     char srv_close_reason[128];
+    char cli_close_reason[128];
     char last_msg[256];
     size_t last_len;
     int last_type;
     /* scenario knobs */
-    int echo;           /* server echoes */
-    int client_sends;   /* messages the client sends on open */
-    size_t client_size; /* their size */
-    int close_after;    /* the client closes after this many echoes */
-    int server_closes;  /* the server closes on its first message with 4001 */
+    int echo;            /* server echoes */
+    int client_sends;    /* messages the client sends on open */
+    size_t client_size;  /* their size */
+    int close_after;     /* the client closes after this many echoes */
+    int server_closes;   /* the server closes on its first message with 4001 */
+    bool bad_then_close; /* the client sends invalid UTF-8 as text and closes with 1000 at once */
     bool timed_out;
     wsx_timer *watchdog;
     wsx_conn *srv_conn;
@@ -93,6 +95,10 @@ static void c_open(wsx_conn *c, void *u)
             wsx_send(c, buf, s->client_size, WSX_TEXT);
         free(buf);
     }
+    if (s->bad_then_close) {
+        wsx_send(c, "\xff\xfe", 2, WSX_TEXT);
+        wsx_close(c, 1000, "done");
+    }
 }
 
 static void c_message(wsx_conn *c, const wsx_msg *m, void *u)
@@ -110,10 +116,9 @@ static void c_close(wsx_conn *c, int code, const char *reason, size_t len, void 
 {
     scene *s = u;
     (void)c;
-    (void)reason;
-    (void)len;
     s->cli_close++;
     s->cli_close_code = code;
+    snprintf(s->cli_close_reason, sizeof s->cli_close_reason, "%.*s", (int)len, reason);
 }
 
 static void c_pong(wsx_conn *c, const uint8_t *d, size_t n, void *u)
@@ -244,6 +249,28 @@ TEST(server_closes)
     CHECK_INT(s.srv_close_code, 4001);
     CHECK_INT(s.cli_close_code, 4001);
     CHECK_INT(s.cli_end, 1);
+    finish(&s);
+}
+
+/* The server fails the connection with 1007 for a message while the client's close (1000) is
+ * already on its way: the close frames cross. The client must report the server's 1007, not
+ * its own 1000 (the code wsx cat lost). */
+TEST(crossing_close_reports_the_peers_code)
+{
+    scene s = {.bad_then_close = true, .stop_on_end = true};
+    wsx_server_opts so = server_opts(&s);
+    start(&s, &so);
+    wsx_client_opts co = client_opts(&s);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    wsx_loop_run(s.loop);
+    CHECK(!s.timed_out);
+    CHECK_INT(s.srv_close, 1);
+    CHECK_INT(s.srv_close_code, 1007);
+    CHECK_INT(s.cli_close, 1);
+    CHECK_INT(s.cli_close_code, 1007);
+    CHECK(strstr(s.cli_close_reason, "UTF-8") != NULL);
+    CHECK_INT(s.cli_end, 1);
+    CHECK_INT(s.cli_end_err, 0);
     finish(&s);
 }
 
@@ -672,6 +699,7 @@ int main(void)
     RUN(url_parse);
     RUN(echo_and_client_close);
     RUN(server_closes);
+    RUN(crossing_close_reports_the_peers_code);
     RUN(large_messages);
     RUN(upgrade_hook_refuses);
     RUN(subprotocols);
