@@ -28,30 +28,6 @@ void wsx__set_error_detail(const char *fmt, ...)
     va_end(ap);
 }
 
-void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
-{
-    if (!cfg->on_log || level > cfg->log_level) return;
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    cfg->on_log(level, line, cfg->user);
-}
-
-void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
-{
-    if (!wsx__cfg_of(c)->on_log || level > wsx__cfg_of(c)->log_level) return;
-    char peer[64];
-    if (wsx_conn_peer(c, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    wsx__log(wsx__cfg_of(c), level, "%s %s", peer, msg);
-}
-
 void wsx__conn_init(wsx_conn *c, const wsx__cfg *cfg)
 {
     c->subprotocol = -1;

@@ -29,7 +29,9 @@ typedef struct wsx__cfg {
     wsx_server_stats *stats; /* the server's counters; NULL for clients */
     wsx_pmd_config pmd;      /* permessage-deflate settings (pmd.enabled: offer/accept) */
     bool pmd_idle_trim;
-    wsx_pmd_buf *zscratch; /* the owner's buffer for compressing outgoing messages */
+    wsx_pmd_buf *zscratch;        /* the owner's buffer for compressing outgoing messages */
+    struct wsx__lograte *lograte; /* log rate limits per call site (log.c); NULL until the
+                                     first line; freed by wsx__log_free() */
 } wsx__cfg;
 
 struct wsx__sub;
@@ -201,11 +203,26 @@ int wsx__conn_start_close(wsx_conn *c, uint16_t code, const char *reason, size_t
 /* Records the detail returned by wsx_error_detail() on this thread. */
 void wsx__set_error_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Logs "<peer>: <message>" through cfg->on_log when level passes cfg->log_level. */
+/* ---- log.c ---- */
+
+/*
+ * Logs "<peer> <message>" (wsx__conn_log) or the message (wsx__log) through cfg->on_log
+ * when level passes cfg->log_level. Lines are rate-limited per call site (fmt must be a
+ * string literal: its address names the site) and per server or client: in each second a
+ * site gets one warning or error line, or ten informational ones; the rest are counted and
+ * the count goes out with the site's next line, or from wsx__log_flush(). Debug lines are
+ * not limited.
+ */
 void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Logs, for every site whose window has passed with lines suppressed, the last of them and
+ * how many there were (a server calls it from its periodic timer, so the count of an attack
+ * that stopped still reaches the log). */
+void wsx__log_flush(const wsx__cfg *cfg);
+/* Frees the rate-limit table (at server or client free). */
+void wsx__log_free(wsx__cfg *cfg);
 
 /* Frames built by pub/sub publishes since start (for tests). */
 extern _Thread_local uint64_t wsx__pubsub_frames_built;
