@@ -45,6 +45,8 @@ struct wsx_server {
     wsx_conn *conns; /* every accepted connection, HTTP ones included */
     size_t n_all;
     size_t n_ws;
+    size_t n_pending;         /* accepted, first HTTP request not complete yet (TLS included) */
+    struct wsx__admit *admit; /* connections and handshakes by client address (admit.c) */
     bool shutting_down;
     wsx__timer shutdown_timer;
     /* Set by src/pubsub the first time a topic is used; ws only calls through these. */
@@ -202,6 +204,36 @@ int wsx__conn_start_close(wsx_conn *c, uint16_t code, const char *reason, size_t
 
 /* Records the detail returned by wsx_error_detail() on this thread. */
 void wsx__set_error_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- admit.c: connections and handshakes in progress per client address ---- */
+
+typedef struct wsx__admit wsx__admit;
+
+/* Why wsx__admit_add() refused (positive, unlike errors). */
+enum { WSX__ADMIT_PER_IP = 1, WSX__ADMIT_PENDING_PER_IP = 2 };
+
+/* An empty table with a random hash key. Returns 0, WSX_ENOMEM or WSX_ECRYPTO. */
+int wsx__admit_new(wsx__admit **out);
+void wsx__admit_free(wsx__admit *a);
+/*
+ * Counts a new connection on descriptor fd from peer, as a handshake in progress, unless its
+ * address already holds max_per_ip connections (returns WSX__ADMIT_PER_IP) or
+ * max_pending_per_ip handshakes in progress (WSX__ADMIT_PENDING_PER_IP). IPv4 addresses
+ * count one by one, IPv6 ones by their /64 (IPv4-mapped ones as IPv4); other families are
+ * not counted. O(1) amortised. Returns 0, one of those, or WSX_ENOMEM.
+ */
+int wsx__admit_add(wsx__admit *a, int fd, const struct sockaddr *peer, size_t max_per_ip,
+                   size_t max_pending_per_ip);
+/* The connection on fd completed its first request: no longer a handshake in progress.
+ * Returns whether it was one (false when already done or not counted). */
+bool wsx__admit_handshaken(wsx__admit *a, int fd);
+/* The connection on fd closed (call before the descriptor is closed). Returns whether it was
+ * still a handshake in progress. */
+bool wsx__admit_remove(wsx__admit *a, int fd);
+/* Addresses with connections now; and one address's counts (tests, metrics). */
+size_t wsx__admit_addresses(const wsx__admit *a);
+void wsx__admit_count(const wsx__admit *a, const struct sockaddr *peer, size_t *conns,
+                      size_t *pending);
 
 /* ---- log.c ---- */
 
