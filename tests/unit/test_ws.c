@@ -3,8 +3,12 @@
  * cycle, closing from either side, limits, deadlines, backpressure, shutdown, reconnect.
  * Every scenario runs its loop under a watchdog timer so a hang fails instead of blocking.
  */
+#include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -272,6 +276,127 @@ TEST(crossing_close_reports_the_peers_code)
     CHECK_INT(s.cli_end, 1);
     CHECK_INT(s.cli_end_err, 0);
     finish(&s);
+}
+
+/* ---- admission: handshakes in progress per address, and the log's rate limit ---- */
+
+static int adm_refused_lines, adm_suppressed_lines;
+
+static void adm_log(int level, const char *msg, void *user)
+{
+    (void)level;
+    (void)user;
+    if (strstr(msg, "refused (503)")) adm_refused_lines++;
+    if (strstr(msg, "similar lines suppressed")) adm_suppressed_lines++;
+}
+
+static void adm_stop(wsx_timer *t, void *arg)
+{
+    (void)t;
+    wsx_loop_stop(arg);
+}
+
+static void run_for(wsx_loop *loop, uint64_t ms)
+{
+    wsx_timer_start(loop, ms, 0, adm_stop, loop, NULL);
+    wsx_loop_run(loop);
+}
+
+/* A silent TCP connection from src (127.0.0.x) to the server. */
+static int silent_from(uint32_t src, uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in from = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(src)};
+    struct sockaddr_in to = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (bind(fd, (struct sockaddr *)&from, sizeof from) < 0 ||
+        connect(fd, (struct sockaddr *)&to, sizeof to) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* "503" when the server answered 503 with Retry-After, "eof" when it closed, "" when the
+ * connection is still open and silent. */
+static const char *fate(int fd)
+{
+    char buf[512];
+    ssize_t n = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? "" : "eof";
+    if (n == 0) return "eof";
+    buf[n] = '\0';
+    return !strncmp(buf, "HTTP/1.1 503", 12) && strstr(buf, "\r\nRetry-After: 5\r\n") ? "503"
+                                                                                      : "other";
+}
+
+TEST(admission_handshakes_per_ip)
+{
+    wsx_loop *loop;
+    CHECK_INT(wsx_loop_new(&loop), 0);
+    wsx_server_opts o = wsx_server_defaults();
+    o.host = "127.0.0.1";
+    o.max_handshakes_per_ip = 2;
+    o.max_per_ip = 5;
+    o.on_log = adm_log;
+    wsx_server *srv;
+    CHECK_INT(wsx_server_start(loop, &o, &srv), 0);
+    uint16_t port = wsx_server_port(srv);
+    adm_refused_lines = adm_suppressed_lines = 0;
+
+    /* 12 silent sockets from 127.0.0.2: two are held, ten are answered 503 and closed, and
+     * one log line says so (the rest are counted). */
+    int a[12];
+    for (int i = 0; i < 12; i++)
+        a[i] = silent_from(0x7f000002, port);
+    run_for(loop, 100);
+    int held = 0, refused = 0;
+    for (int i = 0; i < 12; i++) {
+        const char *f = fate(a[i]);
+        held += !strcmp(f, "");
+        refused += !strcmp(f, "503");
+    }
+    CHECK_INT(held, 2);
+    CHECK_INT(refused, 10);
+    wsx_server_stats st;
+    wsx_server_get_stats(srv, &st);
+    CHECK_INT((int)st.refused_handshakes, 10);
+    CHECK_INT((int)st.http_open, 2);
+    CHECK_INT(adm_refused_lines, 1);
+
+    /* Another address is not affected. */
+    int b = silent_from(0x7f000003, port);
+    run_for(loop, 50);
+    CHECK_STR(fate(b), "");
+
+    /* Once the held ones leave, the address is admitted again. */
+    for (int i = 0; i < 12; i++)
+        close(a[i]);
+    run_for(loop, 50);
+    int c = silent_from(0x7f000002, port);
+    run_for(loop, 50);
+    CHECK_STR(fate(c), "");
+    wsx_server_get_stats(srv, &st);
+    CHECK_INT((int)st.refused_handshakes, 10);
+    CHECK_INT((int)st.http_open, 2);
+
+    /* After the one-second window, the next refusal line carries the count of the nine
+     * that were suppressed. */
+    run_for(loop, 1100);
+    int d[2];
+    for (int i = 0; i < 2; i++)
+        d[i] = silent_from(0x7f000003, port);
+    run_for(loop, 50);
+    CHECK_INT(adm_refused_lines + adm_suppressed_lines >= 2, 1);
+    CHECK_INT(adm_suppressed_lines, 1);
+    for (int i = 0; i < 2; i++)
+        close(d[i]);
+    close(b);
+    close(c);
+    wsx_server_shutdown(srv, 500);
+    wsx_loop_run(loop);
+    wsx_server_free(srv);
+    wsx_loop_free(loop);
 }
 
 TEST(large_messages)
@@ -700,6 +825,7 @@ int main(void)
     RUN(echo_and_client_close);
     RUN(server_closes);
     RUN(crossing_close_reports_the_peers_code);
+    RUN(admission_handshakes_per_ip);
     RUN(large_messages);
     RUN(upgrade_hook_refuses);
     RUN(subprotocols);
