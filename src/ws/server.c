@@ -507,7 +507,7 @@ static void turn_away(wsx_server *srv, int fd)
 {
     if (!srv->tls) {
         char buf[512];
-        while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+        for (int i = 0; i < 16 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++) {
         }
         static const wsx_http_header retry = {"Retry-After", 11, "5", 1};
         ptrdiff_t n = wsx_http_write_error(503, "503 Service Unavailable\nserver busy", &retry, 1,
