@@ -197,5 +197,22 @@ def main():
         srv.close()
 
 
+def refused():
+    with step("nothing listens: exit 1, the reason, and no word of a server closing"):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        rc, _, errl = wsx_cat(f"ws://127.0.0.1:{port}/", b"x\n")
+        eq(rc, 1, "exit status")
+        check(any("connection refused" in x for x in errl), "stderr: connection refused", errl)
+        check(not any("server closed" in x for x in errl), "no 'server closed' line", errl)
+
+
+def all_tests():
+    main()
+    refused()
+
+
 if __name__ == "__main__":
-    run("cat_test", main, timeout=60)
+    run("cat_test", all_tests, timeout=60)

@@ -59,6 +59,7 @@ typedef struct cat_state {
     bool send_binary;
     bool quiet;
     bool eof;
+    bool opened;    /* a connection opened at some point */
     bool closed;    /* on_close came: the connection is gone */
     bool we_closed; /* cat sent a close (end of input, /close) before the peer's came */
     int close_code;
@@ -208,6 +209,7 @@ static void on_stdin(wsx_watch *w, int fd, unsigned events, void *arg)
 static void on_open(wsx_conn *c, void *user)
 {
     cat_state *st = user;
+    st->opened = true;
     const char *sp = wsx_conn_subprotocol(c);
     status_line(st, "connected%s%s%s", sp ? ", subprotocol " : "", sp ? sp : "",
                 wsx_conn_deflate(c) ? ", permessage-deflate" : "");
@@ -292,7 +294,7 @@ static void on_end(wsx_client *cl, int err, const char *why, void *user)
     } else if (st->close_code != 1000 && st->close_code != 1001 && st->close_code != 1005) {
         st->status = 1; /* said in on_close */
     }
-    if (!st->we_closed && input_left(st)) {
+    if (err == 0 && st->opened && !st->we_closed && input_left(st)) {
         fprintf(stderr,
                 "wsx cat: the server closed the connection before the end of the input: "
                 "input after line %zu was not sent\n",
