@@ -190,7 +190,8 @@ typedef struct wsx_server_opts {
     wsx_pong_cb on_pong;
     wsx_upgrade_cb on_upgrade;
     wsx_http_cb on_http;
-    wsx_log_cb on_log; /* NULL: no logging */
+    wsx_log_cb on_log; /* NULL: no logging; may still be called from wsx_server_free() (a
+                          last count of lines the rate limit suppressed) */
     int log_level;     /* lines above this level are not produced [WSX_LOG_INFO] */
     void *user;
 } wsx_server_opts;

@@ -107,6 +107,7 @@ static void client_free(wsx_client *cl)
 {
     wsx__tls_ctx_free(cl->tls);
     wsx_pmd_buf_free(&cl->zscratch);
+    wsx__log_flush(&cl->cfg, true);
     wsx__log_free(&cl->cfg);
     free(cl->origin);
     if (cl->subprotocols)

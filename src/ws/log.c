@@ -150,14 +150,15 @@ void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
     log_line(cfg, level, fmt, line);
 }
 
-void wsx__log_flush(const wsx__cfg *cfg)
+void wsx__log_flush(const wsx__cfg *cfg, bool final)
 {
     wsx__lograte *rl = cfg->lograte;
     if (!rl || !cfg->on_log) return;
     uint64_t now = mono_ms();
     for (size_t i = 0; i < LOG_SITES; i++) {
         logsite *s = &rl->site[i];
-        if (s->fmt && s->dropped && now - s->window >= LOG_WINDOW_MS) summarize(cfg, s, now);
+        if (s->fmt && s->dropped && (final || now - s->window >= LOG_WINDOW_MS))
+            summarize(cfg, s, now);
     }
 }
 

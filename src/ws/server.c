@@ -491,7 +491,7 @@ static void on_sweep(wsx_loop *loop, wsx__timer *t)
         pending |= (c->flags & WSX__F_DEADLINE) != 0;
     }
     if (pending) wsx__timer_start(loop, &srv->sweep, srv->sweep_ms);
-    wsx__log_flush(&srv->cfg);
+    wsx__log_flush(&srv->cfg, false);
 }
 
 void wsx__server_deadline_set(wsx_server *s, uint32_t ms)
@@ -781,7 +781,7 @@ void wsx_server_free(wsx_server *s)
     if (s->pubsub_free) s->pubsub_free(s);
     if (s->listener) wsx__listener_close(s->listener);
     wsx__timer_stop(s->loop, &s->shutdown_timer);
-    wsx__log_flush(&s->cfg);
+    wsx__log_flush(&s->cfg, true);
     wsx__log_free(&s->cfg);
     wsx__admit_free(s->admit);
     free(s);

@@ -249,10 +249,10 @@ void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Logs, for every site whose window has passed with lines suppressed, the last of them and
- * how many there were (a server calls it from its periodic timer, so the count of an attack
- * that stopped still reaches the log). */
-void wsx__log_flush(const wsx__cfg *cfg);
+/* Logs, for every site whose window has passed with lines suppressed (every such site when
+ * final), the last of them and how many there were: a server calls it from its periodic
+ * timer, so the count of an attack that stopped still reaches the log, and when freed. */
+void wsx__log_flush(const wsx__cfg *cfg, bool final);
 /* Frees the rate-limit table (at server or client free). */
 void wsx__log_free(wsx__cfg *cfg);
 
