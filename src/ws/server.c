@@ -582,6 +582,8 @@ static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, soc
                      "%s refused (503): %zu handshakes in progress from this address "
                      "(max_handshakes_per_ip)",
                      p, o->max_handshakes_per_ip);
+        } else {
+            wsx__log(&srv->cfg, WSX_LOG_WARN, "%s refused (503): out of memory", p);
         }
         turn_away(srv, fd);
         return;
