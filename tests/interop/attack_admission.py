@@ -8,7 +8,10 @@
    count of what it suppressed; the server's memory stays bounded.
 2. One address holding --max-per-ip upgraded connections gets 503 for the next one, while
    another address still connects.
-3. Under a descriptor limit of 64 (prlimit, soft = hard, so the raise at start cannot help):
+3. A TLS server counts its TLS handshakes as handshakes in progress: past the limit an
+   address is closed without a response (there is no TLS session to send a 503 in), while
+   another address completes TLS, upgrades and echoes.
+4. Under a descriptor limit of 64 (prlimit, soft = hard, so the raise at start cannot help):
    the log names the cap; once the server is full, a newcomer is closed at once (EOF or RST
    within a second, not a hang in the backlog); existing clients still echo; after some
    leave, newcomers are served again; the EMFILE warnings are rate-limited.
@@ -24,10 +27,15 @@ import resource
 import select
 import shutil
 import socket
+import ssl
+import subprocess
+import tempfile
+import threading
 import time
 
-from wsxlib import (Server, build_frame, check, close_payload, eq, handshake_request, note,
-                    parse_head, proc_status_kib, run, step, text_payload)
+from wsxlib import (WSX_BIN, Server, _track, _untrack, build_frame, check, close_payload, eq,
+                    free_port, handshake_request, note, parse_head, proc_status_kib, run, step,
+                    text_payload)
 
 ATTACKER = "127.0.0.2"
 N_SILENT = 1100
@@ -260,6 +268,73 @@ def per_ip_connections():
         srv.kill()
 
 
+def tls_handshakes():
+    if not shutil.which("openssl"):
+        check(True, "openssl not installed: TLS step skipped")
+        return
+    with tempfile.TemporaryDirectory() as certs:
+        subprocess.run(["sh", os.path.join(os.path.dirname(os.path.abspath(__file__)), "certs.sh"),
+                        certs], check=True, stdout=subprocess.DEVNULL, timeout=30)
+        port = free_port()
+        argv = [WSX_BIN, "echo", "--host", "127.0.0.1", "--port", str(port), "--quiet",
+                "--max-handshakes-per-ip", "4", "--tls-cert", os.path.join(certs, "server.pem"),
+                "--tls-key", os.path.join(certs, "server.key")]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        _track(proc.pid)
+        log = []
+        ready = threading.Event()
+
+        def read_out():
+            for line in proc.stdout:
+                if line.startswith(b"listening on wss://"):
+                    ready.set()
+
+        def read_err():
+            for line in proc.stderr:
+                log.append(line.decode("utf-8", "replace").rstrip())
+
+        threading.Thread(target=read_out, daemon=True).start()
+        threading.Thread(target=read_err, daemon=True).start()
+        silent = []
+        try:
+            with step("TLS: silent sockets past --max-handshakes-per-ip 4 are closed, others served"):
+                check(ready.wait(10), "the TLS server started")
+                for _ in range(10):
+                    silent.append(connect_from("127.0.0.70", port))
+                time.sleep(0.3)
+                fates = {"open": 0, "closed": 0, "data": 0}
+                for s in silent:
+                    s.setblocking(False)
+                    try:
+                        d = s.recv(100)
+                        fates["data" if d else "closed"] += 1
+                    except BlockingIOError:
+                        fates["open"] += 1
+                    except ConnectionResetError:
+                        fates["closed"] += 1
+                note(f"silent TLS sockets: {fates}")
+                eq(fates["open"], 4, "TLS handshakes held from 127.0.0.70")
+                eq(fates["closed"], 6, "the others closed without a response")
+                ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+                raw = connect_from("127.0.0.71", port)
+                tls = ctx.wrap_socket(raw, server_hostname="localhost")
+                tls.sendall(upgrade_request(port))
+                status, _, rest = recv_head(tls)
+                eq(status, 101, "another address: TLS, then 101")
+                tls.sendall(build_frame(0x1, b"over tls"))
+                f = recv_frame(tls, bytearray(rest))
+                check(f is not None and f[1] == b"over tls", "and its echo", f)
+                tls.close()
+                check(any("max_handshakes_per_ip" in x for x in log), "the refusal is logged", log)
+        finally:
+            for s in silent:
+                s.close()
+            proc.kill()
+            proc.wait()
+            _untrack(proc.pid)
+
+
 def descriptors():
     if not shutil.which("prlimit"):
         check(True, "prlimit not installed: descriptor test skipped")
@@ -339,6 +414,7 @@ def descriptors():
 def main():
     silent_attack()
     per_ip_connections()
+    tls_handshakes()
     descriptors()
 
 
