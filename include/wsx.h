@@ -76,7 +76,9 @@ typedef void (*wsx_message_cb)(wsx_conn *c, const wsx_msg *m, void *user);
  * The connection is closed (exactly once per on_open). code is the close code of the close
  * frame that started the closing handshake — the peer's if it closed first, ours if we did
  * (wsx_close, a protocol error such as 1002/1007/1009, 1008 for a full send queue, 1001 on
- * shutdown) — WSX_CLOSE_NO_STATUS (1005) when the peer's close frame had no code, and
+ * shutdown); when both sides started closing at once (the close frames crossed, seen as an
+ * answer to ours with a different code) it is the peer's code and reason —
+ * WSX_CLOSE_NO_STATUS (1005) when the peer's close frame had no code, and
  * WSX_CLOSE_ABNORMAL (1006) when the TCP connection ended without a close frame (including
  * a ping timeout). reason is borrowed, not NUL-terminated, possibly empty.
  */
@@ -155,11 +157,25 @@ typedef struct wsx_server_opts {
     bool deflate_idle_trim;
 
     /* Limits (0 = the default in brackets). */
-    size_t max_connections; /* [10000] further connections are closed at accept */
+    size_t max_connections; /* [10000] open WebSocket connections; an upgrade beyond -> 503 */
     size_t max_head;        /* [8192] bytes of HTTP head; larger -> 431 */
     size_t max_message;     /* [16 MiB] reassembled message; larger -> close 1009 */
     size_t max_frame;       /* [max_message] one frame's payload; larger -> close 1009 */
     size_t max_body;        /* [1 MiB] HTTP request body for the HTTP handler; larger -> 413 */
+
+    /* Admission, checked when a TCP connection is accepted (0 = the default in brackets,
+     * SIZE_MAX = no limit). A connection refused here gets "503 Service Unavailable" with
+     * "Retry-After: 5" and is closed (a TLS server closes without a response: there is no
+     * handshake to answer in yet); refusals are logged at most once a second per reason,
+     * with a count. A handshake in progress is a connection whose first HTTP request is not
+     * complete yet (its TLS handshake included); it stops counting as one when the request
+     * is complete, upgrade or not. Overall, open connections of every kind are capped at
+     * max_connections + max_handshakes. */
+    size_t max_handshakes;        /* [1024] handshakes in progress, all addresses together */
+    size_t max_per_ip;            /* [256] connections of any kind from one address */
+    size_t max_handshakes_per_ip; /* [32] handshakes in progress from one address */
+    /* An address is an IPv4 address, or the /64 prefix of an IPv6 address (one host or home
+     * network commonly holds a whole /64); IPv4-mapped IPv6 addresses count as IPv4. */
 
     /* Backpressure: wsx_send() queues and returns WSX_EBACKPRESSURE once the queue is above
      * send_high_water; on_drain fires when it falls to send_low_water; a connection whose
@@ -184,7 +200,8 @@ typedef struct wsx_server_opts {
     wsx_pong_cb on_pong;
     wsx_upgrade_cb on_upgrade;
     wsx_http_cb on_http;
-    wsx_log_cb on_log; /* NULL: no logging */
+    wsx_log_cb on_log; /* NULL: no logging; may still be called from wsx_server_free() (a
+                          last count of lines the rate limit suppressed) */
     int log_level;     /* lines above this level are not produced [WSX_LOG_INFO] */
     void *user;
 } wsx_server_opts;
@@ -218,6 +235,11 @@ typedef struct wsx_server_stats {
     uint64_t refused_400, refused_401, refused_403, refused_404, refused_426, refused_431;
     uint64_t refused_503, refused_other;
     uint64_t handshake_timeouts; /* no complete request within handshake_timeout_ms */
+    /* Connections turned away at accept (not counted in refused_503): */
+    uint64_t refused_per_ip;     /* max_per_ip */
+    uint64_t refused_handshakes; /* max_handshakes_per_ip or max_handshakes */
+    uint64_t refused_full;       /* max_connections + max_handshakes open */
+    uint64_t shed_nofile;        /* out of file descriptors (EMFILE/ENFILE): closed at once */
     size_t topics;               /* topics with subscribers */
 } wsx_server_stats;
 

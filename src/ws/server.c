@@ -9,6 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <errno.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
 #include "ws/ws.h"
 
 struct wsx_http_req {
@@ -111,6 +115,7 @@ static void on_stream_close(wsx__stream *s, int err)
             wsx__conn_log(c, WSX_LOG_INFO, "TLS: %s", why);
     }
     wsx__conn_closed(c, err);
+    if (wsx__admit_remove(srv->admit, wsx__stream_fd(s))) srv->n_pending--;
     /* Subscriptions end with the connection (after on_close, which may still publish). */
     if (c->subs && srv->unsubscribe_all) srv->unsubscribe_all(c);
     unlink_conn(srv, c);
@@ -165,6 +170,20 @@ static void refuse(wsx_conn *c, int status, const char *why)
     http_finish(c);
 }
 
+/* A 503 for a server that is full or going away: "Retry-After" tells well-behaved clients
+ * when to come back instead of at once (RFC 9110 10.2.3). */
+static void refuse_busy(wsx_conn *c, const char *why)
+{
+    count_refusal(&c->srv->stats, 503);
+    wsx__conn_log(c, WSX_LOG_WARN, "HTTP 503: %s", why);
+    char body[160], out[512];
+    snprintf(body, sizeof body, "503 Service Unavailable\n%s", why);
+    static const wsx_http_header retry = {"Retry-After", 11, "5", 1};
+    ptrdiff_t n = wsx_http_write_error(503, body, &retry, 1, out, sizeof out);
+    if (n > 0) wsx__stream_write1(&c->stream, out, (size_t)n);
+    http_finish(c);
+}
+
 /* ---- the upgrade ---- */
 
 /* m was parsed at offset off of c->in (after requests already answered). */
@@ -183,11 +202,11 @@ static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer, size_t off)
         return;
     }
     if (srv->shutting_down) {
-        refuse(c, 503, "server is shutting down");
+        refuse_busy(c, "server is shutting down");
         return;
     }
     if (srv->n_ws >= o->max_connections) {
-        refuse(c, 503, "too many connections");
+        refuse_busy(c, "too many connections (max_connections)");
         return;
     }
     void *cu = NULL;
@@ -562,6 +581,7 @@ static void serve(wsx_conn *c, unsigned budget)
             refuse(c, -r, why);
             break;
         }
+        if (wsx__admit_handshaken(c->srv->admit, wsx__stream_fd(&c->stream))) c->srv->n_pending--;
         char peer[64];
         if (wsx_conn_peer(c, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
         if (m.upgrade) {
@@ -712,6 +732,7 @@ static void on_sweep(wsx_loop *loop, wsx__timer *t)
         pending |= (c->flags & WSX__F_DEADLINE) != 0;
     }
     if (pending) wsx__timer_start(loop, &srv->sweep, srv->sweep_ms);
+    wsx__log_flush(&srv->cfg, false);
 }
 
 void wsx__server_deadline_set(wsx_server *s, uint32_t ms)
@@ -720,21 +741,97 @@ void wsx__server_deadline_set(wsx_server *s, uint32_t ms)
     if (!wsx__timer_active(&s->sweep)) wsx__timer_start(s->loop, &s->sweep, s->sweep_ms);
 }
 
-static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, socklen_t plen,
-                      void *arg)
+/* Turns a connection away at accept: a 503 where a response is possible (plain TCP; a TLS
+ * client would need a handshake first), then close. What the client already sent is read
+ * first, so that the close does not reset the connection before the 503 is read. */
+static void turn_away(wsx_server *srv, int fd)
+{
+    if (!srv->tls) {
+        char buf[512];
+        for (int i = 0; i < 16 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++) {
+        }
+        static const wsx_http_header retry = {"Retry-After", 11, "5", 1};
+        ptrdiff_t n = wsx_http_write_error(503, "503 Service Unavailable\nserver busy", &retry, 1,
+                                           buf, sizeof buf);
+        if (n > 0) (void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        shutdown(fd, SHUT_WR);
+    }
+    close(fd);
+}
+
+static void on_overload(wsx__listener *l, int sys_err, const struct sockaddr *peer, socklen_t plen,
+                        void *arg)
 {
     wsx_server *srv = arg;
     (void)l;
     (void)plen;
-    if (srv->n_all >= srv->opts.max_connections + 16) {
-        char p[64];
+    struct rlimit rl;
+    unsigned long cap = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long)rl.rlim_cur : 0;
+    const char *what = sys_err == ENFILE ? "ENFILE, the system's limit" : "EMFILE";
+    if (!peer) {
+        wsx__log(&srv->cfg, WSX_LOG_WARN,
+                 "out of file descriptors (%s; this process may open %lu): accepting paused", what,
+                 cap);
+        return;
+    }
+    srv->stats.shed_nofile++;
+    char p[64];
+    if (wsx__addr_format(peer, p, sizeof p) < 0) snprintf(p, sizeof p, "-");
+    wsx__log(&srv->cfg, WSX_LOG_WARN,
+             "%s closed at once: out of file descriptors (%s; this process may open %lu, %zu "
+             "connections open)",
+             p, what, cap, srv->n_all);
+}
+
+static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, socklen_t plen,
+                      void *arg)
+{
+    wsx_server *srv = arg;
+    const wsx_server_opts *o = &srv->opts;
+    (void)l;
+    (void)plen;
+    /* Each reason has its own log line (format), so each is rate-limited on its own. */
+    char p[64];
+    if (srv->n_all >= o->max_connections + o->max_handshakes) {
+        srv->stats.refused_full++;
         if (wsx__addr_format(peer, p, sizeof p) < 0) snprintf(p, sizeof p, "-");
-        wsx__log(&srv->cfg, WSX_LOG_WARN, "%s refused: %zu connections open", p, srv->n_all);
-        close(fd);
+        wsx__log(&srv->cfg, WSX_LOG_WARN, "%s refused (503): server full, %zu connections open", p,
+                 srv->n_all);
+        turn_away(srv, fd);
+        return;
+    }
+    if (srv->n_pending >= o->max_handshakes) {
+        srv->stats.refused_handshakes++;
+        if (wsx__addr_format(peer, p, sizeof p) < 0) snprintf(p, sizeof p, "-");
+        wsx__log(&srv->cfg, WSX_LOG_WARN,
+                 "%s refused (503): %zu handshakes in progress (max_handshakes)", p,
+                 srv->n_pending);
+        turn_away(srv, fd);
+        return;
+    }
+    int arc = wsx__admit_add(srv->admit, fd, peer, o->max_per_ip, o->max_handshakes_per_ip);
+    if (arc != 0) {
+        if (wsx__addr_format(peer, p, sizeof p) < 0) snprintf(p, sizeof p, "-");
+        if (arc == WSX__ADMIT_PER_IP) {
+            srv->stats.refused_per_ip++;
+            wsx__log(&srv->cfg, WSX_LOG_WARN,
+                     "%s refused (503): %zu connections open from this address (max_per_ip)", p,
+                     o->max_per_ip);
+        } else if (arc == WSX__ADMIT_PENDING_PER_IP) {
+            srv->stats.refused_handshakes++;
+            wsx__log(&srv->cfg, WSX_LOG_WARN,
+                     "%s refused (503): %zu handshakes in progress from this address "
+                     "(max_handshakes_per_ip)",
+                     p, o->max_handshakes_per_ip);
+        } else {
+            wsx__log(&srv->cfg, WSX_LOG_WARN, "%s refused (503): out of memory", p);
+        }
+        turn_away(srv, fd);
         return;
     }
     wsx_conn *c = calloc(1, sizeof *c);
     if (!c) {
+        wsx__admit_remove(srv->admit, fd);
         close(fd);
         return;
     }
@@ -744,6 +841,8 @@ static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, soc
     int rc = srv->tls ? wsx__stream_init_tls(srv->loop, &c->stream, fd, &server_vt, srv->tls, NULL)
                       : wsx__stream_init(srv->loop, &c->stream, fd, &server_vt);
     if (rc < 0) {
+        /* The stream closed fd; its number is not reused before this returns. */
+        wsx__admit_remove(srv->admit, fd);
         free(c);
         return;
     }
@@ -751,6 +850,7 @@ static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, soc
     if (c->next) c->next->prev = c;
     srv->conns = c;
     srv->n_all++;
+    srv->n_pending++;
     srv->stats.accepted++;
     wsx__conn_deadline(c, srv->cfg.handshake_ms);
 }
@@ -766,6 +866,12 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     srv->opts = *opts;
     wsx_server_opts *o = &srv->opts;
     o->max_connections = sz_or(o->max_connections, 10000);
+    o->max_handshakes = sz_or(o->max_handshakes, 1024);
+    o->max_per_ip = sz_or(o->max_per_ip, 256);
+    o->max_handshakes_per_ip = sz_or(o->max_handshakes_per_ip, 32);
+    /* The overall cap adds the two: keep it from wrapping when either is unlimited. */
+    if (o->max_connections > SIZE_MAX / 2) o->max_connections = SIZE_MAX / 2;
+    if (o->max_handshakes > SIZE_MAX / 2) o->max_handshakes = SIZE_MAX / 2;
     o->max_body = sz_or(o->max_body, 1u << 20);
     wsx__cfg *cfg = &srv->cfg;
     cfg->role = WSX_ROLE_SERVER;
@@ -825,9 +931,17 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
             return trc;
         }
     }
-    wsx__listen_opts lo = {.host = o->host, .port = o->port, .reuseport = o->reuseport};
-    int rc = wsx__listen(loop, &lo, on_accept, srv, &srv->listener);
+    int rc = wsx__admit_new(&srv->admit);
     if (rc < 0) {
+        wsx__tls_ctx_free(srv->tls);
+        free(srv);
+        return rc;
+    }
+    wsx__listen_opts lo = {
+        .host = o->host, .port = o->port, .reuseport = o->reuseport, .on_overload = on_overload};
+    rc = wsx__listen(loop, &lo, on_accept, srv, &srv->listener);
+    if (rc < 0) {
+        wsx__admit_free(srv->admit);
         wsx__tls_ctx_free(srv->tls);
         free(srv);
         return rc;
@@ -914,6 +1028,9 @@ void wsx_server_free(wsx_server *s)
     if (s->pubsub_free) s->pubsub_free(s);
     if (s->listener) wsx__listener_close(s->listener);
     wsx__timer_stop(s->loop, &s->shutdown_timer);
+    wsx__log_flush(&s->cfg, true);
+    wsx__log_free(&s->cfg);
+    wsx__admit_free(s->admit);
     free(s);
 }
 

@@ -815,7 +815,7 @@ static const char help[] =
     "  --join-rate N          joins and leaves per second per connection (default 5; 0 = no\n"
     "                         limit); more get rate_limited, and count towards the 1008\n"
     "  --join-burst N         joins and leaves a connection may send at once (default 100)\n"
-    "  --max-connections N    WebSocket connections at most (default 10000)\n"
+    "  --max-connections N    WebSocket connections at most (default 10000)\n" TOOL_ADMIT_HELP
     "  --ping-interval MS     ping silent connections (default 30000; 0 = never)\n"
     "  --shutdown-timeout MS  on SIGINT/SIGTERM, time for clients to close (default 5000)\n"
     "  --tls-cert FILE        serve https:// and wss:// with this certificate chain (PEM);\n"
@@ -911,6 +911,7 @@ int cmd_serve(int argc, char **argv)
         {"no-deflate", no_argument, 0, 'D'},
         {"tls-port", required_argument, 0, O_TLSPORT},
         TOOL_TLS_LONGOPTS,
+        TOOL_ADMIT_LONGOPTS,
         {"threads", required_argument, 0, O_THREADS},
         {"rate", required_argument, 0, O_RATE},
         {"burst", required_argument, 0, O_BURST},
@@ -1007,6 +1008,11 @@ int cmd_serve(int argc, char **argv)
         case TOOL_O_TLS_HS:
             if (!tool_tls_option(&tls, ch, optarg, "serve")) return 2;
             break;
+        case TOOL_O_MAX_PER_IP:
+        case TOOL_O_MAX_HS_PER_IP:
+        case TOOL_O_MAX_HS:
+            if (!tool_admit_option(&o, ch, optarg, "serve")) return 2;
+            break;
         case O_THREADS:
             if (!parse_u32(optarg, &v) || v < 1 || v > MAX_THREADS)
                 return usage_error("serve", "bad --threads '%s' (1 to %d)", optarg, MAX_THREADS);
@@ -1026,6 +1032,7 @@ int cmd_serve(int argc, char **argv)
     }
     if (optind < argc) return usage_error("serve", "unexpected argument '%s'", argv[optind]);
     if (tool_tls_check(&tls, "serve")) return 2;
+    tool_raise_nofile();
     if (have_tls_port && !tls.n_certs) return usage_error("serve", "--tls-port needs --tls-cert");
     if (S.static_dir && !realpath(S.static_dir, S.static_real)) {
         fprintf(stderr, "wsx serve: --static %s: %s\n", S.static_dir, strerror(errno));
