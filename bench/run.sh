@@ -17,6 +17,9 @@
 #   WSLOAD_SRC   wsload.c to build (default: ../shared/tools/wsload/wsload.c beside the repo)
 #   RUNS         rounds (default 3)
 #   DURATION     measured seconds per run (default 3), WARMUP seconds before it (default 1)
+#   BASE         another build dir (an older commit, say): each round also runs A, C, E16 and D
+#                against BASE/wsx echo, and the report gives new / base per scenario (the
+#                median of per-round ratios), so before and after come from one run
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +36,11 @@ die() { echo "bench/run.sh: $*" >&2; exit 1; }
 
 [ -x "$WSX" ] || die "$WSX not found: build first (make build)"
 [ -x "$TCP_ECHO" ] || die "$TCP_ECHO not found: build first (make build)"
+BASE=${BASE:-}
+if [ -n "$BASE" ]; then
+    case $BASE in /*) ;; *) BASE=$ROOT/$BASE ;; esac
+    [ -x "$BASE/wsx" ] || die "$BASE/wsx not found (BASE must be a build dir)"
+fi
 
 if [ ! -x "$WSLOAD" ]; then
     src=${WSLOAD_SRC:-}
@@ -97,7 +105,12 @@ start_server() {
     die "server did not start: $*"
 }
 
-WSX_ECHO=("$WSX" echo --host 127.0.0.1 --port 0 --quiet --max-connections 20000)
+# Every load generator connects from 127.0.0.1: the per-address limits (256 connections, 32
+# handshakes in progress) are for public servers, so they are off here.
+WSX_ECHO=("$WSX" echo --host 127.0.0.1 --port 0 --quiet --max-connections 20000 --max-per-ip 0
+    --max-handshakes-per-ip 0 --max-handshakes 0)
+# The base build is started with the options every version understands.
+BASE_ECHO=("$BASE/wsx" echo --host 127.0.0.1 --port 0 --quiet --max-connections 20000)
 
 # field LINE KEY: the value of KEY=... in a wsload RESULT line, or "key":... in JSON.
 field() {
@@ -188,7 +201,14 @@ echo "wsx benchmarks: $RUNS rounds, ${WARMUP} s warm-up + ${DURATION} s measured
 # phase when the shared machine is slower touches both and the paired ratio stays meaningful.
 start_server wsx "${WSX_ECHO[@]}"
 start_server raw "$TCP_ECHO" 0
+[ -n "$BASE" ] && start_server base "${BASE_ECHO[@]}"
 for ((i = 1; i <= RUNS; i++)); do
+    if [ -n "$BASE" ]; then
+        run_once A base msgs_per_s base "$WSLOAD" -p @PORT@ -c 100 -k 16 -s 32 $W -P @PID@
+        run_once C base msgs_per_s base "$WSLOAD" -p @PORT@ -c 10 -k 1 -s 65536 -b $W -P @PID@
+        run_once E16 base deliveries_per_s base "$WSLOAD" -m bcast -p @PORT@ -c 1000 -W 16 -s 32 \
+            $W -P @PID@
+    fi
     run_once A wsload msgs_per_s wsx "$WSLOAD" -p @PORT@ -c 100 -k 16 -s 32 $W -P @PID@
     run_once A raw msgs_per_s raw "$WSLOAD" -m raw -p @PORT@ -c 100 -k 16 -s 32 $W -P @PID@
     run_once A "wsx bench" msgs_per_s wsx "$WSX" bench -c 100 -k 16 -s 32 $W -p @PID@ --json \
@@ -210,6 +230,12 @@ for ((i = 1; i <= RUNS; i++)); do
     run_once D wsload bytes_per_conn d "$WSLOAD" -m idle -p @PORT@ -c 10000 -C 256 -T 60 -w 2 \
         -d 1 -P @PID@
     stop_servers
+    if [ -n "$BASE" ]; then
+        start_server d "${BASE_ECHO[@]}"
+        run_once D base bytes_per_conn d "$WSLOAD" -m idle -p @PORT@ -c 10000 -C 256 -T 60 \
+            -w 2 -d 1 -P @PID@
+        stop_servers
+    fi
 done
 
 # T1, T2: scaling from 1 to 2 server threads. On a 2-core machine the load generator needs a
@@ -265,7 +291,7 @@ OUT=$ROOT/bench/results/$DATE-$COMMIT.md
     echo "- server pinned to CPU 1, load generator to CPU 0; ${WARMUP} s warm-up, ${DURATION} s" \
         "measured; median of $RUNS rounds, each running every scenario once (wsx and raw TCP back" \
         "to back)"
-    echo "- server: \`wsx echo --host 127.0.0.1 --port 0 --quiet --max-connections 20000\`;" \
+    echo "- server: \`wsx echo --host 127.0.0.1 --port 0 --quiet --max-connections 20000 --max-per-ip 0 --max-handshakes-per-ip 0 --max-handshakes 0\`;" \
         "raw ceiling: \`tcp_echo 0\` (bench/tcp_echo.c)"
     echo "- us/msg is the server's CPU time (utime+stime) per message (per delivery for E);" \
         "\"vs raw\" is the median over rounds of wsx / raw TCP echo server in the same round;" \
@@ -300,6 +326,20 @@ OUT=$ROOT/bench/results/$DATE-$COMMIT.md
             "Scaling from 1 to 2 server threads (T2 / T1 handshakes/s, median of the rounds):" \
             "**$(paired "${RATES[T2/wsx bench]}" "${RATES[T1/wsx bench]}")**;" \
             "server CPU per handshake T2 / T1: $(paired "${USS[T2/wsx bench]}" "${USS[T1/wsx bench]}")."
+    fi
+    if [ -n "$BASE" ]; then
+        echo
+        echo "Against the base build ($BASE, $(git -C "$BASE/.." rev-parse --short HEAD 2>/dev/null ||
+            echo unknown)), same rounds: new / base, the median of per-round ratios" \
+            "(us/msg below 1 and msgs/s above 1 favour the new build; D is bytes per connection)."
+        echo
+        echo "| scenario | msgs/s new / base | us/msg new / base |"
+        echo "|---|---:|---:|"
+        for id in A C E16 D; do
+            [ -n "${RATES[$id/base]+set}" ] || continue
+            echo "| $id | $(paired "${RATES[$id/wsload]}" "${RATES[$id/base]}") |" \
+                "$(paired "${USS[$id/wsload]}" "${USS[$id/base]}") |"
+        done
     fi
     echo
     echo "Commands (PORT and PID are the server's):"

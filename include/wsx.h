@@ -76,7 +76,9 @@ typedef void (*wsx_message_cb)(wsx_conn *c, const wsx_msg *m, void *user);
  * The connection is closed (exactly once per on_open). code is the close code of the close
  * frame that started the closing handshake — the peer's if it closed first, ours if we did
  * (wsx_close, a protocol error such as 1002/1007/1009, 1008 for a full send queue, 1001 on
- * shutdown) — WSX_CLOSE_NO_STATUS (1005) when the peer's close frame had no code, and
+ * shutdown); when both sides started closing at once (the close frames crossed, seen as an
+ * answer to ours with a different code) it is the peer's code and reason —
+ * WSX_CLOSE_NO_STATUS (1005) when the peer's close frame had no code, and
  * WSX_CLOSE_ABNORMAL (1006) when the TCP connection ended without a close frame (including
  * a ping timeout). reason is borrowed, not NUL-terminated, possibly empty.
  */
@@ -109,8 +111,18 @@ typedef int (*wsx_upgrade_cb)(wsx_server *s, const wsx_request *req, void **conn
 
 /*
  * The HTTP handler: called for a request that is not a WebSocket upgrade. It must answer,
- * now or later, with wsx_http_respond() or wsx_http_begin()/..._end(). Default (NULL): 426
- * "Upgrade Required" for a GET on the WebSocket path, 404 otherwise.
+ * now or later, with wsx_http_respond(), wsx_http_respond_file() or
+ * wsx_http_begin()/..._end(). Default (NULL): 426 "Upgrade Required" for a GET on the
+ * WebSocket path, 404 otherwise.
+ *
+ * Keep-alive and pipelining: a connection's requests are handed over one at a time, the next
+ * only once the previous one is answered. An answer never calls the handler for the next
+ * request from inside itself: the next one follows when the handler returns, or from the
+ * loop's deferred phase when the answer came later. To keep one client from holding the
+ * loop or the server's memory, at most 16 requests of a connection are handled per loop
+ * iteration, and no further request is read while the connection's queued output is above
+ * send_high_water (reading resumes once it falls to send_low_water). A client that stops
+ * reading is closed after http_timeout_ms without progress.
  */
 typedef void (*wsx_http_cb)(wsx_http_req *r, const wsx_request *req, void *user);
 
@@ -145,11 +157,25 @@ typedef struct wsx_server_opts {
     bool deflate_idle_trim;
 
     /* Limits (0 = the default in brackets). */
-    size_t max_connections; /* [10000] further connections are closed at accept */
+    size_t max_connections; /* [10000] open WebSocket connections; an upgrade beyond -> 503 */
     size_t max_head;        /* [8192] bytes of HTTP head; larger -> 431 */
     size_t max_message;     /* [16 MiB] reassembled message; larger -> close 1009 */
     size_t max_frame;       /* [max_message] one frame's payload; larger -> close 1009 */
     size_t max_body;        /* [1 MiB] HTTP request body for the HTTP handler; larger -> 413 */
+
+    /* Admission, checked when a TCP connection is accepted (0 = the default in brackets,
+     * SIZE_MAX = no limit). A connection refused here gets "503 Service Unavailable" with
+     * "Retry-After: 5" and is closed (a TLS server closes without a response: there is no
+     * handshake to answer in yet); refusals are logged at most once a second per reason,
+     * with a count. A handshake in progress is a connection whose first HTTP request is not
+     * complete yet (its TLS handshake included); it stops counting as one when the request
+     * is complete, upgrade or not. Overall, open connections of every kind are capped at
+     * max_connections + max_handshakes. */
+    size_t max_handshakes;        /* [1024] handshakes in progress, all addresses together */
+    size_t max_per_ip;            /* [256] connections of any kind from one address */
+    size_t max_handshakes_per_ip; /* [32] handshakes in progress from one address */
+    /* An address is an IPv4 address, or the /64 prefix of an IPv6 address (one host or home
+     * network commonly holds a whole /64); IPv4-mapped IPv6 addresses count as IPv4. */
 
     /* Backpressure: wsx_send() queues and returns WSX_EBACKPRESSURE once the queue is above
      * send_high_water; on_drain fires when it falls to send_low_water; a connection whose
@@ -174,7 +200,8 @@ typedef struct wsx_server_opts {
     wsx_pong_cb on_pong;
     wsx_upgrade_cb on_upgrade;
     wsx_http_cb on_http;
-    wsx_log_cb on_log; /* NULL: no logging */
+    wsx_log_cb on_log; /* NULL: no logging; may still be called from wsx_server_free() (a
+                          last count of lines the rate limit suppressed) */
     int log_level;     /* lines above this level are not produced [WSX_LOG_INFO] */
     void *user;
 } wsx_server_opts;
@@ -208,6 +235,11 @@ typedef struct wsx_server_stats {
     uint64_t refused_400, refused_401, refused_403, refused_404, refused_426, refused_431;
     uint64_t refused_503, refused_other;
     uint64_t handshake_timeouts; /* no complete request within handshake_timeout_ms */
+    /* Connections turned away at accept (not counted in refused_503): */
+    uint64_t refused_per_ip;     /* max_per_ip */
+    uint64_t refused_handshakes; /* max_handshakes_per_ip or max_handshakes */
+    uint64_t refused_full;       /* max_connections + max_handshakes open */
+    uint64_t shed_nofile;        /* out of file descriptors (EMFILE/ENFILE): closed at once */
     size_t topics;               /* topics with subscribers */
 } wsx_server_stats;
 
@@ -433,6 +465,27 @@ WSX_API int wsx_http_respond(wsx_http_req *r, int status, const wsx_http_header 
                              size_t n_headers, const void *body, size_t len);
 
 /*
+ * Answers with len bytes of the open file fd, from offset, as the body: status, the given
+ * headers, and Content-Length: len go out now; the body is read in pieces of 64 KiB with
+ * pread() whenever the connection's queued output is below send_low_water, so a file of any
+ * size costs about send_low_water + 64 KiB of memory per connection, over TLS too. fd must
+ * be a regular file holding [offset, offset + len).
+ *
+ * fd belongs to the library from the call on, whatever it returns: it is closed once the
+ * body is queued, or on any failure. A HEAD request, and a status without content (1xx,
+ * 204, 304), get the head only (with Content-Length: len, except for 1xx, 204 and 304). If
+ * the file cannot be read later or turns out shorter than promised, the connection is closed
+ * (the client sees a body cut short). A client that reads nothing for http_timeout_ms is
+ * closed too. The wsx_http_req is finished afterwards (do not use it; a wsx_http_on_gone
+ * callback no longer fires).
+ * Returns 0; WSX_EINVAL (CR/LF in a header, fd not a regular file or too short for the
+ * range, the request already answered; the request stays open then, and fd is closed);
+ * WSX_ENOMEM; WSX_ECLOSED (the client went away; r is finished too).
+ */
+WSX_API int wsx_http_respond_file(wsx_http_req *r, int status, const wsx_http_header *headers,
+                                  size_t n_headers, int fd, uint64_t offset, uint64_t len);
+
+/*
  * Starts a streamed response (server-sent events, long downloads): the status line and the
  * headers go out now, with "Connection: close" and no Content-Length; the body is whatever
  * wsx_http_write() sends until wsx_http_end(). Returns 0, WSX_EINVAL, WSX_ECLOSED.
@@ -468,7 +521,8 @@ WSX_API void wsx_http_end(wsx_http_req *r);
 typedef void (*wsx_http_gone_cb)(wsx_http_req *r, void *arg);
 WSX_API void wsx_http_on_gone(wsx_http_req *r, wsx_http_gone_cb cb, void *arg);
 
-/* True for a HEAD request: wsx_http_respond() and wsx_http_write() then send no body. */
+/* True for a HEAD request: wsx_http_respond(), wsx_http_respond_file() and wsx_http_write()
+ * then send no body. */
 WSX_API bool wsx_http_req_is_head(const wsx_http_req *r);
 
 /* The server a request came to. */

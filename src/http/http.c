@@ -1,8 +1,10 @@
 #include "http/http.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int wsx__http_in_append(wsx__http_in *in, const uint8_t *data, size_t len, size_t limit)
 {
@@ -185,4 +187,28 @@ int wsx__http_send_error(wsx__stream *s, int status, const char *why)
         wsx_http_write_error(status, body, &upgrade, status == 426 ? 1 : 0, out, sizeof out);
     if (n < 0) return (int)n;
     return wsx__stream_write1(s, out, (size_t)n);
+}
+
+int wsx__http_file_pump(wsx__stream *s, wsx__http_file *f, uint8_t *scratch, size_t low,
+                        unsigned max_chunks)
+{
+    unsigned n = 0;
+    while (f->left) {
+        if (wsx__stream_queued(s) >= low) return 0;
+        if (n++ == max_chunks) return 2;
+        size_t want = f->left < WSX__HTTP_FILE_CHUNK ? (size_t)f->left : WSX__HTTP_FILE_CHUNK;
+        ssize_t got = pread(f->fd, scratch, want, (off_t)f->off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            /* The file shrank since its length was announced, or cannot be read: the
+             * Content-Length cannot be kept any more. */
+            if (got == 0) errno = 0;
+            return WSX_ESYS;
+        }
+        int rc = wsx__stream_write1(s, scratch, (size_t)got);
+        if (rc < 0) return rc;
+        f->off += (uint64_t)got;
+        f->left -= (uint64_t)got;
+    }
+    return 1;
 }

@@ -66,6 +66,28 @@ int wsx__http_parse(const wsx__http_in *in, size_t max_head, size_t max_body, ws
 int wsx__http_send(wsx__stream *s, int status, const wsx_http_header *headers, size_t n,
                    const void *body, size_t len, bool keep_alive, bool head_only);
 
+/* Size of the pieces a file response is read in (wsx__http_file_pump). */
+#define WSX__HTTP_FILE_CHUNK (64u * 1024u)
+
+/* The part of a file response's body still to be queued: `left` bytes from offset `off`. */
+typedef struct wsx__http_file {
+    int fd;
+    uint64_t off, left;
+} wsx__http_file;
+
+/*
+ * Queues more of f on s: reads pieces of up to WSX__HTTP_FILE_CHUNK bytes with pread() into
+ * scratch (at least that large) and writes them, while s has fewer than `low` bytes queued,
+ * at most max_chunks pieces per call. f->off and f->left advance with what was queued.
+ * Returns 1 when the last byte is queued; 0 when the queue reached `low` (more when it
+ * drains); 2 when max_chunks pieces went out and the queue is still below `low` (the kernel
+ * took them: continue later, not now, so one fast reader cannot hold the loop); WSX_ESYS
+ * when the file could not be read or ended before f->left bytes (errno is 0 then);
+ * WSX_ECLOSED or WSX_ENOMEM from the write.
+ */
+int wsx__http_file_pump(wsx__stream *s, wsx__http_file *f, uint8_t *scratch, size_t low,
+                        unsigned max_chunks);
+
 /* Queues a plain-text error response ("<status> <text>\n<why>\n") with Connection: close;
  * a 426 also carries "Upgrade: websocket" and "Sec-WebSocket-Version: 13". */
 int wsx__http_send_error(wsx__stream *s, int status, const char *why);

@@ -342,6 +342,16 @@ typedef struct wsx__listener wsx__listener;
 typedef void (*wsx__accept_cb)(wsx__listener *l, int fd, const struct sockaddr *peer,
                                socklen_t peer_len, void *arg);
 
+/*
+ * The process ran out of descriptors while accepting: sys_err is EMFILE or ENFILE. When the
+ * waiting connection could be shed (accepted on the listener's spare descriptor and closed at
+ * once: the client reads EOF), peer is its address; otherwise peer is NULL and accepting
+ * pauses for 100 ms. Called on the loop thread, for logging and counting; the listener may
+ * be closed inside it. Called once per connection shed: rate-limit what it logs.
+ */
+typedef void (*wsx__overload_cb)(wsx__listener *l, int sys_err, const struct sockaddr *peer,
+                                 socklen_t peer_len, void *arg);
+
 typedef struct wsx__listen_opts {
     const char *host; /* NULL or "" = any address (IPv6 "::" dual-stack, else 0.0.0.0); an
                          IPv4/IPv6 literal or a name (resolved synchronously, first address
@@ -349,13 +359,18 @@ typedef struct wsx__listen_opts {
     uint16_t port;    /* 0 = ephemeral; read it back with wsx__listener_port() */
     int backlog;      /* 0 = SOMAXCONN */
     bool reuseport;   /* SO_REUSEPORT, for one listener per loop/thread on the same port */
+    wsx__overload_cb on_overload; /* optional; gets the accept callback's arg */
 } wsx__listen_opts;
 
 /*
  * Binds, listens and starts accepting. SO_REUSEADDR is always set; IPV6_V6ONLY is cleared so
  * "::" accepts IPv4 too. Connections are accepted in batches (at most 64 per readiness event,
- * for fairness with other sockets); when the process runs out of descriptors (EMFILE/ENFILE)
- * accepting pauses for 100 ms instead of spinning. A listener keeps wsx_loop_run() alive.
+ * for fairness with other sockets). A listener holds one spare descriptor (/dev/null) in
+ * reserve: when the process runs out of descriptors (EMFILE/ENFILE), it closes the spare,
+ * accepts the waiting connection, closes it at once and reopens the spare, so a newcomer is
+ * turned away in microseconds instead of waiting in the backlog until it times out (see
+ * wsx__overload_cb). Only if the spare cannot be had, or on ENOBUFS/ENOMEM, accepting
+ * pauses for 100 ms instead of spinning. A listener keeps wsx_loop_run() alive.
  * Returns 0, WSX_EINVAL, WSX_ERESOLVE (host did not resolve), WSX_EADDRINUSE, WSX_ENOMEM or
  * WSX_ESYS; *out untouched on failure.
  */

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -565,32 +566,92 @@ struct wsx__listener {
     wsx__io io;
     wsx_loop *loop;
     wsx__accept_cb cb;
+    wsx__overload_cb on_overload;
     void *arg;
     wsx__timer pause;
+    int spare; /* a descriptor held in reserve for shedding at EMFILE; -1 when none */
     uint16_t port;
     bool closed;
     bool in_accept; /* inside the accept loop: a close there defers the free to it */
 };
 
+static int open_spare(void)
+{
+    return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static void listener_resume(wsx_loop *loop, wsx__timer *t)
 {
     wsx__listener *l = wsx__container_of(t, wsx__listener, pause);
+    if (l->spare < 0) l->spare = open_spare();
     wsx__io_modify(loop, &l->io, WSX__IO_READ);
+}
+
+/*
+ * Out of descriptors, the connection at the head of the backlog cannot be accepted, and the
+ * level-triggered listener reports it again at once. Leaving it there makes the client wait
+ * until it times out; instead the spare descriptor is given up for a moment so that the
+ * connection can be accepted and closed at once (the client reads EOF and can retry or go
+ * elsewhere), then taken back.
+ */
+enum { SHED_ONE, SHED_NONE_WAITING, SHED_FAILED };
+
+static int shed_one(wsx__listener *l, int err)
+{
+    int res = SHED_FAILED;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (l->spare >= 0) {
+        close(l->spare);
+        l->spare = -1;
+        int fd = accept4(l->io.fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            close(fd);
+            res = SHED_ONE;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            /* accept() fails with EMFILE before looking at the backlog: there may have
+             * been nobody waiting. */
+            res = SHED_NONE_WAITING;
+        }
+        /* Another thread may take the freed slot first: then the listener pauses and
+         * tries again when it resumes. */
+        l->spare = open_spare();
+    }
+    if (l->on_overload && res != SHED_NONE_WAITING) {
+        l->in_accept = true;
+        l->on_overload(l, err, res == SHED_ONE ? (const struct sockaddr *)&ss : NULL,
+                       res == SHED_ONE ? len : 0, l->arg);
+        l->in_accept = false;
+    }
+    if (res != SHED_FAILED && l->spare < 0) res = SHED_FAILED;
+    return res;
 }
 
 static void listener_io_cb(wsx_loop *loop, wsx__io *io, uint32_t revents)
 {
     wsx__listener *l = wsx__container_of(io, wsx__listener, io);
+    (void)revents;
     /* Bounded so that a connection storm cannot starve established connections. */
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
         int fd = accept4(io->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* The pending connection stays in the backlog and the level-triggered
-                 * listener would report it again at once: stop watching for a while. */
+            int e = errno;
+            if (e == EINTR || e == ECONNABORTED) continue;
+            if (e == EMFILE || e == ENFILE) {
+                int res = shed_one(l, e);
+                if (l->closed) {
+                    free(l);
+                    return;
+                }
+                if (res == SHED_ONE) continue;
+                if (res == SHED_NONE_WAITING) return;
+            }
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+                /* Nothing could be shed (no spare, or the kernel is out of memory): the
+                 * connection stays in the backlog and the level-triggered listener would
+                 * report it again at once, so stop watching for a while. */
                 wsx__io_modify(loop, &l->io, 0);
                 wsx__timer_start(loop, &l->pause, ACCEPT_PAUSE_MS);
             }
@@ -674,10 +735,13 @@ int wsx__listen(wsx_loop *loop, const wsx__listen_opts *opts, wsx__accept_cb cb,
                                              : ((struct sockaddr_in *)&ss)->sin_port);
     l->loop = loop;
     l->cb = cb;
+    l->on_overload = opts->on_overload;
     l->arg = arg;
+    l->spare = open_spare();
     wsx__timer_init(&l->pause, listener_resume);
     wsx__io_init(&l->io, fd, listener_io_cb);
     if (wsx__io_start(loop, &l->io, WSX__IO_READ) < 0) {
+        if (l->spare >= 0) close(l->spare);
         close(fd);
         free(l);
         return WSX_ESYS;
@@ -704,6 +768,8 @@ void wsx__listener_close(wsx__listener *l)
     wsx__timer_stop(l->loop, &l->pause);
     close(l->io.fd);
     l->io.fd = -1;
+    if (l->spare >= 0) close(l->spare);
+    l->spare = -1;
     if (!l->in_accept) free(l);
 }
 

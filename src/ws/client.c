@@ -107,6 +107,8 @@ static void client_free(wsx_client *cl)
 {
     wsx__tls_ctx_free(cl->tls);
     wsx_pmd_buf_free(&cl->zscratch);
+    wsx__log_flush(&cl->cfg, true);
+    wsx__log_free(&cl->cfg);
     free(cl->origin);
     if (cl->subprotocols)
         for (size_t i = 0; i < cl->opts.n_subprotocols; i++)
@@ -495,6 +497,12 @@ int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client *
     cfg->close_ms = opts->close_timeout_ms ? opts->close_timeout_ms : 5000;
     wsx__timer_init(&cl->retry_timer, on_retry_timer);
     wsx__timer_init(&cl->conn_timer, on_conn_timer);
+
+    /* OpenSSL sets itself up on first use (the handshake's SHA-1): do it now, before the
+     * TCP connection exists, not between connect and request where it counts against the
+     * server's handshake deadline (seconds under valgrind), as the server does at start. */
+    char warm[WSX_ACCEPT_LEN + 1];
+    (void)wsx_accept_key("dGhlIHNhbXBsZSBub25jZQ==", 24, warm);
 
     /* A first attempt that cannot even start is this call's failure, not an on_end. */
     int rc = connect_now(cl);

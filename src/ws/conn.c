@@ -28,30 +28,6 @@ void wsx__set_error_detail(const char *fmt, ...)
     va_end(ap);
 }
 
-void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
-{
-    if (!cfg->on_log || level > cfg->log_level) return;
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    cfg->on_log(level, line, cfg->user);
-}
-
-void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
-{
-    if (!wsx__cfg_of(c)->on_log || level > wsx__cfg_of(c)->log_level) return;
-    char peer[64];
-    if (wsx_conn_peer(c, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    wsx__log(wsx__cfg_of(c), level, "%s %s", peer, msg);
-}
-
 void wsx__conn_init(wsx_conn *c, const wsx__cfg *cfg)
 {
     c->subprotocol = -1;
@@ -433,6 +409,12 @@ static void on_close_frame(wsx_conn *c, const wsx_event *ev)
         keep_reason(c, ev->close_code, (const char *)ev->data, ev->len);
         /* RFC 6455 5.5.1: answer with a close frame, echoing the code. */
         send_close(c, ev->close_code, NULL, 0);
+    } else if (ev->close_code != WSX_CLOSE_NO_STATUS && ev->close_code != c->close_code) {
+        /* An answer to our close echoes our code (5.5.1) or carries none. Another code means
+         * the peer started closing on its own and the two close frames crossed (7.1.3: both
+         * then count as started): its code says what happened on its side (a 1007 for our
+         * last message, say), which the application must not lose under our 1000. */
+        keep_reason(c, ev->close_code, (const char *)ev->data, ev->len);
     }
     finish_tcp(c);
 }

@@ -2,10 +2,16 @@
  * The server: accepts TCP connections, serves HTTP on them until one asks for a WebSocket
  * upgrade, then hands the connection to the WebSocket state machine (conn.c).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <errno.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
 #include "ws/ws.h"
 
@@ -15,10 +21,34 @@ struct wsx_http_req {
     wsx_http_gone_cb gone;
     void *gone_arg;
     wsx__http_msg m;
+    size_t in_off;       /* where the request starts in c->in: answered requests precede it */
+    wsx__http_file file; /* a file response still being queued when file.fd >= 0 */
     bool head_only;
+    bool keep; /* a file response: keep the connection once the file is queued */
 };
 
-static void serve(wsx_conn *c);
+/* An entry of wsx_server.http_next. */
+struct wsx__http_next {
+    wsx_conn *c;         /* NULL once removed (its connection closed) */
+    uint64_t not_before; /* the loop iteration it may run in, at the earliest */
+};
+
+/* Requests answered per connection in one pass (one read, or one deferred turn per loop
+ * iteration): a client that pipelines thousands of requests shares the loop with everyone
+ * else instead of holding it until all are answered. */
+#define HTTP_BUDGET 16
+/* File pieces (WSX__HTTP_FILE_CHUNK) queued per connection in one pass while the kernel
+ * takes them as fast as they come (a fast reader): 1 MiB, then the next iteration. */
+#define FILE_BUDGET 16
+
+static void serve(wsx_conn *c, unsigned budget);
+static void file_more(wsx_conn *c);
+
+static void free_req(wsx_http_req *r)
+{
+    if (r->file.fd >= 0) close(r->file.fd);
+    free(r);
+}
 
 wsx_server_opts wsx_server_defaults(void)
 {
@@ -56,10 +86,17 @@ static void on_stream_close(wsx__stream *s, int err)
 {
     wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
     wsx_server *srv = c->srv;
+    if (c->flags & WSX__F_HTTPNEXT) {
+        for (size_t i = 0; i < srv->n_http_next; i++)
+            if (srv->http_next[i].c == c) srv->http_next[i].c = NULL;
+    }
     if (c->http) {
         wsx_http_req *r = c->http;
         c->http = NULL;
-        if (r->gone) {
+        if (r->file.fd >= 0) {
+            /* A file response belongs to the library once started. */
+            free_req(r);
+        } else if (r->gone) {
             r->gone(r, r->gone_arg);
             free(r);
         } else {
@@ -78,6 +115,7 @@ static void on_stream_close(wsx__stream *s, int err)
             wsx__conn_log(c, WSX_LOG_INFO, "TLS: %s", why);
     }
     wsx__conn_closed(c, err);
+    if (wsx__admit_remove(srv->admit, wsx__stream_fd(s))) srv->n_pending--;
     /* Subscriptions end with the connection (after on_close, which may still publish). */
     if (c->subs && srv->unsubscribe_all) srv->unsubscribe_all(c);
     unlink_conn(srv, c);
@@ -132,9 +170,24 @@ static void refuse(wsx_conn *c, int status, const char *why)
     http_finish(c);
 }
 
+/* A 503 for a server that is full or going away: "Retry-After" tells well-behaved clients
+ * when to come back instead of at once (RFC 9110 10.2.3). */
+static void refuse_busy(wsx_conn *c, const char *why)
+{
+    count_refusal(&c->srv->stats, 503);
+    wsx__conn_log(c, WSX_LOG_WARN, "HTTP 503: %s", why);
+    char body[160], out[512];
+    snprintf(body, sizeof body, "503 Service Unavailable\n%s", why);
+    static const wsx_http_header retry = {"Retry-After", 11, "5", 1};
+    ptrdiff_t n = wsx_http_write_error(503, body, &retry, 1, out, sizeof out);
+    if (n > 0) wsx__stream_write1(&c->stream, out, (size_t)n);
+    http_finish(c);
+}
+
 /* ---- the upgrade ---- */
 
-static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer)
+/* m was parsed at offset off of c->in (after requests already answered). */
+static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer, size_t off)
 {
     wsx_server *srv = c->srv;
     const wsx_server_opts *o = &srv->opts;
@@ -149,11 +202,11 @@ static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer)
         return;
     }
     if (srv->shutting_down) {
-        refuse(c, 503, "server is shutting down");
+        refuse_busy(c, "server is shutting down");
         return;
     }
     if (srv->n_ws >= o->max_connections) {
-        refuse(c, 503, "too many connections");
+        refuse_busy(c, "too many connections (max_connections)");
         return;
     }
     void *cu = NULL;
@@ -187,9 +240,11 @@ static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer)
     c->flags |= WSX__F_COUNTED;
     srv->n_ws++;
     srv->stats.upgrades++;
+    /* Reading may have been paused while earlier pipelined requests were served. */
+    wsx__stream_resume(&c->stream);
     /* The bytes after the head are WebSocket frames already. */
     uint8_t *buf = c->in.buf;
-    size_t total = c->in.len, used = m->total_len;
+    size_t total = c->in.len, used = off + m->total_len;
     c->in = (wsx__http_in){0};
     wsx__conn_open(c, buf + used, total - used);
     free(buf);
@@ -208,12 +263,78 @@ static void default_http(wsx_http_req *r, const wsx_request *rq, wsx_server *srv
     /* Not a refusal worth a log line at INFO: browsers probe for favicons. */
     c->http = NULL;
     c->flags &= (uint16_t)~WSX__F_HTTP_BUSY;
-    free(r);
+    free_req(r);
     wsx__http_send_error(&c->stream, status, why);
     http_finish(c);
 }
 
-static void http_request(wsx_conn *c, wsx__http_msg *m, const char *peer)
+/* Continues c's HTTP work (the next pipelined requests, the rest of a file) in the deferred
+ * phase: of this iteration, or with next_iteration of the next one (c spent its budget for
+ * this one). Reading waits meanwhile: what the client sends stays in the kernel. */
+static void serve_later(wsx_conn *c, bool next_iteration)
+{
+    wsx_server *srv = c->srv;
+    wsx__stream_pause(&c->stream);
+    if (c->flags & WSX__F_HTTPNEXT) return;
+    if (srv->n_http_next == srv->cap_http_next) {
+        size_t cap = srv->cap_http_next ? srv->cap_http_next * 2 : 16;
+        struct wsx__http_next *a = realloc(srv->http_next, cap * sizeof *a);
+        if (!a) {
+            wsx__conn_log(c, WSX_LOG_WARN, "out of memory: closing");
+            wsx__stream_close(&c->stream);
+            return;
+        }
+        srv->http_next = a;
+        srv->cap_http_next = cap;
+    }
+    uint64_t it = wsx__loop_stats_get(srv->loop)->iterations;
+    srv->http_next[srv->n_http_next++] = (struct wsx__http_next){c, next_iteration ? it + 1 : it};
+    c->flags |= WSX__F_HTTPNEXT;
+    wsx__loop_defer(srv->loop, &srv->http_defer);
+}
+
+static void on_http_next(wsx_loop *loop, wsx__deferred *d)
+{
+    wsx_server *srv = wsx__container_of(d, wsx_server, http_defer);
+    uint64_t it = wsx__loop_stats_get(loop)->iterations;
+    /* Entries added while these run (the list may move) wait for the next iteration. */
+    size_t n = srv->n_http_next;
+    for (size_t i = 0; i < n; i++) {
+        wsx_conn *c = srv->http_next[i].c;
+        if (!c || srv->http_next[i].not_before > it) continue;
+        srv->http_next[i].c = NULL;
+        c->flags &= (uint16_t)~WSX__F_HTTPNEXT;
+        if (c->state != WSX__HTTP || wsx__stream_is_closing(&c->stream)) continue;
+        if (c->http && c->http->file.fd >= 0)
+            file_more(c);
+        else if (!(c->flags & (WSX__F_HTTP_BUSY | WSX__F_STREAMING)))
+            serve(c, HTTP_BUDGET);
+    }
+    size_t w = 0;
+    for (size_t i = 0; i < srv->n_http_next; i++)
+        if (srv->http_next[i].c) srv->http_next[w++] = srv->http_next[i];
+    srv->n_http_next = w;
+    if (w) {
+        wsx__loop_defer(loop, d);
+    } else if (srv->cap_http_next > 64) {
+        /* A burst is over: give its list back. */
+        free(srv->http_next);
+        srv->http_next = NULL;
+        srv->cap_http_next = 0;
+    }
+}
+
+/* The connection's output is above the high-water mark: parse no further request until it
+ * falls to the low-water mark (on_drain), so a client that pipelines requests and never
+ * reads the answers holds at most high_water plus one response. */
+static void wait_drain(wsx_conn *c)
+{
+    c->flags |= WSX__F_OUTWAIT;
+    wsx__stream_pause(&c->stream);
+    wsx__stream_want_drain(&c->stream, true);
+}
+
+static void http_request(wsx_conn *c, wsx__http_msg *m, const char *peer, size_t off)
 {
     wsx_server *srv = c->srv;
     wsx_http_req *r = malloc(sizeof *r);
@@ -227,11 +348,12 @@ static void http_request(wsx_conn *c, wsx__http_msg *m, const char *peer)
     r->gone_arg = NULL;
     r->m = *m;
     r->m.req.headers = r->m.headers;
+    r->in_off = off;
+    r->file = (wsx__http_file){.fd = -1};
+    r->keep = false;
     r->head_only = m->req.method_len == 4 && !memcmp(m->req.method, "HEAD", 4);
     c->http = r;
     c->flags |= WSX__F_HTTP_BUSY;
-    /* One request at a time: later bytes wait in the kernel until this one is answered. */
-    wsx__stream_pause(&c->stream);
     wsx__conn_deadline(c, UINT32_MAX);
     wsx_request rq = {&r->m.req, m->path, m->path_len, m->query, m->query_len, peer};
     if (srv->opts.on_http)
@@ -240,31 +362,113 @@ static void http_request(wsx_conn *c, wsx__http_msg *m, const char *peer)
         default_http(r, &rq, srv);
 }
 
+/* The answer to r is queued (rc 0) or could not be (rc < 0): r is freed, and the connection
+ * goes on with its next request (keep) or ends. Returns rc. */
+static int request_done(wsx_conn *c, wsx_http_req *r, int rc, bool keep)
+{
+    size_t used = r->in_off + r->m.total_len;
+    c->http = NULL;
+    c->flags &= (uint16_t)~WSX__F_HTTP_BUSY;
+    c->flags |= WSX__F_SERVED;
+    free_req(r);
+    if (rc < 0 || !keep) {
+        http_finish(c);
+        return rc;
+    }
+    wsx__conn_deadline(c, wsx__cfg_of(c)->http_ms);
+    /* Answered from inside serve() (the HTTP callback answered at once): serve goes on
+     * with the next request and drops the answered ones from c->in in one move. Otherwise
+     * the next request is served from the deferred phase, never from inside this call:
+     * the caller may be the HTTP callback of another connection, holding its own locks. */
+    if (c->flags & WSX__F_SERVING) return 0;
+    wsx__http_in_consume(&c->in, used);
+    if (c->in.len)
+        serve_later(c, false);
+    else
+        wsx__stream_resume(&c->stream);
+    return 0;
+}
+
 int wsx_http_respond(wsx_http_req *r, int status, const wsx_http_header *headers, size_t n_headers,
                      const void *body, size_t len)
 {
     if (!r) return WSX_EINVAL;
     wsx_conn *c = r->c;
     if (!c) {
-        free(r);
+        free_req(r);
         return WSX_ECLOSED;
     }
+    if (r->file.fd >= 0 || (c->flags & WSX__F_STREAMING)) return WSX_EINVAL;
     bool keep = r->m.keep_alive && !c->srv->shutting_down;
     int rc = wsx__http_send(&c->stream, status, headers, n_headers, body, len, keep, r->head_only);
     if (rc == WSX_EINVAL) return rc; /* the request stays open: the caller may answer again */
-    size_t used = r->m.total_len;
-    c->http = NULL;
-    c->flags &= (uint16_t)~WSX__F_HTTP_BUSY;
-    c->flags |= WSX__F_SERVED;
-    free(r);
-    wsx__http_in_consume(&c->in, used);
-    if (rc < 0 || !keep) {
-        http_finish(c);
-        return rc;
+    return request_done(c, r, rc, keep);
+}
+
+/* Queues more of the file being sent on c, as far as the low-water mark; finishes the
+ * request after its last byte. */
+static void file_more(wsx_conn *c)
+{
+    wsx_http_req *r = c->http;
+    wsx_server *srv = c->srv;
+    int rc = WSX_ENOMEM;
+    if (srv->file_buf || (srv->file_buf = malloc(WSX__HTTP_FILE_CHUNK)))
+        rc = wsx__http_file_pump(&c->stream, &r->file, srv->file_buf, wsx__cfg_of(c)->low_water,
+                                 FILE_BUDGET);
+    if (rc == 0) {
+        wsx__stream_want_drain(&c->stream, true);
+        return;
     }
-    wsx__stream_resume(&c->stream);
-    wsx__conn_deadline(c, wsx__cfg_of(c)->http_ms);
-    if (!(c->flags & WSX__F_SERVING)) serve(c);
+    if (rc == 2) {
+        serve_later(c, true);
+        return;
+    }
+    if (rc < 0) {
+        /* The head promised a length that can no longer be kept: only closing tells the
+         * client the body is incomplete. */
+        if (rc == WSX_ESYS)
+            wsx__conn_log(c, WSX_LOG_WARN, "file response: %s with %llu bytes left: closing",
+                          errno ? strerror(errno) : "the file ended early",
+                          (unsigned long long)r->file.left);
+        wsx__stream_close(&c->stream);
+        return;
+    }
+    wsx__stream_want_drain(&c->stream, false);
+    request_done(c, r, 0, r->keep && !srv->shutting_down);
+}
+
+int wsx_http_respond_file(wsx_http_req *r, int status, const wsx_http_header *headers,
+                          size_t n_headers, int fd, uint64_t offset, uint64_t len)
+{
+    struct stat st;
+    if (!r || fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || len > SIZE_MAX ||
+        offset > (uint64_t)st.st_size || len > (uint64_t)st.st_size - offset) {
+        if (fd >= 0) close(fd);
+        return WSX_EINVAL;
+    }
+    wsx_conn *c = r->c;
+    if (!c) {
+        close(fd);
+        free_req(r);
+        return WSX_ECLOSED;
+    }
+    if (r->file.fd >= 0 || (c->flags & WSX__F_STREAMING)) {
+        close(fd);
+        return WSX_EINVAL;
+    }
+    bool keep = r->m.keep_alive && !c->srv->shutting_down;
+    /* RFC 9110 9.3.2, 15.3.5, 15.4.5: HEAD, 204 and 304 responses have no content. */
+    bool body = !r->head_only && status >= 200 && status != 204 && status != 304;
+    int rc = wsx__http_send(&c->stream, status, headers, n_headers, NULL, (size_t)len, keep, true);
+    if (rc == WSX_EINVAL || rc < 0 || !body || len == 0) {
+        close(fd);
+        if (rc == WSX_EINVAL) return rc; /* the request stays open, as in wsx_http_respond */
+        return request_done(c, r, rc, keep);
+    }
+    r->file = (wsx__http_file){fd, offset, len};
+    r->keep = keep;
+    r->gone = NULL; /* answered: the request is the library's now */
+    file_more(c);
     return 0;
 }
 
@@ -378,27 +582,53 @@ const uint8_t *wsx_http_req_body(const wsx_http_req *r, size_t *len)
     return r->m.body;
 }
 
-/* Serves the requests buffered in c->in, one at a time. */
-static void serve(wsx_conn *c)
+/* Serves the requests buffered in c->in, one at a time, at most `budget` of them. */
+static void serve(wsx_conn *c, unsigned budget)
 {
+    const wsx__cfg *cfg = wsx__cfg_of(c);
+    size_t off = 0; /* bytes of the requests answered here, dropped from c->in at the end */
     c->flags |= WSX__F_SERVING;
-    while (c->state == WSX__HTTP && !(c->flags & WSX__F_HTTP_BUSY) && c->in.len) {
+    while (c->state == WSX__HTTP && !(c->flags & (WSX__F_HTTP_BUSY | WSX__F_STREAMING)) &&
+           c->in.len > off) {
+        if (wsx__stream_queued(&c->stream) > cfg->high_water) {
+            wait_drain(c);
+            break;
+        }
+        if (budget == 0) {
+            serve_later(c, true);
+            break;
+        }
+        budget--;
+        wsx__http_in rest = {c->in.buf + off, c->in.len - (uint32_t)off, 0};
         wsx__http_msg m;
         const char *why = NULL;
-        int r = wsx__http_parse(&c->in, wsx__cfg_of(c)->max_head, c->srv->opts.max_body, &m, &why);
+        int r = wsx__http_parse(&rest, cfg->max_head, c->srv->opts.max_body, &m, &why);
         if (r == 0) break;
         if (r < 0) {
             refuse(c, -r, why);
             break;
         }
+        if (wsx__admit_handshaken(c->srv->admit, wsx__stream_fd(&c->stream))) c->srv->n_pending--;
         char peer[64];
         if (wsx_conn_peer(c, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
-        if (m.upgrade)
-            upgrade(c, &m, peer);
-        else
-            http_request(c, &m, peer);
+        if (m.upgrade) {
+            upgrade(c, &m, peer, off);
+            break;
+        }
+        http_request(c, &m, peer, off);
+        if (!(c->flags & WSX__F_HTTP_BUSY)) off += m.total_len;
     }
     c->flags &= (uint16_t)~WSX__F_SERVING;
+    /* Upgraded or ending: c->in is no longer ours to manage. */
+    if (c->state != WSX__HTTP) return;
+    if (c->flags & WSX__F_HTTP_BUSY) {
+        /* Answered later: the request keeps its place in c->in (in_off), and the client's
+         * next bytes wait in the kernel until then. */
+        if (!(c->flags & WSX__F_STREAMING)) wsx__stream_pause(&c->stream);
+        return;
+    }
+    wsx__http_in_consume(&c->in, off);
+    if (!(c->flags & (WSX__F_OUTWAIT | WSX__F_HTTPNEXT))) wsx__stream_resume(&c->stream);
 }
 
 /* ---- stream callbacks ---- */
@@ -409,18 +639,21 @@ static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
     if (c->flags & WSX__F_STREAMING) return;
     if (c->state == WSX__HTTP) {
         /* Collect at most one request's worth; what follows an upgrade request is frames,
-         * passed on below without being copied. While a request is being answered, reading
-         * is paused, so what is already read is kept whatever its size. */
+         * passed on below without being copied. While requests wait (one being answered,
+         * the output above its high-water mark, the budget of this pass spent), reading is
+         * paused, so what is already read is kept whatever its size. */
+        const uint16_t held = WSX__F_HTTP_BUSY | WSX__F_OUTWAIT | WSX__F_HTTPNEXT;
         size_t limit = wsx__cfg_of(c)->max_head + c->srv->opts.max_body;
+        size_t room = c->in.len < limit ? limit - c->in.len : 0;
         size_t take = len;
-        if (!(c->flags & WSX__F_HTTP_BUSY) && c->in.len + take > limit) take = limit - c->in.len;
+        if (!(c->flags & held) && take > room) take = room;
         if (wsx__http_in_append(&c->in, data, take, SIZE_MAX) < 0) {
             refuse(c, 503, "out of memory");
             return;
         }
-        serve(c);
+        if (!(c->flags & held)) serve(c, HTTP_BUDGET);
         if (take == len) return;
-        if (c->state == WSX__HTTP && !(c->flags & WSX__F_HTTP_BUSY)) {
+        if (c->state == WSX__HTTP && !(c->flags & held)) {
             /* More than any acceptable request: let the parser say which limit. */
             wsx__http_msg m;
             const char *why = "request too large";
@@ -446,7 +679,12 @@ static void on_eof(wsx__stream *s)
 {
     wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
     if (c->state == WSX__HTTP) {
-        wsx__stream_close(s);
+        /* The client has sent all it will (a half-close): answers still queued go out
+         * first, then FIN. */
+        if (!(c->flags & (WSX__F_HTTP_BUSY | WSX__F_STREAMING)) && wsx__stream_queued(s))
+            http_finish(c);
+        else
+            wsx__stream_close(s);
         return;
     }
     wsx__conn_eof(c);
@@ -454,7 +692,24 @@ static void on_eof(wsx__stream *s)
 
 static void on_drain(wsx__stream *s)
 {
-    wsx__conn_drained(wsx__container_of(s, wsx_conn, stream));
+    wsx_conn *c = wsx__container_of(s, wsx_conn, stream);
+    if (c->state != WSX__HTTP) {
+        wsx__conn_drained(c);
+        return;
+    }
+    bool file = c->http && c->http->file.fd >= 0;
+    if (!file && !(c->flags & WSX__F_OUTWAIT)) return;
+    /* The client is reading: it is not idle, however long the rest takes. */
+    wsx__conn_deadline(c, wsx__cfg_of(c)->http_ms);
+    if (wsx__stream_queued(s) > wsx__cfg_of(c)->low_water) return;
+    /* This may be the end-of-iteration flush, which goes on as long as the streams it
+     * writes ask for more: the next pieces of a file, or the next requests, come from
+     * deferred work, at most one pass per connection per iteration. */
+    if (!file) {
+        c->flags &= (uint16_t)~WSX__F_OUTWAIT;
+        wsx__stream_want_drain(s, false);
+    }
+    serve_later(c, false);
 }
 
 static const wsx__stream_vt server_vt = {
@@ -468,8 +723,14 @@ static void conn_timeout(wsx_conn *c)
 {
     if (c->state == WSX__HTTP) {
         /* An idle keep-alive connection just ends; a first request that never came is
-         * worth a line (slowloris, port scans). */
-        if (!(c->flags & WSX__F_SERVED)) {
+         * worth a line (slowloris, port scans), and so is a client that stopped reading. */
+        if (c->http && c->http->file.fd >= 0) {
+            wsx__conn_log(c, WSX_LOG_INFO, "file response not read for %u ms: closing",
+                          wsx__cfg_of(c)->http_ms);
+        } else if (c->flags & WSX__F_OUTWAIT) {
+            wsx__conn_log(c, WSX_LOG_INFO, "responses not read for %u ms: closing",
+                          wsx__cfg_of(c)->http_ms);
+        } else if (!(c->flags & WSX__F_SERVED)) {
             c->srv->stats.handshake_timeouts++;
             wsx__conn_log(c, WSX_LOG_INFO, "no complete request within %u ms: closing",
                           wsx__cfg_of(c)->handshake_ms);
@@ -498,6 +759,7 @@ static void on_sweep(wsx_loop *loop, wsx__timer *t)
         pending |= (c->flags & WSX__F_DEADLINE) != 0;
     }
     if (pending) wsx__timer_start(loop, &srv->sweep, srv->sweep_ms);
+    wsx__log_flush(&srv->cfg, false);
 }
 
 void wsx__server_deadline_set(wsx_server *s, uint32_t ms)
@@ -506,21 +768,97 @@ void wsx__server_deadline_set(wsx_server *s, uint32_t ms)
     if (!wsx__timer_active(&s->sweep)) wsx__timer_start(s->loop, &s->sweep, s->sweep_ms);
 }
 
-static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, socklen_t plen,
-                      void *arg)
+/* Turns a connection away at accept: a 503 where a response is possible (plain TCP; a TLS
+ * client would need a handshake first), then close. What the client already sent is read
+ * first, so that the close does not reset the connection before the 503 is read. */
+static void turn_away(wsx_server *srv, int fd)
+{
+    if (!srv->tls) {
+        char buf[512];
+        for (int i = 0; i < 16 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++) {
+        }
+        static const wsx_http_header retry = {"Retry-After", 11, "5", 1};
+        ptrdiff_t n = wsx_http_write_error(503, "503 Service Unavailable\nserver busy", &retry, 1,
+                                           buf, sizeof buf);
+        if (n > 0) (void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        shutdown(fd, SHUT_WR);
+    }
+    close(fd);
+}
+
+static void on_overload(wsx__listener *l, int sys_err, const struct sockaddr *peer, socklen_t plen,
+                        void *arg)
 {
     wsx_server *srv = arg;
     (void)l;
     (void)plen;
-    if (srv->n_all >= srv->opts.max_connections + 16) {
-        char p[64];
+    struct rlimit rl;
+    unsigned long cap = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long)rl.rlim_cur : 0;
+    const char *what = sys_err == ENFILE ? "ENFILE, the system's limit" : "EMFILE";
+    if (!peer) {
+        wsx__log(&srv->cfg, WSX_LOG_WARN,
+                 "out of file descriptors (%s; this process may open %lu): accepting paused", what,
+                 cap);
+        return;
+    }
+    srv->stats.shed_nofile++;
+    char p[64];
+    if (wsx__addr_format(peer, p, sizeof p) < 0) snprintf(p, sizeof p, "-");
+    wsx__log(&srv->cfg, WSX_LOG_WARN,
+             "%s closed at once: out of file descriptors (%s; this process may open %lu, %zu "
+             "connections open)",
+             p, what, cap, srv->n_all);
+}
+
+static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, socklen_t plen,
+                      void *arg)
+{
+    wsx_server *srv = arg;
+    const wsx_server_opts *o = &srv->opts;
+    (void)l;
+    (void)plen;
+    /* Each reason has its own log line (format), so each is rate-limited on its own. */
+    char p[64];
+    if (srv->n_all >= o->max_connections + o->max_handshakes) {
+        srv->stats.refused_full++;
         if (wsx__addr_format(peer, p, sizeof p) < 0) snprintf(p, sizeof p, "-");
-        wsx__log(&srv->cfg, WSX_LOG_WARN, "%s refused: %zu connections open", p, srv->n_all);
-        close(fd);
+        wsx__log(&srv->cfg, WSX_LOG_WARN, "%s refused (503): server full, %zu connections open", p,
+                 srv->n_all);
+        turn_away(srv, fd);
+        return;
+    }
+    if (srv->n_pending >= o->max_handshakes) {
+        srv->stats.refused_handshakes++;
+        if (wsx__addr_format(peer, p, sizeof p) < 0) snprintf(p, sizeof p, "-");
+        wsx__log(&srv->cfg, WSX_LOG_WARN,
+                 "%s refused (503): %zu handshakes in progress (max_handshakes)", p,
+                 srv->n_pending);
+        turn_away(srv, fd);
+        return;
+    }
+    int arc = wsx__admit_add(srv->admit, fd, peer, o->max_per_ip, o->max_handshakes_per_ip);
+    if (arc != 0) {
+        if (wsx__addr_format(peer, p, sizeof p) < 0) snprintf(p, sizeof p, "-");
+        if (arc == WSX__ADMIT_PER_IP) {
+            srv->stats.refused_per_ip++;
+            wsx__log(&srv->cfg, WSX_LOG_WARN,
+                     "%s refused (503): %zu connections open from this address (max_per_ip)", p,
+                     o->max_per_ip);
+        } else if (arc == WSX__ADMIT_PENDING_PER_IP) {
+            srv->stats.refused_handshakes++;
+            wsx__log(&srv->cfg, WSX_LOG_WARN,
+                     "%s refused (503): %zu handshakes in progress from this address "
+                     "(max_handshakes_per_ip)",
+                     p, o->max_handshakes_per_ip);
+        } else {
+            wsx__log(&srv->cfg, WSX_LOG_WARN, "%s refused (503): out of memory", p);
+        }
+        turn_away(srv, fd);
         return;
     }
     wsx_conn *c = calloc(1, sizeof *c);
     if (!c) {
+        wsx__admit_remove(srv->admit, fd);
         close(fd);
         return;
     }
@@ -530,6 +868,8 @@ static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, soc
     int rc = srv->tls ? wsx__stream_init_tls(srv->loop, &c->stream, fd, &server_vt, srv->tls, NULL)
                       : wsx__stream_init(srv->loop, &c->stream, fd, &server_vt);
     if (rc < 0) {
+        /* The stream closed fd; its number is not reused before this returns. */
+        wsx__admit_remove(srv->admit, fd);
         free(c);
         return;
     }
@@ -537,6 +877,7 @@ static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, soc
     if (c->next) c->next->prev = c;
     srv->conns = c;
     srv->n_all++;
+    srv->n_pending++;
     srv->stats.accepted++;
     wsx__conn_deadline(c, srv->cfg.handshake_ms);
 }
@@ -552,6 +893,12 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     srv->opts = *opts;
     wsx_server_opts *o = &srv->opts;
     o->max_connections = sz_or(o->max_connections, 10000);
+    o->max_handshakes = sz_or(o->max_handshakes, 1024);
+    o->max_per_ip = sz_or(o->max_per_ip, 256);
+    o->max_handshakes_per_ip = sz_or(o->max_handshakes_per_ip, 32);
+    /* The overall cap adds the two: keep it from wrapping when either is unlimited. */
+    if (o->max_connections > SIZE_MAX / 2) o->max_connections = SIZE_MAX / 2;
+    if (o->max_handshakes > SIZE_MAX / 2) o->max_handshakes = SIZE_MAX / 2;
     o->max_body = sz_or(o->max_body, 1u << 20);
     wsx__cfg *cfg = &srv->cfg;
     cfg->role = WSX_ROLE_SERVER;
@@ -587,6 +934,7 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     if (srv->sweep_ms < 5) srv->sweep_ms = 5;
     if (srv->sweep_ms > 1000) srv->sweep_ms = 1000;
     wsx__timer_init(&srv->sweep, on_sweep);
+    wsx__deferred_init(&srv->http_defer, on_http_next);
 
     wsx__set_error_detail("%s", "");
     /* OpenSSL sets itself up (providers, digests) on first use: do it now, not on the first
@@ -610,9 +958,17 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
             return trc;
         }
     }
-    wsx__listen_opts lo = {.host = o->host, .port = o->port, .reuseport = o->reuseport};
-    int rc = wsx__listen(loop, &lo, on_accept, srv, &srv->listener);
+    int rc = wsx__admit_new(&srv->admit);
     if (rc < 0) {
+        wsx__tls_ctx_free(srv->tls);
+        free(srv);
+        return rc;
+    }
+    wsx__listen_opts lo = {
+        .host = o->host, .port = o->port, .reuseport = o->reuseport, .on_overload = on_overload};
+    rc = wsx__listen(loop, &lo, on_accept, srv, &srv->listener);
+    if (rc < 0) {
+        wsx__admit_free(srv->admit);
         wsx__tls_ctx_free(srv->tls);
         free(srv);
         return rc;
@@ -686,6 +1042,9 @@ void wsx_server_free(wsx_server *s)
 {
     if (!s) return;
     wsx__timer_stop(s->loop, &s->sweep);
+    wsx__loop_undefer(s->loop, &s->http_defer);
+    free(s->http_next);
+    free(s->file_buf);
     wsx__tls_ctx_free(s->tls);
     wsx_pmd_buf_free(&s->zscratch);
     for (size_t i = 0; i < 16; i++) {
@@ -696,6 +1055,9 @@ void wsx_server_free(wsx_server *s)
     if (s->pubsub_free) s->pubsub_free(s);
     if (s->listener) wsx__listener_close(s->listener);
     wsx__timer_stop(s->loop, &s->shutdown_timer);
+    wsx__log_flush(&s->cfg, true);
+    wsx__log_free(&s->cfg);
+    wsx__admit_free(s->admit);
     free(s);
 }
 

@@ -29,7 +29,9 @@ typedef struct wsx__cfg {
     wsx_server_stats *stats; /* the server's counters; NULL for clients */
     wsx_pmd_config pmd;      /* permessage-deflate settings (pmd.enabled: offer/accept) */
     bool pmd_idle_trim;
-    wsx_pmd_buf *zscratch; /* the owner's buffer for compressing outgoing messages */
+    wsx_pmd_buf *zscratch;        /* the owner's buffer for compressing outgoing messages */
+    struct wsx__lograte *lograte; /* log rate limits per call site (log.c); NULL until the
+                                     first line; freed by wsx__log_free() */
 } wsx__cfg;
 
 struct wsx__sub;
@@ -43,6 +45,8 @@ struct wsx_server {
     wsx_conn *conns; /* every accepted connection, HTTP ones included */
     size_t n_all;
     size_t n_ws;
+    size_t n_pending;         /* accepted, first HTTP request not complete yet (TLS included) */
+    struct wsx__admit *admit; /* connections and handshakes by client address (admit.c) */
     bool shutting_down;
     wsx__timer shutdown_timer;
     /* Set by src/pubsub the first time a topic is used; ws only calls through these. */
@@ -58,6 +62,12 @@ struct wsx_server {
     /* Shared compressors, by window bits, for connections without server context takeover:
      * no per-connection compressor, and a broadcast is compressed once. */
     wsx_pmd *shared_pmd[16];
+    /* HTTP connections whose work continues in the deferred phase (more pipelined requests,
+     * the rest of a file): a list on the server, so a connection pays no deferred node. */
+    struct wsx__http_next *http_next;
+    size_t n_http_next, cap_http_next;
+    wsx__deferred http_defer;
+    uint8_t *file_buf; /* WSX__HTTP_FILE_CHUNK bytes for reading files, made on first use */
 };
 
 /* A connection's permessage-deflate state, allocated only when it was agreed. */
@@ -104,6 +114,8 @@ enum wsx__conn_flags {
     WSX__F_SERVED = 1u << 9,    /* an HTTP request was answered on this connection */
     WSX__F_CLIENT = 1u << 10,   /* a client connection (cli), else a server one (srv) */
     WSX__F_DEADLINE = 1u << 11, /* deadline is set */
+    WSX__F_OUTWAIT = 1u << 12,  /* no request is parsed until the output drains to low water */
+    WSX__F_HTTPNEXT = 1u << 13, /* on the server's http_next list */
 };
 
 /*
@@ -201,11 +213,56 @@ int wsx__conn_start_close(wsx_conn *c, uint16_t code, const char *reason, size_t
 /* Records the detail returned by wsx_error_detail() on this thread. */
 void wsx__set_error_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Logs "<peer>: <message>" through cfg->on_log when level passes cfg->log_level. */
+/* ---- admit.c: connections and handshakes in progress per client address ---- */
+
+typedef struct wsx__admit wsx__admit;
+
+/* Why wsx__admit_add() refused (positive, unlike errors). */
+enum { WSX__ADMIT_PER_IP = 1, WSX__ADMIT_PENDING_PER_IP = 2 };
+
+/* An empty table with a random hash key. Returns 0, WSX_ENOMEM or WSX_ECRYPTO. */
+int wsx__admit_new(wsx__admit **out);
+void wsx__admit_free(wsx__admit *a);
+/*
+ * Counts a new connection on descriptor fd from peer, as a handshake in progress, unless its
+ * address already holds max_per_ip connections (returns WSX__ADMIT_PER_IP) or
+ * max_pending_per_ip handshakes in progress (WSX__ADMIT_PENDING_PER_IP). IPv4 addresses
+ * count one by one, IPv6 ones by their /64 (IPv4-mapped ones as IPv4); other families are
+ * not counted. O(1) amortised. Returns 0, one of those, or WSX_ENOMEM.
+ */
+int wsx__admit_add(wsx__admit *a, int fd, const struct sockaddr *peer, size_t max_per_ip,
+                   size_t max_pending_per_ip);
+/* The connection on fd completed its first request: no longer a handshake in progress.
+ * Returns whether it was one (false when already done or not counted). */
+bool wsx__admit_handshaken(wsx__admit *a, int fd);
+/* The connection on fd closed (call before the descriptor is closed). Returns whether it was
+ * still a handshake in progress. */
+bool wsx__admit_remove(wsx__admit *a, int fd);
+/* Addresses with connections now; and one address's counts (tests, metrics). */
+size_t wsx__admit_addresses(const wsx__admit *a);
+void wsx__admit_count(const wsx__admit *a, const struct sockaddr *peer, size_t *conns,
+                      size_t *pending);
+
+/* ---- log.c ---- */
+
+/*
+ * Logs "<peer> <message>" (wsx__conn_log) or the message (wsx__log) through cfg->on_log
+ * when level passes cfg->log_level. Lines are rate-limited per call site (fmt must be a
+ * string literal: its address names the site) and per server or client: in each second a
+ * site gets one warning or error line, or ten informational ones; the rest are counted and
+ * the count goes out with the site's next line, or from wsx__log_flush(). Debug lines are
+ * not limited.
+ */
 void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Logs, for every site whose window has passed with lines suppressed (every such site when
+ * final), the last of them and how many there were: a server calls it from its periodic
+ * timer, so the count of an attack that stopped still reaches the log, and when freed. */
+void wsx__log_flush(const wsx__cfg *cfg, bool final);
+/* Frees the rate-limit table (at server or client free). */
+void wsx__log_free(wsx__cfg *cfg);
 
 /* For tests: the frame a prepared message holds for window bits w (1..15: the compressed
  * frame for that window, if built), or its plain frame (w == 0); NULL if not built. */

@@ -2,7 +2,8 @@
 """`wsx serve` over plain HTTP and raw-socket handshakes (standard library only): the embedded
 page with ETag/304/HEAD, content types, 404/405/426, /healthz, /metrics; --static DIR with
 ETag/Last-Modified, directory redirects, path traversal and symlinks leading outside; --token
-and --origin refusals before any WebSocket traffic, counted in /metrics."""
+and --origin refusals before any WebSocket traffic, counted in /metrics; /metrics behind
+--token or --metrics-token (401 without it)."""
 
 import email.utils
 import json
@@ -26,6 +27,22 @@ METRIC_NAMES = ["wsx_connections_open", "wsx_http_connections_open", "wsx_connec
 REASONS = ["bad_request", "unauthorized", "forbidden_origin", "not_found", "unsupported_version",
            "head_too_large", "unavailable", "other", "timeout"]
 
+
+
+def metrics_with(port, token):
+    """GET /metrics with Authorization: Bearer token, parsed like wsxlib.metrics."""
+    status, _, body = http_req(port, "GET", "/metrics", [("Authorization", f"Bearer {token}")])
+    if status != 200:
+        raise RuntimeError(f"/metrics: HTTP {status}")
+    return {k: int(v) for k, v in (line.rsplit(" ", 1) for line in body.decode().splitlines()
+                                   if line and not line.startswith("#"))}
+
+
+def metrics_refused(port, headers, path, name):
+    """/metrics must answer 401 with WWW-Authenticate: Bearer and no figures."""
+    st, h, body = http_req(port, "GET", path, headers)
+    check(st == 401 and h.get("www-authenticate", "").startswith("Bearer") and b"wsx_" not in body,
+          f"{name} -> 401, WWW-Authenticate: Bearer, no figures", f"{st} {h.get('www-authenticate')} {body[:60]!r}")
 
 
 def read_web(name):
@@ -290,7 +307,7 @@ def token_cases():
     port = srv.port
     try:
         with step("--token: upgrades"):
-            before = metrics(port)
+            before = metrics_with(port, token)
             refused(port, "/ws", (), 401, "upgrade without a token")
             refused(port, "/ws?token=wrong", (), 401, "upgrade with ?token=wrong")
             refused(port, "/ws?token=s3cret", (), 401, "upgrade with a prefix of the token")
@@ -304,7 +321,7 @@ def token_cases():
             accepted(port, "/ws?x=1&token=s3cret/%2Bok&y=2", (), "upgrade with the token among other parameters")
             accepted(port, "/ws", (("Authorization", f"Bearer {token}"),), "upgrade with Authorization: Bearer <token>")
             accepted(port, "/ws", (("Authorization", f"bearer {token}"),), "upgrade with Authorization: bearer <token>")
-            after = metrics(port)
+            after = metrics_with(port, token)
             key = 'wsx_handshake_failures_total{reason="unauthorized"}'
             eq(after[key] - before[key], n_refused, "/metrics counts each 401 as reason=\"unauthorized\"")
             eq(after["wsx_upgrades_total"] - before["wsx_upgrades_total"], 4, "wsx_upgrades_total counts the 4 accepted")
@@ -322,7 +339,46 @@ def token_cases():
             # The page itself is public: it asks for the token.
             eq(http_req(port, "GET", "/")[0], 200, "GET / needs no token -> status")
             eq(http_req(port, "GET", "/healthz")[0], 200, "GET /healthz needs no token -> status")
-            eq(http_req(port, "GET", "/metrics")[0], 200, "GET /metrics needs no token -> status")
+
+        with step("--token: /metrics needs it"):
+            metrics_refused(port, (), "/metrics", "GET /metrics without a token")
+            metrics_refused(port, (("Authorization", "Bearer wrong"),), "/metrics", "GET /metrics with a wrong token")
+            metrics_refused(port, (("Authorization", f"Basic {token}"),), "/metrics", "GET /metrics with Basic <token>")
+            metrics_refused(port, (), "/metrics?token=s3cret", "GET /metrics?token=<a prefix of the token>")
+            st, h, body = http_req(port, "GET", "/metrics", [("Authorization", f"Bearer {token}")])
+            check(st == 200 and b"wsx_connections_open " in body, "GET /metrics with Authorization: Bearer <token> -> 200 with figures",
+                  f"{st} {body[:60]!r}")
+            st, h, body = http_req(port, "GET", "/metrics?token=s3cret%2F%2Bok")
+            check(st == 200 and b"wsx_connections_open " in body, "GET /metrics?token=<token> -> 200 with figures",
+                  f"{st} {body[:60]!r}")
+            eq(http_raw(port, "HEAD", "/metrics")[0], 401, "HEAD /metrics without a token -> status")
+    finally:
+        srv.kill()
+
+    srv = Serve(["--token", token, "--metrics-token", "m3trics"])
+    port = srv.port
+    try:
+        with step("--metrics-token: only that token opens /metrics"):
+            metrics_refused(port, (), "/metrics", "GET /metrics without a token")
+            metrics_refused(port, (("Authorization", f"Bearer {token}"),), "/metrics",
+                            "GET /metrics with the --token token (not the metrics one)")
+            metrics_refused(port, (), "/metrics?token=s3cret%2F%2Bok", "GET /metrics?token=<the --token token>")
+            eq(http_req(port, "GET", "/metrics", [("Authorization", "Bearer m3trics")])[0], 200,
+               "GET /metrics with Authorization: Bearer <metrics token> -> status")
+            eq(http_req(port, "GET", "/metrics?token=m3trics")[0], 200, "GET /metrics?token=<metrics token> -> status")
+            refused(port, "/ws?token=m3trics", (), 401, "upgrade with the metrics token (it opens /metrics only)")
+            accepted(port, "/ws", (("Authorization", f"Bearer {token}"),), "upgrade with the --token token")
+    finally:
+        srv.kill()
+
+    srv = Serve(["--metrics-token", "m3trics"])
+    port = srv.port
+    try:
+        with step("--metrics-token without --token"):
+            metrics_refused(port, (), "/metrics", "GET /metrics without a token")
+            eq(http_req(port, "GET", "/metrics?token=m3trics")[0], 200, "GET /metrics?token=<metrics token> -> status")
+            accepted(port, "/ws", (), "upgrade without a token (no --token)")
+            eq(http_req(port, "GET", "/healthz")[0], 200, "GET /healthz needs no token -> status")
     finally:
         srv.kill()
 

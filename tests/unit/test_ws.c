@@ -3,8 +3,12 @@
  * cycle, closing from either side, limits, deadlines, backpressure, shutdown, reconnect.
  * Every scenario runs its loop under a watchdog timer so a hang fails instead of blocking.
  */
+#include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,15 +27,17 @@ typedef struct scene {
     int pongs, srv_pongs;
     char cli_end_why[256];
     char srv_close_reason[128];
+    char cli_close_reason[128];
     char last_msg[256];
     size_t last_len;
     int last_type;
     /* scenario knobs */
-    int echo;           /* server echoes */
-    int client_sends;   /* messages the client sends on open */
-    size_t client_size; /* their size */
-    int close_after;    /* the client closes after this many echoes */
-    int server_closes;  /* the server closes on its first message with 4001 */
+    int echo;            /* server echoes */
+    int client_sends;    /* messages the client sends on open */
+    size_t client_size;  /* their size */
+    int close_after;     /* the client closes after this many echoes */
+    int server_closes;   /* the server closes on its first message with 4001 */
+    bool bad_then_close; /* the client sends invalid UTF-8 as text and closes with 1000 at once */
     bool timed_out;
     wsx_timer *watchdog;
     wsx_conn *srv_conn;
@@ -93,6 +99,10 @@ static void c_open(wsx_conn *c, void *u)
             wsx_send(c, buf, s->client_size, WSX_TEXT);
         free(buf);
     }
+    if (s->bad_then_close) {
+        wsx_send(c, "\xff\xfe", 2, WSX_TEXT);
+        wsx_close(c, 1000, "done");
+    }
 }
 
 static void c_message(wsx_conn *c, const wsx_msg *m, void *u)
@@ -110,10 +120,9 @@ static void c_close(wsx_conn *c, int code, const char *reason, size_t len, void 
 {
     scene *s = u;
     (void)c;
-    (void)reason;
-    (void)len;
     s->cli_close++;
     s->cli_close_code = code;
+    snprintf(s->cli_close_reason, sizeof s->cli_close_reason, "%.*s", (int)len, reason);
 }
 
 static void c_pong(wsx_conn *c, const uint8_t *d, size_t n, void *u)
@@ -245,6 +254,149 @@ TEST(server_closes)
     CHECK_INT(s.cli_close_code, 4001);
     CHECK_INT(s.cli_end, 1);
     finish(&s);
+}
+
+/* The server fails the connection with 1007 for a message while the client's close (1000) is
+ * already on its way: the close frames cross. The client must report the server's 1007, not
+ * its own 1000 (the code wsx cat lost). */
+TEST(crossing_close_reports_the_peers_code)
+{
+    scene s = {.bad_then_close = true, .stop_on_end = true};
+    wsx_server_opts so = server_opts(&s);
+    start(&s, &so);
+    wsx_client_opts co = client_opts(&s);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    wsx_loop_run(s.loop);
+    CHECK(!s.timed_out);
+    CHECK_INT(s.srv_close, 1);
+    CHECK_INT(s.srv_close_code, 1007);
+    CHECK_INT(s.cli_close, 1);
+    CHECK_INT(s.cli_close_code, 1007);
+    CHECK(strstr(s.cli_close_reason, "UTF-8") != NULL);
+    CHECK_INT(s.cli_end, 1);
+    CHECK_INT(s.cli_end_err, 0);
+    finish(&s);
+}
+
+/* ---- admission: handshakes in progress per address, and the log's rate limit ---- */
+
+static int adm_refused_lines, adm_suppressed_lines;
+
+static void adm_log(int level, const char *msg, void *user)
+{
+    (void)level;
+    (void)user;
+    if (strstr(msg, "refused (503)")) adm_refused_lines++;
+    if (strstr(msg, "similar lines suppressed")) adm_suppressed_lines++;
+}
+
+static void adm_stop(wsx_timer *t, void *arg)
+{
+    (void)t;
+    wsx_loop_stop(arg);
+}
+
+static void run_for(wsx_loop *loop, uint64_t ms)
+{
+    wsx_timer_start(loop, ms, 0, adm_stop, loop, NULL);
+    wsx_loop_run(loop);
+}
+
+/* A silent TCP connection from src (127.0.0.x) to the server. */
+static int silent_from(uint32_t src, uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in from = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(src)};
+    struct sockaddr_in to = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (bind(fd, (struct sockaddr *)&from, sizeof from) < 0 ||
+        connect(fd, (struct sockaddr *)&to, sizeof to) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* "503" when the server answered 503 with Retry-After, "eof" when it closed, "" when the
+ * connection is still open and silent. */
+static const char *fate(int fd)
+{
+    char buf[512];
+    ssize_t n = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? "" : "eof";
+    if (n == 0) return "eof";
+    buf[n] = '\0';
+    return !strncmp(buf, "HTTP/1.1 503", 12) && strstr(buf, "\r\nRetry-After: 5\r\n") ? "503"
+                                                                                      : "other";
+}
+
+TEST(admission_handshakes_per_ip)
+{
+    wsx_loop *loop;
+    CHECK_INT(wsx_loop_new(&loop), 0);
+    wsx_server_opts o = wsx_server_defaults();
+    o.host = "127.0.0.1";
+    o.max_handshakes_per_ip = 2;
+    o.max_per_ip = 5;
+    o.on_log = adm_log;
+    wsx_server *srv;
+    CHECK_INT(wsx_server_start(loop, &o, &srv), 0);
+    uint16_t port = wsx_server_port(srv);
+    adm_refused_lines = adm_suppressed_lines = 0;
+
+    /* 12 silent sockets from 127.0.0.2: two are held, ten are answered 503 and closed, and
+     * one log line says so (the rest are counted). */
+    int a[12];
+    for (int i = 0; i < 12; i++)
+        a[i] = silent_from(0x7f000002, port);
+    run_for(loop, 100);
+    int held = 0, refused = 0;
+    for (int i = 0; i < 12; i++) {
+        const char *f = fate(a[i]);
+        held += !strcmp(f, "");
+        refused += !strcmp(f, "503");
+    }
+    CHECK_INT(held, 2);
+    CHECK_INT(refused, 10);
+    wsx_server_stats st;
+    wsx_server_get_stats(srv, &st);
+    CHECK_INT((int)st.refused_handshakes, 10);
+    CHECK_INT((int)st.http_open, 2);
+    CHECK_INT(adm_refused_lines, 1);
+
+    /* Another address is not affected. */
+    int b = silent_from(0x7f000003, port);
+    run_for(loop, 50);
+    CHECK_STR(fate(b), "");
+
+    /* Once the held ones leave, the address is admitted again. */
+    for (int i = 0; i < 12; i++)
+        close(a[i]);
+    run_for(loop, 50);
+    int c = silent_from(0x7f000002, port);
+    run_for(loop, 50);
+    CHECK_STR(fate(c), "");
+    wsx_server_get_stats(srv, &st);
+    CHECK_INT((int)st.refused_handshakes, 10);
+    CHECK_INT((int)st.http_open, 2);
+
+    /* After the one-second window, the next refusal line carries the count of the nine
+     * that were suppressed. */
+    run_for(loop, 1100);
+    int d[2];
+    for (int i = 0; i < 2; i++)
+        d[i] = silent_from(0x7f000003, port);
+    run_for(loop, 50);
+    CHECK_INT(adm_refused_lines + adm_suppressed_lines >= 2, 1);
+    CHECK_INT(adm_suppressed_lines, 1);
+    for (int i = 0; i < 2; i++)
+        close(d[i]);
+    close(b);
+    close(c);
+    wsx_server_shutdown(srv, 500);
+    wsx_loop_run(loop);
+    wsx_server_free(srv);
+    wsx_loop_free(loop);
 }
 
 TEST(large_messages)
@@ -672,6 +824,8 @@ int main(void)
     RUN(url_parse);
     RUN(echo_and_client_close);
     RUN(server_closes);
+    RUN(crossing_close_reports_the_peers_code);
+    RUN(admission_handshakes_per_ip);
     RUN(large_messages);
     RUN(upgrade_hook_refuses);
     RUN(subprotocols);

@@ -1,6 +1,7 @@
 /* `wsx cat URL`: an interactive WebSocket client in the spirit of wscat. */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,9 @@ static const char help[] =
     "\n"
     "Connects to URL (ws://host[:port]/path). Each line read from stdin is sent as a text\n"
     "message; each message received is printed on stdout, one per line. At the end of stdin\n"
-    "the connection is closed with 1000.\n"
+    "the connection is closed with 1000. A line that is not valid UTF-8 cannot be a text\n"
+    "message: it is not sent, an error names its line number, and cat goes on with the next\n"
+    "line (send such input with --send-binary).\n"
     "\n"
     "  -H, --header 'Name: value'  add a request header (repeatable)\n"
     "  -s, --subprotocol P         offer a subprotocol (repeatable, in preference order)\n"
@@ -36,8 +39,14 @@ static const char help[] =
     "  /close [CODE [REASON]]      close with CODE (default 1000) and REASON\n"
     "  //...                       send a line that starts with '/' (one '/' is removed)\n"
     "\n"
-    "Exit status: 0 after a normal close (1000, 1001 or no code), 1 on any failure (the\n"
-    "reason is printed), 2 on a usage error.\n";
+    "The close code printed ('closed: CODE reason') is the server's when it closed the\n"
+    "connection itself, also when its close crossed cat's own.\n"
+    "\n"
+    "Exit status: 0 when the connection ended with a normal close (1000, 1001 or no code)\n"
+    "and every input line was sent; 1 on any failure, with the reason on stderr: the\n"
+    "server closed with another code (1007, 1008, 1011, 4xxx...), a line was refused (not\n"
+    "UTF-8) or not sent (the connection was closed or not open yet), input was left unread\n"
+    "when the server closed first, or the connection failed; 2 on a usage error.\n";
 
 typedef struct cat_state {
     wsx_loop *loop;
@@ -50,8 +59,14 @@ typedef struct cat_state {
     bool send_binary;
     bool quiet;
     bool eof;
+    bool opened;    /* a connection opened at some point */
+    bool closed;    /* on_close came: the connection is gone */
+    bool we_closed; /* cat sent a close (end of input, /close) before the peer's came */
     int close_code;
     int status;
+    size_t lineno;   /* input lines read so far */
+    size_t not_utf8; /* lines refused: not UTF-8 */
+    size_t not_sent; /* lines that could not be sent (connection closed or not open) */
 } cat_state;
 
 static void status_line(cat_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -67,9 +82,13 @@ static void status_line(cat_state *st, const char *fmt, ...)
 
 static void send_line(cat_state *st, char *s, size_t len)
 {
-    wsx_conn *c = wsx_client_conn(st->cl);
+    st->lineno++;
+    wsx_conn *c = st->cl ? wsx_client_conn(st->cl) : NULL;
     if (!c) {
-        status_line(st, "not connected: line dropped");
+        /* Not a status line: the line is lost, which the exit status reports too. */
+        fprintf(stderr, "wsx cat: line %zu not sent: %s\n", st->lineno,
+                st->closed ? "the connection is closed" : "the connection is not open");
+        st->not_sent++;
         return;
     }
     if (len >= 5 && !strncmp(s, "/ping", 5) && (len == 5 || s[5] == ' ')) {
@@ -99,7 +118,10 @@ static void send_line(cat_state *st, char *s, size_t len)
             if (*end) reason = end;
         }
         int rc = wsx_close(c, code, reason);
-        if (rc < 0) status_line(st, "close: %s", wsx_strerror(rc));
+        if (rc < 0)
+            status_line(st, "close: %s", wsx_strerror(rc));
+        else
+            st->we_closed = true;
         return;
     }
     if (len >= 2 && s[0] == '/' && s[1] == '/') {
@@ -109,8 +131,19 @@ static void send_line(cat_state *st, char *s, size_t len)
         status_line(st, "unknown command (send a leading '/' by doubling it: //)");
         return;
     }
+    /* RFC 6455 5.6: a text message is UTF-8, and a server fails the connection with 1007
+     * for one that is not, discarding whatever follows it. */
+    if (!st->send_binary && !wsx_utf8_valid((const uint8_t *)s, len)) {
+        fprintf(stderr, "wsx cat: line %zu is not valid UTF-8: not sent (use --send-binary)\n",
+                st->lineno);
+        st->not_utf8++;
+        return;
+    }
     int rc = wsx_send(c, s, len, st->send_binary ? WSX_BINARY : WSX_TEXT);
-    if (rc < 0 && rc != WSX_EBACKPRESSURE) status_line(st, "send: %s", wsx_strerror(rc));
+    if (rc < 0 && rc != WSX_EBACKPRESSURE) {
+        fprintf(stderr, "wsx cat: line %zu not sent: %s\n", st->lineno, wsx_strerror(rc));
+        st->not_sent++;
+    }
 }
 
 static void finish_input(cat_state *st)
@@ -124,6 +157,8 @@ static void finish_input(cat_state *st)
         send_line(st, st->line, st->line_len);
         st->line_len = 0;
     }
+    if (!st->cl) return;
+    if (wsx_client_conn(st->cl)) st->we_closed = true;
     wsx_client_close(st->cl, 1000, NULL);
 }
 
@@ -174,6 +209,7 @@ static void on_stdin(wsx_watch *w, int fd, unsigned events, void *arg)
 static void on_open(wsx_conn *c, void *user)
 {
     cat_state *st = user;
+    st->opened = true;
     const char *sp = wsx_conn_subprotocol(c);
     status_line(st, "connected%s%s%s", sp ? ", subprotocol " : "", sp ? sp : "",
                 wsx_conn_deflate(c) ? ", permessage-deflate" : "");
@@ -216,7 +252,23 @@ static void on_close(wsx_conn *c, int code, const char *reason, size_t len, void
     cat_state *st = user;
     (void)c;
     st->close_code = code;
+    st->closed = true;
     status_line(st, "closed: %d%s%.*s", code, len ? " " : "", (int)len, reason);
+    if (code != 1000 && code != 1001 && code != 1005)
+        fprintf(stderr, "wsx cat: the server closed the connection with %d%s%.*s\n", code,
+                len ? ": " : "", (int)len, reason);
+}
+
+/* Whether stdin still holds input that was never read (the server closed first). */
+static bool input_left(cat_state *st)
+{
+    if (st->eof) return st->line_len != 0;
+    if (st->line_len) return true;
+    struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+    if (poll(&p, 1, 0) != 1 || !(p.revents & (POLLIN | POLLHUP))) return false;
+    char b;
+    /* A pipe whose writer is gone polls readable with nothing in it: that is the end. */
+    return read(STDIN_FILENO, &b, 1) == 1;
 }
 
 static void on_reconnecting(wsx_client *cl, unsigned attempt, uint32_t delay_ms, int err,
@@ -240,7 +292,18 @@ static void on_end(wsx_client *cl, int err, const char *why, void *user)
         fprintf(stderr, "wsx cat: %s\n", why ? why : wsx_strerror(err));
         st->status = 1;
     } else if (st->close_code != 1000 && st->close_code != 1001 && st->close_code != 1005) {
-        fprintf(stderr, "wsx cat: connection closed with %d\n", st->close_code);
+        st->status = 1; /* said in on_close */
+    }
+    if (err == 0 && st->opened && !st->we_closed && input_left(st)) {
+        fprintf(stderr,
+                "wsx cat: the server closed the connection before the end of the input: "
+                "input after line %zu was not sent\n",
+                st->lineno);
+        st->status = 1;
+    }
+    if (st->not_utf8 || st->not_sent) {
+        fprintf(stderr, "wsx cat: %zu input line(s) not sent (%zu not UTF-8)\n",
+                st->not_utf8 + st->not_sent, st->not_utf8);
         st->status = 1;
     }
     wsx_loop_stop(st->loop);

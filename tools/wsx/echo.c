@@ -19,7 +19,7 @@ static const char help[] =
     "  --port P               port (default 8080; 0 picks a free one)\n"
     "  --path P               WebSocket path (default: any path)\n"
     "  --max-message BYTES    largest message accepted, else close 1009 (default 16M)\n"
-    "  --max-connections N    WebSocket connections at most (default 10000)\n"
+    "  --max-connections N    WebSocket connections at most (default 10000)\n" TOOL_ADMIT_HELP
     "  --high-water BYTES     send queue size that counts as backpressure (default 1M)\n"
     "  --hard-limit BYTES     send queue size that closes the connection with 1008 (default 64M)\n"
     "  --handshake-timeout MS time for a complete upgrade request (default 10000)\n"
@@ -189,6 +189,7 @@ int cmd_echo(int argc, char **argv)
         {"no-deflate", no_argument, 0, 'D'},
         {"threads", required_argument, 0, O_THREADS},
         TOOL_TLS_LONGOPTS,
+        TOOL_ADMIT_LONGOPTS,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -257,6 +258,11 @@ int cmd_echo(int argc, char **argv)
         case TOOL_O_TLS_HS:
             if (!tool_tls_option(&tls, ch, optarg, "echo")) return 2;
             break;
+        case TOOL_O_MAX_PER_IP:
+        case TOOL_O_MAX_HS_PER_IP:
+        case TOOL_O_MAX_HS:
+            if (!tool_admit_option(&o, ch, optarg, "echo")) return 2;
+            break;
         case 'D':
             no_deflate = true;
             break;
@@ -269,6 +275,7 @@ int cmd_echo(int argc, char **argv)
     }
     if (optind < argc) return usage_error("echo", "unexpected argument '%s'", argv[optind]);
     if (tool_tls_check(&tls, "echo")) return 2;
+    tool_raise_nofile();
     tool_tls_apply(&tls, &o);
     o.port = (uint16_t)port;
     tool_deflate_defaults(&o, !no_deflate);

@@ -59,6 +59,7 @@ typedef struct serve_state {
     wsx_chat *chat;
     wsx_chat_opts chat_opts;
     const char *token;
+    const char *metrics_token; /* --metrics-token: /metrics needs this one instead of --token */
     const char *origins[MAX_ORIGINS];
     size_t n_origins;
     const char *static_dir;
@@ -655,17 +656,28 @@ static bool etag_matches(const wsx_request *rq, const char *etag)
     return false;
 }
 
-static void send_file_bytes(wsx_http_req *r, const wsx_request *rq, const char *path,
-                            const void *data, size_t len, const char *etag, const char *lastmod)
+/* The headers of a file response into h (4 entries); returns how many. A 304 sends them
+ * without the first (Content-Type). */
+static size_t file_headers(wsx_http_header *h, const char *path, const char *etag,
+                           const char *lastmod)
 {
     const char *ct = content_type(path);
-    wsx_http_header h[4] = {
-        {"Content-Type", 12, ct, strlen(ct)},
-        {"ETag", 4, etag, strlen(etag)},
-        {"Cache-Control", 13, "no-cache", 8},
-    };
+    h[0] = (wsx_http_header){"Content-Type", 12, ct, strlen(ct)};
+    h[1] = (wsx_http_header){"ETag", 4, etag, strlen(etag)};
+    h[2] = (wsx_http_header){"Cache-Control", 13, "no-cache", 8};
     size_t n = 3;
     if (lastmod) h[n++] = (wsx_http_header){"Last-Modified", 13, lastmod, strlen(lastmod)};
+    return n;
+}
+
+/* An embedded file. The body is copied into the connection's queue (the library has no
+ * borrowed-buffer write); what one client can pile up that way is bounded by the server
+ * reading no further pipelined request while its output is above the high-water mark. */
+static void send_file_bytes(wsx_http_req *r, const wsx_request *rq, const char *path,
+                            const void *data, size_t len, const char *etag)
+{
+    wsx_http_header h[4];
+    size_t n = file_headers(h, path, etag, NULL);
     if (etag_matches(rq, etag)) {
         wsx_http_respond(r, 304, h + 1, n - 1, NULL, 0);
         return;
@@ -729,8 +741,16 @@ static void serve_static_dir(wsx_http_req *r, const wsx_request *rq, const char 
         wsx_http_respond(r, 301, h, 1, NULL, 0);
         return;
     }
-    if (!S_ISREG(st.st_mode) || st.st_size > (64 << 20)) {
+    if (!S_ISREG(st.st_mode)) {
         respond_text(r, 404, "text/plain; charset=utf-8", "404 Not Found\n");
+        return;
+    }
+    /* The length, ETag and Last-Modified come from the opened file itself, so they match
+     * the bytes sent even if the file is replaced meanwhile. */
+    int fd = open(real, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0) close(fd);
+        respond_text(r, 500, "text/plain; charset=utf-8", "500 cannot read the file\n");
         return;
     }
     char etag[64], lastmod[64];
@@ -739,17 +759,15 @@ static void serve_static_dir(wsx_http_req *r, const wsx_request *rq, const char 
     struct tm tm;
     gmtime_r(&st.st_mtime, &tm);
     strftime(lastmod, sizeof lastmod, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    int fd = open(real, O_RDONLY | O_CLOEXEC);
-    char *buf = fd >= 0 ? malloc((size_t)st.st_size + 1) : NULL;
-    ssize_t got = buf ? read(fd, buf, (size_t)st.st_size) : -1;
-    if (fd >= 0) close(fd);
-    if (got != st.st_size) {
-        free(buf);
-        respond_text(r, 500, "text/plain; charset=utf-8", "500 cannot read the file\n");
+    wsx_http_header h[4];
+    size_t n = file_headers(h, real, etag, lastmod);
+    if (etag_matches(rq, etag)) {
+        close(fd);
+        wsx_http_respond(r, 304, h + 1, n - 1, NULL, 0);
         return;
     }
-    send_file_bytes(r, rq, real, buf, (size_t)got, etag, lastmod);
-    free(buf);
+    /* Streamed as the client reads it (the library owns fd now): any size, little memory. */
+    wsx_http_respond_file(r, 200, h, n, fd, 0, (uint64_t)st.st_size);
 }
 
 static void serve_embedded(wsx_http_req *r, const wsx_request *rq, const char *path)
@@ -757,10 +775,43 @@ static void serve_embedded(wsx_http_req *r, const wsx_request *rq, const char *p
     const char *want = !strcmp(path, "/") ? "/index.html" : path;
     for (size_t i = 0; wsx_assets[i].path; i++) {
         if (strcmp(wsx_assets[i].path, want) != 0) continue;
-        send_file_bytes(r, rq, want, wsx_assets[i].data, wsx_assets[i].len, S.etags[i], NULL);
+        send_file_bytes(r, rq, want, wsx_assets[i].data, wsx_assets[i].len, S.etags[i]);
         return;
     }
     respond_text(r, 404, "text/plain; charset=utf-8", "404 Not Found\n");
+}
+
+/* Whether rq carries `token`, as ?token= or as Authorization: Bearer. The comparison takes
+ * the same time wherever the first difference is. */
+static bool has_token(const wsx_request *rq, const char *token)
+{
+    size_t tl = strlen(token);
+    const char *got = NULL;
+    size_t gl = 0;
+    char *q = NULL;
+    const wsx_http_header *h =
+        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "authorization");
+    if (h && h->value_len > 7 && !strncasecmp(h->value, "Bearer ", 7)) {
+        got = h->value + 7;
+        gl = h->value_len - 7;
+    } else if (rq->query && (q = malloc(rq->query_len + 1)) &&
+               query_get(rq->query, rq->query_len, "token", q, rq->query_len + 1)) {
+        got = q;
+        gl = strlen(q);
+    }
+    unsigned char diff = got && gl == tl ? 0 : 1;
+    for (size_t i = 0; got && gl == tl && i < tl; i++)
+        diff |= (unsigned char)(got[i] ^ token[i]);
+    free(q);
+    return diff == 0;
+}
+
+/* /metrics shows who is connected and how busy the server is: with --metrics-token only
+ * that token opens it, else --token does; without either it is public. */
+static bool metrics_allowed(const wsx_request *rq)
+{
+    const char *want = S.metrics_token ? S.metrics_token : S.token;
+    return !want || has_token(rq, want);
 }
 
 static void serve_metrics(wsx_http_req *r)
@@ -923,6 +974,14 @@ static void on_http(wsx_http_req *r, const wsx_request *rq, void *user)
         return;
     }
     if (!strcmp(path, "/healthz")) return respond_text(r, 200, "text/plain; charset=utf-8", "ok\n");
+    if (!strcmp(path, "/metrics") && !metrics_allowed(rq)) {
+        /* RFC 6750 3: a 401 names the scheme it wants. */
+        wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                               {"WWW-Authenticate", 16, "Bearer realm=\"metrics\"", 22}};
+        static const char body[] = "401 Unauthorized\n/metrics needs the token\n";
+        wsx_http_respond(r, 401, h, 2, body, sizeof body - 1);
+        return;
+    }
     if (!strcmp(path, "/metrics") || !strcmp(path, "/sse")) {
         lock();
         if (path[1] == 'm')
@@ -958,7 +1017,10 @@ static const char help[] =
     "  --host H               address to listen on (default: all)\n"
     "  --port P               port (default 8080; 0 picks a free one)\n"
     "  --static DIR           serve this directory instead of the built-in page\n"
-    "  --token T              require this token (?token=T or Authorization: Bearer T)\n"
+    "  --token T              require this token (?token=T or Authorization: Bearer T) for\n"
+    "                         WebSocket, /sse and /metrics (401 without it)\n"
+    "  --metrics-token T      /metrics needs this token instead of --token (then only this\n"
+    "                         one); without either option /metrics is public\n"
     "  --origin O             accept browser pages only from origin O (repeatable)\n"
     "  --history N            messages kept per room and sent on join (default 100)\n"
     "  --history-bytes N      bytes of history over all rooms (K/M/G suffixes; default 64M;\n"
@@ -973,7 +1035,7 @@ static const char help[] =
     "  --join-rate N          joins and leaves per second per connection (default 5; 0 = no\n"
     "                         limit); more get rate_limited, and count towards the 1008\n"
     "  --join-burst N         joins and leaves a connection may send at once (default 100)\n"
-    "  --max-connections N    WebSocket connections at most (default 10000)\n"
+    "  --max-connections N    WebSocket connections at most (default 10000)\n" TOOL_ADMIT_HELP
     "  --ping-interval MS     ping silent connections (default 30000; 0 = never)\n"
     "  --shutdown-timeout MS  on SIGINT/SIGTERM, time for clients to close (default 5000)\n"
     "  --tls-cert FILE        serve https:// and wss:// with this certificate chain (PEM);\n"
@@ -1054,6 +1116,7 @@ enum {
     O_BURST,
     O_JOIN_RATE,
     O_JOIN_BURST,
+    O_METRICS_TOKEN,
 };
 
 /* Drops the history of rooms idle for longer than --history-idle (the chat keeps them in
@@ -1072,6 +1135,7 @@ int cmd_serve(int argc, char **argv)
         {"port", required_argument, 0, O_PORT},
         {"static", required_argument, 0, O_STATIC},
         {"token", required_argument, 0, O_TOKEN},
+        {"metrics-token", required_argument, 0, O_METRICS_TOKEN},
         {"origin", required_argument, 0, O_ORIGIN},
         {"history", required_argument, 0, O_HISTORY},
         {"history-bytes", required_argument, 0, O_HISTORY_BYTES},
@@ -1084,6 +1148,7 @@ int cmd_serve(int argc, char **argv)
         {"no-deflate", no_argument, 0, 'D'},
         {"tls-port", required_argument, 0, O_TLSPORT},
         TOOL_TLS_LONGOPTS,
+        TOOL_ADMIT_LONGOPTS,
         {"threads", required_argument, 0, O_THREADS},
         {"rate", required_argument, 0, O_RATE},
         {"burst", required_argument, 0, O_BURST},
@@ -1119,6 +1184,10 @@ int cmd_serve(int argc, char **argv)
         case O_TOKEN:
             if (!*optarg) return usage_error("serve", "empty --token");
             S.token = optarg;
+            break;
+        case O_METRICS_TOKEN:
+            if (!*optarg) return usage_error("serve", "empty --metrics-token");
+            S.metrics_token = optarg;
             break;
         case O_ORIGIN:
             if (S.n_origins == MAX_ORIGINS) return usage_error("serve", "too many --origin");
@@ -1185,6 +1254,11 @@ int cmd_serve(int argc, char **argv)
         case TOOL_O_TLS_HS:
             if (!tool_tls_option(&tls, ch, optarg, "serve")) return 2;
             break;
+        case TOOL_O_MAX_PER_IP:
+        case TOOL_O_MAX_HS_PER_IP:
+        case TOOL_O_MAX_HS:
+            if (!tool_admit_option(&o, ch, optarg, "serve")) return 2;
+            break;
         case O_THREADS:
             if (!parse_u32(optarg, &v) || v < 1 || v > MAX_THREADS)
                 return usage_error("serve", "bad --threads '%s' (1 to %d)", optarg, MAX_THREADS);
@@ -1204,6 +1278,7 @@ int cmd_serve(int argc, char **argv)
     }
     if (optind < argc) return usage_error("serve", "unexpected argument '%s'", argv[optind]);
     if (tool_tls_check(&tls, "serve")) return 2;
+    tool_raise_nofile();
     if (have_tls_port && !tls.n_certs) return usage_error("serve", "--tls-port needs --tls-cert");
     if (S.static_dir && !realpath(S.static_dir, S.static_real)) {
         fprintf(stderr, "wsx serve: --static %s: %s\n", S.static_dir, strerror(errno));

@@ -58,6 +58,30 @@ void tool_tls_apply(const tool_tls *t, wsx_server_opts *o);
     "  --tls-handshake-timeout MS\n"                                                               \
     "                         time for a TLS client to finish its handshake (default 10000)\n"
 
+/* Admission limits of the server commands (--max-per-ip, --max-handshakes-per-ip,
+ * --max-handshakes), the same in each: getopt_long values and long-option entries. */
+enum { TOOL_O_MAX_PER_IP = 0x1100, TOOL_O_MAX_HS_PER_IP, TOOL_O_MAX_HS };
+/* clang-format off */
+#define TOOL_ADMIT_LONGOPTS                                              \
+    {"max-per-ip", required_argument, 0, TOOL_O_MAX_PER_IP},             \
+    {"max-handshakes-per-ip", required_argument, 0, TOOL_O_MAX_HS_PER_IP}, \
+    {"max-handshakes", required_argument, 0, TOOL_O_MAX_HS}
+/* clang-format on */
+/* Takes one of those options (a count; 0 = no limit) into o; false after printing a usage
+ * error. */
+bool tool_admit_option(wsx_server_opts *o, int opt, const char *arg, const char *cmd);
+#define TOOL_ADMIT_HELP                                                                            \
+    "  --max-per-ip N         connections from one address (IPv6: one /64) at most; more\n"        \
+    "                         are answered 503 and closed (default 256; 0 = no limit)\n"           \
+    "  --max-handshakes-per-ip N\n"                                                                \
+    "                         connections from one address that have not completed their\n"        \
+    "                         first request yet (default 32; 0 = no limit)\n"                      \
+    "  --max-handshakes N     such connections from all addresses together (default 1024)\n"
+
+/* At start: raises the soft limit on open files (RLIMIT_NOFILE) to the hard limit, as Node
+ * does, and logs the cap in one INFO line. */
+void tool_raise_nofile(void);
+
 /* The permessage-deflate settings of `wsx serve` and `wsx echo` (accepted unless !enabled). */
 void tool_deflate_defaults(wsx_server_opts *o, bool enabled);
 

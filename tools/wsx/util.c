@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -191,4 +192,42 @@ void tool_reload_tls(wsx_server *const *srvs, size_t n)
             tool_logf(WSX_LOG_ERROR, "SIGHUP: reload failed, keeping the old certificates: %s",
                       wsx_error_detail());
     }
+}
+
+bool tool_admit_option(wsx_server_opts *o, int opt, const char *arg, const char *cmd)
+{
+    size_t n;
+    if (!parse_size(arg, &n)) {
+        usage_error(cmd, "bad count '%s' (0 = no limit)", arg);
+        return false;
+    }
+    /* In the options 0 means the default; on the command line it means no limit. */
+    if (n == 0) n = SIZE_MAX;
+    if (opt == TOOL_O_MAX_PER_IP) o->max_per_ip = n;
+    if (opt == TOOL_O_MAX_HS_PER_IP) o->max_handshakes_per_ip = n;
+    if (opt == TOOL_O_MAX_HS) o->max_handshakes = n;
+    return true;
+}
+
+void tool_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return;
+    rlim_t was = rl.rlim_cur;
+    /* Every connection is a descriptor: a soft limit of 1024 (a common default) caps a
+     * server far below what it can hold, while the hard limit is what the administrator
+     * allows. */
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) rl.rlim_cur = was;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY)
+        tool_logf(WSX_LOG_INFO, "file descriptors: no limit (RLIMIT_NOFILE)");
+    else if (rl.rlim_cur != was)
+        tool_logf(WSX_LOG_INFO, "file descriptors: up to %llu (RLIMIT_NOFILE, raised from %llu)",
+                  (unsigned long long)rl.rlim_cur, (unsigned long long)was);
+    else
+        tool_logf(WSX_LOG_INFO, "file descriptors: up to %llu (RLIMIT_NOFILE%s)",
+                  (unsigned long long)rl.rlim_cur,
+                  rl.rlim_cur == rl.rlim_max ? "" : "; could not raise it");
 }

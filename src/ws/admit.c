@@ -1,0 +1,287 @@
+/*
+ * Admission by client address: how many connections, and how many handshakes in progress,
+ * each address holds on a server.
+ *
+ * A hash table keyed by address, plus a map from descriptor to table entry. The map is
+ * what lets a connection find its entry again when it closes without a field in wsx_conn
+ * (whose size is a design goal) and without asking the socket for its peer, which fails
+ * once the peer has reset the connection: the stream keeps its descriptor open until its
+ * on_close has returned, so the descriptor names the connection for its whole life.
+ *
+ * The hash is SipHash-2-4 with a per-server random key: addresses are chosen by clients,
+ * and a predictable hash would let them pile every entry into one chain.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <netinet/in.h>
+
+#include "ws/ws.h"
+
+typedef struct entry {
+    uint8_t key[16];
+    uint32_t next;    /* next entry of the chain, as index + 1; 0 ends it (or: free list) */
+    uint32_t conns;   /* open connections from this address */
+    uint32_t pending; /* of which handshakes in progress */
+} entry;
+
+#define FD_PENDING 0x80000000u
+
+struct wsx__admit {
+    uint64_t k0, k1;   /* hash key */
+    uint32_t *buckets; /* entry index + 1 of each chain's head */
+    size_t nbuckets;   /* a power of two */
+    entry *entries;
+    size_t nentries, capentries; /* used in use (free ones included) / allocated */
+    uint32_t free_head;          /* free list of entries (index + 1) */
+    size_t live;                 /* entries in use */
+    uint32_t *fdmap; /* by descriptor: entry index + 1, | FD_PENDING while handshaking */
+    size_t nfd;
+};
+
+/* ---- SipHash-2-4 of 16 bytes ---- */
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = ROTL(v1, 13);                                                                         \
+        v1 ^= v0;                                                                                  \
+        v0 = ROTL(v0, 32);                                                                         \
+        v2 += v3;                                                                                  \
+        v3 = ROTL(v3, 16);                                                                         \
+        v3 ^= v2;                                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = ROTL(v3, 21);                                                                         \
+        v3 ^= v0;                                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = ROTL(v1, 17);                                                                         \
+        v1 ^= v2;                                                                                  \
+        v2 = ROTL(v2, 32);                                                                         \
+    } while (0)
+
+static uint64_t load64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static uint64_t siphash16(uint64_t k0, uint64_t k1, const uint8_t key[16])
+{
+    uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
+    uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
+    for (int i = 0; i < 2; i++) {
+        uint64_t m = load64(key + 8 * i);
+        v3 ^= m;
+        SIPROUND;
+        SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t b = (uint64_t)16 << 56;
+    v3 ^= b;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* ---- keys ---- */
+
+/* IPv4 addresses (and IPv4-mapped IPv6 ones, which is how a dual-stack listener sees IPv4
+ * peers) count one by one. An IPv6 peer counts by its /64: a host, or a home behind one
+ * router, commonly holds a whole /64 and could otherwise use a fresh address for each
+ * connection. */
+static bool make_key(const struct sockaddr *sa, uint8_t key[16])
+{
+    memset(key, 0, 16);
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)sa;
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &a->sin_addr, 4);
+        return true;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)sa;
+        if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+            memcpy(key, &a->sin6_addr, 16);
+        else
+            memcpy(key, &a->sin6_addr, 8);
+        return true;
+    }
+    return false;
+}
+
+/* ---- the table ---- */
+
+int wsx__admit_new(wsx__admit **out)
+{
+    wsx__admit *a = calloc(1, sizeof *a);
+    if (!a) return WSX_ENOMEM;
+    uint8_t seed[16];
+    if (wsx_random_bytes(seed, sizeof seed) < 0) {
+        free(a);
+        return WSX_ECRYPTO;
+    }
+    a->k0 = load64(seed);
+    a->k1 = load64(seed + 8);
+    *out = a;
+    return 0;
+}
+
+void wsx__admit_free(wsx__admit *a)
+{
+    if (!a) return;
+    free(a->buckets);
+    free(a->entries);
+    free(a->fdmap);
+    free(a);
+}
+
+static uint32_t *bucket_of(wsx__admit *a, const uint8_t key[16])
+{
+    return &a->buckets[siphash16(a->k0, a->k1, key) & (a->nbuckets - 1)];
+}
+
+/* Keeps chains short: as many buckets as entries in use, doubling (amortised O(1)). */
+static int grow_buckets(wsx__admit *a)
+{
+    if (a->live < a->nbuckets) return 0;
+    size_t n = a->nbuckets ? a->nbuckets * 2 : 64;
+    uint32_t *b = calloc(n, sizeof *b);
+    if (!b) return a->nbuckets ? 0 : WSX_ENOMEM; /* a full table still works, only slower */
+    free(a->buckets);
+    a->buckets = b;
+    a->nbuckets = n;
+    for (size_t i = 0; i < a->nentries; i++) {
+        entry *e = &a->entries[i];
+        if (!e->conns) continue;
+        uint32_t *head = bucket_of(a, e->key);
+        e->next = *head;
+        *head = (uint32_t)i + 1;
+    }
+    return 0;
+}
+
+static entry *find(wsx__admit *a, const uint8_t key[16])
+{
+    if (!a->nbuckets) return NULL;
+    for (uint32_t i = *bucket_of(a, key); i; i = a->entries[i - 1].next)
+        if (!memcmp(a->entries[i - 1].key, key, 16)) return &a->entries[i - 1];
+    return NULL;
+}
+
+static entry *insert(wsx__admit *a, const uint8_t key[16])
+{
+    if (grow_buckets(a) < 0) return NULL;
+    uint32_t idx;
+    if (a->free_head) {
+        idx = a->free_head - 1;
+        a->free_head = a->entries[idx].next;
+    } else {
+        if (a->nentries == a->capentries) {
+            size_t cap = a->capentries ? a->capentries * 2 : 64;
+            if (cap > UINT32_MAX / 2) return NULL;
+            entry *e = realloc(a->entries, cap * sizeof *e);
+            if (!e) return NULL;
+            a->entries = e;
+            a->capentries = cap;
+        }
+        idx = (uint32_t)a->nentries++;
+    }
+    entry *e = &a->entries[idx];
+    memcpy(e->key, key, 16);
+    e->conns = e->pending = 0;
+    uint32_t *head = bucket_of(a, key);
+    e->next = *head;
+    *head = idx + 1;
+    a->live++;
+    return e;
+}
+
+static void release(wsx__admit *a, entry *e)
+{
+    uint32_t idx = (uint32_t)(e - a->entries);
+    for (uint32_t *pp = bucket_of(a, e->key); *pp; pp = &a->entries[*pp - 1].next) {
+        if (*pp == idx + 1) {
+            *pp = e->next;
+            break;
+        }
+    }
+    e->next = a->free_head;
+    a->free_head = idx + 1;
+    a->live--;
+}
+
+static int map_fd(wsx__admit *a, int fd)
+{
+    if ((size_t)fd < a->nfd) return 0;
+    size_t n = a->nfd ? a->nfd : 256;
+    while (n <= (size_t)fd)
+        n *= 2;
+    uint32_t *m = realloc(a->fdmap, n * sizeof *m);
+    if (!m) return WSX_ENOMEM;
+    memset(m + a->nfd, 0, (n - a->nfd) * sizeof *m);
+    a->fdmap = m;
+    a->nfd = n;
+    return 0;
+}
+
+int wsx__admit_add(wsx__admit *a, int fd, const struct sockaddr *peer, size_t max_per_ip,
+                   size_t max_pending_per_ip)
+{
+    uint8_t key[16];
+    if (fd < 0 || !make_key(peer, key)) return 0; /* not an IP peer: not counted */
+    if (map_fd(a, fd) < 0) return WSX_ENOMEM;
+    entry *e = find(a, key);
+    if (e && e->conns >= max_per_ip) return WSX__ADMIT_PER_IP;
+    if (e && e->pending >= max_pending_per_ip) return WSX__ADMIT_PENDING_PER_IP;
+    if (!e && !(e = insert(a, key))) return WSX_ENOMEM;
+    e->conns++;
+    e->pending++;
+    a->fdmap[fd] = (uint32_t)(e - a->entries + 1) | FD_PENDING;
+    return 0;
+}
+
+bool wsx__admit_handshaken(wsx__admit *a, int fd)
+{
+    if (fd < 0 || (size_t)fd >= a->nfd || !(a->fdmap[fd] & FD_PENDING)) return false;
+    a->fdmap[fd] &= ~FD_PENDING;
+    a->entries[(a->fdmap[fd] & ~FD_PENDING) - 1].pending--;
+    return true;
+}
+
+bool wsx__admit_remove(wsx__admit *a, int fd)
+{
+    if (fd < 0 || (size_t)fd >= a->nfd || !a->fdmap[fd]) return false;
+    uint32_t v = a->fdmap[fd];
+    a->fdmap[fd] = 0;
+    entry *e = &a->entries[(v & ~FD_PENDING) - 1];
+    bool pending = (v & FD_PENDING) != 0;
+    if (pending) e->pending--;
+    if (--e->conns == 0) release(a, e);
+    return pending;
+}
+
+size_t wsx__admit_addresses(const wsx__admit *a)
+{
+    return a->live;
+}
+
+void wsx__admit_count(const wsx__admit *a, const struct sockaddr *peer, size_t *conns,
+                      size_t *pending)
+{
+    uint8_t key[16];
+    *conns = *pending = 0;
+    if (!make_key(peer, key)) return;
+    entry *e = find((wsx__admit *)a, key);
+    if (e) {
+        *conns = e->conns;
+        *pending = e->pending;
+    }
+}

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""`wsx cat` over real sockets: the close code it prints, its exit status, and that no input
+line disappears without a word.
+
+Against `wsx echo`: valid lines are echoed and cat exits 0; a line that is not UTF-8 is
+refused with its line number, the lines around it are still sent and echoed, and cat exits
+1; with --send-binary the same bytes go out as a binary message. Against raw servers: one
+that closes with 1007 on the first message while cat's own close (1000) is on its way (the
+close frames cross: cat must print 1007, not 1000, and exit 1); one that answers cat's close
+without a code (1000 is printed, exit 0); one that closes first, before cat has read its
+input (exit 1, the unsent input is named).
+
+Run: WSX_BIN=build/wsx /usr/bin/python3 tests/interop/cat_test.py
+"""
+
+import base64
+import contextlib
+import hashlib
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+
+from wsxlib import (GUID, WSX_BIN, Raw, Server, build_frame, check, close_payload, eq, note,
+                    parse_head, run, step)
+
+
+def wsx_cat(url, stdin, args=(), timeout=10, keep_open=False):
+    """Runs wsx cat with stdin bytes. keep_open: the pipe stays open after the bytes (the
+    input has not ended). Returns (exit status or None on timeout, stdout lines, stderr lines)."""
+    p = subprocess.Popen([WSX_BIN, "cat", *args, url], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    rc = None
+    try:
+        if keep_open:
+            p.stdin.write(stdin)
+            p.stdin.flush()
+            rc = p.wait(timeout)
+            out, err = p.stdout.read(), p.stderr.read()
+        else:
+            out, err = p.communicate(stdin, timeout=timeout)
+            rc = p.returncode
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.stdout.read(), p.stderr.read()
+        p.wait()
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            p.stdin.close()
+    outl = out.decode("utf-8", "replace").splitlines()
+    errl = err.decode("utf-8", "replace").splitlines()
+    for line in errl:
+        note(f"cat stderr: {line}")
+    return rc, outl, errl
+
+
+class ClosingServer:
+    """A raw WebSocket server for one connection at a time. mode:
+    'close1007'     on the first data frame: close 1007 "bad text", then wait for the
+                    client's close and end TCP;
+    'answer_empty'  echoes data, answers a close with an empty close frame (no code);
+    'close_first'   sends close 1000 right behind the 101, before reading anything."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.received = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}/"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _serve(self, s):
+        try:
+            s.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                d = s.recv(4096)
+                if not d:
+                    return
+                head += d
+            end = head.index(b"\r\n\r\n")
+            _, hdrs, _ = parse_head(b"HTTP/1.1 000 x\r\n" + head[:end].split(b"\r\n", 1)[1])
+            key = hdrs.get("sec-websocket-key", "")
+            accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+            resp = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode()
+            if self.mode == "close_first":
+                resp += build_frame(0x8, close_payload(1000, b"bye"), mask=False)
+            s.sendall(resp)
+            r = Raw(s, head[end + 4:])
+            sent_close = self.mode == "close_first"
+            while True:
+                f = r.recv_frame(10)
+                if f is None:
+                    return
+                if f.opcode == 0x8:
+                    if not sent_close:
+                        reply = b"" if self.mode == "answer_empty" else f.payload[:2]
+                        s.sendall(build_frame(0x8, reply, mask=False))
+                    s.shutdown(socket.SHUT_WR)
+                    time.sleep(0.2)
+                    return
+                if f.opcode in (0x1, 0x2):
+                    self.received.append(f.payload)
+                    if self.mode == "close1007" and not sent_close:
+                        s.sendall(build_frame(0x8, close_payload(1007, b"bad text"), mask=False))
+                        sent_close = True
+                    elif not sent_close:
+                        s.sendall(build_frame(f.opcode, f.payload, mask=False))
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def closed_line(errl):
+    for line in errl:
+        m = re.match(r"^closed: (\d+)", line)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def main():
+    with Server(["--quiet"], quiet=True) as srv:
+        with step("valid lines are echoed; exit 0"):
+            rc, outl, errl = wsx_cat(srv.url, b"one\ntwo\nthree\n")
+            eq(rc, 0, "exit status")
+            eq(outl, ["one", "two", "three"], "echoed lines")
+            eq(closed_line(errl), 1000, "closed: 1000")
+
+        with step("a line that is not UTF-8 is refused by number; the others are delivered"):
+            rc, outl, errl = wsx_cat(srv.url, b"ok1\n\xff\xfe\nok2\n")
+            eq(rc, 1, "exit status")
+            eq(outl, ["ok1", "ok2"], "ok1 and ok2 are both echoed (nothing silently dropped)")
+            check(any(re.search(r"line 2 is not valid UTF-8", x) for x in errl),
+                  "stderr names line 2 as not UTF-8", errl)
+            check(any(re.search(r"1 input line\(s\) not sent", x) for x in errl),
+                  "stderr sums up the lines not sent", errl)
+            eq(closed_line(errl), 1000, "the server (echo) closed normally: closed: 1000")
+
+        with step("--send-binary sends the same bytes as binary messages"):
+            rc, outl, errl = wsx_cat(srv.url, b"ok1\n\xff\xfe\nok2\n", ["--send-binary", "-b"])
+            eq(rc, 0, "exit status")
+            eq(outl, [b"ok1".hex(), "fffe", b"ok2".hex()], "three binary echoes (hex)")
+
+    srv = ClosingServer("close1007")
+    try:
+        with step("the server closes with 1007 while cat's close crosses it: 1007 is reported"):
+            rc, outl, errl = wsx_cat(srv.url, b"a\nb\nc\n")
+            eq(rc, 1, "exit status")
+            eq(closed_line(errl), 1007, "closed: 1007 (the server's code, not cat's 1000)")
+            check(any("closed the connection with 1007: bad text" in x for x in errl),
+                  "stderr names the server's code and reason", errl)
+            note(f"the server received {srv.received}")
+    finally:
+        srv.close()
+
+    srv = ClosingServer("answer_empty")
+    try:
+        with step("a server that answers cat's close without a code: 1000, exit 0"):
+            rc, outl, errl = wsx_cat(srv.url, b"x\ny\n")
+            eq(rc, 0, "exit status")
+            eq(outl, ["x", "y"], "echoes")
+            eq(closed_line(errl), 1000, "closed: 1000 (cat's code; the answer carried none)")
+    finally:
+        srv.close()
+
+    srv = ClosingServer("close_first")
+    try:
+        with step("the server closes first while input waits unread: exit 1, said on stderr"):
+            rc, outl, errl = wsx_cat(srv.url, b"never\nsent\n", keep_open=True)
+            eq(rc, 1, "exit status")
+            eq(closed_line(errl), 1000, "closed: 1000")
+            check(any(re.search(r"not sent", x) for x in errl), "stderr says input was not sent",
+                  errl)
+            eq(srv.received, [], "the server received no line")
+    finally:
+        srv.close()
+
+
+def refused():
+    with step("nothing listens: exit 1, the reason, and no word of a server closing"):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        rc, _, errl = wsx_cat(f"ws://127.0.0.1:{port}/", b"x\n")
+        eq(rc, 1, "exit status")
+        check(any("connection refused" in x for x in errl), "stderr: connection refused", errl)
+        check(not any("server closed" in x for x in errl), "no 'server closed' line", errl)
+
+
+def all_tests():
+    main()
+    refused()
+
+
+if __name__ == "__main__":
+    run("cat_test", all_tests, timeout=60)
