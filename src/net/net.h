@@ -310,6 +310,14 @@ static inline bool wsx__stream_is_closing(const wsx__stream *s)
     return (s->flags & 1u) != 0;
 }
 
+/* True while the kernel's socket buffer is full: the last write left bytes queued and the
+ * stream waits to be writable. Not blocked means every byte queued before the end of the
+ * previous iteration has been written. */
+static inline bool wsx__stream_blocked(const wsx__stream *s)
+{
+    return (s->flags & 0x004u) != 0; /* WSX__S_WANTW */
+}
+
 /* The socket's fd. For socket options only: never read, write or close. After
  * wsx__stream_close() it stays open (and unused) until on_close has returned, so the peer
  * address can still be read. */

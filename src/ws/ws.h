@@ -24,6 +24,8 @@ typedef struct wsx__cfg {
     const char *const *subprotocols; /* the list subprotocol indexes refer to */
     size_t max_message, max_frame, max_head;
     size_t high_water, low_water, hard_limit;
+    uint32_t max_fragments;       /* 0: no limit */
+    uint32_t max_coalesced_pings; /* 0: never close */
     uint32_t handshake_ms, idle_ms, ping_ms, pong_ms, close_ms, http_ms;
     int role;                /* WSX_ROLE_SERVER / WSX_ROLE_CLIENT */
     wsx_server_stats *stats; /* the server's counters; NULL for clients */
@@ -104,6 +106,7 @@ enum wsx__conn_flags {
     WSX__F_SERVED = 1u << 9,    /* an HTTP request was answered on this connection */
     WSX__F_CLIENT = 1u << 10,   /* a client connection (cli), else a server one (srv) */
     WSX__F_DEADLINE = 1u << 11, /* deadline is set */
+    WSX__F_PONGQ = 1u << 12,    /* an automatic pong may still be in the send queue */
 };
 
 /*
@@ -133,12 +136,25 @@ struct wsx_conn {
     uint32_t deadline;     /* loop time the connection's deadline falls due (WSX__F_DEADLINE) */
     uint16_t close_code;
     uint16_t flags;
+    uint16_t pings_coalesced; /* pings answered by a queued pong, in a row (saturating) */
     uint8_t close_reason_len;
     uint8_t state;
     int8_t subprotocol;
 };
 
 /* ---- conn.c: the state machine shared by server and client ---- */
+
+/* The defaults of the limits that wsx_server_opts and wsx_client_opts share. */
+#define WSX__MAX_FRAGMENTS       16384u
+#define WSX__MAX_COALESCED_PINGS 64u
+
+/* An option counted in 32 bits: 0 is `def`, SIZE_MAX (or anything above 32 bits) is no
+ * limit, kept as 0. */
+static inline uint32_t wsx__count_opt(size_t v, uint32_t def)
+{
+    if (v == 0) return def;
+    return v > UINT32_MAX - 1 ? 0 : (uint32_t)v;
+}
 
 /* Prepares c with its owner's settings; the caller then sets c->srv or c->cli (and
  * WSX__F_CLIENT) before anything else uses c. */
