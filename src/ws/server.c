@@ -593,6 +593,8 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
         return rc;
     }
     wsx__timer_init(&srv->shutdown_timer, NULL);
+    srv->budget.shed = wsx__server_shed;
+    wsx__loop_add_budget_hook(loop, &srv->budget);
     *out = srv;
     return 0;
 }
@@ -660,6 +662,7 @@ int wsx_server_reload_tls(wsx_server *s)
 void wsx_server_free(wsx_server *s)
 {
     if (!s) return;
+    wsx__loop_remove_budget_hook(s->loop, &s->budget);
     wsx__timer_stop(s->loop, &s->sweep);
     wsx__tls_ctx_free(s->tls);
     wsx_pmd_buf_free(&s->zscratch);

@@ -60,6 +60,8 @@ struct wsx_server {
     /* Shared compressors, by window bits, for connections without server context takeover:
      * no per-connection compressor, and a broadcast is compressed once. */
     wsx_pmd *shared_pmd[16];
+    /* The loop calls it when the process passes its budget of queued output (shed.c). */
+    wsx__budget_hook budget;
 };
 
 /* A connection's permessage-deflate state, allocated only when it was agreed. */
@@ -213,6 +215,10 @@ wsx_pmd_buf *wsx__compress_scratch(const wsx__cfg *cfg);
 int wsx__conn_check_queue(wsx_conn *c);
 /* Sends a close frame and waits for the answer. */
 int wsx__conn_start_close(wsx_conn *c, uint16_t code, const char *reason, size_t len);
+
+/* shed.c: drops the server's WebSocket connections with the largest queues until `excess`
+ * bytes are freed (the loop's budget hook). */
+void wsx__server_shed(wsx__budget_hook *h, size_t excess);
 
 /* Records the detail returned by wsx_error_detail() on this thread. */
 void wsx__set_error_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

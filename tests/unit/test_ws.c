@@ -938,6 +938,96 @@ TEST(pongs_count_against_the_hard_limit)
     CHECK_STR(b.s.srv_close_reason, "send queue over its hard limit");
 }
 
+/* ---- the process-wide budget of queued output ---- */
+
+#define FILL_CHUNK 60000u /* a frame header of 4 bytes */
+
+static int budget_drops;
+
+/* "fill K": K frames of FILL_CHUNK bytes to a peer that does not read; anything else echoes. */
+static void fill_message(wsx_conn *c, const wsx_msg *m, void *u)
+{
+    scene *s = u;
+    s->srv_msgs++;
+    unsigned k;
+    if (m->len > 5 && !memcmp(m->data, "fill ", 5) && sscanf((const char *)m->data + 5, "%u", &k)) {
+        static uint8_t chunk[FILL_CHUNK];
+        for (unsigned i = 0; i < k && wsx_send(c, chunk, sizeof chunk, WSX_BINARY) != WSX_ECLOSED;
+             i++) {
+        }
+        return;
+    }
+    wsx_send(c, m->data, m->len, m->type);
+}
+
+static void budget_close(wsx_conn *c, int code, const char *reason, size_t len, void *u)
+{
+    s_close(c, code, reason, len, u);
+    if (code == 1008 && len == 28 && !memcmp(reason, "process send budget exceeded", len))
+        budget_drops++;
+}
+
+/* Reads until `want` bytes came or the connection ended; returns the bytes read. */
+static size_t raw_read_all(raw *r, size_t want)
+{
+    size_t got = 0;
+    while (got < want) {
+        ssize_t n = recv(r->fd, r->buf, sizeof r->buf, 0);
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    return got;
+}
+
+TEST(process_budget_drops_the_largest_queues)
+{
+    budget_drops = 0;
+    wsx_set_max_queued_bytes(8u << 20);
+    bg b = {.s = {0}};
+    wsx_server_opts so = server_opts(&b.s);
+    so.on_message = fill_message;
+    so.on_close = budget_close;
+    bg_start(&b, &so);
+    /* Four peers that do not read ask for 2.1, 2.5, 13 and 14 MB: 31.6 MB against a budget of
+     * 8 MiB, each far below the 64 MiB hard limit. The kernel's socket buffers take up to a
+     * few MB of each (after the end-of-iteration write); whatever the order in which the
+     * requests are read, dropping the two largest brings the process under the budget. */
+    static const unsigned chunks[4] = {35, 42, 217, 234};
+    raw r[4];
+    for (int i = 0; i < 4; i++) {
+        CHECK_INT(raw_connect(&r[i], b.port, 4096), 0);
+        char msg[32];
+        int n = snprintf(msg, sizeof msg, "fill %u", chunks[i]);
+        uint8_t f[64];
+        CHECK_INT(raw_send(&r[i], f, raw_frame(f, WSX_FIN | WSX_OP_TEXT, msg, (size_t)n)), 0);
+    }
+    usleep(300 * 1000);
+    /* Meanwhile a client that reads gets its echo. */
+    raw honest;
+    CHECK_INT(raw_connect(&honest, b.port, 0), 0);
+    uint8_t f[64];
+    CHECK_INT(raw_send(&honest, f, raw_frame(f, WSX_FIN | WSX_OP_TEXT, "still here", 10)), 0);
+    char got[64];
+    CHECK_INT(raw_recv(&honest, NULL, got, sizeof got), WSX_EV_DATA);
+    CHECK_STR(got, "still here");
+    /* The two largest were dropped; the others get every byte they asked for. */
+    for (int i = 0; i < 4; i++) {
+        size_t want = chunks[i] * (FILL_CHUNK + 4);
+        size_t have = raw_read_all(&r[i], want);
+        if (i < 2)
+            CHECK_INT(have, want);
+        else
+            CHECK(have < want);
+        close(r[i].fd);
+    }
+    close(honest.fd);
+    bg_stop(&b);
+    CHECK_INT(budget_drops, 2);
+    CHECK_INT(b.s.srv_msgs, 5);
+    CHECK_INT(wsx_queued_bytes(), 0);
+    wsx_set_max_queued_bytes(0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -959,5 +1049,6 @@ int main(void)
     RUN(pings_answered_in_order);
     RUN(ping_flood_without_reading_closes_1008);
     RUN(pongs_count_against_the_hard_limit);
+    RUN(process_budget_drops_the_largest_queues);
     return test_summary("ws");
 }
