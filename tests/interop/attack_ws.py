@@ -10,7 +10,7 @@ its answers in the same server meanwhile (docs/limits.md, "WebSocket connections
     fragments" after 16 384 frames;
   - slow readers whose queues, each far below the 64 MiB hard limit, together pass
     --max-queued-bytes 32M: the largest queue is dropped with 1008 when the budget is crossed,
-    the others keep every byte.
+    the others keep every byte; with two threads (two loops, one process total) too.
 """
 
 import contextlib
@@ -217,6 +217,38 @@ def budget(srv):
         check(m is not None, f"{name}: on_close code 1008 ({line})")
 
 
+def budget_threads(srv):
+    """The budget across loops: with two threads the kernel spreads the readers over both
+    loops, each loop counts its own queues into the one process total, and the loop that
+    crosses the budget drops its own largest queue, so which reader goes depends on the
+    spread; the bound, the small readers and the honest client must not."""
+    name = "echo --threads 2 --max-queued-bytes 32M"
+    base = proc_status_kib(srv.proc.pid, "VmRSS")
+    honest = Honest(srv.port)
+    results = {}
+    plan = [("small1", 2), ("small2", 2), ("small3", 2), ("A", 22), ("B", 24), ("C", 26)]
+    for key, mib in plan:
+        send_echo_load(srv.port, mib * MIB, results, key)
+        time.sleep(0.5)
+    honest.stop(name)
+    growth = hwm_growth_mib(srv, base)
+    note(f"{name}: server grew by {growth:.1f} MiB (VmHWM)")
+    check(growth < 64, f"{name}: server growth under 64 MiB", f"{growth:.1f} MiB")
+    drops = [line for line in srv.stderr if "close 1008 process send budget exceeded" in line]
+    check(1 <= len(drops) <= 2, f"{name}: one or two readers dropped with 1008 'process send "
+          f"budget exceeded'", f"{len(drops)}")
+    kept = 0
+    for key, mib in plan:
+        r, _ = results[key]
+        want = mib * (MIB + 10)
+        got = read_back(r, want)
+        if key.startswith("small"):
+            eq(got, want, f"{name}: {key} ({mib} MiB) kept every byte of its echoes")
+        kept += got == want
+        r.close()
+    eq(kept, len(plan) - len(drops), f"{name}: every reader not dropped kept every byte")
+
+
 def main():
     with step("wsx echo: ping flood without reading"):
         with Server(["--quiet"], quiet=True) as srv:
@@ -233,6 +265,9 @@ def main():
     with step("wsx echo: slow readers past --max-queued-bytes"):
         with Server(["--max-queued-bytes", "32M"], quiet=True) as srv:
             budget(srv)
+    with step("wsx echo --threads 2: slow readers past --max-queued-bytes"):
+        with Server(["--threads", "2", "--max-queued-bytes", "32M"], quiet=True) as srv:
+            budget_threads(srv)
 
 
 if __name__ == "__main__":
