@@ -1,8 +1,8 @@
 /*
- * Frame parser fuzzer. The first byte picks the role, the allowed RSV bits and the limits;
- * the rest is the byte stream. The same stream is parsed whole and one byte at a time, and
- * the two must report the same messages, control frames and error: any split of the input
- * gives the same result (the parser's contract).
+ * Frame parser fuzzer. The first byte picks the role, the allowed RSV bits and the limits
+ * (frame, message, fragments); the rest is the byte stream. The same stream is parsed whole
+ * and one byte at a time, and the two must report the same messages, control frames and
+ * error: any split of the input gives the same result (the parser's contract).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .rsv_allowed = cfg & 2 ? WSX_RSV1 : 0,
         .max_frame = cfg & 4 ? 300 : 0,
         .max_message = cfg & 8 ? 1000 : 0,
+        .max_fragments = cfg & 16 ? 3 : 0,
     };
     outcome whole, bytewise;
     parse(&o, data + 1, size - 1, size, &whole);

@@ -162,6 +162,10 @@ typedef struct wsx_server_opts {
     size_t max_message;     /* [16 MiB] reassembled message; larger -> close 1009 */
     size_t max_frame;       /* [max_message] one frame's payload; larger -> close 1009 */
     size_t max_body;        /* [1 MiB] HTTP request body for the HTTP handler; larger -> 413 */
+    /* [16384] frames one message may have, its first frame included; the next one closes
+     * the connection with 1009 ("message has too many fragments"). Empty continuation
+     * frames count too. SIZE_MAX: no limit. */
+    size_t max_fragments;
 
     /* Admission, checked when a TCP connection is accepted (0 = the default in brackets,
      * SIZE_MAX = no limit). A connection refused here gets "503 Service Unavailable" with
@@ -179,11 +183,22 @@ typedef struct wsx_server_opts {
 
     /* Backpressure: wsx_send() queues and returns WSX_EBACKPRESSURE once the queue is above
      * send_high_water; on_drain fires when it falls to send_low_water; a connection whose
-     * queue passes send_hard_limit is closed with 1008 (one slow reader cannot exhaust
-     * memory). */
+     * queue passes send_hard_limit is dropped with 1008 (one slow reader cannot exhaust
+     * memory; the peer gets no close frame, as it is not reading). Every byte the
+     * connection queues counts: messages, published messages (wsx_publish), pings, the
+     * automatic pongs and close frames. The process as a whole has a bound too:
+     * wsx_set_max_queued_bytes(). */
     size_t send_high_water; /* [1 MiB] */
     size_t send_low_water;  /* [256 KiB] */
     size_t send_hard_limit; /* [64 MiB] */
+    /* Pings are answered with a pong carrying their data (RFC 6455 5.5.2). While the send
+     * queue is blocked (the peer is not reading what was sent) and a pong is already in it,
+     * later pings are answered by that pong alone (RFC 6455 5.5.3 lets an endpoint answer
+     * only one of several pings whose pongs were not sent yet), so pings never make the
+     * queue grow by more than one pong. After max_coalesced_pings such pings in a row the
+     * connection is dropped with 1008 ("too many pings while a pong is queued"); the count
+     * starts again whenever the queue drains. [64]; SIZE_MAX: never dropped. */
+    size_t max_coalesced_pings;
 
     /* Deadlines in milliseconds (0 = the default in brackets; UINT32_MAX = never). */
     uint32_t handshake_timeout_ms; /* [10000] from accept to a complete request */
@@ -570,6 +585,8 @@ typedef struct wsx_client_opts {
     size_t max_frame;                                        /* [max_message] */
     size_t max_head;                                         /* [8192] response head */
     size_t send_high_water, send_low_water, send_hard_limit; /* as for the server */
+    size_t max_fragments;                                    /* [16384] as for the server */
+    size_t max_coalesced_pings;                              /* [64] as for the server */
 
     uint32_t connect_timeout_ms;   /* [10000] resolve + TCP connect */
     uint32_t handshake_timeout_ms; /* [10000] */

@@ -12,6 +12,7 @@
 #ifndef WSX_LOOP_H
 #define WSX_LOOP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "wsx/common.h"
@@ -126,6 +127,33 @@ WSX_API int wsx_timer_start(wsx_loop *loop, uint64_t delay_ms, uint64_t repeat_m
  * timer after its callback has returned (it is already freed). NULL is a no-op.
  */
 WSX_API void wsx_timer_stop(wsx_timer *t);
+
+/* ---- the process-wide budget of queued output ----
+ *
+ * Bytes queued for sending and not yet taken by the kernel, summed over every connection of
+ * the process (servers, clients, HTTP responses; every loop and thread), are bounded by one
+ * budget. When a loop's writes take the total above it, that loop drops its own WebSocket
+ * server connections with the largest send queues, largest first, with 1008 ("process send
+ * budget exceeded") until the total is back under the budget; only connections whose queue
+ * is above their send_low_water are dropped, so connections that keep up are never touched.
+ * A published message counts once in every subscriber's queue it sits in. Other loops drop
+ * their own connections when their queues next grow. Each loop checks the total when its own
+ * queues grew by min(256 KiB, budget / 16) since its last check, so the process can pass the
+ * budget by that much per loop before it acts.
+ */
+
+/* Sets the budget in bytes. 0 restores the default, a quarter of the physical memory
+ * (sysconf(_SC_PHYS_PAGES)); SIZE_MAX means no budget. Thread-safe; loops apply it from their
+ * next check. */
+WSX_API void wsx_set_max_queued_bytes(size_t max);
+
+/* The budget in force (the default computed, if none was set). Thread-safe. */
+WSX_API size_t wsx_max_queued_bytes(void);
+
+/* Bytes queued in the whole process, as published by its loops: exact at the end of each
+ * loop's iteration, and behind by less than a check step during one. For metrics and tests.
+ * Thread-safe. */
+WSX_API size_t wsx_queued_bytes(void);
 
 #ifdef __cplusplus
 }

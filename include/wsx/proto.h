@@ -287,25 +287,32 @@ typedef struct wsx_parser_opts {
     uint64_t max_message; /* largest message (sum of its frames); 0 = no limit */
     /* Limits above 4 GiB - 1 are taken as 4 GiB - 1: the parser keeps them in 32 bits so
      * that it stays small (it is embedded in every connection). */
+    /* Most frames one message may have, its first frame included; the next one fails with
+     * 1009 (WSX_ETOOBIG, "message has too many fragments"). Empty continuation frames count
+     * too: without this bound a peer can keep one message open forever at no cost to
+     * itself. 0 = no limit. */
+    uint32_t max_fragments;
 } wsx_parser_opts;
 
 /* Frame parser state, 40 bytes, embeddable by value. Private fields. */
 typedef struct wsx_parser {
     uint64_t remaining; /* payload bytes still to come in the current frame */
-    uint64_t msg_len;   /* payload bytes of the current message so far */
+    uint32_t msg_len;   /* payload bytes of the current message so far, saturating at
+                           4 GiB - 1 (only compared with max_message, which is 32 bits) */
     uint32_t max_frame; /* 0 = no limit */
     uint32_t max_message;
-    uint8_t mask[4];  /* the current frame's masking key */
-    uint8_t utf8;     /* validator state of the current text message (it fits a byte) */
-    uint8_t mask_off; /* position in the key of the next payload byte */
-    uint8_t state;    /* between frames / inside a frame's payload */
-    uint8_t frame_b0; /* first header byte of the current frame */
-    uint8_t msg_b0;   /* first header byte of the current message's first frame, 0 when
-                         no message is open */
+    uint32_t frags;         /* frames of the current message so far */
+    uint32_t max_fragments; /* 0 = no limit */
+    uint8_t mask[4];        /* the current frame's masking key */
+    uint8_t utf8;           /* validator state of the current text message (it fits a byte) */
+    uint8_t mask_off;       /* position in the key of the next payload byte */
+    uint8_t state;          /* between frames / inside a frame's payload */
+    uint8_t frame_b0;       /* first header byte of the current frame */
+    uint8_t msg_b0;         /* first header byte of the current message's first frame, 0 when
+                               no message is open */
     uint8_t role;
     uint8_t rsv_allowed;
-    uint8_t err_reason; /* index of the static text after a failure */
-    uint16_t err_code;  /* close code after a failure */
+    uint8_t err_reason; /* index of the static text after a failure (it implies the code) */
 } wsx_parser;
 
 enum wsx_event_type {
@@ -360,7 +367,8 @@ WSX_API void wsx_parser_set_limits(wsx_parser *p, uint64_t max_frame, uint64_t m
  *                   inside a fragmented one, 64-bit length with the top bit, bad close
  *                   frame (1-byte payload or invalid code);
  *   WSX_EINVALDATA  (1007): invalid UTF-8 in a text message or close reason;
- *   WSX_ETOOBIG     (1009): a frame or message above the configured limit.
+ *   WSX_ETOOBIG     (1009): a frame or message above the configured limit, or a
+ *                   message with more frames than max_fragments.
  * wsx_parser_close_code() and wsx_parser_error() then tell the code and a short reason.
  * After a failure the parser stays failed.
  */

@@ -299,6 +299,7 @@ int wsx_loop_new(wsx_loop **out)
         loop->slots[i].next = loop->slots[i].prev = &loop->slots[i];
     loop->defer_tail = &loop->defer_head;
     sigemptyset(&loop->sig_old);
+    wsx__budget_init(loop);
 
     /* A peer that closes while we write would otherwise kill the process with SIGPIPE;
      * writev() has no MSG_NOSIGNAL. Respect a handler the application installed. */
@@ -337,6 +338,7 @@ void wsx_loop_free(wsx_loop *loop)
         p = next;
     }
     wsx__timers_free_all(loop);
+    wsx__budget_fini(loop);
     wsx__qcache_free(loop);
     close(loop->epfd);
     pthread_mutex_destroy(&loop->mu);
@@ -450,6 +452,7 @@ int wsx_loop_run(wsx_loop *loop)
         wsx__timers_run(loop);
         run_deferred(loop);
         wsx__streams_run(loop);
+        wsx__budget_iteration(loop);
         if (loop->now - loop->cache_decay_at >= 1000) {
             wsx__qcache_decay(loop);
             loop->cache_decay_at = loop->now;

@@ -310,6 +310,14 @@ static inline bool wsx__stream_is_closing(const wsx__stream *s)
     return (s->flags & 1u) != 0;
 }
 
+/* True while the kernel's socket buffer is full: the last write left bytes queued and the
+ * stream waits to be writable. Not blocked means every byte queued before the end of the
+ * previous iteration has been written. */
+static inline bool wsx__stream_blocked(const wsx__stream *s)
+{
+    return (s->flags & 0x004u) != 0; /* WSX__S_WANTW */
+}
+
 /* The socket's fd. For socket options only: never read, write or close. After
  * wsx__stream_close() it stays open (and unused) until on_close has returned, so the peer
  * address can still be read. */
@@ -327,6 +335,39 @@ int wsx__stream_peer(const wsx__stream *s, char *buf, size_t cap);
 
 /* Formats a socket address as above. Returns the length, WSX_ENOSPC or WSX_EINVAL. */
 int wsx__addr_format(const struct sockaddr *sa, char *buf, size_t cap);
+
+/* =========================================================================================
+ * The process-wide budget of queued output (wsx_set_max_queued_bytes() in wsx.h)
+ *
+ * Every byte in a stream's output queue (owned chunks and shared slices alike, counted as
+ * wsx__stream_queued() counts them) is also counted in its loop, and each loop adds what
+ * changed to one atomic process total: at the end of every iteration in which its count
+ * changed, and at once when a write makes its count grow by a step (min(256 KiB, budget/16))
+ * since its last check. A write costs an add and a compare; the atomic is touched once per
+ * iteration at most, and not at all while the queues are empty at the end of the iteration
+ * (the common case: corked output is written at once). When a check finds the total above the
+ * budget, the loop runs its budget hooks in the deferred phase of the iteration: the owners
+ * of streams (the WebSocket servers) drop their largest queues. Streams know nothing of the
+ * budget otherwise.
+ * ========================================================================================= */
+
+typedef struct wsx__budget_hook wsx__budget_hook;
+struct wsx__budget_hook {
+    wsx__budget_hook *next; /* private */
+    /* The process total is `excess` bytes above the budget: drop streams of this loop with
+     * the largest queues (each close frees its queue at once) until that much is freed or
+     * nothing worth dropping is left. Runs on the loop thread, in the deferred phase; the
+     * hook stays registered. */
+    void (*shed)(wsx__budget_hook *h, size_t excess);
+};
+
+/* Registers h on loop (hooks run in registration order, each only while the total is still
+ * above the budget). h must stay valid until removed. */
+void wsx__loop_add_budget_hook(wsx_loop *loop, wsx__budget_hook *h);
+/* Removes h; no-op if not registered. */
+void wsx__loop_remove_budget_hook(wsx_loop *loop, wsx__budget_hook *h);
+/* Bytes in the output queues of loop's streams, exact. */
+size_t wsx__loop_queued(const wsx_loop *loop);
 
 /* =========================================================================================
  * Listening sockets
@@ -660,6 +701,12 @@ struct wsx_loop {
     sigset_t sig_old;
 
     wsx__loop_stats stats;
+
+    /* Output accounting (budget.c): bytes in this loop's stream queues, the part of it last
+     * added to the process total, and the count at which a write next checks the budget. */
+    size_t queued, published, check_at;
+    wsx__deferred shed; /* runs the budget hooks */
+    wsx__budget_hook *budget_hooks;
 };
 
 /* wsx__stream.flags, shared by tcp.c and tls.c. Bit 0 is read by wsx__stream_is_closing(),
@@ -691,6 +738,31 @@ void wsx__tls_flush(wsx__stream *s);
 void wsx__tls_closing(wsx__stream *s);
 void wsx__tls_deliver_close(wsx__stream *s);
 void wsx__tls_resumed(wsx__stream *s);
+
+/* Output accounting: every change of a stream's queued count goes through these, so the
+ * loop's count stays exact. Adding is the hot path: an add and a compare. */
+void wsx__budget_check(wsx_loop *loop);
+static inline void wsx__queued_add(wsx__stream *s, size_t n)
+{
+    wsx_loop *loop = s->loop;
+    s->queued += n;
+    loop->queued += n;
+    if (loop->queued > loop->check_at) wsx__budget_check(loop);
+}
+static inline void wsx__queued_sub(wsx__stream *s, size_t n)
+{
+    s->queued -= n;
+    s->loop->queued -= n;
+}
+/* End of the stream pass: publishes this iteration's change to the process total. */
+void wsx__budget_settle(wsx_loop *loop);
+static inline void wsx__budget_iteration(wsx_loop *loop)
+{
+    if (loop->queued != loop->published) wsx__budget_settle(loop);
+}
+/* At loop creation and free. */
+void wsx__budget_init(wsx_loop *loop);
+void wsx__budget_fini(wsx_loop *loop);
 
 /* The loop's clock, read fresh. */
 uint64_t wsx__clock_ms(void);

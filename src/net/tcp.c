@@ -128,7 +128,7 @@ static void q_clear(wsx__stream *s)
 {
     while (s->qtail)
         wsx__stream_qpop(s);
-    s->queued = 0;
+    wsx__queued_sub(s, s->queued);
 }
 
 void wsx__stream_pend(wsx__stream *s)
@@ -240,7 +240,7 @@ static int write_queue(wsx__stream *s)
             return map_errno(errno);
         }
         size_t left = (size_t)w;
-        s->queued -= left;
+        wsx__queued_sub(s, left);
         while (left) {
             q = q_head(s);
             size_t avail = q->len - q->off;
@@ -419,7 +419,7 @@ int wsx__stream_write(wsx__stream *s, const struct iovec *iov, int n)
             d += iov[i].iov_len;
         }
         t->len += (uint32_t)total;
-        s->queued += total;
+        wsx__queued_add(s, total);
         cork(s);
         return 0;
     }
@@ -466,7 +466,7 @@ int wsx__stream_write(wsx__stream *s, const struct iovec *iov, int n)
         q_push(s, extra);
         extra = nx;
     }
-    s->queued += total;
+    wsx__queued_add(s, total);
     cork(s);
     return 0;
 }
@@ -489,7 +489,7 @@ int wsx__stream_write_ref(wsx__stream *s, wsx__ref *ref, const uint8_t *p, size_
     q->base = p;
     q->len = q->cap = (uint32_t)len;
     q_push(s, q);
-    s->queued += len;
+    wsx__queued_add(s, len);
     cork(s);
     return 0;
 }

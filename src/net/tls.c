@@ -736,7 +736,7 @@ static int send_queue(wsx__stream *s, tls_conn *t, int *block)
          * same bytes and length, as OpenSSL requires. */
         int n = SSL_write(t->ssl, t->wptr, (int)t->wlen);
         if (n > 0) {
-            s->queued -= t->wlen;
+            wsx__queued_sub(s, t->wlen);
             if (t->wdirect) {
                 wsx__qnode *h = s->qtail->next;
                 h->off += t->wlen;

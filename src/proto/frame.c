@@ -39,6 +39,7 @@ enum {
     E_RESERVED_OPCODE,
     E_SERVER_FRAME_IS_MASKED,
     E_TEXT_MESSAGE_ENDS_INSIDE_A_UTF_8_SEQUENCE,
+    E_MESSAGE_HAS_TOO_MANY_FRAGMENTS,
 };
 
 static const char *const reasons[] = {
@@ -61,7 +62,26 @@ static const char *const reasons[] = {
     [E_RESERVED_OPCODE] = "reserved opcode",
     [E_SERVER_FRAME_IS_MASKED] = "server frame is masked",
     [E_TEXT_MESSAGE_ENDS_INSIDE_A_UTF_8_SEQUENCE] = "text message ends inside a UTF-8 sequence",
+    [E_MESSAGE_HAS_TOO_MANY_FRAGMENTS] = "message has too many fragments",
 };
+
+/* The close code of a failure follows from its reason, so the parser keeps only the reason. */
+static uint16_t code_of(uint8_t reason)
+{
+    switch (reason) {
+    case E_INVALID_UTF_8_IN_CLOSE_REASON:
+    case E_INVALID_UTF_8_IN_TEXT_MESSAGE:
+    case E_TEXT_MESSAGE_ENDS_INSIDE_A_UTF_8_SEQUENCE:
+        return WSX_CLOSE_INVALID_DATA;
+    case E_FRAME_EXCEEDS_THE_SIZE_LIMIT:
+    case E_MESSAGE_EXCEEDS_THE_SIZE_LIMIT:
+    /* Too many frames is a message too big in frames rather than bytes: 1009, as for size. */
+    case E_MESSAGE_HAS_TOO_MANY_FRAGMENTS:
+        return WSX_CLOSE_TOO_BIG;
+    default:
+        return WSX_CLOSE_PROTOCOL_ERROR;
+    }
+}
 
 static uint32_t limit32(uint64_t v)
 {
@@ -76,6 +96,7 @@ void wsx_parser_init(wsx_parser *p, const wsx_parser_opts *opts)
         p->rsv_allowed = opts->rsv_allowed & (WSX_RSV1 | WSX_RSV2 | WSX_RSV3);
         p->max_frame = limit32(opts->max_frame);
         p->max_message = limit32(opts->max_message);
+        p->max_fragments = opts->max_fragments;
     }
 }
 
@@ -92,7 +113,7 @@ void wsx_parser_set_limits(wsx_parser *p, uint64_t max_frame, uint64_t max_messa
 
 uint16_t wsx_parser_close_code(const wsx_parser *p)
 {
-    return (p->state & 0xF) == ST_FAILED ? p->err_code : 0;
+    return (p->state & 0xF) == ST_FAILED ? code_of(p->err_reason) : 0;
 }
 
 const char *wsx_parser_error(const wsx_parser *p)
@@ -115,7 +136,6 @@ static int err_for_code(uint16_t code)
 static ptrdiff_t fail(wsx_parser *p, uint16_t code, uint8_t reason)
 {
     p->state = ST_FAILED;
-    p->err_code = code;
     p->err_reason = reason;
     return err_for_code(code);
 }
@@ -222,7 +242,7 @@ ptrdiff_t wsx_parser_feed(wsx_parser *p, uint8_t *buf, size_t len, wsx_event *ev
     ev->len = 0;
     ev->close_code = 0;
     uint8_t st = p->state & 0xF;
-    if (st == ST_FAILED) return err_for_code(p->err_code);
+    if (st == ST_FAILED) return err_for_code(code_of(p->err_reason));
     if (st == ST_PAYLOAD) return payload(p, buf, len, ev);
     if (len == 0) return 0;
 
@@ -272,17 +292,21 @@ ptrdiff_t wsx_parser_feed(wsx_parser *p, uint8_t *buf, size_t len, wsx_event *ev
     /* Limits are checked on the header, before any of the payload is buffered. */
     if (p->max_frame && plen > p->max_frame)
         return fail(p, WSX_CLOSE_TOO_BIG, E_FRAME_EXCEEDS_THE_SIZE_LIMIT);
-    uint64_t so_far = op == WSX_OP_CONT ? p->msg_len : 0;
+    uint32_t so_far = op == WSX_OP_CONT ? p->msg_len : 0;
     if (p->max_message && plen > p->max_message - so_far)
         return fail(p, WSX_CLOSE_TOO_BIG, E_MESSAGE_EXCEEDS_THE_SIZE_LIMIT);
+    if (op == WSX_OP_CONT && p->max_fragments && p->frags >= p->max_fragments)
+        return fail(p, WSX_CLOSE_TOO_BIG, E_MESSAGE_HAS_TOO_MANY_FRAGMENTS);
 
     if (op != WSX_OP_CONT) {
         p->msg_b0 = b0;
         p->msg_len = 0;
+        p->frags = 0;
         p->utf8 = WSX_UTF8_ACCEPT;
         p->state = ST_HEADER | F_FIRST;
     }
-    p->msg_len += plen;
+    p->msg_len = plen >= UINT32_MAX - so_far ? UINT32_MAX : so_far + (uint32_t)plen;
+    if (p->frags < UINT32_MAX) p->frags++;
     p->frame_b0 = b0;
     p->remaining = plen;
     p->mask_off = 0;

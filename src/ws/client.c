@@ -490,6 +490,8 @@ int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client *
     cfg->high_water = opts->send_high_water ? opts->send_high_water : 1u << 20;
     cfg->low_water = opts->send_low_water ? opts->send_low_water : 256u << 10;
     cfg->hard_limit = opts->send_hard_limit ? opts->send_hard_limit : 64u << 20;
+    cfg->max_fragments = wsx__count_opt(opts->max_fragments, WSX__MAX_FRAGMENTS);
+    cfg->max_coalesced_pings = wsx__count_opt(opts->max_coalesced_pings, WSX__MAX_COALESCED_PINGS);
     if (cfg->low_water > cfg->high_water) cfg->low_water = cfg->high_water;
     cfg->handshake_ms = opts->handshake_timeout_ms ? opts->handshake_timeout_ms : 10000;
     cfg->ping_ms = opts->ping_interval_ms == UINT32_MAX ? 0 : opts->ping_interval_ms;

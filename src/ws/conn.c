@@ -35,6 +35,7 @@ void wsx__conn_init(wsx_conn *c, const wsx__cfg *cfg)
         .role = cfg->role,
         .max_frame = cfg->max_frame,
         .max_message = cfg->max_message,
+        .max_fragments = cfg->max_fragments,
     };
     wsx_parser_init(&c->parser, &po);
 }
@@ -64,16 +65,32 @@ static int send_frame(wsx_conn *c, uint8_t b0, const uint8_t *data, size_t len)
     return rc;
 }
 
+/* Drops c with 1008 when its queue passed the hard limit. Returns whether it did. */
+static bool over_hard_limit(wsx_conn *c)
+{
+    size_t q = wsx__stream_queued(&c->stream);
+    if (q <= wsx__cfg_of(c)->hard_limit) return false;
+    wsx__conn_log(c, WSX_LOG_WARN, "send queue at %zu bytes, over the hard limit: closing (1008)",
+                  q);
+    wsx__conn_drop(c, WSX_CLOSE_POLICY, "send queue over its hard limit");
+    return true;
+}
+
+/* Queues a control frame the library sends on its own (pong, keepalive ping, close): it
+ * counts against the hard limit like any other byte, but raises no backpressure, which is
+ * the application's business. Returns 0, WSX_ECLOSED (dropped) or a write error. */
+static int send_control(wsx_conn *c, uint8_t b0, const uint8_t *data, size_t len)
+{
+    int rc = send_frame(c, b0, data, len);
+    if (rc < 0) return rc;
+    return over_hard_limit(c) ? WSX_ECLOSED : 0;
+}
+
 /* Applies the queue limits after something was queued. */
 int wsx__conn_check_queue(wsx_conn *c)
 {
+    if (over_hard_limit(c)) return WSX_ECLOSED;
     size_t q = wsx__stream_queued(&c->stream);
-    if (q > wsx__cfg_of(c)->hard_limit) {
-        wsx__conn_log(c, WSX_LOG_WARN,
-                      "send queue at %zu bytes, over the hard limit: closing (1008)", q);
-        wsx__conn_drop(c, WSX_CLOSE_POLICY, "send queue over its hard limit");
-        return WSX_ECLOSED;
-    }
     if (q > wsx__cfg_of(c)->high_water) {
         if (!(c->flags & WSX__F_DRAIN)) wsx__stream_want_drain(&c->stream, true);
         c->flags |= WSX__F_DRAIN;
@@ -263,6 +280,7 @@ static void keep_reason(wsx_conn *c, uint16_t code, const char *reason, size_t l
  * (bounded by the close timeout) and closes only if the server does not. */
 static void finish_tcp(wsx_conn *c)
 {
+    if (c->state == WSX__DEAD) return; /* the close frame passed the hard limit */
     c->state = WSX__CLOSE_WAIT;
     if (wsx__cfg_of(c)->role == WSX_ROLE_SERVER) wsx__stream_shutdown_write(&c->stream);
     wsx__conn_deadline(c, wsx__cfg_of(c)->close_ms);
@@ -273,14 +291,14 @@ static int send_close(wsx_conn *c, uint16_t code, const char *reason, size_t len
     uint8_t pl[WSX_MAX_CONTROL];
     size_t n = wsx_close_payload(pl, code == WSX_CLOSE_NO_STATUS ? 0 : code, reason, len);
     c->flags |= WSX__F_CLOSE_SENT;
-    return send_frame(c, WSX_FIN | WSX_OP_CLOSE, pl, n);
+    return send_control(c, WSX_FIN | WSX_OP_CLOSE, pl, n);
 }
 
 int wsx__conn_start_close(wsx_conn *c, uint16_t code, const char *reason, size_t len)
 {
     if (c->state != WSX__OPEN) return WSX_ECLOSED;
     keep_reason(c, code ? code : WSX_CLOSE_NO_STATUS, reason, len);
-    send_close(c, code, reason, len);
+    if (send_close(c, code, reason, len) == WSX_ECLOSED && c->state == WSX__DEAD) return 0;
     c->state = WSX__CLOSING;
     wsx__conn_deadline(c, wsx__cfg_of(c)->close_ms);
     return 0;
@@ -419,6 +437,36 @@ static void on_close_frame(wsx_conn *c, const wsx_event *ev)
     finish_tcp(c);
 }
 
+/* A peer that pings and never reads would make us queue a pong per ping without bound. RFC
+ * 6455 5.5.3 lets an endpoint that has not yet sent the pongs to earlier pings answer only
+ * one: while the queue is blocked (the kernel took no more at the last write) and holds one
+ * of our pongs, a ping is answered by that pong, and a peer that keeps pinging without
+ * reading is dropped. Blocked is the cheap, conservative sign that the pong was not sent:
+ * the queue may have passed it already, but then the peer is not keeping up anyway. */
+static void answer_ping(wsx_conn *c, const wsx_event *ev)
+{
+    const wsx__cfg *cfg = wsx__cfg_of(c);
+    if ((c->flags & WSX__F_PONGQ) && wsx__stream_blocked(&c->stream)) {
+        if (c->pings_coalesced < UINT16_MAX) c->pings_coalesced++;
+        if (cfg->max_coalesced_pings && c->pings_coalesced > cfg->max_coalesced_pings) {
+            wsx__conn_log(c, WSX_LOG_WARN,
+                          "%u pings while our pong is queued and the peer does not read: "
+                          "closing (1008)",
+                          (unsigned)c->pings_coalesced);
+            wsx__conn_drop(c, WSX_CLOSE_POLICY, "too many pings while a pong is queued");
+        }
+        return;
+    }
+    if (send_control(c, WSX_FIN | WSX_OP_PONG, ev->data, ev->len) == 0) c->flags |= WSX__F_PONGQ;
+}
+
+/* Our pongs left the queue: it was written out since, and the coalescing count restarts. */
+static void pongs_sent(wsx_conn *c)
+{
+    c->flags &= (uint16_t)~WSX__F_PONGQ;
+    c->pings_coalesced = 0;
+}
+
 static void handle(wsx_conn *c, const wsx_event *ev)
 {
     switch (ev->type) {
@@ -427,8 +475,7 @@ static void handle(wsx_conn *c, const wsx_event *ev)
         break;
     case WSX_EV_PING:
         /* RFC 6455 5.5.2: answer with a pong carrying the same data, unless closing. */
-        if (!(c->flags & WSX__F_CLOSE_SENT))
-            send_frame(c, WSX_FIN | WSX_OP_PONG, ev->data, ev->len);
+        if (!(c->flags & WSX__F_CLOSE_SENT)) answer_ping(c, ev);
         break;
     case WSX_EV_PONG:
         if (wsx__cfg_of(c)->on_pong && (c->state == WSX__OPEN || c->state == WSX__CLOSING))
@@ -477,6 +524,8 @@ void wsx__conn_read(wsx_conn *c, uint8_t *data, size_t len)
 {
     c->last_rx = wsx__now32(wsx__conn_loop(c));
     c->flags &= (uint16_t)~WSX__F_PING_OUT;
+    /* Not blocked: the last flush wrote everything queued before this iteration. */
+    if ((c->flags & WSX__F_PONGQ) && !wsx__stream_blocked(&c->stream)) pongs_sent(c);
     if (c->state >= WSX__CLOSE_WAIT) return;
     bool stop;
     if (c->in.len) {
@@ -526,6 +575,7 @@ void wsx__conn_eof(wsx_conn *c)
 
 void wsx__conn_drained(wsx_conn *c)
 {
+    if (!wsx__stream_queued(&c->stream)) pongs_sent(c);
     if ((c->flags & WSX__F_DRAIN) && wsx__stream_queued(&c->stream) <= wsx__cfg_of(c)->low_water) {
         c->flags &= (uint16_t)~WSX__F_DRAIN;
         wsx__stream_want_drain(&c->stream, false);
@@ -599,7 +649,7 @@ void wsx__conn_timer(wsx_conn *c)
                 return;
             }
         } else if (cfg->ping_ms && now - c->last_rx >= cfg->ping_ms) {
-            send_frame(c, WSX_FIN | WSX_OP_PING, NULL, 0);
+            if (send_control(c, WSX_FIN | WSX_OP_PING, NULL, 0) == WSX_ECLOSED) return;
             c->flags |= WSX__F_PING_OUT;
             c->ping_at = now;
             /* Quiet long enough to be pinged: a good moment to give back zlib memory. */

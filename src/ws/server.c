@@ -913,6 +913,8 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     cfg->high_water = sz_or(o->send_high_water, 1u << 20);
     cfg->low_water = sz_or(o->send_low_water, 256u << 10);
     cfg->hard_limit = sz_or(o->send_hard_limit, 64u << 20);
+    cfg->max_fragments = wsx__count_opt(o->max_fragments, WSX__MAX_FRAGMENTS);
+    cfg->max_coalesced_pings = wsx__count_opt(o->max_coalesced_pings, WSX__MAX_COALESCED_PINGS);
     if (cfg->low_water > cfg->high_water) cfg->low_water = cfg->high_water;
     cfg->handshake_ms = ms_or(o->handshake_timeout_ms, 10000);
     cfg->idle_ms = o->idle_timeout_ms == UINT32_MAX ? 0 : o->idle_timeout_ms;
@@ -974,6 +976,8 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
         return rc;
     }
     wsx__timer_init(&srv->shutdown_timer, NULL);
+    srv->budget.shed = wsx__server_shed;
+    wsx__loop_add_budget_hook(loop, &srv->budget);
     *out = srv;
     return 0;
 }
@@ -1041,6 +1045,7 @@ int wsx_server_reload_tls(wsx_server *s)
 void wsx_server_free(wsx_server *s)
 {
     if (!s) return;
+    wsx__loop_remove_budget_hook(s->loop, &s->budget);
     wsx__timer_stop(s->loop, &s->sweep);
     wsx__loop_undefer(s->loop, &s->http_defer);
     free(s->http_next);

@@ -24,6 +24,8 @@ typedef struct wsx__cfg {
     const char *const *subprotocols; /* the list subprotocol indexes refer to */
     size_t max_message, max_frame, max_head;
     size_t high_water, low_water, hard_limit;
+    uint32_t max_fragments;       /* 0: no limit */
+    uint32_t max_coalesced_pings; /* 0: never close */
     uint32_t handshake_ms, idle_ms, ping_ms, pong_ms, close_ms, http_ms;
     int role;                /* WSX_ROLE_SERVER / WSX_ROLE_CLIENT */
     wsx_server_stats *stats; /* the server's counters; NULL for clients */
@@ -68,6 +70,8 @@ struct wsx_server {
     size_t n_http_next, cap_http_next;
     wsx__deferred http_defer;
     uint8_t *file_buf; /* WSX__HTTP_FILE_CHUNK bytes for reading files, made on first use */
+    /* The loop calls it when the process passes its budget of queued output (shed.c). */
+    wsx__budget_hook budget;
 };
 
 /* A connection's permessage-deflate state, allocated only when it was agreed. */
@@ -116,6 +120,7 @@ enum wsx__conn_flags {
     WSX__F_DEADLINE = 1u << 11, /* deadline is set */
     WSX__F_OUTWAIT = 1u << 12,  /* no request is parsed until the output drains to low water */
     WSX__F_HTTPNEXT = 1u << 13, /* on the server's http_next list */
+    WSX__F_PONGQ = 1u << 14,    /* an automatic pong may still be in the send queue */
 };
 
 /*
@@ -145,12 +150,25 @@ struct wsx_conn {
     uint32_t deadline;     /* loop time the connection's deadline falls due (WSX__F_DEADLINE) */
     uint16_t close_code;
     uint16_t flags;
+    uint16_t pings_coalesced; /* pings answered by a queued pong, in a row (saturating) */
     uint8_t close_reason_len;
     uint8_t state;
     int8_t subprotocol;
 };
 
 /* ---- conn.c: the state machine shared by server and client ---- */
+
+/* The defaults of the limits that wsx_server_opts and wsx_client_opts share. */
+#define WSX__MAX_FRAGMENTS       16384u
+#define WSX__MAX_COALESCED_PINGS 64u
+
+/* An option counted in 32 bits: 0 is `def`, SIZE_MAX (or anything above 32 bits) is no
+ * limit, kept as 0. */
+static inline uint32_t wsx__count_opt(size_t v, uint32_t def)
+{
+    if (v == 0) return def;
+    return v > UINT32_MAX - 1 ? 0 : (uint32_t)v;
+}
 
 /* Prepares c with its owner's settings; the caller then sets c->srv or c->cli (and
  * WSX__F_CLIENT) before anything else uses c. */
@@ -209,6 +227,10 @@ wsx_pmd_buf *wsx__compress_scratch(const wsx__cfg *cfg);
 int wsx__conn_check_queue(wsx_conn *c);
 /* Sends a close frame and waits for the answer. */
 int wsx__conn_start_close(wsx_conn *c, uint16_t code, const char *reason, size_t len);
+
+/* shed.c: drops the server's WebSocket connections with the largest queues until `excess`
+ * bytes are freed (the loop's budget hook). */
+void wsx__server_shed(wsx__budget_hook *h, size_t excess);
 
 /* Records the detail returned by wsx_error_detail() on this thread. */
 void wsx__set_error_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -623,6 +623,58 @@ TEST(size_limits)
     CHECK_INT(wsx_parser_close_code(&p), 1009);
 }
 
+/* max_fragments: a message of exactly that many frames passes, one frame more fails with
+ * 1009 on that frame's header; empty continuations count, control frames do not. */
+TEST(fragment_limit)
+{
+    wsx_parser_opts o = {.role = WSX_ROLE_SERVER, .max_fragments = 4};
+    uint8_t f[1024];
+    /* "ab" + 2 empty continuations (a ping between them) + "c": 4 frames. */
+    size_t n = mk(f, 0x01, "ab", 2, true);
+    n += mk(f + n, 0x00, "", 0, true);
+    n += mk(f + n, 0x89, "p", 1, true);
+    n += mk(f + n, 0x00, "", 0, true);
+    size_t before_last = n;
+    n += mk(f + n, 0x80, "c", 1, true);
+    check_all_splits(&o, f, n, "PING:p|T:abc|");
+    /* The next message starts a new count. */
+    size_t m = n + mk(f + n, 0x02, "x", 1, true);
+    m += mk(f + m, 0x00, "", 0, true);
+    m += mk(f + m, 0x00, "", 0, true);
+    m += mk(f + m, 0x80, "y", 1, true);
+    check_all_splits(&o, f, m, "PING:p|T:abc|B:xy|");
+    /* A fifth frame fails, empty or not, final or not. */
+    n = before_last + mk(f + before_last, 0x00, "", 0, true);
+    n += mk(f + n, 0x80, "c", 1, true);
+    expect_error(&o, f, n, WSX_ETOOBIG, 1009, "message has too many fragments");
+    n = before_last + mk(f + before_last, 0x00, "c", 1, true);
+    n += mk(f + n, 0x80, "", 0, true);
+    expect_error(&o, f, n, WSX_ETOOBIG, 1009, "message has too many fragments");
+    /* One frame is always allowed; 0 means no limit: 100 000 empty continuations pass. */
+    o.max_fragments = 1;
+    n = mk(f, 0x81, "one", 3, true);
+    check_all_splits(&o, f, n, "T:one|");
+    n = mk(f, 0x01, "on", 2, true);
+    n += mk(f + n, 0x80, "e", 1, true);
+    expect_error(&o, f, n, WSX_ETOOBIG, 1009, "message has too many fragments");
+    wsx_parser p;
+    wsx_parser_init(&p, &server_opts);
+    wsx_event ev;
+    n = mk(f, 0x02, "", 0, true);
+    CHECK_INT(wsx_parser_feed(&p, f, n, &ev), (ptrdiff_t)n);
+    n = mk(f, 0x00, "", 0, true);
+    for (int i = 0; i < 100000; i++) {
+        uint8_t g[16];
+        memcpy(g, f, n);
+        if (wsx_parser_feed(&p, g, n, &ev) != (ptrdiff_t)n) {
+            CHECK(!"an empty continuation was refused without a limit");
+            break;
+        }
+    }
+    CHECK(wsx_parser_in_message(&p));
+    CHECK(sizeof(wsx_parser) <= 40);
+}
+
 /* A long fragmented message with control frames between fragments, fed one byte at a
  * time, in odd chunks and whole: every way gives the same events. */
 TEST(long_fragmented_message_any_split)
@@ -760,6 +812,7 @@ int main(void)
     RUN(close_payload_builder);
     RUN(utf8_in_text);
     RUN(size_limits);
+    RUN(fragment_limit);
     RUN(long_fragmented_message_any_split);
     RUN(guard_page_inputs);
     RUN(mask_matches_bytewise);

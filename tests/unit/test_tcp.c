@@ -1093,6 +1093,157 @@ TEST(accept_sheds_at_emfile)
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------------------------------
+ * Output accounting: the loop's count is exact, the process total follows it at the end of
+ * every iteration, both return to 0 when queues drain and when streams close, and a loop
+ * above the process budget runs its hooks.
+ * ------------------------------------------------------------------------------------------ */
+
+static struct {
+    wsx__stream a, b;
+    int closes, sheds;
+    size_t excess;
+} acc;
+
+static void acc_read(wsx__stream *s, const uint8_t *d, size_t n)
+{
+    (void)s;
+    (void)d;
+    (void)n;
+}
+
+static void acc_close(wsx__stream *s, int err)
+{
+    (void)s;
+    (void)err;
+    acc.closes++;
+}
+
+static const wsx__stream_vt acc_vt = {.on_read = acc_read, .on_close = acc_close};
+
+static void acc_stop(wsx_timer *t, void *loop)
+{
+    (void)t;
+    wsx_loop_stop(loop);
+}
+
+/* Runs the loop for about ms milliseconds (at least one whole iteration). */
+static void acc_spin(wsx_loop *loop, uint64_t ms)
+{
+    wsx_timer_start(loop, ms, 0, acc_stop, loop, NULL);
+    CHECK_INT(wsx_loop_run(loop), 0);
+}
+
+/* Reads (and drops) what the peer fd has. */
+static size_t acc_drain_peer(int fd)
+{
+    static uint8_t buf[1 << 16];
+    size_t total = 0;
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof buf)) > 0)
+        total += (size_t)r;
+    return total;
+}
+
+static void acc_shed(wsx__budget_hook *h, size_t excess)
+{
+    (void)h;
+    acc.sheds++;
+    acc.excess = excess;
+    wsx__stream_close(&acc.a);
+}
+
+TEST(queued_bytes_accounting)
+{
+    memset(&acc, 0, sizeof acc);
+    /* Every loop of the earlier tests was freed: nothing is left in the process total. */
+    CHECK_INT(wsx_queued_bytes(), 0);
+    wsx_loop *loop = new_loop();
+    int sv[2], tv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) exit(2);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, tv) != 0) exit(2);
+    fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    fcntl(tv[0], F_SETFL, O_NONBLOCK);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    fcntl(tv[1], F_SETFL, O_NONBLOCK);
+    CHECK_INT(wsx__stream_init(loop, &acc.a, sv[0], &acc_vt), 0);
+    CHECK_INT(wsx__stream_init(loop, &acc.b, tv[0], &acc_vt), 0);
+
+    /* Owned chunks (small writes and one large) on a, shared slices on b. */
+    static uint8_t big[1 << 20];
+    for (int i = 0; i < 100; i++)
+        CHECK_INT(wsx__stream_write1(&acc.a, "0123456789", 10), 0);
+    CHECK_INT(wsx__stream_write1(&acc.a, big, sizeof big), 0);
+    wsx__ref *ref = wsx__ref_new(300000);
+    memset(ref->data, 'r', ref->len);
+    for (int i = 0; i < 3; i++)
+        CHECK_INT(wsx__stream_write_ref(&acc.b, ref, ref->data, ref->len), 0);
+    wsx__ref_release(ref);
+    CHECK_INT(wsx__stream_queued(&acc.a), 1000 + sizeof big);
+    CHECK_INT(wsx__stream_queued(&acc.b), 900000);
+    CHECK_INT(wsx__loop_queued(loop), 1000 + sizeof big + 900000);
+
+    /* The peers do not read: after an iteration the kernel holds part, the rest is queued,
+     * and the process total is the loop's count. */
+    acc_spin(loop, 5);
+    size_t q = wsx__loop_queued(loop);
+    CHECK_INT(q, wsx__stream_queued(&acc.a) + wsx__stream_queued(&acc.b));
+    CHECK(q > 0 && q < 1000 + sizeof big + 900000);
+    CHECK_INT(wsx_queued_bytes(), q);
+
+    /* The peers read everything: back to 0, in the loop and in the process. */
+    size_t got = 0;
+    for (int i = 0; i < 2000 && (wsx__loop_queued(loop) || i == 0); i++) {
+        got += acc_drain_peer(sv[1]) + acc_drain_peer(tv[1]);
+        acc_spin(loop, 1);
+    }
+    got += acc_drain_peer(sv[1]) + acc_drain_peer(tv[1]);
+    CHECK_INT(got, 1000 + sizeof big + 900000);
+    CHECK_INT(wsx__loop_queued(loop), 0);
+    CHECK_INT(wsx_queued_bytes(), 0);
+
+    /* Queued again, then closed: closing drops the queue and its count. */
+    CHECK_INT(wsx__stream_write1(&acc.b, "x", 1), 0);
+    acc_spin(loop, 2);
+    acc_drain_peer(tv[1]);
+    for (int i = 0; i < 4; i++)
+        CHECK_INT(wsx__stream_write1(&acc.b, big, sizeof big), 0);
+    acc_spin(loop, 2);
+    CHECK(wsx_queued_bytes() > (3u << 20));
+    wsx__stream_close(&acc.b);
+    acc_spin(loop, 2);
+    CHECK_INT(acc.closes, 1);
+    CHECK_INT(wsx__loop_queued(loop), 0);
+    CHECK_INT(wsx_queued_bytes(), 0);
+
+    /* Above a 256 KiB budget the loop runs its hook once, in the same iteration; the hook
+     * closes a, and the total is 0 again. Below it, nothing happens. */
+    wsx_set_max_queued_bytes(256u << 10);
+    CHECK_INT(wsx_max_queued_bytes(), 256u << 10);
+    wsx__budget_hook h = {.shed = acc_shed};
+    wsx__loop_add_budget_hook(loop, &h);
+    CHECK_INT(wsx__stream_write1(&acc.a, "y", 1), 0); /* queued: later writes are too */
+    CHECK_INT(wsx__stream_write1(&acc.a, big, 100000), 0);
+    acc_spin(loop, 2);
+    CHECK_INT(acc.sheds, 0);
+    for (int i = 0; i < 4; i++)
+        CHECK_INT(wsx__stream_write1(&acc.a, big, sizeof big), 0);
+    acc_spin(loop, 2);
+    CHECK_INT(acc.sheds, 1);
+    CHECK(acc.excess > 0 && acc.excess <= 4u << 20);
+    CHECK_INT(acc.closes, 2);
+    CHECK_INT(wsx__loop_queued(loop), 0);
+    CHECK_INT(wsx_queued_bytes(), 0);
+    wsx__loop_remove_budget_hook(loop, &h);
+    wsx_set_max_queued_bytes(0);
+    CHECK(wsx_max_queued_bytes() > (256u << 10));
+
+    close(sv[1]);
+    close(tv[1]);
+    wsx_loop_free(loop);
+    CHECK_INT(wsx_queued_bytes(), 0);
+}
+
 TEST(stream_is_small)
 {
     CHECK(sizeof(wsx__stream) <= 64);
@@ -1133,5 +1284,6 @@ int main(void)
     RUN_T(cancel_pending_connect);
     RUN_T(listen_errors_and_reuseport);
     RUN_T(accept_sheds_at_emfile);
+    RUN_T(queued_bytes_accounting);
     return test_summary("tcp");
 }

@@ -22,6 +22,8 @@ static const char help[] =
     "  --max-connections N    WebSocket connections at most (default 10000)\n" TOOL_ADMIT_HELP
     "  --high-water BYTES     send queue size that counts as backpressure (default 1M)\n"
     "  --hard-limit BYTES     send queue size that closes the connection with 1008 (default 64M)\n"
+    "  --max-queued-bytes B   bytes queued for sending in the whole process; above it the\n"
+    "                         largest queues are closed with 1008 (default: 1/4 of the RAM)\n"
     "  --handshake-timeout MS time for a complete upgrade request (default 10000)\n"
     "  --idle-timeout MS      close (1001) a connection silent this long (default: never)\n"
     "  --ping-interval MS     ping a connection silent this long (default 30000; 0 = never)\n"
@@ -166,6 +168,7 @@ enum {
     O_QUIET,
     O_JSON,
     O_THREADS,
+    O_MAXQ,
 };
 
 int cmd_echo(int argc, char **argv)
@@ -178,6 +181,7 @@ int cmd_echo(int argc, char **argv)
         {"max-connections", required_argument, 0, O_MAXCONN},
         {"high-water", required_argument, 0, O_HIGH},
         {"hard-limit", required_argument, 0, O_HARD},
+        {"max-queued-bytes", required_argument, 0, O_MAXQ},
         {"handshake-timeout", required_argument, 0, O_HS},
         {"idle-timeout", required_argument, 0, O_IDLE},
         {"ping-interval", required_argument, 0, O_PING},
@@ -220,12 +224,14 @@ int cmd_echo(int argc, char **argv)
         case O_MAXCONN:
         case O_HIGH:
         case O_HARD:
+        case O_MAXQ:
             if (!parse_size(optarg, &sz) || sz == 0)
                 return usage_error("echo", "bad size '%s'", optarg);
             if (ch == O_MAXMSG) o.max_message = sz;
             if (ch == O_MAXCONN) o.max_connections = sz;
             if (ch == O_HIGH) o.send_high_water = sz;
             if (ch == O_HARD) o.send_hard_limit = sz;
+            if (ch == O_MAXQ) wsx_set_max_queued_bytes(sz);
             break;
         case O_HS:
         case O_IDLE:

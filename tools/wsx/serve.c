@@ -1036,6 +1036,8 @@ static const char help[] =
     "                         limit); more get rate_limited, and count towards the 1008\n"
     "  --join-burst N         joins and leaves a connection may send at once (default 100)\n"
     "  --max-connections N    WebSocket connections at most (default 10000)\n" TOOL_ADMIT_HELP
+    "  --max-queued-bytes B   bytes queued for sending in the whole process; above it the\n"
+    "                         largest queues are closed with 1008 (default: 1/4 of the RAM)\n"
     "  --ping-interval MS     ping silent connections (default 30000; 0 = never)\n"
     "  --shutdown-timeout MS  on SIGINT/SIGTERM, time for clients to close (default 5000)\n"
     "  --tls-cert FILE        serve https:// and wss:// with this certificate chain (PEM);\n"
@@ -1117,6 +1119,7 @@ enum {
     O_JOIN_RATE,
     O_JOIN_BURST,
     O_METRICS_TOKEN,
+    O_MAXQ,
 };
 
 /* Drops the history of rooms idle for longer than --history-idle (the chat keeps them in
@@ -1141,6 +1144,7 @@ int cmd_serve(int argc, char **argv)
         {"history-bytes", required_argument, 0, O_HISTORY_BYTES},
         {"history-idle", required_argument, 0, O_HISTORY_IDLE},
         {"max-connections", required_argument, 0, O_MAXCONN},
+        {"max-queued-bytes", required_argument, 0, O_MAXQ},
         {"ping-interval", required_argument, 0, O_PING},
         {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
         {"quiet", no_argument, 0, O_QUIET},
@@ -1231,6 +1235,11 @@ int cmd_serve(int argc, char **argv)
             if (!parse_size(optarg, &sz) || !sz)
                 return usage_error("serve", "bad --max-connections");
             o.max_connections = sz;
+            break;
+        case O_MAXQ:
+            if (!parse_size(optarg, &sz) || !sz)
+                return usage_error("serve", "bad --max-queued-bytes");
+            wsx_set_max_queued_bytes(sz);
             break;
         case O_PING:
             if (!parse_u32(optarg, &v)) return usage_error("serve", "bad --ping-interval");
