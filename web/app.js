@@ -407,13 +407,18 @@
       setStatus('connected', 'Connected');
       (code === 'bad_name' ? el.name : el.room).focus();
     } else if (code === 'slow_down' && want) {
-      // The join was refused while too much was queued for us: ask again once it has drained.
+      // The join was refused while too much was queued for us. The server answers that once;
+      // joins it gets while the queue is still full go unanswered, so ask again every second
+      // until one is answered (or the wish changed, or 30 tries).
       const w = want;
-      setTimeout(() => {
-        if (want === w && !(joined && joined.room === w.room && joined.name === w.name)) {
-          send({ type: 'join', room: w.room, name: w.name });
-        }
-      }, 1000);
+      let tries = 0;
+      const retry = () => {
+        if (want !== w || (joined && joined.room === w.room && joined.name === w.name)) return;
+        if (++tries > 30) return;
+        send({ type: 'join', room: w.room, name: w.name, key });
+        setTimeout(retry, 1000);
+      };
+      setTimeout(retry, 1000);
     }
   }
 
