@@ -892,15 +892,16 @@ static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
     char rname[WSX_CHAT_MAX_ROOM + 1], pname[sizeof m->name];
     snprintf(rname, sizeof rname, "%.*s", (int)rl, room_name);
     snprintf(pname, sizeof pname, "%.*s", (int)nl, name);
-    /* A name belongs to the person present under it: another key (or none against a key,
-     * or a key against none) cannot take it, whatever the tab count. m's own tab does not
-     * count: rejoining as oneself under a new key is a new person. */
+    /* A name belongs to the person present under it: another key, or no key at all, cannot
+     * take it, whatever the tab count (without a key nobody can prove to be the same person,
+     * so keyless joins never merge into one). m's own tab does not count: rejoining as
+     * oneself under a new key is a new person. */
     room *r = find_room(chat, rname);
     if (r) {
         bool found;
         size_t i = person_find(r, pname, &found);
         size_t mine = m->room == r && !strcmp(m->name, pname);
-        if (found && r->people[i].key != key && r->people[i].tabs > mine)
+        if (found && (!key || r->people[i].key != key) && r->people[i].tabs > mine)
             return send_error(chat, m, "name_taken", "someone else in this room goes by that name");
     }
     if (!rate_ok(chat, m, true)) return;

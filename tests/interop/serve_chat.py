@@ -377,10 +377,10 @@ async def names(srv):
     eq((await keyed_join(k1, "own3", "kim", None))["type"], "joined", "kim joins without a key")
     m = await keyed_join(o, "own3", "kim", "key-o")
     eq(m.get("code"), "name_taken", "a keyed join of a name held without a key -> error")
-    # ... and keyless joins of it are tabs of one person, as before keys.
+    # ... nor against a keyless one: without a key nobody proves to be kim.
     k2 = await Chat.open(srv.url, "keyless2")
-    j = await keyed_join(k2, "own3", "kim", None)
-    eq(j.get("online"), [person("kim", 2)], "a second keyless join of kim is a tab of kim")
+    m = await keyed_join(k2, "own3", "kim", None)
+    eq(m.get("code"), "name_taken", "a second keyless join of kim -> error (no merging)")
     # Once ann's tabs are gone, the name is free for another key.
     await closed(ann1)
     await bea.expect("online")

@@ -842,12 +842,19 @@ class Chat:
                 got.append(json.loads(await asyncio.wait_for(self.ws.recv(), seconds)))
         return got
 
-    async def join(self, room, name):
+    async def join(self, room, name, key=None):
         """Joins and reads the answer, the room's `history` message and the presence/online
         event that follow it: (joined, event), the history's messages put into joined as
         j["history"] (where servers before the `history` message had them). A refused join
-        returns (error, None)."""
-        await self.send({"type": "join", "room": room, "name": name})
+        returns (error, None). The key (a person's secret, shared by their tabs) defaults to
+        one derived from the name, so that joins under one name are tabs of one person, as
+        with the page; pass key=False for a join without a key."""
+        req = {"type": "join", "room": room, "name": name}
+        if key is None:
+            key = "test-key-" + name.strip()
+        if key is not False:
+            req["key"] = key
+        await self.send(req)
         j = await self.recv()
         if j.get("type") != "joined":
             return j, None

@@ -388,7 +388,8 @@ static void model_join(int i, int r, const char *name_in, int key)
     char name[64]; /* name_in may be the connection's current name */
     snprintf(name, sizeof name, "%s", name_in);
     if (M.r[r].exists) {
-        /* The name belongs to the person present under it (the tabs other than i's). */
+        /* The name belongs to the person present under it (the tabs other than i's); without
+         * a key nobody is the same person. */
         size_t others = 0;
         int held = -1;
         for (int k = 0; k < NCONN; k++)
@@ -396,7 +397,7 @@ static void model_join(int i, int r, const char *name_in, int key)
                 others++;
                 held = M.c[k].key;
             }
-        if (others && held != key) {
+        if (others && (!key || held != key)) {
             expect(i, "error|name_taken");
             return;
         }
