@@ -98,7 +98,7 @@ static double run(size_t n_rooms, int mode, double secs)
     wsx_chat_conn *movers[MOVERS];
     char buf[160];
     for (size_t i = 0; i < n_rooms && mode != 2; i++) {
-        holders[i] = wsx_chat_conn_open(chat, &holders[i]);
+        holders[i] = wsx_chat_conn_open(chat, &holders[i], NULL);
         snprintf(buf, sizeof buf, "{\"type\":\"join\",\"room\":\"r%zu\",\"name\":\"h%zu\"}", i, i);
         say(chat, holders[i], buf);
         if (mode == 1) {
@@ -109,7 +109,7 @@ static double run(size_t n_rooms, int mode, double secs)
         }
     }
     for (int i = 0; i < MOVERS; i++)
-        movers[i] = wsx_chat_conn_open(chat, &dummy[i]);
+        movers[i] = wsx_chat_conn_open(chat, &dummy[i], NULL);
     size_t joins = 0, fresh = 0;
     double t0 = cpu_now(), t;
     do {

@@ -12,7 +12,9 @@
  *      picked by the next byte, resuming after the id in the byte after
  *   8  the clock jumps by the next byte in seconds
  * Bit 4 of the first byte turns on tight rate limits (messages 5/s, burst 2; joins and leaves
- * 5/s, burst 3; closed after 3 refusals); otherwise only the defaults apply. Bit 5 gives the
+ * 5/s, burst 3; per address 8/s, burst 3; closed after 3 refusals); otherwise only the
+ * defaults apply. Connections 0, 2 and 4 share one IPv4 address, 1 and 3 two IPv6 addresses
+ * of one /64, and 5 has none (not limited per address). Bit 5 gives the
  * chat shared-history ops (a cache per room, checked: handed back once, none left at the
  * end), a history budget of 400 bytes, history dropped after 5 s idle (the chat expires at
  * every clock jump), and odd connections a full send queue (joins refused with slow_down).
@@ -23,6 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "chat/chat.h"
 
@@ -38,6 +43,22 @@ typedef struct fconn {
 } fconn;
 
 static fconn F[NCONN];
+
+/* The address of connection i (see the top). */
+static const struct sockaddr *peer_of(int i)
+{
+    static struct sockaddr_in a4;
+    static struct sockaddr_in6 a6;
+    if (i == 5) return NULL;
+    if (i % 2 == 0) {
+        a4.sin_family = AF_INET;
+        inet_pton(AF_INET, "127.0.0.2", &a4.sin_addr);
+        return (const struct sockaddr *)&a4;
+    }
+    a6.sin6_family = AF_INET6;
+    inet_pton(AF_INET6, i == 1 ? "2001:db8::1" : "2001:db8::2", &a6.sin6_addr);
+    return (const struct sockaddr *)&a6;
+}
 static wsx_chat_listener *L[2];
 static int L_tag[2];
 static uint64_t fake_now;
@@ -208,6 +229,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         o.burst = 2;
         o.join_rate = 5;
         o.join_burst = 3;
+        o.rate_per_ip = 8;
+        o.burst_per_ip = 3;
         o.max_refusals = 3;
         o.refusal_window_ms = 1000;
     }
@@ -242,7 +265,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 F[i].sub[0] = '\0';
             } else {
                 F[i].open = true;
-                F[i].cc = wsx_chat_conn_open(chat, &F[i]);
+                F[i].cc = wsx_chat_conn_open(chat, &F[i], peer_of(i));
                 if (!F[i].cc) F[i].open = false;
             }
             continue;
@@ -305,6 +328,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         subscribed += F[i].open && F[i].sub[0];
     }
     if (st.conns != open || st.members != subscribed || st.rooms > o.max_rooms) abort();
+    if (st.addresses > 2) abort(); /* 127.0.0.2 and 2001:db8::/64 */
     if (shared && st.history_bytes > o.history_bytes && st.history_messages > 1) abort();
     for (int k = 0; k < 2; k++)
         wsx_chat_listener_remove(chat, L[k]);

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "chat/unicode_cf.h"
+#include "ws/ws.h"
 #include "wsx.h"
 
 typedef struct room room;
@@ -62,6 +63,17 @@ typedef struct bucket {
     uint64_t tokens, refill_ms;
 } bucket;
 
+/* A client address's bucket of chat messages, shared by its connections (rate_per_ip). */
+typedef struct addr {
+    uint8_t key[16]; /* wsx__addr_key: what admission counts by too */
+    uint64_t hash;
+    struct addr *hnext;                 /* in its hash bucket */
+    struct addr *idle_prev, *idle_next; /* with no connection: in the idle list */
+    uint64_t idle_since;
+    size_t conns;
+    bucket msgs;
+} addr;
+
 struct wsx_chat_conn {
     wsx_chat_conn *next, *prev; /* in the room */
     void *ctx;
@@ -72,6 +84,7 @@ struct wsx_chat_conn {
     /* The rate limits: token buckets (chat messages; joins and leaves) in thousandths of a
      * message, and the refusals of the current window. */
     bucket msgs, joins;
+    addr *addr; /* its address's bucket; NULL: not limited per address */
     uint64_t window_ms;
     unsigned refusals;
     bool closing; /* closed for abuse: the rest of its input is ignored */
@@ -95,6 +108,13 @@ struct wsx_chat {
     size_t hist_bytes, hist_msgs;
     size_t n_conns, n_members, n_listeners;
     uint64_t next_conn_id;
+    /* Per-address buckets by address, in a hash table keyed like the rooms'; those of
+     * addresses with no connection wait in the idle list, oldest first, until their bucket
+     * is full again and they can be forgotten. */
+    addr **abuckets;
+    size_t n_abuckets, n_addrs, n_idle_addrs;
+    addr *aidle_head, *aidle_tail;
+    uint64_t rate_limited, rate_closes;
 };
 
 wsx_chat_opts wsx_chat_defaults(void)
@@ -108,6 +128,8 @@ wsx_chat_opts wsx_chat_defaults(void)
                            .burst = 40,
                            .join_rate = 5,
                            .join_burst = 100,
+                           .rate_per_ip = 100,
+                           .burst_per_ip = 200,
                            .max_refusals = 100,
                            .refusal_window_ms = 10000};
 }
@@ -813,26 +835,37 @@ static void leave_room(wsx_chat *chat, wsx_chat_conn *m, const room *keep)
 
 /* ---- client messages ---- */
 
-/* The token buckets: chat messages (message, typing) at `rate` per second, `burst` at once;
- * joins and leaves, which make the server write to everyone in a room, at `join_rate` and
- * `join_burst`. Counted in thousandths of a message so that the arithmetic is exact. A
+/* The token buckets: chat messages (message, typing) at `rate` per second, `burst` at once,
+ * per connection, and at `rate_per_ip`, `burst_per_ip` per client address; joins and leaves,
+ * which make the server write to everyone in a room, at `join_rate` and `join_burst` per
+ * connection. Counted in thousandths of a message so that the arithmetic is exact. A
  * refused message is answered with rate_limited; more than max_refusals refusals (of both
  * kinds) within refusal_window_ms is a flood, not a hurry, and closes the connection with
  * 1008. */
-static bool rate_ok(wsx_chat *chat, wsx_chat_conn *m, bool join)
+static void refill(bucket *b, uint64_t t, uint32_t rate, uint32_t burst)
 {
-    const wsx_chat_opts *o = &chat->opts;
-    uint32_t rate = join ? o->join_rate : o->rate, burst = join ? o->join_burst : o->burst;
-    if (!rate) return true;
-    bucket *b = join ? &m->joins : &m->msgs;
-    uint64_t t = now(chat), cap = (uint64_t)burst * 1000;
+    uint64_t cap = (uint64_t)burst * 1000;
     if (t > b->refill_ms) {
         uint64_t add = (t - b->refill_ms) * rate;
         b->tokens = b->tokens + add > cap ? cap : b->tokens + add;
     }
     b->refill_ms = t;
-    if (b->tokens >= 1000) {
-        b->tokens -= 1000;
+}
+
+static bool rate_ok(wsx_chat *chat, wsx_chat_conn *m, bool join)
+{
+    const wsx_chat_opts *o = &chat->opts;
+    uint32_t rate = join ? o->join_rate : o->rate, burst = join ? o->join_burst : o->burst;
+    bucket *b = rate ? (join ? &m->joins : &m->msgs) : NULL;
+    bucket *ab = !join && m->addr ? &m->addr->msgs : NULL;
+    if (!b && !ab) return true;
+    uint64_t t = now(chat);
+    if (b) refill(b, t, rate, burst);
+    if (ab) refill(ab, t, o->rate_per_ip, o->burst_per_ip);
+    bool over_conn = b && b->tokens < 1000, over_addr = ab && ab->tokens < 1000;
+    if (!over_conn && !over_addr) {
+        if (b) b->tokens -= 1000;
+        if (ab) ab->tokens -= 1000;
         return true;
     }
     if (m->refusals == 0 || t - m->window_ms >= o->refusal_window_ms) {
@@ -841,12 +874,128 @@ static bool rate_ok(wsx_chat *chat, wsx_chat_conn *m, bool join)
     }
     if (++m->refusals > o->max_refusals) {
         m->closing = true;
+        chat->rate_closes++;
         if (chat->ops.close) chat->ops.close(m->ctx, 1008, "rate limit exceeded", o->user);
         return false;
     }
+    chat->rate_limited++;
     send_error(chat, m, "rate_limited",
-               join ? "too many joins: slow down" : "too many messages: slow down");
+               join        ? "too many joins: slow down"
+               : over_conn ? "too many messages: slow down"
+                           : "too many messages from your address: slow down");
     return false;
+}
+
+/* ---- the per-address buckets ---- */
+
+static addr **addr_slot(wsx_chat *chat, const uint8_t key[16], uint64_t h)
+{
+    addr **pp = &chat->abuckets[h & (chat->n_abuckets - 1)];
+    while (*pp && memcmp((*pp)->key, key, 16))
+        pp = &(*pp)->hnext;
+    return pp;
+}
+
+static void addr_idle_unlink(wsx_chat *chat, addr *a)
+{
+    if (a->idle_prev)
+        a->idle_prev->idle_next = a->idle_next;
+    else
+        chat->aidle_head = a->idle_next;
+    if (a->idle_next)
+        a->idle_next->idle_prev = a->idle_prev;
+    else
+        chat->aidle_tail = a->idle_prev;
+    a->idle_prev = a->idle_next = NULL;
+    chat->n_idle_addrs--;
+}
+
+/* Forgets the buckets of addresses with no connection that are full again: a bucket that
+ * was empty when its last connection closed is full burst_per_ip / rate_per_ip seconds
+ * later, and a fresh bucket is full, so forgetting it changes nothing. The idle list is in
+ * the order the addresses went idle, so this is O(buckets forgotten). Past the cap on idle
+ * buckets the oldest go early (they are the nearest to full). */
+static void addr_sweep(wsx_chat *chat, uint64_t t)
+{
+    const wsx_chat_opts *o = &chat->opts;
+    uint64_t full_ms =
+        o->rate_per_ip ? ((uint64_t)o->burst_per_ip * 1000 + o->rate_per_ip - 1) / o->rate_per_ip
+                       : 0;
+    while (chat->aidle_head &&
+           (chat->n_idle_addrs > WSX_CHAT_MAX_IDLE_ADDRESSES ||
+            (t >= chat->aidle_head->idle_since && t - chat->aidle_head->idle_since >= full_ms))) {
+        addr *a = chat->aidle_head;
+        addr_idle_unlink(chat, a);
+        addr **pp = addr_slot(chat, a->key, a->hash);
+        *pp = a->hnext;
+        chat->n_addrs--;
+        free(a);
+    }
+}
+
+/* The bucket of peer's address, made (full) if there is none; NULL when not limited per
+ * address, or out of memory (then the connection is limited per connection only). */
+static addr *addr_get(wsx_chat *chat, const struct sockaddr *peer, uint64_t t)
+{
+    uint8_t key[16];
+    if (!chat->opts.rate_per_ip || !peer || !wsx__addr_key(peer, key)) return NULL;
+    addr_sweep(chat, t);
+    if (!chat->abuckets) {
+        chat->abuckets = calloc(64, sizeof *chat->abuckets);
+        if (!chat->abuckets) return NULL;
+        chat->n_abuckets = 64;
+    }
+    uint64_t h = keyed_hash(chat, 2, (const char *)key, sizeof key);
+    addr **pp = addr_slot(chat, key, h);
+    addr *a = *pp;
+    if (a) {
+        if (!a->conns) addr_idle_unlink(chat, a);
+        a->conns++;
+        return a;
+    }
+    if (chat->n_addrs >= chat->n_abuckets) {
+        /* Doubles the table; on failure it stays as it is (only slower). */
+        size_t nb = chat->n_abuckets * 2;
+        addr **nbk = calloc(nb, sizeof *nbk);
+        if (nbk) {
+            for (size_t i = 0; i < chat->n_abuckets; i++) {
+                while (chat->abuckets[i]) {
+                    addr *x = chat->abuckets[i];
+                    chat->abuckets[i] = x->hnext;
+                    x->hnext = nbk[x->hash & (nb - 1)];
+                    nbk[x->hash & (nb - 1)] = x;
+                }
+            }
+            free(chat->abuckets);
+            chat->abuckets = nbk;
+            chat->n_abuckets = nb;
+            pp = addr_slot(chat, key, h);
+        }
+    }
+    a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    memcpy(a->key, key, sizeof key);
+    a->hash = h;
+    a->conns = 1;
+    a->msgs.tokens = (uint64_t)chat->opts.burst_per_ip * 1000;
+    a->msgs.refill_ms = t;
+    *pp = a;
+    chat->n_addrs++;
+    return a;
+}
+
+static void addr_put(wsx_chat *chat, addr *a, uint64_t t)
+{
+    if (!a || --a->conns) return;
+    a->idle_since = t;
+    a->idle_prev = chat->aidle_tail;
+    if (chat->aidle_tail)
+        chat->aidle_tail->idle_next = a;
+    else
+        chat->aidle_head = a;
+    chat->aidle_tail = a;
+    chat->n_idle_addrs++;
+    addr_sweep(chat, t);
 }
 
 static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
@@ -1050,11 +1199,20 @@ void wsx_chat_free(wsx_chat *chat)
         }
     }
     free(chat->buckets);
+    /* Every address's bucket, idle or still held by a connection. */
+    for (size_t b = 0; b < chat->n_abuckets; b++) {
+        while (chat->abuckets[b]) {
+            addr *a = chat->abuckets[b];
+            chat->abuckets[b] = a->hnext;
+            free(a);
+        }
+    }
+    free(chat->abuckets);
     pthread_mutex_destroy(&chat->mu);
     free(chat);
 }
 
-wsx_chat_conn *wsx_chat_conn_open(wsx_chat *chat, void *conn)
+wsx_chat_conn *wsx_chat_conn_open(wsx_chat *chat, void *conn, const struct sockaddr *peer)
 {
     wsx_chat_conn *m = calloc(1, sizeof *m);
     if (!m) return NULL;
@@ -1064,6 +1222,7 @@ wsx_chat_conn *wsx_chat_conn_open(wsx_chat *chat, void *conn)
     m->msgs.tokens = (uint64_t)chat->opts.burst * 1000;
     m->joins.tokens = (uint64_t)chat->opts.join_burst * 1000;
     m->msgs.refill_ms = m->joins.refill_ms = now(chat);
+    m->addr = addr_get(chat, peer, m->msgs.refill_ms);
     chat->n_conns++;
     char stack[256];
     sb b = SB_INIT(stack);
@@ -1133,6 +1292,7 @@ void wsx_chat_conn_close(wsx_chat *chat, wsx_chat_conn *m)
     wsx_chat_lock(chat);
     leave_room(chat, m, NULL);
     chat->n_conns--;
+    addr_put(chat, m->addr, now(chat));
     wsx_chat_unlock(chat);
     free(m);
 }
@@ -1233,6 +1393,9 @@ void wsx_chat_get_stats(wsx_chat *chat, wsx_chat_stats *out)
     out->conns = chat->n_conns;
     out->history_bytes = chat->hist_bytes;
     out->history_messages = chat->hist_msgs;
+    out->addresses = chat->n_addrs;
+    out->rate_limited = chat->rate_limited;
+    out->rate_closes = chat->rate_closes;
     wsx_chat_unlock(chat);
 }
 
@@ -1249,6 +1412,7 @@ size_t wsx_chat_expire(wsx_chat *chat)
         free_room(chat, r);
         n++;
     }
+    addr_sweep(chat, t);
     wsx_chat_unlock(chat);
     return n;
 }

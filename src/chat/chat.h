@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct sockaddr;
+
 #define WSX_CHAT_MAX_NAME 32 /* code points */
 #define WSX_CHAT_MAX_ROOM 32 /* bytes of A-Za-z0-9_.- */
 #define WSX_CHAT_MAX_TEXT 2000
@@ -95,8 +97,20 @@ typedef struct wsx_chat_opts {
     uint32_t burst; /* default 40 */
     /* The same for `join` and `leave` (each makes the server write to everyone in a room):
      * join_rate per second (0: no limit), join_burst at once; refusals count together. */
-    uint32_t join_rate;         /* default 5 */
-    uint32_t join_burst;        /* default 100 */
+    uint32_t join_rate;  /* default 5 */
+    uint32_t join_burst; /* default 100 */
+    /* The rate limit of chat messages per client address (the peer given to
+     * wsx_chat_conn_open; an IPv4 address, or an IPv6 /64, as admission counts them): one
+     * bucket of rate_per_ip per second holding burst_per_ip at most, shared by every
+     * connection from the address, so that reconnecting does not buy a fresh burst. A
+     * message needs a token from both its connection's bucket and its address's; refused,
+     * it gets rate_limited and counts as a refusal of its connection (the 1008 rule).
+     * rate_per_ip 0: no per-address limit. An address's bucket is kept while it has a
+     * connection, and after its last one closes until the bucket would be full again
+     * (burst_per_ip / rate_per_ip seconds); at most WSX_CHAT_MAX_IDLE_ADDRESSES such
+     * buckets are kept, the oldest going first. */
+    uint32_t rate_per_ip;       /* default 100 */
+    uint32_t burst_per_ip;      /* default 200 */
     uint32_t max_refusals;      /* default 100 */
     uint32_t refusal_window_ms; /* default 10000 */
     void *user;                 /* passed to every op */
@@ -106,8 +120,12 @@ typedef struct wsx_chat_opts {
  * slot in the room's ring. */
 #define WSX_CHAT_HISTORY_OVERHEAD 32
 
+/* Per-address buckets kept for addresses with no connection left (see rate_per_ip). */
+#define WSX_CHAT_MAX_IDLE_ADDRESSES 65536
+
 /* The defaults: history 100, max_rooms 10000, history_bytes 64 MiB, history_idle_ms a day,
- * rate 20/s, burst 40, joins 5/s, join burst 100, 100 refusals in 10 s. */
+ * rate 20/s, burst 40, joins 5/s, join burst 100, 100/s and 200 per address, 100 refusals
+ * in 10 s. */
 wsx_chat_opts wsx_chat_defaults(void);
 
 /* Creates a chat. ops and the strings in opts are borrowed for the chat's lifetime. Returns 0
@@ -120,9 +138,11 @@ int wsx_chat_new(const wsx_chat_opts *opts, const wsx_chat_ops *ops, wsx_chat **
 void wsx_chat_free(wsx_chat *chat);
 
 /* A connection opened: sends it `welcome`. conn is the front end's handle, passed back to the
- * ops; it must stay valid until wsx_chat_conn_close. Returns the connection's state, or NULL
- * (out of memory: the front end should close the connection). */
-wsx_chat_conn *wsx_chat_conn_open(wsx_chat *chat, void *conn);
+ * ops; it must stay valid until wsx_chat_conn_close. peer is the client's address (borrowed
+ * for the call): its connections share the per-address rate limit (rate_per_ip); NULL, or a
+ * family other than AF_INET and AF_INET6, is not limited per address. Returns the
+ * connection's state, or NULL (out of memory: the front end should close the connection). */
+wsx_chat_conn *wsx_chat_conn_open(wsx_chat *chat, void *conn, const struct sockaddr *peer);
 
 /* A client message: a text (binary false) or a binary message of len bytes (borrowed). The
  * answers, publications and errors go out through the ops before it returns. */
@@ -165,6 +185,9 @@ typedef struct wsx_chat_stats {
     size_t conns;            /* connections open */
     size_t history_bytes;    /* what the history of all rooms costs in the budget */
     size_t history_messages; /* messages held over all rooms */
+    size_t addresses;        /* per-address buckets held (with connections, or refilling) */
+    uint64_t rate_limited;   /* messages, joins and leaves refused with rate_limited */
+    uint64_t rate_closes;    /* connections closed with 1008 for too many refusals */
 } wsx_chat_stats;
 
 void wsx_chat_get_stats(wsx_chat *chat, wsx_chat_stats *out);

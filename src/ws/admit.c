@@ -97,7 +97,7 @@ static uint64_t siphash16(uint64_t k0, uint64_t k1, const uint8_t key[16])
  * peers) count one by one. An IPv6 peer counts by its /64: a host, or a home behind one
  * router, commonly holds a whole /64 and could otherwise use a fresh address for each
  * connection. */
-static bool make_key(const struct sockaddr *sa, uint8_t key[16])
+bool wsx__addr_key(const struct sockaddr *sa, uint8_t key[16])
 {
     memset(key, 0, 16);
     if (sa->sa_family == AF_INET) {
@@ -236,7 +236,7 @@ int wsx__admit_add(wsx__admit *a, int fd, const struct sockaddr *peer, size_t ma
                    size_t max_pending_per_ip)
 {
     uint8_t key[16];
-    if (fd < 0 || !make_key(peer, key)) return 0; /* not an IP peer: not counted */
+    if (fd < 0 || !wsx__addr_key(peer, key)) return 0; /* not an IP peer: not counted */
     if (map_fd(a, fd) < 0) return WSX_ENOMEM;
     entry *e = find(a, key);
     if (e && e->conns >= max_per_ip) return WSX__ADMIT_PER_IP;
@@ -278,7 +278,7 @@ void wsx__admit_count(const wsx__admit *a, const struct sockaddr *peer, size_t *
 {
     uint8_t key[16];
     *conns = *pending = 0;
-    if (!make_key(peer, key)) return;
+    if (!wsx__addr_key(peer, key)) return;
     entry *e = find((wsx__admit *)a, key);
     if (e) {
         *conns = e->conns;

@@ -239,6 +239,11 @@ void wsx__set_error_detail(const char *fmt, ...) __attribute__((format(printf, 1
 
 typedef struct wsx__admit wsx__admit;
 
+/* The key a client address counts under (here, and in the chat's per-address rate limit):
+ * an IPv4 address as its IPv4-mapped IPv6 form, an IPv6 address by its /64 (the rest zero),
+ * an IPv4-mapped one as IPv4. Returns false (key zeroed) for other families. */
+bool wsx__addr_key(const struct sockaddr *sa, uint8_t key[16]);
+
 /* Why wsx__admit_add() refused (positive, unlike errors). */
 enum { WSX__ADMIT_PER_IP = 1, WSX__ADMIT_PENDING_PER_IP = 2 };
 

@@ -3,9 +3,12 @@
 limit of chat messages (--rate 20 --burst 40 by default). A flooder writing as fast as it can
 gets its burst through, then exactly 100 `rate_limited` errors, then close 1008 and a log
 line; joins and leaves have a bucket of their own (--join-rate 5 --join-burst 100) with the
-same outcome; reconnecting flooders for seconds on end neither get an honest member of the same room
-dropped as a slow consumer nor grow the server by more than 64 MiB; typing counts against the
-same bucket; --rate 0 turns the limit off."""
+same outcome; reconnecting flooders from one address (127.0.0.2) for seconds on end get no more
+into the room than that address's bucket allows (--rate-per-ip 100 --burst-per-ip 200), so an
+honest member of the same room (from 127.0.0.3) reads a bounded number of their messages, gets
+its own back within 500 ms, is never dropped as a slow consumer, and the server grows by less
+than 64 MiB; typing counts against the same bucket; --rate 0 turns the per-connection limit
+off, --rate-per-ip 0 the per-address one."""
 
 import asyncio
 import json
@@ -21,15 +24,23 @@ from wsxlib import Chat, Raw, Serve, astep, build_frame, check, eq, note, proc_s
 BURST = 40
 REFUSALS = 100  # refusals before the close (documented)
 RSS_BOUND_MIB = 64
+RATE_PER_IP, BURST_PER_IP = 100, 200  # the defaults of --rate-per-ip, --burst-per-ip
+# A probe's round trip while the flood goes on. Without the per-address bucket the honest
+# member had to read every flooder connection's burst (about 8,000 messages a second) and its
+# probes took 1.1-4.5 s; with it, it reads at most 100 a second, so a probe waits only for the
+# server's loop to go round its connections: a few ms on this machine, 500 ms leaves room for
+# a 2-core machine shared with other builds (and for ASan).
+RTT_BOUND_S = 0.5
+FLOODER_ADDR, HONEST_ADDR = "127.0.0.2", "127.0.0.3"
 
 
 def frame(obj):
     return build_frame(0x1, json.dumps(obj).encode())
 
 
-def raw_member(port, room, name, key):
+def raw_member(port, room, name, key, source=None):
     """A raw-socket chat member that joined room: (Raw, the joined object)."""
-    r = Raw.connect(port, "/ws")
+    r = Raw.connect(port, "/ws", source=source)
     w = json.loads(r.recv_message().payload)
     if w.get("type") != "welcome":
         raise AssertionError(f"expected welcome, got {w}")
@@ -166,9 +177,10 @@ async def join_flooder(srv):
 
 
 async def sustained(srv):
-    """Flooders reconnecting for 6 s, each writing as fast as it can without reading, while
-    an honest member reads and chats in the same room."""
-    h = await Chat.open(srv.url, "honest2")
+    """Flooders reconnecting from one address for 6 s, each writing as fast as it can
+    without reading, while an honest member from another address reads and chats in the
+    same room."""
+    h = await Chat.open(srv.url, "honest2", source=HONEST_ADDR)
     await h.send({"type": "join", "room": "storm", "name": "honest", "key": "kh2"})
     await h.expect("joined")
     await h.expect("history")
@@ -184,7 +196,7 @@ async def sustained(srv):
         while not stop.is_set():
             k += 1
             try:
-                r, _ = raw_member(srv.port, "storm", f"flooder{k}", f"key{k}")
+                r, _ = raw_member(srv.port, "storm", f"flooder{k}", f"key{k}", source=FLOODER_ADDR)
                 stats["conns"] += 1
                 try:
                     for _ in range(5):
@@ -204,9 +216,11 @@ async def sustained(srv):
             time.sleep(0.05)
 
     threads = [threading.Thread(target=flooders, daemon=True), threading.Thread(target=sampler, daemon=True)]
+    t_flood = time.monotonic()
     for t in threads:
         t.start()
     received = 0
+    flood_read = 0
     rtts = []
     t_end = time.monotonic() + 6
     probe = 0
@@ -220,6 +234,7 @@ async def sustained(srv):
                 m = await h.recv(10)
                 if m.get("type") == "message":
                     received += 1
+                    flood_read += m["name"].startswith("flooder")
                     if m["text"] == text and m["name"] == "honest":
                         rtts.append(time.monotonic() - t0)
                         break
@@ -228,16 +243,29 @@ async def sustained(srv):
         stop.set()
         for t in threads:
             t.join(10)
+    # What the server accepted before the flooders stopped may still be on its way.
+    late = [m for m in await h.quiet(0.5) if m.get("type") == "message"]
+    flood_read += sum(1 for m in late if m["name"].startswith("flooder"))
+    flood_s = time.monotonic() - t_flood
     rss_growth = (stats["rss_max"] - rss0) / 1024
-    note(f"{stats['conns']} flooder connections in 6 s; the honest member read {received} messages; "
-         f"probe round trips: max {max(rtts) * 1000:.0f} ms, median {sorted(rtts)[len(rtts) // 2] * 1000:.0f} ms; "
+    # The address's bucket: full (200) at the first flooder connection, then 100 a second,
+    # whatever the number of connections; 20 for the server's clock ticking in whole ms.
+    flood_bound = BURST_PER_IP + RATE_PER_IP * flood_s + 20
+    note(f"{stats['conns']} flooder connections from {FLOODER_ADDR} in {flood_s:.1f} s; the honest "
+         f"member read {received + len(late)} chat messages, {flood_read} of them the flooders' "
+         f"(bound {flood_bound:.0f}); probe round trips: max {max(rtts) * 1000:.0f} ms, median "
+         f"{sorted(rtts)[len(rtts) // 2] * 1000:.0f} ms over {len(rtts)} probes; "
          f"server RSS {rss0 / 1024:.1f} MiB -> max {stats['rss_max'] / 1024:.1f} MiB")
     check(stats["conns"] >= 5, "several flooder connections ran", stats["conns"])
     eq(len(rtts), probe, "every probe of the honest member came back")
+    check(0 < flood_read <= flood_bound,
+          f"the flooders' address got at most its burst ({BURST_PER_IP}) + {RATE_PER_IP}/s into the room",
+          f"{flood_read} messages in {flood_s:.1f} s")
+    check(max(rtts) < RTT_BOUND_S, f"every probe round trip under {RTT_BOUND_S * 1000:.0f} ms",
+          f"max {max(rtts) * 1000:.0f} ms")
     check(rss_growth < RSS_BOUND_MIB, f"server RSS grew by less than {RSS_BOUND_MIB} MiB",
           f"{rss_growth:.1f} MiB")
     check(h.ws.close_code is None, "the honest member was never dropped", h.ws.close_code)
-    await h.quiet(0.5)
     await h.send({"type": "message", "text": "after the storm"})
     m = await drain_until(h, lambda x: x.get("type") == "message" and x.get("text") == "after the storm")
     check(bool(m), "the honest member chats after the storm")
@@ -274,16 +302,27 @@ async def typing_counts(srv):
     await b.close()
 
 
-async def rate_off(srv):
+async def rate_off(srv, per_ip_off):
+    """--rate 0: 300 messages at once, all accepted with --rate-per-ip 0 too; without it the
+    address's burst (200) goes through and the others get rate_limited."""
     a = await Chat.open(srv.url, "a")
     await a.send({"type": "join", "room": "free", "name": "a"})
     await a.expect("joined")
     await a.expect("history")
     await a.expect("presence")
-    for i in range(200):
+    for i in range(300):
         await a.send({"type": "message", "text": f"m{i}"})
-    got = [await a.recv() for _ in range(200)]
-    eq({m["type"] for m in got}, {"message"}, "--rate 0: 200 messages at once are all accepted")
+    got = [await a.recv() for _ in range(300)]
+    if per_ip_off:
+        eq({m["type"] for m in got}, {"message"},
+           "--rate 0 --rate-per-ip 0: 300 messages at once are all accepted")
+    else:
+        # Written in a few ms: the bucket refills by one in each 10 ms of it.
+        ok = sum(m["type"] == "message" for m in got)
+        check(BURST_PER_IP <= ok <= BURST_PER_IP + 10, "--rate 0: the address's burst is accepted", ok)
+        codes = [m.get("code") for m in got if m["type"] != "message"]
+        eq((set(codes), len(codes)), ({"rate_limited"}, 300 - ok),
+           "--rate 0: the rest get rate_limited from the address's bucket")
     await a.close()
 
 
@@ -306,9 +345,14 @@ async def main():
         await astep("typing counts against the rate limit", typing_counts(srv), 20)
     finally:
         srv.kill()
+    srv = Serve(["--ping-interval", "0", "--rate", "0", "--rate-per-ip", "0"])
+    try:
+        await astep("--rate 0 --rate-per-ip 0 turn the limits off", rate_off(srv, True), 20)
+    finally:
+        srv.kill()
     srv = Serve(["--ping-interval", "0", "--rate", "0"])
     try:
-        await astep("--rate 0 turns the limit off", rate_off(srv), 20)
+        await astep("--rate 0 leaves the per-address limit", rate_off(srv, False), 20)
     finally:
         srv.kill()
     note("done")

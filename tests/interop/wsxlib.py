@@ -437,12 +437,16 @@ class Raw:
         self.headers = {}
 
     @classmethod
-    def connect(cls, port, path="/", headers=None, rcvbuf=None, key=None, timeout=5, extensions=None):
+    def connect(cls, port, path="/", headers=None, rcvbuf=None, key=None, timeout=5, extensions=None,
+                source=None):
         """Connects and completes the opening handshake (checks 101 and Sec-WebSocket-Accept).
         headers replaces the defaults entirely when given (see handshake_request); extensions,
         when given, is sent as Sec-WebSocket-Extensions. The response's headers are kept in
-        .headers ({lowercased name: value})."""
+        .headers ({lowercased name: value}). source: the local address to connect from (another
+        127.x.y.z address looks like another client to the server's per-address limits)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if source:
+            sock.bind((source, 0))
         if rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.settimeout(timeout)
@@ -810,8 +814,11 @@ class Chat:
         self.welcome = None
 
     @classmethod
-    async def open(cls, url, label="client", **kw):
+    async def open(cls, url, label="client", source=None, **kw):
+        """source: the local address to connect from (see Raw.connect)."""
         import websockets  # only the websockets tests have it
+        if source:
+            kw["local_addr"] = (source, 0)
         ws = await websockets.connect(url, max_size=None, ping_interval=None, close_timeout=3,
                                       compression=None, **kw)
         c = cls(ws, label)

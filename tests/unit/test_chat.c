@@ -9,6 +9,9 @@
  */
 #include <jansson.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "chat/chat.h"
 #include "test.h"
 #include "wsx.h"
@@ -212,6 +215,14 @@ typedef struct mconn {
     unsigned refusals;
 } mconn;
 
+/* A client address's bucket of chat messages (rate_per_ip), shared by its connections. The
+ * model never forgets one: the chat forgets an address only once its bucket is full again,
+ * which a fresh bucket is too. */
+typedef struct maddr {
+    bool used;
+    uint64_t tokens, refill;
+} maddr;
+
 typedef struct mroom {
     bool exists;
     uint64_t next_id;
@@ -226,6 +237,8 @@ typedef struct model {
     mroom r[NROOMS];
     size_t history, max_rooms;
     wsx_chat_opts o;
+    maddr a[NCONN];
+    uint64_t refused, closes; /* rate_limited errors sent, 1008 closes */
     char *want[NCONN][MAXEV];
     size_t n_want[NCONN];
 } model;
@@ -355,31 +368,47 @@ static int model_get_room(int r)
     return r;
 }
 
-/* The token bucket, as docs/chat-protocol.md states it: false when the message is refused
- * (an error, or the close when refusals exceed the limit within the window). */
+/* Which address each connection comes from (an index into M.a; -1: none). */
+static int addr_of[NCONN];
+
+static void model_refill(uint64_t *tokens, uint64_t *refill, uint64_t rate, uint64_t burst)
+{
+    uint64_t cap = burst * 1000;
+    if (fake_now > *refill) {
+        uint64_t add = (fake_now - *refill) * rate;
+        *tokens = *tokens + add > cap ? cap : *tokens + add;
+    }
+    *refill = fake_now;
+}
+
+/* The token buckets, as docs/chat-protocol.md states them: a chat message needs a token of
+ * its connection and one of its address; false when the message is refused (an error, or
+ * the close when refusals exceed the limit within the window). */
 static bool model_rate(int i, int join)
 {
     mconn *c = &M.c[i];
     uint64_t rate = join ? M.o.join_rate : M.o.rate;
-    if (!rate) return true;
-    uint64_t cap = (uint64_t)(join ? M.o.join_burst : M.o.burst) * 1000;
-    if (fake_now > c->refill[join]) {
-        uint64_t add = (fake_now - c->refill[join]) * rate;
-        c->tokens[join] = c->tokens[join] + add > cap ? cap : c->tokens[join] + add;
-    }
-    c->refill[join] = fake_now;
-    if (c->tokens[join] >= 1000) {
-        c->tokens[join] -= 1000;
+    maddr *a = !join && M.o.rate_per_ip && addr_of[i] >= 0 ? &M.a[addr_of[i]] : NULL;
+    if (!rate && !a) return true;
+    if (rate)
+        model_refill(&c->tokens[join], &c->refill[join], rate, join ? M.o.join_burst : M.o.burst);
+    if (a) model_refill(&a->tokens, &a->refill, M.o.rate_per_ip, M.o.burst_per_ip);
+    if ((!rate || c->tokens[join] >= 1000) && (!a || a->tokens >= 1000)) {
+        if (rate) c->tokens[join] -= 1000;
+        if (a) a->tokens -= 1000;
         return true;
     }
     if (c->refusals == 0 || fake_now - c->window >= M.o.refusal_window_ms) {
         c->window = fake_now;
         c->refusals = 0;
     }
-    if (++c->refusals > M.o.max_refusals)
+    if (++c->refusals > M.o.max_refusals) {
         expect(i, "close|1008");
-    else
+        M.closes++;
+    } else {
         expect(i, "error|rate_limited");
+        M.refused++;
+    }
     return false;
 }
 
@@ -543,6 +572,26 @@ static bool compare(wsx_chat *chat, unsigned long step)
         TEST_FAIL_("step %lu (%s): chat counts conns %zu members %zu rooms %zu, model %zu %zu %zu",
                    step, last_step, st.conns, st.members, st.rooms, open, members, model_rooms());
     }
+    if (st.rate_limited != M.refused || st.rate_closes != M.closes) {
+        ok = false;
+        TEST_FAIL_("step %lu (%s): chat counts %llu rate_limited and %llu closes, model %llu %llu",
+                   step, last_step, (unsigned long long)st.rate_limited,
+                   (unsigned long long)st.rate_closes, (unsigned long long)M.refused,
+                   (unsigned long long)M.closes);
+    }
+    /* Every address with an open connection has its bucket; idle ones are bounded. */
+    size_t held = 0;
+    for (int k = 0; k < NCONN; k++) {
+        bool any = false;
+        for (int i = 0; i < NCONN; i++)
+            any |= M.c[i].open && addr_of[i] == k;
+        held += any;
+    }
+    if (M.o.rate_per_ip && (st.addresses < held || st.addresses > NCONN)) {
+        ok = false;
+        TEST_FAIL_("step %lu (%s): chat holds %zu address buckets, %zu have connections", step,
+                   last_step, st.addresses, held);
+    }
     test_checks_++;
     return ok;
 }
@@ -578,7 +627,15 @@ static bool run_model(uint64_t seed, unsigned long steps, const wsx_chat_opts *o
             M.c[i].tokens[1] = (uint64_t)o->join_burst * 1000;
             M.c[i].refill[0] = M.c[i].refill[1] = fake_now;
             M.c[i].refusals = 0;
-            F[i].cc = wsx_chat_conn_open(chat, &F[i]);
+            if (addr_of[i] >= 0 && !M.a[addr_of[i]].used) {
+                M.a[addr_of[i]].used = true;
+                M.a[addr_of[i]].tokens = (uint64_t)o->burst_per_ip * 1000;
+                M.a[addr_of[i]].refill = fake_now;
+            }
+            struct sockaddr_in sa = {.sin_family = AF_INET};
+            sa.sin_addr.s_addr = htonl(0x0a000001u + (uint32_t)addr_of[i]); /* 10.0.0.1 + k */
+            F[i].cc = wsx_chat_conn_open(chat, &F[i],
+                                         addr_of[i] >= 0 ? (const struct sockaddr *)&sa : NULL);
             expect(i, "welcome");
         } else if (a < 6) {
             snprintf(last_step, sizeof last_step, "close %d", i);
@@ -678,7 +735,8 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
     return v && *v ? strtoull(v, NULL, 0) : dflt;
 }
 
-/* The options of a run: no rate limit unless asked. */
+/* The options of a run: no rate limit unless asked; each connection from its own address
+ * (connection 11 from none). */
 static wsx_chat_opts opts_of(size_t history, size_t max_rooms)
 {
     wsx_chat_opts o = wsx_chat_defaults();
@@ -686,6 +744,9 @@ static wsx_chat_opts opts_of(size_t history, size_t max_rooms)
     o.max_rooms = max_rooms;
     o.rate = 0;
     o.join_rate = 0;
+    o.rate_per_ip = 0;
+    for (int i = 0; i < NCONN; i++)
+        addr_of[i] = i == NCONN - 1 ? -1 : i;
     return o;
 }
 
@@ -727,6 +788,31 @@ TEST(model_rate_limit)
     o.join_burst = 4;
     o.max_refusals = 2;
     o.refusal_window_ms = 1000;
+    /* Per address above the per-connection rate, one connection per address: mostly the
+     * connection's bucket refuses, the address's only after a reconnection. */
+    o.rate_per_ip = 50;
+    o.burst_per_ip = 6;
+    CHECK(run_model(seed, steps, &o));
+}
+
+/* The same with connections sharing addresses (0-5 one, 6-9 another, 10 its own, 11 none)
+ * and a per-address rate below the per-connection one: refusals of an address's bucket
+ * while the connection's own still has tokens, and a bucket that outlives a reconnection. */
+TEST(model_rate_limit_shared_address)
+{
+    uint64_t seed = env_u64("WSX_CHAT_SEED", 20261203) + 4;
+    unsigned long steps = (unsigned long)env_u64("WSX_CHAT_STEPS", 20000);
+    wsx_chat_opts o = opts_of(3, 1000);
+    for (int i = 0; i < NCONN - 1; i++)
+        addr_of[i] = i < 6 ? 0 : i < 10 ? 1 : 2;
+    o.rate = 40;
+    o.burst = 4;
+    o.join_rate = 20;
+    o.join_burst = 4;
+    o.rate_per_ip = 15;
+    o.burst_per_ip = 5;
+    o.max_refusals = 3;
+    o.refusal_window_ms = 1000;
     CHECK(run_model(seed, steps, &o));
 }
 
@@ -744,7 +830,7 @@ TEST(rejoin_alone)
         wsx_chat *chat = NULL;
         CHECK_INT(wsx_chat_new(&o, &ops, &chat), 0);
         F[0].open = M.c[0].open = true;
-        F[0].cc = wsx_chat_conn_open(chat, &F[0]);
+        F[0].cc = wsx_chat_conn_open(chat, &F[0], NULL);
         expect(0, "welcome");
         for (int k = 0; k < 3; k++) {
             send_text(chat, 0, "{\"type\":\"join\",\"room\":\"lobby\",\"name\":\"a\"}");
@@ -777,7 +863,7 @@ TEST(listeners)
     CHECK_INT(wsx_chat_listener_add(chat, "a b", &sse_tags[0], &l0), WSX_EINVAL);
     CHECK_INT(wsx_chat_listener_add(chat, "r1", &sse_tags[0], &l0), 0);
     F[0].open = true;
-    F[0].cc = wsx_chat_conn_open(chat, &F[0]);
+    F[0].cc = wsx_chat_conn_open(chat, &F[0], NULL);
     send_text(chat, 0, "{\"type\":\"join\",\"room\":\"r1\",\"name\":\"ann\"}");
     for (int k = 1; k <= 4; k++)
         send_text(chat, 0, "{\"type\":\"message\",\"text\":\"t%d\"}", k);
@@ -824,6 +910,119 @@ TEST(listeners)
     wsx_chat_free(chat);
 }
 
+/* Drops what every connection received; returns how many of connection i's events were
+ * `want`. */
+static int take(int i, const char *want)
+{
+    int n = 0;
+    for (int k = 0; k < NCONN; k++) {
+        for (size_t e = 0; e < F[k].n_got; e++) {
+            n += k == i && !strcmp(F[k].got[e], want);
+            free(F[k].got[e]);
+        }
+        F[k].n_got = 0;
+    }
+    return n;
+}
+
+/* Sends n chat messages from connection i; returns how many were refused with rate_limited. */
+static int flood(wsx_chat *chat, int i, int n)
+{
+    int refused = 0;
+    for (int k = 0; k < n; k++) {
+        send_text(chat, i, "{\"type\":\"message\",\"text\":\"x%d\"}", k);
+        refused += take(i, "error|rate_limited");
+    }
+    return refused;
+}
+
+/* The per-address bucket, directly: the connections of one address share it (IPv4 by
+ * address, IPv6 by /64), a reconnection does not refill it, and the bucket of an address
+ * with no connection left is forgotten once it would be full again. */
+TEST(per_address_buckets)
+{
+    memset(F, 0, sizeof F);
+    memset(&M, 0, sizeof M);
+    wsx_chat_opts o = opts_of(0, 1000);
+    o.rate_per_ip = 10; /* a token every 100 ms */
+    o.burst_per_ip = 4; /* full 400 ms after empty */
+    o.max_refusals = 1000;
+    wsx_chat *chat = NULL;
+    CHECK_INT(wsx_chat_new(&o, &ops, &chat), 0);
+    struct sockaddr_in a2 = {.sin_family = AF_INET}, a3 = {.sin_family = AF_INET};
+    struct sockaddr_in6 v6[3] = {
+        {.sin6_family = AF_INET6}, {.sin6_family = AF_INET6}, {.sin6_family = AF_INET6}};
+    inet_pton(AF_INET, "127.0.0.2", &a2.sin_addr);
+    inet_pton(AF_INET, "127.0.0.3", &a3.sin_addr);
+    inet_pton(AF_INET6, "2001:db8:1:2::1", &v6[0].sin6_addr);
+    inet_pton(AF_INET6, "2001:db8:1:2:ffff::9", &v6[1].sin6_addr); /* the same /64 */
+    inet_pton(AF_INET6, "2001:db8:1:3::1", &v6[2].sin6_addr);
+    const struct sockaddr *peer[7] = {(const struct sockaddr *)&a2,
+                                      (const struct sockaddr *)&a2,
+                                      (const struct sockaddr *)&a3,
+                                      (const struct sockaddr *)&v6[0],
+                                      (const struct sockaddr *)&v6[1],
+                                      (const struct sockaddr *)&v6[2],
+                                      NULL};
+    for (int i = 0; i < 7; i++) {
+        F[i].open = true;
+        F[i].sub = -1;
+        F[i].cc = wsx_chat_conn_open(chat, &F[i], peer[i]);
+        send_text(chat, i, "{\"type\":\"join\",\"room\":\"r%d\",\"name\":\"n\"}", i);
+    }
+    take(0, "");
+    wsx_chat_stats st;
+    wsx_chat_get_stats(chat, &st);
+    CHECK_INT(st.addresses, 4);
+    /* The clock stands still: each address has its 4. */
+    CHECK_INT(flood(chat, 0, 3), 0);
+    CHECK_INT(flood(chat, 1, 3), 2);
+    CHECK_INT(flood(chat, 2, 4), 0);
+    CHECK_INT(flood(chat, 3, 2), 0);
+    CHECK_INT(flood(chat, 4, 3), 1);
+    CHECK_INT(flood(chat, 5, 5), 1);
+    CHECK_INT(flood(chat, 6, 50), 0); /* no address: the per-connection limit (off) only */
+    /* Reconnecting: 127.0.0.2 has no connection for a moment, and its bucket stays empty. */
+    for (int i = 0; i < 2; i++) {
+        wsx_chat_conn_close(chat, F[i].cc);
+        F[i].open = false;
+    }
+    wsx_chat_get_stats(chat, &st);
+    CHECK_INT(st.addresses, 4);
+    F[0].open = true;
+    F[0].cc = wsx_chat_conn_open(chat, &F[0], peer[0]);
+    send_text(chat, 0, "{\"type\":\"join\",\"room\":\"r0\",\"name\":\"n\"}");
+    take(0, "");
+    CHECK_INT(flood(chat, 0, 1), 1);
+    fake_now += 100;
+    CHECK_INT(flood(chat, 0, 2), 1);
+    /* Forgotten once full again: 400 ms after the last connection closed. */
+    wsx_chat_conn_close(chat, F[0].cc);
+    F[0].open = false;
+    fake_now += 399;
+    wsx_chat_expire(chat);
+    wsx_chat_get_stats(chat, &st);
+    CHECK_INT(st.addresses, 4);
+    fake_now += 1;
+    wsx_chat_expire(chat);
+    wsx_chat_get_stats(chat, &st);
+    CHECK_INT(st.addresses, 3);
+    CHECK_INT(st.rate_limited, 6);
+    CHECK_INT(st.rate_closes, 0);
+    /* Then it starts full, as a new address. */
+    F[0].open = true;
+    F[0].cc = wsx_chat_conn_open(chat, &F[0], peer[0]);
+    send_text(chat, 0, "{\"type\":\"join\",\"room\":\"r0\",\"name\":\"n\"}");
+    take(0, "");
+    CHECK_INT(flood(chat, 0, 5), 1);
+    for (int i = 0; i < 7; i++)
+        if (i != 1) wsx_chat_conn_close(chat, F[i].cc);
+    take(0, "");
+    wsx_chat_get_stats(chat, &st);
+    CHECK_INT(st.addresses, 4); /* all idle, none full yet */
+    wsx_chat_free(chat);
+}
+
 int main(void)
 {
     RUN(rejoin_alone);
@@ -832,5 +1031,7 @@ int main(void)
     RUN(model_history_0);
     RUN(model_room_cap);
     RUN(model_rate_limit);
+    RUN(model_rate_limit_shared_address);
+    RUN(per_address_buckets);
     return test_summary("chat");
 }

@@ -219,7 +219,7 @@ TEST(history_follows_joined)
 {
     shared_ops = false;
     wsx_chat *chat = new_chat(3, 0, 0, 0);
-    wsx_chat_conn *a = wsx_chat_conn_open(chat, &F[0]);
+    wsx_chat_conn *a = wsx_chat_conn_open(chat, &F[0], NULL);
     clear(&F[0]);
     join(chat, a, "r", "ann");
     CHECK_STR(F[0].got[0], "{\"type\":\"joined\",\"room\":\"r\",\"name\":\"ann\","
@@ -241,7 +241,7 @@ TEST(shared_history_built_once_per_change)
     wsx_chat *chat = new_chat(100, 0, 0, 0);
     wsx_chat_conn *c[3];
     for (int i = 0; i < 3; i++)
-        c[i] = wsx_chat_conn_open(chat, &F[i]);
+        c[i] = wsx_chat_conn_open(chat, &F[i], NULL);
     join(chat, c[0], "r", "a");
     post(chat, c[0], "hello");
     CHECK_INT(n_built, 1); /* the first join built it */
@@ -265,7 +265,7 @@ TEST(shared_history_built_once_per_change)
     CHECK_INT(n_live, 0);
     /* And a cache still held when the chat is freed is handed back too (a listener keeps
      * the room from going idle). */
-    wsx_chat_conn *d = wsx_chat_conn_open(chat, &F[0]);
+    wsx_chat_conn *d = wsx_chat_conn_open(chat, &F[0], NULL);
     join(chat, d, "r", "d");
     CHECK_INT(wsx_chat_listener_add(chat, "r", &F[3], &l), 0);
     wsx_chat_conn_close(chat, d);
@@ -278,7 +278,7 @@ TEST(join_refused_with_slow_down_once)
 {
     shared_ops = true;
     wsx_chat *chat = new_chat(100, 0, 0, 1000);
-    wsx_chat_conn *a = wsx_chat_conn_open(chat, &F[0]);
+    wsx_chat_conn *a = wsx_chat_conn_open(chat, &F[0], NULL);
     clear(&F[0]);
     F[0].queued = 1001;
     join(chat, a, "r", "a");
@@ -300,7 +300,7 @@ TEST(join_refused_with_slow_down_once)
 /* Posts n messages of `text` to room as a fresh connection, which then leaves. */
 static void fill(wsx_chat *chat, const char *room, int n, const char *text)
 {
-    wsx_chat_conn *f = wsx_chat_conn_open(chat, &F[3]);
+    wsx_chat_conn *f = wsx_chat_conn_open(chat, &F[3], NULL);
     join(chat, f, room, "filler");
     for (int i = 0; i < n; i++)
         post(chat, f, text);
@@ -310,7 +310,7 @@ static void fill(wsx_chat *chat, const char *room, int n, const char *text)
 
 static int history_of(wsx_chat *chat, const char *room)
 {
-    wsx_chat_conn *q = wsx_chat_conn_open(chat, &F[2]);
+    wsx_chat_conn *q = wsx_chat_conn_open(chat, &F[2], NULL);
     join(chat, q, room, "probe");
     int n = history_len(&F[2]);
     wsx_chat_conn_close(chat, q);
@@ -343,7 +343,7 @@ TEST(budget_evicts_the_room_posted_to_least_recently)
     CHECK_INT(history_of(chat, "big"), 10);
     CHECK(stats(chat).history_bytes <= 11500);
     /* A member's room loses its history but stays. */
-    wsx_chat_conn *m = wsx_chat_conn_open(chat, &F[0]);
+    wsx_chat_conn *m = wsx_chat_conn_open(chat, &F[0], NULL);
     join(chat, m, "big", "member");
     fill(chat, "other", 10, text);
     CHECK_INT(history_of(chat, "big"), 0);
@@ -360,7 +360,7 @@ TEST(idle_history_expires)
     fill(chat, "gone", 3, "bye");
     fake_now += 500;
     fill(chat, "later", 2, "hi");
-    wsx_chat_conn *m = wsx_chat_conn_open(chat, &F[0]);
+    wsx_chat_conn *m = wsx_chat_conn_open(chat, &F[0], NULL);
     join(chat, m, "kept", "m");
     post(chat, m, "stay");
     CHECK_INT(stats(chat).rooms, 3);

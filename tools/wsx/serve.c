@@ -19,6 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "assets.h"
 #include "chat/chat.h"
 #include "tool.h"
@@ -569,12 +573,40 @@ static int on_upgrade(wsx_server *srv, const wsx_request *rq, void **conn_user, 
     return 0;
 }
 
+/* The client's address from its text ("1.2.3.4:5555", "[::1]:5555"), for the chat's
+ * per-address rate limit. Returns NULL when it cannot be read (then none applies). */
+static const struct sockaddr *peer_addr(const char *text, struct sockaddr_storage *ss)
+{
+    char host[64];
+    memset(ss, 0, sizeof *ss);
+    if (text[0] == '[') {
+        const char *end = strchr(text, ']');
+        if (!end || (size_t)(end - text - 1) >= sizeof host) return NULL;
+        memcpy(host, text + 1, (size_t)(end - text - 1));
+        host[end - text - 1] = 0;
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1) return NULL;
+        a6->sin6_family = AF_INET6;
+        return (const struct sockaddr *)ss;
+    }
+    const char *colon = strrchr(text, ':');
+    size_t n = colon ? (size_t)(colon - text) : strlen(text);
+    if (n >= sizeof host) return NULL;
+    memcpy(host, text, n);
+    host[n] = 0;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) != 1) return NULL;
+    a4->sin_family = AF_INET;
+    return (const struct sockaddr *)ss;
+}
+
 static void on_open(wsx_conn *c, void *user)
 {
     (void)user;
     char peer[64];
     peer_of(c, peer, sizeof peer);
-    wsx_chat_conn *cc = wsx_chat_conn_open(S.chat, c);
+    struct sockaddr_storage ss;
+    wsx_chat_conn *cc = wsx_chat_conn_open(S.chat, c, peer_addr(peer, &ss));
     if (!cc) {
         tool_logf(WSX_LOG_WARN, "%s: out of memory, closing", peer);
         wsx_close(c, 1011, "out of memory");
@@ -1035,6 +1067,10 @@ static const char help[] =
     "  --join-rate N          joins and leaves per second per connection (default 5; 0 = no\n"
     "                         limit); more get rate_limited, and count towards the 1008\n"
     "  --join-burst N         joins and leaves a connection may send at once (default 100)\n"
+    "  --rate-per-ip N        chat messages per second from one client address (an IPv4\n"
+    "                         address or an IPv6 /64), over all its connections together\n"
+    "                         (default 100; 0 = no limit): more get rate_limited, as above\n"
+    "  --burst-per-ip N       chat messages one address may send at once (default 200)\n"
     "  --max-connections N    WebSocket connections at most (default 10000)\n" TOOL_ADMIT_HELP
     "  --max-queued-bytes B   bytes queued for sending in the whole process; above it the\n"
     "                         largest queues are closed with 1008 (default: 1/4 of the RAM)\n"
@@ -1118,6 +1154,8 @@ enum {
     O_BURST,
     O_JOIN_RATE,
     O_JOIN_BURST,
+    O_RATE_PER_IP,
+    O_BURST_PER_IP,
     O_METRICS_TOKEN,
     O_MAXQ,
 };
@@ -1158,6 +1196,8 @@ int cmd_serve(int argc, char **argv)
         {"burst", required_argument, 0, O_BURST},
         {"join-rate", required_argument, 0, O_JOIN_RATE},
         {"join-burst", required_argument, 0, O_JOIN_BURST},
+        {"rate-per-ip", required_argument, 0, O_RATE_PER_IP},
+        {"burst-per-ip", required_argument, 0, O_BURST_PER_IP},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -1230,6 +1270,16 @@ int cmd_serve(int argc, char **argv)
             if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
                 return usage_error("serve", "bad --join-burst '%s' (1 to 1000000)", optarg);
             S.chat_opts.join_burst = v;
+            break;
+        case O_RATE_PER_IP:
+            if (!parse_u32(optarg, &v) || v > 1000000)
+                return usage_error("serve", "bad --rate-per-ip '%s' (0 to 1000000)", optarg);
+            S.chat_opts.rate_per_ip = v;
+            break;
+        case O_BURST_PER_IP:
+            if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
+                return usage_error("serve", "bad --burst-per-ip '%s' (1 to 1000000)", optarg);
+            S.chat_opts.burst_per_ip = v;
             break;
         case O_MAXCONN:
             if (!parse_size(optarg, &sz) || !sz)
