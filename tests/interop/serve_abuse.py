@@ -19,7 +19,9 @@ import time
 
 import websockets
 
-from wsxlib import Chat, Raw, Serve, astep, build_frame, check, eq, note, proc_status_kib, run
+from wsxlib import Chat, Raw, Serve, astep, build_frame, check, eq, metrics, note, proc_status_kib, run
+
+LIMITED, CLOSES = "wsx_chat_rate_limited_total", "wsx_chat_rate_limit_closes_total"
 
 BURST = 40
 REFUSALS = 100  # refusals before the close (documented)
@@ -76,6 +78,7 @@ async def one_flooder(srv):
     await h.expect("history")
     await h.expect("presence")
     loop = asyncio.get_running_loop()
+    m0 = await loop.run_in_executor(None, metrics, srv.port)
     f, _ = await loop.run_in_executor(None, raw_member, srv.port, "flood", "flooder", "kf")
     eq((await h.expect("presence"))["name"], "flooder", "the honest member sees the flooder join")
 
@@ -115,6 +118,9 @@ async def one_flooder(srv):
     f.close()
     line = await loop.run_in_executor(None, srv.wait_stderr, r"closing with 1008: rate limit", 5)
     check(line is not None, "the server logs the close", line)
+    m1 = await loop.run_in_executor(None, metrics, srv.port)
+    eq((m1[LIMITED] - m0[LIMITED], m1[CLOSES] - m0[CLOSES]), (REFUSALS, 1),
+       f"/metrics: {LIMITED} and {CLOSES} grew by")
 
     got = await drain_until(h, lambda m: m.get("type") == "presence", 10)
     msgs = [m for m in got if m.get("type") == "message"]
@@ -186,6 +192,7 @@ async def sustained(srv):
     await h.expect("history")
     await h.expect("presence")
     pid = srv.proc.pid
+    m0 = metrics(srv.port)
     rss0 = proc_status_kib(pid)
     stop = threading.Event()
     stats = {"conns": 0, "rss_max": rss0}
@@ -257,6 +264,12 @@ async def sustained(srv):
          f"{sorted(rtts)[len(rtts) // 2] * 1000:.0f} ms over {len(rtts)} probes; "
          f"server RSS {rss0 / 1024:.1f} MiB -> max {stats['rss_max'] / 1024:.1f} MiB")
     check(stats["conns"] >= 5, "several flooder connections ran", stats["conns"])
+    m1 = metrics(srv.port)
+    closes, limited = m1[CLOSES] - m0[CLOSES], m1[LIMITED] - m0[LIMITED]
+    note(f"/metrics: {CLOSES} +{closes}, {LIMITED} +{limited}")
+    # Each closed flooder had exactly 100 refusals; one still open at the end may have fewer.
+    check(closes >= stats["conns"] // 2 and 100 * closes <= limited <= 100 * closes + 100 * (stats["conns"] - closes),
+          "/metrics counts the flooders' refusals and 1008 closes", (closes, limited, stats["conns"]))
     eq(len(rtts), probe, "every probe of the honest member came back")
     check(0 < flood_read <= flood_bound,
           f"the flooders' address got at most its burst ({BURST_PER_IP}) + {RATE_PER_IP}/s into the room",

@@ -3,14 +3,17 @@
 page with ETag/304/HEAD, content types, 404/405/426, /healthz, /metrics; --static DIR with
 ETag/Last-Modified, directory redirects, path traversal and symlinks leading outside; --token
 and --origin refusals before any WebSocket traffic, counted in /metrics; /metrics behind
---token or --metrics-token (401 without it)."""
+--token or --metrics-token (401 without it); the admission refusals (by reason), the process's
+queued bytes and its budget in /metrics, each moving when it happens."""
 
 import email.utils
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 
 from wsxlib import (Raw, Serve, check, eq, handshake_request, http_raw, http_req, http_request,
                     metrics, note, run, step, wait_metric)
@@ -23,7 +26,10 @@ KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 METRIC_NAMES = ["wsx_connections_open", "wsx_http_connections_open", "wsx_connections_accepted_total",
                 "wsx_upgrades_total", "wsx_messages_received_total", "wsx_messages_sent_total",
                 "wsx_bytes_received_total", "wsx_bytes_sent_total", "wsx_topics", "wsx_subscribers",
-                "wsx_sse_listeners", "wsx_handshake_failures_total"]
+                "wsx_sse_listeners", "wsx_handshake_failures_total", "wsx_admission_refused_total",
+                "wsx_queued_bytes", "wsx_max_queued_bytes", "wsx_chat_rate_limited_total",
+                "wsx_chat_rate_limit_closes_total", "wsx_chat_rate_addresses"]
+ADMISSION_REASONS = ["per_ip", "handshakes", "full", "nofile"]
 REASONS = ["bad_request", "unauthorized", "forbidden_origin", "not_found", "unsupported_version",
            "head_too_large", "unavailable", "other", "timeout"]
 
@@ -427,6 +433,92 @@ def origin_cases():
         srv.kill()
 
 
+def connect_from(src, port, rcvbuf=None):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((src, 0))
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def status_from(src, port):
+    """The status a new connection from src gets to GET /healthz (None: closed without one)."""
+    s = connect_from(src, port)
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        buf = b""
+        while b"\r\n" not in buf:
+            d = s.recv(4096)
+            if not d:
+                return None
+            buf += d
+        return int(buf.split(b" ", 2)[1])
+    except (ConnectionResetError, BrokenPipeError):
+        return None
+    finally:
+        s.close()
+
+
+def wait_until(port, name, pred, timeout=5):
+    """Polls /metrics until pred(value of name); returns the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = metrics(port).get(name)
+        if pred(v) or time.monotonic() > deadline:
+            return v
+        time.sleep(0.05)
+
+
+def admission_metrics():
+    """--max-per-ip 3 --max-handshakes-per-ip 2 --max-queued-bytes 64M: each refusal moves its
+    series of wsx_admission_refused_total; a client that pipelines requests and never reads
+    moves wsx_queued_bytes, which returns to 0 when it goes."""
+    srv = Serve(["--max-per-ip", "3", "--max-handshakes-per-ip", "2", "--max-queued-bytes", "64M"])
+    port = srv.port
+    held = []
+    try:
+        with step("/metrics: admission refusals by reason"):
+            text = http_req(port, "GET", "/metrics")[2].decode()
+            for reason in ADMISSION_REASONS:
+                check(re.search(rf'^wsx_admission_refused_total\{{reason="{reason}"\}} 0$', text, re.M),
+                      f'wsx_admission_refused_total{{reason="{reason}"}} is 0 at first')
+            eq(metrics(port).get("wsx_max_queued_bytes"), 64 << 20, "wsx_max_queued_bytes is --max-queued-bytes")
+            # 127.0.0.2 holds its two handshakes in progress (silent sockets): the third is refused.
+            held += [connect_from("127.0.0.2", port) for _ in range(2)]
+            eq(status_from("127.0.0.2", port), 503, "a third handshake in progress from 127.0.0.2")
+            eq(wait_metric(port, 'wsx_admission_refused_total{reason="handshakes"}', 1), 1,
+               'wsx_admission_refused_total{reason="handshakes"} after it')
+            # 127.0.0.4 holds three WebSocket connections: the fourth is refused.
+            held += [Raw.connect(port, "/ws", source="127.0.0.4") for _ in range(3)]
+            eq(status_from("127.0.0.4", port), 503, "a fourth connection from 127.0.0.4")
+            m = metrics(port)
+            eq(m.get('wsx_admission_refused_total{reason="per_ip"}'), 1,
+               'wsx_admission_refused_total{reason="per_ip"} after it')
+            eq((m.get('wsx_admission_refused_total{reason="full"}'),
+                m.get('wsx_admission_refused_total{reason="nofile"}')), (0, 0),
+               "full and nofile did not move")
+        with step("/metrics: the process's queued bytes"):
+            q0 = metrics(port).get("wsx_queued_bytes")
+            check(q0 is not None and q0 < 64 * 1024, "wsx_queued_bytes with every client reading", q0)
+            # 300 pipelined GET /app.js (7 MB of answers) to a 4 KiB receive buffer, never read:
+            # the server queues up to its high-water mark (1 MiB), then stops parsing.
+            s = connect_from("127.0.0.5", port, rcvbuf=4096)
+            s.sendall(b"GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n" * 300)
+            q = wait_until(port, "wsx_queued_bytes", lambda v: v is not None and v >= 512 * 1024)
+            note(f"wsx_queued_bytes with a client that does not read: {q}")
+            check(q is not None and 512 * 1024 <= q <= 2 * 1024 * 1024,
+                  "wsx_queued_bytes holds the unread answers (about the 1 MiB high-water mark)", q)
+            s.close()
+            q = wait_until(port, "wsx_queued_bytes", lambda v: v == 0)
+            eq(q, 0, "wsx_queued_bytes once that client is gone")
+    finally:
+        for h in held:
+            h.close()
+        srv.kill()
+
+
 def main():
     srv = Serve([])
     try:
@@ -440,6 +532,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     token_cases()
     origin_cases()
+    admission_metrics()
     note("done")
 
 

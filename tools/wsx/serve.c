@@ -872,13 +872,17 @@ static void serve_metrics(wsx_http_req *r)
             st.refused_503 += one->refused_503;
             st.refused_other += one->refused_other;
             st.handshake_timeouts += one->handshake_timeouts;
+            st.refused_per_ip += one->refused_per_ip;
+            st.refused_handshakes += one->refused_handshakes;
+            st.refused_full += one->refused_full;
+            st.shed_nofile += one->shed_nofile;
             st.topics += one->topics;
         }
     }
     wsx_chat_stats cs;
     wsx_chat_get_stats(S.chat, &cs);
     size_t members = cs.members;
-    char body[4096];
+    char body[8192];
     int n = snprintf(
         body, sizeof body,
         "# HELP wsx_connections_open Open WebSocket connections.\n"
@@ -931,6 +935,37 @@ static void serve_metrics(wsx_http_req *r)
                       "# HELP wsx_history_messages Messages held in the history of all rooms.\n"
                       "# TYPE wsx_history_messages gauge\nwsx_history_messages %zu\n",
                       cs.history_bytes, cs.history_messages);
+    if (n > 0 && (size_t)n < sizeof body)
+        n += snprintf(
+            body + n, sizeof body - (size_t)n,
+            "# HELP wsx_admission_refused_total Connections turned away when accepted (503, "
+            "or closed at once), by reason: --max-per-ip, handshakes in progress "
+            "(--max-handshakes-per-ip, --max-handshakes), the server full, no file "
+            "descriptor.\n"
+            "# TYPE wsx_admission_refused_total counter\n"
+            "wsx_admission_refused_total{reason=\"per_ip\"} %llu\n"
+            "wsx_admission_refused_total{reason=\"handshakes\"} %llu\n"
+            "wsx_admission_refused_total{reason=\"full\"} %llu\n"
+            "wsx_admission_refused_total{reason=\"nofile\"} %llu\n"
+            "# HELP wsx_queued_bytes Bytes queued for sending in the whole process.\n"
+            "# TYPE wsx_queued_bytes gauge\nwsx_queued_bytes %zu\n"
+            "# HELP wsx_max_queued_bytes The budget of queued bytes (--max-queued-bytes); "
+            "above it the largest queues are closed with 1008.\n"
+            "# TYPE wsx_max_queued_bytes gauge\nwsx_max_queued_bytes %zu\n"
+            "# HELP wsx_chat_rate_limited_total Chat messages, joins and leaves refused with "
+            "the error rate_limited.\n"
+            "# TYPE wsx_chat_rate_limited_total counter\nwsx_chat_rate_limited_total %llu\n"
+            "# HELP wsx_chat_rate_limit_closes_total Chat connections closed with 1008 for "
+            "too many refusals.\n"
+            "# TYPE wsx_chat_rate_limit_closes_total counter\n"
+            "wsx_chat_rate_limit_closes_total %llu\n"
+            "# HELP wsx_chat_rate_addresses Client addresses holding a per-address rate "
+            "bucket (--rate-per-ip).\n"
+            "# TYPE wsx_chat_rate_addresses gauge\nwsx_chat_rate_addresses %zu\n",
+            (unsigned long long)st.refused_per_ip, (unsigned long long)st.refused_handshakes,
+            (unsigned long long)st.refused_full, (unsigned long long)st.shed_nofile,
+            wsx_queued_bytes(), wsx_max_queued_bytes(), (unsigned long long)cs.rate_limited,
+            (unsigned long long)cs.rate_closes, cs.addresses);
     wsx_http_header h[] = {{"Content-Type", 12, "text/plain; version=0.0.4", 25}};
     wsx_http_respond(r, 200, h, 1, body, (size_t)n);
 }
