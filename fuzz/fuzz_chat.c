@@ -12,15 +12,14 @@
  *      picked by the next byte, resuming after the id in the byte after
  *   8  the clock jumps by the next byte in seconds
  * Bit 4 of the first byte turns on tight rate limits (messages 5/s, burst 2; joins and leaves
- * 5/s, burst 3; per address 8/s, burst 3; closed after 3 refusals); otherwise only the
- * defaults apply. Connections 0, 2 and 4 share one IPv4 address, 1 and 3 two IPv6 addresses
- * of one /64, and 5 has none (not limited per address). Bit 5 gives the
- * chat shared-history ops (a cache per room, checked: handed back once, none left at the
- * end), a history budget of 400 bytes, history dropped after 5 s idle (the chat expires at
- * every clock jump), and odd connections a full send queue (joins refused with slow_down).
- * Beyond memory errors (ASan), it aborts if the chat sends to a closed connection,
- * subscribes a connection twice or unsubscribes one that is not subscribed, or if its counts
- * disagree with the connections the fuzzer holds.
+ * 5/s, burst 3; per address 8/s, burst 3, joins 4/s, burst 4; closed after 3 refusals); otherwise
+ * only the defaults apply. Connections 0, 2 and 4 share one IPv4 address, 1 and 3 two IPv6
+ * addresses of one /64, and 5 has none (not limited per address). Bit 5 gives the chat
+ * shared-history ops (a cache per room, checked: handed back once, none left at the end), a history
+ * budget of 400 bytes, history dropped after 5 s idle (the chat expires at every clock jump), and
+ * odd connections a full send queue (joins refused with slow_down). Beyond memory errors (ASan), it
+ * aborts if the chat sends to a closed connection, subscribes a connection twice or unsubscribes
+ * one that is not subscribed, or if its counts disagree with the connections the fuzzer holds.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,6 +230,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         o.join_burst = 3;
         o.rate_per_ip = 8;
         o.burst_per_ip = 3;
+        o.join_rate_per_ip = 4;
+        o.join_burst_per_ip = 4;
         o.max_refusals = 3;
         o.refusal_window_ms = 1000;
     }

@@ -63,7 +63,8 @@ typedef struct bucket {
     uint64_t tokens, refill_ms;
 } bucket;
 
-/* A client address's bucket of chat messages, shared by its connections (rate_per_ip). */
+/* A client address's buckets of chat messages and of joins and leaves, shared by its
+ * connections (rate_per_ip, join_rate_per_ip). */
 typedef struct addr {
     uint8_t key[16]; /* wsx__addr_key: what admission counts by too */
     uint64_t hash;
@@ -71,7 +72,7 @@ typedef struct addr {
     struct addr *idle_prev, *idle_next; /* with no connection: in the idle list */
     uint64_t idle_since;
     size_t conns;
-    bucket msgs;
+    bucket msgs, joins;
 } addr;
 
 struct wsx_chat_conn {
@@ -130,6 +131,8 @@ wsx_chat_opts wsx_chat_defaults(void)
                            .join_burst = 100,
                            .rate_per_ip = 100,
                            .burst_per_ip = 200,
+                           .join_rate_per_ip = 10,
+                           .join_burst_per_ip = 200,
                            .max_refusals = 100,
                            .refusal_window_ms = 10000};
 }
@@ -838,10 +841,10 @@ static void leave_room(wsx_chat *chat, wsx_chat_conn *m, const room *keep)
 /* The token buckets: chat messages (message, typing) at `rate` per second, `burst` at once,
  * per connection, and at `rate_per_ip`, `burst_per_ip` per client address; joins and leaves,
  * which make the server write to everyone in a room, at `join_rate` and `join_burst` per
- * connection. Counted in thousandths of a message so that the arithmetic is exact. A
- * refused message is answered with rate_limited; more than max_refusals refusals (of both
- * kinds) within refusal_window_ms is a flood, not a hurry, and closes the connection with
- * 1008. */
+ * connection and `join_rate_per_ip`, `join_burst_per_ip` per address. Counted in thousandths of a
+ * message so that the arithmetic is exact. A refused message is answered with rate_limited; more
+ * than max_refusals refusals (of both kinds) within refusal_window_ms is a flood, not a hurry, and
+ * closes the connection with 1008. */
 static void refill(bucket *b, uint64_t t, uint32_t rate, uint32_t burst)
 {
     uint64_t cap = (uint64_t)burst * 1000;
@@ -857,11 +860,13 @@ static bool rate_ok(wsx_chat *chat, wsx_chat_conn *m, bool join)
     const wsx_chat_opts *o = &chat->opts;
     uint32_t rate = join ? o->join_rate : o->rate, burst = join ? o->join_burst : o->burst;
     bucket *b = rate ? (join ? &m->joins : &m->msgs) : NULL;
-    bucket *ab = !join && m->addr ? &m->addr->msgs : NULL;
+    uint32_t arate = join ? o->join_rate_per_ip : o->rate_per_ip;
+    uint32_t aburst = join ? o->join_burst_per_ip : o->burst_per_ip;
+    bucket *ab = m->addr && arate ? (join ? &m->addr->joins : &m->addr->msgs) : NULL;
     if (!b && !ab) return true;
     uint64_t t = now(chat);
     if (b) refill(b, t, rate, burst);
-    if (ab) refill(ab, t, o->rate_per_ip, o->burst_per_ip);
+    if (ab) refill(ab, t, arate, aburst);
     bool over_conn = b && b->tokens < 1000, over_addr = ab && ab->tokens < 1000;
     if (!over_conn && !over_addr) {
         if (b) b->tokens -= 1000;
@@ -880,9 +885,9 @@ static bool rate_ok(wsx_chat *chat, wsx_chat_conn *m, bool join)
     }
     chat->rate_limited++;
     send_error(chat, m, "rate_limited",
-               join        ? "too many joins: slow down"
-               : over_conn ? "too many messages: slow down"
-                           : "too many messages from your address: slow down");
+               over_conn ? (join ? "too many joins: slow down" : "too many messages: slow down")
+               : join    ? "too many joins from your address: slow down"
+                         : "too many messages from your address: slow down");
     return false;
 }
 
@@ -910,17 +915,23 @@ static void addr_idle_unlink(wsx_chat *chat, addr *a)
     chat->n_idle_addrs--;
 }
 
-/* Forgets the buckets of addresses with no connection that are full again: a bucket that
- * was empty when its last connection closed is full burst_per_ip / rate_per_ip seconds
- * later, and a fresh bucket is full, so forgetting it changes nothing. The idle list is in
+/* Milliseconds for an empty bucket to fill up (0: no such bucket). */
+static uint64_t fill_ms(uint32_t rate, uint32_t burst)
+{
+    return rate ? ((uint64_t)burst * 1000 + rate - 1) / rate : 0;
+}
+
+/* Forgets the buckets of addresses with no connection that are full again: buckets that
+ * were empty when the last connection closed are full burst / rate seconds later, and a
+ * fresh bucket is full, so forgetting them changes nothing. The idle list is in
  * the order the addresses went idle, so this is O(buckets forgotten). Past the cap on idle
  * buckets the oldest go early (they are the nearest to full). */
 static void addr_sweep(wsx_chat *chat, uint64_t t)
 {
     const wsx_chat_opts *o = &chat->opts;
-    uint64_t full_ms =
-        o->rate_per_ip ? ((uint64_t)o->burst_per_ip * 1000 + o->rate_per_ip - 1) / o->rate_per_ip
-                       : 0;
+    uint64_t full_ms = fill_ms(o->rate_per_ip, o->burst_per_ip);
+    uint64_t join_full_ms = fill_ms(o->join_rate_per_ip, o->join_burst_per_ip);
+    if (join_full_ms > full_ms) full_ms = join_full_ms;
     while (chat->aidle_head &&
            (chat->n_idle_addrs > WSX_CHAT_MAX_IDLE_ADDRESSES ||
             (t >= chat->aidle_head->idle_since && t - chat->aidle_head->idle_since >= full_ms))) {
@@ -938,7 +949,9 @@ static void addr_sweep(wsx_chat *chat, uint64_t t)
 static addr *addr_get(wsx_chat *chat, const struct sockaddr *peer, uint64_t t)
 {
     uint8_t key[16];
-    if (!chat->opts.rate_per_ip || !peer || !wsx__addr_key(peer, key)) return NULL;
+    if ((!chat->opts.rate_per_ip && !chat->opts.join_rate_per_ip) || !peer ||
+        !wsx__addr_key(peer, key))
+        return NULL;
     addr_sweep(chat, t);
     if (!chat->abuckets) {
         chat->abuckets = calloc(64, sizeof *chat->abuckets);
@@ -978,7 +991,8 @@ static addr *addr_get(wsx_chat *chat, const struct sockaddr *peer, uint64_t t)
     a->hash = h;
     a->conns = 1;
     a->msgs.tokens = (uint64_t)chat->opts.burst_per_ip * 1000;
-    a->msgs.refill_ms = t;
+    a->joins.tokens = (uint64_t)chat->opts.join_burst_per_ip * 1000;
+    a->msgs.refill_ms = a->joins.refill_ms = t;
     *pp = a;
     chat->n_addrs++;
     return a;

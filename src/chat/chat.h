@@ -107,10 +107,16 @@ typedef struct wsx_chat_opts {
      * it gets rate_limited and counts as a refusal of its connection (the 1008 rule).
      * rate_per_ip 0: no per-address limit. An address's bucket is kept while it has a
      * connection, and after its last one closes until the bucket would be full again
-     * (burst_per_ip / rate_per_ip seconds); at most WSX_CHAT_MAX_IDLE_ADDRESSES such
-     * buckets are kept, the oldest going first. */
-    uint32_t rate_per_ip;       /* default 100 */
-    uint32_t burst_per_ip;      /* default 200 */
+     * (burst_per_ip / rate_per_ip seconds, or join_burst_per_ip / join_rate_per_ip if longer); at
+     * most WSX_CHAT_MAX_IDLE_ADDRESSES such buckets are kept, the oldest going first. */
+    uint32_t rate_per_ip;  /* default 100 */
+    uint32_t burst_per_ip; /* default 200 */
+    /* The same per address for `join` and `leave` (a reconnecting client would otherwise
+     * make a room see a join and a leave per connection): join_rate_per_ip per second (0:
+     * no limit), join_burst_per_ip at once. An address's buckets are kept until all of them
+     * would be full again. */
+    uint32_t join_rate_per_ip;  /* default 10 */
+    uint32_t join_burst_per_ip; /* default 200 */
     uint32_t max_refusals;      /* default 100 */
     uint32_t refusal_window_ms; /* default 10000 */
     void *user;                 /* passed to every op */
@@ -124,8 +130,8 @@ typedef struct wsx_chat_opts {
 #define WSX_CHAT_MAX_IDLE_ADDRESSES 65536
 
 /* The defaults: history 100, max_rooms 10000, history_bytes 64 MiB, history_idle_ms a day,
- * rate 20/s, burst 40, joins 5/s, join burst 100, 100/s and 200 per address, 100 refusals
- * in 10 s. */
+ * rate 20/s, burst 40, joins 5/s, join burst 100; per address 100/s and 200, joins 10/s
+ * and 200; 100 refusals in 10 s. */
 wsx_chat_opts wsx_chat_defaults(void);
 
 /* Creates a chat. ops and the strings in opts are borrowed for the chat's lifetime. Returns 0

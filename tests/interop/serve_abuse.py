@@ -27,6 +27,7 @@ BURST = 40
 REFUSALS = 100  # refusals before the close (documented)
 RSS_BOUND_MIB = 64
 RATE_PER_IP, BURST_PER_IP = 100, 200  # the defaults of --rate-per-ip, --burst-per-ip
+JOIN_RATE_PER_IP, JOIN_BURST_PER_IP = 10, 200  # --join-rate-per-ip, --join-burst-per-ip
 # A probe's round trip while the flood goes on. Without the per-address bucket the honest
 # member had to read every flooder connection's burst (about 8,000 messages a second) and its
 # probes took 1.1-4.5 s; with it, it reads at most 100 a second, so a probe waits only for the
@@ -40,14 +41,17 @@ def frame(obj):
     return build_frame(0x1, json.dumps(obj).encode())
 
 
-def raw_member(port, room, name, key, source=None):
-    """A raw-socket chat member that joined room: (Raw, the joined object)."""
+def raw_member(port, room, name, key, source=None, may_refuse=False):
+    """A raw-socket chat member that joined room: (Raw, the joined object); with may_refuse,
+    a join refused with rate_limited returns (Raw, the error)."""
     r = Raw.connect(port, "/ws", source=source)
     w = json.loads(r.recv_message().payload)
     if w.get("type") != "welcome":
         raise AssertionError(f"expected welcome, got {w}")
     r.send(frame({"type": "join", "room": room, "name": name, "key": key}))
     j = json.loads(r.recv_message().payload)
+    if may_refuse and j.get("type") == "error" and j.get("code") == "rate_limited":
+        return r, j
     if j.get("type") != "joined":
         raise AssertionError(f"expected joined, got {j}")
     r.recv_message()  # the room's history
@@ -195,7 +199,7 @@ async def sustained(srv):
     m0 = metrics(srv.port)
     rss0 = proc_status_kib(pid)
     stop = threading.Event()
-    stats = {"conns": 0, "rss_max": rss0}
+    stats = {"conns": 0, "joined": 0, "rss_max": rss0}
     blob = flood_bytes(2000, "s")
 
     def flooders():
@@ -203,8 +207,13 @@ async def sustained(srv):
         while not stop.is_set():
             k += 1
             try:
-                r, _ = raw_member(srv.port, "storm", f"flooder{k}", f"key{k}", source=FLOODER_ADDR)
+                r, j = raw_member(srv.port, "storm", f"flooder{k}", f"key{k}", source=FLOODER_ADDR,
+                                  may_refuse=True)
                 stats["conns"] += 1
+                if j.get("type") != "joined":
+                    r.close()  # the address's joins are spent: nothing to flood
+                    continue
+                stats["joined"] += 1
                 try:
                     for _ in range(5):
                         r.send(blob)
@@ -228,6 +237,7 @@ async def sustained(srv):
         t.start()
     received = 0
     flood_read = 0
+    presence = 0  # the flooders' joins and leaves seen by the honest member
     rtts = []
     t_end = time.monotonic() + 6
     probe = 0
@@ -239,6 +249,8 @@ async def sustained(srv):
             await h.send({"type": "message", "text": text})
             while True:
                 m = await h.recv(10)
+                if m.get("type") == "presence" and m.get("name", "").startswith("flooder"):
+                    presence += 1
                 if m.get("type") == "message":
                     received += 1
                     flood_read += m["name"].startswith("flooder")
@@ -251,29 +263,41 @@ async def sustained(srv):
         for t in threads:
             t.join(10)
     # What the server accepted before the flooders stopped may still be on its way.
-    late = [m for m in await h.quiet(0.5) if m.get("type") == "message"]
+    late = await h.quiet(0.5)
+    presence += sum(1 for m in late if m.get("type") == "presence" and m.get("name", "").startswith("flooder"))
+    late = [m for m in late if m.get("type") == "message"]
     flood_read += sum(1 for m in late if m["name"].startswith("flooder"))
     flood_s = time.monotonic() - t_flood
     rss_growth = (stats["rss_max"] - rss0) / 1024
     # The address's bucket: full (200) at the first flooder connection, then 100 a second,
     # whatever the number of connections; 20 for the server's clock ticking in whole ms.
     flood_bound = BURST_PER_IP + RATE_PER_IP * flood_s + 20
+    # Joins: the address's 200 + 10/s; each joined flooder leaves once (by closing).
+    join_bound = JOIN_BURST_PER_IP + JOIN_RATE_PER_IP * flood_s + 2
     note(f"{stats['conns']} flooder connections from {FLOODER_ADDR} in {flood_s:.1f} s; the honest "
          f"member read {received + len(late)} chat messages, {flood_read} of them the flooders' "
-         f"(bound {flood_bound:.0f}); probe round trips: max {max(rtts) * 1000:.0f} ms, median "
+         f"(bound {flood_bound:.0f}), {presence} presence events of {stats['joined']} flooders that "
+         f"could join (bound {join_bound:.0f}); probe round trips: max {max(rtts) * 1000:.0f} ms, median "
          f"{sorted(rtts)[len(rtts) // 2] * 1000:.0f} ms over {len(rtts)} probes; "
          f"server RSS {rss0 / 1024:.1f} MiB -> max {stats['rss_max'] / 1024:.1f} MiB")
     check(stats["conns"] >= 5, "several flooder connections ran", stats["conns"])
     m1 = metrics(srv.port)
     closes, limited = m1[CLOSES] - m0[CLOSES], m1[LIMITED] - m0[LIMITED]
     note(f"/metrics: {CLOSES} +{closes}, {LIMITED} +{limited}")
-    # Each closed flooder had exactly 100 refusals; one still open at the end may have fewer.
-    check(closes >= stats["conns"] // 2 and 100 * closes <= limited <= 100 * closes + 100 * (stats["conns"] - closes),
-          "/metrics counts the flooders' refusals and 1008 closes", (closes, limited, stats["conns"]))
+    # Each flooder that joined was closed after exactly 100 refusals (one cut short at the end
+    # may have fewer); each of the others had its join refused, once.
+    refused_joins = stats["conns"] - stats["joined"]
+    lo = 100 * closes + refused_joins
+    check(closes >= stats["joined"] // 2 and lo <= limited <= lo + 100 * (stats["joined"] - closes),
+          "/metrics counts the flooders' refusals and 1008 closes",
+          (closes, limited, stats["joined"], refused_joins))
     eq(len(rtts), probe, "every probe of the honest member came back")
     check(0 < flood_read <= flood_bound,
           f"the flooders' address got at most its burst ({BURST_PER_IP}) + {RATE_PER_IP}/s into the room",
           f"{flood_read} messages in {flood_s:.1f} s")
+    check(stats["joined"] <= join_bound and presence <= 2 * stats["joined"],
+          f"the flooders' address joined at most {JOIN_BURST_PER_IP} + {JOIN_RATE_PER_IP}/s times; the honest "
+          "member saw only those joins and their leaves", (stats["joined"], presence, f"{flood_s:.1f} s"))
     check(max(rtts) < RTT_BOUND_S, f"every probe round trip under {RTT_BOUND_S * 1000:.0f} ms",
           f"max {max(rtts) * 1000:.0f} ms")
     check(rss_growth < RSS_BOUND_MIB, f"server RSS grew by less than {RSS_BOUND_MIB} MiB",

@@ -35,7 +35,7 @@ BIG_TEXT = "\U0001F600" * 2000  # 2000 characters of 4 bytes: the largest messag
 MiB = 1024 * 1024
 # One client posts thousands of messages and joins hundreds of rooms here: the chat's rate
 # limits (tested in serve_abuse) are lifted, as an attacker with more connections would.
-NO_RATE = [] if BASELINE else ["--rate", "0", "--join-rate", "0", "--rate-per-ip", "0"]
+NO_RATE = [] if BASELINE else ["--rate", "0", "--join-rate", "0", "--rate-per-ip", "0", "--join-rate-per-ip", "0"]
 
 
 def rss(srv):

@@ -220,7 +220,7 @@ typedef struct mconn {
  * which a fresh bucket is too. */
 typedef struct maddr {
     bool used;
-    uint64_t tokens, refill;
+    uint64_t tokens[2], refill[2]; /* [0] chat messages, [1] joins and leaves */
 } maddr;
 
 typedef struct mroom {
@@ -388,14 +388,17 @@ static bool model_rate(int i, int join)
 {
     mconn *c = &M.c[i];
     uint64_t rate = join ? M.o.join_rate : M.o.rate;
-    maddr *a = !join && M.o.rate_per_ip && addr_of[i] >= 0 ? &M.a[addr_of[i]] : NULL;
+    uint64_t arate = join ? M.o.join_rate_per_ip : M.o.rate_per_ip;
+    maddr *a = arate && addr_of[i] >= 0 ? &M.a[addr_of[i]] : NULL;
     if (!rate && !a) return true;
     if (rate)
         model_refill(&c->tokens[join], &c->refill[join], rate, join ? M.o.join_burst : M.o.burst);
-    if (a) model_refill(&a->tokens, &a->refill, M.o.rate_per_ip, M.o.burst_per_ip);
-    if ((!rate || c->tokens[join] >= 1000) && (!a || a->tokens >= 1000)) {
+    if (a)
+        model_refill(&a->tokens[join], &a->refill[join], arate,
+                     join ? M.o.join_burst_per_ip : M.o.burst_per_ip);
+    if ((!rate || c->tokens[join] >= 1000) && (!a || a->tokens[join] >= 1000)) {
         if (rate) c->tokens[join] -= 1000;
-        if (a) a->tokens -= 1000;
+        if (a) a->tokens[join] -= 1000;
         return true;
     }
     if (c->refusals == 0 || fake_now - c->window >= M.o.refusal_window_ms) {
@@ -587,7 +590,8 @@ static bool compare(wsx_chat *chat, unsigned long step)
             any |= M.c[i].open && addr_of[i] == k;
         held += any;
     }
-    if (M.o.rate_per_ip && (st.addresses < held || st.addresses > NCONN)) {
+    if ((M.o.rate_per_ip || M.o.join_rate_per_ip) &&
+        (st.addresses < held || st.addresses > NCONN)) {
         ok = false;
         TEST_FAIL_("step %lu (%s): chat holds %zu address buckets, %zu have connections", step,
                    last_step, st.addresses, held);
@@ -629,8 +633,9 @@ static bool run_model(uint64_t seed, unsigned long steps, const wsx_chat_opts *o
             M.c[i].refusals = 0;
             if (addr_of[i] >= 0 && !M.a[addr_of[i]].used) {
                 M.a[addr_of[i]].used = true;
-                M.a[addr_of[i]].tokens = (uint64_t)o->burst_per_ip * 1000;
-                M.a[addr_of[i]].refill = fake_now;
+                M.a[addr_of[i]].tokens[0] = (uint64_t)o->burst_per_ip * 1000;
+                M.a[addr_of[i]].tokens[1] = (uint64_t)o->join_burst_per_ip * 1000;
+                M.a[addr_of[i]].refill[0] = M.a[addr_of[i]].refill[1] = fake_now;
             }
             struct sockaddr_in sa = {.sin_family = AF_INET};
             sa.sin_addr.s_addr = htonl(0x0a000001u + (uint32_t)addr_of[i]); /* 10.0.0.1 + k */
@@ -745,6 +750,7 @@ static wsx_chat_opts opts_of(size_t history, size_t max_rooms)
     o.rate = 0;
     o.join_rate = 0;
     o.rate_per_ip = 0;
+    o.join_rate_per_ip = 0;
     for (int i = 0; i < NCONN; i++)
         addr_of[i] = i == NCONN - 1 ? -1 : i;
     return o;
@@ -792,6 +798,8 @@ TEST(model_rate_limit)
      * connection's bucket refuses, the address's only after a reconnection. */
     o.rate_per_ip = 50;
     o.burst_per_ip = 6;
+    o.join_rate_per_ip = 50;
+    o.join_burst_per_ip = 8;
     CHECK(run_model(seed, steps, &o));
 }
 
@@ -811,6 +819,8 @@ TEST(model_rate_limit_shared_address)
     o.join_burst = 4;
     o.rate_per_ip = 15;
     o.burst_per_ip = 5;
+    o.join_rate_per_ip = 10;
+    o.join_burst_per_ip = 6;
     o.max_refusals = 3;
     o.refusal_window_ms = 1000;
     CHECK(run_model(seed, steps, &o));

@@ -1106,6 +1106,9 @@ static const char help[] =
     "                         address or an IPv6 /64), over all its connections together\n"
     "                         (default 100; 0 = no limit): more get rate_limited, as above\n"
     "  --burst-per-ip N       chat messages one address may send at once (default 200)\n"
+    "  --join-rate-per-ip N   joins and leaves per second from one client address (default\n"
+    "                         10; 0 = no limit)\n"
+    "  --join-burst-per-ip N  joins and leaves one address may send at once (default 200)\n"
     "  --max-connections N    WebSocket connections at most (default 10000)\n" TOOL_ADMIT_HELP
     "  --max-queued-bytes B   bytes queued for sending in the whole process; above it the\n"
     "                         largest queues are closed with 1008 (default: 1/4 of the RAM)\n"
@@ -1191,6 +1194,8 @@ enum {
     O_JOIN_BURST,
     O_RATE_PER_IP,
     O_BURST_PER_IP,
+    O_JOIN_RATE_PER_IP,
+    O_JOIN_BURST_PER_IP,
     O_METRICS_TOKEN,
     O_MAXQ,
 };
@@ -1233,6 +1238,8 @@ int cmd_serve(int argc, char **argv)
         {"join-burst", required_argument, 0, O_JOIN_BURST},
         {"rate-per-ip", required_argument, 0, O_RATE_PER_IP},
         {"burst-per-ip", required_argument, 0, O_BURST_PER_IP},
+        {"join-rate-per-ip", required_argument, 0, O_JOIN_RATE_PER_IP},
+        {"join-burst-per-ip", required_argument, 0, O_JOIN_BURST_PER_IP},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -1315,6 +1322,16 @@ int cmd_serve(int argc, char **argv)
             if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
                 return usage_error("serve", "bad --burst-per-ip '%s' (1 to 1000000)", optarg);
             S.chat_opts.burst_per_ip = v;
+            break;
+        case O_JOIN_RATE_PER_IP:
+            if (!parse_u32(optarg, &v) || v > 1000000)
+                return usage_error("serve", "bad --join-rate-per-ip '%s' (0 to 1000000)", optarg);
+            S.chat_opts.join_rate_per_ip = v;
+            break;
+        case O_JOIN_BURST_PER_IP:
+            if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
+                return usage_error("serve", "bad --join-burst-per-ip '%s' (1 to 1000000)", optarg);
+            S.chat_opts.join_burst_per_ip = v;
             break;
         case O_MAXCONN:
             if (!parse_size(optarg, &sz) || !sz)
