@@ -392,7 +392,10 @@
   function onError(msg) {
     const code = String(msg.code ?? 'error');
     const text = msg.message ? String(msg.message) : (ERROR_TEXT[code] || code);
-    toast(ERROR_TEXT[code] && msg.message ? `${ERROR_TEXT[code]} (${text})` : text);
+    // The server's message in brackets only where it says more than ours.
+    const same = (x, y) => x.toLowerCase().replace(/[.\s]+$/, '') === y.toLowerCase().replace(/[.\s]+$/, '');
+    const friendly = ERROR_TEXT[code];
+    toast(friendly && msg.message && !same(friendly, text) ? `${friendly} (${text})` : friendly || text);
     if (code === 'bad_text' || code === 'rate_limited') {
       // The oldest sent message of ours was refused: keep it visible, marked as failed.
       const i = pending.findIndex((p) => p.sent);
