@@ -21,6 +21,7 @@ build:
 # The whole test suite: unit tests, interop tests with real peers, examples.
 check:
 	@scripts/deps.sh test
+	@scripts/check-layers.py
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
