@@ -588,6 +588,9 @@ typedef struct wsx_client_opts {
     size_t max_fragments;                                    /* [16384] as for the server */
     size_t max_coalesced_pings;                              /* [64] as for the server */
 
+    /* Deadlines in milliseconds (0 = the default in brackets; UINT32_MAX = never). The
+     * server and the client resolve the options they share through one table, so a shared
+     * option means the same on both. */
     uint32_t connect_timeout_ms;   /* [10000] resolve + TCP connect */
     uint32_t handshake_timeout_ms; /* [10000] */
     uint32_t ping_interval_ms;     /* [never] */
