@@ -180,6 +180,14 @@ static void refuse_busy(wsx_conn *c, const char *why)
 
 /* ---- the upgrade ---- */
 
+/* on_upgrade accepted, but no on_open (and so no on_close) will follow: the application
+ * gets its conn_user back here, or it would leak. */
+static void upgrade_failed(wsx_server *srv, void *cu)
+{
+    if (srv->opts.on_upgrade && srv->opts.on_upgrade_failed)
+        srv->opts.on_upgrade_failed(srv, cu, srv->opts.user);
+}
+
 /* m was parsed at offset off of c->in (after requests already answered). */
 static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer, size_t off)
 {
@@ -221,16 +229,18 @@ static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer, size_t off)
     ptrdiff_t n =
         wsx_handshake_server_response(&hs, &ho, deflate ? ext : NULL, NULL, 0, resp, sizeof resp);
     if (n < 0 || wsx__stream_write1(&c->stream, resp, (size_t)n) < 0) {
-        refuse(c, 500, "could not build the handshake response");
+        upgrade_failed(srv, cu);
+        refuse(c, 500, "could not send the handshake response");
         return;
     }
-    c->user = cu;
     c->subprotocol = (int8_t)hs.subprotocol;
     if (deflate && wsx__conn_start_deflate(c, &pp) < 0) {
         /* The 101 promised compression: without memory for it, end the connection. */
+        upgrade_failed(srv, cu);
         wsx__stream_close(&c->stream);
         return;
     }
+    c->user = cu;
     c->flags |= WSX__F_COUNTED;
     srv->n_ws++;
     srv->stats.upgrades++;

@@ -481,6 +481,83 @@ TEST(upgrade_hook_refuses)
     finish(&t);
 }
 
+/* on_upgrade allocates the connection's user data; the connection must give it back through
+ * on_close (after on_open) or on_upgrade_failed (without one), never both, never neither. */
+static int cu_made, cu_failed, cu_closed;
+static bool cu_shutdown_in_hook;
+static void *cu_last;
+
+static int alloc_upgrade(wsx_server *srv, const wsx_request *rq, void **cu, void *u)
+{
+    (void)rq;
+    (void)u;
+    *cu = cu_last = malloc(32);
+    cu_made++;
+    /* The connection closes under the upgrade: the 101 can no longer be queued. */
+    if (cu_shutdown_in_hook) wsx_server_shutdown(srv, 500);
+    return 0;
+}
+
+static void free_failed_upgrade(wsx_server *srv, void *cu, void *u)
+{
+    (void)srv;
+    (void)u;
+    CHECK(cu == cu_last);
+    cu_failed++;
+    free(cu);
+}
+
+static void free_on_close(wsx_conn *c, int code, const char *reason, size_t len, void *u)
+{
+    cu_closed++;
+    free(wsx_conn_user(c));
+    s_close(c, code, reason, len, u);
+}
+
+TEST(upgrade_failed_releases_conn_user)
+{
+    /* The 101 write fails: no on_open, no on_close, on_upgrade_failed with the pointer. */
+    scene s = {.stop_on_end = true};
+    wsx_server_opts so = server_opts(&s);
+    so.on_upgrade = alloc_upgrade;
+    so.on_upgrade_failed = free_failed_upgrade;
+    so.on_close = free_on_close;
+    cu_made = cu_failed = cu_closed = 0;
+    cu_shutdown_in_hook = true;
+    start(&s, &so);
+    wsx_client_opts co = client_opts(&s);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    wsx_loop_run(s.loop);
+    CHECK(!s.timed_out);
+    CHECK_INT(cu_made, 1);
+    CHECK_INT(cu_failed, 1);
+    CHECK_INT(cu_closed, 0);
+    CHECK_INT(s.srv_open, 0);
+    CHECK_INT(s.cli_open, 0);
+    CHECK_INT(s.cli_end, 1);
+    finish(&s);
+
+    /* An upgrade that goes through: on_open, then on_close, and no on_upgrade_failed. */
+    scene t = {
+        .client_sends = 1, .client_size = 1, .echo = 1, .close_after = 1, .stop_on_end = true};
+    so = server_opts(&t);
+    so.on_upgrade = alloc_upgrade;
+    so.on_upgrade_failed = free_failed_upgrade;
+    so.on_close = free_on_close;
+    cu_made = cu_failed = cu_closed = 0;
+    cu_shutdown_in_hook = false;
+    start(&t, &so);
+    co = client_opts(&t);
+    CHECK_INT(wsx_client_connect(t.loop, &co, &t.cl), 0);
+    wsx_loop_run(t.loop);
+    CHECK(!t.timed_out);
+    CHECK_INT(t.srv_open, 1);
+    finish(&t);
+    CHECK_INT(cu_made, 1);
+    CHECK_INT(cu_failed, 0);
+    CHECK_INT(cu_closed, 1);
+}
+
 static const char *const server_protos[] = {"chat.v2", "chat.v1"};
 static char chosen[32];
 
@@ -1359,6 +1436,7 @@ int main(void)
     RUN(admission_handshakes_per_ip);
     RUN(large_messages);
     RUN(upgrade_hook_refuses);
+    RUN(upgrade_failed_releases_conn_user);
     RUN(subprotocols);
     RUN(connect_refused_and_give_up);
     RUN(idle_timeout);
