@@ -110,6 +110,17 @@ typedef struct wsx_request {
 typedef int (*wsx_upgrade_cb)(wsx_server *s, const wsx_request *req, void **conn_user, void *user);
 
 /*
+ * The connection that on_upgrade accepted ended before on_open: the 101 response could not
+ * be queued (the connection was already closing, say because on_upgrade itself called
+ * wsx_server_shutdown()) or permessage-deflate could not be set up (no memory). conn_user
+ * is what on_upgrade left in *conn_user (NULL if it set nothing). Neither on_open nor
+ * on_close fires for that connection, so this is where the application releases conn_user.
+ * Every accept of on_upgrade is followed by exactly one of on_open and on_upgrade_failed.
+ * Called on the server's loop thread; the connection is not reachable from it.
+ */
+typedef void (*wsx_upgrade_failed_cb)(wsx_server *s, void *conn_user, void *user);
+
+/*
  * The HTTP handler: called for a request that is not a WebSocket upgrade. It must answer,
  * now or later, with wsx_http_respond(), wsx_http_respond_file() or
  * wsx_http_begin()/..._end(). Default (NULL): 426 "Upgrade Required" for a GET on the
@@ -214,6 +225,7 @@ typedef struct wsx_server_opts {
     wsx_drain_cb on_drain;
     wsx_pong_cb on_pong;
     wsx_upgrade_cb on_upgrade;
+    wsx_upgrade_failed_cb on_upgrade_failed; /* NULL: conn_user is dropped as it is */
     wsx_http_cb on_http;
     wsx_log_cb on_log; /* NULL: no logging; may still be called from wsx_server_free() (a
                           last count of lines the rate limit suppressed) */
@@ -588,6 +600,9 @@ typedef struct wsx_client_opts {
     size_t max_fragments;                                    /* [16384] as for the server */
     size_t max_coalesced_pings;                              /* [64] as for the server */
 
+    /* Deadlines in milliseconds (0 = the default in brackets; UINT32_MAX = never). The
+     * server and the client resolve the options they share through one table, so a shared
+     * option means the same on both. */
     uint32_t connect_timeout_ms;   /* [10000] resolve + TCP connect */
     uint32_t handshake_timeout_ms; /* [10000] */
     uint32_t ping_interval_ms;     /* [never] */

@@ -359,12 +359,6 @@ uint64_t wsx_loop_now(const wsx_loop *loop)
     return loop->now;
 }
 
-uint8_t *wsx__loop_rbuf(wsx_loop *loop, size_t *cap)
-{
-    if (cap) *cap = WSX__RBUF_SIZE;
-    return loop->rbuf;
-}
-
 const wsx__loop_stats *wsx__loop_stats_get(const wsx_loop *loop)
 {
     return &loop->stats;

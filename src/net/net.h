@@ -36,15 +36,9 @@
  * Loop helpers
  * ========================================================================================= */
 
-/* Size of the loop's shared receive buffer. */
+/* Size of the loop's shared receive buffer (wsx_loop.rbuf): streams read into it and lend it to
+ * on_read; the next read overwrites it. */
 #define WSX__RBUF_SIZE (256u * 1024u)
-
-/*
- * The loop's shared receive buffer (WSX__RBUF_SIZE bytes, *cap is set to that). Streams read
- * into it and lend it to on_read; anything else may use it as scratch space between callbacks,
- * never across a return to the loop. Contents are overwritten by the next read.
- */
-uint8_t *wsx__loop_rbuf(wsx_loop *loop, size_t *cap);
 
 /* Counters for tests and metrics; monotonically increasing since wsx_loop_new(). */
 typedef struct wsx__loop_stats {
@@ -103,11 +97,6 @@ int wsx__io_modify(wsx_loop *loop, wsx__io *io, uint32_t events);
  * from inside its own callback. Does not close the fd. No-op if not started.
  */
 void wsx__io_stop(wsx_loop *loop, wsx__io *io);
-
-static inline bool wsx__io_active(const wsx__io *io)
-{
-    return (io->flags & 1u) != 0;
-}
 
 /* =========================================================================================
  * Timers: a hashed timing wheel, 1 ms ticks, O(1) start and stop
@@ -420,9 +409,6 @@ int wsx__listen(wsx_loop *loop, const wsx__listen_opts *opts, wsx__accept_cb cb,
 
 /* The bound port (the real one when 0 was asked for). */
 uint16_t wsx__listener_port(const wsx__listener *l);
-
-/* The listening fd (e.g. for getsockname). Never close it. */
-int wsx__listener_fd(const wsx__listener *l);
 
 /* Stops accepting, closes the socket and frees the listener; no callback fires afterwards.
  * Safe inside its own on_accept (the free then happens when the callback returns). */

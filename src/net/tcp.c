@@ -755,11 +755,6 @@ uint16_t wsx__listener_port(const wsx__listener *l)
     return l->port;
 }
 
-int wsx__listener_fd(const wsx__listener *l)
-{
-    return l->io.fd;
-}
-
 void wsx__listener_close(wsx__listener *l)
 {
     if (!l || l->closed) return;

@@ -390,7 +390,8 @@ static void on_connected(int fd, int err, void *arg)
 
 static int connect_now(wsx_client *cl)
 {
-    return wsx__connect(cl->loop, cl->url.host, cl->url.port, cl->opts.connect_timeout_ms,
+    uint32_t ms = cl->opts.connect_timeout_ms;
+    return wsx__connect(cl->loop, cl->url.host, cl->url.port, ms == WSX__NEVER ? 0 : ms,
                         on_connected, cl, &cl->creq);
 }
 
@@ -484,19 +485,7 @@ int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client *
         client_free(cl);
         return WSX_EINVAL;
     }
-    cfg->max_message = opts->max_message ? opts->max_message : 16u << 20;
-    cfg->max_frame = opts->max_frame ? opts->max_frame : cfg->max_message;
-    cfg->max_head = opts->max_head ? opts->max_head : 8192;
-    cfg->high_water = opts->send_high_water ? opts->send_high_water : 1u << 20;
-    cfg->low_water = opts->send_low_water ? opts->send_low_water : 256u << 10;
-    cfg->hard_limit = opts->send_hard_limit ? opts->send_hard_limit : 64u << 20;
-    cfg->max_fragments = wsx__count_opt(opts->max_fragments, WSX__MAX_FRAGMENTS);
-    cfg->max_coalesced_pings = wsx__count_opt(opts->max_coalesced_pings, WSX__MAX_COALESCED_PINGS);
-    if (cfg->low_water > cfg->high_water) cfg->low_water = cfg->high_water;
-    cfg->handshake_ms = opts->handshake_timeout_ms ? opts->handshake_timeout_ms : 10000;
-    cfg->ping_ms = opts->ping_interval_ms == UINT32_MAX ? 0 : opts->ping_interval_ms;
-    cfg->pong_ms = opts->pong_timeout_ms ? opts->pong_timeout_ms : 10000;
-    cfg->close_ms = opts->close_timeout_ms ? opts->close_timeout_ms : 5000;
+    wsx__cfg_resolve(cfg, WSX_ROLE_CLIENT, &(wsx__shared_opts){WSX__SHARED_OPTS(opts)});
     wsx__timer_init(&cl->retry_timer, on_retry_timer);
     wsx__timer_init(&cl->conn_timer, on_conn_timer);
 

@@ -618,12 +618,12 @@ void wsx__conn_arm(wsx_conn *c)
     uint32_t now = wsx__now32(wsx__conn_loop(c));
     uint32_t since_rx = now - c->last_rx;
     uint64_t wait = UINT64_MAX;
-    if (cfg->idle_ms) wait = cfg->idle_ms > since_rx ? cfg->idle_ms - since_rx : 0;
+    if (cfg->idle_ms != WSX__NEVER) wait = cfg->idle_ms > since_rx ? cfg->idle_ms - since_rx : 0;
     if (c->flags & WSX__F_PING_OUT) {
         uint32_t since_ping = now - c->ping_at;
         uint64_t w = cfg->pong_ms > since_ping ? cfg->pong_ms - since_ping : 0;
-        if (w < wait) wait = w;
-    } else if (cfg->ping_ms) {
+        if (cfg->pong_ms != WSX__NEVER && w < wait) wait = w;
+    } else if (cfg->ping_ms != WSX__NEVER) {
         uint64_t w = cfg->ping_ms > since_rx ? cfg->ping_ms - since_rx : 0;
         if (w < wait) wait = w;
     }
@@ -636,19 +636,19 @@ void wsx__conn_timer(wsx_conn *c)
     uint32_t now = wsx__now32(wsx__conn_loop(c));
     switch (c->state) {
     case WSX__OPEN:
-        if (cfg->idle_ms && now - c->last_rx >= cfg->idle_ms) {
+        if (cfg->idle_ms != WSX__NEVER && now - c->last_rx >= cfg->idle_ms) {
             wsx__conn_log(c, WSX_LOG_INFO, "idle for %u ms: closing with 1001", cfg->idle_ms);
             wsx__conn_start_close(c, WSX_CLOSE_GOING_AWAY, "idle timeout", 12);
             return;
         }
         if (c->flags & WSX__F_PING_OUT) {
-            if (now - c->ping_at >= cfg->pong_ms) {
+            if (cfg->pong_ms != WSX__NEVER && now - c->ping_at >= cfg->pong_ms) {
                 wsx__conn_log(c, WSX_LOG_INFO, "no answer to a ping within %u ms: dropping",
                               cfg->pong_ms);
                 wsx__conn_drop(c, WSX_CLOSE_ABNORMAL, "ping timeout");
                 return;
             }
-        } else if (cfg->ping_ms && now - c->last_rx >= cfg->ping_ms) {
+        } else if (cfg->ping_ms != WSX__NEVER && now - c->last_rx >= cfg->ping_ms) {
             if (send_control(c, WSX_FIN | WSX_OP_PING, NULL, 0) == WSX_ECLOSED) return;
             c->flags |= WSX__F_PING_OUT;
             c->ping_at = now;

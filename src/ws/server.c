@@ -58,12 +58,6 @@ wsx_server_opts wsx_server_defaults(void)
     return o;
 }
 
-static uint32_t ms_or(uint32_t v, uint32_t def)
-{
-    if (v == UINT32_MAX) return 0; /* never */
-    return v ? v : def;
-}
-
 static size_t sz_or(size_t v, size_t def)
 {
     return v ? v : def;
@@ -186,6 +180,14 @@ static void refuse_busy(wsx_conn *c, const char *why)
 
 /* ---- the upgrade ---- */
 
+/* on_upgrade accepted, but no on_open (and so no on_close) will follow: the application
+ * gets its conn_user back here, or it would leak. */
+static void upgrade_failed(wsx_server *srv, void *cu)
+{
+    if (srv->opts.on_upgrade && srv->opts.on_upgrade_failed)
+        srv->opts.on_upgrade_failed(srv, cu, srv->opts.user);
+}
+
 /* m was parsed at offset off of c->in (after requests already answered). */
 static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer, size_t off)
 {
@@ -227,16 +229,18 @@ static void upgrade(wsx_conn *c, wsx__http_msg *m, const char *peer, size_t off)
     ptrdiff_t n =
         wsx_handshake_server_response(&hs, &ho, deflate ? ext : NULL, NULL, 0, resp, sizeof resp);
     if (n < 0 || wsx__stream_write1(&c->stream, resp, (size_t)n) < 0) {
-        refuse(c, 500, "could not build the handshake response");
+        upgrade_failed(srv, cu);
+        refuse(c, 500, "could not send the handshake response");
         return;
     }
-    c->user = cu;
     c->subprotocol = (int8_t)hs.subprotocol;
     if (deflate && wsx__conn_start_deflate(c, &pp) < 0) {
         /* The 101 promised compression: without memory for it, end the connection. */
+        upgrade_failed(srv, cu);
         wsx__stream_close(&c->stream);
         return;
     }
+    c->user = cu;
     c->flags |= WSX__F_COUNTED;
     srv->n_ws++;
     srv->stats.upgrades++;
@@ -907,31 +911,15 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     cfg->stats = &srv->stats;
     cfg->zscratch = &srv->zscratch;
     cfg->pmd_idle_trim = o->deflate_idle_trim;
-    cfg->max_message = sz_or(o->max_message, 16u << 20);
-    cfg->max_frame = sz_or(o->max_frame, cfg->max_message);
-    cfg->max_head = sz_or(o->max_head, 8192);
-    cfg->high_water = sz_or(o->send_high_water, 1u << 20);
-    cfg->low_water = sz_or(o->send_low_water, 256u << 10);
-    cfg->hard_limit = sz_or(o->send_hard_limit, 64u << 20);
-    cfg->max_fragments = wsx__count_opt(o->max_fragments, WSX__MAX_FRAGMENTS);
-    cfg->max_coalesced_pings = wsx__count_opt(o->max_coalesced_pings, WSX__MAX_COALESCED_PINGS);
-    if (cfg->low_water > cfg->high_water) cfg->low_water = cfg->high_water;
-    cfg->handshake_ms = ms_or(o->handshake_timeout_ms, 10000);
-    cfg->idle_ms = o->idle_timeout_ms == UINT32_MAX ? 0 : o->idle_timeout_ms;
-    cfg->ping_ms = ms_or(o->ping_interval_ms, 30000);
-    cfg->pong_ms = ms_or(o->pong_timeout_ms, 10000);
-    cfg->close_ms = ms_or(o->close_timeout_ms, 5000);
-    cfg->http_ms = ms_or(o->http_timeout_ms, 30000);
-    if (!cfg->handshake_ms) cfg->handshake_ms = UINT32_MAX;
-    if (!cfg->close_ms) cfg->close_ms = 5000;
-    if (!cfg->http_ms) cfg->http_ms = UINT32_MAX;
-    if (!cfg->pong_ms) cfg->pong_ms = 10000;
+    wsx__cfg_resolve(cfg, WSX_ROLE_SERVER,
+                     &(wsx__shared_opts){WSX__SHARED_OPTS(o), .idle_ms = o->idle_timeout_ms,
+                                         .http_ms = o->http_timeout_ms});
     /* Deadlines fire within a quarter of the shortest one, between 5 ms and 1 s late. */
     uint32_t shortest = UINT32_MAX;
     const uint32_t all[] = {cfg->handshake_ms, cfg->idle_ms,  cfg->ping_ms,
                             cfg->pong_ms,      cfg->close_ms, cfg->http_ms};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (all[i] && all[i] < shortest) shortest = all[i];
+        if (all[i] < shortest) shortest = all[i]; /* WSX__NEVER never is */
     srv->sweep_ms = shortest / 4;
     if (srv->sweep_ms < 5) srv->sweep_ms = 5;
     if (srv->sweep_ms > 1000) srv->sweep_ms = 1000;

@@ -24,9 +24,9 @@ typedef struct wsx__cfg {
     const char *const *subprotocols; /* the list subprotocol indexes refer to */
     size_t max_message, max_frame, max_head;
     size_t high_water, low_water, hard_limit;
-    uint32_t max_fragments;       /* 0: no limit */
-    uint32_t max_coalesced_pings; /* 0: never close */
-    uint32_t handshake_ms, idle_ms, ping_ms, pong_ms, close_ms, http_ms;
+    uint32_t max_fragments;                                              /* 0: no limit */
+    uint32_t max_coalesced_pings;                                        /* 0: never close */
+    uint32_t handshake_ms, idle_ms, ping_ms, pong_ms, close_ms, http_ms; /* WSX__NEVER: never */
     int role;                /* WSX_ROLE_SERVER / WSX_ROLE_CLIENT */
     wsx_server_stats *stats; /* the server's counters; NULL for clients */
     wsx_pmd_config pmd;      /* permessage-deflate settings (pmd.enabled: offer/accept) */
@@ -158,17 +158,34 @@ struct wsx_conn {
 
 /* ---- conn.c: the state machine shared by server and client ---- */
 
-/* The defaults of the limits that wsx_server_opts and wsx_client_opts share. */
-#define WSX__MAX_FRAGMENTS       16384u
-#define WSX__MAX_COALESCED_PINGS 64u
+/* ---- defaults.c: the options server and client share, resolved through one table ---- */
 
-/* An option counted in 32 bits: 0 is `def`, SIZE_MAX (or anything above 32 bits) is no
- * limit, kept as 0. */
-static inline uint32_t wsx__count_opt(size_t v, uint32_t def)
-{
-    if (v == 0) return def;
-    return v > UINT32_MAX - 1 ? 0 : (uint32_t)v;
-}
+/* A deadline that never comes: the public UINT32_MAX, kept as it is in wsx__cfg. */
+#define WSX__NEVER UINT32_MAX
+
+/* The options wsx_server_opts and wsx_client_opts share, as the application gave them
+ * (the client has no idle or HTTP timeout: they stay 0). */
+typedef struct wsx__shared_opts {
+    size_t max_message, max_frame, max_head;
+    size_t high_water, low_water, hard_limit;
+    size_t max_fragments, max_coalesced_pings;
+    uint32_t handshake_ms, idle_ms, ping_ms, pong_ms, close_ms, http_ms;
+} wsx__shared_opts;
+
+/* The shared fields of an options struct (o: wsx_server_opts or wsx_client_opts). */
+#define WSX__SHARED_OPTS(o)                                                                        \
+    .max_message = (o)->max_message, .max_frame = (o)->max_frame, .max_head = (o)->max_head,       \
+    .high_water = (o)->send_high_water, .low_water = (o)->send_low_water,                          \
+    .hard_limit = (o)->send_hard_limit, .max_fragments = (o)->max_fragments,                       \
+    .max_coalesced_pings = (o)->max_coalesced_pings, .handshake_ms = (o)->handshake_timeout_ms,    \
+    .ping_ms = (o)->ping_interval_ms, .pong_ms = (o)->pong_timeout_ms,                             \
+    .close_ms = (o)->close_timeout_ms
+
+/* Sets cfg's limits and deadlines from `given` and the defaults of role (WSX_ROLE_SERVER or
+ * WSX_ROLE_CLIENT), the ones include/wsx.h documents: 0 is the default; a deadline of
+ * UINT32_MAX stays WSX__NEVER; a count of SIZE_MAX (or past 32 bits) becomes 0, no limit;
+ * low_water is capped at high_water. */
+void wsx__cfg_resolve(wsx__cfg *cfg, int role, const wsx__shared_opts *given);
 
 /* Prepares c with its owner's settings; the caller then sets c->srv or c->cli (and
  * WSX__F_CLIENT) before anything else uses c. */

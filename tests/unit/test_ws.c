@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "test.h"
+#include "ws/ws.h"
 #include "wsx.h"
 
 typedef struct scene {
@@ -480,6 +481,83 @@ TEST(upgrade_hook_refuses)
     finish(&t);
 }
 
+/* on_upgrade allocates the connection's user data; the connection must give it back through
+ * on_close (after on_open) or on_upgrade_failed (without one), never both, never neither. */
+static int cu_made, cu_failed, cu_closed;
+static bool cu_shutdown_in_hook;
+static void *cu_last;
+
+static int alloc_upgrade(wsx_server *srv, const wsx_request *rq, void **cu, void *u)
+{
+    (void)rq;
+    (void)u;
+    *cu = cu_last = malloc(32);
+    cu_made++;
+    /* The connection closes under the upgrade: the 101 can no longer be queued. */
+    if (cu_shutdown_in_hook) wsx_server_shutdown(srv, 500);
+    return 0;
+}
+
+static void free_failed_upgrade(wsx_server *srv, void *cu, void *u)
+{
+    (void)srv;
+    (void)u;
+    CHECK(cu == cu_last);
+    cu_failed++;
+    free(cu);
+}
+
+static void free_on_close(wsx_conn *c, int code, const char *reason, size_t len, void *u)
+{
+    cu_closed++;
+    free(wsx_conn_user(c));
+    s_close(c, code, reason, len, u);
+}
+
+TEST(upgrade_failed_releases_conn_user)
+{
+    /* The 101 write fails: no on_open, no on_close, on_upgrade_failed with the pointer. */
+    scene s = {.stop_on_end = true};
+    wsx_server_opts so = server_opts(&s);
+    so.on_upgrade = alloc_upgrade;
+    so.on_upgrade_failed = free_failed_upgrade;
+    so.on_close = free_on_close;
+    cu_made = cu_failed = cu_closed = 0;
+    cu_shutdown_in_hook = true;
+    start(&s, &so);
+    wsx_client_opts co = client_opts(&s);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    wsx_loop_run(s.loop);
+    CHECK(!s.timed_out);
+    CHECK_INT(cu_made, 1);
+    CHECK_INT(cu_failed, 1);
+    CHECK_INT(cu_closed, 0);
+    CHECK_INT(s.srv_open, 0);
+    CHECK_INT(s.cli_open, 0);
+    CHECK_INT(s.cli_end, 1);
+    finish(&s);
+
+    /* An upgrade that goes through: on_open, then on_close, and no on_upgrade_failed. */
+    scene t = {
+        .client_sends = 1, .client_size = 1, .echo = 1, .close_after = 1, .stop_on_end = true};
+    so = server_opts(&t);
+    so.on_upgrade = alloc_upgrade;
+    so.on_upgrade_failed = free_failed_upgrade;
+    so.on_close = free_on_close;
+    cu_made = cu_failed = cu_closed = 0;
+    cu_shutdown_in_hook = false;
+    start(&t, &so);
+    co = client_opts(&t);
+    CHECK_INT(wsx_client_connect(t.loop, &co, &t.cl), 0);
+    wsx_loop_run(t.loop);
+    CHECK(!t.timed_out);
+    CHECK_INT(t.srv_open, 1);
+    finish(&t);
+    CHECK_INT(cu_made, 1);
+    CHECK_INT(cu_failed, 0);
+    CHECK_INT(cu_closed, 1);
+}
+
 static const char *const server_protos[] = {"chat.v2", "chat.v1"};
 static char chosen[32];
 
@@ -821,6 +899,104 @@ TEST(permessage_deflate_both_sides)
     finish(&t);
 }
 
+/* ---- the shared defaults: 0 is the documented default, UINT32_MAX is never, on both sides ---- */
+
+static wsx__cfg client_cfg_seen;
+
+static void record_client_cfg(wsx_conn *c, void *u)
+{
+    client_cfg_seen = *wsx__cfg_of(c);
+    wsx_close(c, 1000, NULL);
+    (void)u;
+}
+
+static void end_stops_loop(wsx_client *cl, int err, const char *why, void *u)
+{
+    scene *s = u;
+    (void)err;
+    (void)why;
+    (void)cl;
+    s->cl = NULL;
+    wsx_loop_stop(s->loop);
+}
+
+/* The settings a client connection runs with, for client options co (against server s,
+ * which stays up). */
+static wsx__cfg client_cfg_for(scene *s, wsx_client_opts co)
+{
+    memset(&client_cfg_seen, 0, sizeof client_cfg_seen);
+    co.on_open = record_client_cfg;
+    co.on_end = end_stops_loop;
+    CHECK_INT(wsx_client_connect(s->loop, &co, &s->cl), 0);
+    wsx_loop_run(s->loop);
+    CHECK(!s->timed_out);
+    s->cl = NULL;
+    return client_cfg_seen;
+}
+
+TEST(deadline_defaults_server_and_client)
+{
+    /* All zero: the defaults include/wsx.h documents in brackets. */
+    scene s = {0};
+    wsx_server_opts so = server_opts(&s);
+    start(&s, &so);
+    const wsx__cfg *sc = &s.srv->cfg;
+    CHECK_INT(sc->handshake_ms, 10000);
+    CHECK(sc->idle_ms == UINT32_MAX);
+    CHECK_INT(sc->ping_ms, 30000);
+    CHECK_INT(sc->pong_ms, 10000);
+    CHECK_INT(sc->close_ms, 5000);
+    CHECK_INT(sc->http_ms, 30000);
+    CHECK(sc->max_message == 16u << 20 && sc->max_frame == 16u << 20 && sc->max_head == 8192);
+    CHECK(sc->high_water == 1u << 20 && sc->low_water == 256u << 10 && sc->hard_limit == 64u << 20);
+    CHECK_INT(sc->max_fragments, 16384);
+    CHECK_INT(sc->max_coalesced_pings, 64);
+    wsx__cfg cc = client_cfg_for(&s, client_opts(&s));
+    CHECK_INT(cc.handshake_ms, 10000);
+    CHECK(cc.ping_ms == UINT32_MAX); /* the client does not ping unless asked */
+    CHECK_INT(cc.pong_ms, 10000);
+    CHECK_INT(cc.close_ms, 5000);
+    CHECK(cc.max_message == 16u << 20 && cc.max_frame == 16u << 20 && cc.max_head == 8192);
+    CHECK(cc.high_water == 1u << 20 && cc.low_water == 256u << 10 && cc.hard_limit == 64u << 20);
+    CHECK_INT(cc.max_fragments, 16384);
+    CHECK_INT(cc.max_coalesced_pings, 64);
+    finish(&s);
+}
+
+TEST(deadline_never_server_and_client)
+{
+    /* UINT32_MAX: never, for every deadline of either side (the server used to turn a pong
+     * or close timeout of UINT32_MAX into 10000 and 5000 ms). */
+    scene s = {0};
+    wsx_server_opts so = server_opts(&s);
+    so.handshake_timeout_ms = so.idle_timeout_ms = so.ping_interval_ms = UINT32_MAX;
+    so.pong_timeout_ms = so.close_timeout_ms = so.http_timeout_ms = UINT32_MAX;
+    start(&s, &so);
+    const wsx__cfg *sc = &s.srv->cfg;
+    CHECK(sc->handshake_ms == UINT32_MAX && sc->idle_ms == UINT32_MAX);
+    CHECK(sc->ping_ms == UINT32_MAX && sc->http_ms == UINT32_MAX);
+    CHECK(sc->pong_ms == UINT32_MAX);
+    CHECK(sc->close_ms == UINT32_MAX);
+    wsx_client_opts co = client_opts(&s);
+    co.handshake_timeout_ms = co.ping_interval_ms = UINT32_MAX;
+    co.pong_timeout_ms = co.close_timeout_ms = UINT32_MAX;
+    wsx__cfg cc = client_cfg_for(&s, co);
+    CHECK(cc.handshake_ms == UINT32_MAX && cc.ping_ms == UINT32_MAX);
+    CHECK(cc.pong_ms == UINT32_MAX);
+    CHECK(cc.close_ms == UINT32_MAX);
+    /* Any other value is taken as given. */
+    co.handshake_timeout_ms = 1234;
+    co.pong_timeout_ms = 2345;
+    co.close_timeout_ms = 3456;
+    co.ping_interval_ms = 4567;
+    cc = client_cfg_for(&s, co);
+    CHECK_INT(cc.handshake_ms, 1234);
+    CHECK_INT(cc.pong_ms, 2345);
+    CHECK_INT(cc.close_ms, 3456);
+    CHECK_INT(cc.ping_ms, 4567);
+    finish(&s);
+}
+
 /* ---- hostile peers: a server on its own thread, a raw client on this one ---- */
 
 typedef struct bg {
@@ -1047,6 +1223,77 @@ TEST(ping_flood_without_reading_closes_1008)
     CHECK_STR(b.s.srv_close_reason, "too many pings while a pong is queued");
 }
 
+/* A peer that never answers pings, against pong_timeout_ms: 100 ms drops it (1006); never
+ * (UINT32_MAX) keeps it open, still echoing, long after pings went unanswered. */
+static int silent_peer_after(uint32_t pong_ms, int *pings)
+{
+    bg b = {.s = {.echo = 1}};
+    wsx_server_opts so = server_opts(&b.s);
+    so.ping_interval_ms = 50;
+    so.pong_timeout_ms = pong_ms;
+    bg_start(&b, &so);
+    raw r;
+    CHECK_INT(raw_connect(&r, b.port, 0), 0);
+    char got[64];
+    *pings = raw_recv(&r, NULL, got, sizeof got) == WSX_EV_PING;
+    usleep(500 * 1000); /* ten ping intervals, five 100-ms pong timeouts */
+    uint8_t out[64];
+    size_t n = raw_frame(out, WSX_FIN | WSX_OP_TEXT, "still here", 10);
+    int echoed = 0;
+    if (raw_send(&r, out, n) == 0) {
+        for (int i = 0; i < 10; i++) {
+            int t = raw_recv(&r, NULL, got, sizeof got);
+            if (t < 0) break;
+            if (t == WSX_EV_DATA && !strcmp(got, "still here")) {
+                echoed = 1;
+                break;
+            }
+        }
+    }
+    close(r.fd);
+    bg_stop(&b);
+    return echoed;
+}
+
+TEST(pong_timeout_never_keeps_a_silent_peer)
+{
+    int pings = 0;
+    CHECK_INT(silent_peer_after(100, &pings), 0);
+    CHECK_INT(pings, 1);
+    CHECK_INT(silent_peer_after(UINT32_MAX, &pings), 1);
+    CHECK_INT(pings, 1);
+}
+
+/* The server closes (4001) and the peer never answers the close: with close_timeout_ms 100
+ * the server gives up on it (on_close) within 500 ms; with never it is still waiting. */
+static int closes_seen_after(uint32_t close_ms)
+{
+    bg b = {.s = {.server_closes = 1}};
+    wsx_server_opts so = server_opts(&b.s);
+    so.close_timeout_ms = close_ms;
+    bg_start(&b, &so);
+    raw r;
+    CHECK_INT(raw_connect(&r, b.port, 0), 0);
+    uint8_t out[64];
+    size_t n = raw_frame(out, WSX_FIN | WSX_OP_TEXT, "bye?", 4);
+    CHECK_INT(raw_send(&r, out, n), 0);
+    char got[64];
+    uint16_t code = 0;
+    CHECK_INT(raw_recv(&r, &code, got, sizeof got), WSX_EV_CLOSE);
+    CHECK_INT(code, 4001);
+    usleep(500 * 1000);
+    int closes = __atomic_load_n(&b.s.srv_close, __ATOMIC_SEQ_CST);
+    close(r.fd);
+    bg_stop(&b);
+    return closes;
+}
+
+TEST(close_timeout_never_waits_for_the_peer)
+{
+    CHECK_INT(closes_seen_after(100), 1);
+    CHECK_INT(closes_seen_after(UINT32_MAX), 0);
+}
+
 /* Pongs count against the hard limit like any other byte. */
 static void fill_to_limit(wsx_conn *c, const wsx_msg *m, void *u)
 {
@@ -1189,10 +1436,13 @@ int main(void)
     RUN(admission_handshakes_per_ip);
     RUN(large_messages);
     RUN(upgrade_hook_refuses);
+    RUN(upgrade_failed_releases_conn_user);
     RUN(subprotocols);
     RUN(connect_refused_and_give_up);
     RUN(idle_timeout);
     RUN(keepalive_pings);
+    RUN(deadline_defaults_server_and_client);
+    RUN(deadline_never_server_and_client);
     RUN(graceful_shutdown);
     RUN(backpressure_and_drain);
     RUN(hard_limit_closes_1008);
@@ -1200,6 +1450,8 @@ int main(void)
     RUN(max_fragments_closes_1009);
     RUN(pings_answered_in_order);
     RUN(ping_flood_without_reading_closes_1008);
+    RUN(pong_timeout_never_keeps_a_silent_peer);
+    RUN(close_timeout_never_waits_for_the_peer);
     RUN(pongs_count_against_the_hard_limit);
     RUN(process_budget_drops_the_largest_queues);
     return test_summary("ws");

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Every internal function (wsx__name, declared in a header under src/) is called somewhere:
+in the library, the tools, the tests, the benchmarks, the examples or the fuzz targets.
+
+A declaration or definition starts at column 0 (clang-format puts them there); any other
+occurrence of the name is a use. Prints each function that has none and exits 1.
+"""
+import os
+import re
+import sys
+
+root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+trees = ["src", "tools", "include", "tests", "bench", "examples", "fuzz"]
+texts = {}
+for t in trees:
+    for dirpath, _, names in os.walk(os.path.join(root, t)):
+        for n in names:
+            if n.endswith((".c", ".h")):
+                p = os.path.join(dirpath, n)
+                with open(p, encoding="utf-8", errors="replace") as f:
+                    texts[os.path.relpath(p, root)] = f.read().splitlines()
+
+declared = set()
+for rel, lines in texts.items():
+    if rel.startswith("src/") and rel.endswith(".h"):
+        for line in lines:
+            if line[:1].strip():
+                declared.update(re.findall(r"\b(wsx__[A-Za-z0-9_]+)\(", line))
+
+unused = []
+for name in sorted(declared):
+    word = re.compile(r"\b%s\b" % re.escape(name))
+    uses = 0
+    for lines in texts.values():
+        for line in lines:
+            if not word.search(line):
+                continue
+            is_decl = line[:1].strip() and re.search(r"\b%s\(" % re.escape(name), line)
+            if not is_decl:
+                uses += 1
+    if uses == 0:
+        unused.append(name)
+
+for name in unused:
+    print("unused internal function: %s" % name)
+print("unused_internals: %d internal functions, %d unused" % (len(declared), len(unused)))
+sys.exit(1 if unused else 0)
