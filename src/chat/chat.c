@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "chat/unicode_cf.h"
+#include "proto/siphash.h"
 #include "ws/ws.h"
 #include "wsx.h"
 
@@ -229,51 +230,12 @@ static bool valid_name(const char *s, size_t n)
 
 /* ---- rooms ---- */
 
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                                   \
-    do {                                                                                           \
-        v0 += v1;                                                                                  \
-        v1 = ROTL(v1, 13);                                                                         \
-        v1 ^= v0;                                                                                  \
-        v0 = ROTL(v0, 32);                                                                         \
-        v2 += v3;                                                                                  \
-        v3 = ROTL(v3, 16);                                                                         \
-        v3 ^= v2;                                                                                  \
-        v0 += v3;                                                                                  \
-        v3 = ROTL(v3, 21);                                                                         \
-        v3 ^= v0;                                                                                  \
-        v2 += v1;                                                                                  \
-        v1 = ROTL(v1, 17);                                                                         \
-        v1 ^= v2;                                                                                  \
-        v2 = ROTL(v2, 32);                                                                         \
-    } while (0)
-
-/* SipHash-1-3 of s under the chat's key, varied by `which` (0: room names, 1: join keys). */
+/* SipHash-2-4 of s under the chat's key, varied by `which` (0: room names, 1: join keys,
+ * 2: addresses). */
 static uint64_t keyed_hash(const wsx_chat *chat, uint64_t which, const char *s, size_t n)
 {
-    uint64_t k0 = chat->hash_key[0] ^ which, k1 = chat->hash_key[1];
-    uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
-    uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
-    uint64_t b = (uint64_t)n << 56;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t m = 0;
-        for (int k = 0; k < 8; k++)
-            m |= (uint64_t)(unsigned char)s[i + (size_t)k] << (8 * k);
-        v3 ^= m;
-        SIPROUND;
-        v0 ^= m;
-    }
-    for (int k = 0; i < n; i++, k++)
-        b |= (uint64_t)(unsigned char)s[i] << (8 * k);
-    v3 ^= b;
-    SIPROUND;
-    v0 ^= b;
-    v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
+    const uint64_t key[2] = {chat->hash_key[0] ^ which, chat->hash_key[1]};
+    return wsx__siphash(key, s, n);
 }
 
 static room *find_room(wsx_chat *chat, const char *name)
