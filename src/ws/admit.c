@@ -16,6 +16,7 @@
 
 #include <netinet/in.h>
 
+#include "proto/siphash.h"
 #include "ws/ws.h"
 
 typedef struct entry {
@@ -28,7 +29,7 @@ typedef struct entry {
 #define FD_PENDING 0x80000000u
 
 struct wsx__admit {
-    uint64_t k0, k1;   /* hash key */
+    uint64_t k[2];     /* hash key */
     uint32_t *buckets; /* entry index + 1 of each chain's head */
     size_t nbuckets;   /* a power of two */
     entry *entries;
@@ -38,58 +39,6 @@ struct wsx__admit {
     uint32_t *fdmap; /* by descriptor: entry index + 1, | FD_PENDING while handshaking */
     size_t nfd;
 };
-
-/* ---- SipHash-2-4 of 16 bytes ---- */
-
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                                   \
-    do {                                                                                           \
-        v0 += v1;                                                                                  \
-        v1 = ROTL(v1, 13);                                                                         \
-        v1 ^= v0;                                                                                  \
-        v0 = ROTL(v0, 32);                                                                         \
-        v2 += v3;                                                                                  \
-        v3 = ROTL(v3, 16);                                                                         \
-        v3 ^= v2;                                                                                  \
-        v0 += v3;                                                                                  \
-        v3 = ROTL(v3, 21);                                                                         \
-        v3 ^= v0;                                                                                  \
-        v2 += v1;                                                                                  \
-        v1 = ROTL(v1, 17);                                                                         \
-        v1 ^= v2;                                                                                  \
-        v2 = ROTL(v2, 32);                                                                         \
-    } while (0)
-
-static uint64_t load64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static uint64_t siphash16(uint64_t k0, uint64_t k1, const uint8_t key[16])
-{
-    uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
-    uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
-    for (int i = 0; i < 2; i++) {
-        uint64_t m = load64(key + 8 * i);
-        v3 ^= m;
-        SIPROUND;
-        SIPROUND;
-        v0 ^= m;
-    }
-    uint64_t b = (uint64_t)16 << 56;
-    v3 ^= b;
-    SIPROUND;
-    SIPROUND;
-    v0 ^= b;
-    v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
-}
 
 /* ---- keys ---- */
 
@@ -128,8 +77,7 @@ int wsx__admit_new(wsx__admit **out)
         free(a);
         return WSX_ECRYPTO;
     }
-    a->k0 = load64(seed);
-    a->k1 = load64(seed + 8);
+    memcpy(a->k, seed, sizeof a->k);
     *out = a;
     return 0;
 }
@@ -145,7 +93,7 @@ void wsx__admit_free(wsx__admit *a)
 
 static uint32_t *bucket_of(wsx__admit *a, const uint8_t key[16])
 {
-    return &a->buckets[siphash16(a->k0, a->k1, key) & (a->nbuckets - 1)];
+    return &a->buckets[wsx__siphash(a->k, key, 16) & (a->nbuckets - 1)];
 }
 
 /* Keeps chains short: as many buckets as entries in use, doubling (amortised O(1)). */

@@ -1117,43 +1117,29 @@ static void progress(bench *b, int phase, double elapsed, const totals *cur, con
     fflush(stderr);
 }
 
-static void json_str(const char *s)
+/* A figure rounded to `decimals`, or null when it is not known (negative). */
+static json_t *json_fig(double v, int decimals)
 {
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            printf("\\%c", c);
-        else if (c < 0x20)
-            printf("\\u%04x", c);
-        else
-            putchar(c);
-    }
-    putchar('"');
+    if (v < 0) return json_null();
+    if (decimals == 0) return json_integer((json_int_t)(v + 0.5));
+    double scale = decimals == 1 ? 10 : decimals == 2 ? 100 : 1000;
+    return json_real((double)(long long)(v * scale + 0.5) / scale);
 }
 
-/* A figure, or null when it is not known (negative). */
-static void json_num(const char *key, double v, int decimals)
+static json_t *json_lat(const hist *h)
 {
-    if (v < 0)
-        printf(",\"%s\":null", key);
-    else
-        printf(",\"%s\":%.*f", key, decimals, v);
-}
-
-static void json_lat(const char *key, const hist *h)
-{
-    printf(",\"%s\":{", key);
-    if (!h->n) {
-        printf("\"p50\":null,\"p90\":null,\"p99\":null,\"p999\":null,\"max\":null,"
-               "\"min\":null,\"mean\":null}");
-        return;
+    static const char *const keys[] = {"p50", "p90", "p99", "p999", "max", "min", "mean"};
+    double us[7] = {0};
+    if (h->n) {
+        us[0] = (double)hist_pct(h, 0.50) / 1e3, us[1] = (double)hist_pct(h, 0.90) / 1e3;
+        us[2] = (double)hist_pct(h, 0.99) / 1e3, us[3] = (double)hist_pct(h, 0.999) / 1e3;
+        us[4] = (double)h->max / 1e3, us[5] = (double)h->min / 1e3;
+        us[6] = (double)h->sum / (double)h->n / 1e3;
     }
-    printf("\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,\"min\":%.1f,"
-           "\"mean\":%.1f}",
-           (double)hist_pct(h, 0.50) / 1e3, (double)hist_pct(h, 0.90) / 1e3,
-           (double)hist_pct(h, 0.99) / 1e3, (double)hist_pct(h, 0.999) / 1e3, (double)h->max / 1e3,
-           (double)h->min / 1e3, (double)h->sum / (double)h->n / 1e3);
+    json_t *o = json_object();
+    for (int i = 0; i < 7; i++)
+        json_object_set_new(o, keys[i], h->n ? json_fig(us[i], 1) : json_null());
+    return o;
 }
 
 static void fmt_us(char *buf, size_t cap, uint64_t ns)
@@ -1196,78 +1182,85 @@ typedef struct result {
 
 static const char *const mode_names[] = {"echo", "fanout", "idle"};
 
+static json_t *json_text_or_null(const char *s)
+{
+    return s && *s ? tool_json_text(s, strlen(s)) : json_null();
+}
+
 static void print_json(const bench *b, const result *r, char **argv, int argc, bool ok)
 {
     double secs = r->secs;
     const totals *t = &r->t;
-    printf("{\"command\":");
-    json_str(b->command);
-    printf(",\"argv\":[\"wsx\"");
-    for (int i = 0; i < argc; i++) {
-        putchar(',');
-        json_str(argv[i]);
-    }
-    printf("],\"mode\":\"%s\",\"url\":", mode_names[b->mode]);
-    json_str(b->url);
-    printf(",\"connections\":%zu,\"size\":%zu,\"in_flight\":%u,\"binary\":%s,\"threads\":%u",
-           b->conns, b->size, b->k, b->type == WSX_BINARY ? "true" : "false", b->threads);
-    printf(",\"payload\":\"%s\",\"tls\":%s,\"tls_insecure\":%s,\"deflate_offered\":%s",
-           b->payload == PL_JSON ? "json" : "pattern", b->u.tls ? "true" : "false",
-           b->u.tls && b->insecure ? "true" : "false", b->deflate ? "true" : "false");
-    printf(",\"warmup_s\":%.3f,\"duration_s\":%.3f,\"connect_s\":%.3f", b->warmup, secs,
-           r->connect_s);
-    printf(",\"connections_made\":%zu,\"connections_failed\":%zu,\"deflate_agreed\":%zu", r->made,
-           r->failed, r->deflated);
+    json_t *o = json_object(), *av = json_array();
+    json_array_append_new(av, json_string("wsx"));
+    for (int i = 0; i < argc; i++)
+        json_array_append_new(av, tool_json_text(argv[i], strlen(argv[i])));
+#define SET(k, v) json_object_set_new(o, k, v)
+    SET("command", tool_json_text(b->command, strlen(b->command)));
+    SET("argv", av);
+    SET("mode", json_string(mode_names[b->mode]));
+    SET("url", tool_json_text(b->url, strlen(b->url)));
+    SET("connections", json_integer((json_int_t)b->conns));
+    SET("size", json_integer((json_int_t)b->size));
+    SET("in_flight", json_integer(b->k));
+    SET("binary", json_boolean(b->type == WSX_BINARY));
+    SET("threads", json_integer(b->threads));
+    SET("payload", json_string(b->payload == PL_JSON ? "json" : "pattern"));
+    SET("tls", json_boolean(b->u.tls));
+    SET("tls_insecure", json_boolean(b->u.tls && b->insecure));
+    SET("deflate_offered", json_boolean(b->deflate));
+    SET("warmup_s", json_fig(b->warmup, 3));
+    SET("duration_s", json_fig(secs, 3));
+    SET("connect_s", json_fig(r->connect_s, 3));
+    SET("connections_made", json_integer((json_int_t)r->made));
+    SET("connections_failed", json_integer((json_int_t)r->failed));
+    SET("deflate_agreed", json_integer((json_int_t)r->deflated));
     if (b->mode != M_IDLE) {
-        printf(",\"messages\":%llu,\"bytes\":%llu", (unsigned long long)t->win_msgs,
-               (unsigned long long)t->win_bytes);
-        json_num("msgs_per_s", secs > 0 ? (double)t->win_msgs / secs : -1, 1);
-        json_num("MB_per_s", secs > 0 ? (double)t->win_bytes / secs / 1e6 : -1, 3);
-        json_lat("latency_us", &r->lat);
+        SET("messages", json_integer((json_int_t)t->win_msgs));
+        SET("bytes", json_integer((json_int_t)t->win_bytes));
+        SET("msgs_per_s", json_fig(secs > 0 ? (double)t->win_msgs / secs : -1, 1));
+        SET("MB_per_s", json_fig(secs > 0 ? (double)t->win_bytes / secs / 1e6 : -1, 3));
+        SET("latency_us", json_lat(&r->lat));
     }
     if (b->mode == M_FANOUT) {
-        printf(",\"subscribers\":%u,\"deliveries\":%llu,\"broadcasts\":%llu", b->nsubs,
-               (unsigned long long)t->win_msgs, (unsigned long long)t->win_bcasts);
-        json_num("deliveries_per_s", secs > 0 ? (double)t->win_msgs / secs : -1, 1);
-        json_num("broadcasts_per_s", secs > 0 ? (double)t->win_bcasts / secs : -1, 1);
-        json_lat("broadcast_latency_us", &r->bclat);
+        SET("subscribers", json_integer(b->nsubs));
+        SET("deliveries", json_integer((json_int_t)t->win_msgs));
+        SET("broadcasts", json_integer((json_int_t)t->win_bcasts));
+        SET("deliveries_per_s", json_fig(secs > 0 ? (double)t->win_msgs / secs : -1, 1));
+        SET("broadcasts_per_s", json_fig(secs > 0 ? (double)t->win_bcasts / secs : -1, 1));
+        SET("broadcast_latency_us", json_lat(&r->bclat));
     }
-    json_num("client_cpu_pct", secs > 0 ? 100.0 * r->client_cpu_s / secs : -1, 1);
-    json_num("client_us_per_msg",
-             t->win_msgs && b->mode != M_IDLE ? r->client_cpu_s * 1e6 / (double)t->win_msgs : -1,
-             3);
-    if (b->server_pid)
-        printf(",\"server_pid\":%ld", b->server_pid);
-    else
-        printf(",\"server_pid\":null");
-    json_num("server_cpu_pct",
-             secs > 0 && r->server_cpu_s >= 0 ? 100.0 * r->server_cpu_s / secs : -1, 1);
-    json_num("server_us_per_msg",
-             t->win_msgs && r->server_cpu_s >= 0 ? r->server_cpu_s * 1e6 / (double)t->win_msgs : -1,
-             3);
-    json_num("other_cpu_pct", secs > 0 && r->other_cpu_s >= 0 ? 100.0 * r->other_cpu_s / secs : -1,
-             1);
-    json_num("server_rss_before_kb", (double)r->rss_before, 0);
-    json_num("server_rss_after_kb", (double)r->rss_after, 0);
-    json_num("server_bytes_per_conn",
-             r->rss_before >= 0 && r->rss_after >= 0 && r->made
-                 ? (double)(r->rss_after - r->rss_before) * 1024.0 / (double)r->made
-                 : -1,
-             0);
-    printf(",\"errors\":%llu,\"errors_by_kind\":{", (unsigned long long)t->errors);
+    SET("client_cpu_pct", json_fig(secs > 0 ? 100.0 * r->client_cpu_s / secs : -1, 1));
+    SET("client_us_per_msg",
+        json_fig(t->win_msgs && b->mode != M_IDLE ? r->client_cpu_s * 1e6 / (double)t->win_msgs
+                                                  : -1,
+                 3));
+    SET("server_pid", b->server_pid ? json_integer(b->server_pid) : json_null());
+    SET("server_cpu_pct",
+        json_fig(secs > 0 && r->server_cpu_s >= 0 ? 100.0 * r->server_cpu_s / secs : -1, 1));
+    SET("server_us_per_msg",
+        json_fig(t->win_msgs && r->server_cpu_s >= 0 ? r->server_cpu_s * 1e6 / (double)t->win_msgs
+                                                     : -1,
+                 3));
+    SET("other_cpu_pct",
+        json_fig(secs > 0 && r->other_cpu_s >= 0 ? 100.0 * r->other_cpu_s / secs : -1, 1));
+    SET("server_rss_before_kb", json_fig((double)r->rss_before, 0));
+    SET("server_rss_after_kb", json_fig((double)r->rss_after, 0));
+    SET("server_bytes_per_conn",
+        json_fig(r->rss_before >= 0 && r->rss_after >= 0 && r->made
+                     ? (double)(r->rss_after - r->rss_before) * 1024.0 / (double)r->made
+                     : -1,
+                 0));
+    SET("errors", json_integer((json_int_t)t->errors));
+    json_t *kinds = json_object();
     for (int k = 0; k < E_KINDS; k++)
-        printf("%s\"%s\":%llu", k ? "," : "", kind_names[k], (unsigned long long)t->err[k]);
-    printf("},\"first_error\":");
-    if (b->first_error[0])
-        json_str(b->first_error);
-    else
-        printf("null");
-    printf(",\"ended_early\":");
-    if (r->ended)
-        json_str(r->ended);
-    else
-        printf("null");
-    printf(",\"ok\":%s}\n", ok ? "true" : "false");
+        json_object_set_new(kinds, kind_names[k], json_integer((json_int_t)t->err[k]));
+    SET("errors_by_kind", kinds);
+    SET("first_error", json_text_or_null(b->first_error));
+    SET("ended_early", json_text_or_null(r->ended));
+    SET("ok", json_boolean(ok));
+#undef SET
+    tool_json_print(stdout, o);
 }
 
 static void print_summary(const bench *b, const result *r)

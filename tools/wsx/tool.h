@@ -5,6 +5,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
 
 #include "wsx.h"
 
@@ -24,6 +27,12 @@ extern tool_log g_log;
 void tool_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A wsx_log_cb that forwards to tool_logf. */
 void tool_log_cb(int level, const char *msg, void *user);
+/* A JSON string of s: the text as it is when it is UTF-8, else with U+FFFD for each byte
+ * that does not start a valid character. NULL when out of memory. */
+json_t *tool_json_text(const char *s, size_t len);
+/* Writes o as one compact line (with its newline) in one write, and drops o. false when o is
+ * NULL (a failed build), memory ran out or the write failed. */
+bool tool_json_print(FILE *f, json_t *o);
 
 /* Parses "123", "64k", "16M", "1G" (powers of 1024). Returns false on a bad value. */
 bool parse_size(const char *s, size_t *out);

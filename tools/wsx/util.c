@@ -25,19 +25,51 @@ static const char *level_name(int level)
     }
 }
 
-static void json_string(FILE *f, const char *s)
+json_t *tool_json_text(const char *s, size_t len)
 {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
+    json_t *j = json_stringn(s, len);
+    if (j) return j;
+    /* Not UTF-8 (a message cut inside a character, or bytes from the network): each byte
+     * that does not start a whole, valid character becomes U+FFFD. */
+    char *t = malloc(len * 3 + 1);
+    if (!t) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t k = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+        if (i + k <= len && wsx_utf8_valid((const uint8_t *)s + i, k)) {
+            memcpy(t + o, s + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(t + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
     }
-    fputc('"', f);
+    j = json_stringn(t, o);
+    free(t);
+    return j;
+}
+
+bool tool_json_print(FILE *f, json_t *o)
+{
+    /* 15 significant digits print a figure rounded to a few decimals as it is (12345.6, not
+     * 12345.600000000000364). */
+    const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(15);
+    char stack[2048], *p = stack;
+    size_t n = o ? json_dumpb(o, stack, sizeof stack - 1, flags) : 0;
+    if (n >= sizeof stack && (p = malloc(n + 1)) && json_dumpb(o, p, n, flags) != n) {
+        free(p);
+        p = NULL;
+    }
+    json_decref(o);
+    if (!n || !p) return false;
+    /* One write for the line, so that lines from several threads do not interleave. */
+    p[n] = '\n';
+    bool ok = fwrite(p, 1, n + 1, f) == n + 1;
+    if (p != stack) free(p);
+    return ok;
 }
 
 void tool_logf(int level, const char *fmt, ...)
@@ -56,9 +88,11 @@ void tool_logf(int level, const char *fmt, ...)
     size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + n, sizeof ts - n, ".%03dZ", (int)(tv.tv_usec / 1000));
     if (g_log.json) {
-        fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_name(level));
-        json_string(stderr, msg);
-        fputs("}\n", stderr);
+        json_t *o = json_object();
+        json_object_set_new(o, "ts", json_string(ts));
+        json_object_set_new(o, "level", json_string(level_name(level)));
+        json_object_set_new(o, "msg", tool_json_text(msg, strlen(msg)));
+        tool_json_print(stderr, o);
     } else {
         fprintf(stderr, "%s %s %s\n", ts, level_name(level), msg);
     }
