@@ -272,7 +272,8 @@ static void op_publish(const char *room, const char *json, size_t len, uint64_t 
         snprintf(j->room, sizeof j->room, "%s", room);
         memcpy(j->json, json, len);
         j->json[len] = '\0';
-        if (wsx_loop_post(S.t[k].loop, run_relay, j) < 0) free(j);
+        /* Freed unrun if that loop has already finished (the server is stopping). */
+        wsx_loop_post_owned(S.t[k].loop, run_relay, j, free);
     }
 }
 
@@ -347,6 +348,19 @@ static void hist_loop_release(hist_loop *hl)
 static void run_hist_release(void *arg)
 {
     hist_loop_release(arg);
+    free(arg);
+}
+
+/* The post did not run: after the loops are done (their loop is being freed) no thread
+ * uses the buffers any more and they go now; a refused post cannot hand them over, and
+ * keeping them (a leak) is safer than racing that loop's thread. */
+static void drop_hist_release(void *arg)
+{
+    if (S.loops_done) {
+        run_hist_release(arg);
+        return;
+    }
+    tool_logf(WSX_LOG_WARN, "out of memory: a room's history cache is leaked");
     free(arg);
 }
 
@@ -448,10 +462,9 @@ static void op_cache_free(void *cache, void *user)
         hist_loop *job = malloc(sizeof *job);
         if (job) {
             *job = *hl;
-            if (wsx_loop_post(S.t[k].loop, run_hist_release, job) == 0) continue;
-            free(job);
+            wsx_loop_post_owned(S.t[k].loop, run_hist_release, job, drop_hist_release);
+            continue;
         }
-        /* Cannot hand it over: keeping it (a leak) is safer than racing that thread. */
         tool_logf(WSX_LOG_WARN, "out of memory: a room's history cache is leaked");
     }
     free(hc);
@@ -1498,13 +1511,8 @@ int cmd_serve(int argc, char **argv)
     rc = wsx_loop_run(S.t[0].loop);
     for (unsigned k = 1; k < S.n_threads; k++)
         pthread_join(S.t[k].tid, NULL);
-    /* Messages relayed to a loop after it had finished are still queued: deliver them (to
-     * nobody, the servers are closed) so their memory is given back, then free. */
-    for (unsigned k = 0; k < S.n_threads; k++) {
-        tl_thread = k;
-        wsx_loop_run(S.t[k].loop);
-    }
-    tl_thread = 0;
+    /* Relays and history releases posted to a loop after it had finished are freed with it
+     * (their destructors), never run. */
     S.loops_done = true;
     for (unsigned k = 0; k < S.n_threads; k++) {
         for (size_t i = 0; i < S.n_srvs; i++)
