@@ -152,6 +152,25 @@ static const struct option echo_longopts[] = {
     {0, 0, 0, 0},
 };
 
+/* What on_ready prints. */
+static struct {
+    const char *host, *path;
+    bool tls;
+} listen_info;
+
+/* The listening line, once signals are handled (scripts may send one as soon as they read
+ * it). */
+static void print_listening(void *arg)
+{
+    (void)arg;
+    const char *h = listen_info.host && *listen_info.host ? listen_info.host : "0.0.0.0";
+    bool v6 = strchr(h, ':') != NULL;
+    printf("listening on %s://%s%s%s:%u%s\n", listen_info.tls ? "wss" : "ws", v6 ? "[" : "", h,
+           v6 ? "]" : "", wsx_server_port(R.t[0].srvs[0]),
+           listen_info.path ? listen_info.path : "/");
+    fflush(stdout);
+}
+
 /* Parses the options into o, R and a. Returns -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, wsx_server_opts *o, echo_args *a)
 {
@@ -255,15 +274,14 @@ int cmd_echo(int argc, char **argv)
     o.on_close = on_close;
     o.on_log = tool_log_cb;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
+    R.on_ready = print_listening;
+    listen_info.host = o.host;
+    listen_info.path = o.path;
+    listen_info.tls = a.tls.n_certs > 0;
     if (tool_runner_start(&R, &o, 1) < 0) return 1;
     if (R.n_threads > 1)
         for (unsigned k = 0; k < R.n_threads; k++)
             wsx_server_set_publish_hook(R.t[k].srvs[0], relay, NULL);
-    const char *h = o.host && *o.host ? o.host : "0.0.0.0";
-    bool v6 = strchr(h, ':') != NULL;
-    printf("listening on %s://%s%s%s:%u%s\n", a.tls.n_certs ? "wss" : "ws", v6 ? "[" : "", h,
-           v6 ? "]" : "", wsx_server_port(R.t[0].srvs[0]), o.path ? o.path : "/");
-    fflush(stdout);
     int rc = tool_runner_run(&R);
     tool_runner_free(&R);
     if (rc < 0) return 1;

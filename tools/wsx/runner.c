@@ -29,6 +29,8 @@ int tool_runner_start(tool_runner *r, const wsx_server_opts *opts, size_t n_opts
 {
     r->n_srvs = n_opts;
     r->signals = 0;
+    r->finished = 0;
+    r->wait_others = NULL;
     for (unsigned k = 0; k < r->n_threads; k++) {
         tool_runner_loop *t = &r->t[k];
         memset(t, 0, sizeof *t);
@@ -68,9 +70,19 @@ static void stop_loop(void *arg)
         wsx_server_shutdown(t->srvs[i], r->shutdown_ms);
 }
 
+/* Keeps loop 0 (the one that reads the signals) running while other loops still close
+ * their connections: without it loop 0 would return as soon as its own were closed, and a
+ * second signal would wait, blocked, until every other loop had finished. */
+static void wait_others(wsx_timer *tm, void *arg)
+{
+    tool_runner *r = arg;
+    if (__atomic_load_n(&r->finished, __ATOMIC_ACQUIRE) + 1 < r->n_threads) return;
+    wsx_timer_stop(tm);
+    r->wait_others = NULL;
+}
+
 static void on_signal(wsx_loop *loop, int signo, void *arg)
 {
-    (void)loop;
     tool_runner *r = arg;
     if (signo == SIGHUP) {
         /* Each loop's server holds its own certificate set. */
@@ -89,6 +101,7 @@ static void on_signal(wsx_loop *loop, int signo, void *arg)
               signo == SIGINT ? "SIGINT" : "SIGTERM", open,
               r->n_threads > 1 ? " on this thread" : "");
     stop_loop(&r->t[0]);
+    if (r->n_threads > 1) wsx_timer_start(loop, 20, 20, wait_others, r, &r->wait_others);
     /* The other loops are still serving: the post runs (their servers keep them alive). */
     for (unsigned k = 1; k < r->n_threads; k++)
         wsx_loop_post(r->t[k].loop, stop_loop, &r->t[k]);
@@ -99,6 +112,7 @@ static void *run_thread(void *arg)
     tool_runner_loop *t = arg;
     if (t->r->on_thread) t->r->on_thread(t->index, t->r->arg);
     wsx_loop_run(t->loop);
+    __atomic_fetch_add(&t->r->finished, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -112,6 +126,7 @@ int tool_runner_run(tool_runner *r)
             exit(1);
         }
     }
+    if (r->on_ready) r->on_ready(r->arg);
     if (r->on_thread) r->on_thread(0, r->arg);
     int rc = wsx_loop_run(r->t[0].loop);
     for (unsigned k = 1; k < r->n_threads; k++)

@@ -4,11 +4,13 @@
  * connections over them). Port 0 is picked by the first loop and joined by the others.
  * Signals reach the first loop: SIGHUP reloads every server's certificates, SIGINT/SIGTERM
  * shut every loop's servers down (the others through a post), a second one exits at once
- * with status 1.
+ * with status 1. The first loop runs until every other loop has finished, so that the
+ * signals are still handled while another loop's clients take their time to close.
  *
  * Use: fill cmd, n_threads, shutdown_ms and the hooks, tool_runner_start(), wire what the
- * servers need (timers on t[k].loop, publish hooks on t[k].srvs[i]), tool_runner_run(), read
- * what must be read once the loops are done, tool_runner_free().
+ * servers need (timers on t[k].loop, publish hooks on t[k].srvs[i]), tool_runner_run() (it
+ * calls on_ready to announce the ports), do what must be done once the loops are finished,
+ * tool_runner_free().
  */
 #ifndef WSX_TOOL_RUNNER_H
 #define WSX_TOOL_RUNNER_H
@@ -43,11 +45,17 @@ struct tool_runner {
     /* Optional. Runs on loop k's thread when shutdown begins, before its servers shut down:
      * stop what would keep the loop alive (timers). */
     void (*on_stop)(unsigned k, void *arg);
+    /* Optional. Runs on the calling thread once the signals are watched and the threads have
+     * started, just before loop 0 runs: print the listening lines here, so that whoever
+     * waits for them may signal the process at once. */
+    void (*on_ready)(void *arg);
 
     /* Filled by tool_runner_start(). */
     size_t n_srvs;
     tool_runner_loop t[TOOL_RUNNER_MAX_THREADS];
     int signals;
+    unsigned finished; /* loops 1.. whose run has returned (atomic) */
+    wsx_timer *wait_others;
 };
 
 /* Creates n_threads loops and starts on each a server per opts[i] (n_opts at most

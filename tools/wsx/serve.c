@@ -1405,31 +1405,43 @@ static bool prepare_files(void)
     return true;
 }
 
+/* Which servers of a loop are TLS, and the host, for print_listening. */
+static struct {
+    bool tls[TOOL_RUNNER_MAX_SERVERS];
+    const char *host;
+} listen_info;
+
+/* The listening lines, once signals are handled (scripts may send one as soon as they read
+ * them). */
+static void print_listening(void *arg)
+{
+    (void)arg;
+    const char *h = listen_info.host && *listen_info.host ? listen_info.host : "localhost";
+    bool v6 = strchr(h, ':') != NULL;
+    for (size_t i = 0; i < R.n_srvs; i++)
+        printf("listening on %s://%s%s%s:%u/\n", listen_info.tls[i] ? "https" : "http",
+               v6 ? "[" : "", h, v6 ? "]" : "", wsx_server_port(R.t[0].srvs[i]));
+    fflush(stdout);
+}
+
 /* The servers of every loop: plain on --port unless TLS takes it; TLS on --tls-port, or on
- * --port without it. Prints where they listen. Returns false (printed). */
+ * --port without it. Returns false (printed). */
 static bool start_servers(const wsx_server_opts *o, const serve_args *a)
 {
     wsx_server_opts so[2];
-    bool is_tls[2];
     size_t n = 0;
+    listen_info.host = o->host;
     if (!a->tls.n_certs || a->have_tls_port) {
-        is_tls[n] = false;
+        listen_info.tls[n] = false;
         so[n++] = *o;
     }
     if (a->tls.n_certs) {
         so[n] = *o;
         tool_tls_apply(&a->tls, &so[n]);
         if (a->have_tls_port) so[n].port = (uint16_t)a->tls_port;
-        is_tls[n++] = true;
+        listen_info.tls[n++] = true;
     }
-    if (tool_runner_start(&R, so, n) < 0) return false;
-    const char *h = o->host && *o->host ? o->host : "localhost";
-    bool v6 = strchr(h, ':') != NULL;
-    for (size_t i = 0; i < n; i++)
-        printf("listening on %s://%s%s%s:%u/\n", is_tls[i] ? "https" : "http", v6 ? "[" : "", h,
-               v6 ? "]" : "", wsx_server_port(R.t[0].srvs[i]));
-    fflush(stdout);
-    return true;
+    return tool_runner_start(&R, so, n) == 0;
 }
 
 /* The SSE keep-alives and, with several loops, the metrics snapshots on every loop; the
@@ -1459,6 +1471,7 @@ int cmd_serve(int argc, char **argv)
     R.shutdown_ms = 5000;
     R.on_thread = set_thread;
     R.on_stop = stop_timers;
+    R.on_ready = print_listening;
     S.chat_opts = wsx_chat_defaults();
     wsx_server_opts o = wsx_server_defaults();
     serve_args a = {.port = 8080};
