@@ -2,8 +2,8 @@
  * wsx.h — WebSocket server and client on wsx's event loop.
  *
  * Threads: a loop and everything on it (servers, clients, connections, timers) belong to the
- * thread that runs the loop; call these functions only there. wsx_loop_post() is the one
- * thread-safe call (wsx/loop.h).
+ * thread that runs the loop; call these functions only there. wsx_loop_post() and
+ * wsx_loop_post_owned() are the thread-safe calls (wsx/loop.h).
  *
  * Lifetimes:
  *  - Every on_open is matched by exactly one on_close, shutdown included. A wsx_conn pointer
@@ -377,7 +377,8 @@ WSX_API ptrdiff_t wsx_deliver_local(wsx_server *s, const char *topic, const void
 
 /*
  * wsx_publish from any thread: copies topic and data and posts them to the server's loop
- * (wsx_loop_post), where they are published. The server must stay alive until then.
+ * (wsx_loop_post_owned), where they are published. The server must stay alive until then,
+ * or its loop be freed without running again (the copy is then freed, not published).
  * Returns 0, WSX_EINVAL, WSX_ENOMEM.
  */
 WSX_API int wsx_publish_threadsafe(wsx_server *s, const char *topic, const void *data, size_t len,

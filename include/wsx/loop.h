@@ -3,7 +3,7 @@
  *
  * Thread rule: a loop and everything attached to it (timers, servers, connections) belong to
  * the thread that runs it. Every function here must be called on that thread, except
- * wsx_loop_post(), which is the one call that is safe from any thread.
+ * wsx_loop_post() and wsx_loop_post_owned(), which are safe from any thread.
  *
  * Lifetimes: wsx_loop_new() creates a loop; wsx_loop_free() destroys it once nothing created
  * on it is still open (see wsx_loop_free()). Timers started with wsx_timer_start() are owned
@@ -24,7 +24,8 @@ extern "C" {
 typedef struct wsx_loop wsx_loop;
 typedef struct wsx_timer wsx_timer;
 
-/* A function queued with wsx_loop_post(); runs on the loop thread. */
+/* A function queued with wsx_loop_post(); runs on the loop thread. Also the type of the
+ * destructor of wsx_loop_post_owned(). */
 typedef void (*wsx_post_cb)(void *arg);
 /* A timer callback. `t` is valid during the call (see wsx_timer_stop()). */
 typedef void (*wsx_timer_cb)(wsx_timer *t, void *arg);
@@ -46,10 +47,14 @@ WSX_API int wsx_loop_new(wsx_loop **out);
  * clients) must have been closed and their close callbacks delivered first (run the loop
  * until it returns); doing otherwise is a programmer error and leaks or asserts.
  * Application timers (wsx_timer) still pending are stopped and freed; their callbacks do not
- * run. Callbacks still queued by wsx_loop_post() are discarded without running, so their
- * arguments are the poster's to reclaim. The signal watcher, if any, is removed and the
- * previous signal mask of the thread calling wsx_loop_on_signal() is not restored (see there).
- * Threads resolving host names for pending connects are joined. NULL is a no-op.
+ * run. Callbacks still queued (posted but not yet run) do not run: the destructor given to
+ * wsx_loop_post_owned() is called instead, here, on the calling thread, in posting order;
+ * entries without one (wsx_loop_post()) are dropped, their arguments the poster's to
+ * reclaim. The destructors run after the loop's watchers are stopped and must not call into
+ * this loop. No other thread may post to the loop once wsx_loop_free() has begun. The signal
+ * watcher, if any, is removed and the previous signal mask of the thread calling
+ * wsx_loop_on_signal() is not restored (see there). Threads resolving host names for pending
+ * connects are joined. NULL is a no-op.
  */
 WSX_API void wsx_loop_free(wsx_loop *loop);
 
@@ -81,10 +86,28 @@ WSX_API void wsx_loop_stop(wsx_loop *loop);
  * Queues fn(arg) to run on the loop thread, during the I/O phase of a coming iteration, and
  * wakes the loop if it is blocked waiting for I/O. This is the only wsx call that may be
  * made from any thread. Functions posted from one thread run in the order they were posted.
- * fn is called exactly once unless the loop is freed first (see wsx_loop_free()).
+ * fn is called exactly once unless the loop is freed first (see wsx_loop_free()); then it
+ * is dropped without a call, and arg is the poster's to reclaim: when arg owns memory, use
+ * wsx_loop_post_owned(). Same as wsx_loop_post_owned(loop, fn, arg, NULL).
  * Returns 0, WSX_EINVAL (loop or fn NULL) or WSX_ENOMEM.
  */
 WSX_API int wsx_loop_post(wsx_loop *loop, wsx_post_cb fn, void *arg);
+
+/*
+ * wsx_loop_post() for an argument that owns resources: from this call on, arg belongs to the
+ * post, and exactly one of fn(arg) and free_fn(arg) is called, once:
+ *   - fn(arg) on the loop thread, as for wsx_loop_post(), if the loop runs the entry; fn then
+ *     owns arg (free_fn is not called after it);
+ *   - free_fn(arg), instead of fn, inside wsx_loop_free() on the thread that calls it, if
+ *     the loop is freed with the entry still queued (posted after the loop's last run, or
+ *     while it was returning);
+ *   - free_fn(arg), instead of fn, on the calling thread before this function returns, if
+ *     the post is refused (WSX_EINVAL: loop or fn NULL; WSX_ENOMEM).
+ * free_fn NULL makes this wsx_loop_post(). free_fn must not call into the loop the entry was
+ * posted to. Safe from any thread, like wsx_loop_post(), and ordered with it.
+ * Returns 0, WSX_EINVAL or WSX_ENOMEM.
+ */
+WSX_API int wsx_loop_post_owned(wsx_loop *loop, wsx_post_cb fn, void *arg, wsx_post_cb free_fn);
 
 /*
  * The loop's clock: CLOCK_MONOTONIC in milliseconds, read once per iteration right after the

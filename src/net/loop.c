@@ -22,6 +22,7 @@
 struct wsx__post {
     wsx__post *next;
     wsx_post_cb fn;
+    wsx_post_cb free_fn; /* runs instead of fn if the loop is freed first; may be NULL */
     void *arg;
 };
 
@@ -150,11 +151,25 @@ void wsx__loop_wake(wsx_loop *loop)
 
 int wsx_loop_post(wsx_loop *loop, wsx_post_cb fn, void *arg)
 {
-    if (!loop || !fn) return WSX_EINVAL;
+    return wsx_loop_post_owned(loop, fn, arg, NULL);
+}
+
+int wsx_loop_post_owned(wsx_loop *loop, wsx_post_cb fn, void *arg, wsx_post_cb free_fn)
+{
+    /* A refused post gives arg back through free_fn at once, so callers have one rule:
+     * from this call on, arg belongs to the post. */
+    if (!loop || !fn) {
+        if (free_fn) free_fn(arg);
+        return WSX_EINVAL;
+    }
     wsx__post *p = malloc(sizeof *p);
-    if (!p) return WSX_ENOMEM;
+    if (!p) {
+        if (free_fn) free_fn(arg);
+        return WSX_ENOMEM;
+    }
     p->next = NULL;
     p->fn = fn;
+    p->free_fn = free_fn;
     p->arg = arg;
     pthread_mutex_lock(&loop->mu);
     bool was_empty = loop->post_head == NULL;
@@ -331,9 +346,13 @@ void wsx_loop_free(wsx_loop *loop)
     wsx__resolve_free_all(loop);
     wsx__io_stop(loop, &loop->wake_io);
     close(loop->wakefd);
+    /* Posts that never ran: their destructors reclaim the arguments (in posting order);
+     * posts without one are dropped, their arguments the poster's business. */
     wsx__post *p = loop->post_head;
+    loop->post_head = loop->post_tail = NULL;
     while (p) {
         wsx__post *next = p->next;
+        if (p->free_fn) p->free_fn(p->arg);
         free(p);
         p = next;
     }

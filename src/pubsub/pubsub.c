@@ -475,9 +475,9 @@ static int post_publish(wsx_server *s, const char *topic, const void *data, size
     if (len) memcpy(p->data, data, len);
     p->topic = (char *)p->data + len;
     memcpy(p->topic, topic, tlen + 1);
-    int rc = wsx_loop_post(s->loop, run_posted, p);
-    if (rc < 0) free(p);
-    return rc;
+    /* A copy still queued when the loop is freed (a relay that arrived after the loop's last
+     * run) is freed with it; a refused post frees it at once. */
+    return wsx_loop_post_owned(s->loop, run_posted, p, free);
 }
 
 int wsx_publish_threadsafe(wsx_server *s, const char *topic, const void *data, size_t len, int type)

@@ -1,5 +1,6 @@
 /* Pub/sub topics over real connections on 127.0.0.1. */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -817,6 +818,60 @@ TEST(bytes_shared_by_streamed_responses)
     p_end(&srv, 1);
 }
 
+/* Threadsafe publishes own a copy of the message: one the loop runs is published (the hook
+ * sees it), ones still queued when the loop is freed are freed with it (the ASan build's leak
+ * check fails otherwise), from several threads. */
+#define TS_POSTERS 4
+#define TS_EACH    500
+
+static int ts_hooked;
+static wsx_server *ts_srv;
+
+static void ts_hook(wsx_server *s, const char *topic, const uint8_t *data, size_t len, int type,
+                    void *arg)
+{
+    (void)s, (void)topic, (void)data, (void)len, (void)type, (void)arg;
+    ts_hooked++;
+}
+
+static void *ts_posts_main(void *arg)
+{
+    (void)arg;
+    char msg[300];
+    memset(msg, 'x', sizeof msg);
+    for (int i = 0; i < TS_EACH; i++) {
+        if (i % 2)
+            wsx_publish_threadsafe(ts_srv, "room:ts", msg, sizeof msg, WSX_TEXT);
+        else
+            wsx_deliver_local_threadsafe(ts_srv, "room:ts", msg, sizeof msg, WSX_BINARY);
+    }
+    return NULL;
+}
+
+TEST(threadsafe_posts_freed_with_unrun_loop)
+{
+    wsx_loop *loop = NULL;
+    CHECK_INT(wsx_loop_new(&loop), 0);
+    wsx_server_opts so = wsx_server_defaults();
+    so.host = "127.0.0.1";
+    CHECK_INT(wsx_server_start(loop, &so, &ts_srv), 0);
+    wsx_server_set_publish_hook(ts_srv, ts_hook, NULL);
+    ts_hooked = 0;
+    CHECK_INT(wsx_publish_threadsafe(ts_srv, "room:ts", "hi", 2, WSX_TEXT), 0);
+    wsx_server_shutdown(ts_srv, 0);
+    CHECK_INT(wsx_loop_run(loop), 0);
+    CHECK_INT(ts_hooked, 1);
+    /* The loop has finished; these arrive late, as relays do when a server stops. */
+    pthread_t th[TS_POSTERS];
+    for (int i = 0; i < TS_POSTERS; i++)
+        pthread_create(&th[i], NULL, ts_posts_main, NULL);
+    for (int i = 0; i < TS_POSTERS; i++)
+        pthread_join(th[i], NULL);
+    wsx_server_free(ts_srv);
+    wsx_loop_free(loop);
+    CHECK_INT(ts_hooked, 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -841,6 +896,7 @@ int main(void)
     RUN_T(prepared_counts_against_send_limits);
     RUN_T(prepared_deflate_once);
     RUN_T(bytes_shared_by_streamed_responses);
+    RUN_T(threadsafe_posts_freed_with_unrun_loop);
     wsx_server_shutdown(W.srv, 500);
     wsx_loop_run(W.loop);
     wsx_server_free(W.srv);

@@ -8,8 +8,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <pthread.h>
-#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 
 #include "assets.h"
 #include "chat/chat.h"
+#include "runner.h"
 #include "tool.h"
 
 #define MAX_ORIGINS      16
@@ -43,14 +43,11 @@ typedef struct sse {
 
 #define MAX_THREADS 16
 
-/* One event loop per thread, each with its own server(s) on the shared port(s). The chat
- * (src/chat) is shared and guarded by its lock; a connection is only ever touched from its
- * own loop's thread, and a message reaches the other loops' members through their post
- * queues. */
+/* One event loop per thread (R.t[k]), each with its own server(s) on the shared port(s):
+ * plain and/or TLS, one chat across both. The chat (src/chat) is shared and guarded by its
+ * lock; a connection is only ever touched from its own loop's thread, and a message reaches
+ * the other loops' members through their post queues. What serve adds per loop: */
 typedef struct serve_thread {
-    wsx_loop *loop;
-    wsx_server *srvs[2]; /* plain and/or TLS: one chat across both */
-    pthread_t tid;
     wsx_timer *keepalive;
     wsx_timer *snapshot;
     wsx_server_stats stats[2]; /* the servers' counters as of the last snapshot (chat lock) */
@@ -58,8 +55,6 @@ typedef struct serve_thread {
 
 typedef struct serve_state {
     serve_thread t[MAX_THREADS];
-    unsigned n_threads;
-    size_t n_srvs; /* servers per thread */
     wsx_chat *chat;
     wsx_chat_opts chat_opts;
     const char *token;
@@ -68,14 +63,13 @@ typedef struct serve_state {
     size_t n_origins;
     const char *static_dir;
     char static_real[PATH_MAX];
-    uint32_t shutdown_ms;
     bool loops_done; /* every loop has finished: no thread but this one is left */
     wsx_timer *expire;
-    int signals;
     char etags[64][24]; /* ETags of the embedded files, by index */
 } serve_state;
 
 static serve_state S;
+static tool_runner R;                    /* the loops and their servers */
 static _Thread_local unsigned tl_thread; /* which of S.t runs on this thread */
 
 static void lock(void)
@@ -241,9 +235,8 @@ static void run_relay(void *arg)
     char topic[64];
     snprintf(topic, sizeof topic, "room:%s", j->room);
     lock();
-    serve_thread *t = &S.t[j->thread];
-    for (size_t i = 0; i < S.n_srvs; i++)
-        wsx_deliver_local(t->srvs[i], topic, j->json, j->len, WSX_TEXT);
+    for (size_t i = 0; i < R.n_srvs; i++)
+        wsx_deliver_local(R.t[j->thread].srvs[i], topic, j->json, j->len, WSX_TEXT);
     if (j->id) sse_fanout(j->room, j->id, j->json, j->len);
     unlock();
     free(j);
@@ -258,11 +251,10 @@ static void op_publish(const char *room, const char *json, size_t len, uint64_t 
     (void)user;
     char topic[64];
     snprintf(topic, sizeof topic, "room:%s", room);
-    serve_thread *me = &S.t[tl_thread];
-    for (size_t i = 0; i < S.n_srvs; i++)
-        wsx_publish_except(me->srvs[i], topic, json, len, WSX_TEXT, except);
+    for (size_t i = 0; i < R.n_srvs; i++)
+        wsx_publish_except(R.t[tl_thread].srvs[i], topic, json, len, WSX_TEXT, except);
     if (id) sse_fanout(room, id, json, len);
-    for (unsigned k = 0; k < S.n_threads; k++) {
+    for (unsigned k = 0; k < R.n_threads; k++) {
         if (k == tl_thread) continue;
         relay_job *j = malloc(sizeof *j + len + 1);
         if (!j) continue;
@@ -272,7 +264,8 @@ static void op_publish(const char *room, const char *json, size_t len, uint64_t 
         snprintf(j->room, sizeof j->room, "%s", room);
         memcpy(j->json, json, len);
         j->json[len] = '\0';
-        if (wsx_loop_post(S.t[k].loop, run_relay, j) < 0) free(j);
+        /* Freed unrun if that loop has already finished (the server is stopping). */
+        wsx_loop_post_owned(R.t[k].loop, run_relay, j, free);
     }
 }
 
@@ -347,6 +340,19 @@ static void hist_loop_release(hist_loop *hl)
 static void run_hist_release(void *arg)
 {
     hist_loop_release(arg);
+    free(arg);
+}
+
+/* The post did not run: after the loops are done (their loop is being freed) no thread
+ * uses the buffers any more and they go now; a refused post cannot hand them over, and
+ * keeping them (a leak) is safer than racing that loop's thread. */
+static void drop_hist_release(void *arg)
+{
+    if (S.loops_done) {
+        run_hist_release(arg);
+        return;
+    }
+    tool_logf(WSX_LOG_WARN, "out of memory: a room's history cache is leaked");
     free(arg);
 }
 
@@ -437,7 +443,7 @@ static void op_cache_free(void *cache, void *user)
 {
     (void)user;
     hist_cache *hc = cache;
-    for (unsigned k = 0; k < S.n_threads; k++) {
+    for (unsigned k = 0; k < R.n_threads; k++) {
         hist_loop *hl = &hc->t[k];
         if (!hl->ws && !hl->sse) continue;
         if (k == tl_thread || S.loops_done) {
@@ -448,10 +454,9 @@ static void op_cache_free(void *cache, void *user)
         hist_loop *job = malloc(sizeof *job);
         if (job) {
             *job = *hl;
-            if (wsx_loop_post(S.t[k].loop, run_hist_release, job) == 0) continue;
-            free(job);
+            wsx_loop_post_owned(R.t[k].loop, run_hist_release, job, drop_hist_release);
+            continue;
         }
-        /* Cannot hand it over: keeping it (a leak) is safer than racing that thread. */
         tool_logf(WSX_LOG_WARN, "out of memory: a room's history cache is leaked");
     }
     free(hc);
@@ -511,8 +516,8 @@ static void sse_keepalive(wsx_timer *t, void *arg)
 static void take_snapshot(void)
 {
     serve_thread *t = &S.t[tl_thread];
-    for (size_t i = 0; i < S.n_srvs; i++)
-        wsx_server_get_stats(t->srvs[i], &t->stats[i]);
+    for (size_t i = 0; i < R.n_srvs; i++)
+        wsx_server_get_stats(R.t[tl_thread].srvs[i], &t->stats[i]);
 }
 
 static void snapshot_timer(wsx_timer *tm, void *arg)
@@ -852,8 +857,8 @@ static void serve_metrics(wsx_http_req *r)
      * (at most a second old). */
     take_snapshot();
     wsx_server_stats st = {0};
-    for (unsigned k = 0; k < S.n_threads; k++) {
-        for (size_t i = 0; i < S.n_srvs; i++) {
+    for (unsigned k = 0; k < R.n_threads; k++) {
+        for (size_t i = 0; i < R.n_srvs; i++) {
             const wsx_server_stats *one = &S.t[k].stats[i];
             st.open += one->open;
             st.http_open += one->http_open;
@@ -1126,50 +1131,25 @@ static const char help[] =
     "                         context takeover: one shared compressor, no per-connection one)\n"
     "  -h, --help             this text\n";
 
-static void stop_thread(void *arg)
+/* On loop k's thread when shutdown begins (the runner then shuts its servers down): the
+ * timers would keep the loop alive. */
+static void stop_timers(unsigned k, void *arg)
 {
-    serve_thread *t = arg;
+    (void)arg;
+    serve_thread *t = &S.t[k];
     if (t->keepalive) wsx_timer_stop(t->keepalive);
     if (t->snapshot) wsx_timer_stop(t->snapshot);
     t->keepalive = t->snapshot = NULL;
-    if (t == &S.t[0] && S.expire) {
+    if (k == 0 && S.expire) {
         wsx_timer_stop(S.expire);
         S.expire = NULL;
     }
-    for (size_t i = 0; i < S.n_srvs; i++)
-        wsx_server_shutdown(t->srvs[i], S.shutdown_ms);
 }
 
-static void on_signal(wsx_loop *loop, int signo, void *arg)
+static void set_thread(unsigned k, void *arg)
 {
-    (void)loop;
     (void)arg;
-    if (signo == SIGHUP) {
-        for (unsigned k = 0; k < S.n_threads; k++)
-            tool_reload_tls(S.t[k].srvs, S.n_srvs);
-        return;
-    }
-    if (S.signals++) {
-        tool_logf(WSX_LOG_WARN, "second signal: exiting now");
-        exit(1);
-    }
-    size_t open = 0;
-    for (size_t i = 0; i < S.n_srvs; i++)
-        open += wsx_server_connections(S.t[0].srvs[i]);
-    tool_logf(WSX_LOG_INFO, "%s: shutting down (%zu connections%s)",
-              signo == SIGINT ? "SIGINT" : "SIGTERM", open,
-              S.n_threads > 1 ? " on this thread" : "");
-    stop_thread(&S.t[0]);
-    for (unsigned k = 1; k < S.n_threads; k++)
-        wsx_loop_post(S.t[k].loop, stop_thread, &S.t[k]);
-}
-
-static void *run_thread(void *arg)
-{
-    serve_thread *t = arg;
-    tl_thread = (unsigned)(t - S.t);
-    wsx_loop_run(t->loop);
-    return NULL;
+    tl_thread = k;
 }
 
 enum {
@@ -1209,134 +1189,149 @@ static void expire_timer(wsx_timer *t, void *arg)
     wsx_chat_expire(S.chat);
 }
 
-int cmd_serve(int argc, char **argv)
+/* What the command line sets besides the server and chat options. */
+typedef struct serve_args {
+    uint32_t port, tls_port;
+    bool have_tls_port;
+    tool_tls tls;
+    bool no_deflate;
+} serve_args;
+
+/* The chat's limits that take a count: option, name, least value, field. */
+static const struct {
+    int opt;
+    const char *name;
+    uint32_t min;
+    size_t off;
+} chat_counts[] = {
+    {O_RATE, "rate", 0, offsetof(wsx_chat_opts, rate)},
+    {O_BURST, "burst", 1, offsetof(wsx_chat_opts, burst)},
+    {O_JOIN_RATE, "join-rate", 0, offsetof(wsx_chat_opts, join_rate)},
+    {O_JOIN_BURST, "join-burst", 1, offsetof(wsx_chat_opts, join_burst)},
+    {O_RATE_PER_IP, "rate-per-ip", 0, offsetof(wsx_chat_opts, rate_per_ip)},
+    {O_BURST_PER_IP, "burst-per-ip", 1, offsetof(wsx_chat_opts, burst_per_ip)},
+    {O_JOIN_RATE_PER_IP, "join-rate-per-ip", 0, offsetof(wsx_chat_opts, join_rate_per_ip)},
+    {O_JOIN_BURST_PER_IP, "join-burst-per-ip", 1, offsetof(wsx_chat_opts, join_burst_per_ip)},
+};
+
+/* Sets one of chat_counts. Returns false (after the usage message) if it is not one or the
+ * value is out of range; *status is then the exit status (0 when it was not one). */
+static bool chat_count_option(int ch, const char *arg, int *status)
 {
-    static const struct option longopts[] = {
-        {"host", required_argument, 0, O_HOST},
-        {"port", required_argument, 0, O_PORT},
-        {"static", required_argument, 0, O_STATIC},
-        {"token", required_argument, 0, O_TOKEN},
-        {"metrics-token", required_argument, 0, O_METRICS_TOKEN},
-        {"origin", required_argument, 0, O_ORIGIN},
-        {"history", required_argument, 0, O_HISTORY},
-        {"history-bytes", required_argument, 0, O_HISTORY_BYTES},
-        {"history-idle", required_argument, 0, O_HISTORY_IDLE},
-        {"max-connections", required_argument, 0, O_MAXCONN},
-        {"max-queued-bytes", required_argument, 0, O_MAXQ},
-        {"ping-interval", required_argument, 0, O_PING},
-        {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
-        {"quiet", no_argument, 0, O_QUIET},
-        {"json-logs", no_argument, 0, O_JSON},
-        {"no-deflate", no_argument, 0, 'D'},
-        {"tls-port", required_argument, 0, O_TLSPORT},
-        TOOL_TLS_LONGOPTS,
-        TOOL_ADMIT_LONGOPTS,
-        {"threads", required_argument, 0, O_THREADS},
-        {"rate", required_argument, 0, O_RATE},
-        {"burst", required_argument, 0, O_BURST},
-        {"join-rate", required_argument, 0, O_JOIN_RATE},
-        {"join-burst", required_argument, 0, O_JOIN_BURST},
-        {"rate-per-ip", required_argument, 0, O_RATE_PER_IP},
-        {"burst-per-ip", required_argument, 0, O_BURST_PER_IP},
-        {"join-rate-per-ip", required_argument, 0, O_JOIN_RATE_PER_IP},
-        {"join-burst-per-ip", required_argument, 0, O_JOIN_BURST_PER_IP},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    memset(&S, 0, sizeof S);
-    S.n_threads = 1;
-    S.chat_opts = wsx_chat_defaults();
-    S.shutdown_ms = 5000;
-    wsx_server_opts o = wsx_server_defaults();
-    uint32_t port = 8080, v, tls_port = 0;
-    bool have_tls_port = false;
-    tool_tls tls = {0};
-    bool no_deflate = false;
+    *status = 0;
+    for (size_t i = 0; i < sizeof chat_counts / sizeof chat_counts[0]; i++) {
+        if (chat_counts[i].opt != ch) continue;
+        uint32_t v;
+        if (!parse_u32(arg, &v) || v < chat_counts[i].min || v > 1000000) {
+            *status = usage_error("serve", "bad --%s '%s' (%u to 1000000)", chat_counts[i].name,
+                                  arg, chat_counts[i].min);
+            return false;
+        }
+        memcpy((char *)&S.chat_opts + chat_counts[i].off, &v, sizeof v);
+        return true;
+    }
+    return false;
+}
+
+static const struct option serve_longopts[] = {
+    {"host", required_argument, 0, O_HOST},
+    {"port", required_argument, 0, O_PORT},
+    {"static", required_argument, 0, O_STATIC},
+    {"token", required_argument, 0, O_TOKEN},
+    {"metrics-token", required_argument, 0, O_METRICS_TOKEN},
+    {"origin", required_argument, 0, O_ORIGIN},
+    {"history", required_argument, 0, O_HISTORY},
+    {"history-bytes", required_argument, 0, O_HISTORY_BYTES},
+    {"history-idle", required_argument, 0, O_HISTORY_IDLE},
+    {"max-connections", required_argument, 0, O_MAXCONN},
+    {"max-queued-bytes", required_argument, 0, O_MAXQ},
+    {"ping-interval", required_argument, 0, O_PING},
+    {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
+    {"quiet", no_argument, 0, O_QUIET},
+    {"json-logs", no_argument, 0, O_JSON},
+    {"no-deflate", no_argument, 0, 'D'},
+    {"tls-port", required_argument, 0, O_TLSPORT},
+    TOOL_TLS_LONGOPTS,
+    TOOL_ADMIT_LONGOPTS,
+    {"threads", required_argument, 0, O_THREADS},
+    {"rate", required_argument, 0, O_RATE},
+    {"burst", required_argument, 0, O_BURST},
+    {"join-rate", required_argument, 0, O_JOIN_RATE},
+    {"join-burst", required_argument, 0, O_JOIN_BURST},
+    {"rate-per-ip", required_argument, 0, O_RATE_PER_IP},
+    {"burst-per-ip", required_argument, 0, O_BURST_PER_IP},
+    {"join-rate-per-ip", required_argument, 0, O_JOIN_RATE_PER_IP},
+    {"join-burst-per-ip", required_argument, 0, O_JOIN_BURST_PER_IP},
+    {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0},
+};
+
+/* The options that set the web side and the chat's history (S). Returns -1 if ch is not one
+ * of them, 0 if it was set, else the exit status. */
+static int app_option(int ch, const char *arg)
+{
     size_t sz;
-    int ch;
+    uint32_t v;
+    switch (ch) {
+    case O_STATIC:
+        S.static_dir = arg;
+        return 0;
+    case O_TOKEN:
+        if (!*arg) return usage_error("serve", "empty --token");
+        S.token = arg;
+        return 0;
+    case O_METRICS_TOKEN:
+        if (!*arg) return usage_error("serve", "empty --metrics-token");
+        S.metrics_token = arg;
+        return 0;
+    case O_ORIGIN:
+        if (S.n_origins == MAX_ORIGINS) return usage_error("serve", "too many --origin");
+        S.origins[S.n_origins++] = arg;
+        return 0;
+    case O_HISTORY:
+        if (!parse_size(arg, &sz) || sz > 100000)
+            return usage_error("serve", "bad --history '%s' (0 to 100000)", arg);
+        S.chat_opts.history = sz;
+        return 0;
+    case O_HISTORY_BYTES:
+        if (!parse_size(arg, &sz)) return usage_error("serve", "bad --history-bytes '%s'", arg);
+        S.chat_opts.history_bytes = sz;
+        return 0;
+    case O_HISTORY_IDLE:
+        if (!parse_u32(arg, &v)) return usage_error("serve", "bad --history-idle");
+        S.chat_opts.history_idle_ms = (uint64_t)v * 1000;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* Parses the options into o, S and a. Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, wsx_server_opts *o, serve_args *a)
+{
+    uint32_t v;
+    size_t sz;
+    int ch, status;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "h", serve_longopts, NULL)) != -1) {
+        if (chat_count_option(ch, optarg, &status)) continue;
+        if (status) return status;
+        if ((status = app_option(ch, optarg)) >= 0) {
+            if (status) return status;
+            continue;
+        }
         switch (ch) {
         case O_HOST:
-            o.host = optarg;
+            o->host = optarg;
             break;
         case O_PORT:
-            if (!parse_u32(optarg, &port) || port > 65535)
+            if (!parse_u32(optarg, &a->port) || a->port > 65535)
                 return usage_error("serve", "bad --port '%s'", optarg);
-            break;
-        case O_STATIC:
-            S.static_dir = optarg;
-            break;
-        case O_TOKEN:
-            if (!*optarg) return usage_error("serve", "empty --token");
-            S.token = optarg;
-            break;
-        case O_METRICS_TOKEN:
-            if (!*optarg) return usage_error("serve", "empty --metrics-token");
-            S.metrics_token = optarg;
-            break;
-        case O_ORIGIN:
-            if (S.n_origins == MAX_ORIGINS) return usage_error("serve", "too many --origin");
-            S.origins[S.n_origins++] = optarg;
-            break;
-        case O_HISTORY:
-            if (!parse_size(optarg, &sz) || sz > 100000)
-                return usage_error("serve", "bad --history '%s' (0 to 100000)", optarg);
-            S.chat_opts.history = sz;
-            break;
-        case O_HISTORY_BYTES:
-            if (!parse_size(optarg, &sz))
-                return usage_error("serve", "bad --history-bytes '%s'", optarg);
-            S.chat_opts.history_bytes = sz;
-            break;
-        case O_HISTORY_IDLE:
-            if (!parse_u32(optarg, &v)) return usage_error("serve", "bad --history-idle");
-            S.chat_opts.history_idle_ms = (uint64_t)v * 1000;
-            break;
-        case O_RATE:
-            if (!parse_u32(optarg, &v) || v > 1000000)
-                return usage_error("serve", "bad --rate '%s' (0 to 1000000)", optarg);
-            S.chat_opts.rate = v;
-            break;
-        case O_BURST:
-            if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
-                return usage_error("serve", "bad --burst '%s' (1 to 1000000)", optarg);
-            S.chat_opts.burst = v;
-            break;
-        case O_JOIN_RATE:
-            if (!parse_u32(optarg, &v) || v > 1000000)
-                return usage_error("serve", "bad --join-rate '%s' (0 to 1000000)", optarg);
-            S.chat_opts.join_rate = v;
-            break;
-        case O_JOIN_BURST:
-            if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
-                return usage_error("serve", "bad --join-burst '%s' (1 to 1000000)", optarg);
-            S.chat_opts.join_burst = v;
-            break;
-        case O_RATE_PER_IP:
-            if (!parse_u32(optarg, &v) || v > 1000000)
-                return usage_error("serve", "bad --rate-per-ip '%s' (0 to 1000000)", optarg);
-            S.chat_opts.rate_per_ip = v;
-            break;
-        case O_BURST_PER_IP:
-            if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
-                return usage_error("serve", "bad --burst-per-ip '%s' (1 to 1000000)", optarg);
-            S.chat_opts.burst_per_ip = v;
-            break;
-        case O_JOIN_RATE_PER_IP:
-            if (!parse_u32(optarg, &v) || v > 1000000)
-                return usage_error("serve", "bad --join-rate-per-ip '%s' (0 to 1000000)", optarg);
-            S.chat_opts.join_rate_per_ip = v;
-            break;
-        case O_JOIN_BURST_PER_IP:
-            if (!parse_u32(optarg, &v) || v < 1 || v > 1000000)
-                return usage_error("serve", "bad --join-burst-per-ip '%s' (1 to 1000000)", optarg);
-            S.chat_opts.join_burst_per_ip = v;
             break;
         case O_MAXCONN:
             if (!parse_size(optarg, &sz) || !sz)
                 return usage_error("serve", "bad --max-connections");
-            o.max_connections = sz;
+            o->max_connections = sz;
             break;
         case O_MAXQ:
             if (!parse_size(optarg, &sz) || !sz)
@@ -1345,10 +1340,10 @@ int cmd_serve(int argc, char **argv)
             break;
         case O_PING:
             if (!parse_u32(optarg, &v)) return usage_error("serve", "bad --ping-interval");
-            o.ping_interval_ms = v ? v : UINT32_MAX;
+            o->ping_interval_ms = v ? v : UINT32_MAX;
             break;
         case O_SHUTDOWN:
-            if (!parse_u32(optarg, &S.shutdown_ms))
+            if (!parse_u32(optarg, &R.shutdown_ms))
                 return usage_error("serve", "bad --shutdown-timeout");
             break;
         case O_QUIET:
@@ -1358,27 +1353,27 @@ int cmd_serve(int argc, char **argv)
             g_log.json = true;
             break;
         case 'D':
-            no_deflate = true;
+            a->no_deflate = true;
             break;
         case TOOL_O_TLS_CERT:
         case TOOL_O_TLS_KEY:
         case TOOL_O_TLS_HS:
-            if (!tool_tls_option(&tls, ch, optarg, "serve")) return 2;
+            if (!tool_tls_option(&a->tls, ch, optarg, "serve")) return 2;
             break;
         case TOOL_O_MAX_PER_IP:
         case TOOL_O_MAX_HS_PER_IP:
         case TOOL_O_MAX_HS:
-            if (!tool_admit_option(&o, ch, optarg, "serve")) return 2;
+            if (!tool_admit_option(o, ch, optarg, "serve")) return 2;
             break;
         case O_THREADS:
             if (!parse_u32(optarg, &v) || v < 1 || v > MAX_THREADS)
                 return usage_error("serve", "bad --threads '%s' (1 to %d)", optarg, MAX_THREADS);
-            S.n_threads = v;
+            R.n_threads = v;
             break;
         case O_TLSPORT:
-            if (!parse_u32(optarg, &tls_port) || tls_port > 65535)
+            if (!parse_u32(optarg, &a->tls_port) || a->tls_port > 65535)
                 return usage_error("serve", "bad --tls-port '%s'", optarg);
-            have_tls_port = true;
+            a->have_tls_port = true;
             break;
         case 'h':
             fputs(help, stdout);
@@ -1388,12 +1383,18 @@ int cmd_serve(int argc, char **argv)
         }
     }
     if (optind < argc) return usage_error("serve", "unexpected argument '%s'", argv[optind]);
-    if (tool_tls_check(&tls, "serve")) return 2;
-    tool_raise_nofile();
-    if (have_tls_port && !tls.n_certs) return usage_error("serve", "--tls-port needs --tls-cert");
+    if (tool_tls_check(&a->tls, "serve")) return 2;
+    if (a->have_tls_port && !a->tls.n_certs)
+        return usage_error("serve", "--tls-port needs --tls-cert");
+    return -1;
+}
+
+/* The --static directory and the ETags of the embedded files. Returns false (printed). */
+static bool prepare_files(void)
+{
     if (S.static_dir && !realpath(S.static_dir, S.static_real)) {
         fprintf(stderr, "wsx serve: --static %s: %s\n", S.static_dir, strerror(errno));
-        return 1;
+        return false;
     }
     for (size_t i = 0; wsx_assets[i].path && i < 64; i++) {
         uint32_t h = 2166136261u;
@@ -1401,10 +1402,87 @@ int cmd_serve(int argc, char **argv)
             h = (h ^ wsx_assets[i].data[k]) * 16777619u;
         snprintf(S.etags[i], sizeof S.etags[i], "\"%08x-%zx\"", h, wsx_assets[i].len);
     }
-    o.port = (uint16_t)port;
+    return true;
+}
+
+/* Which servers of a loop are TLS, and the host, for print_listening. */
+static struct {
+    bool tls[TOOL_RUNNER_MAX_SERVERS];
+    const char *host;
+} listen_info;
+
+/* The listening lines, once signals are handled (scripts may send one as soon as they read
+ * them). */
+static void print_listening(void *arg)
+{
+    (void)arg;
+    const char *h = listen_info.host && *listen_info.host ? listen_info.host : "localhost";
+    bool v6 = strchr(h, ':') != NULL;
+    for (size_t i = 0; i < R.n_srvs; i++)
+        printf("listening on %s://%s%s%s:%u/\n", listen_info.tls[i] ? "https" : "http",
+               v6 ? "[" : "", h, v6 ? "]" : "", wsx_server_port(R.t[0].srvs[i]));
+    fflush(stdout);
+}
+
+/* The servers of every loop: plain on --port unless TLS takes it; TLS on --tls-port, or on
+ * --port without it. Returns false (printed). */
+static bool start_servers(const wsx_server_opts *o, const serve_args *a)
+{
+    wsx_server_opts so[2];
+    size_t n = 0;
+    listen_info.host = o->host;
+    if (!a->tls.n_certs || a->have_tls_port) {
+        listen_info.tls[n] = false;
+        so[n++] = *o;
+    }
+    if (a->tls.n_certs) {
+        so[n] = *o;
+        tool_tls_apply(&a->tls, &so[n]);
+        if (a->have_tls_port) so[n].port = (uint16_t)a->tls_port;
+        listen_info.tls[n++] = true;
+    }
+    return tool_runner_start(&R, so, n) == 0;
+}
+
+/* The SSE keep-alives and, with several loops, the metrics snapshots on every loop; the
+ * history expiry on the first. */
+static void start_timers(void)
+{
+    for (unsigned k = 0; k < R.n_threads; k++) {
+        serve_thread *t = &S.t[k];
+        wsx_timer_start(R.t[k].loop, SSE_KEEPALIVE_MS, SSE_KEEPALIVE_MS, sse_keepalive, NULL,
+                        &t->keepalive);
+        if (R.n_threads > 1)
+            wsx_timer_start(R.t[k].loop, 1000, 1000, snapshot_timer, NULL, &t->snapshot);
+    }
+    if (S.chat_opts.history_idle_ms) {
+        uint64_t every = S.chat_opts.history_idle_ms / 10;
+        every = every < 100 ? 100 : every > 60000 ? 60000 : every;
+        wsx_timer_start(R.t[0].loop, every, every, expire_timer, NULL, &S.expire);
+    }
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    memset(&S, 0, sizeof S);
+    memset(&R, 0, sizeof R);
+    R.cmd = "serve";
+    R.n_threads = 1;
+    R.shutdown_ms = 5000;
+    R.on_thread = set_thread;
+    R.on_stop = stop_timers;
+    R.on_ready = print_listening;
+    S.chat_opts = wsx_chat_defaults();
+    wsx_server_opts o = wsx_server_defaults();
+    serve_args a = {.port = 8080};
+    int status = parse_args(argc, argv, &o, &a);
+    if (status >= 0) return status;
+    tool_raise_nofile();
+    if (!prepare_files()) return 1;
+    o.port = (uint16_t)a.port;
     o.path = "/ws";
     o.max_message = 16 << 10;
-    tool_deflate_defaults(&o, !no_deflate);
+    tool_deflate_defaults(&o, !a.no_deflate);
     o.on_upgrade = on_upgrade;
     o.on_open = on_open;
     o.on_message = on_message;
@@ -1412,7 +1490,6 @@ int cmd_serve(int argc, char **argv)
     o.on_http = on_http;
     o.on_log = tool_log_cb;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
-
     /* A join is refused (slow_down) while the connection's queue is above its high-water
      * mark (the library's default unless set above). */
     S.chat_opts.join_max_queued = o.send_high_water ? o.send_high_water : (size_t)1 << 20;
@@ -1420,97 +1497,16 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "wsx serve: out of memory\n");
         return 1;
     }
-    o.reuseport = S.n_threads > 1;
-
-    /* Plain on --port unless TLS takes it; TLS on --tls-port, or on --port without it. */
-    bool plain = !tls.n_certs || have_tls_port;
-    int rc = 0;
-    for (unsigned k = 0; k < S.n_threads && rc == 0; k++) {
-        serve_thread *t = &S.t[k];
-        if ((rc = wsx_loop_new(&t->loop)) < 0) {
-            fprintf(stderr, "wsx serve: %s\n", wsx_strerror(rc));
-            break;
-        }
-        size_t n = 0;
-        for (int pass = 0; pass < 2 && rc == 0; pass++) {
-            bool use_tls = pass == 1;
-            if (use_tls ? !tls.n_certs : !plain) continue;
-            wsx_server_opts so = o;
-            if (use_tls) {
-                tool_tls_apply(&tls, &so);
-                if (have_tls_port) so.port = (uint16_t)tls_port;
-            }
-            /* Port 0 picks a free port for the first loop; the others join it. */
-            if (k > 0) so.port = wsx_server_port(S.t[0].srvs[n]);
-            rc = wsx_server_start(t->loop, &so, &t->srvs[n]);
-            if (rc < 0) {
-                if (rc == WSX_ETLS)
-                    fprintf(stderr, "wsx serve: %s\n", wsx_error_detail());
-                else
-                    fprintf(stderr, "wsx serve: cannot listen on %s:%u: %s\n",
-                            o.host ? o.host : "*", so.port, wsx_strerror(rc));
-                break;
-            }
-            if (k == 0) {
-                const char *h = o.host && *o.host ? o.host : "localhost";
-                bool v6 = strchr(h, ':') != NULL;
-                printf("listening on %s://%s%s%s:%u/\n", use_tls ? "https" : "http", v6 ? "[" : "",
-                       h, v6 ? "]" : "", wsx_server_port(t->srvs[n]));
-            }
-            n++;
-        }
-        S.n_srvs = n;
-    }
-    if (rc < 0) {
-        for (unsigned k = 0; k < S.n_threads; k++) {
-            for (size_t i = 0; i < 2; i++) {
-                if (!S.t[k].srvs[i]) continue;
-                wsx_server_shutdown(S.t[k].srvs[i], 0);
-                wsx_loop_run(S.t[k].loop);
-                wsx_server_free(S.t[k].srvs[i]);
-            }
-            wsx_loop_free(S.t[k].loop);
-        }
+    if (!start_servers(&o, &a)) {
+        wsx_chat_free(S.chat);
         return 1;
     }
-    fflush(stdout);
-    /* Signals reach the first loop: block them before the other threads start, so they
-     * inherit the mask. */
-    wsx_loop_on_signal(S.t[0].loop, on_signal, NULL);
-    for (unsigned k = 0; k < S.n_threads; k++) {
-        serve_thread *t = &S.t[k];
-        wsx_timer_start(t->loop, SSE_KEEPALIVE_MS, SSE_KEEPALIVE_MS, sse_keepalive, NULL,
-                        &t->keepalive);
-        if (S.n_threads > 1)
-            wsx_timer_start(t->loop, 1000, 1000, snapshot_timer, NULL, &t->snapshot);
-    }
-    if (S.chat_opts.history_idle_ms) {
-        uint64_t every = S.chat_opts.history_idle_ms / 10;
-        every = every < 100 ? 100 : every > 60000 ? 60000 : every;
-        wsx_timer_start(S.t[0].loop, every, every, expire_timer, NULL, &S.expire);
-    }
-    for (unsigned k = 1; k < S.n_threads; k++) {
-        if (pthread_create(&S.t[k].tid, NULL, run_thread, &S.t[k]) != 0) {
-            fprintf(stderr, "wsx serve: cannot start thread %u\n", k);
-            exit(1);
-        }
-    }
-    rc = wsx_loop_run(S.t[0].loop);
-    for (unsigned k = 1; k < S.n_threads; k++)
-        pthread_join(S.t[k].tid, NULL);
-    /* Messages relayed to a loop after it had finished are still queued: deliver them (to
-     * nobody, the servers are closed) so their memory is given back, then free. */
-    for (unsigned k = 0; k < S.n_threads; k++) {
-        tl_thread = k;
-        wsx_loop_run(S.t[k].loop);
-    }
-    tl_thread = 0;
+    start_timers();
+    int rc = tool_runner_run(&R);
+    /* Relays and history releases posted to a loop after it had finished are freed with it
+     * (their destructors), never run. */
     S.loops_done = true;
-    for (unsigned k = 0; k < S.n_threads; k++) {
-        for (size_t i = 0; i < S.n_srvs; i++)
-            wsx_server_free(S.t[k].srvs[i]);
-        wsx_loop_free(S.t[k].loop);
-    }
+    tool_runner_free(&R);
     wsx_chat_free(S.chat);
     tool_logf(WSX_LOG_INFO, "stopped");
     return rc < 0 ? 1 : 0;
