@@ -13,9 +13,7 @@ input (exit 1, the unsent input is named).
 Run: WSX_BIN=build/wsx /usr/bin/python3 tests/interop/cat_test.py
 """
 
-import base64
 import contextlib
-import hashlib
 import os
 import re
 import socket
@@ -23,8 +21,8 @@ import subprocess
 import threading
 import time
 
-from wsxlib import (GUID, WSX_BIN, Raw, Server, build_frame, check, close_payload, eq, note,
-                    parse_head, run, step)
+from wsxlib import (WSX_BIN, Raw, Server, build_frame, check, close_payload, eq, note,
+                    read_upgrade, run, step)
 
 
 def wsx_cat(url, stdin, args=(), timeout=10, keep_open=False):
@@ -85,22 +83,14 @@ class ClosingServer:
     def _serve(self, s):
         try:
             s.settimeout(10)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                d = s.recv(4096)
-                if not d:
-                    return
-                head += d
-            end = head.index(b"\r\n\r\n")
-            _, hdrs, _ = parse_head(b"HTTP/1.1 000 x\r\n" + head[:end].split(b"\r\n", 1)[1])
-            key = hdrs.get("sec-websocket-key", "")
-            accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-            resp = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                    f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode()
+            up = read_upgrade(s)
+            if up is None:
+                return
+            resp, rest = up
             if self.mode == "close_first":
                 resp += build_frame(0x8, close_payload(1000, b"bye"), mask=False)
             s.sendall(resp)
-            r = Raw(s, head[end + 4:])
+            r = Raw(s, rest)
             sent_close = self.mode == "close_first"
             while True:
                 f = r.recv_frame(10)

@@ -882,6 +882,25 @@ class Chat:
 # ---- a raw WebSocket server, and `wsx bench` ---------------------------------------------------
 
 
+def read_upgrade(s):
+    """Server side of an opening handshake on socket s: reads the client's request head and
+    returns (the 101 response to send, the bytes read past the head), or None if the client
+    went away first. The request is not checked: servers built on it misbehave on purpose."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = s.recv(4096)
+        if not d:
+            return None
+        head += d
+    end = head.index(b"\r\n\r\n")
+    _, hdrs, _ = parse_head(b"HTTP/1.1 000 x\r\n" + head[:end].split(b"\r\n", 1)[1])
+    key = hdrs.get("sec-websocket-key", "")
+    accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+    resp = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode()
+    return resp, head[end + 4:]
+
+
 class RawServer:
     """A WebSocket server on stdlib sockets (127.0.0.1, an ephemeral port, a thread per
     connection) for tests that need a server to misbehave on purpose. It completes the
@@ -916,19 +935,12 @@ class RawServer:
     def _serve(self, s):
         try:
             s.settimeout(30)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                d = s.recv(4096)
-                if not d:
-                    return
-                head += d
-            end = head.index(b"\r\n\r\n")
-            _, hdrs, _ = parse_head(b"HTTP/1.1 000 x\r\n" + head[:end].split(b"\r\n", 1)[1])
-            key = hdrs.get("sec-websocket-key", "")
-            accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-            s.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                       f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode())
-            r = Raw(s, head[end + 4:])
+            up = read_upgrade(s)
+            if up is None:
+                return
+            resp, rest = up
+            s.sendall(resp)
+            r = Raw(s, rest)
             while True:
                 f = r.recv_frame(30)
                 if f is None:
