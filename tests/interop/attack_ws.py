@@ -178,31 +178,40 @@ def read_back(r, want, timeout=20):
     return got
 
 
-def budget(srv):
-    name = "echo --max-queued-bytes 32M"
+# Three small readers (2 MiB each), then three large ones one after another. The kernel's
+# socket buffers take up to ~4 MiB of each, so the small queues hold 0-1 MiB each, and A
+# holds 18-22 MiB when B starts. B crosses the budget with 8-14 MiB queued: A is then the
+# largest and goes. B ends with 20-24 MiB; C crosses with 6-12 MiB, so B goes; C ends with
+# 22-26 MiB and the total stays under 32 MiB (with one loop; over two, which goes depends on
+# how the kernel spreads the readers).
+BUDGET_PLAN = [("small1", 2), ("small2", 2), ("small3", 2), ("A", 22), ("B", 24), ("C", 26)]
+
+
+def budget_load(srv, name):
+    """Starts the readers of BUDGET_PLAN that never read, half a second apart, with an honest
+    client beside them; returns (their results by key, the server's VmHWM growth in MiB)."""
     base = proc_status_kib(srv.proc.pid, "VmRSS")
     honest = Honest(srv.port)
     results = {}
-    # Three small readers (2 MiB each), then three large ones one after another. The kernel's
-    # socket buffers take up to ~4 MiB of each, so the small queues hold 0-1 MiB each, and
-    # A holds 18-22 MiB when B starts. B crosses the budget with 8-14 MiB queued: A is then
-    # the largest and goes. B ends with 20-24 MiB; C crosses with 6-12 MiB, so B goes; C ends
-    # with 22-26 MiB and the total stays under 32 MiB.
-    plan = [("small1", 2), ("small2", 2), ("small3", 2), ("A", 22), ("B", 24), ("C", 26)]
-    for key, mib in plan:
+    for key, mib in BUDGET_PLAN:
         send_echo_load(srv.port, mib * MIB, results, key)
         time.sleep(0.5)
     honest.stop(name)
-    growth = hwm_growth_mib(srv, base)
+    return results, hwm_growth_mib(srv, base)
+
+
+def budget(srv):
+    name = "echo --max-queued-bytes 32M"
+    results, growth = budget_load(srv, name)
     note(f"{name}: server grew by {growth:.1f} MiB (VmHWM); budget 32 MiB, "
-         f"{sum(m for _, m in plan)} MiB sent by readers that did not read")
+         f"{sum(m for _, m in BUDGET_PLAN)} MiB sent by readers that did not read")
     check(growth < 64, f"{name}: server growth under 64 MiB (32 MiB budget + slack)", f"{growth:.1f} MiB")
     drops = [line for line in srv.stderr if "process send budget exceeded" in line]
     logs = [line for line in srv.stderr if "over its budget of" in line]
     for line in logs:
         note(f"server: {line}")
     eq(len(drops), 2, f"{name}: connections closed with 1008 'process send budget exceeded'")
-    for key, mib in plan:
+    for key, mib in BUDGET_PLAN:
         r, how = results[key]
         want = mib * (MIB + 10)
         got = read_back(r, want)
@@ -223,22 +232,14 @@ def budget_threads(srv):
     crosses the budget drops its own largest queue, so which reader goes depends on the
     spread; the bound, the small readers and the honest client must not."""
     name = "echo --threads 2 --max-queued-bytes 32M"
-    base = proc_status_kib(srv.proc.pid, "VmRSS")
-    honest = Honest(srv.port)
-    results = {}
-    plan = [("small1", 2), ("small2", 2), ("small3", 2), ("A", 22), ("B", 24), ("C", 26)]
-    for key, mib in plan:
-        send_echo_load(srv.port, mib * MIB, results, key)
-        time.sleep(0.5)
-    honest.stop(name)
-    growth = hwm_growth_mib(srv, base)
+    results, growth = budget_load(srv, name)
     note(f"{name}: server grew by {growth:.1f} MiB (VmHWM)")
     check(growth < 64, f"{name}: server growth under 64 MiB", f"{growth:.1f} MiB")
     drops = [line for line in srv.stderr if "close 1008 process send budget exceeded" in line]
     check(1 <= len(drops) <= 2, f"{name}: one or two readers dropped with 1008 'process send "
           f"budget exceeded'", f"{len(drops)}")
     kept = 0
-    for key, mib in plan:
+    for key, mib in BUDGET_PLAN:
         r, _ = results[key]
         want = mib * (MIB + 10)
         got = read_back(r, want)
@@ -246,7 +247,7 @@ def budget_threads(srv):
             eq(got, want, f"{name}: {key} ({mib} MiB) kept every byte of its echoes")
         kept += got == want
         r.close()
-    eq(kept, len(plan) - len(drops), f"{name}: every reader not dropped kept every byte")
+    eq(kept, len(BUDGET_PLAN) - len(drops), f"{name}: every reader not dropped kept every byte")
 
 
 def main():

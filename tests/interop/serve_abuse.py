@@ -37,6 +37,23 @@ RTT_BOUND_S = 0.5
 FLOODER_ADDR, HONEST_ADDR = "127.0.0.2", "127.0.0.3"
 
 
+def frames_until_close(f, timeout=10):
+    """Every frame the server sends on raw connection f, up to and including its close (or
+    until it goes quiet for timeout seconds or the connection ends)."""
+    frames = []
+    while True:
+        try:
+            fr = f.recv_frame(timeout)
+        except TimeoutError:
+            break
+        if fr is None:
+            break
+        frames.append(fr)
+        if fr.opcode == 0x8:
+            break
+    return frames
+
+
 def frame(obj):
     return build_frame(0x1, json.dumps(obj).encode())
 
@@ -93,18 +110,7 @@ async def one_flooder(srv):
             f.send(flood_bytes(1000, "f"))
         except OSError as e:  # the server may close while we still write
             with_err = e
-        frames = []
-        while True:
-            try:
-                fr = f.recv_frame(10)
-            except TimeoutError:
-                break
-            if fr is None:
-                break
-            frames.append(fr)
-            if fr.opcode == 0x8:
-                break
-        return frames, with_err
+        return frames_until_close(f), with_err
 
     frames, err = await loop.run_in_executor(None, attack)
     texts = [json.loads(fr.payload) for fr in frames if fr.opcode == 0x1]
@@ -150,18 +156,7 @@ async def join_flooder(srv):
 
     def attack():
         f.send(pair * 400)
-        frames = []
-        while True:
-            try:
-                fr = f.recv_frame(10)
-            except TimeoutError:
-                break
-            if fr is None:
-                break
-            frames.append(fr)
-            if fr.opcode == 0x8:
-                break
-        return frames
+        return frames_until_close(f)
 
     frames = await loop.run_in_executor(None, attack)
     texts = [json.loads(fr.payload) for fr in frames if fr.opcode == 0x1]
