@@ -4,11 +4,13 @@ a temporary non-system prefix, then examples/ built against it twice, with
 `pkg-config --cflags --libs wsx` and with `find_package(wsx CONFIG)` (tests/install/consumer),
 and run without LD_LIBRARY_PATH: the echo server of one answers the client of the other.
 Also: wsx.pc names the prefix and carries the rpath, the package's version file refuses
-another major version, and every installed header is listed in the README.
+another major version, every installed header is listed in the README, and the manual page
+is installed, renders without a warning (groff -ww, man --warnings) and names every option of
+every command's --help.
 
 Environment: WSX_BUILD_DIR (the build directory to install), WSX_SOURCE_DIR, WSX_CC (the
 compiler of the build), WSX_CMAKE, WSX_SAN_FLAGS (the sanitizer flags of the build, or
-empty).
+empty), WSX_BIN when the build made the manual page (the wsx binary it was made from).
 """
 
 import os
@@ -28,6 +30,7 @@ SRC = os.environ.get("WSX_SOURCE_DIR", "")
 CC = os.environ.get("WSX_CC", "cc")
 CMAKE = os.environ.get("WSX_CMAKE", "cmake")
 SAN = shlex.split(os.environ.get("WSX_SAN_FLAGS", ""))
+WSX_BIN = os.environ.get("WSX_BIN", "")
 
 
 def clean_env(**extra):
@@ -148,7 +151,38 @@ def main():
             check(f"(include/{h})" in readme, f"README links include/{h}")
             check(f"`{h}`" in readme, f"README's layout table names `{h}`")
 
+    if WSX_BIN:
+        with step("the manual page"):
+            check_man(os.path.join(prefix, "share", "man", "man1", "wsx.1"))
+
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_man(page):
+    if not check(os.path.exists(page), "installed: share/man/man1/wsx.1"):
+        return
+    groff = shutil.which("groff")
+    if check(groff is not None, "groff is installed (Debian groff-base)"):
+        # -ww: every warning; -z: no output. Then the text, for the options.
+        p = subprocess.run([groff, "-man", "-ww", "-z", page], capture_output=True, timeout=30)
+        eq((p.returncode, p.stderr.decode()), (0, ""), "groff -man -ww -z wsx.1: status, warnings")
+        p = subprocess.run([groff, "-man", "-Tascii", "-P-cbou", page], capture_output=True,
+                           timeout=30)
+        text = p.stdout.decode("ascii", "replace")
+        for cmd in ("serve", "echo", "cat", "bench"):
+            h = subprocess.run([WSX_BIN, cmd, "--help"], capture_output=True, timeout=10)
+            opts = sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", h.stdout.decode())))
+            check(f"wsx {cmd} [options]" in text, f"wsx.1 has a section for wsx {cmd}")
+            missing = [o for o in opts if o not in text]
+            eq(missing, [], f"options of wsx {cmd} --help ({len(opts)}) missing from wsx.1")
+    man = shutil.which("man")
+    if man:
+        p = subprocess.run([man, "--warnings", "-l", page], capture_output=True, timeout=30,
+                           env=clean_env(MANPAGER="cat", PAGER="cat", MANWIDTH="80"))
+        eq((p.returncode, p.stderr.decode()), (0, ""), "man --warnings -l wsx.1: status, warnings")
+        check("wsx serve" in p.stdout.decode("utf-8", "replace"), "man -l renders the page")
+    else:
+        note("no man command (man-db): man -l not tried")
 
 
 if __name__ == "__main__":
