@@ -84,6 +84,7 @@ def main():
                       res["server_us_per_msg"])
                 check(res["command"].startswith("wsx bench ") and srv.url in res["command"],
                       "echo: the command line is in the result", res["command"])
+                eq(res["scenario"], None, "echo: -c 10 -k 4 -s 64 is no published scenario")
 
             # Binary messages, larger than one small frame, on two threads.
             rc, res, _, _ = run_bench(["-c", "6", "-k", "2", "-s", "70000", "-b", "-t", "2", "-d",
@@ -93,6 +94,30 @@ def main():
                 eq(res["errors"], 0, "binary, 2 threads: errors")
                 check(res["messages"] > 0, "binary, 2 threads: messages completed")
                 eq(res["threads"], 2, "binary, 2 threads: threads")
+
+    with step("no options: scenario A (the README's figure), clean against wsx echo's defaults"):
+        with Server(["--quiet"], quiet=True) as srv:
+            rc, res, _, _ = run_bench(["-d", "1", "-w", "0.2", "-p", str(srv.proc.pid), srv.url])
+            eq(rc, 0, "defaults: exit status")
+            if good(res, "defaults"):
+                eq((res["mode"], res["connections"], res["in_flight"], res["size"], res["binary"],
+                    res["threads"]), ("echo", 100, 16, 32, False, 1),
+                   "defaults: mode, -c, -k, -s, binary, threads (bench/run.sh's scenario A)")
+                eq(res["scenario"], "A", "defaults: the scenario named in the result")
+                # --max-connecting 32 stays within the servers' --max-handshakes-per-ip 32.
+                eq(res["connections_failed"], 0, "defaults: connections refused by wsx echo")
+                eq(res["errors"], 0, "defaults: errors")
+            argv = [WSX_BIN, "bench", "--mode", "fanout", "-c", "1000", "-d", "0.5", "-w", "0",
+                    srv.url]
+            note("run: " + " ".join(argv))
+            p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+            text = p.stdout.decode()
+            eq(p.returncode, 1, "1000 subscribers against wsx echo's defaults: exit status")
+            check("scenario     E16, the README's broadcast figure" in text,
+                  "the summary names scenario E16", text)
+            check("503" in text and "--max-per-ip 0 --max-handshakes-per-ip 0" in text,
+                  "past wsx echo's 256 connections per address the summary says which options "
+                  "lift the limit", text)
 
     with step("a server that flips one byte of the 50th message"):
         def corrupt(n, opcode, payload):

@@ -33,9 +33,9 @@ static const char help[] =
     "                          /pub keeps K broadcasts in flight (`wsx echo` serves both);\n"
     "                          idle: C connections are opened and held, nothing is sent\n"
     "      --idle N            the same as --mode idle -c N\n"
-    "  -c, --connections N     connections (fanout: subscribers) (default 50)\n"
+    "  -c, --connections N     connections (fanout: subscribers) (default 100)\n"
     "  -s, --size BYTES        message size, 0..16M (default 32)\n"
-    "  -k, --in-flight K       messages in flight per connection, fanout: broadcasts (default 1)\n"
+    "  -k, --in-flight K       messages in flight per connection, fanout: broadcasts (default 16)\n"
     "  -b, --binary            binary messages (default: text, printable ASCII)\n"
     "      --payload KIND      pattern (default): pseudo-random characters or bytes, which\n"
     "                          barely compress; json: chat messages as JSON text\n"
@@ -56,7 +56,8 @@ static const char help[] =
     "                          connections to the end of the measurement; idle: after -w)\n"
     "      --connect-timeout S time for every connection to open, handshake included\n"
     "                          (default 10); late ones fail with connect_timeout\n"
-    "      --max-connecting N  handshakes in progress at once (default 256)\n"
+    "      --max-connecting N  handshakes in progress at once (default 32, the servers'\n"
+    "                          --max-handshakes-per-ip)\n"
     "      --stall S           a connection with messages in flight that gets nothing back\n"
     "                          for S seconds is a stall error (default 3)\n"
     "      --allow-remote      allow a target that is not a loopback address\n"
@@ -64,6 +65,9 @@ static const char help[] =
     "                          progress line\n"
     "  -v, --verbose           interval lines on stderr even when it is not a terminal\n"
     "  -h, --help              this text\n"
+    "\n"
+    "The defaults are scenario A of bench/run.sh, the README's echo figure; the summary names\n"
+    "the scenario of docs/performance.md that a run matches.\n"
     "\n"
     "Payload: with S >= 16 the first 16 bytes carry the connection id and the message's\n"
     "sequence number (hex), so loss, duplication and reordering are caught; the rest is a\n"
@@ -1182,6 +1186,34 @@ typedef struct result {
 
 static const char *const mode_names[] = {"echo", "fanout", "idle"};
 
+/* The scenarios of bench/run.sh (docs/performance.md) that wsx bench can repeat: the summary
+ * names the one a run matches, so that a figure is compared with the published one of its
+ * own scenario. Plain text or binary pattern payloads, one thread, no deflate, ws://. */
+static const char *scenario_of(const bench *b)
+{
+    static const struct {
+        const char *name;
+        int mode;
+        size_t conns, size;
+        uint32_t k;
+        int type;
+    } sc[] = {
+        {"A, the README's echo figure", M_ECHO, 100, 32, 16, WSX_TEXT},
+        {"B", M_ECHO, 1000, 32, 1, WSX_TEXT},
+        {"C", M_ECHO, 10, 65536, 1, WSX_BINARY},
+        {"D, the README's memory per connection", M_IDLE, 10000, 0, 0, 0},
+        {"E1", M_FANOUT, 1000, 32, 1, WSX_TEXT},
+        {"E16, the README's broadcast figure", M_FANOUT, 1000, 32, 16, WSX_TEXT},
+    };
+    if (b->threads != 1 || b->deflate || b->payload != PL_PATTERN || b->u.tls) return NULL;
+    for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++)
+        if (sc[i].mode == b->mode && sc[i].conns == b->conns &&
+            (b->mode == M_IDLE ||
+             (sc[i].size == b->size && sc[i].k == b->k && sc[i].type == b->type)))
+            return sc[i].name;
+    return NULL;
+}
+
 static json_t *json_text_or_null(const char *s)
 {
     return s && *s ? tool_json_text(s, strlen(s)) : json_null();
@@ -1200,6 +1232,8 @@ static void print_json(const bench *b, const result *r, char **argv, int argc, b
     SET("argv", av);
     SET("mode", json_string(mode_names[b->mode]));
     SET("url", tool_json_text(b->url, strlen(b->url)));
+    SET("scenario",
+        scenario_of(b) ? json_stringn(scenario_of(b), strcspn(scenario_of(b), ",")) : json_null());
     SET("connections", json_integer((json_int_t)b->conns));
     SET("size", json_integer((json_int_t)b->size));
     SET("in_flight", json_integer(b->k));
@@ -1279,6 +1313,10 @@ static void print_summary(const bench *b, const result *r)
                b->type == WSX_BINARY ? "binary" : "text");
     printf("%u thread%s\n", b->threads, b->threads > 1 ? "s" : "");
     printf("  %-12s %s\n", "command", b->command);
+    printf("  %-12s %s\n", "scenario",
+           scenario_of(b) ? scenario_of(b)
+                          : "none of docs/performance.md (the defaults are A, the README's echo "
+                            "figure)");
     printf("  %-12s %zu made, %zu failed, in %.3f s (%.0f/s)\n", "connections", r->made, r->failed,
            r->connect_s, r->connect_s > 0 ? (double)r->made / r->connect_s : 0.0);
     if (b->u.tls)
@@ -1345,6 +1383,10 @@ static void print_summary(const bench *b, const result *r)
                 first = false;
             }
         printf(")\n  %-12s %s\n", "first error", b->first_error);
+        if (strstr(b->first_error, " 503 "))
+            printf("  %-12s by default wsx echo and wsx serve refuse over 256 connections from one "
+                   "address\n  %-12s (--max-per-ip 0 --max-handshakes-per-ip 0 lift the limits)\n",
+                   "hint", "");
     }
     if (r->ended) printf("  %-12s %s\n", "ended early", r->ended);
 }
@@ -1575,16 +1617,16 @@ int cmd_bench(int argc, char **argv)
     bench *b = &st;
     memset(b, 0, sizeof *b);
     b->mode = M_ECHO;
-    b->conns = 50;
+    b->conns = 100; /* scenario A: the README's figure is measured with these */
     b->size = 32;
-    b->k = 1;
+    b->k = 16;
     b->type = WSX_TEXT;
     b->threads = 1;
     b->warmup = 1;
     b->duration = 5;
     b->connect_timeout = 10;
     b->stall = 3;
-    b->max_connecting = 256;
+    b->max_connecting = 32; /* more from one address get 503 from wsx echo's defaults */
     uint32_t v;
     size_t sz;
     int ch;
