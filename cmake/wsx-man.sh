@@ -2,8 +2,8 @@
 # Makes the manual page wsx.1 (man(7)) from docs/wsx.1.in and the --help texts of the built
 # wsx command, so the page lists exactly the options of the binary it is installed with.
 #   sh cmake/wsx-man.sh WSX_BINARY TEMPLATE VERSION OUTPUT
-# The line @COMMANDS@ of the template becomes one subsection per command; @VERSION@ the
-# version. A help text is read as: its first line "usage: ..." (the subsection's title);
+# The line @COMMANDS@ of the template becomes one subsection per command that `wsx --help`
+# lists; @VERSION@ the version. A help text is read as: its first line "usage: ..." (the subsection's title);
 # lines at the left margin (paragraphs); lines indented by 2 to 8 spaces (a list item: a
 # tag, then after two or more spaces its description, which may also start on the next
 # line); lines indented further (the description goes on); empty lines (a new paragraph).
@@ -13,11 +13,17 @@ wsx=$1 template=$2 version=$3 output=$4
 tmp=$output.tmp
 trap 'rm -f "$tmp" "$tmp.cmds"' EXIT
 
+# The commands, from the list under "commands:" in `wsx --help`.
+commands=$("$wsx" --help | awk '/^commands:/ { on = 1; next } on && /^$/ { on = 0 }
+    on && /^  [a-z]/ { print $1 }')
+[ -n "$commands" ] || { echo "$0: no commands listed by '$wsx --help'" >&2; exit 1; }
+
 : >"$tmp.cmds"
-for cmd in serve echo cat bench; do
-    # The help text alone: a command whose --help fails must fail the build, not leave an
-    # empty section.
-    "$wsx" "$cmd" --help >"$tmp" || { echo "$0: '$wsx $cmd --help' failed" >&2; exit 1; }
+for cmd in $commands; do
+    # A command whose --help fails, or prints nothing on stdout, fails the build rather than
+    # leave an empty section.
+    "$wsx" "$cmd" --help >"$tmp" && [ -s "$tmp" ] ||
+        { echo "$0: '$wsx $cmd --help' failed or printed nothing" >&2; exit 1; }
     awk '
     # roff-escape a piece of text: backslashes, hyphens (options must stay copyable), and a
     # leading dot or quote that roff would read as a request.

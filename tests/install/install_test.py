@@ -169,9 +169,14 @@ def check_man(page):
         p = subprocess.run([groff, "-man", "-Tascii", "-P-cbou", page], capture_output=True,
                            timeout=30)
         text = p.stdout.decode("ascii", "replace")
-        for cmd in ("serve", "echo", "cat", "bench"):
+        usage = subprocess.run([WSX_BIN, "--help"], capture_output=True, timeout=10)
+        cmds = re.findall(r"^  ([a-z]+)", usage.stdout.decode().split("commands:")[-1], re.M)
+        note(f"commands in wsx --help: {cmds}")
+        check({"serve", "echo", "cat", "bench"} <= set(cmds), "wsx --help lists the commands")
+        for cmd in cmds:
             h = subprocess.run([WSX_BIN, cmd, "--help"], capture_output=True, timeout=10)
             opts = sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", h.stdout.decode())))
+            check(len(opts) > 1, f"wsx {cmd} --help lists options on stdout", opts)
             check(f"wsx {cmd} [options]" in text, f"wsx.1 has a section for wsx {cmd}")
             missing = [o for o in opts if o not in text]
             eq(missing, [], f"options of wsx {cmd} --help ({len(opts)}) missing from wsx.1")
