@@ -165,6 +165,7 @@ static int decode_record(wsx__eio_payload *d, const uint8_t *r, size_t len, wsx_
 
 static int keep(wsx__eio_payload *d, const uint8_t *in, size_t len)
 {
+    if (len == 0) return 0;
     if (d->rec_len + len > d->rec_cap) {
         size_t cap = d->rec_cap ? d->rec_cap : 256;
         while (cap < d->rec_len + len)
