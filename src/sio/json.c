@@ -46,9 +46,18 @@ void wsx__strbuf_free(wsx__strbuf *b)
 
 int wsx__json_write_string(wsx__strbuf *b, const char *s, size_t len)
 {
-    /* Worst case: every byte a 6-byte \u00xx escape, plus the quotes. */
-    if (len > (SIZE_MAX - 2) / 6) return WSX_ENOMEM;
-    int rc = wsx__strbuf_reserve(b, len * 6 + 2);
+    /* The exact length first: reserving for the worst case (6 bytes a byte) would leave a
+     * reused buffer six times larger than the longest string it ever held. */
+    size_t extra = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
+            extra += 1;
+        else if (c < 0x20)
+            extra += 5;
+    }
+    if (len > SIZE_MAX / 2 - extra) return WSX_ENOMEM;
+    int rc = wsx__strbuf_reserve(b, len + extra + 2);
     if (rc < 0) return rc;
     static const char hex[] = "0123456789abcdef";
     char *o = b->p + b->len;

@@ -141,9 +141,17 @@ static long long placeholder_num(const json_t *v, size_t n)
 {
     if (!json_is_object(v) || !json_is_true(json_object_get(v, "_placeholder"))) return -1;
     const json_t *num = json_object_get(v, "num");
-    if (!json_is_integer(num)) return -2;
-    json_int_t i = json_integer_value(num);
-    return i >= 0 && (unsigned long long)i < n ? (long long)i : -2;
+    /* A number, as the reference checks (typeof num === "number"), and an index: 0.0 is
+     * one (a payload with an integer beyond 64 bits is parsed with every number real),
+     * 0.5 is not. */
+    if (json_is_integer(num)) {
+        json_int_t i = json_integer_value(num);
+        return i >= 0 && (unsigned long long)i < n ? (long long)i : -2;
+    }
+    if (!json_is_real(num)) return -2;
+    double f = json_real_value(num);
+    if (!(f >= 0 && f < (double)n) || f != (double)(long long)f) return -2;
+    return (long long)f;
 }
 
 /* True when every placeholder in v names one of n attachments. Recursion is bounded by
@@ -308,14 +316,16 @@ int wsx__sio_encode(wsx__strbuf *b, const wsx__sio_packet *p)
     }
     bool binary = type == WSX__SIO_BINARY_EVENT || type == WSX__SIO_BINARY_ACK;
     if (binary != (p->n_att > 0)) return WSX_EINVAL;
-    if (p->nsp_len == 0 || p->nsp[0] != '/' || memchr(p->nsp, ',', p->nsp_len)) return WSX_EINVAL;
+    const char *nsp = p->nsp ? p->nsp : "/";
+    size_t nsp_len = p->nsp ? p->nsp_len : 1;
+    if (nsp_len == 0 || nsp[0] != '/' || memchr(nsp, ',', nsp_len)) return WSX_EINVAL;
     if (p->has_id && p->id > WSX__SIO_MAX_ID) return WSX_EINVAL;
     if (check_shape(type, p->has_id, p->data)) return WSX_EINVAL;
     size_t mark = b->len;
     char t = (char)('0' + type);
     int rc = wsx__strbuf_add(b, &t, 1);
     if (!rc && binary && !(rc = add_uint(b, p->n_att))) rc = wsx__strbuf_add(b, "-", 1);
-    if (!rc && !(p->nsp_len == 1) && !(rc = wsx__strbuf_add(b, p->nsp, p->nsp_len)))
+    if (!rc && nsp_len > 1 && !(rc = wsx__strbuf_add(b, nsp, nsp_len)))
         rc = wsx__strbuf_add(b, ",", 1);
     if (!rc && p->has_id) rc = add_uint(b, p->id);
     if (!rc && p->data) rc = wsx__json_write(b, p->data);

@@ -140,10 +140,10 @@ json_t *wsx__sio_placeholder(size_t num);
 int wsx__sio_binary(const wsx__sio_packet *p, const json_t *v, wsx__sio_buf *out);
 
 /*
- * Appends the text of packet p to b: the type (EVENT and ACK become BINARY_EVENT and
- * BINARY_ACK when p->n_att > 0), the attachment count, the namespace unless it is "/",
- * the id, the payload (wsx__json_write). The attachments themselves are not written: each
- * goes in its own Engine.IO binary message after this one.
+ * Appends the text of packet p to b (p->nsp NULL means "/"): the type (EVENT and ACK become
+ * BINARY_EVENT and BINARY_ACK when p->n_att > 0), the attachment count, the namespace unless it is
+ * "/", the id, the payload (wsx__json_write). The attachments themselves are not written: each goes
+ * in its own Engine.IO binary message after this one.
  *
  * Returns 0, WSX_ENOMEM, or WSX_EINVAL for a packet the decoder would refuse: a type
  * above 6, a namespace that does not start with '/' or holds a ',', an id above
