@@ -14,6 +14,8 @@ typedef struct {
     size_t len;
 } logbuf;
 
+static void log_add(logbuf *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void log_add(logbuf *l, const char *fmt, ...)
 {
     va_list ap;
