@@ -96,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         if (r == 1) check_packet(&p);
-        if (d.bytes > (max_bytes ? max_bytes : SIZE_MAX) || d.pend.n_att > max_att) abort();
+        if (wsx__sio_decoder_held(&d) > (max_bytes ? max_bytes : SIZE_MAX)) abort();
     }
     wsx__sio_decoder_free(&d);
     wsx__eio_payload_free(&e);

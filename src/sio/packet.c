@@ -45,28 +45,35 @@ static int reason_err(int reason)
     }
 }
 
+/* The reassembly state of one binary packet, in one allocation: this struct, then the
+ * attachment table, then the namespace (copied: the head's message is gone by the time the
+ * attachments come). */
+struct wsx__sio_pending {
+    wsx__sio_packet p; /* p.att points at att, p.nsp at the copy */
+    size_t got;        /* attachments received */
+    size_t bytes;      /* their total length */
+    wsx__sio_buf att[];
+};
+
 void wsx__sio_decoder_init(wsx__sio_decoder *d, size_t max_attachments, size_t max_bytes)
 {
     memset(d, 0, sizeof *d);
-    d->max_attachments = max_attachments ? max_attachments : WSX__SIO_MAX_ATTACHMENTS;
+    if (max_attachments == 0) max_attachments = WSX__SIO_MAX_ATTACHMENTS;
+    /* Capped so that the reassembly state's size is small and cannot overflow. */
+    d->max_attachments = max_attachments > 65535 ? 65535 : (uint32_t)max_attachments;
     d->max_bytes = max_bytes ? max_bytes : SIZE_MAX;
 }
 
-/* Drops the binary packet being reassembled, or the one last reported. */
+/* Frees the binary packet being reassembled, or the one last reported. */
 static void drop_binary(wsx__sio_decoder *d)
 {
-    if (d->att) {
-        for (size_t i = 0; i < d->got; i++)
-            free((void *)d->att[i].data);
-        free(d->att);
-        d->att = NULL;
-    }
-    json_decref(d->pend.data);
-    free(d->nsp);
-    d->nsp = NULL;
-    memset(&d->pend, 0, sizeof d->pend);
-    d->got = 0;
-    d->bytes = 0;
+    struct wsx__sio_pending *pd = d->pend;
+    if (!pd) return;
+    for (size_t i = 0; i < pd->got; i++)
+        free((void *)pd->att[i].data);
+    json_decref(pd->p.data);
+    free(pd);
+    d->pend = NULL;
 }
 
 void wsx__sio_decoder_free(wsx__sio_decoder *d)
@@ -78,7 +85,12 @@ void wsx__sio_decoder_free(wsx__sio_decoder *d)
 
 bool wsx__sio_decoder_pending(const wsx__sio_decoder *d)
 {
-    return d->pend.n_att > 0 && d->got < d->pend.n_att;
+    return d->pend && d->pend->got < d->pend->p.n_att;
+}
+
+size_t wsx__sio_decoder_held(const wsx__sio_decoder *d)
+{
+    return d->pend ? d->pend->bytes : 0;
 }
 
 static int fail(wsx__sio_decoder *d, int reason)
@@ -237,20 +249,21 @@ static int decode_text(wsx__sio_decoder *d, const uint8_t *s, size_t len, wsx__s
         *out = p;
         return 1;
     }
-    /* Held until the attachments have come: the namespace is copied out of msg. */
-    d->nsp = malloc(p.nsp_len);
-    d->att = calloc(p.n_att, sizeof *d->att);
-    if (!d->nsp || !d->att) {
-        free(d->nsp);
-        free(d->att);
-        d->nsp = NULL;
-        d->att = NULL;
+    /* Held until the attachments have come. n_att is at most 65535 and the namespace
+     * shorter than msg, so the size cannot overflow. */
+    struct wsx__sio_pending *pd = malloc(sizeof *pd + p.n_att * sizeof(wsx__sio_buf) + p.nsp_len);
+    if (!pd) {
         json_decref(p.data);
         return fail(d, WSX__SIO_R_NOMEM);
     }
-    memcpy(d->nsp, p.nsp, p.nsp_len);
-    p.nsp = d->nsp;
-    d->pend = p;
+    char *nsp = (char *)(pd->att + p.n_att);
+    memcpy(nsp, p.nsp, p.nsp_len);
+    p.nsp = nsp;
+    p.att = pd->att;
+    pd->p = p;
+    pd->got = 0;
+    pd->bytes = 0;
+    d->pend = pd;
     return 0;
 }
 
@@ -261,23 +274,22 @@ int wsx__sio_decoder_feed(wsx__sio_decoder *d, const uint8_t *msg, size_t len, b
     json_decref(d->last);
     d->last = NULL;
     /* A binary packet reported by the previous call is released now. */
-    if (d->pend.n_att > 0 && d->got == d->pend.n_att) drop_binary(d);
-    bool pending = d->pend.n_att > 0;
+    if (d->pend && d->pend->got == d->pend->p.n_att) drop_binary(d);
+    struct wsx__sio_pending *pd = d->pend;
     if (!binary) {
-        if (pending) return fail(d, WSX__SIO_R_UNEXPECTED_TEXT);
+        if (pd) return fail(d, WSX__SIO_R_UNEXPECTED_TEXT);
         return decode_text(d, msg, len, out);
     }
-    if (!pending) return fail(d, WSX__SIO_R_UNEXPECTED_BINARY);
+    if (!pd) return fail(d, WSX__SIO_R_UNEXPECTED_BINARY);
     /* Counted before copying, so a peer cannot make the decoder hold more. */
-    if (len > d->max_bytes - d->bytes) return fail(d, WSX__SIO_R_TOO_BIG);
+    if (len > d->max_bytes - pd->bytes) return fail(d, WSX__SIO_R_TOO_BIG);
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy) return fail(d, WSX__SIO_R_NOMEM);
     if (len) memcpy(copy, msg, len);
-    d->att[d->got++] = (wsx__sio_buf){copy, len};
-    d->bytes += len;
-    if (d->got < d->pend.n_att) return 0;
-    *out = d->pend;
-    out->att = d->att;
+    pd->att[pd->got++] = (wsx__sio_buf){copy, len};
+    pd->bytes += len;
+    if (pd->got < pd->p.n_att) return 0;
+    *out = pd->p;
     return 1;
 }
 

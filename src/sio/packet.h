@@ -90,21 +90,22 @@ const char *wsx__sio_reason(int reason);
  * attachments that follow it (over either transport: the session feeds every message to
  * the same decoder). While attachments are awaited it holds the packet and copies of the
  * attachments received, never more than max_attachments of them and max_bytes in total.
+ * Between binary packets it holds nothing but this struct (32 bytes): the reassembly state
+ * is one allocation made at a binary packet's head and freed at the next call after it
+ * completes.
  */
+struct wsx__sio_pending;
 typedef struct wsx__sio_decoder {
-    size_t max_attachments; /* per packet */
-    size_t max_bytes;       /* attachment bytes per packet */
-    int reason;             /* enum wsx__sio_reason once failed */
-    wsx__sio_packet pend;   /* the binary packet awaiting attachments (pend.n_att) */
-    size_t got;             /* attachments received for it */
-    size_t bytes;           /* their total length */
-    wsx__sio_buf *att;      /* the copies (owned; each data pointer malloc'd) */
-    char *nsp;              /* copy of pend's namespace (owned) */
-    json_t *last;           /* payload of the last packet reported (a reference) */
+    uint32_t max_attachments;      /* per packet */
+    int reason;                    /* enum wsx__sio_reason once failed */
+    size_t max_bytes;              /* attachment bytes per packet */
+    json_t *last;                  /* payload of the last text packet reported (a reference) */
+    struct wsx__sio_pending *pend; /* the binary packet being reassembled, or just reported */
 } wsx__sio_decoder;
 
-/* Prepares a decoder. max_attachments 0 means WSX__SIO_MAX_ATTACHMENTS; max_bytes 0
- * means no bound beyond what the transport imposes. Allocates nothing. */
+/* Prepares a decoder. max_attachments 0 means WSX__SIO_MAX_ATTACHMENTS (values above
+ * 65535 are taken as 65535); max_bytes 0 means no bound beyond what the
+ * transport imposes. Allocates nothing. */
 void wsx__sio_decoder_init(wsx__sio_decoder *d, size_t max_attachments, size_t max_bytes);
 
 /* Frees everything the decoder holds (a packet being reassembled included). */
@@ -112,6 +113,9 @@ void wsx__sio_decoder_free(wsx__sio_decoder *d);
 
 /* True while a binary packet awaits attachments. */
 bool wsx__sio_decoder_pending(const wsx__sio_decoder *d);
+
+/* Bytes of attachments the decoder holds for the packet being reassembled. */
+size_t wsx__sio_decoder_held(const wsx__sio_decoder *d);
 
 /*
  * Feeds one Engine.IO message: the text of a packet, or (binary) an attachment.

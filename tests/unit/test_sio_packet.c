@@ -354,7 +354,7 @@ TEST(binary_bounds)
     CHECK_INT(wsx__sio_decoder_feed(&d, (const uint8_t *)three, strlen(three), false, &p),
               WSX_ETOOBIG);
     CHECK_INT(d.reason, WSX__SIO_R_ATTACH_MAX);
-    CHECK(d.att == NULL);
+    CHECK(d.pend == NULL);
     wsx__sio_decoder_free(&d);
     /* max_bytes: the attachments of one packet total at most 5 bytes. */
     wsx__sio_decoder_init(&d, 0, 5);
@@ -362,7 +362,7 @@ TEST(binary_bounds)
     CHECK_INT(wsx__sio_decoder_feed(&d, (const uint8_t *)"abc", 3, true, &p), 0);
     CHECK_INT(wsx__sio_decoder_feed(&d, (const uint8_t *)"def", 3, true, &p), WSX_ETOOBIG);
     CHECK_INT(d.reason, WSX__SIO_R_TOO_BIG);
-    CHECK_INT(d.bytes, 3);
+    CHECK_INT(wsx__sio_decoder_held(&d), 3);
     wsx__sio_decoder_free(&d);
     wsx__sio_decoder_init(&d, 0, 5);
     CHECK_INT(wsx__sio_decoder_feed(&d, (const uint8_t *)bin_head, strlen(bin_head), false, &p), 0);
