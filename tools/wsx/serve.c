@@ -3,7 +3,6 @@
  * Rooms are pub/sub topics ("room:NAME"): a chat message is serialised once and published
  * to the topic, which frames it once for every member.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -101,7 +100,8 @@ static bool valid_room(const char *s, size_t n)
     return wsx_chat_valid_room(s, n);
 }
 
-/* Finds key in a query string and percent-decodes its value into out. */
+/* Finds key in a query string and decodes its value (form encoding: '+' is a space; a
+ * broken escape is kept as it is, as browsers do) into out as a C string, cut to cap - 1. */
 static bool query_get(const char *q, size_t qlen, const char *key, char *out, size_t cap)
 {
     size_t klen = strlen(key);
@@ -111,19 +111,9 @@ static bool query_get(const char *q, size_t qlen, const char *key, char *out, si
         const char *pe = amp ? amp : end;
         if ((size_t)(pe - p) > klen && !memcmp(p, key, klen) && p[klen] == '=') {
             const char *v = p + klen + 1;
-            size_t o = 0;
-            while (v < pe && o + 1 < cap) {
-                if (*v == '%' && pe - v >= 3 && isxdigit((unsigned char)v[1]) &&
-                    isxdigit((unsigned char)v[2])) {
-                    char hex[3] = {v[1], v[2], 0};
-                    out[o++] = (char)strtol(hex, NULL, 16);
-                    v += 3;
-                } else {
-                    out[o++] = *v == '+' ? ' ' : *v;
-                    v++;
-                }
-            }
-            out[o] = '\0';
+            ptrdiff_t n = wsx_percent_decode(v, (size_t)(pe - v), WSX_PCT_PLUS | WSX_PCT_LENIENT,
+                                             out, cap - 1);
+            out[n < 0 ? cap - 1 : (size_t)n] = '\0'; /* WSX_ENOSPC: the first cap - 1 bytes */
             return true;
         }
         p = amp ? amp + 1 : NULL;
@@ -722,38 +712,6 @@ static void send_file_bytes(wsx_http_req *r, const wsx_request *rq, const char *
     wsx_http_respond(r, 200, h, n, data, len);
 }
 
-/* Percent-decodes a path and refuses anything that could leave the root. */
-static bool clean_path(const char *p, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = p[i];
-        if (ch == '%') {
-            if (i + 2 >= n || !isxdigit((unsigned char)p[i + 1]) ||
-                !isxdigit((unsigned char)p[i + 2]))
-                return false;
-            char hex[3] = {p[i + 1], p[i + 2], 0};
-            ch = (char)strtol(hex, NULL, 16);
-            i += 2;
-        }
-        if (ch == '\0' || ch == '\\' || o + 1 >= cap) return false;
-        /* "//x" would read as a host in a Location header: one slash is as good. */
-        if (ch == '/' && o && out[o - 1] == '/') continue;
-        out[o++] = ch;
-    }
-    out[o] = '\0';
-    if (out[0] != '/') return false;
-    /* No "." or ".." segment, decoded or not. */
-    for (const char *s = out; *s;) {
-        const char *seg = s + 1, *slash = strchr(seg, '/');
-        size_t sl = slash ? (size_t)(slash - seg) : strlen(seg);
-        if ((sl == 1 && seg[0] == '.') || (sl == 2 && seg[0] == '.' && seg[1] == '.')) return false;
-        if (!slash) break;
-        s = slash;
-    }
-    return true;
-}
-
 static void serve_static_dir(wsx_http_req *r, const wsx_request *rq, const char *path)
 {
     char full[PATH_MAX + 1100], real[PATH_MAX];
@@ -1035,7 +993,7 @@ static void on_http(wsx_http_req *r, const wsx_request *rq, void *user)
     bool get = (rq->head->method_len == 3 && !memcmp(rq->head->method, "GET", 3)) ||
                (rq->head->method_len == 4 && !memcmp(rq->head->method, "HEAD", 4));
     char path[1024];
-    if (!clean_path(rq->path, rq->path_len, path, sizeof path)) {
+    if (wsx_http_path_clean(rq->path, rq->path_len, path, sizeof path) < 0) {
         respond_text(r, 400, "text/plain; charset=utf-8", "400 bad path\n");
         return;
     }
