@@ -101,7 +101,7 @@ static void add(answer *a, const char *name, const char *value)
 
 static void add_extra(answer *a, const wsx_http_header *extra, size_t n_extra)
 {
-    memcpy(a->h + a->n, extra, n_extra * sizeof *extra);
+    if (n_extra) memcpy(a->h + a->n, extra, n_extra * sizeof *extra);
     a->n += n_extra;
 }
 

@@ -158,6 +158,16 @@ def ranges(port, root, files):
         ef = file_fields(os.path.join(root, "empty.bin"), "application/octet-stream")
         expect(port, "GET", "/empty.bin", [("Range", "bytes=0-")], 200, ef, b"",
                "Range on an empty file")
+    with step("hostile Range values: bounded by the head size, answered exactly"):
+        many = "bytes=" + ",".join(["0-0"] * 1500)  # 6 KB of ranges: several -> all of it
+        expect(port, "GET", "/ten.txt", [("Range", many)], 200, ff, TEN, "Range with 1500 ranges")
+        huge = "bytes=" + "9" * 7000 + "-"  # saturates: past any file
+        expect(port, "GET", "/ten.txt", [("Range", huge)], 416,
+               {"content-type": PLAIN, "accept-ranges": "bytes", "content-range": "bytes */10",
+                "content-length": "26"}, b"416 Range Not Satisfiable\n", "Range starting at a 7000-digit number")
+        suffix = "bytes=-" + "9" * 7000
+        r = dict(base, **{"content-range": "bytes 0-9/10", "content-length": "10"})
+        expect(port, "GET", "/ten.txt", [("Range", suffix)], 206, r, TEN, "a 7000-digit suffix")
     with step("If-Range"):
         r = [("Range", "bytes=1-2")]
         expect(port, "GET", "/ten.txt", r + [("If-Range", ff["etag"])], 206,

@@ -298,6 +298,7 @@ static const char *const reqs[] = {
     /* 12 */ REQ("OPTIONS", "/cors0", "Origin: https://a.example\r\n"),
     /* 13 */ REQ("GET", "/t/both.txt", ""),
     /* 14 */ REQ("GET", "/both.txt?q=1", "Range: bytes=-3\r\n"),
+    /* 15: a path of 5000 bytes, set in the test */ NULL,
 };
 
 static bool has(const char *resp, const char *s)
@@ -336,6 +337,13 @@ TEST(static_and_cors_answers)
     g_n_ex = sizeof reqs / sizeof reqs[0];
     for (size_t i = 0; i < g_n_ex; i++)
         g_ex[i].req = reqs[i];
+    /* Longer than the cleaned path's 4096 bytes (the head limit is 8 KiB). */
+    static char long_req[6000];
+    int ll = snprintf(long_req, sizeof long_req, "GET /");
+    while (ll < 5005)
+        long_req[ll++] = 'a';
+    snprintf(long_req + ll, sizeof long_req - (size_t)ll, " HTTP/1.1\r\nConnection: close\r\n\r\n");
+    g_ex[15].req = long_req;
     pthread_t t;
     CHECK(pthread_create(&t, NULL, client, NULL) == 0);
     wsx_loop_run(g.loop);
@@ -375,6 +383,9 @@ TEST(static_and_cors_answers)
     r = g_ex[14].resp;
     CHECK(has(r, "HTTP/1.1 206 Partial Content\r\n") && has(r, "Content-Range: bytes 15-17/18"));
     CHECK(has(r, "\r\n\r\nory") && has(r, "Content-Length: 3\r\n"));
+
+    r = g_ex[15].resp;
+    CHECK(has(r, "HTTP/1.1 414 URI Too Long\r\n") && has(r, "\r\n\r\n414 URI Too Long\n"));
 
     /* Credentials and methods "*": the method is echoed, the origin too; max-age. */
     r = g_ex[7].resp;
