@@ -4,7 +4,8 @@ the exact heads and bodies of 200, 304, 412, 206 and 416; ranges at the edges (f
 last byte, suffixes longer than the file, several ranges, invalid ones, If-Range, a range of
 a file streamed in 64 KiB pieces); HEAD without a body; directory redirects that keep the
 query and escape the path; '..', %2e%2e and symlink escapes refused; an unreadable file;
-CORS preflights accepted and refused (--cors) and the headers of normal responses."""
+CORS preflights accepted and refused (--cors) and the headers of normal responses; 400
+pipelined range requests for a 64 MiB file never read (server growth < 64 MiB)."""
 
 import email.utils
 import os
@@ -13,7 +14,7 @@ import socket
 import tempfile
 import time
 
-from wsxlib import Serve, check, eq, note, run, step
+from wsxlib import Serve, check, eq, note, proc_status_kib, run, step
 
 PLAIN = "text/plain; charset=utf-8"
 TEN = b"0123456789"
@@ -217,6 +218,51 @@ def ranges(port, root, files):
            "pipelined ranges -> statuses and bodies in order")
 
 
+def unread_ranges(srv, root):
+    """Pipelined range requests for a 64 MiB file that are never read: the server's memory
+    stays bounded (the file is read as the client reads), and others are served meanwhile."""
+    with open(os.path.join(root, "huge.bin"), "wb") as f:
+        f.truncate(64 << 20)  # sparse: zeros on read
+    first, last = 1000, 1000 + (8 << 20) - 1
+    req = (f"GET /huge.bin HTTP/1.1\r\nHost: x\r\nRange: bytes={first}-{last}\r\n\r\n"
+           "GET /huge.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=-33554432\r\n\r\n").encode()
+    pid = srv.proc.pid
+    rss0 = proc_status_kib(pid, "VmRSS")
+    socks = []
+    with step("4 connections x 100 pipelined range requests of a 64 MiB file, never read"):
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            s.sendall(req * 50)
+            socks.append(s)
+        time.sleep(1.0)
+        st, fields, body = exchange(srv.port, "GET", "/ten.txt", [("Range", "bytes=-2")])
+        check(st == 206 and body == b"89", "another client's range meanwhile -> 206 with its bytes", st)
+        growth = (proc_status_kib(pid, "VmHWM") - rss0) / 1024.0
+        note(f"server RSS {rss0 / 1024.0:.1f} MiB before, VmHWM {rss0 / 1024.0 + growth:.1f} MiB "
+             f"with 400 unread range requests (7.8 GiB of answers)")
+        check(growth < 64, f"server growth {growth:.1f} MiB < 64 MiB")
+    with step("the first answer of an unread connection, read: 206, 8 MiB of zeros"):
+        s = socks[0]
+        buf = b""
+        deadline = time.monotonic() + 20
+        while b"\r\n\r\n" not in buf and time.monotonic() < deadline:
+            buf += s.recv(65536)
+        head, _, body = buf.partition(b"\r\n\r\n")
+        n = len(body)
+        zeros = body.count(0) == n
+        while n < (8 << 20) and time.monotonic() < deadline:
+            d = s.recv(min(1 << 20, (8 << 20) - n))
+            if not d:
+                break
+            zeros = zeros and d.count(0) == len(d)
+            n += len(d)
+        check(head.startswith(b"HTTP/1.1 206 ") and f"Content-Range: bytes {first}-{last}/{64 << 20}".encode() in head
+              and n == 8 << 20 and zeros, "206, Content-Range, 8 MiB of zeros", f"{head[:200]!r} {n}")
+    for s in socks:
+        s.close()
+    os.unlink(os.path.join(root, "huge.bin"))
+
+
 def paths(port, root):
     secret = b"TOP SECRET"
     nf = {"content-type": PLAIN, "content-length": "14"}
@@ -308,6 +354,7 @@ def main():
             full_and_conditional(srv.port, root)
             ranges(srv.port, root, files)
             paths(srv.port, root)
+            unread_ranges(srv, root)
         finally:
             eq(srv.stop(), 0, "--static server exit status after SIGTERM")
         srv = Serve(["--static", root, "--cors", GOOD], quiet=True)
