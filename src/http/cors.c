@@ -118,7 +118,7 @@ int wsx_cors_preflight(const wsx_cors_opts *o, wsx_http_req *r, const wsx_reques
     if (hdrs && is_star(o->headers))
         h[n++] =
             (wsx_http_header){"Access-Control-Allow-Headers", 28, hdrs->value, hdrs->value_len};
-    else if (hdrs)
+    else if (hdrs && o->headers) /* (without a list, only an empty request list gets here) */
         h[n++] =
             (wsx_http_header){"Access-Control-Allow-Headers", 28, o->headers, strlen(o->headers)};
     char age[16];

@@ -299,6 +299,11 @@ static const char *const reqs[] = {
     /* 13 */ REQ("GET", "/t/both.txt", ""),
     /* 14 */ REQ("GET", "/both.txt?q=1", "Range: bytes=-3\r\n"),
     /* 15: a path of 5000 bytes, set in the test */ NULL,
+    /* 16 */
+    REQ("OPTIONS", "/cors0",
+        "Origin: https://a.example\r\n"
+        "Access-Control-Request-Method: GET\r\n"
+        "Access-Control-Request-Headers: ,\r\n"),
 };
 
 static bool has(const char *resp, const char *s)
@@ -386,6 +391,10 @@ TEST(static_and_cors_answers)
 
     r = g_ex[15].resp;
     CHECK(has(r, "HTTP/1.1 414 URI Too Long\r\n") && has(r, "\r\n\r\n414 URI Too Long\n"));
+
+    /* An empty requested list with no headers configured: accepted, nothing to allow. */
+    r = g_ex[16].resp;
+    CHECK(has(r, "HTTP/1.1 204 No Content\r\n") && !has(r, "Access-Control-Allow-Headers"));
 
     /* Credentials and methods "*": the method is echoed, the origin too; max-age. */
     r = g_ex[7].resp;
