@@ -147,8 +147,9 @@ WSX_API ptrdiff_t wsx_percent_decode(const char *s, size_t len, unsigned flags, 
  * character (0x01-0x1F, 0x7F) after decoding, and any "." or ".." segment, decoded or not
  * ("/a/../b", "/%2e%2e/", "/..%2f"): a cleaned path names the same file on every system and
  * cannot climb out of the root. Other bytes (UTF-8, spaces, "...") pass unchanged.
- * Returns the length of out (without the NUL); WSX_ENOSPC if the result and its NUL do not
- * fit in cap bytes.
+ * It decodes with wsx_percent_decode() into out first, then judges and compacts in place.
+ * Returns the length of out (without the NUL); WSX_ENOSPC if the decoded path (before '/'
+ * runs are collapsed) and a NUL do not fit in cap bytes.
  */
 WSX_API ptrdiff_t wsx_http_path_clean(const char *path, size_t len, char *out, size_t cap);
 

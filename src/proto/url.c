@@ -49,16 +49,12 @@ ptrdiff_t wsx_http_path_clean(const char *path, size_t len, char *out, size_t ca
 {
     if (!len || path[0] != '/') return WSX_EINVAL;
     if (!cap) return WSX_ENOSPC;
+    ptrdiff_t n = wsx_percent_decode(path, len, 0, out, cap - 1);
+    if (n < 0) return n;
+    /* Decoded first, judged after: "%2e%2e" and "%2f" mean what they decode to. */
     size_t o = 0, seg = 0; /* seg: where the current segment starts in out */
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)path[i];
-        if (ch == '%') {
-            int hi = i + 1 < len ? hexval((unsigned char)path[i + 1]) : -1;
-            int lo = i + 2 < len ? hexval((unsigned char)path[i + 2]) : -1;
-            if (hi < 0 || lo < 0) return WSX_EINVAL;
-            ch = (unsigned char)(hi << 4 | lo);
-            i += 2;
-        }
+    for (size_t i = 0; i < (size_t)n; i++) {
+        unsigned char ch = (unsigned char)out[i];
         /* A backslash is a separator on other systems; a NUL would end the name early;
          * control characters have no business in a file name or a Location header. */
         if (ch < 0x20 || ch == 0x7f || ch == '\\') return WSX_EINVAL;
@@ -67,8 +63,7 @@ ptrdiff_t wsx_http_path_clean(const char *path, size_t len, char *out, size_t ca
             if (o && out[o - 1] == '/') continue;
             seg = o + 1;
         }
-        if (o + 1 >= cap) return WSX_ENOSPC;
-        out[o++] = (char)ch;
+        out[o++] = (char)ch; /* o <= i: compacting in place */
     }
     if (dot_segment(out + seg, o - seg)) return WSX_EINVAL;
     out[o] = '\0';
