@@ -11,6 +11,7 @@ import email.utils
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 
@@ -378,6 +379,13 @@ def main():
             srv.kill()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    with step("--static with a file or a missing directory: refused at start"):
+        for arg, why in ((os.path.abspath(__file__), "not a directory"),
+                         ("/nonexistent/wsx-static", "No such file or directory")):
+            p = subprocess.run([os.environ["WSX_BIN"], "serve", "--port", "0", "--static", arg],
+                               capture_output=True, text=True, timeout=10)
+            check(p.returncode == 1 and f"--static {arg}: {why}" in p.stderr,
+                  f"--static {arg} -> exit 1, '{why}'", f"{p.returncode} {p.stderr!r}")
     srv = Serve([], quiet=True)
     try:
         with step("the embedded page: ranges, 304, no CORS without --cors"):
