@@ -560,6 +560,156 @@ WSX_API wsx_server *wsx_http_req_server(const wsx_http_req *r);
 WSX_API const uint8_t *wsx_http_req_body(const wsx_http_req *r, size_t *len);
 
 /* ======================================================================================
+ * Static files (for on_http): a directory and/or an in-memory table
+ * ====================================================================================== */
+
+/* One file of an in-memory table. */
+typedef struct wsx_static_file {
+    const char *path;    /* as requested, cleaned ("/index.html"); NUL-terminated */
+    const uint8_t *data; /* its bytes */
+    size_t len;
+} wsx_static_file;
+
+typedef struct wsx_static_opts {
+    /* A directory to serve, or NULL. Resolved (realpath) by wsx_static_new(). */
+    const char *root;
+    /* A table ending with an entry whose path is NULL, or NULL. Borrowed: it must outlive the
+     * wsx_static. With a root too, it answers the paths the directory does not have. */
+    const wsx_static_file *files;
+    const char *index;         /* [index.html] the file a path ending in '/' names */
+    const char *cache_control; /* ["no-cache": revalidate each time] "" sends none */
+} wsx_static_opts;
+
+typedef struct wsx_static wsx_static;
+
+/* The defaults: no root, no files, index.html, Cache-Control: no-cache. */
+WSX_API wsx_static_opts wsx_static_defaults(void);
+
+/*
+ * Makes a file server: resolves root (it must be a directory) and computes the entity-tags
+ * of the table's files (FNV-1a of the bytes and the length: "8hexdigits-lenhex"). Strings of
+ * o are copied; the table is borrowed. A wsx_static is read-only once made: the loops of
+ * several threads may share one. Returns 0 with *out set; WSX_EINVAL (neither root nor
+ * files, or root not a directory); WSX_ESYS (root cannot be resolved: errno says why);
+ * WSX_ENOMEM.
+ */
+WSX_API int wsx_static_new(const wsx_static_opts *o, wsx_static **out);
+
+/* Frees st (NULL is a no-op). No request may be in wsx_static_serve() on it any more. */
+WSX_API void wsx_static_free(wsx_static *st);
+
+/* The most extra headers wsx_static_serve() takes. */
+#define WSX_STATIC_MAX_EXTRA 16
+
+/*
+ * Answers r (a GET or HEAD for a file) from st, always: the request is finished afterwards.
+ * extra[0..n_extra) (at most WSX_STATIC_MAX_EXTRA, such as wsx_cors_headers()) go on every
+ * answer, errors included. What the client gets, exactly:
+ *
+ *  - 200 with Content-Type (by extension; text types with "; charset=utf-8"), ETag,
+ *    Cache-Control, Last-Modified (directory files), Accept-Ranges: bytes, Content-Length.
+ *    A file of the directory streams from its descriptor (wsx_http_respond_file: 64 KiB
+ *    pieces as the client reads); a table file is copied into the connection's queue.
+ *    HEAD gets the same head and no body.
+ *  - Entity-tags are strong: "inodehex-sizehex-mtimenshex" for a directory file (read from
+ *    the opened file, so they describe the bytes sent), the hash for a table file.
+ *  - 304 (If-None-Match, weak comparison, lists and "*"; else If-Modified-Since against
+ *    Last-Modified) with ETag, Cache-Control, Last-Modified and no body. 412 for a failed
+ *    If-Match or If-Unmodified-Since. The order is RFC 9110 13.2.2's.
+ *  - A GET with one range ("bytes=a-b", "a-", "-n"; the end clamped to the file, a suffix
+ *    longer than the file is all of it): 206 with Content-Range: bytes a-b/size. No range
+ *    starting inside the file: 416 whose Content-Range has the size alone ("bytes", an
+ *    asterisk, "/size"). Several ranges: 200
+ *    with the whole body (no multipart/byteranges). An invalid Range, another unit, a Range
+ *    on HEAD or on an empty file, and a Range whose If-Range (a strong entity-tag, or a date
+ *    equal to Last-Modified) does not hold: 200 with the whole body.
+ *  - A path ending in '/' names its index file; a directory asked for without the '/' gets
+ *    301 with Location: the path (percent-encoded) and '/', and the query if there was one.
+ *    No directory listings: a directory without an index file is 404.
+ *  - Refusals, each text/plain; charset=utf-8 with the body shown: 405 "405 Method Not
+ *    Allowed\n" with Allow: GET, HEAD (any other method); 400 "400 bad path\n" for a path
+ *    wsx_http_path_clean() refuses ('..' or '.' segments, also as %2e%2e, a NUL, a
+ *    backslash, control characters, bad escapes); 414 "414 URI Too Long\n" past 4095
+ *    bytes; 404 "404 Not Found\n" for a missing file, anything that is not a regular file or
+ *    a directory, and any path whose real location is outside the root; 403
+ *    "403 Forbidden\n" when the file or a directory on the way cannot be read
+ *    (EACCES/EPERM); 503 "503 Service Unavailable\n" with Retry-After: 1 when the process
+ *    is out of descriptors; 500 "500 cannot read the file\n" for other errors.
+ *
+ * Symlinks: a symlink inside the root is followed when the real path it leads to is inside
+ * the root too (checked with realpath()); one leading outside is 404. The file is then
+ * opened by its real path with O_NOFOLLOW, and its descriptor's path (/proc/self/fd) is
+ * checked against the root again, so a directory swapped for a symlink between the two
+ * steps cannot make it serve a file outside (without /proc the realpath() check stands
+ * alone). Neither check trusts the client's path beyond wsx_http_path_clean().
+ *
+ * Returns the status sent; or WSX_ECLOSED / WSX_ENOMEM (the client went away or memory ran
+ * out: r is finished); WSX_EINVAL when extra has a CR, LF or NUL or there are more than
+ * WSX_STATIC_MAX_EXTRA of them: nothing was sent and r is still open (the caller answers).
+ */
+WSX_API int wsx_static_serve(const wsx_static *st, wsx_http_req *r, const wsx_request *rq,
+                             const wsx_http_header *extra, size_t n_extra);
+
+/* ======================================================================================
+ * CORS (the Fetch standard's HTTP side) for any on_http handler
+ * ====================================================================================== */
+
+typedef struct wsx_cors_opts {
+    /* Allowed origins ("https://example.com", "http://localhost:8080"), compared ignoring
+     * ASCII case; an entry "*" allows any origin (but "null" only when listed, if
+     * credentials is set). Borrowed for each call. */
+    const char *const *origins;
+    size_t n_origins;
+    /* Access-Control-Allow-Credentials: true; then the origin is always echoed, never "*". */
+    bool credentials;
+    /* [GET, HEAD, POST] methods a preflight may ask for, comma-separated; "*" any. The
+     * CORS-safelisted GET, HEAD and POST are always allowed. */
+    const char *methods;
+    /* [none] request headers a preflight may ask for, comma-separated, compared ignoring
+     * case; "*" any (the requested list is echoed). */
+    const char *headers;
+    /* [none] Access-Control-Expose-Headers on normal responses. */
+    const char *expose;
+    /* [0: not sent, browsers then cache a preflight 5 s] Access-Control-Max-Age seconds. */
+    uint32_t max_age;
+} wsx_cors_opts;
+
+/* True when origin[0..len) is allowed by o (see wsx_cors_opts.origins). */
+WSX_API bool wsx_cors_origin_allowed(const wsx_cors_opts *o, const char *origin, size_t len);
+
+/* True for a CORS preflight: OPTIONS with Origin and Access-Control-Request-Method. */
+WSX_API bool wsx_cors_is_preflight(const wsx_request *rq);
+
+/*
+ * Answers a preflight. Accepted (origin allowed; method safelisted, listed or "*"; every
+ * requested header listed, or "*"): 204 with Access-Control-Allow-Origin (the origin, or
+ * "*" when any origin is allowed without credentials), Access-Control-Allow-Credentials:
+ * true (with credentials), Access-Control-Allow-Methods, Access-Control-Allow-Headers (when
+ * headers were requested), Access-Control-Max-Age (when set) and Vary: Origin,
+ * Access-Control-Request-Method, Access-Control-Request-Headers. Refused: 403, text/plain;
+ * charset=utf-8, body "403 Forbidden\nCORS: origin not allowed\n" (or "method not
+ * allowed", "header not allowed"), with Vary and no Access-Control-* header.
+ * Returns the status sent (r is finished); WSX_EINVAL when rq is not a preflight (nothing
+ * sent, r still open); WSX_ECLOSED, WSX_ENOMEM from wsx_http_respond().
+ */
+WSX_API int wsx_cors_preflight(const wsx_cors_opts *o, wsx_http_req *r, const wsx_request *rq);
+
+/* The most headers wsx_cors_headers() writes. */
+#define WSX_CORS_MAX_HEADERS 4
+
+/*
+ * The CORS headers of a normal (not preflight) response to rq, for the caller to send with
+ * it: Vary: Origin (unless any origin is allowed without credentials: then the answer does
+ * not vary), and for an allowed Origin, Access-Control-Allow-Origin,
+ * Access-Control-Allow-Credentials and Access-Control-Expose-Headers as configured. A
+ * request without Origin, or from an origin not allowed, gets no Access-Control-* header:
+ * the browser then keeps the response from the page. The values borrow from o, rq and
+ * static strings: send them before either changes. Returns how many were written to out.
+ */
+WSX_API size_t wsx_cors_headers(const wsx_cors_opts *o, const wsx_request *rq,
+                                wsx_http_header out[WSX_CORS_MAX_HEADERS]);
+
+/* ======================================================================================
  * Client
  * ====================================================================================== */
 

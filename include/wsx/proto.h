@@ -121,6 +121,39 @@ WSX_API ptrdiff_t wsx_http_write_error(int status, const char *body, const wsx_h
                                        size_t n_extra, char *out, size_t cap);
 
 /* ======================================================================================
+ * Percent-encoding and request paths (RFC 3986 2.1, 3.3)
+ * ====================================================================================== */
+
+/* Flags of wsx_percent_decode(). */
+#define WSX_PCT_PLUS    1u /* '+' decodes to ' ' (application/x-www-form-urlencoded values) */
+#define WSX_PCT_LENIENT 2u /* a '%' without two hex digits is kept as it is, not an error */
+
+/*
+ * The one percent-decoder: decodes s[0..len) into out[0..cap). "%XX" (either case) becomes
+ * the byte 0xXX, including "%00": the output is bytes, not a C string, and the caller decides
+ * what a NUL or a '/' from "%2F" means. out may be s itself (decoding never grows); no NUL is
+ * appended. Returns the decoded length; WSX_EINVAL for a '%' not followed by two hex digits
+ * (unless WSX_PCT_LENIENT, as the WHATWG URL parser does for query strings); WSX_ENOSPC when
+ * the result does not fit in cap bytes (out then holds its first cap bytes, whole escapes).
+ */
+WSX_API ptrdiff_t wsx_percent_decode(const char *s, size_t len, unsigned flags, char *out,
+                                     size_t cap);
+
+/*
+ * Cleans a request path (the target up to '?') for use as a file name under a root:
+ * percent-decodes it strictly (no '+' rule) into out, collapses runs of '/' into one (so
+ * "//x" can never read as a host), and NUL-terminates it. Refused with WSX_EINVAL: a path
+ * that does not start with '/', a bad '%' escape, a NUL, a backslash or another control
+ * character (0x01-0x1F, 0x7F) after decoding, and any "." or ".." segment, decoded or not
+ * ("/a/../b", "/%2e%2e/", "/..%2f"): a cleaned path names the same file on every system and
+ * cannot climb out of the root. Other bytes (UTF-8, spaces, "...") pass unchanged.
+ * It decodes with wsx_percent_decode() into out first, then judges and compacts in place.
+ * Returns the length of out (without the NUL); WSX_ENOSPC if the decoded path (before '/'
+ * runs are collapsed) and a NUL do not fit in cap bytes.
+ */
+WSX_API ptrdiff_t wsx_http_path_clean(const char *path, size_t len, char *out, size_t cap);
+
+/* ======================================================================================
  * Extension negotiation data (RFC 6455 9.1): the parsed Sec-WebSocket-Extensions list.
  * ====================================================================================== */
 

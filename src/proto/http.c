@@ -411,6 +411,7 @@ static const struct {
     {409, "Conflict"},
     {410, "Gone"},
     {411, "Length Required"},
+    {412, "Precondition Failed"},
     {413, "Content Too Large"},
     {414, "URI Too Long"},
     {415, "Unsupported Media Type"},

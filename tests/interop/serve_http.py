@@ -250,7 +250,8 @@ def static(tmp):
         with step("--static: ETag, Last-Modified, 304, HEAD"):
             st, h, body = http_req(port, "GET", "/a.css")
             sb = os.stat(os.path.join(root, "a.css"))
-            eq(h.get("etag"), f'"{int(sb.st_mtime):x}-{sb.st_size:x}"', "ETag of a.css (mtime-size in hex)")
+            eq(h.get("etag"), f'"{sb.st_ino:x}-{sb.st_size:x}-{sb.st_mtime_ns:x}"',
+               "ETag of a.css (inode-size-mtime in ns, in hex)")
             eq(h.get("last-modified"), email.utils.formatdate(sb.st_mtime, usegmt=True), "Last-Modified of a.css")
             eq(h.get("last-modified"), "Tue, 14 Nov 2023 22:13:20 GMT", "Last-Modified of a.css (mtime 1700000000)")
             eq(h.get("cache-control"), "no-cache", "Cache-Control of a.css")

@@ -2,13 +2,10 @@
 #ifndef WSX_ASSETS_H
 #define WSX_ASSETS_H
 
-#include <stddef.h>
+#include "wsx.h"
 
-typedef struct wsx_asset {
-    const char *path; /* "/index.html" */
-    const unsigned char *data;
-    size_t len;
-} wsx_asset;
+/* path ("/index.html"), data, len: the table wsx_static_new() serves. */
+typedef wsx_static_file wsx_asset;
 
 /* Ends with an entry whose path is NULL. */
 extern const wsx_asset wsx_assets[];

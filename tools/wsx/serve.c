@@ -3,19 +3,14 @@
  * Rooms are pub/sub topics ("room:NAME"): a chat message is serialised once and published
  * to the topic, which frames it once for every member.
  */
-#include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -61,11 +56,12 @@ typedef struct serve_state {
     const char *metrics_token; /* --metrics-token: /metrics needs this one instead of --token */
     const char *origins[MAX_ORIGINS];
     size_t n_origins;
+    const char *cors_origins[MAX_ORIGINS]; /* --cors */
+    wsx_cors_opts cors;
     const char *static_dir;
-    char static_real[PATH_MAX];
-    bool loops_done; /* every loop has finished: no thread but this one is left */
+    wsx_static *files; /* the --static directory, or the embedded page (src/http/static.c) */
+    bool loops_done;   /* every loop has finished: no thread but this one is left */
     wsx_timer *expire;
-    char etags[64][24]; /* ETags of the embedded files, by index */
 } serve_state;
 
 static serve_state S;
@@ -101,7 +97,8 @@ static bool valid_room(const char *s, size_t n)
     return wsx_chat_valid_room(s, n);
 }
 
-/* Finds key in a query string and percent-decodes its value into out. */
+/* Finds key in a query string and decodes its value (form encoding: '+' is a space; a
+ * broken escape is kept as it is, as browsers do) into out as a C string, cut to cap - 1. */
 static bool query_get(const char *q, size_t qlen, const char *key, char *out, size_t cap)
 {
     size_t klen = strlen(key);
@@ -111,19 +108,9 @@ static bool query_get(const char *q, size_t qlen, const char *key, char *out, si
         const char *pe = amp ? amp : end;
         if ((size_t)(pe - p) > klen && !memcmp(p, key, klen) && p[klen] == '=') {
             const char *v = p + klen + 1;
-            size_t o = 0;
-            while (v < pe && o + 1 < cap) {
-                if (*v == '%' && pe - v >= 3 && isxdigit((unsigned char)v[1]) &&
-                    isxdigit((unsigned char)v[2])) {
-                    char hex[3] = {v[1], v[2], 0};
-                    out[o++] = (char)strtol(hex, NULL, 16);
-                    v += 3;
-                } else {
-                    out[o++] = *v == '+' ? ' ' : *v;
-                    v++;
-                }
-            }
-            out[o] = '\0';
+            ptrdiff_t n = wsx_percent_decode(v, (size_t)(pe - v), WSX_PCT_PLUS | WSX_PCT_LENIENT,
+                                             out, cap - 1);
+            out[n < 0 ? cap - 1 : (size_t)n] = '\0'; /* WSX_ENOSPC: the first cap - 1 bytes */
             return true;
         }
         p = amp ? amp + 1 : NULL;
@@ -538,11 +525,8 @@ static bool check_origin(const wsx_request *rq)
         wsx_http_header_get(rq->head->headers, rq->head->n_headers, "origin");
     /* Only browsers send Origin; cross-site WebSocket hijacking needs a browser. */
     if (!h) return true;
-    for (size_t i = 0; i < S.n_origins; i++)
-        if (strlen(S.origins[i]) == h->value_len &&
-            !strncasecmp(S.origins[i], h->value, h->value_len))
-            return true;
-    return false;
+    wsx_cors_opts o = {.origins = S.origins, .n_origins = S.n_origins};
+    return wsx_cors_origin_allowed(&o, h->value, h->value_len);
 }
 
 static bool check_token(const wsx_request *rq)
@@ -644,178 +628,18 @@ static void on_message(wsx_conn *c, const wsx_msg *msg, void *user)
 
 /* ---- HTTP: static files, SSE, health, metrics ---- */
 
-static const char *content_type(const char *path)
-{
-    const char *dot = strrchr(path, '.');
-    static const struct {
-        const char *ext, *type;
-    } types[] = {
-        {".html", "text/html; charset=utf-8"},
-        {".htm", "text/html; charset=utf-8"},
-        {".js", "text/javascript; charset=utf-8"},
-        {".mjs", "text/javascript; charset=utf-8"},
-        {".css", "text/css; charset=utf-8"},
-        {".json", "application/json"},
-        {".svg", "image/svg+xml"},
-        {".png", "image/png"},
-        {".jpg", "image/jpeg"},
-        {".jpeg", "image/jpeg"},
-        {".gif", "image/gif"},
-        {".ico", "image/x-icon"},
-        {".webp", "image/webp"},
-        {".txt", "text/plain; charset=utf-8"},
-        {".woff2", "font/woff2"},
-        {".wasm", "application/wasm"},
-    };
-    if (dot)
-        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-            if (!strcasecmp(dot, types[i].ext)) return types[i].type;
-    return "application/octet-stream";
-}
-
 static void respond_text(wsx_http_req *r, int status, const char *ctype, const char *body)
 {
     wsx_http_header h[] = {{"Content-Type", 12, ctype, strlen(ctype)}};
     wsx_http_respond(r, status, h, 1, body, strlen(body));
 }
 
-static bool etag_matches(const wsx_request *rq, const char *etag)
+/* A file of --static or of the embedded page, with the CORS headers when --cors is set. */
+static void serve_files(wsx_http_req *r, const wsx_request *rq)
 {
-    const wsx_http_header *h =
-        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "if-none-match");
-    if (!h) return false;
-    const char *p = h->value, *end = h->value + h->value_len, *e;
-    size_t el;
-    while (wsx_http_list_next(&p, end, &e, &el)) {
-        if (el >= 2 && e[0] == 'W' && e[1] == '/') e += 2, el -= 2;
-        if ((el == 1 && *e == '*') || (el == strlen(etag) && !memcmp(e, etag, el))) return true;
-    }
-    return false;
-}
-
-/* The headers of a file response into h (4 entries); returns how many. A 304 sends them
- * without the first (Content-Type). */
-static size_t file_headers(wsx_http_header *h, const char *path, const char *etag,
-                           const char *lastmod)
-{
-    const char *ct = content_type(path);
-    h[0] = (wsx_http_header){"Content-Type", 12, ct, strlen(ct)};
-    h[1] = (wsx_http_header){"ETag", 4, etag, strlen(etag)};
-    h[2] = (wsx_http_header){"Cache-Control", 13, "no-cache", 8};
-    size_t n = 3;
-    if (lastmod) h[n++] = (wsx_http_header){"Last-Modified", 13, lastmod, strlen(lastmod)};
-    return n;
-}
-
-/* An embedded file. The body is copied into the connection's queue (the library has no
- * borrowed-buffer write); what one client can pile up that way is bounded by the server
- * reading no further pipelined request while its output is above the high-water mark. */
-static void send_file_bytes(wsx_http_req *r, const wsx_request *rq, const char *path,
-                            const void *data, size_t len, const char *etag)
-{
-    wsx_http_header h[4];
-    size_t n = file_headers(h, path, etag, NULL);
-    if (etag_matches(rq, etag)) {
-        wsx_http_respond(r, 304, h + 1, n - 1, NULL, 0);
-        return;
-    }
-    wsx_http_respond(r, 200, h, n, data, len);
-}
-
-/* Percent-decodes a path and refuses anything that could leave the root. */
-static bool clean_path(const char *p, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = p[i];
-        if (ch == '%') {
-            if (i + 2 >= n || !isxdigit((unsigned char)p[i + 1]) ||
-                !isxdigit((unsigned char)p[i + 2]))
-                return false;
-            char hex[3] = {p[i + 1], p[i + 2], 0};
-            ch = (char)strtol(hex, NULL, 16);
-            i += 2;
-        }
-        if (ch == '\0' || ch == '\\' || o + 1 >= cap) return false;
-        /* "//x" would read as a host in a Location header: one slash is as good. */
-        if (ch == '/' && o && out[o - 1] == '/') continue;
-        out[o++] = ch;
-    }
-    out[o] = '\0';
-    if (out[0] != '/') return false;
-    /* No "." or ".." segment, decoded or not. */
-    for (const char *s = out; *s;) {
-        const char *seg = s + 1, *slash = strchr(seg, '/');
-        size_t sl = slash ? (size_t)(slash - seg) : strlen(seg);
-        if ((sl == 1 && seg[0] == '.') || (sl == 2 && seg[0] == '.' && seg[1] == '.')) return false;
-        if (!slash) break;
-        s = slash;
-    }
-    return true;
-}
-
-static void serve_static_dir(wsx_http_req *r, const wsx_request *rq, const char *path)
-{
-    char full[PATH_MAX + 1100], real[PATH_MAX];
-    size_t pl = strlen(path);
-    int fl = snprintf(full, sizeof full, "%s%s%s", S.static_real, path,
-                      pl && path[pl - 1] == '/' ? "index.html" : "");
-    struct stat st;
-    if (fl < 0 || (size_t)fl >= PATH_MAX || !realpath(full, real) || stat(real, &st) < 0) {
-        respond_text(r, 404, "text/plain; charset=utf-8", "404 Not Found\n");
-        return;
-    }
-    size_t rl = strlen(S.static_real);
-    /* A symlink inside the root must not lead outside it. */
-    if (strncmp(real, S.static_real, rl) != 0 || (real[rl] != '/' && real[rl] != '\0')) {
-        respond_text(r, 404, "text/plain; charset=utf-8", "404 Not Found\n");
-        return;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        char loc[PATH_MAX + 2];
-        snprintf(loc, sizeof loc, "%s/", path);
-        wsx_http_header h[] = {{"Location", 8, loc, strlen(loc)}};
-        wsx_http_respond(r, 301, h, 1, NULL, 0);
-        return;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        respond_text(r, 404, "text/plain; charset=utf-8", "404 Not Found\n");
-        return;
-    }
-    /* The length, ETag and Last-Modified come from the opened file itself, so they match
-     * the bytes sent even if the file is replaced meanwhile. */
-    int fd = open(real, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        if (fd >= 0) close(fd);
-        respond_text(r, 500, "text/plain; charset=utf-8", "500 cannot read the file\n");
-        return;
-    }
-    char etag[64], lastmod[64];
-    snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)st.st_mtime,
-             (unsigned long long)st.st_size);
-    struct tm tm;
-    gmtime_r(&st.st_mtime, &tm);
-    strftime(lastmod, sizeof lastmod, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    wsx_http_header h[4];
-    size_t n = file_headers(h, real, etag, lastmod);
-    if (etag_matches(rq, etag)) {
-        close(fd);
-        wsx_http_respond(r, 304, h + 1, n - 1, NULL, 0);
-        return;
-    }
-    /* Streamed as the client reads it (the library owns fd now): any size, little memory. */
-    wsx_http_respond_file(r, 200, h, n, fd, 0, (uint64_t)st.st_size);
-}
-
-static void serve_embedded(wsx_http_req *r, const wsx_request *rq, const char *path)
-{
-    const char *want = !strcmp(path, "/") ? "/index.html" : path;
-    for (size_t i = 0; wsx_assets[i].path; i++) {
-        if (strcmp(wsx_assets[i].path, want) != 0) continue;
-        send_file_bytes(r, rq, want, wsx_assets[i].data, wsx_assets[i].len, S.etags[i]);
-        return;
-    }
-    respond_text(r, 404, "text/plain; charset=utf-8", "404 Not Found\n");
+    wsx_http_header h[WSX_CORS_MAX_HEADERS];
+    size_t n = S.cors.n_origins ? wsx_cors_headers(&S.cors, rq, h) : 0;
+    wsx_static_serve(S.files, r, rq, h, n);
 }
 
 /* Whether rq carries `token`, as ?token= or as Authorization: Bearer. The comparison takes
@@ -1032,10 +856,14 @@ static void serve_sse(wsx_http_req *r, const wsx_request *rq)
 static void on_http(wsx_http_req *r, const wsx_request *rq, void *user)
 {
     (void)user;
+    if (S.cors.n_origins && wsx_cors_is_preflight(rq)) {
+        wsx_cors_preflight(&S.cors, r, rq);
+        return;
+    }
     bool get = (rq->head->method_len == 3 && !memcmp(rq->head->method, "GET", 3)) ||
                (rq->head->method_len == 4 && !memcmp(rq->head->method, "HEAD", 4));
     char path[1024];
-    if (!clean_path(rq->path, rq->path_len, path, sizeof path)) {
+    if (wsx_http_path_clean(rq->path, rq->path_len, path, sizeof path) < 0) {
         respond_text(r, 400, "text/plain; charset=utf-8", "400 bad path\n");
         return;
     }
@@ -1072,10 +900,7 @@ static void on_http(wsx_http_req *r, const wsx_request *rq, void *user)
         wsx_http_respond(r, 426, h, 3, body, sizeof body - 1);
         return;
     }
-    if (S.static_dir)
-        serve_static_dir(r, rq, path);
-    else
-        serve_embedded(r, rq, path);
+    serve_files(r, rq);
 }
 
 /* ---- the command ---- */
@@ -1088,12 +913,16 @@ static const char help[] =
     "\n"
     "  --host H               address to listen on (default: all)\n"
     "  --port P               port (default 8080; 0 picks a free one)\n"
-    "  --static DIR           serve this directory instead of the built-in page\n"
+    "  --static DIR           serve this directory instead of the built-in page (ETag,\n"
+    "                         Last-Modified, 304, single byte ranges; no listings; nothing\n"
+    "                         outside DIR, also through symlinks)\n"
     "  --token T              require this token (?token=T or Authorization: Bearer T) for\n"
     "                         WebSocket, /sse and /metrics (401 without it)\n"
     "  --metrics-token T      /metrics needs this token instead of --token (then only this\n"
     "                         one); without either option /metrics is public\n"
     "  --origin O             accept browser pages only from origin O (repeatable)\n"
+    "  --cors O               let pages from origin O read the files (CORS; repeatable; *\n"
+    "                         for any): preflights get 204 (403 for other origins)\n"
     "  --history N            messages kept per room and sent on join (default 100)\n"
     "  --history-bytes N      bytes of history over all rooms (K/M/G suffixes; default 64M;\n"
     "                         0 = no budget): past it the rooms posted to least recently\n"
@@ -1158,6 +987,7 @@ enum {
     O_STATIC,
     O_TOKEN,
     O_ORIGIN,
+    O_CORS,
     O_HISTORY,
     O_MAXCONN,
     O_PING,
@@ -1240,6 +1070,7 @@ static const struct option serve_longopts[] = {
     {"token", required_argument, 0, O_TOKEN},
     {"metrics-token", required_argument, 0, O_METRICS_TOKEN},
     {"origin", required_argument, 0, O_ORIGIN},
+    {"cors", required_argument, 0, O_CORS},
     {"history", required_argument, 0, O_HISTORY},
     {"history-bytes", required_argument, 0, O_HISTORY_BYTES},
     {"history-idle", required_argument, 0, O_HISTORY_IDLE},
@@ -1287,6 +1118,11 @@ static int app_option(int ch, const char *arg)
     case O_ORIGIN:
         if (S.n_origins == MAX_ORIGINS) return usage_error("serve", "too many --origin");
         S.origins[S.n_origins++] = arg;
+        return 0;
+    case O_CORS:
+        if (S.cors.n_origins == MAX_ORIGINS) return usage_error("serve", "too many --cors");
+        if (!*arg) return usage_error("serve", "empty --cors");
+        S.cors_origins[S.cors.n_origins++] = arg;
         return 0;
     case O_HISTORY:
         if (!parse_size(arg, &sz) || sz > 100000)
@@ -1389,19 +1225,22 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, serve_args *a)
     return -1;
 }
 
-/* The --static directory and the ETags of the embedded files. Returns false (printed). */
+/* The file server: the --static directory, or the embedded page. Returns false (printed). */
 static bool prepare_files(void)
 {
-    if (S.static_dir && !realpath(S.static_dir, S.static_real)) {
-        fprintf(stderr, "wsx serve: --static %s: %s\n", S.static_dir, strerror(errno));
+    wsx_static_opts so = wsx_static_defaults();
+    so.root = S.static_dir;
+    so.files = S.static_dir ? NULL : wsx_assets;
+    int rc = wsx_static_new(&so, &S.files);
+    if (rc < 0) {
+        fprintf(stderr, "wsx serve: --static %s: %s\n", S.static_dir ? S.static_dir : "-",
+                rc == WSX_ESYS     ? strerror(errno)
+                : rc == WSX_EINVAL ? "not a directory"
+                                   : wsx_strerror(rc));
         return false;
     }
-    for (size_t i = 0; wsx_assets[i].path && i < 64; i++) {
-        uint32_t h = 2166136261u;
-        for (size_t k = 0; k < wsx_assets[i].len; k++)
-            h = (h ^ wsx_assets[i].data[k]) * 16777619u;
-        snprintf(S.etags[i], sizeof S.etags[i], "\"%08x-%zx\"", h, wsx_assets[i].len);
-    }
+    S.cors.origins = S.cors_origins; /* --cors counted them */
+    S.cors.methods = "GET, HEAD";
     return true;
 }
 
@@ -1495,10 +1334,12 @@ int cmd_serve(int argc, char **argv)
     S.chat_opts.join_max_queued = o.send_high_water ? o.send_high_water : (size_t)1 << 20;
     if (wsx_chat_new(&S.chat_opts, &chat_ops, &S.chat) < 0) {
         fprintf(stderr, "wsx serve: out of memory\n");
+        wsx_static_free(S.files);
         return 1;
     }
     if (!start_servers(&o, &a)) {
         wsx_chat_free(S.chat);
+        wsx_static_free(S.files);
         return 1;
     }
     start_timers();
@@ -1508,6 +1349,7 @@ int cmd_serve(int argc, char **argv)
     S.loops_done = true;
     tool_runner_free(&R);
     wsx_chat_free(S.chat);
+    wsx_static_free(S.files);
     tool_logf(WSX_LOG_INFO, "stopped");
     return rc < 0 ? 1 : 0;
 }
