@@ -1086,7 +1086,9 @@ static const char help[] =
     "The chat server: the page at http://HOST:PORT/, WebSocket at /ws, server-sent events at\n"
     "/sse?room=NAME, /healthz and /metrics. The protocol is described in docs/chat-protocol.md.\n"
     "\n"
-    "  --host H               address to listen on (default: all)\n"
+    "  --host H               address to listen on (default: all interfaces, reachable\n"
+    "                         from the network; 127.0.0.1 for this machine only). A line\n"
+    "                         'listening on http://ADDR:PORT/' is printed for each address\n"
     "  --port P               port (default 8080; 0 picks a free one)\n"
     "  --static DIR           serve this directory instead of the built-in page\n"
     "  --token T              require this token (?token=T or Authorization: Bearer T) for\n"
@@ -1313,7 +1315,9 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, serve_args *a)
     size_t sz;
     int ch, status;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", serve_longopts, NULL)) != -1) {
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":h", serve_longopts, NULL)) != -1) {
+        if (ch == '?' || ch == ':') return tool_bad_option("serve", serve_longopts, argv, ch);
         if (chat_count_option(ch, optarg, &status)) continue;
         if (status) return status;
         if ((status = app_option(ch, optarg)) >= 0) {
@@ -1386,6 +1390,12 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, serve_args *a)
     if (tool_tls_check(&a->tls, "serve")) return 2;
     if (a->have_tls_port && !a->tls.n_certs)
         return usage_error("serve", "--tls-port needs --tls-cert");
+    /* Both servers would try the one port: the second would fail after the first listens. */
+    if (a->have_tls_port && a->tls_port == a->port && a->port != 0)
+        return usage_error("serve",
+                           "--tls-port %u is also --port: give TLS a port of its own (or leave "
+                           "--tls-port out to serve only TLS on --port)",
+                           a->port);
     return -1;
 }
 
@@ -1416,11 +1426,9 @@ static struct {
 static void print_listening(void *arg)
 {
     (void)arg;
-    const char *h = listen_info.host && *listen_info.host ? listen_info.host : "localhost";
-    bool v6 = strchr(h, ':') != NULL;
     for (size_t i = 0; i < R.n_srvs; i++)
-        printf("listening on %s://%s%s%s:%u/\n", listen_info.tls[i] ? "https" : "http",
-               v6 ? "[" : "", h, v6 ? "]" : "", wsx_server_port(R.t[0].srvs[i]));
+        tool_print_listening(listen_info.tls[i] ? "https" : "http", listen_info.host,
+                             wsx_server_port(R.t[0].srvs[i]), "/");
     fflush(stdout);
 }
 
