@@ -4,7 +4,7 @@ statuses: a mistyped option, a missing value, an address this machine does not h
 errno text), --tls-cert without --tls-key and the reverse, certificate and key swapped,
 --tls-port equal to --port, a busy port under `make run` (scripts/run.sh: nothing on stdout
 before the failure), and the "listening on" lines: the real addresses for all interfaces
-(each one answers /healthz), one line for --host.
+(each one answers /healthz), one line for --host; the page's token probe GET /api/auth.
 
 Run: WSX_BIN=build/wsx /usr/bin/python3 tests/interop/serve_cli.py
 """
@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import urllib.request
 
-from wsxlib import WSX_BIN, check, eq, note, run, step
+from wsxlib import WSX_BIN, Serve, check, eq, http_req, note, run, step
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -161,7 +161,28 @@ def listening_lines():
                 p.wait()
 
 
+def auth_probe():
+    with step("GET /api/auth with --token: 401 without or with a wrong token, 200 with it"):
+        with Serve(["--quiet", "--token", "s3cret"], quiet=True) as srv:
+            st, h, body = http_req(srv.port, "GET", "/api/auth")
+            eq(st, 401, "no token")
+            eq(h.get("www-authenticate"), 'Bearer realm="chat"', "WWW-Authenticate")
+            eq(h.get("cache-control"), "no-store", "not cached")
+            eq(body, b"401 Unauthorized\nthis server needs an access token\n", "body")
+            eq(http_req(srv.port, "GET", "/api/auth?token=wrong")[0], 401, "wrong ?token=")
+            eq(http_req(srv.port, "GET", "/api/auth", [("Authorization", "Bearer nope")])[0], 401,
+               "wrong Bearer")
+            eq(http_req(srv.port, "GET", "/api/auth?token=s3cret")[0], 200, "?token=")
+            eq(http_req(srv.port, "GET", "/api/auth", [("Authorization", "Bearer s3cret")])[0],
+               200, "Bearer")
+            eq(http_req(srv.port, "GET", "/healthz")[0], 200, "/healthz stays public")
+    with step("GET /api/auth without --token: 200"):
+        with Serve(["--quiet"], quiet=True) as srv:
+            eq(http_req(srv.port, "GET", "/api/auth")[0], 200, "no token needed")
+
+
 def all_tests():
+    auth_probe()
     usage_cases()
     listen_cases()
     tls_cases()

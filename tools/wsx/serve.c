@@ -545,21 +545,12 @@ static bool check_origin(const wsx_request *rq)
     return false;
 }
 
+static bool has_token(const wsx_request *rq, const char *token);
+
+/* With --token: whether rq carries it (compared in constant time). */
 static bool check_token(const wsx_request *rq)
 {
-    if (!S.token) return true;
-    if (rq->query) {
-        char *q = malloc(rq->query_len + 1);
-        bool ok = q && query_get(rq->query, rq->query_len, "token", q, rq->query_len + 1) &&
-                  !strcmp(q, S.token);
-        free(q);
-        if (ok) return true;
-    }
-    const wsx_http_header *h =
-        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "authorization");
-    size_t tl = strlen(S.token);
-    return h && h->value_len == 7 + tl && !strncasecmp(h->value, "Bearer ", 7) &&
-           !memcmp(h->value + 7, S.token, tl);
+    return !S.token || has_token(rq, S.token);
 }
 
 static int on_upgrade(wsx_server *srv, const wsx_request *rq, void **conn_user, void *user)
@@ -1046,6 +1037,24 @@ static void on_http(wsx_http_req *r, const wsx_request *rq, void *user)
         return;
     }
     if (!strcmp(path, "/healthz")) return respond_text(r, 200, "text/plain; charset=utf-8", "ok\n");
+    if (!strcmp(path, "/api/auth")) {
+        /* The page's probe (docs/chat-protocol.md): a browser cannot read the status of a
+         * refused WebSocket upgrade, so it asks here first whether its token (or none) would
+         * be let in, and tells "needs a token" from "server down". */
+        if (check_token(rq)) {
+            wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                                   {"Cache-Control", 13, "no-store", 8}};
+            wsx_http_respond(r, 200, h, 2, "ok\n", 3);
+            return;
+        }
+        wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                               {"Cache-Control", 13, "no-store", 8},
+                               {"WWW-Authenticate", 16, "Bearer realm=\"chat\"", 19}};
+        static const char body[] = "401 Unauthorized\nthis server needs an access token\n";
+        tool_logf(WSX_LOG_INFO, "%s /api/auth: missing or wrong token", rq->peer);
+        wsx_http_respond(r, 401, h, 3, body, sizeof body - 1);
+        return;
+    }
     if (!strcmp(path, "/metrics") && !metrics_allowed(rq)) {
         /* RFC 6750 3: a 401 names the scheme it wants. */
         wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
