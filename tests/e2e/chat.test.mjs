@@ -698,6 +698,13 @@ test('the page: join form first, focus, Shift+Enter, links, counter, new-message
         assert.deepEqual(after.filter((x) => /^bea (joined|left)$/.test(x)), [], `no "bea left"/"bea joined" (${JSON.stringify(after)})`);
       });
 
+      await t.test('a departure that lasts is announced, once the 15 s grace is over', async () => {
+        // cleo left (the Leave button) earlier in this test and never came back.
+        await ann.page.waitForFunction(() => [...document.querySelectorAll('[data-testid="notice"]')]
+          .some((n) => n.textContent.includes('cleo left')), null, { timeout: 20000 });
+        assert.equal((await noticeTexts(ann.page)).filter((x) => x === 'cleo left').length, 1);
+      });
+
       await t.test('no script errors', () => {
         assert.deepEqual(ann.problems, []);
       });
