@@ -39,7 +39,8 @@ static const char help[] =
     "      --cacert FILE           wss://: trust the CA certificates in FILE (PEM)\n"
     "  -k, --insecure              wss://: do NOT verify the server's certificate or name\n"
     "  -z, --deflate               offer permessage-deflate (compression)\n"
-    "      --max-message BYTES     largest message accepted (default 16M)\n"
+    "      --max-message BYTES     largest message accepted, and sent by --stdin-message\n"
+    "                              (default 16M)\n"
     "      --ping-interval MS      ping the server when it is silent this long\n"
     "  -v, --verbose               also print the subprotocol and extensions the server\n"
     "                              picked\n"
@@ -54,15 +55,15 @@ static const char help[] =
     "The close code printed ('closed: CODE reason') is the server's when it closed the\n"
     "connection itself, also when its close crossed cat's own.\n"
     "\n"
-    "Deprecated: -b/--binary (it printed binary as hex: use --hex), --send-binary's old\n"
-    "sense is unchanged. They still work, with a note on stderr.\n"
+    "Deprecated: -b/--binary, the old name of --hex (it never sent binary: that is\n"
+    "--send-binary). It still works, with a note on stderr.\n"
     "\n"
     "Exit status: 0 when the connection ended with a normal close (1000, 1001, no code, or\n"
-    "the code of a /close typed on stdin) and every input line was sent; 1 on any failure, with "
-    "the reason on stderr: the\n"
-    "server closed with another code (1007, 1008, 1011, 4xxx...), a line was refused (not\n"
-    "UTF-8) or not sent (the connection was closed or not open yet), input was left unread\n"
-    "when the server closed first, or the connection failed; 2 on a usage error.\n";
+    "the code of a /close typed on stdin) and every input line was sent; 1 on any failure,\n"
+    "with the reason on stderr: the server closed with another code (1007, 1008, 1011,\n"
+    "4xxx...), a line was refused (not UTF-8) or not sent (the connection was closed or not\n"
+    "open yet), input was left unread when the server closed first, the server picked none\n"
+    "of the subprotocols offered, or the connection failed; 2 on a usage error.\n";
 
 typedef struct cat_state {
     wsx_loop *loop;
