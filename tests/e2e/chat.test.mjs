@@ -640,8 +640,12 @@ test('the page: join form first, focus, Shift+Enter, links, counter, new-message
       });
 
       await t.test('scrolled up: "new messages ↓" counts arrivals; clicking it goes down', async () => {
-        for (let i = 1; i <= 25; i++) await say(bea.page, `filler ${i}`);
-        await waitMessage(ann.page, 'filler 25');
+        // Enough lines to scroll, paced under the chat's rate limit (20/s, burst 40).
+        for (let i = 1; i <= 12; i++) {
+          await say(bea.page, `filler ${i}\nsecond line\nthird line`);
+          await bea.page.waitForTimeout(100);
+        }
+        await waitMessage(ann.page, 'filler 12\nsecond line\nthird line');
         await ann.page.$eval(byId('message-list'), (m) => { m.scrollTop = 0; });
         await ann.page.waitForTimeout(200);
         await say(bea.page, 'while ann reads old messages 1');
