@@ -5,6 +5,8 @@ ASAN_BUILD  ?= build-asan
 FUZZ_BUILD  ?= build-fuzz
 PREFIX      ?= /usr/local
 PORT        ?= 8080
+# `make run` listens on this machine only; HOST= (empty) listens on every interface.
+HOST        ?= 127.0.0.1
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 20
 CTEST_ARGS  ?=
@@ -49,7 +51,7 @@ run:
 	@scripts/deps.sh build
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS) --target wsx
-	@scripts/run.sh $(BUILD) $(PORT)
+	@scripts/run.sh $(BUILD) $(PORT) "$(HOST)"
 
 # Configured with the prefix so that wsx.pc names it.
 install:

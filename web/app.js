@@ -13,6 +13,14 @@
 //   A message that was sent but not yet echoed when the connection dropped is looked up in the
 //   `history` of the rejoin: if it is there it was delivered, otherwise it is sent again. The
 //   history comes as its own message right after `joined`; the queue is flushed after it.
+// - A token (`wsx serve --token`) comes from ?token= once: it is kept in sessionStorage (this
+//   tab only) and removed from the address bar at once, so a copied link does not leak it.
+//   Before every connection attempt the page asks GET /api/auth: 401 means "needs a token"
+//   (the token form is shown, no reconnect loop), a network error means "down" (backoff).
+// - A reconnect is not an arrival: for RECONNECT_GRACE_MS after this page rejoined, a `join`
+//   presence of someone who was online before the drop is not announced (the server
+//   restarted and everyone came back); a `leave` is announced only if the person has not come
+//   back within RECONNECT_GRACE_MS (a reload, a short network drop).
 'use strict';
 
 (() => {
@@ -26,6 +34,9 @@
   const GROUP_MS = 5 * 60 * 1000; // consecutive messages of one sender within 5 min are grouped
   const NAME_KEY = 'wsx.chat.name';
   const PERSON_KEY = 'wsx.chat.key';
+  const TOKEN_KEY = 'wsx.chat.token';
+  const RECONNECT_GRACE_MS = 15000;
+  const COUNTER_FROM = 0.9; // the character counter shows from 90% of the limit
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -33,10 +44,24 @@
     status: $('status'), statusText: $('status-text'), retry: $('retry'), toast: $('toast'),
     roomTitle: $('room-title'), roomHint: $('room-hint'), messages: $('messages'),
     typing: $('typing'), composer: $('composer'), input: $('input'), send: $('send'),
-    online: $('online'), onlineCount: $('online-count'),
+    online: $('online'), onlineCount: $('online-count'), leave: $('leave'),
+    intro: $('intro'), introText: $('intro-text'), tokenBox: $('token-box'),
+    tokenForm: $('token-form'), tokenInput: $('token'), tokenWhy: $('token-why'),
+    newMarker: $('new-marker'), counter: $('counter'),
   };
 
   const pageParams = new URLSearchParams(location.search);
+
+  // The token: read from ?token= once, kept for this tab, and taken out of the address bar.
+  let token = '';
+  try { token = sessionStorage.getItem(TOKEN_KEY) || ''; } catch { /* storage blocked */ }
+  if (pageParams.has('token')) {
+    token = pageParams.get('token') || '';
+    try { sessionStorage.setItem(TOKEN_KEY, token); } catch { /* this page load only */ }
+    const u = new URL(location.href);
+    u.searchParams.delete('token');
+    try { history.replaceState(null, '', u); } catch { /* file: or sandboxed */ }
+  }
 
   // ---- state ---------------------------------------------------------------------------------
 
@@ -59,6 +84,20 @@
   // Own messages not yet echoed by the server, oldest first: {room, text, li, sent}.
   // sent=false: queued, waiting for a joined connection; sent=true: sent, echo not seen yet.
   let pending = [];
+
+  let unread = 0; // messages that arrived while scrolled up (the marker's count)
+  let unseen = 0; // messages that arrived while the tab was hidden (the title's count)
+  let lastOnline = []; // names of the last online list shown
+  let beforeDrop = null; // names online when the connection dropped
+  let graceUntil = 0; // until then, a `join` of a name in beforeDrop is a return, not news
+  const leaving = new Map(); // name -> timer of a `left` notice held for RECONNECT_GRACE_MS
+  let probing = 0; // a probe of GET /api/auth is on its way (its sequence number)
+  let replaying = false; // onHistory is adding the history: not "new" messages
+
+  function clearLeaving() {
+    for (const t of leaving.values()) clearTimeout(t);
+    leaving.clear();
+  }
 
   let typingSentAt = 0;
   let typingActive = false;
@@ -86,7 +125,6 @@
   function wsUrl() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     let url = `${proto}//${location.host}/ws`;
-    const token = pageParams.get('token');
     if (token) url += `?token=${encodeURIComponent(token)}`;
     return url;
   }
@@ -144,7 +182,20 @@
     return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
   }
 
-  function scrollDown() { el.messages.scrollTop = el.messages.scrollHeight; }
+  function scrollDown() {
+    el.messages.scrollTop = el.messages.scrollHeight;
+    setUnread(0);
+  }
+
+  // "N new messages ↓" while scrolled up.
+  function setUnread(n) {
+    unread = n;
+    el.newMarker.hidden = n === 0;
+    el.newMarker.textContent = n === 1 ? '1 new message ↓' : `${n} new messages ↓`;
+  }
+
+  function baseTitle() { return joined ? `#${joined.room} · wsx chat` : 'wsx chat'; }
+  function updateTitle() { document.title = unseen > 0 ? `(${unseen}) ${baseTitle()}` : baseTitle(); }
 
   // ---- connection status ---------------------------------------------------------------------
 
@@ -184,6 +235,8 @@
     retryTimer = setTimeout(connect, delay);
   }
 
+  // Asks the server whether this page may connect (GET /api/auth, docs/chat-protocol.md):
+  // 401 shows the token form; no answer at all is "down" (backoff); anything else connects.
   function connect() {
     clearRetry();
     if (ws) {
@@ -192,6 +245,47 @@
       ws = null;
     }
     setStatus('connecting', everConnected ? 'Reconnecting…' : 'Connecting…');
+    const seq = ++probing;
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    fetch('/api/auth', { headers, cache: 'no-store' }).then((res) => {
+      if (seq !== probing) return;
+      if (res.status === 401) needToken();
+      else openSocket();
+    }, () => {
+      if (seq !== probing) return;
+      scheduleReconnect();
+    });
+  }
+
+  function needToken() {
+    setStatus('locked', 'Needs an access token');
+    el.retry.hidden = true;
+    document.body.dataset.locked = '1';
+    el.tokenBox.hidden = false;
+    el.tokenWhy.textContent = token
+      ? 'That token was not accepted. Check it and try again.'
+      : 'Ask whoever runs it for the token (wsx serve --token).';
+    el.tokenWhy.dataset.state = token ? 'wrong' : 'needed';
+    el.tokenInput.value = '';
+    el.tokenInput.focus();
+  }
+
+  function submitToken() {
+    const t = el.tokenInput.value.trim();
+    if (!t) { el.tokenInput.focus(); return; }
+    token = t;
+    try { sessionStorage.setItem(TOKEN_KEY, t); } catch { /* this page load only */ }
+    el.tokenBox.hidden = true;
+    delete document.body.dataset.locked;
+    connect();
+  }
+
+  function openSocket() {
+    if (document.body.dataset.locked) {
+      delete document.body.dataset.locked;
+      el.tokenBox.hidden = true;
+      (want ? el.input : el.name).focus();
+    }
     let sock;
     try {
       sock = new WebSocket(wsUrl());
@@ -216,6 +310,7 @@
 
   function lostConnection() {
     const wasJoined = joined !== null;
+    if (wasJoined) beforeDrop = new Set(lastOnline);
     joined = null;
     awaitingHistory = null;
     dropped = true;
@@ -228,6 +323,7 @@
   }
 
   function retryNow() {
+    if (document.body.dataset.locked) return; // the token form is waiting
     attempt = Math.max(0, attempt - 1); // a manual retry does not grow the backoff
     connect();
   }
@@ -257,11 +353,12 @@
       for (const k of ['name', 'room', 'text']) {
         if (Number.isInteger(msg.limits[k]) && msg.limits[k] > 0) limits[k] = msg.limits[k];
       }
-      el.input.maxLength = limits.text;
+      updateCounter();
     }
     const reconnect = everConnected;
     everConnected = true;
     if (want) {
+      if (!joined && document.body.dataset.joined === '0') el.introText.textContent = `Joining #${want.room}…`;
       setStatus('connecting', reconnect ? 'Rejoining…' : 'Joining…');
       send({ type: 'join', room: want.room, name: want.name, key });
     } else {
@@ -284,10 +381,14 @@
       seen.clear();
       lastItem = null;
       shownRoom = room;
+      clearLeaving();
+      setUnread(0);
     }
     el.roomTitle.textContent = room;
     el.roomHint.textContent = `You are ${name}`;
-    document.title = `#${room} · wsx chat`;
+    updateTitle();
+    document.body.dataset.joined = '1';
+    el.leave.hidden = false;
     if (el.room.value !== room) el.room.value = room;
     syncUrl(room);
 
@@ -295,6 +396,9 @@
     if (!rejoin) notice(`You joined #${room}`);
     else if (dropped) notice('Reconnected');
     else if (oldName !== null && oldName !== name) notice(`You are now ${name}`);
+    if (rejoin && dropped && beforeDrop) graceUntil = Date.now() + RECONNECT_GRACE_MS;
+    // Typing goes to the message box once in a room (not to the join form's fields).
+    if (!rejoin || (!dropped && oldName !== name)) el.input.focus();
     dropped = false;
     renderOnline(msg.online);
     setStatus('connected', 'Connected');
@@ -309,7 +413,8 @@
     // Add what is not on screen yet. A sent-but-unechoed message of ours that shows up in it
     // was delivered before the drop.
     if (Array.isArray(msg.messages)) {
-      for (const m of msg.messages) onMessage(m);
+      replaying = true;
+      try { for (const m of msg.messages) onMessage(m); } finally { replaying = false; }
     }
     if (!a.rejoin) {
       for (const p of pending) appendMessage(p.li);
@@ -350,6 +455,11 @@
     li.dataset.id = String(m.id);
     appendMessage(li);
     if (stick || mine) scrollDown();
+    else if (!replaying) setUnread(unread + 1);
+    if (document.hidden && !mine && !replaying) {
+      unseen++;
+      updateTitle();
+    }
   }
 
   function onPresence(msg) {
@@ -357,8 +467,25 @@
     const name = String(msg.name ?? '');
     // The joiner gets its own presence too: "You joined" already said it.
     const self = joined !== null && name === joined.name;
-    if (msg.event === 'join' && !self) notice(`${name} joined`);
-    else if (msg.event === 'leave') { if (!self) notice(`${name} left`); clearTyper(name); }
+    if (msg.event === 'join' && !self) {
+      const held = leaving.get(name);
+      if (held !== undefined) {
+        // Back within the grace period: neither a departure nor an arrival.
+        clearTimeout(held);
+        leaving.delete(name);
+      } else if (!(beforeDrop && beforeDrop.has(name) && Date.now() < graceUntil)) {
+        notice(`${name} joined`);
+      }
+    } else if (msg.event === 'leave') {
+      if (!self && !leaving.has(name)) {
+        const at = new Date();
+        leaving.set(name, setTimeout(() => {
+          leaving.delete(name);
+          notice(`${name} left`, at);
+        }, RECONNECT_GRACE_MS));
+      }
+      clearTyper(name);
+    }
     if (Array.isArray(msg.online)) renderOnline(msg.online);
   }
 
@@ -403,7 +530,10 @@
     } else if (code === 'name_taken') {
       // The join was refused: stay as we are (and rejoin as that after a reconnect).
       want = joined ? { room: joined.room, name: joined.name } : null;
-      if (!joined) setStatus('connected', 'Connected');
+      if (!joined) {
+        setStatus('connected', 'Connected');
+        el.introText.textContent = `"${el.name.value}" is taken in #${el.room.value}: pick another name.`;
+      }
       el.name.focus();
     } else if ((code === 'bad_name' || code === 'bad_room') && !joined) {
       want = null;
@@ -448,7 +578,8 @@
     const flag = node('span', 'flag');
     flag.dataset.testid = 'message-state';
     meta.append(who, time, flag);
-    const txt = node('div', 'text', text);
+    const txt = node('div', 'text');
+    txt.append(...linkify(text));
     txt.dataset.testid = 'message-text';
     body.append(meta, txt);
     li.append(avatar, body);
@@ -456,11 +587,43 @@
     return li;
   }
 
+  // Text nodes and <a> for the http(s) links in text; never parsed as HTML. Punctuation that
+  // ends a sentence is not part of the link.
+  function linkify(text) {
+    const out = [];
+    const re = /\bhttps?:\/\/[^\s<>"']+/gi;
+    let at = 0;
+    for (const m of text.matchAll(re)) {
+      let url = m[0];
+      const trail = /[.,;:!?)\]}]+$/.exec(url);
+      if (trail && !(trail[0].startsWith(')') && url.includes('('))) url = url.slice(0, -trail[0].length);
+      if (m.index > at) out.push(document.createTextNode(text.slice(at, m.index)));
+      const a = document.createElement('a');
+      a.href = url;
+      a.textContent = url;
+      a.target = '_blank';
+      a.rel = 'noopener noreferrer nofollow';
+      out.push(a);
+      at = m.index + url.length;
+    }
+    if (at < text.length) out.push(document.createTextNode(text.slice(at)));
+    return out;
+  }
+
+  // HH:MM today; the date too for another day (and the year for another year).
+  function stamp(d) {
+    const now = new Date();
+    if (d.toDateString() === now.toDateString()) return hhmm(d);
+    const opts = { month: 'short', day: 'numeric' };
+    if (d.getFullYear() !== now.getFullYear()) opts.year = 'numeric';
+    return `${d.toLocaleDateString(undefined, opts)} ${hhmm(d)}`;
+  }
+
   function setTime(time, ts) {
     const d = new Date(ts);
     time.dateTime = d.toISOString();
     time.title = d.toLocaleString();
-    time.textContent = hhmm(d);
+    time.textContent = stamp(d);
   }
 
   // Groups consecutive messages of one sender (the name is still in the item, only hidden).
@@ -474,10 +637,10 @@
     lastItem = li;
   }
 
-  function notice(text) {
+  function notice(text, at = new Date()) {
     const li = node('li', 'notice');
     li.dataset.testid = 'notice';
-    li.append(node('span', 'notice-text', text), node('span', 'notice-time', hhmm(new Date())));
+    li.append(node('span', 'notice-text', text), node('span', 'notice-time', stamp(at)));
     const stick = nearBottom();
     el.messages.append(li);
     lastItem = null;
@@ -522,6 +685,7 @@
     }
     el.online.replaceChildren(...items);
     el.onlineCount.textContent = String(items.length);
+    lastOnline = items.map((li) => li.dataset.name);
   }
 
   function clearTyper(name) {
@@ -545,6 +709,22 @@
   function updateComposer() {
     // Sending is never disabled by the connection (submits are queued); it only needs a name.
     el.send.disabled = false;
+  }
+
+  // The counter shows from COUNTER_FROM of the limit; past the limit it turns red and Send
+  // refuses (the text is kept, never cut).
+  function updateCounter() {
+    const n = cpLen(el.input.value.trim());
+    el.counter.hidden = n < Math.floor(limits.text * COUNTER_FROM);
+    el.counter.textContent = `${n} / ${limits.text}`;
+    el.counter.dataset.over = n > limits.text ? '1' : '0';
+    el.counter.title = n > limits.text ? `${n - limits.text} characters too many` : '';
+  }
+
+  // The message box grows with its lines, up to the CSS max-height.
+  function autosize() {
+    el.input.style.height = 'auto';
+    el.input.style.height = `${el.input.scrollHeight + 2}px`;
   }
 
   function syncUrl(room) {
@@ -586,8 +766,9 @@
   function submitMessage() {
     const text = el.input.value.trim();
     if (!text) return;
-    if (cpLen(text) > limits.text) {
-      toast(`A message is at most ${limits.text} characters.`);
+    const n = cpLen(text);
+    if (n > limits.text) {
+      toast(`A message is at most ${limits.text} characters; this one has ${n}. Nothing was sent.`);
       return;
     }
     if (!want) {
@@ -601,8 +782,32 @@
     pending.push(p);
     if (joined && send({ type: 'message', text })) p.sent = true;
     el.input.value = '';
+    updateCounter();
+    autosize();
     stopTyping();
     el.input.focus();
+  }
+
+  // Leave: the room is left on the server and the page goes back to the join form.
+  function doLeave() {
+    if (joined) send({ type: 'leave' });
+    stopTyping();
+    want = null;
+    joined = null;
+    shownRoom = null;
+    pending = [];
+    el.messages.replaceChildren();
+    seen.clear();
+    lastItem = null;
+    renderOnline([]);
+    clearLeaving();
+    setUnread(0);
+    el.leave.hidden = true;
+    document.body.dataset.joined = '0';
+    el.introText.textContent = 'You left the room. Pick a name and a room above, then Join.';
+    updateTitle();
+    if (ws) setStatus('connected', 'Connected');
+    el.name.focus();
   }
 
   function onInputTyping() {
@@ -632,7 +837,21 @@
 
   el.joinForm.addEventListener('submit', (e) => { e.preventDefault(); doJoin(); });
   el.composer.addEventListener('submit', (e) => { e.preventDefault(); submitMessage(); });
-  el.input.addEventListener('input', onInputTyping);
+  el.input.addEventListener('input', () => { onInputTyping(); updateCounter(); autosize(); });
+  // Enter sends, Shift+Enter is a new line (not while an IME is composing).
+  el.input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      submitMessage();
+    }
+  });
+  el.leave.addEventListener('click', doLeave);
+  el.tokenForm.addEventListener('submit', (e) => { e.preventDefault(); submitToken(); });
+  el.newMarker.addEventListener('click', scrollDown);
+  el.messages.addEventListener('scroll', () => { if (unread && nearBottom()) setUnread(0); });
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && unseen) { unseen = 0; updateTitle(); }
+  });
   el.input.addEventListener('blur', () => { if (el.input.value.trim() === '') stopTyping(); });
   el.retry.addEventListener('click', retryNow);
   window.addEventListener('online', () => { if (!ws) retryNow(); });

@@ -9,6 +9,11 @@
 // server). Screenshots go to tests/out/e2e/. Only 127.0.0.1 is used. The WebSocket handshakes
 // are read through the Chrome DevTools Protocol (Network domain) to check that Chromium and
 // `wsx serve` agreed on permessage-deflate (RFC 7692), before and after the reconnect.
+// Issue 14: the token flow (`--token`: the page's GET /api/auth probe, the token form,
+// sessionStorage, the token taken out of the URL), and the page before and in a room (join form
+// only, focus, Shift+Enter, links, the character counter, "new messages ↓", the unread count in
+// the title, dates, Leave, a taken name, reconnects and reloads not announced). Screenshots are
+// also copied to /tmp (SHOTS_DIR) as wsx-*.png.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -60,15 +65,15 @@ test('web/ loads nothing from outside (no http(s):// URLs, no CDN, no web fonts)
 const children = new Set();
 process.on('exit', () => { for (const c of children) { try { c.kill('SIGKILL'); } catch { /* gone */ } } });
 
-function serverCommand(port) {
-  const args = ['serve', '--host', '127.0.0.1', '--port', String(port), '--history', '50'];
+function serverCommand(port, extra = []) {
+  const args = ['serve', '--host', '127.0.0.1', '--port', String(port), '--history', '50', ...extra];
   if (process.env.E2E_MOCK === '1') return [process.execPath, [path.join(here, 'mock-server.mjs'), ...args]];
   return [process.env.WSX, args];
 }
 
 // Starts the server and resolves {proc, host, port} once it printed its listening line.
-function startServer(port = 0) {
-  const [cmd, args] = serverCommand(port);
+function startServer(port = 0, extra = []) {
+  const [cmd, args] = serverCommand(port, extra);
   return new Promise((resolve, reject) => {
     const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(proc);
@@ -224,6 +229,29 @@ async function say(page, text) {
 async function shot(page, file) {
   fs.mkdirSync(outDir, { recursive: true });
   await page.screenshot({ path: path.join(outDir, file) });
+  // A copy in /tmp to look at (SHOTS_DIR overrides).
+  const extra = process.env.SHOTS_DIR || '/tmp';
+  await page.screenshot({ path: path.join(extra, `wsx-${file}`) }).catch(() => {});
+}
+
+async function noticeTexts(page) {
+  return page.$$eval(byId('notice'), (els) => els.map((e) => e.querySelector('.notice-text')?.textContent));
+}
+
+async function waitToast(page, re) {
+  await page.waitForFunction((src) => {
+    const t = document.querySelector('[data-testid="error-toast"]');
+    return t && !t.hidden && new RegExp(src).test(t.textContent);
+  }, re.source, { timeout: WAIT }).catch(async (e) => {
+    throw new Error(`no toast matching ${re}: it shows ${JSON.stringify(await page.textContent(byId('error-toast')))}: ${e.message}`);
+  });
+}
+
+async function launch() {
+  const { chromium } = await import('playwright-core').catch(() => {
+    throw new Error('playwright-core is not installed: run `npm ci` in tests/e2e');
+  });
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30000 });
 }
 
 // ---- the chat test ----------------------------------------------------------------------------
@@ -387,6 +415,13 @@ test('two users chat, the server dies and comes back, the pages reconnect by the
         assert.equal(await u.page.inputValue(byId('room-input')), 'e2e');
       }
       assert.equal(await bob.page.inputValue(byId('message-input')), 'typed during the outage', 'unsent input survives');
+      // Everyone came back with the server: a return, not an arrival (RECONNECT_GRACE_MS).
+      for (const u of [alice, bob]) {
+        const n = await noticeTexts(u.page);
+        const after = n.slice(n.lastIndexOf('Reconnected'));
+        assert.ok(after.length >= 1, `${u.name}: a "Reconnected" notice (${JSON.stringify(n)})`);
+        assert.deepEqual(after.filter((x) => / (joined|left)$/.test(x)), [], `${u.name}: nobody announced again after the restart`);
+      }
       // The queued message was delivered after the rejoin, and is no longer pending.
       const q = await waitMessage(bob.page, 'sent while the server was down');
       assert.equal(q.name, 'alice');
@@ -428,3 +463,261 @@ test('two users chat, the server dies and comes back, the pages reconnect by the
     browser = null;
   }
 });
+
+// ---- issue 14: the token flow ------------------------------------------------------------------
+
+test('with --token: the page asks for the token, keeps it for the tab, and takes it out of the URL',
+  { timeout: 120000 }, async (t) => {
+    if (process.env.E2E_MOCK !== '1') assert.ok(process.env.WSX && fs.existsSync(process.env.WSX), 'set WSX to the wsx binary');
+    const tsrv = await startServer(0, ['--token', 's3cret']);
+    const b = await launch();
+    const base = `http://${tsrv.host}:${tsrv.port}/`;
+    try {
+      await t.test('no token: "this server needs an access token", no WebSocket, no reconnect loop', async () => {
+        const ctx = await b.newContext({ viewport: { width: 1100, height: 700 } });
+        const page = await ctx.newPage();
+        const sockets = [];
+        page.on('websocket', (ws) => sockets.push(ws.url()));
+        await page.goto(`${base}?room=e2e`, { timeout: WAIT });
+        await page.waitForSelector(`${byId('token-box')}:not([hidden])`, { timeout: WAIT });
+        assert.match(await page.textContent(byId('token-box')), /This server needs an access token/);
+        await waitStatus(page, 'locked');
+        assert.equal(await page.textContent(byId('status')), 'Needs an access token');
+        assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'token-input');
+        await shot(page, 'token-prompt.png');
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.deepEqual(sockets, [], 'no WebSocket was tried');
+        assert.equal(await page.getAttribute(byId('retry-button'), 'hidden'), '', 'no "Retry now"');
+
+        await page.fill(byId('token-input'), 'wrong');
+        await page.press(byId('token-input'), 'Enter');
+        await page.waitForFunction(() => document.querySelector('[data-testid="token-why"]')?.dataset.state === 'wrong', null, { timeout: WAIT });
+        assert.match(await page.textContent(byId('token-why')), /not accepted/);
+
+        await page.fill(byId('token-input'), 's3cret');
+        await page.press(byId('token-input'), 'Enter');
+        await waitStatus(page, 'connected');
+        assert.equal(await page.isHidden(byId('token-box')), true);
+        assert.equal(await page.evaluate(() => sessionStorage.getItem('wsx.chat.token')), 's3cret');
+        await page.fill(byId('name-input'), 'tess');
+        await page.click(byId('join-button'));
+        await waitOnline(page, ['tess']);
+        assert.deepEqual(sockets, [`ws://${tsrv.host}:${tsrv.port}/ws?token=s3cret`]);
+        await ctx.close();
+      });
+
+      await t.test('?token= is read once, kept in sessionStorage and removed from the address bar', async () => {
+        const ctx = await b.newContext({ viewport: { width: 1100, height: 700 } });
+        const page = await ctx.newPage();
+        await page.goto(`${base}?token=s3cret&room=e2e`, { timeout: WAIT });
+        await waitStatus(page, 'connected');
+        const url = new URL(page.url());
+        assert.equal(url.searchParams.get('token'), null, `the URL has no token: ${page.url()}`);
+        assert.equal(url.searchParams.get('room'), 'e2e', 'the room stays in the URL');
+        assert.equal(await page.evaluate(() => sessionStorage.getItem('wsx.chat.token')), 's3cret');
+        // A reload (the token is no longer in the URL) still gets in.
+        await page.reload();
+        await waitStatus(page, 'connected');
+        assert.equal(await page.isHidden(byId('token-box')), true);
+        await ctx.close();
+      });
+    } finally {
+      await killServer(tsrv);
+      await b.close().catch(() => {});
+    }
+  });
+
+// ---- issue 14: the page before and in a room ---------------------------------------------------
+
+test('the page: join form first, focus, Shift+Enter, links, counter, new-messages marker, title, dates, Leave, name taken, reloads',
+  { timeout: 180000 }, async (t) => {
+    if (process.env.E2E_MOCK !== '1') assert.ok(process.env.WSX && fs.existsSync(process.env.WSX), 'set WSX to the wsx binary');
+    const psrv = await startServer(0);
+    const b = await launch();
+    const base = `http://${psrv.host}:${psrv.port}/`;
+    try {
+      const ann = await openUser(b, base, 'ann');
+
+      const ctx = await b.newContext({ viewport: { width: 1100, height: 700 } });
+      const page = await ctx.newPage();
+      await t.test('before joining: only the join form (no empty room, no "Nobody yet")', async () => {
+        await page.goto(`${base}?room=e2e`, { timeout: WAIT });
+        await waitStatus(page, 'connected');
+        assert.equal(await page.isVisible(byId('join-form')), true);
+        assert.equal(await page.isVisible(byId('intro')), true);
+        for (const id of ['message-list', 'online-list', 'room-title', 'message-input']) {
+          assert.equal(await page.isVisible(byId(id)), false, `${id} is not shown before joining`);
+        }
+        const body = await page.innerText('body');
+        assert.doesNotMatch(body, /No messages yet|Nobody yet|ONLINE 0/i);
+        await shot(page, 'before-join.png');
+      });
+
+      await t.test('after Join the focus is in the message box', async () => {
+        await page.fill(byId('name-input'), 'cleo');
+        await page.focus(byId('room-input'));
+        await page.press(byId('room-input'), 'Enter');
+        await waitOnline(page, ['cleo'], { includes: true });
+        await page.waitForFunction(() => document.activeElement?.dataset.testid === 'message-input', null, { timeout: WAIT });
+        await page.keyboard.type('typed right after joining');
+        await page.keyboard.press('Enter');
+        await waitMessage(ann.page, 'typed right after joining');
+      });
+
+      await t.test('Leave: back to the join form; the others see the name go', async () => {
+        await page.click(byId('leave-button'));
+        await page.waitForSelector(`${byId('intro')}:visible`, { timeout: WAIT });
+        assert.equal(await page.isVisible(byId('message-list')), false);
+        assert.equal(await page.isVisible(byId('leave-button')), false);
+        await waitOnline(ann.page, ['ann']);
+      });
+
+      await t.test('a name taken by someone else: the error is shown and the page does not join',
+        { skip: process.env.E2E_MOCK === '1' && 'the mock server does not own names' }, async () => {
+        await page.fill(byId('name-input'), 'ann');
+        await page.click(byId('join-button'));
+        await waitToast(page, /Someone else in this room goes by that name/);
+        assert.match(await page.textContent(byId('intro-text')), /"ann" is taken in #e2e/);
+        assert.equal(await page.isVisible(byId('message-list')), false);
+        await waitOnline(ann.page, ['ann']);
+        assert.equal(await ann.page.locator(byId('online-tabs')).count(), 0, 'not merged into ann as a second tab');
+      });
+      await ctx.close();
+
+      const bea = await openUser(b, base, 'bea');
+
+      await t.test('Shift+Enter is a new line; Enter sends the lines as one message', async () => {
+        await bea.page.click(byId('message-input'));
+        await bea.page.keyboard.type('line one');
+        await bea.page.keyboard.press('Shift+Enter');
+        await bea.page.keyboard.type('line two');
+        assert.equal(await bea.page.inputValue(byId('message-input')), 'line one\nline two');
+        await bea.page.keyboard.press('Enter');
+        await waitMessage(ann.page, 'line one\nline two');
+      });
+
+      await t.test('links are anchors with rel=noopener, made of text nodes (no HTML)', async () => {
+        const text = 'see https://example.com/a?b=1. and <b>x</b> javascript:alert(1)';
+        await say(bea.page, text);
+        await waitMessage(ann.page, text);
+        const got = await ann.page.evaluate((tx) => {
+          const item = [...document.querySelectorAll('[data-testid="message"]')]
+            .find((e) => e.querySelector('[data-testid="message-text"]')?.textContent === tx);
+          const el = item.querySelector('[data-testid="message-text"]');
+          return {
+            links: [...el.querySelectorAll('a')].map((a) => ({ href: a.getAttribute('href'), rel: a.rel, target: a.target, text: a.textContent })),
+            children: [...el.children].map((c) => c.tagName),
+            nodes: [...el.childNodes].map((n) => n.nodeName),
+          };
+        }, text);
+        assert.deepEqual(got.links, [{ href: 'https://example.com/a?b=1', rel: 'noopener noreferrer nofollow', target: '_blank', text: 'https://example.com/a?b=1' }]);
+        assert.deepEqual(got.children, ['A'], 'one element: the link (no <b>)');
+        assert.deepEqual(got.nodes, ['#text', 'A', '#text']);
+      });
+
+      await t.test('a counter near the limit; a longer text is refused with a word, not cut', async () => {
+        await bea.page.fill(byId('message-input'), 'y'.repeat(1500));
+        assert.equal(await bea.page.isVisible(byId('char-counter')), false, 'no counter far from the limit');
+        await bea.page.fill(byId('message-input'), 'y'.repeat(1850));
+        assert.equal(await bea.page.textContent(byId('char-counter')), '1850 / 2000');
+        assert.equal(await bea.page.getAttribute(byId('char-counter'), 'data-over'), '0');
+        const long = 'z'.repeat(2500);
+        await bea.page.fill(byId('message-input'), long);
+        assert.equal((await bea.page.inputValue(byId('message-input'))).length, 2500, 'the paste is not cut');
+        assert.equal(await bea.page.textContent(byId('char-counter')), '2500 / 2000');
+        assert.equal(await bea.page.getAttribute(byId('char-counter'), 'data-over'), '1');
+        await shot(bea.page, 'counter-over.png');
+        await bea.page.press(byId('message-input'), 'Enter');
+        await waitToast(bea.page, /at most 2000 characters; this one has 2500/);
+        assert.equal((await bea.page.inputValue(byId('message-input'))).length, 2500, 'the text stays to be shortened');
+        await bea.page.fill(byId('message-input'), 'y'.repeat(1990));
+        await shot(bea.page, 'counter-near.png');
+        await bea.page.fill(byId('message-input'), '');
+        await say(bea.page, 'after the refusal');
+        await waitMessage(ann.page, 'after the refusal');
+        const texts = (await messages(ann.page)).map((m) => m.text);
+        assert.equal(texts.some((x) => x.startsWith('zzz')), false, 'nothing of the long text was sent');
+      });
+
+      await t.test('scrolled up: "new messages ↓" counts arrivals; clicking it goes down', async () => {
+        // Enough lines to scroll, paced under the chat's rate limit (20/s, burst 40).
+        for (let i = 1; i <= 12; i++) {
+          await say(bea.page, `filler ${i}\nsecond line\nthird line`);
+          await bea.page.waitForTimeout(100);
+        }
+        await waitMessage(ann.page, 'filler 12\nsecond line\nthird line');
+        await ann.page.$eval(byId('message-list'), (m) => { m.scrollTop = 0; });
+        await ann.page.waitForTimeout(200);
+        await say(bea.page, 'while ann reads old messages 1');
+        await say(bea.page, 'while ann reads old messages 2 — see https://example.org/x');
+        await waitMessage(ann.page, 'while ann reads old messages 2 — see https://example.org/x');
+        await ann.page.waitForSelector(`${byId('new-marker')}:visible`, { timeout: WAIT });
+        assert.equal(await ann.page.textContent(byId('new-marker')), '2 new messages ↓');
+        assert.equal(await ann.page.$eval(byId('message-list'), (m) => m.scrollTop), 0, 'the page did not scroll away');
+        await shot(ann.page, 'new-messages.png');
+        await ann.page.click(byId('new-marker'));
+        assert.equal(await ann.page.isVisible(byId('new-marker')), false);
+        assert.ok(await ann.page.$eval(byId('message-list'), (m) => m.scrollHeight - m.scrollTop - m.clientHeight < 5), 'at the bottom');
+      });
+
+      await t.test('tab hidden: the unread count is in the title, and goes when the tab is seen', async () => {
+        const setHidden = (h) => ann.page.evaluate((hid) => {
+          Object.defineProperty(document, 'hidden', { configurable: true, get: () => hid });
+          Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => (hid ? 'hidden' : 'visible') });
+          document.dispatchEvent(new Event('visibilitychange'));
+        }, h);
+        assert.equal(await ann.page.title(), '#e2e · wsx chat');
+        await setHidden(true);
+        await say(bea.page, 'are you there?');
+        await say(bea.page, 'hello?');
+        await waitMessage(ann.page, 'hello?');
+        assert.equal(await ann.page.title(), '(2) #e2e · wsx chat');
+        await setHidden(false);
+        assert.equal(await ann.page.title(), '#e2e · wsx chat');
+      });
+
+      await t.test('timestamps not from today show the date', async () => {
+        const ctx = await b.newContext({ viewport: { width: 1100, height: 700 } });
+        const page = await ctx.newPage();
+        // Two days later on this page's clock: the history is from "the day before yesterday".
+        await page.clock.setFixedTime(new Date(Date.now() + 2 * 86400000));
+        await page.goto(`${base}?room=e2e`, { timeout: WAIT });
+        await page.fill(byId('name-input'), 'dora');
+        await page.click(byId('join-button'));
+        const m = await waitMessage(page, 'hello?');
+        assert.doesNotMatch(m.time, /^\d\d:\d\d$/, 'more than the time');
+        assert.match(m.time, /\d.* \d\d:\d\d$/, `a date, then HH:MM (${m.time})`);
+        const today = (await messages(ann.page)).find((x) => x.text === 'hello?');
+        assert.match(today.time, /^\d\d:\d\d$/, 'today: HH:MM only');
+        await ctx.close();
+      });
+
+      await t.test('a reload is not a departure and an arrival', async () => {
+        const before = (await noticeTexts(ann.page)).length;
+        await bea.page.reload();
+        await waitOnline(bea.page, ['ann', 'bea'], { includes: true });
+        await waitStatus(bea.page, 'connected');
+        await say(bea.page, 'back after a reload');
+        await waitMessage(ann.page, 'back after a reload');
+        const after = (await noticeTexts(ann.page)).slice(before);
+        assert.deepEqual(after.filter((x) => /^bea (joined|left)$/.test(x)), [], `no "bea left"/"bea joined" (${JSON.stringify(after)})`);
+      });
+
+      await t.test('a departure that lasts is announced, once the 15 s grace is over', async () => {
+        // cleo left (the Leave button) earlier in this test and never came back.
+        await ann.page.waitForFunction(() => [...document.querySelectorAll('[data-testid="notice"]')]
+          .some((n) => n.textContent.includes('cleo left')), null, { timeout: 20000 });
+        assert.equal((await noticeTexts(ann.page)).filter((x) => x === 'cleo left').length, 1);
+      });
+
+      await t.test('no script errors', () => {
+        assert.deepEqual(ann.problems, []);
+      });
+    } catch (e) {
+      e.message += `\n--- server stderr ---\n${psrv.stderr().slice(-4000)}`;
+      throw e;
+    } finally {
+      await killServer(psrv);
+      await b.close().catch(() => {});
+    }
+  });

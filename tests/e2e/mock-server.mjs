@@ -48,6 +48,12 @@ const server = http.createServer((req, res) => {
   } else if (url.pathname === '/healthz') {
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end('ok\n');
+  } else if (url.pathname === '/api/auth') {
+    // The page's probe (docs/chat-protocol.md): 401 when the upgrade would be refused.
+    const auth = req.headers.authorization || '';
+    const ok = opt.token === null || url.searchParams.get('token') === opt.token || auth === `Bearer ${opt.token}`;
+    res.writeHead(ok ? 200 : 401, { 'content-type': 'text/plain', 'cache-control': 'no-store' });
+    res.end(ok ? 'ok\n' : '401 Unauthorized\n');
   } else {
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found\n');

@@ -193,7 +193,7 @@ class Server:
                 out(f"[wsx {self.port}] {line}", sys.stderr)
 
         def on_out(line):
-            m = re.match(r"^listening on (?:wss?|https?)://(.+):(\d+)/?\s*$", line)
+            m = re.match(r"^listening on (?:wss?|https?)://(.+):(\d+)(?:/\S*)?\s*$", line)
             with self._cond:
                 if m and not self.port:
                     self.port = int(m.group(2))

@@ -163,11 +163,8 @@ static struct {
 static void print_listening(void *arg)
 {
     (void)arg;
-    const char *h = listen_info.host && *listen_info.host ? listen_info.host : "0.0.0.0";
-    bool v6 = strchr(h, ':') != NULL;
-    printf("listening on %s://%s%s%s:%u%s\n", listen_info.tls ? "wss" : "ws", v6 ? "[" : "", h,
-           v6 ? "]" : "", wsx_server_port(R.t[0].srvs[0]),
-           listen_info.path ? listen_info.path : "/");
+    tool_print_listening(listen_info.tls ? "wss" : "ws", listen_info.host,
+                         wsx_server_port(R.t[0].srvs[0]), listen_info.path);
     fflush(stdout);
 }
 
@@ -177,7 +174,9 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, echo_args *a)
     uint32_t port = 8080, v;
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", echo_longopts, NULL)) != -1) {
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":h", echo_longopts, NULL)) != -1) {
+        if (ch == '?' || ch == ':') return tool_bad_option("echo", echo_longopts, argv, ch);
         size_t sz;
         switch (ch) {
         case O_HOST:

@@ -1,6 +1,7 @@
 /* The multi-loop runner shared by `wsx echo` and `wsx serve`; the contract is runner.h. */
 #include "runner.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,12 +49,19 @@ int tool_runner_start(tool_runner *r, const wsx_server_opts *opts, size_t n_opts
             /* Port 0 picks a free port for the first loop; the others join it. */
             if (k > 0) so.port = wsx_server_port(r->t[0].srvs[i]);
             rc = wsx_server_start(t->loop, &so, &t->srvs[i]);
+            int e = errno;
             if (rc == 0) continue;
+            /* WSX_ESYS stands for errno: its text says which ("Cannot assign requested
+             * address" for an address this machine does not have). */
+            const char *why = rc == WSX_ESYS && e ? strerror(e) : wsx_strerror(rc);
             if (rc == WSX_ETLS)
                 fprintf(stderr, "wsx %s: %s\n", r->cmd, wsx_error_detail());
+            else if (so.host && strchr(so.host, ':'))
+                fprintf(stderr, "wsx %s: cannot listen on [%s]:%u: %s\n", r->cmd, so.host, so.port,
+                        why);
             else
                 fprintf(stderr, "wsx %s: cannot listen on %s:%u: %s\n", r->cmd,
-                        so.host ? so.host : "*", so.port, wsx_strerror(rc));
+                        so.host && *so.host ? so.host : "*", so.port, why);
             free_started(r);
             return -1;
         }

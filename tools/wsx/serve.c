@@ -529,21 +529,12 @@ static bool check_origin(const wsx_request *rq)
     return wsx_cors_origin_allowed(&o, h->value, h->value_len);
 }
 
+static bool has_token(const wsx_request *rq, const char *token);
+
+/* With --token: whether rq carries it (compared in constant time). */
 static bool check_token(const wsx_request *rq)
 {
-    if (!S.token) return true;
-    if (rq->query) {
-        char *q = malloc(rq->query_len + 1);
-        bool ok = q && query_get(rq->query, rq->query_len, "token", q, rq->query_len + 1) &&
-                  !strcmp(q, S.token);
-        free(q);
-        if (ok) return true;
-    }
-    const wsx_http_header *h =
-        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "authorization");
-    size_t tl = strlen(S.token);
-    return h && h->value_len == 7 + tl && !strncasecmp(h->value, "Bearer ", 7) &&
-           !memcmp(h->value + 7, S.token, tl);
+    return !S.token || has_token(rq, S.token);
 }
 
 static int on_upgrade(wsx_server *srv, const wsx_request *rq, void **conn_user, void *user)
@@ -874,6 +865,24 @@ static void on_http(wsx_http_req *r, const wsx_request *rq, void *user)
         return;
     }
     if (!strcmp(path, "/healthz")) return respond_text(r, 200, "text/plain; charset=utf-8", "ok\n");
+    if (!strcmp(path, "/api/auth")) {
+        /* The page's probe (docs/chat-protocol.md): a browser cannot read the status of a
+         * refused WebSocket upgrade, so it asks here first whether its token (or none) would
+         * be let in, and tells "needs a token" from "server down". */
+        if (check_token(rq)) {
+            wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                                   {"Cache-Control", 13, "no-store", 8}};
+            wsx_http_respond(r, 200, h, 2, "ok\n", 3);
+            return;
+        }
+        wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                               {"Cache-Control", 13, "no-store", 8},
+                               {"WWW-Authenticate", 16, "Bearer realm=\"chat\"", 19}};
+        static const char body[] = "401 Unauthorized\nthis server needs an access token\n";
+        tool_logf(WSX_LOG_INFO, "%s /api/auth: missing or wrong token", rq->peer);
+        wsx_http_respond(r, 401, h, 3, body, sizeof body - 1);
+        return;
+    }
     if (!strcmp(path, "/metrics") && !metrics_allowed(rq)) {
         /* RFC 6750 3: a 401 names the scheme it wants. */
         wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
@@ -911,7 +920,9 @@ static const char help[] =
     "The chat server: the page at http://HOST:PORT/, WebSocket at /ws, server-sent events at\n"
     "/sse?room=NAME, /healthz and /metrics. The protocol is described in docs/chat-protocol.md.\n"
     "\n"
-    "  --host H               address to listen on (default: all)\n"
+    "  --host H               address to listen on (default: all interfaces, reachable\n"
+    "                         from the network; 127.0.0.1 for this machine only). A line\n"
+    "                         'listening on http://ADDR:PORT/' is printed for each address\n"
     "  --port P               port (default 8080; 0 picks a free one)\n"
     "  --static DIR           serve this directory instead of the built-in page (ETag,\n"
     "                         Last-Modified, 304, single byte ranges; no listings; nothing\n"
@@ -1149,7 +1160,9 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, serve_args *a)
     size_t sz;
     int ch, status;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", serve_longopts, NULL)) != -1) {
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":h", serve_longopts, NULL)) != -1) {
+        if (ch == '?' || ch == ':') return tool_bad_option("serve", serve_longopts, argv, ch);
         if (chat_count_option(ch, optarg, &status)) continue;
         if (status) return status;
         if ((status = app_option(ch, optarg)) >= 0) {
@@ -1222,6 +1235,12 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, serve_args *a)
     if (tool_tls_check(&a->tls, "serve")) return 2;
     if (a->have_tls_port && !a->tls.n_certs)
         return usage_error("serve", "--tls-port needs --tls-cert");
+    /* Both servers would try the one port: the second would fail after the first listens. */
+    if (a->have_tls_port && a->tls_port == a->port && a->port != 0)
+        return usage_error("serve",
+                           "--tls-port %u is also --port: give TLS a port of its own (or leave "
+                           "--tls-port out to serve only TLS on --port)",
+                           a->port);
     return -1;
 }
 
@@ -1255,11 +1274,9 @@ static struct {
 static void print_listening(void *arg)
 {
     (void)arg;
-    const char *h = listen_info.host && *listen_info.host ? listen_info.host : "localhost";
-    bool v6 = strchr(h, ':') != NULL;
     for (size_t i = 0; i < R.n_srvs; i++)
-        printf("listening on %s://%s%s%s:%u/\n", listen_info.tls[i] ? "https" : "http",
-               v6 ? "[" : "", h, v6 ? "]" : "", wsx_server_port(R.t[0].srvs[i]));
+        tool_print_listening(listen_info.tls[i] ? "https" : "http", listen_info.host,
+                             wsx_server_port(R.t[0].srvs[i]), "/");
     fflush(stdout);
 }
 

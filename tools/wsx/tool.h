@@ -97,6 +97,18 @@ void tool_deflate_defaults(wsx_server_opts *o, bool enabled);
 /* SIGHUP: reads the certificates of each TLS server again and logs the outcome. */
 void tool_reload_tls(wsx_server *const *srvs, size_t n);
 
+/* getopt_long returned '?' or ':' (the option string starts with ':'): prints one usage
+ * error naming the option ("unknown option '--prot' (did you mean --port?)", "option '--port'
+ * needs a value") and returns 2. Call it right after getopt_long, with its argv. */
+struct option;
+int tool_bad_option(const char *cmd, const struct option *longopts, char **argv, int ch);
+
+/* Prints on stdout "listening on SCHEME://ADDR:PORT/PATH" (path NULL: "/"), flushed by the
+ * caller: for host NULL or "" (all interfaces) one line per address of this machine's
+ * interfaces (loopback first; IPv6 link-local left out) and an INFO log line saying the
+ * server is reachable from the network; else one line with host. */
+void tool_print_listening(const char *scheme, const char *host, unsigned port, const char *path);
+
 /* Prints "wsx CMD: msg" on stderr and returns 2 (the usage-error status). */
 int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

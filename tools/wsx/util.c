@@ -1,9 +1,14 @@
+#include <arpa/inet.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -159,12 +164,102 @@ int usage_error(const char *cmd, const char *fmt, ...)
     return 2;
 }
 
+/* Edit distance of a and b, a swap of two neighbours ("prot" for "port") counting as one
+ * edit; for "did you mean". Names longer than 40 bytes are never close. */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 40 || lb > 40) return SIZE_MAX;
+    size_t d[41][41];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+int tool_bad_option(const char *cmd, const struct option *longopts, char **argv, int ch)
+{
+    /* getopt_long leaves optind past the option it refused (and past its missing value). */
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    if (ch == ':') {
+        if (arg[0] == '-' && arg[1] == '-')
+            return usage_error(cmd, "option '%s' needs a value", arg);
+        return usage_error(cmd, "option '-%c' needs a value", optopt);
+    }
+    if (!(arg[0] == '-' && arg[1] == '-')) return usage_error(cmd, "unknown option '-%c'", optopt);
+    char name[64];
+    size_t n = strcspn(arg + 2, "=");
+    if (n >= sizeof name) n = sizeof name - 1;
+    memcpy(name, arg + 2, n);
+    name[n] = '\0';
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+    for (const struct option *o = longopts; o->name; o++) {
+        size_t d = distance(name, o->name);
+        if (d < best_d) {
+            best_d = d;
+            best = o->name;
+        }
+    }
+    /* One or two edits is a typo; more is another option altogether. */
+    if (best && best_d <= (n > 4 ? 2u : 1u))
+        return usage_error(cmd, "unknown option '--%s' (did you mean --%s?)", name, best);
+    return usage_error(cmd, "unknown option '--%s'", name);
+}
+
+/* What the first PEM block of path holds: 'c' a certificate, 'k' a private key, 0 neither
+ * (or unreadable: loading the file says why). */
+static int pem_kind(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[256];
+    int kind = 0;
+    for (int i = 0; i < 10000 && !kind && fgets(line, sizeof line, f); i++) {
+        if (strncmp(line, "-----BEGIN ", 11)) continue;
+        if (strstr(line, "PRIVATE KEY-----"))
+            kind = 'k';
+        else if (strstr(line, "CERTIFICATE-----"))
+            kind = 'c';
+    }
+    fclose(f);
+    return kind;
+}
+
 int tool_tls_check(const tool_tls *t, const char *cmd)
 {
-    if (t->n_certs != t->n_keys)
+    if (t->n_certs > t->n_keys)
         return usage_error(cmd,
-                           "give one --tls-key for each --tls-cert (%zu certificates, %zu keys)",
-                           t->n_certs, t->n_keys);
+                           "--tls-cert %s has no --tls-key (give the certificate's private key)",
+                           t->certs[t->n_keys].cert_file);
+    if (t->n_keys > t->n_certs)
+        return usage_error(cmd,
+                           "--tls-key %s has no --tls-cert (give the certificate it goes with)",
+                           t->certs[t->n_certs].key_file);
+    for (size_t i = 0; i < t->n_certs; i++) {
+        const char *c = t->certs[i].cert_file, *k = t->certs[i].key_file;
+        if (pem_kind(c) == 'k' && pem_kind(k) == 'c')
+            return usage_error(cmd,
+                               "%s holds a private key, not a certificate, and %s a certificate: "
+                               "--tls-cert and --tls-key are swapped",
+                               c, k);
+        if (pem_kind(c) == 'k')
+            return usage_error(cmd, "--tls-cert %s holds a private key, not a certificate", c);
+        if (pem_kind(k) == 'c')
+            return usage_error(cmd, "--tls-key %s holds a certificate, not a private key", k);
+    }
     if (t->handshake_ms && !t->n_certs)
         return usage_error(cmd, "--tls-handshake-timeout needs --tls-cert");
     return 0;
@@ -264,4 +359,49 @@ void tool_raise_nofile(void)
         tool_logf(WSX_LOG_INFO, "file descriptors: up to %llu (RLIMIT_NOFILE%s)",
                   (unsigned long long)rl.rlim_cur,
                   rl.rlim_cur == rl.rlim_max ? "" : "; could not raise it");
+}
+
+/* One "listening on" line for an address. */
+static void listening_line(const char *scheme, const char *addr, unsigned port, const char *path)
+{
+    bool v6 = strchr(addr, ':') != NULL;
+    printf("listening on %s://%s%s%s:%u%s\n", scheme, v6 ? "[" : "", addr, v6 ? "]" : "", port,
+           path);
+}
+
+void tool_print_listening(const char *scheme, const char *host, unsigned port, const char *path)
+{
+    if (!path) path = "/";
+    if (host && *host) {
+        listening_line(scheme, host, port, path);
+        return;
+    }
+    /* All interfaces: the addresses this machine has now, each a URL that works, the
+     * loopback ones first (getifaddrs lists lo first on Linux). */
+    struct ifaddrs *ifs = NULL;
+    size_t n = 0;
+    if (getifaddrs(&ifs) == 0) {
+        for (struct ifaddrs *i = ifs; i && n < 32; i = i->ifa_next) {
+            if (!i->ifa_addr) continue;
+            char a[INET6_ADDRSTRLEN];
+            if (i->ifa_addr->sa_family == AF_INET) {
+                inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, a,
+                          sizeof a);
+            } else if (i->ifa_addr->sa_family == AF_INET6) {
+                const struct in6_addr *x = &((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr;
+                /* A link-local address needs a zone (%eth0) that browsers do not take. */
+                if (IN6_IS_ADDR_LINKLOCAL(x)) continue;
+                inet_ntop(AF_INET6, x, a, sizeof a);
+            } else {
+                continue;
+            }
+            listening_line(scheme, a, port, path);
+            n++;
+        }
+        freeifaddrs(ifs);
+    }
+    if (!n) listening_line(scheme, "::", port, path);
+    tool_logf(WSX_LOG_INFO,
+              "listening on all interfaces: reachable from the network (--host 127.0.0.1 for "
+              "this machine only)");
 }
