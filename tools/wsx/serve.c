@@ -51,6 +51,7 @@ typedef struct serve_thread {
     wsx_timer *keepalive;
     wsx_timer *snapshot;
     wsx_server_stats stats[2]; /* the servers' counters as of the last snapshot (chat lock) */
+    size_t topics;             /* the loop's topics (its servers share them), same snapshot */
 } serve_thread;
 
 typedef struct serve_state {
@@ -235,8 +236,8 @@ static void run_relay(void *arg)
     char topic[64];
     snprintf(topic, sizeof topic, "room:%s", j->room);
     lock();
-    for (size_t i = 0; i < R.n_srvs; i++)
-        wsx_deliver_local(R.t[j->thread].srvs[i], topic, j->json, j->len, WSX_TEXT);
+    /* The loop's servers share its topics: one delivery reaches the members of all of them. */
+    wsx_deliver_local(R.t[j->thread].srvs[0], topic, j->json, j->len, WSX_TEXT);
     if (j->id) sse_fanout(j->room, j->id, j->json, j->len);
     unlock();
     free(j);
@@ -251,8 +252,7 @@ static void op_publish(const char *room, const char *json, size_t len, uint64_t 
     (void)user;
     char topic[64];
     snprintf(topic, sizeof topic, "room:%s", room);
-    for (size_t i = 0; i < R.n_srvs; i++)
-        wsx_publish_except(R.t[tl_thread].srvs[i], topic, json, len, WSX_TEXT, except);
+    wsx_publish_except(R.t[tl_thread].srvs[0], topic, json, len, WSX_TEXT, except);
     if (id) sse_fanout(room, id, json, len);
     for (unsigned k = 0; k < R.n_threads; k++) {
         if (k == tl_thread) continue;
@@ -518,6 +518,7 @@ static void take_snapshot(void)
     serve_thread *t = &S.t[tl_thread];
     for (size_t i = 0; i < R.n_srvs; i++)
         wsx_server_get_stats(R.t[tl_thread].srvs[i], &t->stats[i]);
+    t->topics = wsx_topic_count(R.t[tl_thread].srvs[0]);
 }
 
 static void snapshot_timer(wsx_timer *tm, void *arg)
@@ -857,6 +858,7 @@ static void serve_metrics(wsx_http_req *r)
      * (at most a second old). */
     take_snapshot();
     wsx_server_stats st = {0};
+    size_t topics = 0;
     for (unsigned k = 0; k < R.n_threads; k++) {
         for (size_t i = 0; i < R.n_srvs; i++) {
             const wsx_server_stats *one = &S.t[k].stats[i];
@@ -881,8 +883,8 @@ static void serve_metrics(wsx_http_req *r)
             st.refused_handshakes += one->refused_handshakes;
             st.refused_full += one->refused_full;
             st.shed_nofile += one->shed_nofile;
-            st.topics += one->topics;
         }
+        topics += S.t[k].topics;
     }
     wsx_chat_stats cs;
     wsx_chat_get_stats(S.chat, &cs);
@@ -926,7 +928,7 @@ static void serve_metrics(wsx_http_req *r)
         "wsx_handshake_failures_total{reason=\"timeout\"} %llu\n",
         st.open, st.http_open, (unsigned long long)st.accepted, (unsigned long long)st.upgrades,
         (unsigned long long)st.messages_in, (unsigned long long)st.messages_out,
-        (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out, st.topics, members,
+        (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out, topics, members,
         cs.listeners, (unsigned long long)st.refused_400, (unsigned long long)st.refused_401,
         (unsigned long long)st.refused_403, (unsigned long long)st.refused_404,
         (unsigned long long)st.refused_426, (unsigned long long)st.refused_431,
