@@ -619,18 +619,6 @@ void wsx__conn_ext_add(wsx_conn *c, wsx__conn_ext *e)
     c->ext = e;
 }
 
-int wsx__conn_write_shared(wsx_conn *c, wsx__ref *ref, size_t payload)
-{
-    int rc = wsx__stream_write_ref(&c->stream, ref, ref->data, ref->len);
-    if (rc < 0) return rc;
-    wsx_server_stats *st = wsx__cfg_of(c)->stats;
-    if (st) {
-        st->messages_out++;
-        st->bytes_out += payload;
-    }
-    return 0;
-}
-
 /* ---- deadlines: one per connection, re-armed lazily, checked by the owner ---- */
 
 void wsx__conn_arm(wsx_conn *c)

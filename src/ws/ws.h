@@ -280,7 +280,17 @@ static inline unsigned wsx__conn_shared_window(const wsx_conn *c)
  * message of `payload` bytes, on server connection c, and counts it in the server's
  * messages_out and bytes_out. Returns 0 or the stream's error (WSX_ECLOSED, WSX_ENOMEM;
  * nothing queued or counted). The caller applies wsx__conn_check_queue() after. */
-int wsx__conn_write_shared(wsx_conn *c, wsx__ref *ref, size_t payload);
+static inline int wsx__conn_write_shared(wsx_conn *c, wsx__ref *ref, size_t payload)
+{
+    int rc = wsx__stream_write_ref(&c->stream, ref, ref->data, ref->len);
+    if (rc < 0) return rc;
+    wsx_server_stats *st = wsx__cfg_of(c)->stats;
+    if (st) {
+        st->messages_out++;
+        st->bytes_out += payload;
+    }
+    return 0;
+}
 
 /* Sends a close frame and waits for the answer. */
 int wsx__conn_start_close(wsx_conn *c, uint16_t code, const char *reason, size_t len);
