@@ -1,7 +1,8 @@
 /*
  * The topic registry: per loop, a hash table of topic name -> subscriptions in subscription
  * order. Subscribers are opaque (a callback and a user pointer); what a WebSocket subscriber
- * does with a message is pubsub.c's.
+ * does with a message is pubsub.c's, and so is the publish walk (wsx_hub_publish), which
+ * inlines it.
  *
  * Re-entrancy: a topic being published to (or walked, or in one of its hooks) is "held".
  * While held, an ended subscription stays linked with its callback cleared, and the topic
@@ -14,30 +15,8 @@
 
 #include "pubsub/pubsub.h"
 
-struct wsx_hub {
-    wsx__loop_ext ext; /* first: the loop frees the hub through it */
-    wsx_loop *loop;
-    wsx__topic **buckets;
-    size_t nbuckets;
-    size_t nentries; /* topics in the table (empty held ones included) */
-    size_t ntopics;  /* topics with a subscription */
-    wsx_hub_hooks hooks;
-    wsx_publish_hook pub_hook;
-    void *pub_hook_arg;
-};
-
 /* Names the hub among the loop's extensions. */
 static const char hub_key;
-
-/* A publish's message and its shared forms, on the publisher's stack. */
-#define MAX_FORMS 4
-typedef struct hub_pub {
-    wsx_hub_msg msg; /* first: a callback's wsx_hub_msg * is the hub_pub */
-    wsx_prepared prepared;
-    const wsx_hub_form *kinds[MAX_FORMS];
-    void *forms[MAX_FORMS];
-    unsigned nforms;
-} hub_pub;
 
 static uint32_t hash_name(const char *s, size_t n)
 {
@@ -263,46 +242,19 @@ void *wsx_sub_user(const wsx_sub *s)
     return s ? s->user : NULL;
 }
 
-ptrdiff_t wsx_hub_publish(wsx_hub *h, const char *topic, const void *data, size_t len, int type,
-                          const void *except, void *ctx)
+void wsx__hub_pub_clear(wsx__hub_pub *p)
 {
-    size_t tlen;
-    if (!wsx__topic_name_ok(topic, &tlen) || (!data && len)) return WSX_EINVAL;
-    if (type != WSX_TEXT && type != WSX_BINARY) return WSX_EINVAL;
-    wsx__topic *t = find(h, topic, tlen, hash_name(topic, tlen));
-    if (!t || t->n == 0) return 0;
-    hub_pub p = {
-        .msg = {.topic = t->name, .data = data, .len = len, .type = type, .ctx = ctx},
-        .prepared = {.loop = h->loop, .data = data, .len = len, .type = type},
-    };
-    p.msg.prepared = &p.prepared;
-    ptrdiff_t n = 0;
-    wsx__topic_hold(t);
-    for (wsx_sub *s = t->head, *end = t->tail; s; s = s->next) {
-        if (s->cb && (!except || s->user != except)) {
-            int rc = s->cb(s, &p.msg, s->user);
-            if (rc < 0) {
-                n = rc;
-                break;
-            }
-            n += rc > 0;
-        }
-        if (s == end) break;
-    }
-    wsx__topic_unhold(t);
-    wsx__prepared_clear(&p.prepared);
-    for (unsigned i = 0; i < p.nforms; i++)
-        if (p.forms[i]) p.kinds[i]->release(p.forms[i], p.kinds[i]->arg);
-    return n;
+    for (unsigned i = 0; i < p->nforms; i++)
+        if (p->forms[i]) p->kinds[i]->release(p->forms[i], p->kinds[i]->arg);
 }
 
 void *wsx_hub_msg_form(wsx_hub_msg *m, const wsx_hub_form *kind)
 {
     if (!m || !kind) return NULL;
-    hub_pub *p = (hub_pub *)(void *)m;
+    wsx__hub_pub *p = (wsx__hub_pub *)(void *)m;
     for (unsigned i = 0; i < p->nforms; i++)
         if (p->kinds[i] == kind) return p->forms[i];
-    if (p->nforms == MAX_FORMS) return NULL;
+    if (p->nforms == WSX__HUB_FORMS) return NULL;
     /* Recorded even when make fails, so a failing kind is tried once per publish. */
     void *f = kind->make(m, kind->arg);
     p->kinds[p->nforms] = kind;

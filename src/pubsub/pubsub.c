@@ -80,16 +80,56 @@ typedef struct conn_subs {
 } conn_subs;
 
 /* Queues the message's shared frame on the connection: no copy per subscriber. */
-static int ws_deliver(wsx_sub *sub, wsx_hub_msg *m, void *user)
+static inline int ws_deliver(wsx_sub *sub, wsx_hub_msg *m, void *user)
 {
     (void)sub;
     wsx_conn *c = user;
     if (!wsx__conn_is_open(c)) return 0;
-    wsx__ref *ref = frame_for(m->prepared, c);
+    wsx_prepared *p = m->prepared;
+    /* The common case, the plain frame already built, without a call. */
+    wsx__ref *ref = p->plain && !wsx__conn_shared_window(c) ? p->plain : frame_for(p, c);
     if (!ref) return WSX_ENOMEM;
     if (wsx__conn_write_shared(c, ref, m->len) < 0) return 0;
     wsx__conn_check_queue(c);
     return 1;
+}
+
+/*
+ * The publish walk of the hub (its rules are hub.c's: the topic is held, ended subscriptions
+ * are skipped, the walk stops at the tail it saw). It lives here, next to ws_deliver, so the
+ * common subscriber's delivery is inlined into it rather than called through a pointer.
+ */
+ptrdiff_t wsx_hub_publish(wsx_hub *h, const char *topic, const void *data, size_t len, int type,
+                          const void *except, void *ctx)
+{
+    size_t tlen;
+    if (!wsx__topic_name_ok(topic, &tlen) || (!data && len)) return WSX_EINVAL;
+    if (type != WSX_TEXT && type != WSX_BINARY) return WSX_EINVAL;
+    wsx__topic *t = wsx__hub_topic(h, topic, tlen);
+    if (!t || t->n == 0) return 0;
+    wsx__hub_pub p = {
+        .msg = {.topic = t->name, .data = data, .len = len, .type = type, .ctx = ctx},
+        .prepared = {.loop = h->loop, .data = data, .len = len, .type = type},
+    };
+    p.msg.prepared = &p.prepared;
+    ptrdiff_t n = 0;
+    wsx__topic_hold(t);
+    for (wsx_sub *s = t->head, *end = t->tail; s; s = s->next) {
+        if (s->cb && (!except || s->user != except)) {
+            int rc =
+                s->cb == ws_deliver ? ws_deliver(s, &p.msg, s->user) : s->cb(s, &p.msg, s->user);
+            if (rc < 0) {
+                n = rc;
+                break;
+            }
+            n += rc > 0;
+        }
+        if (s == end) break;
+    }
+    wsx__topic_unhold(t);
+    wsx__prepared_clear(&p.prepared);
+    wsx__hub_pub_clear(&p);
+    return n;
 }
 
 static void conn_subs_release(wsx_conn *c, wsx__conn_ext *e)

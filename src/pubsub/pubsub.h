@@ -55,6 +55,32 @@ struct wsx__topic {
     char name[];
 };
 
+/* The registry of one loop (hub.c). */
+struct wsx_hub {
+    wsx__loop_ext ext; /* first: the loop frees the hub through it */
+    wsx_loop *loop;
+    wsx__topic **buckets;
+    size_t nbuckets;
+    size_t nentries; /* topics in the table (empty held ones included) */
+    size_t ntopics;  /* topics with a subscription */
+    wsx_hub_hooks hooks;
+    wsx_publish_hook pub_hook;
+    void *pub_hook_arg;
+};
+
+/* A publish's message and its shared forms, on the publisher's stack. */
+#define WSX__HUB_FORMS 4
+typedef struct wsx__hub_pub {
+    wsx_hub_msg msg; /* first: a callback's wsx_hub_msg * is the hub_pub */
+    wsx_prepared prepared;
+    const wsx_hub_form *kinds[WSX__HUB_FORMS];
+    void *forms[WSX__HUB_FORMS];
+    unsigned nforms;
+} wsx__hub_pub;
+
+/* Releases the forms made during publish p (wsx_hub_msg_form). */
+void wsx__hub_pub_clear(wsx__hub_pub *p);
+
 /* A valid topic name: 1..WSX__MAX_TOPIC bytes before the NUL. Sets *len. */
 bool wsx__topic_name_ok(const char *topic, size_t *len);
 
