@@ -267,7 +267,8 @@ typedef struct wsx_server_stats {
     uint64_t refused_handshakes; /* max_handshakes_per_ip or max_handshakes */
     uint64_t refused_full;       /* max_connections + max_handshakes open */
     uint64_t shed_nofile;        /* out of file descriptors (EMFILE/ENFILE): closed at once */
-    size_t topics;               /* topics with subscribers */
+    /* Topics are not counted here: they belong to the loop's hub, which every server of the
+     * loop shares (see wsx_topic_count). */
 } wsx_server_stats;
 
 WSX_API void wsx_server_get_stats(const wsx_server *s, wsx_server_stats *out);
@@ -340,6 +341,11 @@ WSX_API wsx_server *wsx_conn_server(const wsx_conn *c);
 /* ======================================================================================
  * Pub/sub topics ("rooms"), server connections only
  *
+ * Topics live in the loop's hub (see "Topic registry" below): every server on one loop
+ * shares them, so a publish through any server of a loop reaches the subscribers of all of
+ * them, and other kinds of subscribers (SSE streams, relays) too. These calls are the
+ * WebSocket subscribers on top of the hub.
+ *
  * A published message is framed once into one reference-counted buffer that every
  * subscriber's send queue shares (no copy per subscriber). A subscriber under backpressure
  * follows the same rules as wsx_send(): the message is queued, and a queue past the hard
@@ -358,15 +364,17 @@ WSX_API int wsx_unsubscribe(wsx_conn *c, const char *topic);
 WSX_API bool wsx_is_subscribed(const wsx_conn *c, const char *topic);
 
 /*
- * Sends a message (WSX_TEXT / WSX_BINARY) to every open subscriber of topic, and hands it to
- * the server's publish hook (see wsx_server_set_publish_hook) for other processes. Callable
- * from any callback or timer on the server's loop thread. Returns the number of subscribers
- * it was queued to (0 when there are none), WSX_EINVAL or WSX_ENOMEM.
+ * Sends a message (WSX_TEXT / WSX_BINARY) to every subscriber of topic on the server's loop
+ * (wsx_hub_publish), and hands it to the loop's publish hook (see
+ * wsx_server_set_publish_hook) for other processes. Callable from any callback or timer on
+ * the server's loop thread. Returns the number of subscribers it was delivered to (queued,
+ * for WebSocket ones; 0 when there are none), WSX_EINVAL or WSX_ENOMEM.
  */
 WSX_API ptrdiff_t wsx_publish(wsx_server *s, const char *topic, const void *data, size_t len,
                               int type);
 
-/* The same, skipping `except` (typically the sender). */
+/* The same, skipping `except` (typically the sender; every subscription whose user pointer
+ * is `except`, see wsx_hub_publish). */
 WSX_API ptrdiff_t wsx_publish_except(wsx_server *s, const char *topic, const void *data, size_t len,
                                      int type, const wsx_conn *except);
 
@@ -377,9 +385,9 @@ WSX_API ptrdiff_t wsx_deliver_local(wsx_server *s, const char *topic, const void
 
 /*
  * wsx_publish from any thread: copies topic and data and posts them to the server's loop
- * (wsx_loop_post_owned), where they are published. The server must stay alive until then,
- * or its loop be freed without running again (the copy is then freed, not published).
- * Returns 0, WSX_EINVAL, WSX_ENOMEM.
+ * (wsx_loop_post_owned), where they are published to that loop's hub. The server must stay
+ * alive until then, or its loop be freed without running again (the copy is then freed, not
+ * published). Returns 0, WSX_EINVAL, WSX_ENOMEM.
  */
 WSX_API int wsx_publish_threadsafe(wsx_server *s, const char *topic, const void *data, size_t len,
                                    int type);
@@ -389,19 +397,23 @@ WSX_API int wsx_publish_threadsafe(wsx_server *s, const char *topic, const void 
 WSX_API int wsx_deliver_local_threadsafe(wsx_server *s, const char *topic, const void *data,
                                          size_t len, int type);
 
-/* Open subscribers of topic. */
+/* Subscribers of topic in the hub of s's loop (of every kind: wsx_hub_subscribers). */
 WSX_API size_t wsx_topic_subscribers(const wsx_server *s, const char *topic);
 
-/* Topics with at least one subscriber. */
+/* Topics with at least one subscriber in the hub of s's loop (wsx_hub_topics): the same for
+ * every server of a loop. */
 WSX_API size_t wsx_topic_count(const wsx_server *s);
 
-/* Calls cb for each subscriber of topic until it returns non-zero; returns the number of
- * calls. cb may unsubscribe the connection it is given, but no other. */
+/* Calls cb for each WebSocket subscriber of topic (of any server of s's loop), oldest
+ * subscription first, until it returns non-zero; returns the number of calls. cb may
+ * subscribe and unsubscribe any connection; one subscribed during the walk is not visited. */
 typedef int (*wsx_topic_iter_cb)(wsx_conn *c, void *arg);
 WSX_API size_t wsx_topic_foreach(wsx_server *s, const char *topic, wsx_topic_iter_cb cb, void *arg);
 
 /* Called for every wsx_publish (not wsx_deliver_local), after local delivery: the seam for
- * relaying topics between processes. topic is NUL-terminated; both are borrowed. */
+ * relaying topics between processes (or loops). s is the server the publish went through;
+ * topic is NUL-terminated; both are borrowed. The hook belongs to the hub of s's loop: one
+ * per loop, set through any of its servers (setting it again replaces it; NULL removes it). */
 typedef void (*wsx_publish_hook)(wsx_server *s, const char *topic, const uint8_t *data, size_t len,
                                  int type, void *arg);
 WSX_API void wsx_server_set_publish_hook(wsx_server *s, wsx_publish_hook hook, void *arg);
@@ -450,6 +462,112 @@ WSX_API size_t wsx_prepared_len(const wsx_prepared *p);
 /* Drops the creator's handle: buffers not queued anywhere are freed now, the others when
  * the last connection has written them or closed. NULL is a no-op. */
 WSX_API void wsx_prepared_release(wsx_prepared *p);
+
+/* ======================================================================================
+ * Topic registry (hub): topics with opaque subscribers
+ *
+ * Each loop has one hub, shared by every server on the loop. A subscriber is a delivery
+ * callback and a user pointer; wsx_subscribe() makes WebSocket connections subscribers of
+ * this kind, and SSE streams, relays or sessions of other protocols subscribe the same way.
+ * A publish calls each subscriber of the topic, oldest subscription first, with the message
+ * and its shared forms (the WebSocket frame, framed once on first use; forms of the caller's
+ * own kind, see wsx_hub_msg_form), so each kind of subscriber formats a message once per
+ * publish, not once per subscriber.
+ *
+ * Re-entrancy: delivery callbacks and hooks may subscribe, unsubscribe (any subscription,
+ * their own included), publish (to any topic, nested) and close connections. A subscription
+ * made while its topic is being published to does not receive that message; one ended then
+ * receives nothing more, and its handle is invalid once wsx_hub_unsubscribe() returns.
+ *
+ * Thread: a hub and its subscriptions belong to the loop's thread (publish from other
+ * threads with wsx_publish_threadsafe). Lifetime: the hub is made on first use and freed
+ * by wsx_loop_free() with the subscriptions still in it (no hook runs then).
+ * ====================================================================================== */
+
+typedef struct wsx_hub wsx_hub;
+typedef struct wsx_sub wsx_sub;
+
+/* A message as a delivery callback sees it. Every pointer is borrowed for the callback. */
+typedef struct wsx_hub_msg {
+    const char *topic; /* NUL-terminated */
+    const uint8_t *data;
+    size_t len;
+    int type;               /* WSX_TEXT or WSX_BINARY */
+    void *ctx;              /* the publisher's (wsx_hub_publish); NULL from wsx_publish */
+    wsx_prepared *prepared; /* the message as one WebSocket frame, built on first use: pass
+                               it to wsx_send_prepared() on this loop's connections */
+} wsx_hub_msg;
+
+/*
+ * Delivers m to one subscriber. Returns 1 when delivered (counted in what the publish
+ * returns), 0 when skipped (the subscriber is closing, say), or a negative WSX_E* error,
+ * which ends the publish (the remaining subscribers get nothing) and is what it returns.
+ */
+typedef int (*wsx_deliver_cb)(wsx_sub *sub, wsx_hub_msg *m, void *user);
+
+/* The hub of loop, made on first use; NULL when out of memory. Loop thread only. */
+WSX_API wsx_hub *wsx_hub_of(wsx_loop *loop);
+
+/*
+ * Subscribes (cb, user) to topic (1..1024 bytes, NUL-terminated) and writes the handle to
+ * *out. The same pair may subscribe several times (each is its own subscription and gets
+ * each message). When topic had no subscriber, the hub's on_first hook runs before this
+ * returns. Returns 0, WSX_EINVAL (NULL h, cb or out, a bad name) or WSX_ENOMEM; *out
+ * untouched on failure.
+ */
+WSX_API int wsx_hub_subscribe(wsx_hub *h, const char *topic, wsx_deliver_cb cb, void *user,
+                              wsx_sub **out);
+
+/* Ends a subscription (the handle is invalid after); when it was the topic's last, the hub's
+ * on_last hook runs before this returns. NULL is a no-op. */
+WSX_API void wsx_hub_unsubscribe(wsx_sub *sub);
+
+/* The subscription's topic (NUL-terminated, valid while the subscription is) and user. */
+WSX_API const char *wsx_sub_topic(const wsx_sub *sub);
+WSX_API void *wsx_sub_user(const wsx_sub *sub);
+
+/*
+ * Delivers data[0..len) (type WSX_TEXT or WSX_BINARY) to every subscriber of topic whose
+ * user pointer is not `except` (NULL: skip none), passing ctx along in the message. No
+ * publish hook runs (see wsx_publish). Returns the number of deliveries (callbacks that
+ * returned 1), a callback's error, or WSX_EINVAL.
+ */
+WSX_API ptrdiff_t wsx_hub_publish(wsx_hub *h, const char *topic, const void *data, size_t len,
+                                  int type, const void *except, void *ctx);
+
+/* Subscriptions to topic; topics with at least one subscription. */
+WSX_API size_t wsx_hub_subscribers(const wsx_hub *h, const char *topic);
+WSX_API size_t wsx_hub_topics(const wsx_hub *h);
+
+/*
+ * What the Redis relay needs: on_first runs when a topic gains its first subscription, on_last
+ * when it loses its last one (topic borrowed for the call). They run inside the subscribe or
+ * unsubscribe that caused them (a connection's close included) and may call the hub.
+ * Setting them again replaces them; NULL functions are not called.
+ */
+typedef struct wsx_hub_hooks {
+    void (*on_first)(wsx_hub *h, const char *topic, void *arg);
+    void (*on_last)(wsx_hub *h, const char *topic, void *arg);
+    void *arg;
+} wsx_hub_hooks;
+WSX_API void wsx_hub_set_hooks(wsx_hub *h, const wsx_hub_hooks *hooks);
+
+/*
+ * A form of a message made once per publish and shared by the subscribers of one kind (an
+ * SSE event, a Socket.IO packet): make builds it from the message (NULL: out of memory),
+ * release frees it when the publish ends. The kind is named by the address of its
+ * wsx_hub_form, which must outlive the publish.
+ */
+typedef struct wsx_hub_form {
+    void *(*make)(const wsx_hub_msg *m, void *arg);
+    void (*release)(void *form, void *arg);
+    void *arg;
+} wsx_hub_form;
+
+/* The form of m of this kind, made by the first subscriber that asks for it in this publish.
+ * NULL when make fails, or when a publish asks for more than 4 kinds. m must be the message
+ * given to a delivery callback. */
+WSX_API void *wsx_hub_msg_form(wsx_hub_msg *m, const wsx_hub_form *kind);
 
 /* ======================================================================================
  * Shared bytes: one buffer written to many streamed HTTP responses (server-sent events)

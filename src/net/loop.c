@@ -356,6 +356,11 @@ void wsx_loop_free(wsx_loop *loop)
         free(p);
         p = next;
     }
+    while (loop->exts) {
+        wsx__loop_ext *e = loop->exts;
+        loop->exts = e->next;
+        e->free_fn(e);
+    }
     wsx__timers_free_all(loop);
     wsx__budget_fini(loop);
     wsx__qcache_free(loop);
@@ -366,6 +371,19 @@ void wsx_loop_free(wsx_loop *loop)
     free(loop->gather);
     free(loop->iov);
     free(loop);
+}
+
+void wsx__loop_ext_add(wsx_loop *loop, wsx__loop_ext *e)
+{
+    e->next = loop->exts;
+    loop->exts = e;
+}
+
+wsx__loop_ext *wsx__loop_ext_find(const wsx_loop *loop, const void *key)
+{
+    for (wsx__loop_ext *e = loop->exts; e; e = e->next)
+        if (e->key == key) return e;
+    return NULL;
 }
 
 void wsx_loop_stop(wsx_loop *loop)

@@ -359,6 +359,26 @@ void wsx__loop_remove_budget_hook(wsx_loop *loop, wsx__budget_hook *h);
 size_t wsx__loop_queued(const wsx_loop *loop);
 
 /* =========================================================================================
+ * Per-loop state of the layers above (pub/sub's hub): the loop keeps it, finds it by key and
+ * frees it with the loop, so it lives exactly as long as the loop without the loop knowing
+ * what it is.
+ * ========================================================================================= */
+
+typedef struct wsx__loop_ext wsx__loop_ext;
+struct wsx__loop_ext {
+    wsx__loop_ext *next; /* private */
+    const void *key;     /* names the kind: the address of a static object of its layer */
+    /* Called by wsx_loop_free(), after the destructors of posts that never ran. */
+    void (*free_fn)(wsx__loop_ext *e);
+};
+
+/* Attaches e (embedded in its owner's struct) to loop; e must stay valid until the loop is
+ * freed. At most one per key. */
+void wsx__loop_ext_add(wsx_loop *loop, wsx__loop_ext *e);
+/* The extension attached under key, or NULL. */
+wsx__loop_ext *wsx__loop_ext_find(const wsx_loop *loop, const void *key);
+
+/* =========================================================================================
  * Listening sockets
  * ========================================================================================= */
 
@@ -693,6 +713,7 @@ struct wsx_loop {
     size_t queued, published, check_at;
     wsx__deferred shed; /* runs the budget hooks */
     wsx__budget_hook *budget_hooks;
+    wsx__loop_ext *exts; /* wsx__loop_ext_add */
 };
 
 /* wsx__stream.flags, shared by tcp.c and tls.c. Bit 0 is read by wsx__stream_is_closing(),

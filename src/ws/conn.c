@@ -605,6 +605,18 @@ void wsx__conn_closed(wsx_conn *c, int err)
     c->close_reason = NULL;
     wsx__http_in_free(&c->in);
     free_deflate(c);
+    /* After on_close, which may still publish or use what is attached (subscriptions). */
+    while (c->ext) {
+        wsx__conn_ext *e = c->ext;
+        c->ext = e->next;
+        e->release(c, e);
+    }
+}
+
+void wsx__conn_ext_add(wsx_conn *c, wsx__conn_ext *e)
+{
+    e->next = c->ext;
+    c->ext = e;
 }
 
 /* ---- deadlines: one per connection, re-armed lazily, checked by the owner ---- */

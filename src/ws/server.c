@@ -110,8 +110,6 @@ static void on_stream_close(wsx__stream *s, int err)
     }
     wsx__conn_closed(c, err);
     if (wsx__admit_remove(srv->admit, wsx__stream_fd(s))) srv->n_pending--;
-    /* Subscriptions end with the connection (after on_close, which may still publish). */
-    if (c->subs && srv->unsubscribe_all) srv->unsubscribe_all(c);
     unlink_conn(srv, c);
     free(c);
     if (srv->n_all == 0) wsx__timer_stop(srv->loop, &srv->sweep);
@@ -985,7 +983,6 @@ void wsx_server_get_stats(const wsx_server *s, wsx_server_stats *out)
     *out = s->stats;
     out->open = s->n_ws;
     out->http_open = s->n_all - s->n_ws;
-    out->topics = wsx_topic_count(s);
 }
 
 static void on_shutdown_timer(wsx_loop *loop, wsx__timer *t)
@@ -1045,7 +1042,6 @@ void wsx_server_free(wsx_server *s)
         wsx_pmd_free(s->shared_pmd[i]);
         free(s->shared_pmd[i]);
     }
-    if (s->pubsub_free) s->pubsub_free(s);
     if (s->listener) wsx__listener_close(s->listener);
     wsx__timer_stop(s->loop, &s->shutdown_timer);
     wsx__log_flush(&s->cfg, true);

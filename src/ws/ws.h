@@ -36,8 +36,17 @@ typedef struct wsx__cfg {
                                      first line; freed by wsx__log_free() */
 } wsx__cfg;
 
-struct wsx__sub;
-struct wsx__pubsub;
+/*
+ * State a layer above ws attaches to a connection (src/pubsub: the connection's
+ * subscriptions). The owner embeds the node in its own struct. `release` runs once, when the
+ * connection's stream has closed, after its on_close (which may still use the state), and
+ * frees the owner's struct; ws knows nothing else of it.
+ */
+typedef struct wsx__conn_ext wsx__conn_ext;
+struct wsx__conn_ext {
+    wsx__conn_ext *next; /* private */
+    void (*release)(wsx_conn *c, wsx__conn_ext *e);
+};
 
 struct wsx_server {
     wsx__cfg cfg; /* first, as in wsx_client: a connection finds it through its owner */
@@ -51,10 +60,6 @@ struct wsx_server {
     struct wsx__admit *admit; /* connections and handshakes by client address (admit.c) */
     bool shutting_down;
     wsx__timer shutdown_timer;
-    /* Set by src/pubsub the first time a topic is used; ws only calls through these. */
-    struct wsx__pubsub *pubsub;
-    void (*unsubscribe_all)(wsx_conn *c);
-    void (*pubsub_free)(wsx_server *s);
     wsx_server_stats stats;
     wsx__tls_ctx *tls;    /* NULL: plain TCP */
     wsx_pmd_buf zscratch; /* compression output, reused (cfg.zscratch points here) */
@@ -143,7 +148,7 @@ struct wsx_conn {
     wsx_pmd_buf *msg;      /* a fragmented message being reassembled, or NULL */
     char *close_reason;    /* heap copy, only while closing */
     wsx_http_req *http;    /* the request being answered, while WSX__F_HTTP_BUSY */
-    struct wsx__sub *subs; /* this connection's topic subscriptions (src/pubsub) */
+    wsx__conn_ext *ext;    /* what layers above attach (wsx__conn_ext_add), or NULL */
     wsx__dfl *dfl;         /* permessage-deflate, when agreed */
     uint32_t last_rx;      /* loop time (ms, wrapping) of the last read */
     uint32_t ping_at;      /* loop time of the outstanding keepalive ping */
@@ -213,6 +218,10 @@ static inline wsx_server *wsx__conn_server(const wsx_conn *c)
 {
     return (c->flags & WSX__F_CLIENT) ? NULL : c->srv;
 }
+static inline wsx_loop *wsx__server_loop(const wsx_server *s)
+{
+    return s->loop;
+}
 /* Switches a connection to WSX__OPEN, delivers on_open, then parses `rest` (bytes that came
  * after the handshake head). */
 void wsx__conn_open(wsx_conn *c, uint8_t *rest, size_t len);
@@ -242,6 +251,45 @@ wsx_pmd_buf *wsx__compress_scratch(const wsx__cfg *cfg);
 /* After bytes were queued on c outside wsx_send (a broadcast): applies the backpressure and
  * hard-limit rules. Returns 0, WSX_EBACKPRESSURE or WSX_ECLOSED (dropped with 1008). */
 int wsx__conn_check_queue(wsx_conn *c);
+/* Attaches e to c (c must not be closed yet: release is then guaranteed to run). */
+void wsx__conn_ext_add(wsx_conn *c, wsx__conn_ext *e);
+/* The extension of c whose release function is `release`, or NULL. */
+static inline wsx__conn_ext *wsx__conn_ext_find(const wsx_conn *c,
+                                                void (*release)(wsx_conn *, wsx__conn_ext *))
+{
+    for (wsx__conn_ext *e = c->ext; e; e = e->next)
+        if (e->release == release) return e;
+    return NULL;
+}
+
+/* What a layer above that queues shared frames (src/pubsub) reads of a connection. */
+static inline bool wsx__conn_is_open(const wsx_conn *c)
+{
+    return c->state == WSX__OPEN;
+}
+/* The window bits of the server's shared compressor c's outgoing messages use (c agreed to
+ * permessage-deflate without server context takeover), or 0 when c compresses with its own
+ * context or not at all. */
+static inline unsigned wsx__conn_shared_window(const wsx_conn *c)
+{
+    return c->dfl && c->dfl->params.server_no_context_takeover
+               ? c->dfl->params.server_max_window_bits & 15
+               : 0;
+}
+/* Queues a slice [data, data + len) of the shared buffer ref, a whole frame carrying a
+ * message of `payload` bytes, on server connection c, and counts it in the server's
+ * messages_out and bytes_out. Returns 0 or the stream's error (WSX_ECLOSED, WSX_ENOMEM;
+ * nothing queued or counted). The caller applies wsx__conn_check_queue() after. */
+static inline int wsx__conn_write_shared(wsx_conn *c, wsx__ref *ref, size_t payload)
+{
+    int rc = wsx__stream_write_ref(&c->stream, ref, ref->data, ref->len);
+    if (rc < 0) return rc;
+    wsx_server_stats *st = wsx__cfg_of(c)->stats; /* a server's: never NULL */
+    st->messages_out++;
+    st->bytes_out += payload;
+    return 0;
+}
+
 /* Sends a close frame and waits for the answer. */
 int wsx__conn_start_close(wsx_conn *c, uint16_t code, const char *reason, size_t len);
 

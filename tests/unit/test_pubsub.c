@@ -685,6 +685,96 @@ TEST(prepared_deflate_once)
     p_end(srvs, 2);
 }
 
+/* ---- the loop's hub: shared by its servers, with subscribers of other kinds ---- */
+
+static int h_first, h_last, h_generic;
+
+static void h_on_first(wsx_hub *h, const char *topic, void *arg)
+{
+    (void)h, (void)arg;
+    h_first += !strcmp(topic, "room:x");
+}
+
+static void h_on_last(wsx_hub *h, const char *topic, void *arg)
+{
+    (void)h, (void)arg;
+    h_last += !strcmp(topic, "room:x");
+}
+
+/* A subscriber that is not a connection: on the message it ends one connection's
+ * subscription and closes another connection, both later in the topic's order. */
+static int h_deliver(wsx_sub *sub, wsx_hub_msg *m, void *user)
+{
+    (void)sub, (void)user;
+    h_generic++;
+    if (m->len != P.expect_len || m->prepared == NULL) P.bad++;
+    CHECK_INT(wsx_unsubscribe(P.conns[5], "room:x"), 0);
+    CHECK_INT(wsx_close(P.conns[4], 1000, NULL), 0);
+    return 1;
+}
+
+TEST(hub_shared_by_servers_and_other_subscribers)
+{
+    p_begin();
+    wsx_server *srvs[2] = {p_server(false, false), p_server(false, false)};
+    wsx_hub *hub = wsx_hub_of(P.loop);
+    CHECK(hub != NULL);
+    wsx_hub_hooks hooks = {h_on_first, h_on_last, NULL};
+    wsx_hub_set_hooks(hub, &hooks);
+    h_first = h_last = h_generic = 0;
+    wsx_client *cl[6];
+    for (int i = 0; i < 6; i++)
+        cl[i] = p_client(srvs[i % 2], false);
+    p_want = 6;
+    p_run_until(p_opened, 5000);
+    CHECK_INT(P.nconns, 6);
+    /* Order: three connections, the other subscriber, three more. */
+    for (int i = 0; i < 3; i++)
+        CHECK_INT(wsx_subscribe(P.conns[i], "room:x"), 0);
+    wsx_sub *g = NULL;
+    CHECK_INT(wsx_hub_subscribe(hub, "room:x", h_deliver, NULL, &g), 0);
+    for (int i = 3; i < 6; i++)
+        CHECK_INT(wsx_subscribe(P.conns[i], "room:x"), 0);
+    CHECK_INT(h_first, 1);
+    CHECK_INT(wsx_topic_subscribers(srvs[0], "room:x"), 7);
+    CHECK_INT(wsx_topic_count(srvs[0]), 1);
+    CHECK_INT(wsx_topic_count(srvs[1]), 1);
+    size_t len = 100;
+    uint8_t *msg = p_message(len);
+    P.expect_len = len;
+    /* conns 0-2, the other subscriber, conn 3; conn 4 is closing and conn 5 unsubscribed by
+     * then. Through either server, it reaches the subscribers of both. */
+    CHECK_INT(wsx_publish(srvs[1], "room:x", msg, len, WSX_BINARY), 5);
+    free(msg);
+    CHECK_INT(h_generic, 1);
+    CHECK_INT(wsx_topic_subscribers(srvs[1], "room:x"), 6);
+    wsx_server_stats st[2];
+    wsx_server_get_stats(srvs[0], &st[0]);
+    wsx_server_get_stats(srvs[1], &st[1]);
+    CHECK_INT(st[0].messages_out + st[1].messages_out, 4); /* counted by each conn's server */
+    CHECK_INT(st[0].bytes_out + st[1].bytes_out, 4 * len);
+    p_want = 4;
+    p_run_until(p_got_want, 5000);
+    CHECK_INT(P.got, 4);
+    CHECK_INT(P.bad, 0);
+    /* The other subscriber goes first: the topic's last subscriptions are connections, and
+     * on_last runs when the last of them closes (the close hook of the ws layer). The server
+     * closes them (conn 4's client is gone already, and freed). */
+    wsx_hub_unsubscribe(g);
+    CHECK_INT(h_last, 0);
+    CHECK_INT(wsx_topic_subscribers(srvs[0], "room:x"), 4);
+    (void)cl;
+    for (int i = 0; i < 6; i++)
+        if (i != 4 && P.conns[i]) CHECK_INT(wsx_close(P.conns[i], 1000, NULL), 0);
+    for (int i = 0; i < 300 && wsx_topic_subscribers(srvs[0], "room:x") > 0; i++)
+        p_run_until(NULL, 10);
+    CHECK_INT(wsx_topic_subscribers(srvs[0], "room:x"), 0);
+    CHECK_INT(h_last, 1);
+    CHECK_INT(h_first, 1);
+    CHECK_INT(wsx_topic_count(srvs[0]), 0);
+    p_end(srvs, 2);
+}
+
 /* ---- shared bytes on streamed HTTP responses ---- */
 
 static void p_http(wsx_http_req *r, const wsx_request *rq, void *u)
@@ -895,6 +985,7 @@ int main(void)
     RUN_T(prepared_released_when_connections_close);
     RUN_T(prepared_counts_against_send_limits);
     RUN_T(prepared_deflate_once);
+    RUN_T(hub_shared_by_servers_and_other_subscribers);
     RUN_T(bytes_shared_by_streamed_responses);
     RUN_T(threadsafe_posts_freed_with_unrun_loop);
     wsx_server_shutdown(W.srv, 500);

@@ -28,12 +28,14 @@
  * bytes, but a listener keeps alive every event it has not read. */
 #define SSE_MAX_QUEUED (4u << 20)
 
-/* An SSE stream: the HTTP request and its place in the chat. */
+/* An SSE stream: the HTTP request, its place in the chat, and its subscription to the room's
+ * topic in its loop's hub (which delivers the room's chat messages to it). */
 typedef struct sse {
     wsx_http_req *r;
     wsx_chat_listener *l;
+    wsx_sub *sub;
     unsigned thread; /* the loop its connection belongs to */
-    bool dropped;    /* being ended for not reading (sse_fanout) */
+    bool dropped;    /* being ended for not reading (sse_deliver) */
 } sse;
 
 #define MAX_THREADS 16
@@ -46,6 +48,7 @@ typedef struct serve_thread {
     wsx_timer *keepalive;
     wsx_timer *snapshot;
     wsx_server_stats stats[2]; /* the servers' counters as of the last snapshot (chat lock) */
+    size_t topics;             /* the loop's topics (its servers share them), same snapshot */
 } serve_thread;
 
 typedef struct serve_state {
@@ -151,60 +154,82 @@ static void sse_send(sse *l, uint64_t id, const char *json, size_t len)
     wsx_bytes_release(b);
 }
 
-/* A chat message for the SSE listeners of one loop: formatted once (on the first listener
- * that needs it) and written to all of them by reference. Listeners whose queue has passed
- * SSE_MAX_QUEUED are collected in `drop` and ended once the chat's iteration is over. */
-typedef struct sse_msg {
-    unsigned thread;
+/* What a publish to a room's topic carries for its SSE subscribers: the chat message's id
+ * (0: not a chat message, SSE listeners get nothing), and the listeners whose queue passed
+ * SSE_MAX_QUEUED, collected to be ended once the publish is over (the chat is in the middle
+ * of an operation then: it is told after its fan-out, as it was before the hub). */
+typedef struct sse_pub {
     uint64_t id;
-    const char *json;
-    size_t len;
-    wsx_bytes *ev;
     sse **drop;
     size_t n_drop, cap_drop;
-} sse_msg;
+} sse_pub;
 
-static void sse_fanout_one(void *listener, void *arg)
+/* The event made once per publish (wsx_hub_msg_form) and written to every SSE subscriber of
+ * the loop by reference. */
+static void *sse_form_make(const wsx_hub_msg *m, void *arg)
 {
-    sse *l = listener;
-    sse_msg *m = arg;
-    if (l->thread != m->thread || l->dropped) return;
-    if (!m->ev && !(m->ev = sse_event(m->id, m->json, m->len))) return;
-    /* WSX_ECLOSED: gone, or closed at the hard limit; sse_gone follows and frees it. */
-    if (wsx_http_write_bytes(l->r, m->ev, 0, wsx_bytes_len(m->ev)) == WSX_ECLOSED) return;
-    if (wsx_http_buffered_amount(l->r) <= SSE_MAX_QUEUED) return;
-    if (m->n_drop == m->cap_drop) {
-        size_t cap = m->cap_drop ? 2 * m->cap_drop : 8;
-        sse **d = realloc(m->drop, cap * sizeof *d);
-        if (!d) return; /* dropped at a later event, or at the hard limit */
-        m->drop = d;
-        m->cap_drop = cap;
-    }
-    l->dropped = true;
-    m->drop[m->n_drop++] = l;
+    (void)arg;
+    return sse_event(((const sse_pub *)m->ctx)->id, (const char *)m->data, m->len);
 }
 
-/* Ends a listener that does not read: it leaves the chat now; its connection closes once
- * what is queued is written, or after the close timeout. */
+static void sse_form_release(void *form, void *arg)
+{
+    (void)arg;
+    wsx_bytes_release(form);
+}
+
+static const wsx_hub_form sse_form = {sse_form_make, sse_form_release, NULL};
+
+static int sse_deliver(wsx_sub *sub, wsx_hub_msg *m, void *user)
+{
+    (void)sub;
+    sse *l = user;
+    sse_pub *p = m->ctx;
+    if (!p || !p->id || l->dropped) return 0;
+    wsx_bytes *ev = wsx_hub_msg_form(m, &sse_form);
+    if (!ev) return 0;
+    /* WSX_ECLOSED: gone, or closed at the hard limit; sse_gone follows and frees it. */
+    if (wsx_http_write_bytes(l->r, ev, 0, wsx_bytes_len(ev)) == WSX_ECLOSED) return 0;
+    if (wsx_http_buffered_amount(l->r) <= SSE_MAX_QUEUED) return 1;
+    if (p->n_drop == p->cap_drop) {
+        size_t cap = p->cap_drop ? 2 * p->cap_drop : 8;
+        sse **d = realloc(p->drop, cap * sizeof *d);
+        if (!d) return 1; /* dropped at a later event, or at the hard limit */
+        p->drop = d;
+        p->cap_drop = cap;
+    }
+    l->dropped = true;
+    p->drop[p->n_drop++] = l;
+    return 1;
+}
+
+/* Ends a listener that does not read: it leaves the chat and the topic now; its connection
+ * closes once what is queued is written, or after the close timeout. */
 static void sse_drop(sse *l)
 {
     tool_logf(WSX_LOG_INFO, "SSE listener with over %u MiB queued: ending the stream",
               (unsigned)(SSE_MAX_QUEUED >> 20));
+    wsx_hub_unsubscribe(l->sub);
     wsx_chat_listener_remove(S.chat, l->l);
     wsx_http_end(l->r);
     free(l);
 }
 
-/* Sends a chat message to the SSE listeners of room on this thread's loop. Called with the
- * chat's lock held. */
-static void sse_fanout(const char *room, uint64_t id, const char *json, size_t len)
+/* Publishes json to the room's topic in this thread's loop: its WebSocket members (framed
+ * once) and, for chat messages (id != 0), its SSE listeners (formatted once). Called with
+ * the chat's lock held. */
+static void publish_local(const char *room, const char *json, size_t len, uint64_t id,
+                          const void *except)
 {
-    sse_msg m = {.thread = tl_thread, .id = id, .json = json, .len = len};
-    wsx_chat_listeners_each(S.chat, room, sse_fanout_one, &m);
-    wsx_bytes_release(m.ev);
-    for (size_t i = 0; i < m.n_drop; i++)
-        sse_drop(m.drop[i]);
-    free(m.drop);
+    char topic[64];
+    snprintf(topic, sizeof topic, "room:%s", room);
+    sse_pub p = {.id = id};
+    wsx_hub *hub = wsx_hub_of(R.t[tl_thread].loop);
+    /* No publish hook runs (serve sets none): op_publish reaches the other loops itself. */
+    if (hub) wsx_hub_publish(hub, topic, json, len, WSX_TEXT, except, &p);
+    for (size_t i = 0; i < p.n_drop; i++)
+        sse_drop(p.drop[i]);
+    free(p.drop);
 }
 
 /* A message for the members of a room on another loop, and its SSE listeners there. */
@@ -219,12 +244,8 @@ typedef struct relay_job {
 static void run_relay(void *arg)
 {
     relay_job *j = arg;
-    char topic[64];
-    snprintf(topic, sizeof topic, "room:%s", j->room);
     lock();
-    for (size_t i = 0; i < R.n_srvs; i++)
-        wsx_deliver_local(R.t[j->thread].srvs[i], topic, j->json, j->len, WSX_TEXT);
-    if (j->id) sse_fanout(j->room, j->id, j->json, j->len);
+    publish_local(j->room, j->json, j->len, j->id, NULL);
     unlock();
     free(j);
 }
@@ -236,11 +257,7 @@ static void op_publish(const char *room, const char *json, size_t len, uint64_t 
                        void *user)
 {
     (void)user;
-    char topic[64];
-    snprintf(topic, sizeof topic, "room:%s", room);
-    for (size_t i = 0; i < R.n_srvs; i++)
-        wsx_publish_except(R.t[tl_thread].srvs[i], topic, json, len, WSX_TEXT, except);
-    if (id) sse_fanout(room, id, json, len);
+    publish_local(room, json, len, id, except);
     for (unsigned k = 0; k < R.n_threads; k++) {
         if (k == tl_thread) continue;
         relay_job *j = malloc(sizeof *j + len + 1);
@@ -481,6 +498,7 @@ static void sse_gone(wsx_http_req *r, void *arg)
 {
     sse *l = arg;
     (void)r;
+    wsx_hub_unsubscribe(l->sub);
     wsx_chat_listener_remove(S.chat, l->l);
     free(l);
 }
@@ -505,6 +523,7 @@ static void take_snapshot(void)
     serve_thread *t = &S.t[tl_thread];
     for (size_t i = 0; i < R.n_srvs; i++)
         wsx_server_get_stats(R.t[tl_thread].srvs[i], &t->stats[i]);
+    t->topics = wsx_topic_count(R.t[tl_thread].srvs[0]);
 }
 
 static void snapshot_timer(wsx_timer *tm, void *arg)
@@ -672,6 +691,7 @@ static void serve_metrics(wsx_http_req *r)
      * (at most a second old). */
     take_snapshot();
     wsx_server_stats st = {0};
+    size_t topics = 0;
     for (unsigned k = 0; k < R.n_threads; k++) {
         for (size_t i = 0; i < R.n_srvs; i++) {
             const wsx_server_stats *one = &S.t[k].stats[i];
@@ -696,8 +716,8 @@ static void serve_metrics(wsx_http_req *r)
             st.refused_handshakes += one->refused_handshakes;
             st.refused_full += one->refused_full;
             st.shed_nofile += one->shed_nofile;
-            st.topics += one->topics;
         }
+        topics += S.t[k].topics;
     }
     wsx_chat_stats cs;
     wsx_chat_get_stats(S.chat, &cs);
@@ -741,7 +761,7 @@ static void serve_metrics(wsx_http_req *r)
         "wsx_handshake_failures_total{reason=\"timeout\"} %llu\n",
         st.open, st.http_open, (unsigned long long)st.accepted, (unsigned long long)st.upgrades,
         (unsigned long long)st.messages_in, (unsigned long long)st.messages_out,
-        (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out, st.topics, members,
+        (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out, topics, members,
         cs.listeners, (unsigned long long)st.refused_400, (unsigned long long)st.refused_401,
         (unsigned long long)st.refused_403, (unsigned long long)st.refused_404,
         (unsigned long long)st.refused_426, (unsigned long long)st.refused_431,
@@ -820,7 +840,17 @@ static void serve_sse(wsx_http_req *r, const wsx_request *rq)
     wsx_http_header h[] = {{"Content-Type", 12, "text/event-stream", 17},
                            {"Cache-Control", 13, "no-cache", 8},
                            {"X-Accel-Buffering", 17, "no", 2}};
+    char topic[sizeof "room:" + sizeof name];
+    snprintf(topic, sizeof topic, "room:%s", name);
+    wsx_hub *hub = wsx_hub_of(R.t[tl_thread].loop);
+    if (!hub || wsx_hub_subscribe(hub, topic, sse_deliver, l, &l->sub) < 0) {
+        wsx_chat_listener_remove(S.chat, l->l);
+        free(l);
+        respond_text(r, 503, "text/plain; charset=utf-8", "503 out of memory\n");
+        return;
+    }
     if (wsx_http_begin(r, 200, h, 3) < 0) {
+        wsx_hub_unsubscribe(l->sub);
         wsx_chat_listener_remove(S.chat, l->l);
         free(l);
         wsx_http_end(r);
