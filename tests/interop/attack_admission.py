@@ -227,7 +227,9 @@ def silent_attack():
             # On a loaded machine the refusals can span more than one second: each second's
             # suppressed count comes in a summary line of its own (the last one from the
             # server's timer once its second has passed), so add them up.
-            want = N_SILENT - HS_PER_IP - 2 * len(refusals) - 10
+            # Every 503 the attacker read was either logged or counted as suppressed (sockets
+            # the server closed without an answer are not refusals it logs).
+            want = got503 - len(refusals) - 10
             deadline = time.monotonic() + 4
             while True:
                 counts = [int(m.group(1)) for m in (re.search(r"(\d+) similar lines suppressed", l)
