@@ -28,7 +28,7 @@
 #define S_WANTDRAIN WSX__S_WANTDRAIN
 #define S_TLS       WSX__S_TLS
 
-static int map_errno(int e)
+int wsx__errno_code(int e)
 {
     switch (e) {
     case ECONNREFUSED:
@@ -168,10 +168,56 @@ static void close_now(wsx__stream *s, int err)
     wsx__stream_pend(s);
 }
 
+/* The errno is kept in the top byte of the flags, so a plain stream stays 64 bytes. */
+void wsx__stream_set_errno(wsx__stream *s, int e)
+{
+    if (s->flags & S_CLOSING) return;
+    s->flags = (s->flags & ~WSX__S_ERRNO_MASK) |
+               ((uint32_t)(e > 0 && e < 256 ? e : 0) << WSX__S_ERRNO_SHIFT);
+}
+
+/* Closes for a failed system call: the code says what kind of failure, and the errno lets
+ * wsx__stream_error() name it ("connection reset by peer") in the owner's on_close. */
+static void close_errno(wsx__stream *s, int e)
+{
+    wsx__stream_set_errno(s, e);
+    close_now(s, wsx__errno_code(e));
+}
+
+void wsx__stream_fail_errno(wsx__stream *s, int sys_errno)
+{
+    close_errno(s, sys_errno);
+}
+
+const char *wsx__stream_error(const wsx__stream *s)
+{
+    if (s->flags & S_TLS) {
+        const char *why = wsx__stream_tls_error(s);
+        if (why) return why;
+    }
+    int e = (int)((s->flags & WSX__S_ERRNO_MASK) >> WSX__S_ERRNO_SHIFT);
+    return e ? wsx__errno_text(e) : NULL;
+}
+
+const char *wsx__errno_text(int e)
+{
+    switch (e) {
+    case ECONNRESET:
+        return "connection reset by peer";
+    case EPIPE:
+        return "broken pipe: the peer closed the connection";
+    case ETIMEDOUT:
+        return "connection timed out";
+    default:
+        /* glibc returns a static string for every errno it knows. */
+        return strerror(e);
+    }
+}
+
 static void update_interest(wsx__stream *s)
 {
     uint32_t ev = (s->flags & S_TLS) ? wsx__tls_interest(s) : interest(s);
-    if (wsx__io_modify(s->loop, &s->io, ev) < 0) close_now(s, map_errno(errno));
+    if (wsx__io_modify(s->loop, &s->io, ev) < 0) close_errno(s, errno);
 }
 
 void wsx__stream_update_interest(wsx__stream *s)
@@ -204,7 +250,7 @@ int wsx__stream_init(wsx_loop *loop, wsx__stream *s, int fd, const wsx__stream_v
     return 0;
 }
 
-/* Writes as much of the queue as the kernel takes. Returns 0 or a negative WSX_E* code. */
+/* Writes as much of the queue as the kernel takes. Returns 0, or -1 with errno set. */
 static int write_queue(wsx__stream *s)
 {
     wsx_loop *loop = s->loop;
@@ -237,7 +283,7 @@ static int write_queue(wsx__stream *s)
         if (w < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-            return map_errno(errno);
+            return -1;
         }
         size_t left = (size_t)w;
         wsx__queued_sub(s, left);
@@ -270,9 +316,8 @@ static void maybe_shutdown(wsx__stream *s)
 static void stream_flush(wsx__stream *s)
 {
     if (s->queued) {
-        int rc = write_queue(s);
-        if (rc < 0) {
-            close_now(s, rc);
+        if (write_queue(s) < 0) {
+            close_errno(s, errno);
             return;
         }
         if (s->queued) {
@@ -293,9 +338,8 @@ static void stream_flush(wsx__stream *s)
 static void stream_writable(wsx__stream *s)
 {
     size_t before = s->queued;
-    int rc = write_queue(s);
-    if (rc < 0) {
-        close_now(s, rc);
+    if (write_queue(s) < 0) {
+        close_errno(s, errno);
         return;
     }
     if (s->queued) {
@@ -319,7 +363,9 @@ static void stream_read(wsx__stream *s)
         return;
     }
     if (n == 0) {
-        if (!s->vt->on_eof) {
+        /* A reset reported with the data before it reads as EOF once SO_ERROR is taken: it
+         * is an error, not the peer's orderly close. */
+        if (!s->vt->on_eof || (s->flags & WSX__S_ERRNO_MASK)) {
             close_now(s, WSX_ECLOSED);
             return;
         }
@@ -330,7 +376,7 @@ static void stream_read(wsx__stream *s)
         return;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-    close_now(s, map_errno(errno));
+    close_errno(s, errno);
 }
 
 static void stream_io_cb(wsx_loop *loop, wsx__io *io, uint32_t revents)
@@ -340,9 +386,13 @@ static void stream_io_cb(wsx_loop *loop, wsx__io *io, uint32_t revents)
         int err = 0;
         socklen_t len = sizeof err;
         getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        wsx__stream_set_errno(s, err);
         /* Data that arrived before a reset is still worth delivering. */
         if ((revents & WSX__IO_READ) && !(s->flags & (S_PAUSED | S_EOF))) stream_read(s);
-        close_now(s, err ? map_errno(err) : WSX_ECLOSED);
+        if (err)
+            close_errno(s, err);
+        else
+            close_now(s, WSX_ECLOSED);
         return;
     }
     if ((revents & (WSX__IO_READ | WSX__IO_HUP)) && !(s->flags & (S_PAUSED | S_EOF))) {
@@ -386,7 +436,7 @@ int wsx__stream_write(wsx__stream *s, const struct iovec *iov, int n)
         s->loop->stats.writev_calls++;
         ssize_t w = writev(s->io.fd, iov, n);
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            close_now(s, map_errno(errno));
+            close_errno(s, errno);
             return WSX_ECLOSED;
         }
         size_t done = w > 0 ? (size_t)w : 0;
@@ -672,7 +722,7 @@ static int bind_listen(const struct sockaddr *sa, socklen_t salen, const wsx__li
                        bool any6, int *out_fd)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return map_errno(errno);
+    if (fd < 0) return wsx__errno_code(errno);
     int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (o->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) goto fail;
@@ -684,7 +734,7 @@ static int bind_listen(const struct sockaddr *sa, socklen_t salen, const wsx__li
 fail:;
     int e = errno;
     close(fd);
-    return e == EADDRINUSE ? WSX_EADDRINUSE : map_errno(e);
+    return e == EADDRINUSE ? WSX_EADDRINUSE : wsx__errno_code(e);
 }
 
 int wsx__listen(wsx_loop *loop, const wsx__listen_opts *opts, wsx__accept_cb cb, void *arg,
@@ -870,7 +920,7 @@ static void connect_next(wsx__connect_req *req)
         req->last_errno = errno;
         close(fd);
     }
-    connect_complete(req, -1, req->last_errno ? map_errno(req->last_errno) : WSX_ERESOLVE);
+    connect_complete(req, -1, req->last_errno ? wsx__errno_code(req->last_errno) : WSX_ERESOLVE);
 }
 
 static void connect_io_cb(wsx_loop *loop, wsx__io *io, uint32_t revents)

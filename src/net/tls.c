@@ -583,7 +583,7 @@ static void handshake_error(tls_conn *t, int e, int sys_errno)
                sys_errno == EPIPE) {
         conn_err(t, "TLS handshake failed: connection closed by peer");
     } else {
-        conn_err(t, "TLS handshake failed: %s", strerror(sys_errno));
+        conn_err(t, "TLS handshake failed: %s", wsx__errno_text(sys_errno));
     }
 }
 
@@ -593,10 +593,9 @@ static int io_error(tls_conn *t, int e, int sys_errno, const char *what)
     char why[160];
     t->tflags |= T_FATAL;
     if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
-        if (sys_errno == 0 || sys_errno == ECONNRESET || sys_errno == EPIPE) return WSX_ECLOSED;
-        if (sys_errno == ETIMEDOUT) return WSX_ETIMEDOUT;
-        conn_err(t, "TLS %s failed: %s", what, strerror(sys_errno));
-        return WSX_ESYS;
+        if (sys_errno == 0) return WSX_ECLOSED;
+        conn_err(t, "TLS %s failed: %s", what, wsx__errno_text(sys_errno));
+        return wsx__errno_code(sys_errno);
     }
     conn_err(t, "TLS %s failed: %s", what, ssl_reason(why, sizeof why));
     return WSX_ETLS;
@@ -619,7 +618,8 @@ uint32_t wsx__tls_interest(const wsx__stream *s)
 
 static void peer_eof(wsx__stream *s)
 {
-    if (!s->vt->on_eof) {
+    /* After a reset (see tls_io_cb) the EOF is the error's, not an orderly close. */
+    if (!s->vt->on_eof || (s->flags & WSX__S_ERRNO_MASK)) {
         wsx__stream_fail(s, WSX_ECLOSED);
         return;
     }
@@ -855,14 +855,6 @@ static int sock_error(int fd)
     return err;
 }
 
-/* The close reason for a socket error after the handshake, as plain streams report it. */
-static int sock_close_code(int err)
-{
-    if (err == ETIMEDOUT) return WSX_ETIMEDOUT;
-    if (err == 0 || err == ECONNRESET || err == EPIPE) return WSX_ECLOSED;
-    return WSX_ESYS;
-}
-
 static void tls_io_cb(wsx_loop *loop, wsx__io *io, uint32_t revents)
 {
     wsx__stream *s = wsx__container_of(io, wsx__stream, io);
@@ -873,17 +865,21 @@ static void tls_io_cb(wsx_loop *loop, wsx__io *io, uint32_t revents)
         if ((revents & WSX__IO_ERR) && !(s->flags & WSX__S_CLOSING)) {
             t->tflags |= T_FATAL;
             conn_err(t, "TLS handshake failed: %s",
-                     err ? strerror(err) : "connection closed by peer");
+                     err ? wsx__errno_text(err) : "connection closed by peer");
             wsx__stream_fail(s, WSX_ETLS);
         }
         return;
     }
     if (revents & WSX__IO_ERR) {
         int err = sock_error(io->fd);
+        wsx__stream_set_errno(s, err);
         /* Data that arrived before a reset is still worth delivering. */
         if ((revents & WSX__IO_READ) && reading(s)) tls_read(s, t);
         t->tflags |= T_FATAL;
-        wsx__stream_fail(s, sock_close_code(err));
+        if (err)
+            wsx__stream_fail_errno(s, err);
+        else
+            wsx__stream_fail(s, WSX_ECLOSED);
         return;
     }
     if ((revents & (WSX__IO_READ | WSX__IO_HUP)) && (t->tflags & T_W_WANTS_R)) {

@@ -834,7 +834,7 @@ static void start_conn(worker *w, bconn *bc)
     wsx_client_opts o = b->copts;
     o.url = bc->role == R_SUB ? b->url_sub : bc->role == R_PUB ? b->url_pub : b->url;
     o.user = bc;
-    int rc = wsx_client_connect(w->loop, &o, &bc->cl);
+    int rc = wsx_client_connect(w->loop, &o, &bc->cl, NULL);
     if (rc < 0) {
         bc->cl = NULL;
         conn_failed(w, bc, E_CONNECT, wsx_strerror(rc));
