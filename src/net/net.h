@@ -615,6 +615,10 @@ struct ssl_st *wsx__stream_tls_ssl(const wsx__stream *s);
 #include <pthread.h>
 #include <signal.h>
 
+/* tcp.c, for listen.c and connect.c: TCP_NODELAY on a new connection (corking already
+ * batches small writes per iteration; Nagle would only add latency). */
+void wsx__tcp_nodelay(int fd);
+
 #define WSX__WHEEL_SLOTS 512u
 #define WSX__WHEEL_MASK  (WSX__WHEEL_SLOTS - 1u)
 #define WSX__MAX_EVENTS  1024
