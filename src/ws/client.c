@@ -186,6 +186,21 @@ static void next_step(wsx_client *cl, bool was_open)
     wsx__timer_start(cl->loop, &cl->retry_timer, delay);
 }
 
+/* What the request offers, and so what the response is checked against. */
+static wsx_handshake_client_opts handshake_opts(const wsx_client *cl)
+{
+    return (wsx_handshake_client_opts){
+        .host = cl->host_header,
+        .path = cl->url.path,
+        .origin = cl->origin,
+        .subprotocols = (const char *const *)cl->subprotocols,
+        .n_subprotocols = cl->opts.n_subprotocols,
+        .headers = cl->headers,
+        .n_headers = cl->opts.n_headers,
+        .extensions = cl->pmd_offer[0] ? cl->pmd_offer : NULL,
+    };
+}
+
 /* ---- the connection during the handshake ---- */
 
 static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
@@ -216,16 +231,7 @@ static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
         wsx__conn_drop(c, 0, NULL);
         return;
     }
-    wsx_handshake_client_opts ho = {
-        .host = cl->host_header,
-        .path = cl->url.path,
-        .origin = cl->origin,
-        .subprotocols = (const char *const *)cl->subprotocols,
-        .n_subprotocols = cl->opts.n_subprotocols,
-        .headers = cl->headers,
-        .n_headers = cl->opts.n_headers,
-        .extensions = cl->pmd_offer[0] ? cl->pmd_offer : NULL,
-    };
+    wsx_handshake_client_opts ho = handshake_opts(cl);
     if (wsx_handshake_client_verify(&cl->hs, &ho, &resp) < 0) {
         if (resp.status != 101)
             set_failure(cl, WSX_EHANDSHAKE, "handshake failed: server answered %d %.*s",
@@ -376,16 +382,7 @@ static void on_connected(int fd, int err, void *arg)
     }
     cl->conn = c;
     wsx__conn_deadline(c, cl->cfg.handshake_ms);
-    wsx_handshake_client_opts ho = {
-        .host = cl->host_header,
-        .path = cl->url.path,
-        .origin = cl->origin,
-        .subprotocols = (const char *const *)cl->subprotocols,
-        .n_subprotocols = cl->opts.n_subprotocols,
-        .headers = cl->headers,
-        .n_headers = cl->opts.n_headers,
-        .extensions = cl->pmd_offer[0] ? cl->pmd_offer : NULL,
-    };
+    wsx_handshake_client_opts ho = handshake_opts(cl);
     char req[8192];
     ptrdiff_t n = wsx_handshake_client_request(&ho, &cl->hs, req, sizeof req);
     if (n < 0 || wsx__stream_write1(&c->stream, req, (size_t)n) < 0) {
