@@ -2,8 +2,9 @@
  * How error details reach the application (docs/design.md, "Errors"): a transport failure
  * ends in on_close with 1006 and a reason that names it, on the server and on the client; the
  * calls that fail for reasons the code does not explain fill a caller-owned wsx_error.
- * Real sockets on 127.0.0.1; the peer that misbehaves is a raw socket that resets the
- * connection (SO_LINGER 0) right after the handshake.
+ * Real sockets on 127.0.0.1; the peer that misbehaves is a raw socket (plain, or TLS through
+ * OpenSSL on a thread) that resets the connection (SO_LINGER 0) or sends a broken TLS record
+ * right after the WebSocket handshake.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,8 +16,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "test.h"
 #include "net_test.h"
+#include "tls_test.h"
 #include "wsx.h"
 
 typedef struct seen {
@@ -246,6 +250,100 @@ TEST(client_sees_reset_as_1006_with_detail)
     wsx_loop_free(s.loop);
 }
 
+/* A TLS client on its own thread: TLS and WebSocket handshakes, then on `go` either a reset
+ * or a record of garbage written under OpenSSL (a TLS error on the server's side). */
+typedef struct tls_peer {
+    uint16_t port;
+    bool garbage;
+    volatile int go;
+    int ok;
+} tls_peer;
+
+static void *tls_peer_main(void *arg)
+{
+    tls_peer *p = arg;
+    int fd = tcp_connect(p->port);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+    if (fd < 0 || !ssl || !SSL_set_fd(ssl, fd) || SSL_connect(ssl) != 1) goto out;
+    static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                              "Connection: Upgrade\r\n"
+                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                              "Sec-WebSocket-Version: 13\r\n\r\n";
+    char head[1024];
+    int n = 0;
+    if (SSL_write(ssl, req, sizeof req - 1) != (int)sizeof req - 1) goto out;
+    while (n < (int)sizeof head - 1 && !strstr(head, "\r\n\r\n")) {
+        int r = SSL_read(ssl, head + n, (int)sizeof head - 1 - n);
+        if (r <= 0) goto out;
+        head[n += r] = '\0';
+    }
+    p->ok = strncmp(head, "HTTP/1.1 101", 12) == 0;
+    for (int i = 0; i < 500 && !p->go; i++)
+        usleep(10000);
+    if (p->garbage) {
+        /* An application-data record header and bytes no key decrypts. */
+        static const unsigned char bad[] = {
+            0x17, 0x03, 0x03, 0x00, 0x20, 1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14,
+            15,   16,   17,   18,   19,   20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+        if (send(fd, bad, sizeof bad, 0) != (ssize_t)sizeof bad) p->ok = 0;
+        usleep(200000);
+    }
+out:
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    if (fd >= 0) reset_close(fd);
+    return NULL;
+}
+
+TEST(tls_server_sees_reset_and_bad_record_with_detail)
+{
+    if (system("command -v openssl >/dev/null 2>&1") != 0 || !make_certs()) {
+        printf("tls part skipped: no openssl command to make certificates\n");
+        return;
+    }
+    seen s = {0};
+    s.loop = new_loop();
+    wsx_server_opts o = wsx_server_defaults();
+    o.host = "127.0.0.1";
+    wsx_tls_cert cert = {path("localhost.pem"), path("localhost.key")};
+    o.tls_certs = &cert;
+    o.n_tls_certs = 1;
+    o.on_open = on_open;
+    o.on_close = on_close;
+    o.user = &s;
+    wsx_server *srv;
+    CHECK_INT(wsx_server_start(s.loop, &o, &srv, NULL), 0);
+    for (int garbage = 0; garbage < 2; garbage++) {
+        memset(&s.opens, 0, sizeof s - offsetof(seen, opens));
+        tls_peer p = {.port = wsx_server_port(srv), .garbage = garbage};
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, tls_peer_main, &p) == 0);
+        run_until(&s, opened, 5000);
+        CHECK_INT(s.opens, 1);
+        p.go = 1;
+        run_until(&s, closed, 5000);
+        pthread_join(th, NULL);
+        CHECK(p.ok);
+        CHECK_INT(s.closes, 1);
+        CHECK_INT(s.code, WSX_CLOSE_ABNORMAL);
+        if (garbage) {
+            /* OpenSSL's reason for the record, e.g. "decryption failed or bad record mac". */
+            CHECK(strncmp(s.reason, "TLS read failed: ", 17) == 0 && strlen(s.reason) > 17);
+        } else {
+            CHECK(strstr(s.reason, "connection reset by peer") != NULL);
+        }
+        printf("# TLS peer %s: on_close(1006, \"%s\")\n", garbage ? "garbage" : "reset", s.reason);
+    }
+    wsx_server_shutdown(srv, 500);
+    wsx_loop_run(s.loop);
+    wsx_server_free(srv);
+    wsx_loop_free(s.loop);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 TEST(calls_fill_wsx_error)
 {
     wsx_loop *loop = new_loop();
@@ -298,6 +396,7 @@ int main(void)
 {
     RUN_T(server_sees_reset_as_1006_with_detail);
     RUN_T(client_sees_reset_as_1006_with_detail);
+    RUN_T(tls_server_sees_reset_and_bad_record_with_detail);
     RUN_T(calls_fill_wsx_error);
     return test_summary("errors");
 }
