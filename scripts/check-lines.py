@@ -29,7 +29,6 @@ ALLOWED = {
     "tests/unit/test_chat.c",
     "tests/unit/test_deflate.c",
     "tests/unit/test_http.c",
-    "tests/unit/test_tcp.c",
     "tests/unit/test_ws.c",
 }
 
