@@ -27,7 +27,6 @@ ALLOWED = {
     # Test files: not split yet (issue 11, "Checks").
     "tests/interop/wsxlib.py",
     "tests/unit/test_chat.c",
-    "tests/unit/test_deflate.c",
     "tests/unit/test_http.c",
     "tests/unit/test_ws.c",
 }
