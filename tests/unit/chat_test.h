@@ -212,4 +212,17 @@ __attribute__((format(printf, 3, 4))) static inline void send_text(wsx_chat *cha
     wsx_chat_conn_message(chat, F[i].cc, buf, (size_t)n, false);
 }
 
+/* Options with no rate limit (a test turns on what it checks). */
+static inline wsx_chat_opts chat_test_opts(size_t history, size_t max_rooms)
+{
+    wsx_chat_opts o = wsx_chat_defaults();
+    o.history = history;
+    o.max_rooms = max_rooms;
+    o.rate = 0;
+    o.join_rate = 0;
+    o.rate_per_ip = 0;
+    o.join_rate_per_ip = 0;
+    return o;
+}
+
 #endif

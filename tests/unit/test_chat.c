@@ -550,13 +550,7 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
  * (connection 11 from none). */
 static wsx_chat_opts opts_of(size_t history, size_t max_rooms)
 {
-    wsx_chat_opts o = wsx_chat_defaults();
-    o.history = history;
-    o.max_rooms = max_rooms;
-    o.rate = 0;
-    o.join_rate = 0;
-    o.rate_per_ip = 0;
-    o.join_rate_per_ip = 0;
+    wsx_chat_opts o = chat_test_opts(history, max_rooms);
     for (int i = 0; i < NCONN; i++)
         addr_of[i] = i == NCONN - 1 ? -1 : i;
     return o;

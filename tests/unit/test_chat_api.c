@@ -10,19 +10,6 @@
 #include "chat_test.h"
 #include "wsx.h"
 
-/* Options with the rate limits off (the tests turn on what they check). */
-static wsx_chat_opts opts_of(size_t history, size_t max_rooms)
-{
-    wsx_chat_opts o = wsx_chat_defaults();
-    o.history = history;
-    o.max_rooms = max_rooms;
-    o.rate = 0;
-    o.join_rate = 0;
-    o.rate_per_ip = 0;
-    o.join_rate_per_ip = 0;
-    return o;
-}
-
 static void count_one(void *listener, void *arg)
 {
     (void)listener;
@@ -35,7 +22,7 @@ TEST(listeners)
     memset(F, 0, sizeof F);
     for (int i = 0; i < NCONN; i++)
         F[i].sub = -1;
-    wsx_chat_opts o = opts_of(3, 2);
+    wsx_chat_opts o = chat_test_opts(3, 2);
     wsx_chat *chat = NULL;
     CHECK_INT(wsx_chat_new(&o, &ops, &chat), 0);
     wsx_chat_listener *l0 = NULL, *l1 = NULL, *l2 = NULL;
@@ -121,7 +108,7 @@ static int flood(wsx_chat *chat, int i, int n)
 TEST(per_address_buckets)
 {
     memset(F, 0, sizeof F);
-    wsx_chat_opts o = opts_of(0, 1000);
+    wsx_chat_opts o = chat_test_opts(0, 1000);
     o.rate_per_ip = 10; /* a token every 100 ms */
     o.burst_per_ip = 4; /* full 400 ms after empty */
     o.max_refusals = 1000;
