@@ -24,6 +24,7 @@ build:
 check:
 	@scripts/deps.sh test
 	@scripts/check-layers.py
+	@scripts/check-lines.py
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)

@@ -50,9 +50,11 @@ int main(int argc, char **argv)
     co.on_message = on_message;
     co.on_end = on_end; /* the client is freed after this */
 
-    int rc = wsx_client_connect(loop, &co, NULL);
+    wsx_error err;
+    int rc = wsx_client_connect(loop, &co, NULL, &err);
     if (rc < 0) {
-        fprintf(stderr, "cannot connect: %s\n", wsx_strerror(rc));
+        fprintf(stderr, "cannot connect: %s%s%s\n", wsx_strerror(rc), err.detail[0] ? ": " : "",
+                err.detail);
         return 1;
     }
     wsx_loop_run(loop); /* returns when nothing is left to do */

@@ -38,9 +38,11 @@ int main(int argc, char **argv)
     so.on_close = on_close;
 
     wsx_server *srv;
-    int rc = wsx_server_start(loop, &so, &srv);
+    wsx_error err;
+    int rc = wsx_server_start(loop, &so, &srv, &err);
     if (rc < 0) {
-        fprintf(stderr, "cannot start: %s\n", wsx_strerror(rc));
+        fprintf(stderr, "cannot start: %s%s%s\n", wsx_strerror(rc), err.detail[0] ? ": " : "",
+                err.detail);
         return 1;
     }
     wsx_loop_on_signal(loop, on_signal, srv);

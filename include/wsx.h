@@ -1,9 +1,21 @@
 /*
  * wsx.h — WebSocket server and client on wsx's event loop.
  *
- * Threads: a loop and everything on it (servers, clients, connections, timers) belong to the
- * thread that runs the loop; call these functions only there. wsx_loop_post() and
- * wsx_loop_post_owned() are the thread-safe calls (wsx/loop.h).
+ * Threads. This is the whole contract; the headers repeat it only where a call is an exception.
+ *  - A loop and everything made on it (servers, clients, connections, HTTP requests, timers,
+ *    watchers, prepared messages, shared bytes) belong to the thread that runs the loop. Call
+ *    every function that takes one of them on that thread only, callbacks included.
+ *  - Safe from any thread, at any time the objects they name exist:
+ *      wsx_loop_post(), wsx_loop_post_owned()          (wsx/loop.h; the loop not being freed)
+ *      wsx_publish_threadsafe(), wsx_deliver_local_threadsafe()   (they copy and post)
+ *      wsx_server_reload_tls()                          (not concurrently with wsx_server_free)
+ *      wsx_set_max_queued_bytes(), wsx_max_queued_bytes(), wsx_queued_bytes()  (atomics)
+ *  - Safe from any thread because they touch no shared state: wsx_loop_new(), the options
+ *    defaults (wsx_server_defaults, wsx_client_defaults, wsx_pmd_defaults), wsx_url_parse(),
+ *    wsx_strerror(), wsx_err_name(), wsx_err_close_code(), and the sans-IO layer (wsx/proto.h,
+ *    wsx/deflate.h) on objects the caller uses from one thread at a time.
+ *  - Nothing else is. wsx_loop_free() runs on one thread once the loop's runner has returned
+ *    (wsx/loop.h). To act on a connection from another thread, post to its loop.
  *
  * Lifetimes:
  *  - Every on_open is matched by exactly one on_close, shutdown included. A wsx_conn pointer
@@ -15,8 +27,13 @@
  *  - If a call that takes a callback fails, that callback is never called.
  *
  * Errors: functions return 0 (or a count) on success and a negative WSX_E* code on failure;
- * wsx_strerror() describes a code. A peer's misbehaviour is never an API error: it closes that
- * connection with the code RFC 6455 implies and reaches the application as on_close(code).
+ * wsx_strerror() describes a code. Where the code alone does not say what went wrong, the
+ * detail travels with it: calls that can fail for such reasons (wsx_server_start,
+ * wsx_server_reload_tls, wsx_client_connect) fill an optional caller-owned wsx_error; a
+ * connection's end is on_close(code, reason), whose reason for 1006 names the transport
+ * failure ("connection reset by peer", a TLS alert, a failed write); a client's end is
+ * on_end(err, why). A peer's misbehaviour is never an API error: it closes that connection
+ * with the code RFC 6455 implies and reaches the application as on_close(code, reason).
  */
 #ifndef WSX_H
 #define WSX_H
@@ -61,11 +78,6 @@ typedef struct wsx_tls_cert {
     const char *key_file;
 } wsx_tls_cert;
 
-/* The details of the last failure on the calling thread (file names, OpenSSL's reason), for
- * calls whose error code alone says too little (WSX_ETLS from wsx_server_start, say).
- * Empty when there is nothing to add. */
-WSX_API const char *wsx_error_detail(void);
-
 /* ---- callbacks (every one gets the `user` pointer of its server or client options) ---- */
 
 /* The connection is open: messages may be sent. */
@@ -79,8 +91,12 @@ typedef void (*wsx_message_cb)(wsx_conn *c, const wsx_msg *m, void *user);
  * shutdown); when both sides started closing at once (the close frames crossed, seen as an
  * answer to ours with a different code) it is the peer's code and reason —
  * WSX_CLOSE_NO_STATUS (1005) when the peer's close frame had no code, and
- * WSX_CLOSE_ABNORMAL (1006) when the TCP connection ended without a close frame (including
- * a ping timeout). reason is borrowed, not NUL-terminated, possibly empty.
+ * WSX_CLOSE_ABNORMAL (1006) when the connection ended without a close frame either way.
+ * For 1006 no peer gave a reason, so reason is the library's account of what ended the
+ * connection: "connection reset by peer", "broken pipe: the peer closed the connection"
+ * (a failed write), "TLS read failed: <OpenSSL's reason>", "connection closed without a
+ * close frame" (an orderly TCP close), "ping timeout". Otherwise it is the reason of the
+ * close frame (the peer's, or ours). reason is borrowed, not NUL-terminated, possibly empty.
  */
 typedef void (*wsx_close_cb)(wsx_conn *c, int code, const char *reason, size_t reason_len,
                              void *user);
@@ -239,9 +255,12 @@ WSX_API wsx_server_opts wsx_server_defaults(void);
 /*
  * Starts listening on the loop. opts is copied; its strings (host, path, subprotocols) must
  * stay valid while the server exists. Returns 0, WSX_EINVAL, WSX_ERESOLVE, WSX_EADDRINUSE,
- * WSX_ENOMEM, WSX_ESYS; *out untouched on failure.
+ * WSX_ENOMEM, WSX_ESYS, WSX_ETLS (a certificate or key cannot be loaded), WSX_ECRYPTO; *out
+ * untouched on failure. err (may be NULL) gets the code and, for WSX_ETLS, which file and
+ * why ("cannot load certificate chain from x.pem: No such file or directory").
  */
-WSX_API int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **out);
+WSX_API int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **out,
+                             wsx_error *err);
 
 /* The port the server listens on (useful after port 0). */
 WSX_API uint16_t wsx_server_port(const wsx_server *s);
@@ -285,9 +304,12 @@ WSX_API void wsx_server_shutdown(wsx_server *s, uint32_t timeout_ms);
 /*
  * Reads the certificate and key files again (after they were renewed; SIGHUP, say): new
  * connections use the new ones, open connections are not disturbed. On failure the old ones
- * stay in use. Returns 0, WSX_EINVAL (not a TLS server) or WSX_ETLS (see wsx_error_detail()).
+ * stay in use. Returns 0, WSX_EINVAL (not a TLS server) or WSX_ETLS; err (may be NULL) gets
+ * the code and, for WSX_ETLS, which file and why.
+ * Thread: safe from any thread while the server exists (the swap is locked; each loop's
+ * connections keep the certificates they started with); everything else on s is loop-only.
  */
-WSX_API int wsx_server_reload_tls(wsx_server *s);
+WSX_API int wsx_server_reload_tls(wsx_server *s, wsx_error *err);
 
 /* Frees a server after its shutdown completed (wsx_loop_run returned). NULL is a no-op. */
 WSX_API void wsx_server_free(wsx_server *s);
@@ -839,9 +861,11 @@ typedef void (*wsx_reconnecting_cb)(wsx_client *cl, unsigned attempt, uint32_t d
                                     int last_err, void *user);
 /*
  * The client is finished: it was closed with wsx_client_close(), or its connection ended and
- * it does not reconnect (err 0 after a normal close), or it gave up (err < 0, why says what
- * happened: "connection refused", "handshake failed: server did not answer 101", ...). Fires
- * exactly once; the client is freed when it returns.
+ * it does not reconnect (err 0: the end was reported by on_close, with its code and reason),
+ * or it gave up (err < 0, why says what happened: "connection refused", "handshake failed:
+ * server did not answer 101", "gave up after 3 attempts: connection lost: connection reset
+ * by peer", ...). err and why are the pair a wsx_error holds (why is NULL when err is 0),
+ * borrowed for the call. Fires exactly once; the client is freed when it returns.
  */
 typedef void (*wsx_end_cb)(wsx_client *cl, int err, const char *why, void *user);
 
@@ -902,11 +926,12 @@ WSX_API wsx_client_opts wsx_client_defaults(void);
 
 /*
  * Starts connecting. opts is copied (strings included). Returns 0, WSX_EURL (malformed URL
- * or not ws:// or wss://), WSX_EINVAL, WSX_ETLS (the CA file cannot be loaded; see
- * wsx_error_detail()), WSX_ENOMEM; *out (may be NULL) untouched on failure. On success
- * exactly one on_end will follow.
+ * or not ws:// or wss://), WSX_EINVAL, WSX_ETLS (the CA file cannot be loaded), WSX_ENOMEM,
+ * WSX_ERESOLVE, WSX_ESYS; *out (may be NULL) untouched on failure. err (may be NULL) gets
+ * the code and, for WSX_ETLS, which file and why. On success exactly one on_end will follow.
  */
-WSX_API int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client **out);
+WSX_API int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client **out,
+                               wsx_error *err);
 
 /* The open connection, or NULL while connecting, reconnecting or closed. */
 WSX_API wsx_conn *wsx_client_conn(const wsx_client *cl);

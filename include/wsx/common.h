@@ -63,6 +63,18 @@ WSX_API const char *wsx_strerror(int err);
 /* The symbolic name of `err` ("WSX_EPROTO"), or "WSX_E?" for unknown codes. */
 WSX_API const char *wsx_err_name(int err);
 
+/*
+ * What went wrong, in more words than the code: filled by the calls whose failures the code
+ * alone does not explain (which file could not be loaded, OpenSSL's reason), through an
+ * optional `wsx_error *err` argument (NULL: not wanted). Such a call sets err->code to what
+ * it returns (0 on success) and err->detail to a sentence, or "" when the code says it all.
+ * The caller owns the struct; nothing is kept per thread. docs/design.md, "Errors".
+ */
+typedef struct wsx_error {
+    int code;
+    char detail[256];
+} wsx_error;
+
 /* Opcodes (RFC 6455 5.2). */
 enum wsx_opcode {
     WSX_OP_CONT = 0x0,

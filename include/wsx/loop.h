@@ -3,7 +3,8 @@
  *
  * Thread rule: a loop and everything attached to it (timers, servers, connections) belong to
  * the thread that runs it. Every function here must be called on that thread, except
- * wsx_loop_post() and wsx_loop_post_owned(), which are safe from any thread.
+ * wsx_loop_new(), wsx_loop_post(), wsx_loop_post_owned() and the budget functions at the end,
+ * which are safe from any thread. wsx.h states the whole contract once.
  *
  * Lifetimes: wsx_loop_new() creates a loop; wsx_loop_free() destroys it once nothing created
  * on it is still open (see wsx_loop_free()). Timers started with wsx_timer_start() are owned
@@ -84,8 +85,9 @@ WSX_API void wsx_loop_stop(wsx_loop *loop);
 
 /*
  * Queues fn(arg) to run on the loop thread, during the I/O phase of a coming iteration, and
- * wakes the loop if it is blocked waiting for I/O. This is the only wsx call that may be
- * made from any thread. Functions posted from one thread run in the order they were posted.
+ * wakes the loop if it is blocked waiting for I/O. Safe from any thread: it is the one
+ * primitive the other thread-safe calls (wsx.h) are built on. Functions posted from one
+ * thread run in the order they were posted.
  * fn is called exactly once unless the loop is freed first (see wsx_loop_free()); then it
  * is dropped without a call, and arg is the poster's to reclaim: when arg owns memory, use
  * wsx_loop_post_owned(). Same as wsx_loop_post_owned(loop, fn, arg, NULL).

@@ -3,7 +3,7 @@
  * A room's members are subscribed to the room through the front end (ops->subscribe), so an
  * event is serialised once and published to them all.
  */
-#include "chat/chat.h"
+#include "chat/chat_priv.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -17,107 +17,6 @@
 #include "proto/siphash.h"
 #include "ws/ws.h"
 #include "wsx.h"
-
-typedef struct room room;
-
-/* A person in a room: a display name and the key its tabs proved (0: none), with the number
- * of its tabs (connections). Names are unique among the people of a room. */
-typedef struct person {
-    char name[4 * WSX_CHAT_MAX_NAME + 1];
-    uint64_t key;
-    size_t tabs;
-} person;
-
-struct wsx_chat_listener {
-    wsx_chat_listener *next, *prev; /* in the room */
-    room *room;
-    void *ctx;
-};
-
-struct room {
-    room *hnext;                 /* in its hash bucket */
-    room *idle_prev, *idle_next; /* in the idle list, when idle with history */
-    bool in_idle;
-    uint64_t hash;
-    char name[WSX_CHAT_MAX_ROOM + 1];
-    wsx_chat_conn *members; /* connections that joined, newest first */
-    wsx_chat_listener *listeners;
-    person *people; /* sorted by name (byte order): the online list */
-    size_t n_people, cap_people;
-    char *online; /* the online list as JSON, NULL when it changed since it was made */
-    size_t online_len;
-    /* History: the last `history` message objects, serialised, oldest at `hist_first`. */
-    char **hist;
-    uint64_t *hist_id;
-    size_t hist_n, hist_first;
-    uint64_t next_id;
-    uint64_t idle_since; /* when it went on the idle list (--history-idle counts from it) */
-    /* The history budget: what this room's history costs, and its place in the list of
-     * rooms with history, the one posted to least recently first. */
-    size_t hist_bytes;
-    room *post_prev, *post_next;
-    bool in_post;
-    void *cache; /* the front end's shared form of the history (ops->send_history) */
-};
-
-typedef struct bucket {
-    uint64_t tokens, refill_ms;
-} bucket;
-
-/* A client address's buckets of chat messages and of joins and leaves, shared by its
- * connections (rate_per_ip, join_rate_per_ip). */
-typedef struct addr {
-    uint8_t key[16]; /* wsx__addr_key: what admission counts by too */
-    uint64_t hash;
-    struct addr *hnext;                 /* in its hash bucket */
-    struct addr *idle_prev, *idle_next; /* with no connection: in the idle list */
-    uint64_t idle_since;
-    size_t conns;
-    bucket msgs, joins;
-} addr;
-
-struct wsx_chat_conn {
-    wsx_chat_conn *next, *prev; /* in the room */
-    void *ctx;
-    room *room;
-    uint64_t id;
-    bool slowed; /* a join was refused with slow_down and none accepted since */
-    char name[4 * WSX_CHAT_MAX_NAME + 1];
-    /* The rate limits: token buckets (chat messages; joins and leaves) in thousandths of a
-     * message, and the refusals of the current window. */
-    bucket msgs, joins;
-    addr *addr; /* its address's bucket; NULL: not limited per address */
-    uint64_t window_ms;
-    unsigned refusals;
-    bool closing; /* closed for abuse: the rest of its input is ignored */
-};
-
-struct wsx_chat {
-    wsx_chat_opts opts;
-    wsx_chat_ops ops;
-    pthread_mutex_t mu;
-    /* Rooms by name: a chained hash table keyed with a secret, so that chosen room names
-     * cannot pile up in one bucket. It doubles when it holds more rooms than buckets. */
-    room **buckets;
-    size_t n_buckets; /* a power of two */
-    uint64_t hash_key[2];
-    size_t n_rooms;
-    /* Idle rooms (no member, no listener) that are kept for their history, the one idle
-     * longest first: at the room cap the first makes way, in O(1). */
-    room *idle_head, *idle_tail;
-    /* Rooms with history, posted to least recently first, and what all history costs. */
-    room *post_head, *post_tail;
-    size_t hist_bytes, hist_msgs;
-    size_t n_conns, n_members, n_listeners;
-    uint64_t next_conn_id;
-    /* Per-address buckets by address, in a hash table keyed like the rooms'; those of
-     * addresses with no connection wait in the idle list, oldest first, until their bucket
-     * is full again and they can be forgotten. */
-    addr **abuckets;
-    size_t n_abuckets, n_addrs, n_idle_addrs;
-    addr *aidle_head, *aidle_tail;
-    uint64_t rate_limited, rate_closes;
-};
 
 wsx_chat_opts wsx_chat_defaults(void)
 {
@@ -148,100 +47,12 @@ void wsx_chat_unlock(wsx_chat *chat)
     pthread_mutex_unlock(&chat->mu);
 }
 
-static uint64_t now(wsx_chat *chat)
-{
-    return chat->ops.now_ms ? chat->ops.now_ms(chat->opts.user) : 0;
-}
-
-/* ---- text rules ---- */
-
-/* Counts code points of valid UTF-8. */
-static size_t utf8_chars(const char *s, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        k += ((unsigned char)s[i] & 0xC0) != 0x80;
-    return k;
-}
-
-/* Trims ASCII whitespace; returns the new start and sets *n. */
-static const char *trim(const char *s, size_t *n)
-{
-    size_t len = *n;
-    while (len && isspace((unsigned char)*s))
-        s++, len--;
-    while (len && isspace((unsigned char)s[len - 1]))
-        len--;
-    *n = len;
-    return s;
-}
-
-bool wsx_chat_valid_room(const char *s, size_t n)
-{
-    if (n < 1 || n > WSX_CHAT_MAX_ROOM) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
-            return false;
-    return true;
-}
-
-static bool format_char(uint32_t cp)
-{
-    size_t lo = 0, hi = sizeof chat_format_ranges / sizeof chat_format_ranges[0];
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (cp < chat_format_ranges[mid][0])
-            hi = mid;
-        else if (cp > chat_format_ranges[mid][1])
-            lo = mid + 1;
-        else
-            return true;
-    }
-    return false;
-}
-
-/* A name is what others see: no control characters (C0, DEL, C1), and none of the invisible
- * format characters (Unicode Cf, Zl, Zp) that would let two names look the same or reorder
- * the text around them (bidi overrides). */
-static bool valid_name(const char *s, size_t n)
-{
-    if (n < 1 || utf8_chars(s, n) > WSX_CHAT_MAX_NAME) return false;
-    if (!wsx_utf8_valid((const uint8_t *)s, n)) return false;
-    for (size_t i = 0; i < n;) {
-        const unsigned char *u = (const unsigned char *)s + i;
-        uint32_t cp;
-        size_t len;
-        if (u[0] < 0x80)
-            cp = u[0], len = 1;
-        else if (u[0] < 0xE0)
-            cp = (uint32_t)(u[0] & 0x1F) << 6 | (u[1] & 0x3F), len = 2;
-        else if (u[0] < 0xF0)
-            cp = (uint32_t)(u[0] & 0x0F) << 12 | (uint32_t)(u[1] & 0x3F) << 6 | (u[2] & 0x3F),
-            len = 3;
-        else
-            cp = (uint32_t)(u[0] & 0x07) << 18 | (uint32_t)(u[1] & 0x3F) << 12 |
-                 (uint32_t)(u[2] & 0x3F) << 6 | (u[3] & 0x3F),
-            len = 4;
-        if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || format_char(cp)) return false;
-        i += len;
-    }
-    return true;
-}
-
 /* ---- rooms ---- */
-
-/* SipHash-2-4 of s under the chat's key, varied by `which` (0: room names, 1: join keys,
- * 2: addresses). */
-static uint64_t keyed_hash(const wsx_chat *chat, uint64_t which, const char *s, size_t n)
-{
-    const uint64_t key[2] = {chat->hash_key[0] ^ which, chat->hash_key[1]};
-    return wsx__siphash(key, s, n);
-}
 
 static room *find_room(wsx_chat *chat, const char *name)
 {
     size_t n = strlen(name);
-    uint64_t h = keyed_hash(chat, 0, name, n);
+    uint64_t h = wsx__chat_hash(chat, 0, name, n);
     for (room *r = chat->buckets[h & (chat->n_buckets - 1)]; r; r = r->hnext)
         if (r->hash == h && !strcmp(r->name, name)) return r;
     return NULL;
@@ -380,7 +191,7 @@ static void release_room(wsx_chat *chat, room *r)
         return;
     }
     if (!r->in_idle) {
-        r->idle_since = now(chat);
+        r->idle_since = wsx__chat_now(chat);
         idle_append(chat, r);
     }
 }
@@ -434,7 +245,7 @@ static room *get_room(wsx_chat *chat, const char *name)
     }
     r->next_id = 1;
     if (chat->n_rooms >= chat->n_buckets) grow(chat);
-    r->hash = keyed_hash(chat, 0, r->name, strlen(r->name));
+    r->hash = wsx__chat_hash(chat, 0, r->name, strlen(r->name));
     size_t b = r->hash & (chat->n_buckets - 1);
     r->hnext = chat->buckets[b];
     chat->buckets[b] = r;
@@ -481,74 +292,6 @@ static void history_add(wsx_chat *chat, room *r, uint64_t id, char *json)
     }
 }
 
-/* ---- JSON output ---- */
-
-/* Every message is built as jansson values and serialised by jansson's encoder, except the
- * three sent on each join and leave (joined, presence, online): see sb below. */
-
-/* A text the chat checked (names, rooms) or jansson decoded (texts): valid UTF-8 already. */
-static json_t *jname(const char *s)
-{
-    return json_string_nocheck(s);
-}
-
-/* Adds k: v to *o. A failure (out of memory) frees *o and leaves NULL, so that the message
- * is not sent at all rather than sent without a field. */
-static void jset(json_t **o, const char *k, json_t *v)
-{
-    if (!*o)
-        json_decref(v);
-    else if (json_object_set_new_nocheck(*o, k, v) < 0) {
-        json_decref(*o);
-        *o = NULL;
-    }
-}
-
-static json_t *jevent(const char *type)
-{
-    json_t *o = json_object();
-    jset(&o, "type", json_string_nocheck(type));
-    return o;
-}
-
-/* One serialised message: on the stack for the usual sizes. Not to be copied (p may point
- * into it). */
-typedef struct jtext {
-    char *p;
-    size_t len;
-    char stack[1024];
-} jtext;
-
-/* Serialises o into t, NUL-terminated, and drops o; false when o is NULL or memory ran out. */
-static bool jdump(jtext *t, json_t *o)
-{
-    t->p = NULL;
-    size_t n = o ? json_dumpb(o, t->stack, sizeof t->stack - 1, JSON_COMPACT) : 0;
-    if (n && n < sizeof t->stack)
-        t->p = t->stack;
-    else if (n && (t->p = malloc(n + 1)) && json_dumpb(o, t->p, n, JSON_COMPACT) != n) {
-        free(t->p);
-        t->p = NULL;
-    }
-    if (t->p) t->p[n] = '\0';
-    t->len = n;
-    json_decref(o);
-    return t->p != NULL;
-}
-
-static void jtext_free(jtext *t)
-{
-    if (t->p != t->stack) free(t->p);
-}
-
-/* A heap copy of t's text (NUL-terminated), NULL when out of memory. */
-static char *jtext_dup(const jtext *t)
-{
-    char *s = t->p ? malloc(t->len + 1) : NULL;
-    if (s) memcpy(s, t->p, t->len + 1);
-    return s;
-}
-
 /* ---- the history as the front end sees it ---- */
 
 struct wsx_chat_history {
@@ -588,13 +331,13 @@ char *wsx_chat_history_json(const wsx_chat_history *h, size_t *len)
             msgs = NULL;
         }
     }
-    json_t *o = jevent("history");
-    jset(&o, "room", jname(h->r->name));
-    jset(&o, "messages", msgs);
+    json_t *o = wsx__chat_jevent("history");
+    wsx__chat_jset(&o, "room", wsx__chat_jname(h->r->name));
+    wsx__chat_jset(&o, "messages", msgs);
     jtext t;
-    char *out = jdump(&t, o) ? jtext_dup(&t) : NULL;
+    char *out = wsx__chat_jdump(&t, o) ? wsx__chat_jtext_dup(&t) : NULL;
     if (out) *len = t.len;
-    jtext_free(&t);
+    wsx__chat_jtext_free(&t);
     return out;
 }
 
@@ -617,127 +360,6 @@ static void send_history(wsx_chat *chat, wsx_chat_conn *m, room *r)
     if (!s) return;
     chat->ops.send(m->ctx, s, len, chat->opts.user);
     free(s);
-}
-
-/* ---- the events of joins and leaves ---- */
-
-/* Every join sends three messages that carry the room's online list (joined, presence or
- * online, twice). Built with jansson they cost 3 to 4 times what these cached pieces cost
- * (bench_chat: about 250k joins per CPU-second at 10,000 rooms falls to about 65k, below
- * issue 10's 80k; jansson's encoder makes a hash table entry and a snprintf per array and
- * object it writes). So they are written here from the online list's text, made once per
- * change. A growing text: on the stack for the usual sizes, on the heap beyond. */
-typedef struct sb {
-    char *p;
-    size_t len, cap;
-    bool heap, oom;
-} sb;
-
-#define SB_INIT(stack)                                                                             \
-    {                                                                                              \
-        (stack), 0, sizeof(stack), false, false                                                    \
-    }
-
-static void sb_put(sb *b, const void *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap * 2 > b->len + n ? b->cap * 2 : b->len + n + 256;
-        char *q = b->heap ? realloc(b->p, cap) : malloc(cap);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        if (!b->heap) memcpy(q, b->p, b->len);
-        b->p = q;
-        b->cap = cap;
-        b->heap = true;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-#define SB_LIT(b, lit) sb_put((b), (lit), sizeof(lit) - 1)
-
-static void sb_u64(sb *b, uint64_t v)
-{
-    char d[24];
-    size_t i = sizeof d;
-    do {
-        d[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    sb_put(b, d + i, sizeof d - i);
-}
-
-/* A JSON string (RFC 8259 7): quotes, backslashes and control characters escaped; the rest
- * (valid UTF-8, as every text here is) as it is. */
-static void sb_str(sb *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    SB_LIT(b, "\"");
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
-        sb_put(b, s + run, i - run);
-        run = i + 1;
-        char e[6] = {'\\', (char)ch, 0, 0, 0, 0};
-        size_t el = 2;
-        if (ch == '\n')
-            e[1] = 'n';
-        else if (ch == '\t')
-            e[1] = 't';
-        else if (ch == '\r')
-            e[1] = 'r';
-        else if (ch < 0x20) {
-            e[1] = 'u', e[2] = '0', e[3] = '0', e[4] = hex[ch >> 4], e[5] = hex[ch & 15];
-            el = 6;
-        }
-        sb_put(b, e, el);
-    }
-    sb_put(b, s + run, n - run);
-    SB_LIT(b, "\"");
-}
-
-static void sb_cstr(sb *b, const char *s)
-{
-    sb_str(b, s, strlen(s));
-}
-
-static void sb_free(sb *b)
-{
-    if (b->heap) free(b->p);
-}
-
-/* The online list, `[{"name":N,"tabs":K},...]` sorted by name: made once per change. */
-static void sb_online(sb *b, room *r)
-{
-    if (!r->online) {
-        char stack[1024];
-        sb o = SB_INIT(stack);
-        SB_LIT(&o, "[");
-        for (size_t i = 0; i < r->n_people; i++) {
-            if (i) SB_LIT(&o, ",");
-            SB_LIT(&o, "{\"name\":");
-            sb_cstr(&o, r->people[i].name);
-            SB_LIT(&o, ",\"tabs\":");
-            sb_u64(&o, r->people[i].tabs);
-            SB_LIT(&o, "}");
-        }
-        SB_LIT(&o, "]");
-        if (!o.oom) r->online = malloc(o.len);
-        if (r->online) {
-            memcpy(r->online, o.p, o.len);
-            r->online_len = o.len;
-        }
-        sb_free(&o);
-        if (!r->online) {
-            SB_LIT(b, "[]");
-            return;
-        }
-    }
-    sb_put(b, r->online, r->online_len);
 }
 
 /* ---- people ---- */
@@ -809,21 +431,21 @@ static size_t person_remove(room *r, const char *name)
 static void publish_sb(wsx_chat *chat, room *r, sb *b, void *except)
 {
     if (!b->oom) chat->ops.publish(r->name, b->p, b->len, 0, except, chat->opts.user);
-    sb_free(b);
+    wsx__chat_sb_free(b);
 }
 
 static void send_json(wsx_chat *chat, wsx_chat_conn *m, json_t *o)
 {
     jtext t;
-    if (jdump(&t, o)) chat->ops.send(m->ctx, t.p, t.len, chat->opts.user);
-    jtext_free(&t);
+    if (wsx__chat_jdump(&t, o)) chat->ops.send(m->ctx, t.p, t.len, chat->opts.user);
+    wsx__chat_jtext_free(&t);
 }
 
-static void send_error(wsx_chat *chat, wsx_chat_conn *m, const char *code, const char *msg)
+void wsx__chat_send_error(wsx_chat *chat, wsx_chat_conn *m, const char *code, const char *msg)
 {
-    json_t *o = jevent("error");
-    jset(&o, "code", json_string_nocheck(code));
-    jset(&o, "message", json_string_nocheck(msg));
+    json_t *o = wsx__chat_jevent("error");
+    wsx__chat_jset(&o, "code", json_string_nocheck(code));
+    wsx__chat_jset(&o, "message", json_string_nocheck(msg));
     send_json(chat, m, o);
 }
 
@@ -836,18 +458,18 @@ static void presence(wsx_chat *chat, room *r, const char *name, bool joined, siz
     sb b = SB_INIT(stack);
     if (changed) {
         SB_LIT(&b, "{\"type\":\"presence\",\"room\":");
-        sb_cstr(&b, r->name);
+        wsx__chat_sb_cstr(&b, r->name);
         if (joined)
             SB_LIT(&b, ",\"event\":\"join\",\"name\":");
         else
             SB_LIT(&b, ",\"event\":\"leave\",\"name\":");
-        sb_cstr(&b, name);
+        wsx__chat_sb_cstr(&b, name);
     } else {
         SB_LIT(&b, "{\"type\":\"online\",\"room\":");
-        sb_cstr(&b, r->name);
+        wsx__chat_sb_cstr(&b, r->name);
     }
     SB_LIT(&b, ",\"online\":");
-    sb_online(&b, r);
+    wsx__chat_sb_online(&b, r);
     SB_LIT(&b, "}");
     publish_sb(chat, r, &b, NULL);
 }
@@ -872,182 +494,6 @@ static void leave_room(wsx_chat *chat, wsx_chat_conn *m, const room *keep)
     if (r != keep) release_room(chat, r);
 }
 
-/* ---- client messages ---- */
-
-/* The token buckets: chat messages (message, typing) at `rate` per second, `burst` at once,
- * per connection, and at `rate_per_ip`, `burst_per_ip` per client address; joins and leaves,
- * which make the server write to everyone in a room, at `join_rate` and `join_burst` per
- * connection and `join_rate_per_ip`, `join_burst_per_ip` per address. Counted in thousandths of a
- * message so that the arithmetic is exact. A refused message is answered with rate_limited; more
- * than max_refusals refusals (of both kinds) within refusal_window_ms is a flood, not a hurry, and
- * closes the connection with 1008. */
-static void refill(bucket *b, uint64_t t, uint32_t rate, uint32_t burst)
-{
-    uint64_t cap = (uint64_t)burst * 1000;
-    if (t > b->refill_ms) {
-        uint64_t add = (t - b->refill_ms) * rate;
-        b->tokens = b->tokens + add > cap ? cap : b->tokens + add;
-    }
-    b->refill_ms = t;
-}
-
-static bool rate_ok(wsx_chat *chat, wsx_chat_conn *m, bool join)
-{
-    const wsx_chat_opts *o = &chat->opts;
-    uint32_t rate = join ? o->join_rate : o->rate, burst = join ? o->join_burst : o->burst;
-    bucket *b = rate ? (join ? &m->joins : &m->msgs) : NULL;
-    uint32_t arate = join ? o->join_rate_per_ip : o->rate_per_ip;
-    uint32_t aburst = join ? o->join_burst_per_ip : o->burst_per_ip;
-    bucket *ab = m->addr && arate ? (join ? &m->addr->joins : &m->addr->msgs) : NULL;
-    if (!b && !ab) return true;
-    uint64_t t = now(chat);
-    if (b) refill(b, t, rate, burst);
-    if (ab) refill(ab, t, arate, aburst);
-    bool over_conn = b && b->tokens < 1000, over_addr = ab && ab->tokens < 1000;
-    if (!over_conn && !over_addr) {
-        if (b) b->tokens -= 1000;
-        if (ab) ab->tokens -= 1000;
-        return true;
-    }
-    if (m->refusals == 0 || t - m->window_ms >= o->refusal_window_ms) {
-        m->window_ms = t;
-        m->refusals = 0;
-    }
-    if (++m->refusals > o->max_refusals) {
-        m->closing = true;
-        chat->rate_closes++;
-        if (chat->ops.close) chat->ops.close(m->ctx, 1008, "rate limit exceeded", o->user);
-        return false;
-    }
-    chat->rate_limited++;
-    send_error(chat, m, "rate_limited",
-               over_conn ? (join ? "too many joins: slow down" : "too many messages: slow down")
-               : join    ? "too many joins from your address: slow down"
-                         : "too many messages from your address: slow down");
-    return false;
-}
-
-/* ---- the per-address buckets ---- */
-
-static addr **addr_slot(wsx_chat *chat, const uint8_t key[16], uint64_t h)
-{
-    addr **pp = &chat->abuckets[h & (chat->n_abuckets - 1)];
-    while (*pp && memcmp((*pp)->key, key, 16))
-        pp = &(*pp)->hnext;
-    return pp;
-}
-
-static void addr_idle_unlink(wsx_chat *chat, addr *a)
-{
-    if (a->idle_prev)
-        a->idle_prev->idle_next = a->idle_next;
-    else
-        chat->aidle_head = a->idle_next;
-    if (a->idle_next)
-        a->idle_next->idle_prev = a->idle_prev;
-    else
-        chat->aidle_tail = a->idle_prev;
-    a->idle_prev = a->idle_next = NULL;
-    chat->n_idle_addrs--;
-}
-
-/* Milliseconds for an empty bucket to fill up (0: no such bucket). */
-static uint64_t fill_ms(uint32_t rate, uint32_t burst)
-{
-    return rate ? ((uint64_t)burst * 1000 + rate - 1) / rate : 0;
-}
-
-/* Forgets the buckets of addresses with no connection that are full again: buckets that
- * were empty when the last connection closed are full burst / rate seconds later, and a
- * fresh bucket is full, so forgetting them changes nothing. The idle list is in
- * the order the addresses went idle, so this is O(buckets forgotten). Past the cap on idle
- * buckets the oldest go early (they are the nearest to full). */
-static void addr_sweep(wsx_chat *chat, uint64_t t)
-{
-    const wsx_chat_opts *o = &chat->opts;
-    uint64_t full_ms = fill_ms(o->rate_per_ip, o->burst_per_ip);
-    uint64_t join_full_ms = fill_ms(o->join_rate_per_ip, o->join_burst_per_ip);
-    if (join_full_ms > full_ms) full_ms = join_full_ms;
-    while (chat->aidle_head &&
-           (chat->n_idle_addrs > WSX_CHAT_MAX_IDLE_ADDRESSES ||
-            (t >= chat->aidle_head->idle_since && t - chat->aidle_head->idle_since >= full_ms))) {
-        addr *a = chat->aidle_head;
-        addr_idle_unlink(chat, a);
-        addr **pp = addr_slot(chat, a->key, a->hash);
-        *pp = a->hnext;
-        chat->n_addrs--;
-        free(a);
-    }
-}
-
-/* The bucket of peer's address, made (full) if there is none; NULL when not limited per
- * address, or out of memory (then the connection is limited per connection only). */
-static addr *addr_get(wsx_chat *chat, const struct sockaddr *peer, uint64_t t)
-{
-    uint8_t key[16];
-    if ((!chat->opts.rate_per_ip && !chat->opts.join_rate_per_ip) || !peer ||
-        !wsx__addr_key(peer, key))
-        return NULL;
-    addr_sweep(chat, t);
-    if (!chat->abuckets) {
-        chat->abuckets = calloc(64, sizeof *chat->abuckets);
-        if (!chat->abuckets) return NULL;
-        chat->n_abuckets = 64;
-    }
-    uint64_t h = keyed_hash(chat, 2, (const char *)key, sizeof key);
-    addr **pp = addr_slot(chat, key, h);
-    addr *a = *pp;
-    if (a) {
-        if (!a->conns) addr_idle_unlink(chat, a);
-        a->conns++;
-        return a;
-    }
-    if (chat->n_addrs >= chat->n_abuckets) {
-        /* Doubles the table; on failure it stays as it is (only slower). */
-        size_t nb = chat->n_abuckets * 2;
-        addr **nbk = calloc(nb, sizeof *nbk);
-        if (nbk) {
-            for (size_t i = 0; i < chat->n_abuckets; i++) {
-                while (chat->abuckets[i]) {
-                    addr *x = chat->abuckets[i];
-                    chat->abuckets[i] = x->hnext;
-                    x->hnext = nbk[x->hash & (nb - 1)];
-                    nbk[x->hash & (nb - 1)] = x;
-                }
-            }
-            free(chat->abuckets);
-            chat->abuckets = nbk;
-            chat->n_abuckets = nb;
-            pp = addr_slot(chat, key, h);
-        }
-    }
-    a = calloc(1, sizeof *a);
-    if (!a) return NULL;
-    memcpy(a->key, key, sizeof key);
-    a->hash = h;
-    a->conns = 1;
-    a->msgs.tokens = (uint64_t)chat->opts.burst_per_ip * 1000;
-    a->joins.tokens = (uint64_t)chat->opts.join_burst_per_ip * 1000;
-    a->msgs.refill_ms = a->joins.refill_ms = t;
-    *pp = a;
-    chat->n_addrs++;
-    return a;
-}
-
-static void addr_put(wsx_chat *chat, addr *a, uint64_t t)
-{
-    if (!a || --a->conns) return;
-    a->idle_since = t;
-    a->idle_prev = chat->aidle_tail;
-    if (chat->aidle_tail)
-        chat->aidle_tail->idle_next = a;
-    else
-        chat->aidle_head = a;
-    chat->aidle_tail = a;
-    chat->n_idle_addrs++;
-    addr_sweep(chat, t);
-}
-
 static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
 {
     /* A join makes the server queue the room's history (shared, but counted in this
@@ -1055,8 +501,9 @@ static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
     if (chat->opts.join_max_queued && chat->ops.queued &&
         chat->ops.queued(m->ctx, chat->opts.user) > chat->opts.join_max_queued) {
         if (!m->slowed)
-            send_error(chat, m, "slow_down",
-                       "too much is queued for this connection: read it, then join again");
+            wsx__chat_send_error(
+                chat, m, "slow_down",
+                "too much is queued for this connection: read it, then join again");
         m->slowed = true;
         return;
     }
@@ -1065,28 +512,30 @@ static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
     size_t rl = 5, nl = 0;
     json_t *jr = json_object_get(req, "room"), *jn = json_object_get(req, "name");
     if (jr) {
-        if (!json_is_string(jr)) return send_error(chat, m, "bad_room", "room must be a string");
+        if (!json_is_string(jr))
+            return wsx__chat_send_error(chat, m, "bad_room", "room must be a string");
         room_name = json_string_value(jr);
         rl = json_string_length(jr);
-        room_name = trim(room_name, &rl);
+        room_name = wsx__chat_trim(room_name, &rl);
     }
     if (!wsx_chat_valid_room(room_name, rl))
-        return send_error(chat, m, "bad_room", "room: 1 to 32 characters from A-Z a-z 0-9 _ . -");
-    if (!json_is_string(jn)) return send_error(chat, m, "bad_name", "name is required");
+        return wsx__chat_send_error(chat, m, "bad_room",
+                                    "room: 1 to 32 characters from A-Z a-z 0-9 _ . -");
+    if (!json_is_string(jn)) return wsx__chat_send_error(chat, m, "bad_name", "name is required");
     name = json_string_value(jn);
     nl = json_string_length(jn);
-    name = trim(name, &nl);
-    if (!valid_name(name, nl))
-        return send_error(chat, m, "bad_name",
-                          "name: 1 to 32 characters, no control or format characters");
+    name = wsx__chat_trim(name, &nl);
+    if (!wsx__chat_valid_name(name, nl))
+        return wsx__chat_send_error(chat, m, "bad_name",
+                                    "name: 1 to 32 characters, no control or format characters");
     uint64_t key = 0;
     json_t *jk = json_object_get(req, "key");
     if (jk && !json_is_null(jk)) {
         size_t kl = json_string_length(jk);
         if (!json_is_string(jk) || kl < 1 || kl > WSX_CHAT_MAX_KEY)
-            return send_error(chat, m, "bad_key", "key: a string of 1 to 128 bytes");
+            return wsx__chat_send_error(chat, m, "bad_key", "key: a string of 1 to 128 bytes");
         /* Only a keyed hash of the secret is kept; | 1 keeps 0 for "no key". */
-        key = keyed_hash(chat, 1, json_string_value(jk), kl) | 1;
+        key = wsx__chat_hash(chat, 1, json_string_value(jk), kl) | 1;
     }
     char rname[WSX_CHAT_MAX_ROOM + 1], pname[sizeof m->name];
     snprintf(rname, sizeof rname, "%.*s", (int)rl, room_name);
@@ -1101,18 +550,19 @@ static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
         size_t i = person_find(r, pname, &found);
         size_t mine = m->room == r && !strcmp(m->name, pname);
         if (found && (!key || r->people[i].key != key) && r->people[i].tabs > mine)
-            return send_error(chat, m, "name_taken", "someone else in this room goes by that name");
+            return wsx__chat_send_error(chat, m, "name_taken",
+                                        "someone else in this room goes by that name");
     }
-    if (!rate_ok(chat, m, true)) return;
+    if (!wsx__chat_rate_ok(chat, m, true)) return;
     r = get_room(chat, rname);
-    if (!r) return send_error(chat, m, "bad_room", "too many rooms");
+    if (!r) return wsx__chat_send_error(chat, m, "bad_room", "too many rooms");
     leave_room(chat, m, r);
     memcpy(m->name, pname, sizeof m->name);
     size_t tabs = person_add(r, m->name, key);
     if (!tabs || chat->ops.subscribe(m->ctx, r->name, chat->opts.user) < 0) {
         if (tabs) person_remove(r, m->name);
         release_room(chat, r);
-        return send_error(chat, m, "bad_room", "cannot join");
+        return wsx__chat_send_error(chat, m, "bad_room", "cannot join");
     }
     m->room = r;
     m->next = r->members;
@@ -1126,40 +576,41 @@ static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
     char stack[2048];
     sb head = SB_INIT(stack);
     SB_LIT(&head, "{\"type\":\"joined\",\"room\":");
-    sb_cstr(&head, r->name);
+    wsx__chat_sb_cstr(&head, r->name);
     SB_LIT(&head, ",\"name\":");
-    sb_cstr(&head, m->name);
+    wsx__chat_sb_cstr(&head, m->name);
     SB_LIT(&head, ",\"online\":");
-    sb_online(&head, r);
+    wsx__chat_sb_online(&head, r);
     SB_LIT(&head, "}");
     if (!head.oom) chat->ops.send(m->ctx, head.p, head.len, chat->opts.user);
-    sb_free(&head);
+    wsx__chat_sb_free(&head);
     send_history(chat, m, r);
     presence(chat, r, m->name, true, tabs);
 }
 
 static void do_message(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
 {
-    if (!m->room) return send_error(chat, m, "not_joined", "join a room first");
+    if (!m->room) return wsx__chat_send_error(chat, m, "not_joined", "join a room first");
     json_t *jt = json_object_get(req, "text");
-    if (!json_is_string(jt)) return send_error(chat, m, "bad_text", "text must be a string");
+    if (!json_is_string(jt))
+        return wsx__chat_send_error(chat, m, "bad_text", "text must be a string");
     size_t tl = json_string_length(jt);
-    const char *text = trim(json_string_value(jt), &tl);
-    if (tl == 0 || utf8_chars(text, tl) > WSX_CHAT_MAX_TEXT)
-        return send_error(chat, m, "bad_text", "text: 1 to 2000 characters");
-    if (!rate_ok(chat, m, false)) return;
+    const char *text = wsx__chat_trim(json_string_value(jt), &tl);
+    if (tl == 0 || wsx__chat_utf8_chars(text, tl) > WSX_CHAT_MAX_TEXT)
+        return wsx__chat_send_error(chat, m, "bad_text", "text: 1 to 2000 characters");
+    if (!wsx__chat_rate_ok(chat, m, false)) return;
     room *r = m->room;
     uint64_t id = r->next_id++;
-    json_t *o = jevent("message");
-    jset(&o, "id", json_integer((json_int_t)id));
-    jset(&o, "room", jname(r->name));
-    jset(&o, "name", jname(m->name));
-    jset(&o, "text", json_stringn_nocheck(text, tl));
-    jset(&o, "ts", json_integer((json_int_t)now(chat)));
+    json_t *o = wsx__chat_jevent("message");
+    wsx__chat_jset(&o, "id", json_integer((json_int_t)id));
+    wsx__chat_jset(&o, "room", wsx__chat_jname(r->name));
+    wsx__chat_jset(&o, "name", wsx__chat_jname(m->name));
+    wsx__chat_jset(&o, "text", json_stringn_nocheck(text, tl));
+    wsx__chat_jset(&o, "ts", json_integer((json_int_t)wsx__chat_now(chat)));
     /* The history keeps the text: a heap copy of what was built. */
     jtext t;
-    char *s = jdump(&t, o) ? jtext_dup(&t) : NULL;
-    jtext_free(&t);
+    char *s = wsx__chat_jdump(&t, o) ? wsx__chat_jtext_dup(&t) : NULL;
+    wsx__chat_jtext_free(&t);
     if (!s) return;
     chat->ops.publish(r->name, s, strlen(s), id, NULL, chat->opts.user);
     history_add(chat, r, id, s);
@@ -1167,21 +618,22 @@ static void do_message(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
 
 static void do_typing(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
 {
-    if (!m->room) return send_error(chat, m, "not_joined", "join a room first");
-    if (!rate_ok(chat, m, false)) return;
-    json_t *o = jevent("typing");
-    jset(&o, "room", jname(m->room->name));
-    jset(&o, "name", jname(m->name));
-    jset(&o, "typing", json_boolean(json_is_true(json_object_get(req, "typing"))));
+    if (!m->room) return wsx__chat_send_error(chat, m, "not_joined", "join a room first");
+    if (!wsx__chat_rate_ok(chat, m, false)) return;
+    json_t *o = wsx__chat_jevent("typing");
+    wsx__chat_jset(&o, "room", wsx__chat_jname(m->room->name));
+    wsx__chat_jset(&o, "name", wsx__chat_jname(m->name));
+    wsx__chat_jset(&o, "typing", json_boolean(json_is_true(json_object_get(req, "typing"))));
     jtext t;
-    if (jdump(&t, o)) chat->ops.publish(m->room->name, t.p, t.len, 0, m->ctx, chat->opts.user);
-    jtext_free(&t);
+    if (wsx__chat_jdump(&t, o))
+        chat->ops.publish(m->room->name, t.p, t.len, 0, m->ctx, chat->opts.user);
+    wsx__chat_jtext_free(&t);
 }
 
 /* A leave outside any room changes nothing and costs nothing. */
 static void do_leave(wsx_chat *chat, wsx_chat_conn *m)
 {
-    if (m->room && rate_ok(chat, m, true)) leave_room(chat, m, NULL);
+    if (m->room && wsx__chat_rate_ok(chat, m, true)) leave_room(chat, m, NULL);
 }
 
 /* ---- the API ---- */
@@ -1259,19 +711,19 @@ wsx_chat_conn *wsx_chat_conn_open(wsx_chat *chat, void *conn, const struct socka
     m->id = ++chat->next_conn_id;
     m->msgs.tokens = (uint64_t)chat->opts.burst * 1000;
     m->joins.tokens = (uint64_t)chat->opts.join_burst * 1000;
-    m->msgs.refill_ms = m->joins.refill_ms = now(chat);
-    m->addr = addr_get(chat, peer, m->msgs.refill_ms);
+    m->msgs.refill_ms = m->joins.refill_ms = wsx__chat_now(chat);
+    m->addr = wsx__chat_addr_get(chat, peer, m->msgs.refill_ms);
     chat->n_conns++;
     char id[24];
     snprintf(id, sizeof id, "c%llu", (unsigned long long)m->id);
-    json_t *o = jevent("welcome");
+    json_t *o = wsx__chat_jevent("welcome");
     /* server_name is the operator's text: checked, and replaced when it is not UTF-8. */
     json_t *server = json_string(chat->opts.server_name);
-    jset(&o, "server", server ? server : json_string_nocheck("wsx"));
-    jset(&o, "id", json_string_nocheck(id));
-    jset(&o, "limits",
-         json_pack("{s:i,s:i,s:i}", "name", WSX_CHAT_MAX_NAME, "room", WSX_CHAT_MAX_ROOM, "text",
-                   WSX_CHAT_MAX_TEXT));
+    wsx__chat_jset(&o, "server", server ? server : json_string_nocheck("wsx"));
+    wsx__chat_jset(&o, "id", json_string_nocheck(id));
+    wsx__chat_jset(&o, "limits",
+                   json_pack("{s:i,s:i,s:i}", "name", WSX_CHAT_MAX_NAME, "room", WSX_CHAT_MAX_ROOM,
+                             "text", WSX_CHAT_MAX_TEXT));
     send_json(chat, m, o);
     wsx_chat_unlock(chat);
     return m;
@@ -1291,7 +743,7 @@ void wsx_chat_conn_message(wsx_chat *chat, wsx_chat_conn *m, const char *data, s
         return;
     }
     if (binary) {
-        send_error(chat, m, "binary", "binary messages are not accepted");
+        wsx__chat_send_error(chat, m, "binary", "binary messages are not accepted");
         wsx_chat_unlock(chat);
         return;
     }
@@ -1299,13 +751,13 @@ void wsx_chat_conn_message(wsx_chat *chat, wsx_chat_conn *m, const char *data, s
     json_t *req = json_loadb(data, len, 0, &err);
     if (!req || !json_is_object(req)) {
         json_decref(req);
-        send_error(chat, m, "bad_json", "messages are JSON objects");
+        wsx__chat_send_error(chat, m, "bad_json", "messages are JSON objects");
         wsx_chat_unlock(chat);
         return;
     }
     const char *type = json_string_value(json_object_get(req, "type"));
     if (!type)
-        send_error(chat, m, "bad_type", "missing \"type\"");
+        wsx__chat_send_error(chat, m, "bad_type", "missing \"type\"");
     else if (!strcmp(type, "join"))
         do_join(chat, m, req);
     else if (!strcmp(type, "message"))
@@ -1315,7 +767,7 @@ void wsx_chat_conn_message(wsx_chat *chat, wsx_chat_conn *m, const char *data, s
     else if (!strcmp(type, "leave"))
         do_leave(chat, m);
     else
-        send_error(chat, m, "bad_type", "unknown \"type\"");
+        wsx__chat_send_error(chat, m, "bad_type", "unknown \"type\"");
     json_decref(req);
     wsx_chat_unlock(chat);
 }
@@ -1326,7 +778,7 @@ void wsx_chat_conn_close(wsx_chat *chat, wsx_chat_conn *m)
     wsx_chat_lock(chat);
     leave_room(chat, m, NULL);
     chat->n_conns--;
-    addr_put(chat, m->addr, now(chat));
+    wsx__chat_addr_put(chat, m->addr, wsx__chat_now(chat));
     wsx_chat_unlock(chat);
     free(m);
 }
@@ -1437,7 +889,7 @@ size_t wsx_chat_expire(wsx_chat *chat)
 {
     size_t n = 0;
     wsx_chat_lock(chat);
-    uint64_t t = now(chat);
+    uint64_t t = wsx__chat_now(chat);
     /* The idle list is in the order the rooms went idle: stop at the first that has not
      * waited long enough. */
     while (chat->opts.history_idle_ms && chat->idle_head) {
@@ -1446,7 +898,7 @@ size_t wsx_chat_expire(wsx_chat *chat)
         free_room(chat, r);
         n++;
     }
-    addr_sweep(chat, t);
+    wsx__chat_addr_sweep(chat, t);
     wsx_chat_unlock(chat);
     return n;
 }

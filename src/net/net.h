@@ -603,6 +603,22 @@ bool wsx__stream_tls_ready(const wsx__stream *s);
 const char *wsx__stream_tls_error(const wsx__stream *s);
 
 /*
+ * Why s was closed with an error, as a NUL-terminated sentence for the owner's on_close:
+ * the TLS failure (wsx__stream_tls_error()), else the failed system call's errno
+ * ("connection reset by peer", "broken pipe: the peer closed the connection"), else NULL
+ * (closed by its owner, an orderly EOF, or an error that has no more to say than its code).
+ * Valid until on_close returns; a static string or one held by s.
+ */
+const char *wsx__stream_error(const wsx__stream *s);
+
+/* The WSX_E* code for a system call's errno, as streams report it: WSX_ECLOSED for a reset or
+ * a broken pipe, WSX_ECONNREFUSED, WSX_ETIMEDOUT, WSX_ENOMEM, else WSX_ESYS. */
+int wsx__errno_code(int sys_errno);
+
+/* A static sentence for a system call's errno, lower case ("connection reset by peer"). */
+const char *wsx__errno_text(int sys_errno);
+
+/*
  * Writes the negotiated ALPN protocol ("http/1.1"), NUL-terminated, into buf. Returns its
  * length, 0 if none was negotiated (or s is plain or not yet ready), or WSX_ENOSPC.
  */
@@ -618,6 +634,10 @@ struct ssl_st *wsx__stream_tls_ssl(const wsx__stream *s);
 #ifdef WSX__NET_INTERNAL
 #include <pthread.h>
 #include <signal.h>
+
+/* tcp.c, for listen.c and connect.c: TCP_NODELAY on a new connection (corking already
+ * batches small writes per iteration; Nagle would only add latency). */
+void wsx__tcp_nodelay(int fd);
 
 #define WSX__WHEEL_SLOTS 512u
 #define WSX__WHEEL_MASK  (WSX__WHEEL_SLOTS - 1u)
@@ -727,11 +747,23 @@ struct wsx_loop {
 #define WSX__S_SHUTDONE  0x040u
 #define WSX__S_WANTDRAIN 0x080u /* on_drain after every write that progresses */
 #define WSX__S_TLS       0x100u /* started by wsx__stream_init_tls() */
+/* The errno of the system call whose failure closed the stream (0: none), for
+ * wsx__stream_error(). */
+#define WSX__S_ERRNO_SHIFT 24
+#define WSX__S_ERRNO_MASK  0xff000000u
 
 /* tcp.c, for tls.c: closes now with err (on_close follows), joins the pending list (corked
  * flush or close delivery at the end of the iteration), re-registers epoll interest, and
  * drops the head of the output queue. */
 void wsx__stream_fail(wsx__stream *s, int err);
+/* wsx__stream_fail() for a failed system call: the code follows from sys_errno (WSX_ECLOSED
+ * for a reset or a broken pipe, WSX_ETIMEDOUT, WSX_ENOMEM, else WSX_ESYS), and sys_errno is
+ * kept for wsx__stream_error(). */
+void wsx__stream_fail_errno(wsx__stream *s, int sys_errno);
+/* Records sys_errno (a socket error taken with SO_ERROR) for wsx__stream_error() before the
+ * data that came ahead of it is read: an EOF read after it closes the stream instead of
+ * reaching on_eof. 0 clears it. */
+void wsx__stream_set_errno(wsx__stream *s, int sys_errno);
 void wsx__stream_pend(wsx__stream *s);
 void wsx__stream_update_interest(wsx__stream *s);
 void wsx__stream_qpop(wsx__stream *s);

@@ -186,6 +186,21 @@ static void next_step(wsx_client *cl, bool was_open)
     wsx__timer_start(cl->loop, &cl->retry_timer, delay);
 }
 
+/* What the request offers, and so what the response is checked against. */
+static wsx_handshake_client_opts handshake_opts(const wsx_client *cl)
+{
+    return (wsx_handshake_client_opts){
+        .host = cl->host_header,
+        .path = cl->url.path,
+        .origin = cl->origin,
+        .subprotocols = (const char *const *)cl->subprotocols,
+        .n_subprotocols = cl->opts.n_subprotocols,
+        .headers = cl->headers,
+        .n_headers = cl->opts.n_headers,
+        .extensions = cl->pmd_offer[0] ? cl->pmd_offer : NULL,
+    };
+}
+
 /* ---- the connection during the handshake ---- */
 
 static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
@@ -216,16 +231,7 @@ static void on_read(wsx__stream *s, const uint8_t *data, size_t len)
         wsx__conn_drop(c, 0, NULL);
         return;
     }
-    wsx_handshake_client_opts ho = {
-        .host = cl->host_header,
-        .path = cl->url.path,
-        .origin = cl->origin,
-        .subprotocols = (const char *const *)cl->subprotocols,
-        .n_subprotocols = cl->opts.n_subprotocols,
-        .headers = cl->headers,
-        .n_headers = cl->opts.n_headers,
-        .extensions = cl->pmd_offer[0] ? cl->pmd_offer : NULL,
-    };
+    wsx_handshake_client_opts ho = handshake_opts(cl);
     if (wsx_handshake_client_verify(&cl->hs, &ho, &resp) < 0) {
         if (resp.status != 101)
             set_failure(cl, WSX_EHANDSHAKE, "handshake failed: server answered %d %.*s",
@@ -294,10 +300,17 @@ static void on_stream_close(wsx__stream *s, int err)
         else
             set_failure(cl, err, "TLS: %s", why);
     } else if (!was_open && !cl->last_err) {
+        const char *lost = wsx__conn_transport_error(c, err);
         set_failure(cl, err ? err : WSX_ECLOSED, "connection lost during the handshake: %s",
-                    wsx_strerror(err ? err : WSX_ECLOSED));
+                    lost ? lost : wsx_strerror(err ? err : WSX_ECLOSED));
     }
-    if (was_open) set_failure(cl, WSX_ECLOSED, "connection closed");
+    if (was_open) {
+        const char *lost = wsx__conn_transport_error(c, err);
+        if (lost)
+            set_failure(cl, err < 0 ? err : WSX_ECLOSED, "connection lost: %s", lost);
+        else
+            set_failure(cl, WSX_ECLOSED, "connection closed");
+    }
     wsx__conn_closed(c, err);
     wsx__timer_stop(cl->loop, &cl->conn_timer);
     cl->conn = NULL;
@@ -369,16 +382,7 @@ static void on_connected(int fd, int err, void *arg)
     }
     cl->conn = c;
     wsx__conn_deadline(c, cl->cfg.handshake_ms);
-    wsx_handshake_client_opts ho = {
-        .host = cl->host_header,
-        .path = cl->url.path,
-        .origin = cl->origin,
-        .subprotocols = (const char *const *)cl->subprotocols,
-        .n_subprotocols = cl->opts.n_subprotocols,
-        .headers = cl->headers,
-        .n_headers = cl->opts.n_headers,
-        .extensions = cl->pmd_offer[0] ? cl->pmd_offer : NULL,
-    };
+    wsx_handshake_client_opts ho = handshake_opts(cl);
     char req[8192];
     ptrdiff_t n = wsx_handshake_client_request(&ho, &cl->hs, req, sizeof req);
     if (n < 0 || wsx__stream_write1(&c->stream, req, (size_t)n) < 0) {
@@ -420,7 +424,8 @@ static char *dup_str(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client **out)
+static int client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client **out,
+                          wsx_error *error)
 {
     if (!loop || !opts) return WSX_EINVAL;
     wsx_client *cl = calloc(1, sizeof *cl);
@@ -431,15 +436,13 @@ int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client *
         free(cl);
         return WSX_EURL;
     }
-    wsx__set_error_detail("%s", "");
     if (cl->url.tls) {
         char err[400];
         wsx__tls_client_opts to = {.cafile = opts->tls_cafile, .insecure = opts->tls_insecure};
         int trc = wsx__tls_client_new(&to, &cl->tls, err, sizeof err);
         if (trc < 0) {
-            wsx__set_error_detail("%s", err);
             free(cl);
-            return trc;
+            return wsx__error(error, trc, err);
         }
     }
     bool v6 = strchr(cl->url.host, ':') != NULL;
@@ -483,7 +486,7 @@ int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client *
     if (cfg->pmd.enabled &&
         wsx_pmd_client_offer(&cfg->pmd, cl->pmd_offer, sizeof cl->pmd_offer) < 0) {
         client_free(cl);
-        return WSX_EINVAL;
+        return wsx__error(error, WSX_EINVAL, "invalid permessage-deflate settings");
     }
     wsx__cfg_resolve(cfg, WSX_ROLE_CLIENT, &(wsx__shared_opts){WSX__SHARED_OPTS(opts)});
     wsx__timer_init(&cl->retry_timer, on_retry_timer);
@@ -506,6 +509,16 @@ int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client *
 nomem:
     client_free(cl);
     return WSX_ENOMEM;
+}
+
+int wsx_client_connect(wsx_loop *loop, const wsx_client_opts *opts, wsx_client **out,
+                       wsx_error *err)
+{
+    wsx__error(err, 0, NULL);
+    int rc = client_connect(loop, opts, out, err);
+    /* Failures without more to say than their code leave only the code. */
+    if (rc < 0 && err && !err->code) err->code = rc;
+    return rc;
 }
 
 wsx_conn *wsx_client_conn(const wsx_client *cl)

@@ -13,19 +13,13 @@
 /* Masks for client frames (RFC 6455 5.3). One pool per thread: loops are single-threaded. */
 static _Thread_local wsx_maskgen tl_masks = {.pos = sizeof tl_masks.pool};
 
-static _Thread_local char tl_detail[512];
-
-const char *wsx_error_detail(void)
+int wsx__error(wsx_error *e, int rc, const char *detail)
 {
-    return tl_detail;
-}
-
-void wsx__set_error_detail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(tl_detail, sizeof tl_detail, fmt, ap);
-    va_end(ap);
+    if (e) {
+        e->code = rc;
+        snprintf(e->detail, sizeof e->detail, "%s", detail ? detail : "");
+    }
+    return rc;
 }
 
 void wsx__conn_init(wsx_conn *c, const wsx__cfg *cfg)
@@ -567,8 +561,9 @@ void wsx__conn_eof(wsx_conn *c)
 {
     if (c->state == WSX__OPEN) {
         /* RFC 6455 7.1.5: TCP closed without a close frame: 1006. */
-        keep_reason(c, WSX_CLOSE_ABNORMAL, NULL, 0);
         wsx__conn_log(c, WSX_LOG_DEBUG, "connection closed without a close frame");
+        wsx__conn_drop(c, WSX_CLOSE_ABNORMAL, "connection closed without a close frame");
+        return;
     }
     wsx__conn_drop(c, c->close_code ? c->close_code : WSX_CLOSE_ABNORMAL, NULL);
 }
@@ -584,6 +579,14 @@ void wsx__conn_drained(wsx_conn *c)
     }
 }
 
+const char *wsx__conn_transport_error(const wsx_conn *c, int err)
+{
+    const char *why = wsx__stream_error(&c->stream);
+    if (why) return why;
+    /* An orderly end (closed by us, or an EOF the connection saw) has nothing to add. */
+    return err < 0 && err != WSX_ECLOSED ? wsx_strerror(err) : NULL;
+}
+
 void wsx__conn_closed(wsx_conn *c, int err)
 {
     c->flags &= (uint16_t)~WSX__F_DEADLINE;
@@ -591,11 +594,18 @@ void wsx__conn_closed(wsx_conn *c, int err)
     if (c->flags & WSX__F_OPENED) {
         c->flags &= (uint16_t)~WSX__F_OPENED;
         uint16_t code = c->close_code ? c->close_code : WSX_CLOSE_ABNORMAL;
+        const char *reason = c->close_reason ? c->close_reason : "";
+        size_t reason_len = c->close_reason_len;
+        /* No close frame either way: the reason is ours to give, and says what ended the
+         * connection (a reset, a TLS alert, a failed write) instead of leaving it empty. */
+        const char *why = code == WSX_CLOSE_ABNORMAL ? wsx__conn_transport_error(c, err) : NULL;
+        if (why && (!reason_len || !c->close_reason)) {
+            reason = why;
+            reason_len = strlen(why);
+        }
         if (wsx__cfg_of(c)->on_close)
-            wsx__cfg_of(c)->on_close(c, code, c->close_reason ? c->close_reason : "",
-                                     c->close_reason_len, wsx__cfg_of(c)->user);
+            wsx__cfg_of(c)->on_close(c, code, reason, reason_len, wsx__cfg_of(c)->user);
     }
-    (void)err;
     if (c->msg) {
         wsx_pmd_buf_free(c->msg);
         free(c->msg);

@@ -886,7 +886,8 @@ static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, soc
 
 /* ---- the server ---- */
 
-int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **out)
+static int server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **out,
+                        wsx_error *error)
 {
     if (!loop || !opts || !out) return WSX_EINVAL;
     wsx_server *srv = calloc(1, sizeof *srv);
@@ -924,7 +925,6 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     wsx__timer_init(&srv->sweep, on_sweep);
     wsx__deferred_init(&srv->http_defer, on_http_next);
 
-    wsx__set_error_detail("%s", "");
     /* OpenSSL sets itself up (providers, digests) on first use: do it now, not on the first
      * client's handshake, so that client does not wait for it. */
     char warm[WSX_ACCEPT_LEN + 1];
@@ -941,9 +941,8 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
         };
         int trc = wsx__tls_server_new(&to, &srv->tls, err, sizeof err);
         if (trc < 0) {
-            wsx__set_error_detail("%s", err);
             free(srv);
-            return trc;
+            return wsx__error(error, trc, err);
         }
     }
     int rc = wsx__admit_new(&srv->admit);
@@ -966,6 +965,15 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     wsx__loop_add_budget_hook(loop, &srv->budget);
     *out = srv;
     return 0;
+}
+
+int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **out, wsx_error *err)
+{
+    wsx__error(err, 0, NULL);
+    int rc = server_start(loop, opts, out, err);
+    /* Failures without more to say than their code leave only the code. */
+    if (rc < 0 && err && !err->code) err->code = rc;
+    return rc;
 }
 
 uint16_t wsx_server_port(const wsx_server *s)
@@ -1018,13 +1026,12 @@ void wsx_server_shutdown(wsx_server *s, uint32_t timeout_ms)
     }
 }
 
-int wsx_server_reload_tls(wsx_server *s)
+int wsx_server_reload_tls(wsx_server *s, wsx_error *error)
 {
-    if (!s || !s->tls) return WSX_EINVAL;
+    if (!s || !s->tls) return wsx__error(error, WSX_EINVAL, "not a TLS server");
     char err[400];
     int rc = wsx__tls_ctx_reload(s->tls, err, sizeof err);
-    wsx__set_error_detail("%s", rc < 0 ? err : "");
-    return rc;
+    return wsx__error(error, rc, rc < 0 ? err : NULL);
 }
 
 void wsx_server_free(wsx_server *s)

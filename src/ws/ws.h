@@ -297,8 +297,13 @@ int wsx__conn_start_close(wsx_conn *c, uint16_t code, const char *reason, size_t
  * bytes are freed (the loop's budget hook). */
 void wsx__server_shed(wsx__budget_hook *h, size_t excess);
 
-/* Records the detail returned by wsx_error_detail() on this thread. */
-void wsx__set_error_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Fills e (if not NULL) for a public call about to return rc: e->code = rc and e->detail =
+ * detail (NULL: ""). Returns rc. */
+int wsx__error(wsx_error *e, int rc, const char *detail);
+
+/* Why c's transport ended, for the reason of a 1006 (wsx__stream_error(), else the text of
+ * err unless it is an orderly end), or NULL. Valid until on_close returns. */
+const char *wsx__conn_transport_error(const wsx_conn *c, int err);
 
 /* ---- admit.c: connections and handshakes in progress per client address ---- */
 

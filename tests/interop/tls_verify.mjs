@@ -90,7 +90,7 @@ run('tls_verify', async () => {
     check(r.err.includes('does-not-exist.pem'), 'the message names the file', r.err);
     const t = await runProgram(WSX_CLIENT_TEST, ['--timeout', '10', '--cacert', certs.file('does-not-exist.pem'),
       '--expect-error', 'does-not-exist.pem', good.url], { timeoutMs: 15000 });
-    eq(t.code, 0, 'wsx_client_connect: WSX_ETLS and wsx_error_detail() names the file (wsx_client_test exit status)');
+    eq(t.code, 0, 'wsx_client_connect: WSX_ETLS and its wsx_error names the file (wsx_client_test exit status)');
   });
 
   for (const s of [rogue, other, good]) eq((await s.stop('SIGTERM')).code, 0, 'wsx echo exit status after SIGTERM');

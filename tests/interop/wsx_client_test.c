@@ -21,7 +21,7 @@
  *   wsx_client_test [--timeout S] --expect-error TEXT URL
  *       The connection must fail before it opens (a refused certificate, say): no on_open, and
  *       on_end reports an error whose message contains TEXT; or wsx_client_connect itself
- *       fails with WSX_ETLS and wsx_error_detail() contains TEXT (a CA file it cannot load).
+ *       fails with WSX_ETLS and its wsx_error's detail contains TEXT (a CA file it cannot load).
  *
  * TLS (wss:// URLs): --cacert FILE trusts the CA certificates in FILE (tls_cafile);
  * --insecure skips the certificate and name checks (tls_insecure). Both go before the URL.
@@ -602,11 +602,12 @@ int main(int argc, char **argv)
          : st.expect_error           ? "expect-error"
                                      : "expect-close",
          st.url);
-    rc = wsx_client_connect(st.loop, &o, &st.cl);
+    wsx_error err;
+    rc = wsx_client_connect(st.loop, &o, &st.cl, &err);
     if (rc != 0 && st.expect_error) {
         /* Refused at once (a CA file that cannot be loaded): the detail must say why. */
-        const char *d = wsx_error_detail();
-        check(&st, rc == WSX_ETLS && strstr(d, st.expect_error),
+        const char *d = err.detail;
+        check(&st, rc == WSX_ETLS && err.code == rc && strstr(d, st.expect_error),
               "wsx_client_connect fails at once with WSX_ETLS and \"%s\": %s \"%s\"",
               st.expect_error, wsx_err_name(rc), d);
         wsx_timer_stop(st.deadline);
@@ -615,7 +616,7 @@ int main(int argc, char **argv)
         return st.failures ? 1 : 0;
     }
     check(&st, rc == 0, "wsx_client_connect(%s): %s%s%s", st.url, wsx_err_name(rc),
-          rc == WSX_ETLS ? " " : "", rc == WSX_ETLS ? wsx_error_detail() : "");
+          rc == WSX_ETLS ? " " : "", rc == WSX_ETLS ? err.detail : "");
     if (rc == 0) {
         rc = wsx_loop_run(st.loop);
         if (rc != 0) check(&st, false, "wsx_loop_run: %s", wsx_err_name(rc));

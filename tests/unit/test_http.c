@@ -578,7 +578,7 @@ static void hs_start(hsrv *h, size_t high_water, size_t low_water)
     o.http_timeout_ms = h->http_ms;
     o.log_level = WSX_LOG_ERROR;
     o.user = h;
-    CHECK_INT(wsx_server_start(h->loop, &o, &h->srv), 0);
+    CHECK_INT(wsx_server_start(h->loop, &o, &h->srv, NULL), 0);
     h->port = wsx_server_port(h->srv);
     wsx_timer_start(h->loop, 15000, 0, hs_watchdog, h, &h->watchdog);
 }

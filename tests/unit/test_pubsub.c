@@ -120,7 +120,7 @@ TEST(many_subscribers)
         co.on_open = c_open;
         co.on_message = c_message;
         co.user = (void *)i;
-        CHECK_INT(wsx_client_connect(W.loop, &co, &clients[i]), 0);
+        CHECK_INT(wsx_client_connect(W.loop, &co, &clients[i], NULL), 0);
     }
     run_until(all_open, 10000);
     CHECK_INT(W.opened, NCLIENTS);
@@ -222,7 +222,7 @@ TEST(slow_subscriber_does_not_delay_others)
     co.on_message = c_message;
     co.user = (void *)(intptr_t)0;
     wsx_client *fast;
-    CHECK_INT(wsx_client_connect(W.loop, &co, &fast), 0);
+    CHECK_INT(wsx_client_connect(W.loop, &co, &fast, NULL), 0);
     run_until(two_open, 5000);
     CHECK_INT(wsx_topic_subscribers(W.srv, "room:a"), 2);
     /* 300 x 16 KiB: far past the slow reader's 1 MiB hard limit; the fast one gets all. */
@@ -305,7 +305,7 @@ TEST(broadcast_compressed_once)
     so.deflate.server_no_context_takeover = true;
     so.max_handshakes_per_ip = SIZE_MAX; /* 50 clients connect at once from 127.0.0.1 */
     wsx_server *srv;
-    CHECK_INT(wsx_server_start(z_loop, &so, &srv), 0);
+    CHECK_INT(wsx_server_start(z_loop, &so, &srv, NULL), 0);
     char url[64];
     snprintf(url, sizeof url, "ws://127.0.0.1:%u/", wsx_server_port(srv));
     wsx_client *cl[50];
@@ -316,7 +316,7 @@ TEST(broadcast_compressed_once)
         co.deflate.enabled = true;
         co.on_open = z_client_open;
         co.on_message = z_client_message;
-        CHECK_INT(wsx_client_connect(z_loop, &co, &cl[i]), 0);
+        CHECK_INT(wsx_client_connect(z_loop, &co, &cl[i], NULL), 0);
     }
     z_run_until(z_all_open);
     CHECK_INT(z_open, 50);
@@ -427,7 +427,7 @@ static wsx_server *p_server(bool deflate, bool no_ctx)
         so.deflate.server_no_context_takeover = no_ctx;
     }
     wsx_server *srv = NULL;
-    if (wsx_server_start(P.loop, &so, &srv) < 0) exit(2);
+    if (wsx_server_start(P.loop, &so, &srv, NULL) < 0) exit(2);
     return srv;
 }
 
@@ -444,7 +444,7 @@ static wsx_client *p_client(wsx_server *srv, bool deflate)
         co.deflate.enabled = true;
     }
     wsx_client *cl = NULL;
-    if (wsx_client_connect(P.loop, &co, &cl) < 0) exit(2);
+    if (wsx_client_connect(P.loop, &co, &cl, NULL) < 0) exit(2);
     return cl;
 }
 
@@ -535,7 +535,7 @@ TEST(prepared_shared_by_reference)
     wsx_server_opts so = wsx_server_defaults();
     so.host = "127.0.0.1";
     so.on_open = p_server_open;
-    CHECK_INT(wsx_server_start(other, &so, &srv2), 0);
+    CHECK_INT(wsx_server_start(other, &so, &srv2, NULL), 0);
     P.loop = other;
     wsx_client *cl2 = p_client(srv2, false);
     p_want = NP + 1;
@@ -833,7 +833,7 @@ TEST(bytes_shared_by_streamed_responses)
     so.send_high_water = 256 << 10;
     so.send_hard_limit = 1 << 20;
     wsx_server *srv = NULL;
-    CHECK_INT(wsx_server_start(P.loop, &so, &srv), 0);
+    CHECK_INT(wsx_server_start(P.loop, &so, &srv, NULL), 0);
     uint16_t port = wsx_server_port(srv);
     int fds[NP];
     for (int i = 0; i < NP; i++)
@@ -944,7 +944,7 @@ TEST(threadsafe_posts_freed_with_unrun_loop)
     CHECK_INT(wsx_loop_new(&loop), 0);
     wsx_server_opts so = wsx_server_defaults();
     so.host = "127.0.0.1";
-    CHECK_INT(wsx_server_start(loop, &so, &ts_srv), 0);
+    CHECK_INT(wsx_server_start(loop, &so, &ts_srv, NULL), 0);
     wsx_server_set_publish_hook(ts_srv, ts_hook, NULL);
     ts_hooked = 0;
     CHECK_INT(wsx_publish_threadsafe(ts_srv, "room:ts", "hi", 2, WSX_TEXT), 0);
@@ -976,7 +976,7 @@ int main(void)
     so.send_hard_limit = 1 << 20;
     /* All 200 clients connect at once from 127.0.0.1. */
     so.max_handshakes_per_ip = SIZE_MAX;
-    if (wsx_server_start(W.loop, &so, &W.srv) < 0) return 2;
+    if (wsx_server_start(W.loop, &so, &W.srv, NULL) < 0) return 2;
     snprintf(W.url, sizeof W.url, "ws://127.0.0.1:%u/", wsx_server_port(W.srv));
     RUN(many_subscribers);
     RUN(slow_subscriber_does_not_delay_others);

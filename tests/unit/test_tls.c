@@ -1,8 +1,9 @@
 /*
  * TLS streams through the loop with real sockets on 127.0.0.1: echo, record batching,
  * verification failures and their reasons, insecure mode, plain-text clients, handshake
- * deadline, SNI, reload, ALPN, half-close with close_notify, pause/resume. A throwaway CA and
- * certificates are made at start-up with the openssl command in a temporary directory.
+ * deadline, SNI, reload, ALPN, half-close with close_notify, pause/resume (context errors:
+ * test_tls_ctx.c). tls_test.h makes a throwaway CA and certificates with the openssl command
+ * in a temporary directory.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,46 +17,8 @@
 #include "net/net.h"
 #include "test.h"
 #include "net_test.h"
+#include "tls_test.h"
 #include "wsx/loop.h"
-
-static char dir[64];
-
-static const char *path(const char *file)
-{
-    static char bufs[8][160];
-    static int next;
-    char *b = bufs[next++ & 7];
-    snprintf(b, sizeof bufs[0], "%s/%s", dir, file);
-    return b;
-}
-
-static bool make_certs(void)
-{
-    snprintf(dir, sizeof dir, "/tmp/wsx-tls-XXXXXX");
-    if (!mkdtemp(dir)) return false;
-    char cmd[2048];
-    snprintf(
-        cmd, sizeof cmd,
-        "set -e; cd '%s'\n"
-        "gen() {\n"
-        "  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-        "-keyout $1.key -out $1.csr -subj \"$2\" 2>/dev/null\n"
-        "  printf 'subjectAltName=%%s\\nbasicConstraints=CA:FALSE\\n"
-        "keyUsage=critical,digitalSignature\\nextendedKeyUsage=serverAuth\\n' \"$3\" > $1.ext\n"
-        "  openssl x509 -req -in $1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
-        "-out $1.pem -extfile $1.ext 2>/dev/null\n"
-        "}\n"
-        "openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-        "-keyout ca.key -out ca.pem -days 2 -subj /CN=wsx-test-ca "
-        "-addext basicConstraints=critical,CA:TRUE "
-        "-addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null\n"
-        "gen localhost /CN=localhost DNS:localhost,IP:127.0.0.1\n"
-        "gen other /CN=other.test DNS:other.test\n"
-        "gen second /CN=localhost/O=second DNS:localhost,IP:127.0.0.1\n"
-        "cp localhost.pem live.pem; cp localhost.key live.key\n",
-        dir);
-    return system(cmd) == 0;
-}
 
 static void copy_file(const char *from, const char *to)
 {
@@ -67,40 +30,6 @@ static void copy_file(const char *from, const char *to)
         fwrite(buf, 1, n, out);
     fclose(in);
     fclose(out);
-}
-
-static bool fcntl_closed(int fd)
-{
-    return fcntl(fd, F_GETFD) == -1 && errno == EBADF;
-}
-
-static wsx__tls_ctx *server_ctx(const char *cert, const char *key, uint32_t hs_ms)
-{
-    wsx__tls_cert c = {path(cert), path(key)};
-    wsx__tls_server_opts o = {.certs = &c, .ncerts = 1, .handshake_timeout_ms = hs_ms};
-    wsx__tls_ctx *ctx = NULL;
-    char err[256] = "";
-    int rc = wsx__tls_server_new(&o, &ctx, err, sizeof err);
-    if (rc != 0) {
-        fprintf(stderr, "server ctx: %s\n", err);
-        exit(2);
-    }
-    CHECK(wsx__tls_ctx_is_server(ctx));
-    return ctx;
-}
-
-static wsx__tls_ctx *client_ctx(const char *cafile, bool insecure)
-{
-    wsx__tls_client_opts o = {.cafile = cafile ? path(cafile) : NULL, .insecure = insecure};
-    wsx__tls_ctx *ctx = NULL;
-    char err[256] = "";
-    int rc = wsx__tls_client_new(&o, &ctx, err, sizeof err);
-    if (rc != 0) {
-        fprintf(stderr, "client ctx: %s\n", err);
-        exit(2);
-    }
-    CHECK(!wsx__tls_ctx_is_server(ctx));
-    return ctx;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -946,68 +875,6 @@ TEST(backpressure_pause_resume)
     wsx__tls_ctx_free(cctx);
 }
 
-/* ------------------------------------------------------------------------------------------
- * Context errors and argument checks
- * ------------------------------------------------------------------------------------------ */
-
-TEST(context_errors)
-{
-    char err[256];
-    wsx__tls_ctx *ctx = NULL;
-    wsx__tls_cert missing = {"/nonexistent/cert.pem", path("localhost.key")};
-    wsx__tls_server_opts o = {.certs = &missing, .ncerts = 1};
-    CHECK_INT(wsx__tls_server_new(&o, &ctx, err, sizeof err), WSX_ETLS);
-    CHECK_STR(err, "cannot load certificate chain from /nonexistent/cert.pem: "
-                   "No such file or directory");
-    CHECK(ctx == NULL);
-
-    wsx__tls_cert nokey = {path("localhost.pem"), "/nonexistent/key.pem"};
-    o.certs = &nokey;
-    CHECK_INT(wsx__tls_server_new(&o, &ctx, err, sizeof err), WSX_ETLS);
-    CHECK(strstr(err, "cannot load private key from /nonexistent/key.pem: ") == err);
-
-    wsx__tls_cert mismatch = {path("localhost.pem"), path("other.key")};
-    o.certs = &mismatch;
-    CHECK_INT(wsx__tls_server_new(&o, &ctx, err, sizeof err), WSX_ETLS);
-    CHECK(strstr(err, "does not match certificate") != NULL);
-
-    wsx__tls_cert good = {path("localhost.pem"), path("localhost.key")};
-    o.certs = &good;
-    o.ciphers = "NO-SUCH-CIPHER";
-    CHECK_INT(wsx__tls_server_new(&o, &ctx, err, sizeof err), WSX_ETLS);
-    CHECK(strstr(err, "invalid TLS 1.2 cipher list 'NO-SUCH-CIPHER': ") == err);
-    o.ciphers = NULL;
-    o.ncerts = 0;
-    CHECK_INT(wsx__tls_server_new(&o, &ctx, err, sizeof err), WSX_EINVAL);
-    CHECK(ctx == NULL);
-
-    wsx__tls_client_opts co = {.cafile = "/nonexistent/ca.pem"};
-    CHECK_INT(wsx__tls_client_new(&co, &ctx, err, sizeof err), WSX_ETLS);
-    CHECK(strstr(err, "cannot load CA file /nonexistent/ca.pem: ") == err);
-    CHECK(ctx == NULL);
-
-    /* Stream arguments: a verifying client needs a name, a server takes none. On failure the
-     * fd is closed and no callback fires. */
-    wsx_loop *loop = new_loop();
-    wsx__tls_ctx *cctx = client_ctx("ca.pem", false);
-    wsx__tls_ctx *sctx = server_ctx("localhost.pem", "localhost.key", 0);
-    wsx__stream s;
-    int sv[2];
-    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-    CHECK_INT(wsx__stream_init_tls(loop, &s, sv[0], &cli_vt, cctx, NULL), WSX_EINVAL);
-    CHECK(fcntl_closed(sv[0]));
-    CHECK_INT(wsx__stream_init_tls(loop, &s, sv[1], &cli_vt, sctx, "localhost"), WSX_EINVAL);
-    CHECK(fcntl_closed(sv[1]));
-    CHECK_INT(wsx_loop_run(loop), 0);
-    wsx_loop_free(loop);
-    wsx__tls_ctx_free(cctx);
-    wsx__tls_ctx_free(sctx);
-    wsx__tls_ctx_free(NULL);
-
-    /* Plain streams know nothing of TLS and stay 64 bytes. */
-    CHECK(sizeof(wsx__stream) <= 64);
-}
-
 int main(void)
 {
     if (system("command -v openssl >/dev/null 2>&1") != 0) {
@@ -1018,7 +885,6 @@ int main(void)
         fprintf(stderr, "tls: cannot make test certificates in %s\n", dir);
         return 2;
     }
-    RUN_T(context_errors);
     RUN_T(echo_1mib);
     RUN_T(small_writes_batched_into_records);
     RUN_T(unknown_ca_rejected);

@@ -202,7 +202,7 @@ static void start(scene *s, const wsx_server_opts *so)
 {
     CHECK_INT(wsx_loop_new(&s->loop), 0);
     if (so) {
-        CHECK_INT(wsx_server_start(s->loop, so, &s->srv), 0);
+        CHECK_INT(wsx_server_start(s->loop, so, &s->srv, NULL), 0);
         snprintf(s->url, sizeof s->url, "ws://127.0.0.1:%u/chat", wsx_server_port(s->srv));
     }
     wsx_timer_start(s->loop, 10000, 0, watchdog_fired, s, &s->watchdog);
@@ -226,7 +226,7 @@ TEST(echo_and_client_close)
     wsx_server_opts so = server_opts(&s);
     start(&s, &so);
     wsx_client_opts co = client_opts(&s);
-    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl, NULL), 0);
     wsx_loop_run(s.loop);
     CHECK(!s.timed_out);
     CHECK_INT(s.srv_open, 1);
@@ -252,7 +252,7 @@ TEST(server_closes)
     wsx_server_opts so = server_opts(&s);
     start(&s, &so);
     wsx_client_opts co = client_opts(&s);
-    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl, NULL), 0);
     wsx_loop_run(s.loop);
     CHECK(!s.timed_out);
     CHECK_INT(s.srv_close_code, 4001);
@@ -270,7 +270,7 @@ TEST(crossing_close_reports_the_peers_code)
     wsx_server_opts so = server_opts(&s);
     start(&s, &so);
     wsx_client_opts co = client_opts(&s);
-    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl, NULL), 0);
     wsx_loop_run(s.loop);
     CHECK(!s.timed_out);
     CHECK_INT(s.srv_close, 1);
@@ -345,7 +345,7 @@ TEST(admission_handshakes_per_ip)
     o.max_per_ip = 5;
     o.on_log = adm_log;
     wsx_server *srv;
-    CHECK_INT(wsx_server_start(loop, &o, &srv), 0);
+    CHECK_INT(wsx_server_start(loop, &o, &srv, NULL), 0);
     uint16_t port = wsx_server_port(srv);
     adm_refused_lines = adm_suppressed_lines = 0;
 
@@ -415,7 +415,7 @@ TEST(large_messages)
     wsx_server_opts so = server_opts(&s);
     start(&s, &so);
     wsx_client_opts co = client_opts(&s);
-    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl, NULL), 0);
     wsx_loop_run(s.loop);
     CHECK(!s.timed_out);
     CHECK_INT(s.cli_msgs, 1);
@@ -427,7 +427,7 @@ TEST(large_messages)
     so.max_message = 65536;
     start(&t, &so);
     co = client_opts(&t);
-    CHECK_INT(wsx_client_connect(t.loop, &co, &t.cl), 0);
+    CHECK_INT(wsx_client_connect(t.loop, &co, &t.cl, NULL), 0);
     wsx_loop_run(t.loop);
     CHECK(!t.timed_out);
     CHECK_INT(t.srv_msgs, 0);
@@ -454,7 +454,7 @@ TEST(upgrade_hook_refuses)
     so.on_upgrade = refuse_upgrade;
     start(&s, &so);
     wsx_client_opts co = client_opts(&s);
-    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl, NULL), 0);
     wsx_loop_run(s.loop);
     CHECK(!s.timed_out);
     CHECK_INT(s.srv_open, 0);
@@ -474,7 +474,7 @@ TEST(upgrade_hook_refuses)
     wsx_http_header auth = {"Authorization", 13, "Bearer x", 8};
     co.headers = &auth;
     co.n_headers = 1;
-    CHECK_INT(wsx_client_connect(t.loop, &co, &t.cl), 0);
+    CHECK_INT(wsx_client_connect(t.loop, &co, &t.cl, NULL), 0);
     wsx_loop_run(t.loop);
     CHECK_INT(t.cli_open, 1);
     CHECK_INT(t.cli_msgs, 1);
@@ -526,7 +526,7 @@ TEST(upgrade_failed_releases_conn_user)
     cu_shutdown_in_hook = true;
     start(&s, &so);
     wsx_client_opts co = client_opts(&s);
-    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl, NULL), 0);
     wsx_loop_run(s.loop);
     CHECK(!s.timed_out);
     CHECK_INT(cu_made, 1);
@@ -548,7 +548,7 @@ TEST(upgrade_failed_releases_conn_user)
     cu_shutdown_in_hook = false;
     start(&t, &so);
     co = client_opts(&t);
-    CHECK_INT(wsx_client_connect(t.loop, &co, &t.cl), 0);
+    CHECK_INT(wsx_client_connect(t.loop, &co, &t.cl, NULL), 0);
     wsx_loop_run(t.loop);
     CHECK(!t.timed_out);
     CHECK_INT(t.srv_open, 1);
@@ -581,7 +581,7 @@ TEST(subprotocols)
     co.subprotocols = offer;
     co.n_subprotocols = 2;
     co.on_open = record_proto;
-    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl, NULL), 0);
     wsx_loop_run(s.loop);
     /* The server's preference wins. */
     CHECK_STR(chosen, "chat.v2");
@@ -598,7 +598,7 @@ TEST(connect_refused_and_give_up)
     wsx_server_opts so = wsx_server_defaults();
     so.host = "127.0.0.1";
     wsx_server *tmp;
-    CHECK_INT(wsx_server_start(s.loop, &so, &tmp), 0);
+    CHECK_INT(wsx_server_start(s.loop, &so, &tmp, NULL), 0);
     snprintf(s.url, sizeof s.url, "ws://127.0.0.1:%u/", wsx_server_port(tmp));
     wsx_server_shutdown(tmp, 0);
     wsx_loop_run(s.loop);
@@ -610,7 +610,7 @@ TEST(connect_refused_and_give_up)
     co.reconnect_min_ms = 10;
     co.reconnect_max_ms = 40;
     co.reconnect_max_attempts = 3;
-    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl, NULL), 0);
     s.stop_on_end = true;
     wsx_loop_run(s.loop);
     CHECK_INT(s.cli_reconnecting, 3);
@@ -624,9 +624,9 @@ TEST(connect_refused_and_give_up)
     wsx_loop *loop;
     wsx_loop_new(&loop);
     co.url = "http://x/";
-    CHECK_INT(wsx_client_connect(loop, &co, NULL), WSX_EURL);
+    CHECK_INT(wsx_client_connect(loop, &co, NULL, NULL), WSX_EURL);
     co.url = "ws://[::1/";
-    CHECK_INT(wsx_client_connect(loop, &co, NULL), WSX_EURL);
+    CHECK_INT(wsx_client_connect(loop, &co, NULL, NULL), WSX_EURL);
     wsx_loop_free(loop);
 }
 
@@ -669,7 +669,7 @@ TEST(idle_timeout)
     start(&s, &so);
     wsx_client_opts co = client_opts(&s);
     co.on_open = quiet_open;
-    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl, NULL), 0);
     wsx_loop_run(s.loop);
     CHECK(!s.timed_out);
     CHECK_INT(s.cli_close_code, 1001);
@@ -690,7 +690,7 @@ TEST(keepalive_pings)
     wsx_client_opts co = client_opts(&s);
     co.on_open = quiet_open;
     co.ping_interval_ms = 100; /* and the client pings the server */
-    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl, NULL), 0);
     wsx_timer_stop(s.watchdog);
     wsx_timer_start(s.loop, 600, 0, watchdog_fired, &s, &s.watchdog);
     wsx_loop_run(s.loop);
@@ -715,7 +715,7 @@ TEST(graceful_shutdown)
     start(&s, &so);
     wsx_client_opts co = client_opts(&s);
     co.on_open = quiet_open;
-    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl, NULL), 0);
     for (int i = 0; i < 200 && !s.cli_open; i++) {
         wsx_timer_start(s.loop, 20, 0, stop_loop, s.loop, NULL);
         wsx_loop_run(s.loop);
@@ -777,7 +777,7 @@ TEST(backpressure_and_drain)
     start(&s, &so);
     wsx_client_opts co = client_opts(&s);
     co.on_open = quiet_open;
-    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl, NULL), 0);
     wsx_loop_run(s.loop);
     CHECK(!s.timed_out);
     CHECK_INT(fl.ebp, 1);
@@ -814,7 +814,7 @@ TEST(hard_limit_closes_1008)
     wsx_client_opts co = client_opts(&s);
     s.client_sends = 1;
     s.client_size = 2;
-    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+    CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl, NULL), 0);
     wsx_loop_run(s.loop);
     CHECK(!s.timed_out);
     CHECK_INT(s.srv_close_code, 1008);
@@ -851,7 +851,7 @@ TEST(permessage_deflate_both_sides)
         co.deflate = wsx_pmd_defaults();
         co.deflate.enabled = true;
         co.on_open = deflate_open;
-        CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl), 0);
+        CHECK_INT(wsx_client_connect(s.loop, &co, &s.cl, NULL), 0);
         wsx_loop_run(s.loop);
         CHECK(!s.timed_out);
         CHECK_INT(s.cli_msgs, 3);
@@ -877,7 +877,7 @@ TEST(permessage_deflate_both_sides)
     cu.deflate = wsx_pmd_defaults();
     cu.deflate.enabled = true;
     cu.deflate.threshold = 1 << 20;
-    CHECK_INT(wsx_client_connect(u.loop, &cu, &u.cl), 0);
+    CHECK_INT(wsx_client_connect(u.loop, &cu, &u.cl, NULL), 0);
     wsx_loop_run(u.loop);
     CHECK(!u.timed_out);
     CHECK_INT(u.srv_msgs, 0);
@@ -893,7 +893,7 @@ TEST(permessage_deflate_both_sides)
     wsx_client_opts co = client_opts(&t);
     co.deflate = wsx_pmd_defaults();
     co.deflate.enabled = true;
-    CHECK_INT(wsx_client_connect(t.loop, &co, &t.cl), 0);
+    CHECK_INT(wsx_client_connect(t.loop, &co, &t.cl, NULL), 0);
     wsx_loop_run(t.loop);
     CHECK_INT(t.cli_msgs, 1);
     finish(&t);
@@ -927,7 +927,7 @@ static wsx__cfg client_cfg_for(scene *s, wsx_client_opts co)
     memset(&client_cfg_seen, 0, sizeof client_cfg_seen);
     co.on_open = record_client_cfg;
     co.on_end = end_stops_loop;
-    CHECK_INT(wsx_client_connect(s->loop, &co, &s->cl), 0);
+    CHECK_INT(wsx_client_connect(s->loop, &co, &s->cl, NULL), 0);
     wsx_loop_run(s->loop);
     CHECK(!s->timed_out);
     s->cl = NULL;

@@ -599,13 +599,14 @@ int cmd_cat(int argc, char **argv)
         fprintf(stderr, "wsx cat: %s\n", wsx_strerror(rc));
         return 1;
     }
-    rc = wsx_client_connect(st.loop, &o, &st.cl);
+    wsx_error err;
+    rc = wsx_client_connect(st.loop, &o, &st.cl, &err);
     if (rc < 0) {
         if (rc == WSX_EURL)
             fprintf(stderr, "wsx cat: bad URL '%s' (expected ws:// or wss://host[:port]/path)\n",
                     o.url);
         else if (rc == WSX_ETLS)
-            fprintf(stderr, "wsx cat: %s\n", wsx_error_detail());
+            fprintf(stderr, "wsx cat: %s\n", err.detail);
         else
             fprintf(stderr, "wsx cat: %s\n", wsx_strerror(rc));
         wsx_loop_free(st.loop);

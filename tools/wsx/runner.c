@@ -48,14 +48,15 @@ int tool_runner_start(tool_runner *r, const wsx_server_opts *opts, size_t n_opts
             so.reuseport = r->n_threads > 1;
             /* Port 0 picks a free port for the first loop; the others join it. */
             if (k > 0) so.port = wsx_server_port(r->t[0].srvs[i]);
-            rc = wsx_server_start(t->loop, &so, &t->srvs[i]);
+            wsx_error err;
+            rc = wsx_server_start(t->loop, &so, &t->srvs[i], &err);
             int e = errno;
             if (rc == 0) continue;
             /* WSX_ESYS stands for errno: its text says which ("Cannot assign requested
              * address" for an address this machine does not have). */
             const char *why = rc == WSX_ESYS && e ? strerror(e) : wsx_strerror(rc);
             if (rc == WSX_ETLS)
-                fprintf(stderr, "wsx %s: %s\n", r->cmd, wsx_error_detail());
+                fprintf(stderr, "wsx %s: %s\n", r->cmd, err.detail);
             else if (so.host && strchr(so.host, ':'))
                 fprintf(stderr, "wsx %s: cannot listen on [%s]:%u: %s\n", r->cmd, so.host, so.port,
                         why);

@@ -313,13 +313,14 @@ void tool_reload_tls(wsx_server *const *srvs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         /* Reloading is safe from any thread. */
-        int rc = wsx_server_reload_tls(srvs[i]);
+        wsx_error err;
+        int rc = wsx_server_reload_tls(srvs[i], &err);
         if (rc == WSX_EINVAL) continue; /* not a TLS server */
         if (rc == 0)
             tool_logf(WSX_LOG_INFO, "SIGHUP: certificates reloaded");
         else
             tool_logf(WSX_LOG_ERROR, "SIGHUP: reload failed, keeping the old certificates: %s",
-                      wsx_error_detail());
+                      err.detail);
     }
 }
 
