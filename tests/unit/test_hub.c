@@ -432,7 +432,7 @@ TEST(threadsafe_reaches_hub_and_frees_unrun)
     CHECK_INT(wsx_loop_new(&loop), 0);
     wsx_server_opts so = wsx_server_defaults();
     so.host = "127.0.0.1";
-    CHECK_INT(wsx_server_start(loop, &so, &ts_srv), 0);
+    CHECK_INT(wsx_server_start(loop, &so, &ts_srv, NULL), 0);
     wsx_sub *sub;
     CHECK_INT(wsx_hub_subscribe(wsx_hub_of(loop), "ts", ts_deliver, NULL, &sub), 0);
     pthread_t th;

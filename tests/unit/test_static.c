@@ -337,7 +337,7 @@ TEST(static_and_cors_answers)
     so.host = "127.0.0.1";
     so.on_http = on_http;
     so.log_level = WSX_LOG_ERROR;
-    CHECK_INT(wsx_server_start(g.loop, &so, &g.srv), 0);
+    CHECK_INT(wsx_server_start(g.loop, &so, &g.srv, NULL), 0);
     g.port = wsx_server_port(g.srv);
     g_n_ex = sizeof reqs / sizeof reqs[0];
     for (size_t i = 0; i < g_n_ex; i++)
