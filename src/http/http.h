@@ -66,6 +66,15 @@ int wsx__http_parse(const wsx__http_in *in, size_t max_head, size_t max_body, ws
 int wsx__http_send(wsx__stream *s, int status, const wsx_http_header *headers, size_t n,
                    const void *body, size_t len, bool keep_alive, bool head_only);
 
+/*
+ * Queues a response head on s: the status line and headers (written by proto's one head
+ * writer), then `tail` verbatim (the fixed fields and the blank line), then body[0..len).
+ * Returns 0, WSX_EINVAL (a header name not a token, CR/LF/NUL in a value), WSX_ENOMEM,
+ * WSX_ECLOSED.
+ */
+int wsx__http_send_head(wsx__stream *s, int status, const wsx_http_header *headers, size_t n,
+                        const char *tail, const void *body, size_t len);
+
 /* Size of the pieces a file response is read in (wsx__http_file_pump). */
 #define WSX__HTTP_FILE_CHUNK (64u * 1024u)
 

@@ -481,25 +481,8 @@ int wsx_http_begin(wsx_http_req *r, int status, const wsx_http_header *headers, 
     if (!r || (r->c && (r->c->flags & WSX__F_STREAMING))) return WSX_EINVAL;
     wsx_conn *c = r->c;
     if (!c) return WSX_ECLOSED;
-    size_t need = 64;
-    for (size_t i = 0; i < n; i++) {
-        if (memchr(headers[i].name, '\n', headers[i].name_len) ||
-            memchr(headers[i].name, '\r', headers[i].name_len) ||
-            memchr(headers[i].value, '\n', headers[i].value_len) ||
-            memchr(headers[i].value, '\r', headers[i].value_len))
-            return WSX_EINVAL;
-        need += headers[i].name_len + headers[i].value_len + 4;
-    }
-    char *head = malloc(need + 32);
-    if (!head) return WSX_ENOMEM;
-    int off = snprintf(head, need, "HTTP/1.1 %d %s\r\n", status, wsx_http_status_text(status));
-    for (size_t i = 0; i < n; i++)
-        off += snprintf(head + off, need + 32 - (size_t)off, "%.*s: %.*s\r\n",
-                        (int)headers[i].name_len, headers[i].name, (int)headers[i].value_len,
-                        headers[i].value);
-    off += snprintf(head + off, need + 32 - (size_t)off, "Connection: close\r\n\r\n");
-    int rc = wsx__stream_write1(&c->stream, head, (size_t)off);
-    free(head);
+    int rc =
+        wsx__http_send_head(&c->stream, status, headers, n, "Connection: close\r\n\r\n", NULL, 0);
     if (rc < 0) return rc;
     c->flags |= WSX__F_STREAMING;
     /* Read again, only to notice the client leaving (EOF); anything it sends is ignored. */
