@@ -44,8 +44,9 @@ void wsx__http_in_free(wsx__http_in *in)
     in->len = in->cap = 0;
 }
 
-int wsx__http_parse(const wsx__http_in *in, size_t max_head, size_t max_body, wsx__http_msg *m,
-                    const char **why)
+int wsx__http_parse(const wsx__http_in *in, size_t max_head,
+                    size_t (*max_body_of)(void *arg, const wsx__http_msg *m), void *arg,
+                    wsx__http_msg *m, const char **why)
 {
     ptrdiff_t n = wsx_http_parse_request((const char *)in->buf, in->len, &m->req, m->headers,
                                          WSX__HTTP_MAX_HEADERS, max_head);
@@ -87,7 +88,13 @@ int wsx__http_parse(const wsx__http_in *in, size_t max_head, size_t max_body, ws
         clen = v;
         have_len = true;
     }
-    if (clen > max_body) {
+    const char *t = m->req.target;
+    const char *q = memchr(t, '?', m->req.target_len);
+    m->path = t;
+    m->path_len = q ? (size_t)(q - t) : m->req.target_len;
+    m->query = q ? q + 1 : NULL;
+    m->query_len = q ? m->req.target_len - m->path_len - 1 : 0;
+    if (clen > max_body_of(arg, m)) {
         *why = "request body too large";
         return -413;
     }
@@ -95,13 +102,6 @@ int wsx__http_parse(const wsx__http_in *in, size_t max_head, size_t max_body, ws
     m->body = in->buf + m->head_len;
     m->body_len = (size_t)clen;
     m->total_len = m->head_len + (size_t)clen;
-
-    const char *t = m->req.target;
-    const char *q = memchr(t, '?', m->req.target_len);
-    m->path = t;
-    m->path_len = q ? (size_t)(q - t) : m->req.target_len;
-    m->query = q ? q + 1 : NULL;
-    m->query_len = q ? m->req.target_len - m->path_len - 1 : 0;
 
     bool close = wsx_http_headers_have_token(h, nh, "connection", "close");
     if (m->req.version_minor >= 1)

@@ -7,7 +7,7 @@
 
 #include <stdarg.h>
 
-#include "http/http.h"
+#include "http/server.h"
 #include "net/net.h"
 #include "wsx.h"
 
@@ -64,12 +64,8 @@ struct wsx_server {
     /* Shared compressors, by window bits, for connections without server context takeover:
      * no per-connection compressor, and a broadcast is compressed once. */
     wsx_pmd *shared_pmd[16];
-    /* HTTP connections whose work continues in the deferred phase (more pipelined requests,
-     * the rest of a file): a list on the server, so a connection pays no deferred node. */
-    struct wsx__http_next *http_next;
-    size_t n_http_next, cap_http_next;
-    wsx__deferred http_defer;
-    uint8_t *file_buf; /* WSX__HTTP_FILE_CHUNK bytes for reading files, made on first use */
+    /* The HTTP side: routes, limits, connections with deferred work (src/http). */
+    wsx__http_srv http;
     /* The loop calls it when the process passes its budget of queued output (shed.c). */
     wsx__budget_hook budget;
 };
@@ -97,7 +93,7 @@ typedef struct wsx__dfl {
     } while (0)
 
 enum wsx__conn_state {
-    WSX__HTTP = 0,   /* server: reading an HTTP request (maybe an upgrade) */
+    WSX__HTTP = 0,   /* server: speaking HTTP (src/http drives it through c->http) */
     WSX__HANDSHAKE,  /* client: request sent, reading the 101 response */
     WSX__OPEN,       /* WebSocket open */
     WSX__CLOSING,    /* we sent a close frame; waiting for the peer's */
@@ -111,15 +107,9 @@ enum wsx__conn_flags {
     WSX__F_CLOSE_RCVD = 1u << 2,
     WSX__F_PING_OUT = 1u << 3,  /* a keepalive ping is waiting for any answer */
     WSX__F_DRAIN = 1u << 4,     /* on_drain is owed */
-    WSX__F_HTTP_BUSY = 1u << 5, /* an HTTP request is being answered */
     WSX__F_COUNTED = 1u << 6,   /* counted in the server's WebSocket connections */
-    WSX__F_SERVING = 1u << 7,   /* inside the server's request loop (no recursion) */
-    WSX__F_STREAMING = 1u << 8, /* an HTTP response body is being streamed */
-    WSX__F_SERVED = 1u << 9,    /* an HTTP request was answered on this connection */
     WSX__F_CLIENT = 1u << 10,   /* a client connection (cli), else a server one (srv) */
     WSX__F_DEADLINE = 1u << 11, /* deadline is set */
-    WSX__F_OUTWAIT = 1u << 12,  /* no request is parsed until the output drains to low water */
-    WSX__F_HTTPNEXT = 1u << 13, /* on the server's http_next list */
     WSX__F_PONGQ = 1u << 14,    /* an automatic pong may still be in the send queue */
 };
 
@@ -139,10 +129,10 @@ struct wsx_conn {
     };
     void *user;
     wsx_conn *next, *prev; /* the server's list of connections */
-    wsx__http_in in;       /* bytes not yet consumed (HTTP head, partial frame header) */
+    wsx__http_in in;       /* bytes not yet consumed (a partial frame header) */
     wsx_pmd_buf *msg;      /* a fragmented message being reassembled, or NULL */
     char *close_reason;    /* heap copy, only while closing */
-    wsx_http_req *http;    /* the request being answered, while WSX__F_HTTP_BUSY */
+    wsx__http_conn *http;  /* the HTTP side (src/http) while state is WSX__HTTP */
     struct wsx__sub *subs; /* this connection's topic subscriptions (src/pubsub) */
     wsx__dfl *dfl;         /* permessage-deflate, when agreed */
     uint32_t last_rx;      /* loop time (ms, wrapping) of the last read */
@@ -299,6 +289,8 @@ void wsx__admit_count(const wsx__admit *a, const struct sockaddr *peer, size_t *
  */
 void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+void wsx__conn_vlog(const wsx_conn *c, int level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Logs, for every site whose window has passed with lines suppressed (every such site when
