@@ -91,23 +91,15 @@ typedef void (*wsx_pong_cb)(wsx_conn *c, const uint8_t *data, size_t len, void *
 /* A log line: one event, no trailing newline. */
 typedef void (*wsx_log_cb)(int level, const char *msg, void *user);
 
-/* An HTTP request to the server's port, seen by the upgrade hook and the HTTP handler. */
-typedef struct wsx_request {
-    const wsx_http_request *head; /* method, target, headers (wsx/proto.h); borrowed */
-    const char *path;             /* target without the query; borrowed, not NUL-terminated */
-    size_t path_len;
-    const char *query; /* after '?', or NULL; borrowed, not NUL-terminated */
-    size_t query_len;
-    const char *peer; /* "127.0.0.1:5555"; NUL-terminated, borrowed */
-} wsx_request;
-
 /*
- * The upgrade hook: called for a valid WebSocket handshake before it is accepted. Return 0
- * to accept (optionally setting *conn_user, the new connection's user pointer, see
- * wsx_conn_user), or an HTTP status >= 400 to refuse (401, 403, ...); the client then gets
- * that status with a short plain-text body and no WebSocket traffic happens.
+ * The upgrade hook: called for a valid WebSocket handshake before it is accepted. req is
+ * the request (see "HTTP requests" for its accessors), valid for the call only; it cannot
+ * be answered with wsx_http_respond(). Return 0 to accept (optionally setting *conn_user,
+ * the new connection's user pointer, see wsx_conn_user), or an HTTP status >= 400 to refuse
+ * (401, 403, ...); the client then gets that status with a short plain-text body and no
+ * WebSocket traffic happens.
  */
-typedef int (*wsx_upgrade_cb)(wsx_server *s, const wsx_request *req, void **conn_user, void *user);
+typedef int (*wsx_upgrade_cb)(wsx_server *s, const wsx_http_req *req, void **conn_user, void *user);
 
 /*
  * The connection that on_upgrade accepted ended before on_open: the 101 response could not
@@ -121,10 +113,12 @@ typedef int (*wsx_upgrade_cb)(wsx_server *s, const wsx_request *req, void **conn
 typedef void (*wsx_upgrade_failed_cb)(wsx_server *s, void *conn_user, void *user);
 
 /*
- * The HTTP handler: called for a request that is not a WebSocket upgrade. It must answer,
- * now or later, with wsx_http_respond(), wsx_http_respond_file() or
- * wsx_http_begin()/..._end(). Default (NULL): 426 "Upgrade Required" for a GET on the
- * WebSocket path, 404 otherwise.
+ * An HTTP handler: called for a request that is not a WebSocket upgrade, with the request
+ * r (its accessors are under "HTTP requests"). It must answer r, now or later (a held
+ * request: from a timer, another connection's callback, a post), with wsx_http_respond(),
+ * wsx_http_respond_file() or wsx_http_begin()/..._end(). The handler of the server's
+ * default route is on_http; routes have their own (wsx_server_route). Default on_http
+ * (NULL): 426 "Upgrade Required" on the WebSocket path, 404 otherwise.
  *
  * Keep-alive and pipelining: a connection's requests are handed over one at a time, the next
  * only once the previous one is answered. An answer never calls the handler for the next
@@ -135,7 +129,7 @@ typedef void (*wsx_upgrade_failed_cb)(wsx_server *s, void *conn_user, void *user
  * send_high_water (reading resumes once it falls to send_low_water). A client that stops
  * reading is closed after http_timeout_ms without progress.
  */
-typedef void (*wsx_http_cb)(wsx_http_req *r, const wsx_request *req, void *user);
+typedef void (*wsx_http_cb)(wsx_http_req *r, void *user);
 
 /* ======================================================================================
  * Server
@@ -235,6 +229,59 @@ typedef struct wsx_server_opts {
 
 /* Options with every field at its default (zero, NULL). */
 WSX_API wsx_server_opts wsx_server_defaults(void);
+
+/* ======================================================================================
+ * Routes
+ *
+ * A server answers every path through its default route: the callbacks of
+ * wsx_server_opts (on_http for HTTP requests, on_upgrade/on_open/... for the WebSocket at
+ * opts.path, any path when NULL). Routes registered on it take their paths first:
+ *  - "/healthz" is an exact route: that path only (the query does not count);
+ *  - a path ending in an asterisk is a prefix route: "/static/" and the asterisk takes
+ *    every path that starts with "/static/"; "/" and the asterisk takes every path.
+ * A request goes to the exact route of its path, else to the longest matching prefix
+ * route, else to the default route. On an HTTP route, a method the route does not accept
+ * gets 405 with "Allow: <methods>", a body above the route's max_body gets 413 (and the
+ * connection is closed), an Upgrade request gets 404. On a WebSocket route, a request
+ * without Upgrade gets 426. Routes are matched on the path as it was sent (no decoding).
+ * Register routes on the server's loop thread, before or after wsx_server_start().
+ * ====================================================================================== */
+
+typedef struct wsx_route_opts {
+    /* The methods accepted, as the Allow header lists them ("GET, POST"); HEAD is accepted
+     * wherever GET is (RFC 9110 9.3.2). NULL: any method. */
+    const char *methods;
+    size_t max_body;        /* [the server's max_body] request body bytes; larger -> 413 */
+    wsx_http_cb on_request; /* required */
+    void *user;             /* given to on_request */
+} wsx_route_opts;
+
+/*
+ * Adds an HTTP route. path and opts are copied. Returns 0; WSX_EINVAL (NULL, a path not
+ * starting with '/', no on_request, the path already routed); WSX_ENOMEM.
+ */
+WSX_API int wsx_server_route(wsx_server *s, const char *path, const wsx_route_opts *opts);
+
+/* The callbacks of a WebSocket route, for its connections (each gets `user`). The
+ * server's other WebSocket settings (subprotocols, deflate, limits, timeouts, on_pong,
+ * on_log) apply to every route. */
+typedef struct wsx_ws_route_opts {
+    wsx_upgrade_cb on_upgrade; /* NULL: accept every valid handshake */
+    wsx_upgrade_failed_cb on_upgrade_failed;
+    wsx_open_cb on_open;
+    wsx_message_cb on_message;
+    wsx_close_cb on_close;
+    wsx_drain_cb on_drain;
+    void *user;
+} wsx_ws_route_opts;
+
+/*
+ * Adds a WebSocket route: an Upgrade request on path (exact, or a prefix as above) opens a
+ * connection with these callbacks instead of the server's. opts is copied. At most 255
+ * WebSocket routes per server. Returns 0; WSX_EINVAL (NULL, a path not starting with '/',
+ * the path already routed); WSX_ELIMIT (too many WebSocket routes); WSX_ENOMEM.
+ */
+WSX_API int wsx_server_ws_route(wsx_server *s, const char *path, const wsx_ws_route_opts *opts);
 
 /*
  * Starts listening on the loop. opts is copied; its strings (host, path, subprotocols) must
@@ -481,7 +528,7 @@ WSX_API size_t wsx_bytes_len(const wsx_bytes *b);
 WSX_API void wsx_bytes_release(wsx_bytes *b);
 
 /* ======================================================================================
- * HTTP responses (for on_http)
+ * HTTP requests and responses (for on_http and route handlers)
  * ====================================================================================== */
 
 /*
@@ -549,6 +596,28 @@ WSX_API void wsx_http_end(wsx_http_req *r);
 typedef void (*wsx_http_gone_cb)(wsx_http_req *r, void *arg);
 WSX_API void wsx_http_on_gone(wsx_http_req *r, wsx_http_gone_cb cb, void *arg);
 
+/* ---- HTTP requests: what handlers and on_upgrade read. Every pointer returned borrows
+ * from the request and stays valid until it is answered (wsx_http_respond and the others;
+ * for on_upgrade, until the hook returns). Text is not NUL-terminated unless stated. */
+
+/* The method ("GET"), *len bytes. */
+WSX_API const char *wsx_http_req_method(const wsx_http_req *r, size_t *len);
+
+/* The target's path, up to '?' ("/sse"), *len bytes; not decoded. */
+WSX_API const char *wsx_http_req_path(const wsx_http_req *r, size_t *len);
+
+/* The query, after '?' ("room=lobby"), *len bytes; NULL (and *len 0) without a '?'. */
+WSX_API const char *wsx_http_req_query(const wsx_http_req *r, size_t *len);
+
+/* The first header field named `name` (NUL-terminated, any case), or NULL. */
+WSX_API const wsx_http_header *wsx_http_req_header(const wsx_http_req *r, const char *name);
+
+/* The whole parsed head (method, target, version, every header field; wsx/proto.h). */
+WSX_API const wsx_http_request *wsx_http_req_head(const wsx_http_req *r);
+
+/* The client's address, "127.0.0.1:5555" or "[::1]:5555"; NUL-terminated. */
+WSX_API const char *wsx_http_req_peer(const wsx_http_req *r);
+
 /* True for a HEAD request: wsx_http_respond(), wsx_http_respond_file() and wsx_http_write()
  * then send no body. */
 WSX_API bool wsx_http_req_is_head(const wsx_http_req *r);
@@ -556,7 +625,8 @@ WSX_API bool wsx_http_req_is_head(const wsx_http_req *r);
 /* The server a request came to. */
 WSX_API wsx_server *wsx_http_req_server(const wsx_http_req *r);
 
-/* The request body (Content-Length bodies up to max_body), borrowed until the response. */
+/* The request body, whole (a Content-Length body up to its route's max_body; chunked
+ * bodies are refused with 501); *len 0 without one. */
 WSX_API const uint8_t *wsx_http_req_body(const wsx_http_req *r, size_t *len);
 
 /* ======================================================================================

@@ -205,6 +205,40 @@ static const wsx__http_route *route_of(const wsx__http_srv *hs, const char *p, s
     return best;
 }
 
+int wsx__http_route_add(wsx__http_srv *hs, const char *path, const char *methods, size_t max_body,
+                        wsx_http_cb cb, void *user, unsigned ws)
+{
+    if (!path || path[0] != '/' || (!ws && !cb)) return WSX_EINVAL;
+    size_t n = strlen(path);
+    bool prefix = path[n - 1] == '*';
+    if (prefix) n--;
+    for (size_t i = 0; i < hs->n_routes; i++)
+        if (hs->routes[i].prefix == prefix && hs->routes[i].path_len == n &&
+            !memcmp(hs->routes[i].path, path, n))
+            return WSX_EINVAL;
+    wsx__http_route *a = realloc(hs->routes, (hs->n_routes + 1) * sizeof *a);
+    if (!a) return WSX_ENOMEM;
+    hs->routes = a;
+    wsx__http_route rt = {.path = malloc(n + 1),
+                          .path_len = n,
+                          .prefix = prefix,
+                          .methods = methods ? strdup(methods) : NULL,
+                          .max_body = max_body ? max_body : hs->max_body,
+                          .on_request = cb,
+                          .user = user,
+                          .ws = ws};
+    if (!rt.path || (methods && !rt.methods)) {
+        free(rt.path);
+        free(rt.methods);
+        return WSX_ENOMEM;
+    }
+    memcpy(rt.path, path, n);
+    rt.path[n] = 0;
+    hs->routes[hs->n_routes++] = rt;
+    if (rt.max_body > hs->max_body_all) hs->max_body_all = rt.max_body;
+    return 0;
+}
+
 /* ---- deferred work ---- */
 
 /* Continues hc's work (the next pipelined requests, the rest of a file) in the deferred
@@ -277,12 +311,6 @@ static void wait_drain(wsx__http_conn *hc)
 
 /* ---- requests ---- */
 
-static wsx_request request_view(const wsx_http_req *r)
-{
-    const wsx__http_msg *m = &r->m;
-    return (wsx_request){&m->req, m->path, m->path_len, m->query, m->query_len, r->peer};
-}
-
 /* The answer of the default route without an application handler: 426 on the WebSocket
  * path, 404 elsewhere. Not a refusal worth a log line at INFO: browsers probe for
  * favicons. */
@@ -343,16 +371,15 @@ static void http_request(wsx__http_conn *hc, wsx__http_msg *m, size_t off,
     hc->req = r;
     hc->flags |= WSX__H_BUSY;
     deadline(hc, UINT32_MAX);
-    wsx_request rq = request_view(r);
     if (rt && rt->ws) {
         default_http(r, true);
     } else if (rt) {
         if (!method_allowed(rt, &m->req))
             method_not_allowed(r, rt);
         else
-            rt->on_request(r, &rq, rt->user);
+            rt->on_request(r, rt->user);
     } else if (hs->on_http) {
-        hs->on_http(r, &rq, hs->user);
+        hs->on_http(r, hs->user);
     } else {
         default_http(r, !hs->ws_path || is_path(m->path, m->path_len, hs->ws_path));
     }
@@ -578,6 +605,39 @@ const uint8_t *wsx_http_req_body(const wsx_http_req *r, size_t *len)
 {
     *len = r->m.body_len;
     return r->m.body;
+}
+
+const char *wsx_http_req_method(const wsx_http_req *r, size_t *len)
+{
+    *len = r->m.req.method_len;
+    return r->m.req.method;
+}
+
+const char *wsx_http_req_path(const wsx_http_req *r, size_t *len)
+{
+    *len = r->m.path_len;
+    return r->m.path;
+}
+
+const char *wsx_http_req_query(const wsx_http_req *r, size_t *len)
+{
+    *len = r->m.query_len;
+    return r->m.query;
+}
+
+const wsx_http_header *wsx_http_req_header(const wsx_http_req *r, const char *name)
+{
+    return wsx_http_header_get(r->m.req.headers, r->m.req.n_headers, name);
+}
+
+const wsx_http_request *wsx_http_req_head(const wsx_http_req *r)
+{
+    return &r->m.req;
+}
+
+const char *wsx_http_req_peer(const wsx_http_req *r)
+{
+    return r->peer;
 }
 
 /* ---- the request loop ---- */

@@ -121,6 +121,12 @@ void wsx__http_srv_init(wsx__http_srv *hs, wsx_loop *loop, const wsx__http_owner
 /* Frees what hs holds (routes, lists, buffers); its connections are gone already. */
 void wsx__http_srv_free(wsx__http_srv *hs);
 
+/* Adds a route: path exact, or a prefix when it ends in '*'; methods the Allow list (NULL:
+ * any); max_body 0 for the server's; cb the handler (HTTP routes), ws the owner's number of
+ * a WebSocket route (> 0) or 0. Returns 0, WSX_EINVAL (a bad or repeated path), WSX_ENOMEM. */
+int wsx__http_route_add(wsx__http_srv *hs, const char *path, const char *methods, size_t max_body,
+                        wsx_http_cb cb, void *user, unsigned ws);
+
 /* A new connection on stream s. Returns 0 or WSX_ENOMEM. */
 int wsx__http_conn_new(wsx__http_srv *hs, wsx__stream *s, wsx__http_conn **out);
 /* Bytes read on the connection. Returns how many belong to HTTP: fewer than len only when

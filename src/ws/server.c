@@ -73,10 +73,10 @@ static void on_stream_close(wsx__stream *s, int err)
 
 /* on_upgrade accepted, but no on_open (and so no on_close) will follow: the application
  * gets its conn_user back here, or it would leak. */
-static void upgrade_failed(wsx_server *srv, void *cu)
+static void upgrade_failed(wsx_server *srv, wsx_upgrade_cb on_upgrade,
+                           wsx_upgrade_failed_cb on_failed, void *cu, void *user)
 {
-    if (srv->opts.on_upgrade && srv->opts.on_upgrade_failed)
-        srv->opts.on_upgrade_failed(srv, cu, srv->opts.user);
+    if (on_upgrade && on_failed) on_failed(srv, cu, user);
 }
 
 static wsx_conn *conn_of(wsx__http_conn *hc)
@@ -90,8 +90,16 @@ static void upgrade(wsx__http_conn *hc, wsx_http_req *r, unsigned ws, uint8_t *r
     wsx_conn *c = conn_of(hc);
     wsx_server *srv = c->srv;
     const wsx_server_opts *o = &srv->opts;
-    (void)ws;
     const wsx__http_msg *m = &r->m;
+    wsx_upgrade_cb on_upgrade = o->on_upgrade;
+    wsx_upgrade_failed_cb on_failed = o->on_upgrade_failed;
+    void *user = o->user;
+    if (ws) {
+        const wsx__ws_route *rt = &srv->ws_routes[ws - 1];
+        on_upgrade = rt->on_upgrade;
+        on_failed = rt->on_upgrade_failed;
+        user = rt->cb.user;
+    }
     wsx_handshake_server_opts ho = {o->subprotocols, o->n_subprotocols};
     wsx_handshake_server hs;
     if (wsx_handshake_server_check(&m->req, &ho, &hs) < 0) {
@@ -107,9 +115,8 @@ static void upgrade(wsx__http_conn *hc, wsx_http_req *r, unsigned ws, uint8_t *r
         return;
     }
     void *cu = NULL;
-    if (o->on_upgrade) {
-        wsx_request rq = {&m->req, m->path, m->path_len, m->query, m->query_len, r->peer};
-        int st = o->on_upgrade(srv, &rq, &cu, o->user);
+    if (on_upgrade) {
+        int st = on_upgrade(srv, r, &cu, user);
         if (st != 0) {
             wsx__http_refuse(hc, st >= 400 && st <= 599 ? st : 403, "refused by the application");
             return;
@@ -124,7 +131,7 @@ static void upgrade(wsx__http_conn *hc, wsx_http_req *r, unsigned ws, uint8_t *r
     ptrdiff_t n =
         wsx_handshake_server_response(&hs, &ho, deflate ? ext : NULL, NULL, 0, resp, sizeof resp);
     if (n < 0 || wsx__stream_write1(&c->stream, resp, (size_t)n) < 0) {
-        upgrade_failed(srv, cu);
+        upgrade_failed(srv, on_upgrade, on_failed, cu, user);
         wsx__http_refuse(hc, 500, "could not send the handshake response");
         return;
     }
@@ -134,12 +141,13 @@ static void upgrade(wsx__http_conn *hc, wsx_http_req *r, unsigned ws, uint8_t *r
     c->http = NULL;
     if (deflate && wsx__conn_start_deflate(c, &pp) < 0) {
         /* The 101 promised compression: without memory for it, end the connection. */
-        upgrade_failed(srv, cu);
+        upgrade_failed(srv, on_upgrade, on_failed, cu, user);
         c->state = WSX__CLOSE_WAIT;
         wsx__stream_close(&c->stream);
         return;
     }
     c->user = cu;
+    c->route = (uint8_t)ws;
     c->flags |= WSX__F_COUNTED;
     srv->n_ws++;
     srv->stats.upgrades++;
@@ -475,6 +483,32 @@ int wsx_server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server **o
     return 0;
 }
 
+int wsx_server_route(wsx_server *s, const char *path, const wsx_route_opts *o)
+{
+    if (!s || !o) return WSX_EINVAL;
+    return wsx__http_route_add(&s->http, path, o->methods, o->max_body, o->on_request, o->user, 0);
+}
+
+int wsx_server_ws_route(wsx_server *s, const char *path, const wsx_ws_route_opts *o)
+{
+    if (!s || !o || !path) return WSX_EINVAL;
+    /* A connection keeps its route's number in one byte. */
+    if (s->n_ws_routes == UINT8_MAX) return WSX_ELIMIT;
+    wsx__ws_route *a = realloc(s->ws_routes, (s->n_ws_routes + 1) * sizeof *a);
+    if (!a) return WSX_ENOMEM;
+    s->ws_routes = a;
+    unsigned n = (unsigned)s->n_ws_routes + 1;
+    int rc = wsx__http_route_add(&s->http, path, NULL, 0, NULL, NULL, n);
+    if (rc < 0) return rc;
+    a[n - 1] = (wsx__ws_route){
+        .cb = {o->on_open, o->on_message, o->on_close, o->on_drain, o->user},
+        .on_upgrade = o->on_upgrade,
+        .on_upgrade_failed = o->on_upgrade_failed,
+    };
+    s->n_ws_routes = n;
+    return 0;
+}
+
 uint16_t wsx_server_port(const wsx_server *s)
 {
     return s->listener ? wsx__listener_port(s->listener) : 0;
@@ -541,6 +575,7 @@ void wsx_server_free(wsx_server *s)
     wsx__loop_remove_budget_hook(s->loop, &s->budget);
     wsx__timer_stop(s->loop, &s->sweep);
     wsx__http_srv_free(&s->http);
+    free(s->ws_routes);
     wsx__tls_ctx_free(s->tls);
     wsx_pmd_buf_free(&s->zscratch);
     for (size_t i = 0; i < 16; i++) {

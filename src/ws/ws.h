@@ -11,12 +11,18 @@
 #include "net/net.h"
 #include "wsx.h"
 
-/* What every connection of one server or client shares, so a connection stores one pointer. */
-typedef struct wsx__cfg {
+/* The callbacks of a WebSocket connection: its server's or client's, or its route's. */
+typedef struct wsx__ws_cbs {
     wsx_open_cb on_open;
     wsx_message_cb on_message;
     wsx_close_cb on_close;
     wsx_drain_cb on_drain;
+    void *user;
+} wsx__ws_cbs;
+
+/* What every connection of one server or client shares, so a connection stores one pointer. */
+typedef struct wsx__cfg {
+    wsx__ws_cbs cb; /* of the default route */
     wsx_pong_cb on_pong;
     wsx_log_cb on_log;
     int log_level;
@@ -38,6 +44,13 @@ typedef struct wsx__cfg {
 
 struct wsx__sub;
 struct wsx__pubsub;
+
+/* A WebSocket route of a server. */
+typedef struct wsx__ws_route {
+    wsx__ws_cbs cb;
+    wsx_upgrade_cb on_upgrade;
+    wsx_upgrade_failed_cb on_upgrade_failed;
+} wsx__ws_route;
 
 struct wsx_server {
     wsx__cfg cfg; /* first, as in wsx_client: a connection finds it through its owner */
@@ -66,6 +79,9 @@ struct wsx_server {
     wsx_pmd *shared_pmd[16];
     /* The HTTP side: routes, limits, connections with deferred work (src/http). */
     wsx__http_srv http;
+    /* WebSocket routes (wsx_server_ws_route); a connection names its route by number. */
+    struct wsx__ws_route *ws_routes;
+    size_t n_ws_routes;
     /* The loop calls it when the process passes its budget of queued output (shed.c). */
     wsx__budget_hook budget;
 };
@@ -81,10 +97,8 @@ typedef struct wsx__dfl {
  * (same names in both) into a wsx__cfg. */
 #define WSX__CFG_CALLBACKS(cfg, o)                                                                 \
     do {                                                                                           \
-        (cfg)->on_open = (o)->on_open;                                                             \
-        (cfg)->on_message = (o)->on_message;                                                       \
-        (cfg)->on_close = (o)->on_close;                                                           \
-        (cfg)->on_drain = (o)->on_drain;                                                           \
+        (cfg)->cb =                                                                                \
+            (wsx__ws_cbs){(o)->on_open, (o)->on_message, (o)->on_close, (o)->on_drain, (o)->user}; \
         (cfg)->on_pong = (o)->on_pong;                                                             \
         (cfg)->on_log = (o)->on_log;                                                               \
         (cfg)->log_level = (o)->log_level;                                                         \
@@ -144,6 +158,7 @@ struct wsx_conn {
     uint8_t close_reason_len;
     uint8_t state;
     int8_t subprotocol;
+    uint8_t route; /* the server's WebSocket route it came through (1-based); 0: the default */
 };
 
 /* ---- conn.c: the state machine shared by server and client ---- */
@@ -197,6 +212,12 @@ void wsx__client_deadline_set(wsx_client *cl, uint32_t ms);
 static inline const wsx__cfg *wsx__cfg_of(const wsx_conn *c)
 {
     return (const wsx__cfg *)(const void *)c->srv;
+}
+
+/* The callbacks of c: its route's, or its owner's. */
+static inline const wsx__ws_cbs *wsx__conn_cbs(const wsx_conn *c)
+{
+    return c->route ? &c->srv->ws_routes[c->route - 1].cb : &wsx__cfg_of(c)->cb;
 }
 
 static inline wsx_server *wsx__conn_server(const wsx_conn *c)

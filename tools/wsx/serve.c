@@ -531,11 +531,10 @@ static void snapshot_timer(wsx_timer *tm, void *arg)
 
 /* ---- WebSocket chat ---- */
 
-static bool check_origin(const wsx_request *rq)
+static bool check_origin(const wsx_http_req *rq)
 {
     if (!S.n_origins) return true;
-    const wsx_http_header *h =
-        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "origin");
+    const wsx_http_header *h = wsx_http_req_header(rq, "origin");
     /* Only browsers send Origin; cross-site WebSocket hijacking needs a browser. */
     if (!h) return true;
     for (size_t i = 0; i < S.n_origins; i++)
@@ -545,34 +544,34 @@ static bool check_origin(const wsx_request *rq)
     return false;
 }
 
-static bool check_token(const wsx_request *rq)
+static bool check_token(const wsx_http_req *rq)
 {
     if (!S.token) return true;
-    if (rq->query) {
-        char *q = malloc(rq->query_len + 1);
-        bool ok = q && query_get(rq->query, rq->query_len, "token", q, rq->query_len + 1) &&
-                  !strcmp(q, S.token);
+    size_t ql;
+    const char *query = wsx_http_req_query(rq, &ql);
+    if (query) {
+        char *q = malloc(ql + 1);
+        bool ok = q && query_get(query, ql, "token", q, ql + 1) && !strcmp(q, S.token);
         free(q);
         if (ok) return true;
     }
-    const wsx_http_header *h =
-        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "authorization");
+    const wsx_http_header *h = wsx_http_req_header(rq, "authorization");
     size_t tl = strlen(S.token);
     return h && h->value_len == 7 + tl && !strncasecmp(h->value, "Bearer ", 7) &&
            !memcmp(h->value + 7, S.token, tl);
 }
 
-static int on_upgrade(wsx_server *srv, const wsx_request *rq, void **conn_user, void *user)
+static int on_upgrade(wsx_server *srv, const wsx_http_req *rq, void **conn_user, void *user)
 {
     (void)srv;
     (void)user;
     (void)conn_user;
     if (!check_origin(rq)) {
-        tool_logf(WSX_LOG_INFO, "%s refused: origin not allowed", rq->peer);
+        tool_logf(WSX_LOG_INFO, "%s refused: origin not allowed", wsx_http_req_peer(rq));
         return 403;
     }
     if (!check_token(rq)) {
-        tool_logf(WSX_LOG_INFO, "%s refused: missing or wrong token", rq->peer);
+        tool_logf(WSX_LOG_INFO, "%s refused: missing or wrong token", wsx_http_req_peer(rq));
         return 401;
     }
     return 0;
@@ -679,10 +678,9 @@ static void respond_text(wsx_http_req *r, int status, const char *ctype, const c
     wsx_http_respond(r, status, h, 1, body, strlen(body));
 }
 
-static bool etag_matches(const wsx_request *rq, const char *etag)
+static bool etag_matches(const wsx_http_req *rq, const char *etag)
 {
-    const wsx_http_header *h =
-        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "if-none-match");
+    const wsx_http_header *h = wsx_http_req_header(rq, "if-none-match");
     if (!h) return false;
     const char *p = h->value, *end = h->value + h->value_len, *e;
     size_t el;
@@ -710,7 +708,7 @@ static size_t file_headers(wsx_http_header *h, const char *path, const char *eta
 /* An embedded file. The body is copied into the connection's queue (the library has no
  * borrowed-buffer write); what one client can pile up that way is bounded by the server
  * reading no further pipelined request while its output is above the high-water mark. */
-static void send_file_bytes(wsx_http_req *r, const wsx_request *rq, const char *path,
+static void send_file_bytes(wsx_http_req *r, const wsx_http_req *rq, const char *path,
                             const void *data, size_t len, const char *etag)
 {
     wsx_http_header h[4];
@@ -754,7 +752,7 @@ static bool clean_path(const char *p, size_t n, char *out, size_t cap)
     return true;
 }
 
-static void serve_static_dir(wsx_http_req *r, const wsx_request *rq, const char *path)
+static void serve_static_dir(wsx_http_req *r, const wsx_http_req *rq, const char *path)
 {
     char full[PATH_MAX + 1100], real[PATH_MAX];
     size_t pl = strlen(path);
@@ -807,7 +805,7 @@ static void serve_static_dir(wsx_http_req *r, const wsx_request *rq, const char 
     wsx_http_respond_file(r, 200, h, n, fd, 0, (uint64_t)st.st_size);
 }
 
-static void serve_embedded(wsx_http_req *r, const wsx_request *rq, const char *path)
+static void serve_embedded(wsx_http_req *r, const wsx_http_req *rq, const char *path)
 {
     const char *want = !strcmp(path, "/") ? "/index.html" : path;
     for (size_t i = 0; wsx_assets[i].path; i++) {
@@ -820,19 +818,20 @@ static void serve_embedded(wsx_http_req *r, const wsx_request *rq, const char *p
 
 /* Whether rq carries `token`, as ?token= or as Authorization: Bearer. The comparison takes
  * the same time wherever the first difference is. */
-static bool has_token(const wsx_request *rq, const char *token)
+static bool has_token(const wsx_http_req *rq, const char *token)
 {
     size_t tl = strlen(token);
     const char *got = NULL;
     size_t gl = 0;
     char *q = NULL;
-    const wsx_http_header *h =
-        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "authorization");
+    const char *query;
+    size_t ql;
+    const wsx_http_header *h = wsx_http_req_header(rq, "authorization");
     if (h && h->value_len > 7 && !strncasecmp(h->value, "Bearer ", 7)) {
         got = h->value + 7;
         gl = h->value_len - 7;
-    } else if (rq->query && (q = malloc(rq->query_len + 1)) &&
-               query_get(rq->query, rq->query_len, "token", q, rq->query_len + 1)) {
+    } else if ((query = wsx_http_req_query(rq, &ql)) && (q = malloc(ql + 1)) &&
+               query_get(query, ql, "token", q, ql + 1)) {
         got = q;
         gl = strlen(q);
     }
@@ -845,7 +844,7 @@ static bool has_token(const wsx_request *rq, const char *token)
 
 /* /metrics shows who is connected and how busy the server is: with --metrics-token only
  * that token opens it, else --token does; without either it is public. */
-static bool metrics_allowed(const wsx_request *rq)
+static bool metrics_allowed(const wsx_http_req *rq)
 {
     const char *want = S.metrics_token ? S.metrics_token : S.token;
     return !want || has_token(rq, want);
@@ -975,14 +974,16 @@ static void serve_metrics(wsx_http_req *r)
     wsx_http_respond(r, 200, h, 1, body, (size_t)n);
 }
 
-static void serve_sse(wsx_http_req *r, const wsx_request *rq)
+static void serve_sse(wsx_http_req *r, const wsx_http_req *rq)
 {
     if (!check_token(rq)) {
         respond_text(r, 401, "text/plain; charset=utf-8", "401 Unauthorized\n");
         return;
     }
     char name[64] = "lobby";
-    if (rq->query) query_get(rq->query, rq->query_len, "room", name, sizeof name);
+    size_t ql;
+    const char *query = wsx_http_req_query(rq, &ql);
+    if (query) query_get(query, ql, "room", name, sizeof name);
     if (!valid_room(name, strlen(name))) {
         respond_text(r, 400, "text/plain; charset=utf-8", "400 bad room name\n");
         return;
@@ -1016,10 +1017,9 @@ static void serve_sse(wsx_http_req *r, const wsx_request *rq)
     wsx_http_on_gone(r, sse_gone, l);
     wsx_http_write(r, "retry: 2000\n\n", 13);
     /* Resume after Last-Event-ID (the header an EventSource sends when it reconnects). */
-    const wsx_http_header *le =
-        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "last-event-id");
+    const wsx_http_header *le = wsx_http_req_header(rq, "last-event-id");
     char qv[32];
-    if (le || (rq->query && query_get(rq->query, rq->query_len, "lastEventId", qv, sizeof qv))) {
+    if (le || (query && query_get(query, ql, "lastEventId", qv, sizeof qv))) {
         char v[32];
         if (le)
             snprintf(v, sizeof v, "%.*s", (int)le->value_len, le->value);
@@ -1029,13 +1029,16 @@ static void serve_sse(wsx_http_req *r, const wsx_request *rq)
     }
 }
 
-static void on_http(wsx_http_req *r, const wsx_request *rq, void *user)
+static void on_http(wsx_http_req *r, void *user)
 {
     (void)user;
-    bool get = (rq->head->method_len == 3 && !memcmp(rq->head->method, "GET", 3)) ||
-               (rq->head->method_len == 4 && !memcmp(rq->head->method, "HEAD", 4));
+    const wsx_http_req *rq = r;
+    size_t ml, pl;
+    const char *method = wsx_http_req_method(rq, &ml);
+    const char *rpath = wsx_http_req_path(rq, &pl);
+    bool get = (ml == 3 && !memcmp(method, "GET", 3)) || (ml == 4 && !memcmp(method, "HEAD", 4));
     char path[1024];
-    if (!clean_path(rq->path, rq->path_len, path, sizeof path)) {
+    if (!clean_path(rpath, pl, path, sizeof path)) {
         respond_text(r, 400, "text/plain; charset=utf-8", "400 bad path\n");
         return;
     }
