@@ -272,6 +272,7 @@ typedef struct wsx_ws_route_opts {
     wsx_message_cb on_message;
     wsx_close_cb on_close;
     wsx_drain_cb on_drain;
+    wsx_http_cb on_request; /* a request without Upgrade on the path; NULL: 426 */
     void *user;
 } wsx_ws_route_opts;
 

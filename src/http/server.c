@@ -372,7 +372,10 @@ static void http_request(wsx__http_conn *hc, wsx__http_msg *m, size_t off,
     hc->flags |= WSX__H_BUSY;
     deadline(hc, UINT32_MAX);
     if (rt && rt->ws) {
-        default_http(r, true);
+        if (rt->on_request)
+            rt->on_request(r, rt->user);
+        else
+            default_http(r, true);
     } else if (rt) {
         if (!method_allowed(rt, &m->req))
             method_not_allowed(r, rt);

@@ -28,7 +28,7 @@ typedef struct wsx__http_route {
     bool any_method; /* methods NULL */
     char *methods;   /* the Allow list as given ("GET, POST"); NULL: any method */
     size_t max_body;
-    wsx_http_cb on_request;
+    wsx_http_cb on_request; /* of a WebSocket route: for requests without Upgrade (NULL: 426) */
     void *user;
     unsigned ws; /* 0: an HTTP route; else the owner's number of a WebSocket route */
 } wsx__http_route;

@@ -1029,27 +1029,18 @@ static void serve_sse(wsx_http_req *r, const wsx_http_req *rq)
     }
 }
 
-static void on_http(wsx_http_req *r, void *user)
+/* ---- routes: /ws (WebSocket), /healthz, /metrics, /sse, and the page (every other path) ---- */
+
+static void on_healthz(wsx_http_req *r, void *user)
 {
     (void)user;
-    const wsx_http_req *rq = r;
-    size_t ml, pl;
-    const char *method = wsx_http_req_method(rq, &ml);
-    const char *rpath = wsx_http_req_path(rq, &pl);
-    bool get = (ml == 3 && !memcmp(method, "GET", 3)) || (ml == 4 && !memcmp(method, "HEAD", 4));
-    char path[1024];
-    if (!clean_path(rpath, pl, path, sizeof path)) {
-        respond_text(r, 400, "text/plain; charset=utf-8", "400 bad path\n");
-        return;
-    }
-    if (!get) {
-        wsx_http_header h[] = {{"Allow", 5, "GET, HEAD", 9},
-                               {"Content-Type", 12, "text/plain", 10}};
-        wsx_http_respond(r, 405, h, 2, "405 Method Not Allowed\n", 23);
-        return;
-    }
-    if (!strcmp(path, "/healthz")) return respond_text(r, 200, "text/plain; charset=utf-8", "ok\n");
-    if (!strcmp(path, "/metrics") && !metrics_allowed(rq)) {
+    respond_text(r, 200, "text/plain; charset=utf-8", "ok\n");
+}
+
+static void on_metrics(wsx_http_req *r, void *user)
+{
+    (void)user;
+    if (!metrics_allowed(r)) {
         /* RFC 6750 3: a 401 names the scheme it wants. */
         wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
                                {"WWW-Authenticate", 16, "Bearer realm=\"metrics\"", 22}};
@@ -1057,28 +1048,88 @@ static void on_http(wsx_http_req *r, void *user)
         wsx_http_respond(r, 401, h, 2, body, sizeof body - 1);
         return;
     }
-    if (!strcmp(path, "/metrics") || !strcmp(path, "/sse")) {
-        lock();
-        if (path[1] == 'm')
-            serve_metrics(r);
-        else
-            serve_sse(r, rq);
-        unlock();
+    lock();
+    serve_metrics(r);
+    unlock();
+}
+
+static void on_sse(wsx_http_req *r, void *user)
+{
+    (void)user;
+    lock();
+    serve_sse(r, r);
+    unlock();
+}
+
+static bool is_get(const wsx_http_req *r)
+{
+    size_t ml;
+    const char *method = wsx_http_req_method(r, &ml);
+    return (ml == 3 && !memcmp(method, "GET", 3)) || (ml == 4 && !memcmp(method, "HEAD", 4));
+}
+
+static void method_not_allowed(wsx_http_req *r)
+{
+    wsx_http_header h[] = {{"Allow", 5, "GET, HEAD", 9}, {"Content-Type", 12, "text/plain", 10}};
+    wsx_http_respond(r, 405, h, 2, "405 Method Not Allowed\n", 23);
+}
+
+/* /ws without an Upgrade. */
+static void on_ws_http(wsx_http_req *r, void *user)
+{
+    (void)user;
+    if (!is_get(r)) return method_not_allowed(r);
+    /* RFC 9110 15.5.22: a 426 names the protocol to upgrade to. */
+    wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                           {"Upgrade", 7, "websocket", 9},
+                           {"Sec-WebSocket-Version", 21, "13", 2}};
+    static const char body[] = "426 Upgrade Required\nthis is the WebSocket endpoint\n";
+    wsx_http_respond(r, 426, h, 3, body, sizeof body - 1);
+}
+
+/* Every other path (the default route, also for targets that are not paths, "*"): the page.
+ * It decides about methods itself, after its 400 for a bad path. The path is decoded first,
+ * and one that decodes to a route's path ("//healthz", "/%68ealthz") goes to that route, as
+ * routes match undecoded paths. */
+static void on_page(wsx_http_req *r, void *user)
+{
+    size_t pl;
+    const char *rpath = wsx_http_req_path(r, &pl);
+    char path[1024];
+    if (!clean_path(rpath, pl, path, sizeof path)) {
+        respond_text(r, 400, "text/plain; charset=utf-8", "400 bad path\n");
         return;
     }
-    if (!strcmp(path, "/ws")) {
-        /* RFC 9110 15.5.22: a 426 names the protocol to upgrade to. */
-        wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
-                               {"Upgrade", 7, "websocket", 9},
-                               {"Sec-WebSocket-Version", 21, "13", 2}};
-        static const char body[] = "426 Upgrade Required\nthis is the WebSocket endpoint\n";
-        wsx_http_respond(r, 426, h, 3, body, sizeof body - 1);
-        return;
-    }
+    if (!is_get(r)) return method_not_allowed(r);
+    if (!strcmp(path, "/healthz")) return on_healthz(r, user);
+    if (!strcmp(path, "/metrics")) return on_metrics(r, user);
+    if (!strcmp(path, "/sse")) return on_sse(r, user);
+    if (!strcmp(path, "/ws")) return on_ws_http(r, user);
     if (S.static_dir)
-        serve_static_dir(r, rq, path);
+        serve_static_dir(r, r, path);
     else
-        serve_embedded(r, rq, path);
+        serve_embedded(r, r, path);
+}
+
+/* The routes of one server (every loop has its own servers); the page is its default
+ * route (on_http). */
+static bool add_routes(wsx_server *srv)
+{
+    static const struct {
+        const char *path;
+        wsx_http_cb cb;
+    } http[] = {{"/healthz", on_healthz}, {"/metrics", on_metrics}, {"/sse", on_sse}};
+    wsx_ws_route_opts wo = {.on_upgrade = on_upgrade,
+                            .on_open = on_open,
+                            .on_message = on_message,
+                            .on_close = on_close,
+                            .on_request = on_ws_http};
+    if (wsx_server_ws_route(srv, "/ws", &wo) < 0) return false;
+    for (size_t i = 0; i < sizeof http / sizeof http[0]; i++) {
+        wsx_route_opts ro = {.methods = "GET, HEAD", .on_request = http[i].cb};
+        if (wsx_server_route(srv, http[i].path, &ro) < 0) return false;
+    }
+    return true;
 }
 
 /* ---- the command ---- */
@@ -1444,7 +1495,15 @@ static bool start_servers(const wsx_server_opts *o, const serve_args *a)
         if (a->have_tls_port) so[n].port = (uint16_t)a->tls_port;
         listen_info.tls[n++] = true;
     }
-    return tool_runner_start(&R, so, n) == 0;
+    if (tool_runner_start(&R, so, n) < 0) return false;
+    for (unsigned k = 0; k < R.n_threads; k++)
+        for (size_t i = 0; i < R.n_srvs; i++)
+            if (!add_routes(R.t[k].srvs[i])) {
+                fprintf(stderr, "wsx serve: out of memory\n");
+                tool_runner_free(&R);
+                return false;
+            }
+    return true;
 }
 
 /* The SSE keep-alives and, with several loops, the metrics snapshots on every loop; the
@@ -1486,11 +1545,7 @@ int cmd_serve(int argc, char **argv)
     o.path = "/ws";
     o.max_message = 16 << 10;
     tool_deflate_defaults(&o, !a.no_deflate);
-    o.on_upgrade = on_upgrade;
-    o.on_open = on_open;
-    o.on_message = on_message;
-    o.on_close = on_close;
-    o.on_http = on_http;
+    o.on_http = on_page;
     o.on_log = tool_log_cb;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
     /* A join is refused (slow_down) while the connection's queue is above its high-water
