@@ -39,7 +39,8 @@ typedef struct wsx__http_owner {
      * wsx__http_conn_timeout(). */
     void (*deadline)(wsx__http_conn *hc, uint32_t ms);
     /* A log line about hc; fmt is a string literal (rate limits are per call site). */
-    void (*vlog)(wsx__http_conn *hc, int level, const char *fmt, va_list ap);
+    void (*vlog)(wsx__http_conn *hc, int level, const char *fmt, va_list ap)
+        __attribute__((format(printf, 3, 0)));
     /* The exchange will not continue: the answer is flushed, then FIN (already asked for).
      * The owner stops feeding the layer bytes and closes after its close timeout. */
     void (*ended)(wsx__http_conn *hc);

@@ -162,7 +162,8 @@ static void http_deadline(wsx__http_conn *hc, uint32_t ms)
     wsx__conn_deadline(conn_of(hc), ms);
 }
 
-static void http_vlog(wsx__http_conn *hc, int level, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void http_vlog(wsx__http_conn *hc, int level,
+                                                            const char *fmt, va_list ap)
 {
     wsx__conn_vlog(conn_of(hc), level, fmt, ap);
 }
