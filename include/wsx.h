@@ -138,7 +138,8 @@ typedef void (*wsx_http_cb)(wsx_http_req *r, void *user);
 typedef struct wsx_server_opts {
     const char *host; /* address to bind: NULL/"" = all (IPv6 and IPv4), a literal or a name */
     uint16_t port;    /* 0 = ephemeral (see wsx_server_port) */
-    const char *path; /* WebSocket path (exact match, query ignored); NULL = any path */
+    const char *path; /* the default route's WebSocket path (exact, query ignored); NULL:
+                         any path no route takes (see "Routes") */
     bool reuseport;   /* SO_REUSEPORT, for one server per thread on one port */
     const char *const *subprotocols; /* supported, most preferred first */
     size_t n_subprotocols;
@@ -166,7 +167,7 @@ typedef struct wsx_server_opts {
     size_t max_head;        /* [8192] bytes of HTTP head; larger -> 431 */
     size_t max_message;     /* [16 MiB] reassembled message; larger -> close 1009 */
     size_t max_frame;       /* [max_message] one frame's payload; larger -> close 1009 */
-    size_t max_body;        /* [1 MiB] HTTP request body for the HTTP handler; larger -> 413 */
+    size_t max_body;        /* [1 MiB] HTTP request body (routes may set their own); -> 413 */
     /* [16384] frames one message may have, its first frame included; the next one closes
      * the connection with 1009 ("message has too many fragments"). Empty continuation
      * frames count too. SIZE_MAX: no limit. */
@@ -582,6 +583,15 @@ WSX_API int wsx_http_write(wsx_http_req *r, const void *data, size_t len);
  * is outside b); WSX_ENOMEM.
  */
 WSX_API int wsx_http_write_bytes(wsx_http_req *r, wsx_bytes *b, size_t off, size_t len);
+
+/*
+ * Asks to be told when a streamed response can take more: after wsx_http_write() or
+ * wsx_http_write_bytes() returned WSX_EBACKPRESSURE, cb(r, arg) is called once the queued
+ * body has fallen to send_low_water (once per WSX_EBACKPRESSURE). Not called after the client
+ * went away (see wsx_http_on_gone) or after wsx_http_end(). cb may write and end r.
+ */
+typedef void (*wsx_http_drain_cb)(wsx_http_req *r, void *arg);
+WSX_API void wsx_http_on_drain(wsx_http_req *r, wsx_http_drain_cb cb, void *arg);
 
 /* Bytes of the response queued and not yet taken by the kernel (0 once the client is
  * gone): lets an application drop a streamed listener earlier than the hard limit. */

@@ -361,6 +361,8 @@ static void http_request(wsx__http_conn *hc, wsx__http_msg *m, size_t off,
     r->hs = hs;
     r->gone = NULL;
     r->gone_arg = NULL;
+    r->drain = NULL;
+    r->drain_arg = NULL;
     r->m = *m;
     r->m.req.headers = r->m.headers;
     r->in_off = off;
@@ -540,7 +542,10 @@ static int stream_limits(wsx__http_conn *hc)
         wsx__stream_close(hc->s);
         return WSX_ECLOSED;
     }
-    return q > hc->hs->high_water ? WSX_EBACKPRESSURE : 0;
+    if (q <= hc->hs->high_water) return 0;
+    hc->flags |= WSX__H_DRAINWAIT;
+    wsx__stream_want_drain(hc->s, true);
+    return WSX_EBACKPRESSURE;
 }
 
 int wsx_http_write(wsx_http_req *r, const void *data, size_t len)
@@ -582,10 +587,16 @@ void wsx_http_end(wsx_http_req *r)
     wsx__http_conn *hc = r->hc;
     if (hc) {
         hc->req = NULL;
-        hc->flags &= (uint16_t) ~(WSX__H_BUSY | WSX__H_STREAMING);
+        hc->flags &= (uint16_t) ~(WSX__H_BUSY | WSX__H_STREAMING | WSX__H_DRAINWAIT);
         finish(hc);
     }
     free(r);
+}
+
+void wsx_http_on_drain(wsx_http_req *r, wsx_http_drain_cb cb, void *arg)
+{
+    r->drain = cb;
+    r->drain_arg = arg;
 }
 
 void wsx_http_on_gone(wsx_http_req *r, wsx_http_gone_cb cb, void *arg)
@@ -751,6 +762,15 @@ void wsx__http_conn_eof(wsx__http_conn *hc)
 
 void wsx__http_conn_drain(wsx__http_conn *hc)
 {
+    if (hc->flags & WSX__H_STREAMING) {
+        if (!(hc->flags & WSX__H_DRAINWAIT) || wsx__stream_queued(hc->s) > hc->hs->low_water)
+            return;
+        hc->flags &= (uint16_t)~WSX__H_DRAINWAIT;
+        wsx__stream_want_drain(hc->s, false);
+        wsx_http_req *r = hc->req;
+        if (r && r->drain) r->drain(r, r->drain_arg);
+        return;
+    }
     bool file = hc->req && hc->req->file.fd >= 0;
     if (!file && !(hc->flags & WSX__H_OUTWAIT)) return;
     /* The client is reading: it is not idle, however long the rest takes. */

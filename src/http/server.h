@@ -101,6 +101,7 @@ enum wsx__http_conn_flags {
     WSX__H_NEXT = 1u << 5,      /* on the server's next list */
     WSX__H_ENDED = 1u << 6,     /* ended (owner->ended) or handed over: no more HTTP */
     WSX__H_HANDED = 1u << 7,    /* handed over to the owner's protocol */
+    WSX__H_DRAINWAIT = 1u << 8, /* a streamed response waits for the low-water mark */
 };
 
 /* A request. The parts a handler reads borrow from the connection's input. */
@@ -109,6 +110,8 @@ struct wsx_http_req {
     wsx__http_srv *hs;
     wsx_http_gone_cb gone;
     void *gone_arg;
+    wsx_http_drain_cb drain;
+    void *drain_arg;
     wsx__http_msg m;
     size_t in_off;       /* where the request starts in hc->in: answered requests precede it */
     wsx__http_file file; /* a file response still being queued when file.fd >= 0 */

@@ -380,6 +380,112 @@ TEST(held_request_answered_later_in_order)
     CHECK_INT(R.st[3], 405);
 }
 
+/* ---- a streamed response that waits for the drain ---- */
+
+#define CHUNK    (16u << 10)
+#define N_CHUNKS 64u
+
+typedef struct streamer {
+    rsrv s;
+    unsigned sent, drains, backpressured;
+    size_t got;
+    bool intact;
+    int status;
+} streamer;
+
+static streamer ST;
+
+static uint8_t chunk_byte(size_t i)
+{
+    return (uint8_t)(i * 13u + (i >> 14));
+}
+
+/* Writes chunks until the queue is above the high-water mark or all are written. */
+static void st_pump(wsx_http_req *r)
+{
+    static uint8_t buf[CHUNK];
+    while (ST.sent < N_CHUNKS) {
+        for (size_t i = 0; i < CHUNK; i++)
+            buf[i] = chunk_byte((size_t)ST.sent * CHUNK + i);
+        int rc = wsx_http_write(r, buf, CHUNK);
+        ST.sent++;
+        if (rc == WSX_EBACKPRESSURE) {
+            ST.backpressured++;
+            return;
+        }
+        CHECK_INT(rc, 0);
+    }
+    wsx_http_end(r);
+}
+
+static void st_drain(wsx_http_req *r, void *arg)
+{
+    (void)arg;
+    ST.drains++;
+    st_pump(r);
+}
+
+static void h_stream(wsx_http_req *r, void *u)
+{
+    (void)u;
+    CHECK_INT(wsx_http_begin(r, 200, NULL, 0), 0);
+    wsx_http_on_drain(r, st_drain, NULL);
+    st_pump(r);
+}
+
+static void *stream_client(void *arg)
+{
+    rsrv *s = arg;
+    int fd = cli_connect(s->port);
+    cli_send(fd, GET("/stream"));
+    usleep(100000); /* let the queue fill up */
+    char head[2048];
+    size_t n = 0;
+    while (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0) {
+        if (n + 1 >= sizeof head || recv(fd, head + n, 1, 0) != 1) break;
+        n++;
+    }
+    head[n] = '\0';
+    ST.status = atoi(head + 9);
+    ST.intact = true;
+    static uint8_t buf[65536];
+    for (ssize_t k; (k = recv(fd, buf, sizeof buf, 0)) > 0;) {
+        for (ssize_t i = 0; i < k; i++)
+            ST.intact &= buf[i] == chunk_byte(ST.got + (size_t)i);
+        ST.got += (size_t)k;
+    }
+    close(fd);
+    wsx_loop_post(s->loop, stop, s);
+    return NULL;
+}
+
+/* wsx_http_write() returns WSX_EBACKPRESSURE above the high-water mark, and on_drain asks
+ * for more once the client has read down to the low-water mark: the whole body arrives,
+ * with the queue never far above the high-water mark. */
+TEST(streamed_response_waits_for_drain)
+{
+    memset(&ST, 0, sizeof ST);
+    rsrv *s = &ST.s;
+    s->loop = new_loop();
+    wsx_server_opts o = wsx_server_defaults();
+    o.host = "127.0.0.1";
+    o.log_level = WSX_LOG_ERROR;
+    o.send_high_water = 64u << 10;
+    o.send_low_water = 16u << 10;
+    CHECK_INT(wsx_server_start(s->loop, &o, &s->srv), 0);
+    s->port = wsx_server_port(s->srv);
+    wsx_route_opts ro = {.methods = "GET", .on_request = h_stream};
+    CHECK_INT(wsx_server_route(s->srv, "/stream", &ro), 0);
+    wsx_timer_start(s->loop, 15000, 0, watchdog, s, &s->watchdog);
+    run(s, stream_client);
+    CHECK_INT(ST.status, 200);
+    CHECK_INT(ST.sent, N_CHUNKS);
+    CHECK(ST.backpressured >= 1); /* the first writes are corked: above 64 KiB at once */
+    CHECK_INT(ST.drains, ST.backpressured);
+    CHECK(ST.got == (size_t)N_CHUNKS * CHUNK);
+    CHECK(ST.intact);
+}
+
 /* ---- two WebSocket routes ---- */
 
 typedef struct wsr {
@@ -537,6 +643,7 @@ int main(void)
     RUN_T(exact_then_longest_prefix_then_default);
     RUN_T(methods_405_and_body_413);
     RUN_T(held_request_answered_later_in_order);
+    RUN_T(streamed_response_waits_for_drain);
     RUN_T(two_websocket_routes);
     return test_summary("routes");
 }
