@@ -245,7 +245,8 @@ WSX_API wsx_server_opts wsx_server_defaults(void);
  * gets 405 with "Allow: <methods>", a body above the route's max_body gets 413 (and the
  * connection is closed), an Upgrade request gets 404. On a WebSocket route, a request
  * without Upgrade gets 426. Routes are matched on the path as it was sent (no decoding).
- * Register routes on the server's loop thread, before or after wsx_server_start().
+ * Register routes after wsx_server_start(), on the server's loop thread or before its loop
+ * runs; a route cannot be removed (it lives as long as the server).
  * ====================================================================================== */
 
 typedef struct wsx_route_opts {

@@ -603,6 +603,14 @@ TEST(two_websocket_routes)
     wo.user = &W.b;
     CHECK_INT(wsx_server_ws_route(s->srv, "/b", &wo), 0);
     CHECK_INT(wsx_server_ws_route(s->srv, "/b", &wo), WSX_EINVAL);
+    /* A connection names its route in one byte: 255 WebSocket routes at most. */
+    wsx_ws_route_opts none = {0};
+    for (int i = 3; i <= 255; i++) {
+        char p[16];
+        snprintf(p, sizeof p, "/r%d", i);
+        CHECK_INT(wsx_server_ws_route(s->srv, p, &none), 0);
+    }
+    CHECK_INT(wsx_server_ws_route(s->srv, "/r256", &none), WSX_ELIMIT);
     wsx_timer_start(s->loop, 15000, 0, watchdog, s, &s->watchdog);
     char url[2][64];
     for (int i = 0; i < 2; i++) {
