@@ -68,6 +68,22 @@ static void h_len(wsx_http_req *r, void *u)
     wsx_http_respond(r, 200, NULL, 0, out, (size_t)n);
 }
 
+/* Every accessor of a request, in one line. */
+static void h_info(wsx_http_req *r, void *u)
+{
+    (void)u;
+    size_t ql;
+    const char *q = wsx_http_req_query(r, &ql);
+    const wsx_http_header *h = wsx_http_req_header(r, "x-TEST");
+    const wsx_http_request *head = wsx_http_req_head(r);
+    char out[256];
+    int n = snprintf(out, sizeof out, "q=%.*s%s h=%.*s peer=%.9s minor=%d nh=%zu head=%d srv=%d",
+                     (int)ql, q ? q : "", q ? "" : "(none)", h ? (int)h->value_len : 4,
+                     h ? h->value : "none", wsx_http_req_peer(r), head->version_minor,
+                     head->n_headers, wsx_http_req_is_head(r), wsx_http_req_server(r) != NULL);
+    wsx_http_respond(r, 200, NULL, 0, out, (size_t)n);
+}
+
 static void h_default(wsx_http_req *r, void *u)
 {
     (void)u;
@@ -131,6 +147,8 @@ static void start(rsrv *s, bool with_default)
     CHECK_INT(wsx_server_route(s->srv, "/a/b/*", &ro), 0);
     ro = (wsx_route_opts){.methods = "POST", .max_body = 10, .on_request = h_post};
     CHECK_INT(wsx_server_route(s->srv, "/post", &ro), 0);
+    ro = (wsx_route_opts){.on_request = h_info};
+    CHECK_INT(wsx_server_route(s->srv, "/info", &ro), 0);
     ro = (wsx_route_opts){.methods = "PUT, POST", .max_body = 2u << 20, .on_request = h_len};
     CHECK_INT(wsx_server_route(s->srv, "/upload", &ro), 0);
     ro = (wsx_route_opts){.methods = "GET", .on_request = h_hold, .user = s};
@@ -237,7 +255,15 @@ static void *precedence_client(void *arg)
 {
     rsrv *s = arg;
     static const char *const reqs[] = {
-        GET("/a"), GET("/a/x"), GET("/a/b/c"), GET("/a/b"), GET("/ab"), GET("/a?q"), GET("/zzz"),
+        GET("/a"),
+        GET("/a/x"),
+        GET("/a/b/c"),
+        GET("/a/b"),
+        GET("/ab"),
+        GET("/a?q"),
+        GET("/zzz"),
+        "GET /info?room=x&y HTTP/1.1\r\nHost: x\r\nX-Test: yes\r\n\r\n",
+        "GET /info HTTP/1.0\r\n\r\n",
     };
     char head[2048], body[2048];
     for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
@@ -264,6 +290,8 @@ TEST(exact_then_longest_prefix_then_default)
     CHECK_STR(R.body[4], "default:GET /ab");
     CHECK_STR(R.body[5], "exact:GET /a"); /* the query is not part of the path */
     CHECK_STR(R.body[6], "default:GET /zzz");
+    CHECK_STR(R.body[7], "q=room=x&y h=yes peer=127.0.0.1 minor=1 nh=2 head=0 srv=1");
+    CHECK_STR(R.body[8], "q=(none) h=none peer=127.0.0.1 minor=0 nh=0 head=0 srv=1");
 
     memset(&R, 0, sizeof R);
     start(&s, false);
