@@ -107,23 +107,15 @@ typedef void (*wsx_pong_cb)(wsx_conn *c, const uint8_t *data, size_t len, void *
 /* A log line: one event, no trailing newline. */
 typedef void (*wsx_log_cb)(int level, const char *msg, void *user);
 
-/* An HTTP request to the server's port, seen by the upgrade hook and the HTTP handler. */
-typedef struct wsx_request {
-    const wsx_http_request *head; /* method, target, headers (wsx/proto.h); borrowed */
-    const char *path;             /* target without the query; borrowed, not NUL-terminated */
-    size_t path_len;
-    const char *query; /* after '?', or NULL; borrowed, not NUL-terminated */
-    size_t query_len;
-    const char *peer; /* "127.0.0.1:5555"; NUL-terminated, borrowed */
-} wsx_request;
-
 /*
- * The upgrade hook: called for a valid WebSocket handshake before it is accepted. Return 0
- * to accept (optionally setting *conn_user, the new connection's user pointer, see
- * wsx_conn_user), or an HTTP status >= 400 to refuse (401, 403, ...); the client then gets
- * that status with a short plain-text body and no WebSocket traffic happens.
+ * The upgrade hook: called for a valid WebSocket handshake before it is accepted. req is
+ * the request (see "HTTP requests" for its accessors), valid for the call only; it cannot
+ * be answered with wsx_http_respond(). Return 0 to accept (optionally setting *conn_user,
+ * the new connection's user pointer, see wsx_conn_user), or an HTTP status >= 400 to refuse
+ * (401, 403, ...); the client then gets that status with a short plain-text body and no
+ * WebSocket traffic happens.
  */
-typedef int (*wsx_upgrade_cb)(wsx_server *s, const wsx_request *req, void **conn_user, void *user);
+typedef int (*wsx_upgrade_cb)(wsx_server *s, const wsx_http_req *req, void **conn_user, void *user);
 
 /*
  * The connection that on_upgrade accepted ended before on_open: the 101 response could not
@@ -137,10 +129,12 @@ typedef int (*wsx_upgrade_cb)(wsx_server *s, const wsx_request *req, void **conn
 typedef void (*wsx_upgrade_failed_cb)(wsx_server *s, void *conn_user, void *user);
 
 /*
- * The HTTP handler: called for a request that is not a WebSocket upgrade. It must answer,
- * now or later, with wsx_http_respond(), wsx_http_respond_file() or
- * wsx_http_begin()/..._end(). Default (NULL): 426 "Upgrade Required" for a GET on the
- * WebSocket path, 404 otherwise.
+ * An HTTP handler: called for a request that is not a WebSocket upgrade, with the request
+ * r (its accessors are under "HTTP requests"). It must answer r, now or later (a held
+ * request: from a timer, another connection's callback, a post), with wsx_http_respond(),
+ * wsx_http_respond_file() or wsx_http_begin()/..._end(). The handler of the server's
+ * default route is on_http; routes have their own (wsx_server_route). Default on_http
+ * (NULL): 426 "Upgrade Required" on the WebSocket path, 404 otherwise.
  *
  * Keep-alive and pipelining: a connection's requests are handed over one at a time, the next
  * only once the previous one is answered. An answer never calls the handler for the next
@@ -151,7 +145,7 @@ typedef void (*wsx_upgrade_failed_cb)(wsx_server *s, void *conn_user, void *user
  * send_high_water (reading resumes once it falls to send_low_water). A client that stops
  * reading is closed after http_timeout_ms without progress.
  */
-typedef void (*wsx_http_cb)(wsx_http_req *r, const wsx_request *req, void *user);
+typedef void (*wsx_http_cb)(wsx_http_req *r, void *user);
 
 /* ======================================================================================
  * Server
@@ -160,7 +154,8 @@ typedef void (*wsx_http_cb)(wsx_http_req *r, const wsx_request *req, void *user)
 typedef struct wsx_server_opts {
     const char *host; /* address to bind: NULL/"" = all (IPv6 and IPv4), a literal or a name */
     uint16_t port;    /* 0 = ephemeral (see wsx_server_port) */
-    const char *path; /* WebSocket path (exact match, query ignored); NULL = any path */
+    const char *path; /* the default route's WebSocket path (exact, query ignored); NULL:
+                         any path no route takes (see "Routes") */
     bool reuseport;   /* SO_REUSEPORT, for one server per thread on one port */
     const char *const *subprotocols; /* supported, most preferred first */
     size_t n_subprotocols;
@@ -188,7 +183,7 @@ typedef struct wsx_server_opts {
     size_t max_head;        /* [8192] bytes of HTTP head; larger -> 431 */
     size_t max_message;     /* [16 MiB] reassembled message; larger -> close 1009 */
     size_t max_frame;       /* [max_message] one frame's payload; larger -> close 1009 */
-    size_t max_body;        /* [1 MiB] HTTP request body for the HTTP handler; larger -> 413 */
+    size_t max_body;        /* [1 MiB] HTTP request body (routes may set their own); -> 413 */
     /* [16384] frames one message may have, its first frame included; the next one closes
      * the connection with 1009 ("message has too many fragments"). Empty continuation
      * frames count too. SIZE_MAX: no limit. */
@@ -251,6 +246,61 @@ typedef struct wsx_server_opts {
 
 /* Options with every field at its default (zero, NULL). */
 WSX_API wsx_server_opts wsx_server_defaults(void);
+
+/* ======================================================================================
+ * Routes
+ *
+ * A server answers every path through its default route: the callbacks of
+ * wsx_server_opts (on_http for HTTP requests, on_upgrade/on_open/... for the WebSocket at
+ * opts.path, any path when NULL). Routes registered on it take their paths first:
+ *  - "/healthz" is an exact route: that path only (the query does not count);
+ *  - a path ending in an asterisk is a prefix route: "/static/" and the asterisk takes
+ *    every path that starts with "/static/"; "/" and the asterisk takes every path.
+ * A request goes to the exact route of its path, else to the longest matching prefix
+ * route, else to the default route. On an HTTP route, a method the route does not accept
+ * gets 405 with "Allow: <methods>", a body above the route's max_body gets 413 (and the
+ * connection is closed), an Upgrade request gets 404. On a WebSocket route, a request
+ * without Upgrade gets 426. Routes are matched on the path as it was sent (no decoding).
+ * Register routes after wsx_server_start(), on the server's loop thread or before its loop
+ * runs; a route cannot be removed (it lives as long as the server).
+ * ====================================================================================== */
+
+typedef struct wsx_route_opts {
+    /* The methods accepted, as the Allow header lists them ("GET, POST"); HEAD is accepted
+     * wherever GET is (RFC 9110 9.3.2). NULL: any method. */
+    const char *methods;
+    size_t max_body;        /* [the server's max_body] request body bytes; larger -> 413 */
+    wsx_http_cb on_request; /* required */
+    void *user;             /* given to on_request */
+} wsx_route_opts;
+
+/*
+ * Adds an HTTP route. path and opts are copied. Returns 0; WSX_EINVAL (NULL, a path not
+ * starting with '/', no on_request, the path already routed); WSX_ENOMEM.
+ */
+WSX_API int wsx_server_route(wsx_server *s, const char *path, const wsx_route_opts *opts);
+
+/* The callbacks of a WebSocket route, for its connections (each gets `user`). The
+ * server's other WebSocket settings (subprotocols, deflate, limits, timeouts, on_pong,
+ * on_log) apply to every route. */
+typedef struct wsx_ws_route_opts {
+    wsx_upgrade_cb on_upgrade; /* NULL: accept every valid handshake */
+    wsx_upgrade_failed_cb on_upgrade_failed;
+    wsx_open_cb on_open;
+    wsx_message_cb on_message;
+    wsx_close_cb on_close;
+    wsx_drain_cb on_drain;
+    wsx_http_cb on_request; /* a request without Upgrade on the path; NULL: 426 */
+    void *user;
+} wsx_ws_route_opts;
+
+/*
+ * Adds a WebSocket route: an Upgrade request on path (exact, or a prefix as above) opens a
+ * connection with these callbacks instead of the server's. opts is copied. At most 255
+ * WebSocket routes per server. Returns 0; WSX_EINVAL (NULL, a path not starting with '/',
+ * the path already routed); WSX_ELIMIT (too many WebSocket routes); WSX_ENOMEM.
+ */
+WSX_API int wsx_server_ws_route(wsx_server *s, const char *path, const wsx_ws_route_opts *opts);
 
 /*
  * Starts listening on the loop. opts is copied; its strings (host, path, subprotocols) must
@@ -621,7 +671,7 @@ WSX_API size_t wsx_bytes_len(const wsx_bytes *b);
 WSX_API void wsx_bytes_release(wsx_bytes *b);
 
 /* ======================================================================================
- * HTTP responses (for on_http)
+ * HTTP requests and responses (for on_http and route handlers)
  * ====================================================================================== */
 
 /*
@@ -675,6 +725,15 @@ WSX_API int wsx_http_write(wsx_http_req *r, const void *data, size_t len);
  */
 WSX_API int wsx_http_write_bytes(wsx_http_req *r, wsx_bytes *b, size_t off, size_t len);
 
+/*
+ * Asks to be told when a streamed response can take more: after wsx_http_write() or
+ * wsx_http_write_bytes() returned WSX_EBACKPRESSURE, cb(r, arg) is called once the queued
+ * body has fallen to send_low_water (once per WSX_EBACKPRESSURE). Not called after the client
+ * went away (see wsx_http_on_gone) or after wsx_http_end(). cb may write and end r.
+ */
+typedef void (*wsx_http_drain_cb)(wsx_http_req *r, void *arg);
+WSX_API void wsx_http_on_drain(wsx_http_req *r, wsx_http_drain_cb cb, void *arg);
+
 /* Bytes of the response queued and not yet taken by the kernel (0 once the client is
  * gone): lets an application drop a streamed listener earlier than the hard limit. */
 WSX_API size_t wsx_http_buffered_amount(const wsx_http_req *r);
@@ -689,6 +748,28 @@ WSX_API void wsx_http_end(wsx_http_req *r);
 typedef void (*wsx_http_gone_cb)(wsx_http_req *r, void *arg);
 WSX_API void wsx_http_on_gone(wsx_http_req *r, wsx_http_gone_cb cb, void *arg);
 
+/* ---- HTTP requests: what handlers and on_upgrade read. Every pointer returned borrows
+ * from the request and stays valid until it is answered (wsx_http_respond and the others;
+ * for on_upgrade, until the hook returns). Text is not NUL-terminated unless stated. */
+
+/* The method ("GET"), *len bytes. */
+WSX_API const char *wsx_http_req_method(const wsx_http_req *r, size_t *len);
+
+/* The target's path, up to '?' ("/sse"), *len bytes; not decoded. */
+WSX_API const char *wsx_http_req_path(const wsx_http_req *r, size_t *len);
+
+/* The query, after '?' ("room=lobby"), *len bytes; NULL (and *len 0) without a '?'. */
+WSX_API const char *wsx_http_req_query(const wsx_http_req *r, size_t *len);
+
+/* The first header field named `name` (NUL-terminated, any case), or NULL. */
+WSX_API const wsx_http_header *wsx_http_req_header(const wsx_http_req *r, const char *name);
+
+/* The whole parsed head (method, target, version, every header field; wsx/proto.h). */
+WSX_API const wsx_http_request *wsx_http_req_head(const wsx_http_req *r);
+
+/* The client's address, "127.0.0.1:5555" or "[::1]:5555"; NUL-terminated. */
+WSX_API const char *wsx_http_req_peer(const wsx_http_req *r);
+
 /* True for a HEAD request: wsx_http_respond(), wsx_http_respond_file() and wsx_http_write()
  * then send no body. */
 WSX_API bool wsx_http_req_is_head(const wsx_http_req *r);
@@ -696,7 +777,8 @@ WSX_API bool wsx_http_req_is_head(const wsx_http_req *r);
 /* The server a request came to. */
 WSX_API wsx_server *wsx_http_req_server(const wsx_http_req *r);
 
-/* The request body (Content-Length bodies up to max_body), borrowed until the response. */
+/* The request body, whole (a Content-Length body up to its route's max_body; chunked
+ * bodies are refused with 501); *len 0 without one. */
 WSX_API const uint8_t *wsx_http_req_body(const wsx_http_req *r, size_t *len);
 
 /* ======================================================================================
@@ -787,8 +869,8 @@ WSX_API void wsx_static_free(wsx_static *st);
  * out: r is finished); WSX_EINVAL when extra has a CR, LF or NUL or there are more than
  * WSX_STATIC_MAX_EXTRA of them: nothing was sent and r is still open (the caller answers).
  */
-WSX_API int wsx_static_serve(const wsx_static *st, wsx_http_req *r, const wsx_request *rq,
-                             const wsx_http_header *extra, size_t n_extra);
+WSX_API int wsx_static_serve(const wsx_static *st, wsx_http_req *r, const wsx_http_header *extra,
+                             size_t n_extra);
 
 /* ======================================================================================
  * CORS (the Fetch standard's HTTP side) for any on_http handler
@@ -817,8 +899,10 @@ typedef struct wsx_cors_opts {
 /* True when origin[0..len) is allowed by o (see wsx_cors_opts.origins). */
 WSX_API bool wsx_cors_origin_allowed(const wsx_cors_opts *o, const char *origin, size_t len);
 
-/* True for a CORS preflight: OPTIONS with Origin and Access-Control-Request-Method. */
-WSX_API bool wsx_cors_is_preflight(const wsx_request *rq);
+/* True for a CORS preflight: OPTIONS with Origin and Access-Control-Request-Method. Takes
+ * the request's head (wsx_http_req_head()), so it also works on a head parsed without a
+ * server. */
+WSX_API bool wsx_cors_is_preflight(const wsx_http_request *head);
 
 /*
  * Answers a preflight. Accepted (origin allowed; method safelisted, listed or "*"; every
@@ -832,21 +916,22 @@ WSX_API bool wsx_cors_is_preflight(const wsx_request *rq);
  * Returns the status sent (r is finished); WSX_EINVAL when rq is not a preflight (nothing
  * sent, r still open); WSX_ECLOSED, WSX_ENOMEM from wsx_http_respond().
  */
-WSX_API int wsx_cors_preflight(const wsx_cors_opts *o, wsx_http_req *r, const wsx_request *rq);
+WSX_API int wsx_cors_preflight(const wsx_cors_opts *o, wsx_http_req *r);
 
 /* The most headers wsx_cors_headers() writes. */
 #define WSX_CORS_MAX_HEADERS 4
 
 /*
- * The CORS headers of a normal (not preflight) response to rq, for the caller to send with
- * it: Vary: Origin (unless any origin is allowed without credentials: then the answer does
- * not vary), and for an allowed Origin, Access-Control-Allow-Origin,
- * Access-Control-Allow-Credentials and Access-Control-Expose-Headers as configured. A
- * request without Origin, or from an origin not allowed, gets no Access-Control-* header:
- * the browser then keeps the response from the page. The values borrow from o, rq and
+ * The CORS headers of a normal (not preflight) response to the request with this head
+ * (wsx_http_req_head()), for the caller to send with it: Vary: Origin (unless any origin
+ * is allowed without credentials: then the answer does not vary), and for an allowed
+ * Origin, Access-Control-Allow-Origin, Access-Control-Allow-Credentials and
+ * Access-Control-Expose-Headers as configured. A request without Origin, or from an origin
+ * not allowed, gets no Access-Control-* header: the browser then keeps the response from
+ * the page. The values borrow from o, the head and
  * static strings: send them before either changes. Returns how many were written to out.
  */
-WSX_API size_t wsx_cors_headers(const wsx_cors_opts *o, const wsx_request *rq,
+WSX_API size_t wsx_cors_headers(const wsx_cors_opts *o, const wsx_http_request *head,
                                 wsx_http_header out[WSX_CORS_MAX_HEADERS]);
 
 /* ======================================================================================

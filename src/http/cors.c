@@ -33,10 +33,11 @@ static const wsx_http_header *field(const wsx__req_view *v, const char *name)
     return wsx_http_header_get(v->headers, v->n_headers, name);
 }
 
-bool wsx_cors_is_preflight(const wsx_request *rq)
+bool wsx_cors_is_preflight(const wsx_http_request *head)
 {
+    if (!head) return false;
     wsx__req_view v;
-    wsx__req_view_of(rq, &v);
+    wsx__req_view_of_head(head, &v);
     return wsx__req_is(&v, "OPTIONS") && field(&v, "origin") &&
            field(&v, "access-control-request-method");
 }
@@ -81,10 +82,11 @@ static const char *refusal(const wsx_cors_opts *o, const wsx_http_header *origin
     return NULL;
 }
 
-int wsx_cors_preflight(const wsx_cors_opts *o, wsx_http_req *r, const wsx_request *rq)
+int wsx_cors_preflight(const wsx_cors_opts *o, wsx_http_req *r)
 {
+    if (!r) return WSX_EINVAL;
     wsx__req_view v;
-    wsx__req_view_of(rq, &v);
+    wsx__req_view_of(r, &v);
     const wsx_http_header *origin = field(&v, "origin");
     const wsx_http_header *method = field(&v, "access-control-request-method");
     const wsx_http_header *hdrs = field(&v, "access-control-request-headers");
@@ -130,11 +132,11 @@ int wsx_cors_preflight(const wsx_cors_opts *o, wsx_http_req *r, const wsx_reques
     return rc < 0 ? rc : 204;
 }
 
-size_t wsx_cors_headers(const wsx_cors_opts *o, const wsx_request *rq,
+size_t wsx_cors_headers(const wsx_cors_opts *o, const wsx_http_request *head,
                         wsx_http_header out[WSX_CORS_MAX_HEADERS])
 {
     wsx__req_view v;
-    wsx__req_view_of(rq, &v);
+    wsx__req_view_of_head(head, &v);
     size_t n = 0;
     bool star = any_origin(o) && !o->credentials;
     if (!star) out[n++] = (wsx_http_header){"Vary", 4, "Origin", 6};

@@ -1,5 +1,7 @@
 #include "http/http.h"
 
+#include "proto/http_priv.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,21 +44,9 @@ void wsx__http_in_free(wsx__http_in *in)
     in->len = in->cap = 0;
 }
 
-static bool eq_nocase(const char *a, size_t n, const char *b)
-{
-    size_t m = strlen(b);
-    if (n != m) return false;
-    for (size_t i = 0; i < n; i++) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') x = (char)(x + 32);
-        if (y >= 'A' && y <= 'Z') y = (char)(y + 32);
-        if (x != y) return false;
-    }
-    return true;
-}
-
-int wsx__http_parse(const wsx__http_in *in, size_t max_head, size_t max_body, wsx__http_msg *m,
-                    const char **why)
+int wsx__http_parse(const wsx__http_in *in, size_t max_head,
+                    size_t (*max_body_of)(void *arg, const wsx__http_msg *m), void *arg,
+                    wsx__http_msg *m, const char **why)
 {
     ptrdiff_t n = wsx_http_parse_request((const char *)in->buf, in->len, &m->req, m->headers,
                                          WSX__HTTP_MAX_HEADERS, max_head);
@@ -85,7 +75,7 @@ int wsx__http_parse(const wsx__http_in *in, size_t max_head, size_t max_body, ws
     uint64_t clen = 0;
     bool have_len = false;
     for (size_t i = 0; i < nh; i++) {
-        if (!eq_nocase(h[i].name, h[i].name_len, "content-length")) continue;
+        if (!wsx__ascii_ieq(h[i].name, h[i].name_len, "content-length", 14)) continue;
         uint64_t v = 0;
         if (h[i].value_len == 0 || h[i].value_len > 15) goto bad_length;
         for (size_t k = 0; k < h[i].value_len; k++) {
@@ -98,7 +88,13 @@ int wsx__http_parse(const wsx__http_in *in, size_t max_head, size_t max_body, ws
         clen = v;
         have_len = true;
     }
-    if (clen > max_body) {
+    const char *t = m->req.target;
+    const char *q = memchr(t, '?', m->req.target_len);
+    m->path = t;
+    m->path_len = q ? (size_t)(q - t) : m->req.target_len;
+    m->query = q ? q + 1 : NULL;
+    m->query_len = q ? m->req.target_len - m->path_len - 1 : 0;
+    if (clen > max_body_of(arg, m)) {
         *why = "request body too large";
         return -413;
     }
@@ -106,13 +102,6 @@ int wsx__http_parse(const wsx__http_in *in, size_t max_head, size_t max_body, ws
     m->body = in->buf + m->head_len;
     m->body_len = (size_t)clen;
     m->total_len = m->head_len + (size_t)clen;
-
-    const char *t = m->req.target;
-    const char *q = memchr(t, '?', m->req.target_len);
-    m->path = t;
-    m->path_len = q ? (size_t)(q - t) : m->req.target_len;
-    m->query = q ? q + 1 : NULL;
-    m->query_len = q ? m->req.target_len - m->path_len - 1 : 0;
 
     bool close = wsx_http_headers_have_token(h, nh, "connection", "close");
     if (m->req.version_minor >= 1)
@@ -127,52 +116,43 @@ bad_length:
     return -400;
 }
 
-static bool clean(const char *s, size_t n)
+int wsx__http_send_head(wsx__stream *s, int status, const wsx_http_header *headers, size_t n,
+                        const char *tail, const void *body, size_t len)
 {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return false;
-    return true;
+    if (!wsx__http_extras_valid(headers, n)) return WSX_EINVAL;
+    size_t tail_len = strlen(tail);
+    size_t need = wsx__out_head_size(status, headers, n) + tail_len + 1;
+    char stackbuf[1024];
+    char *head = need <= sizeof stackbuf ? stackbuf : malloc(need);
+    if (!head) return WSX_ENOMEM;
+    wsx__out o;
+    wsx__out_init(&o, head, need);
+    wsx__out_head(&o, status, headers, n);
+    wsx__out_mem(&o, tail, tail_len);
+    ptrdiff_t hl = wsx__out_end(&o);
+    int rc = WSX_ENOMEM;
+    if (hl > 0) {
+        struct iovec iov[2] = {{head, (size_t)hl}, {(void *)body, len}};
+        rc = wsx__stream_write(s, iov, len ? 2 : 1);
+    }
+    if (head != stackbuf) free(head);
+    return rc;
 }
 
 int wsx__http_send(wsx__stream *s, int status, const wsx_http_header *headers, size_t n,
                    const void *body, size_t len, bool keep_alive, bool head_only)
 {
-    size_t need = 128;
-    for (size_t i = 0; i < n; i++) {
-        if (!clean(headers[i].name, headers[i].name_len) ||
-            !clean(headers[i].value, headers[i].value_len))
-            return WSX_EINVAL;
-        need += headers[i].name_len + headers[i].value_len + 4;
-    }
-    char stackbuf[1024];
-    char *head = need <= sizeof stackbuf ? stackbuf : malloc(need);
-    if (!head) return WSX_ENOMEM;
-    int off = snprintf(head, need, "HTTP/1.1 %d %s\r\n", status, wsx_http_status_text(status));
-    for (size_t i = 0; i < n; i++) {
-        memcpy(head + off, headers[i].name, headers[i].name_len);
-        off += (int)headers[i].name_len;
-        head[off++] = ':';
-        head[off++] = ' ';
-        memcpy(head + off, headers[i].value, headers[i].value_len);
-        off += (int)headers[i].value_len;
-        head[off++] = '\r';
-        head[off++] = '\n';
-    }
+    const char *conn = keep_alive ? "keep-alive" : "close";
+    char tail[96];
     /* RFC 9110 8.6: a 304 must not announce a length other than the 200's, and 1xx/204 have
      * no content at all: leave Content-Length out for those. */
-    bool no_length = status == 304 || status == 204 || status < 200;
-    if (no_length)
-        off += snprintf(head + off, need - (size_t)off, "Connection: %s\r\n\r\n",
-                        keep_alive ? "keep-alive" : "close");
-    else
-        off += snprintf(head + off, need - (size_t)off,
-                        "Content-Length: %zu\r\nConnection: %s\r\n\r\n", len,
-                        keep_alive ? "keep-alive" : "close");
-    if (no_length) len = 0;
-    struct iovec iov[2] = {{head, (size_t)off}, {(void *)body, head_only ? 0 : len}};
-    int rc = wsx__stream_write(s, iov, iov[1].iov_len ? 2 : 1);
-    if (head != stackbuf) free(head);
-    return rc;
+    if (status == 304 || status == 204 || status < 200) {
+        snprintf(tail, sizeof tail, "Connection: %s\r\n\r\n", conn);
+        len = 0;
+    } else {
+        snprintf(tail, sizeof tail, "Content-Length: %zu\r\nConnection: %s\r\n\r\n", len, conn);
+    }
+    return wsx__http_send_head(s, status, headers, n, tail, body, head_only ? 0 : len);
 }
 
 int wsx__http_send_error(wsx__stream *s, int status, const char *why)

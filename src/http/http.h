@@ -1,8 +1,7 @@
 /*
- * src/http — HTTP/1.1 on the WebSocket port: reading one request (head and body) from the
- * bytes a stream delivers, and writing responses to a stream. It owns no connection: the
- * layer above (src/ws) owns the stream and drives these functions, and takes over when a
- * request asks for a WebSocket upgrade.
+ * src/http — HTTP/1.1 messages on a stream: reading one request (head and body) from the
+ * bytes a stream delivers, and writing responses to a stream. server.h builds the server's
+ * connections on these.
  */
 #ifndef WSX_HTTP_H
 #define WSX_HTTP_H
@@ -51,11 +50,13 @@ void wsx__http_in_free(wsx__http_in *in);
  * Tries to parse one whole request from in. Returns 1 with *m filled when a request (head,
  * and body per Content-Length) is complete; 0 when more bytes are needed; or, negated, the
  * HTTP status to refuse with: -400 malformed, -431 head too large or too many fields,
- * -413 body above max_body, -501 a Transfer-Encoding (chunked bodies are not accepted).
- * *why gets a short static reason for the log when refusing.
+ * -413 body above max_body_of(arg, m), the limit of the request's route (called once
+ * m's head, path and query included, is parsed), -501 a Transfer-Encoding (chunked bodies are not
+ * accepted). *why gets a short static reason for the log when refusing.
  */
-int wsx__http_parse(const wsx__http_in *in, size_t max_head, size_t max_body, wsx__http_msg *m,
-                    const char **why);
+int wsx__http_parse(const wsx__http_in *in, size_t max_head,
+                    size_t (*max_body_of)(void *arg, const wsx__http_msg *m), void *arg,
+                    wsx__http_msg *m, const char **why);
 
 /*
  * Queues a complete response on s: status line, Date-less fixed headers ("Content-Length",
@@ -65,6 +66,15 @@ int wsx__http_parse(const wsx__http_in *in, size_t max_head, size_t max_body, ws
  */
 int wsx__http_send(wsx__stream *s, int status, const wsx_http_header *headers, size_t n,
                    const void *body, size_t len, bool keep_alive, bool head_only);
+
+/*
+ * Queues a response head on s: the status line and headers (written by proto's one head
+ * writer), then `tail` verbatim (the fixed fields and the blank line), then body[0..len).
+ * Returns 0, WSX_EINVAL (a header name not a token, CR/LF/NUL in a value), WSX_ENOMEM,
+ * WSX_ECLOSED.
+ */
+int wsx__http_send_head(wsx__stream *s, int status, const wsx_http_header *headers, size_t n,
+                        const char *tail, const void *body, size_t len);
 
 /* Size of the pieces a file response is read in (wsx__http_file_pump). */
 #define WSX__HTTP_FILE_CHUNK (64u * 1024u)

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "wsx/proto.h"
+
 #include "wsx.h"
 
 typedef struct wsx__req_view {
@@ -22,11 +24,26 @@ typedef struct wsx__req_view {
     size_t n_headers;
 } wsx__req_view;
 
-static inline void wsx__req_view_of(const wsx_request *rq, wsx__req_view *v)
+/* The view of a request head alone (the sans-IO parts: CORS headers, preflight detection). */
+static inline void wsx__req_view_of_head(const wsx_http_request *h, wsx__req_view *v)
 {
-    *v = (wsx__req_view){
-        rq->head->method, rq->head->method_len, rq->path,          rq->path_len,
-        rq->query,        rq->query_len,        rq->head->headers, rq->head->n_headers};
+    const char *q = h->target_len ? memchr(h->target, '?', h->target_len) : NULL;
+    size_t pl = q ? (size_t)(q - h->target) : h->target_len;
+    *v = (wsx__req_view){h->method,
+                         h->method_len,
+                         h->target,
+                         pl,
+                         q ? q + 1 : NULL,
+                         q ? h->target_len - pl - 1 : 0,
+                         h->headers,
+                         h->n_headers};
+}
+
+static inline void wsx__req_view_of(const wsx_http_req *r, wsx__req_view *v)
+{
+    wsx__req_view_of_head(wsx_http_req_head(r), v);
+    v->path = wsx_http_req_path(r, &v->path_len);
+    v->query = wsx_http_req_query(r, &v->query_len);
 }
 
 /* True when the method is `m` (methods are case-sensitive, RFC 9110 9.1). */

@@ -342,13 +342,13 @@ static int serve_table(const wsx_static *st, wsx_http_req *r, const wsx__req_vie
     return 0;
 }
 
-int wsx_static_serve(const wsx_static *st, wsx_http_req *r, const wsx_request *rq,
-                     const wsx_http_header *extra, size_t n_extra)
+int wsx_static_serve(const wsx_static *st, wsx_http_req *r, const wsx_http_header *extra,
+                     size_t n_extra)
 {
-    if (!st || !r || !rq || n_extra > WSX_STATIC_MAX_EXTRA || (n_extra && !extra))
+    if (!st || !r || n_extra > WSX_STATIC_MAX_EXTRA || (n_extra && !extra))
         return WSX_EINVAL;
     wsx__req_view v;
-    wsx__req_view_of(rq, &v);
+    wsx__req_view_of(r, &v);
     if (!wsx__req_is(&v, "GET") && !wsx__req_is(&v, "HEAD")) return refuse(r, 405, extra, n_extra);
     char path[PATH_CAP];
     ptrdiff_t plen = wsx_http_path_clean(v.path, v.path_len, path, sizeof path);

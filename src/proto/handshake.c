@@ -264,9 +264,8 @@ ptrdiff_t wsx_handshake_server_response(const wsx_handshake_server *hs,
 
     wsx__out o;
     wsx__out_init(&o, out, cap);
-    wsx__out_str(&o, "HTTP/1.1 101 Switching Protocols\r\n"
-                     "Upgrade: websocket\r\n"
-                     "Connection: Upgrade\r\n");
+    wsx__out_head(&o, 101, NULL, 0);
+    wsx__out_str(&o, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
     wsx__out_field(&o, "Sec-WebSocket-Accept", 20, hs->accept, strlen(hs->accept));
     if (proto) wsx__out_field(&o, "Sec-WebSocket-Protocol", 22, proto, strlen(proto));
     if (extensions && *extensions)

@@ -37,6 +37,12 @@ bool wsx__ascii_ieq(const char *a, size_t alen, const char *b, size_t blen)
     return true;
 }
 
+bool wsx__ascii_iprefix(const char *s, size_t n, const char *prefix)
+{
+    size_t m = strlen(prefix);
+    return n >= m && wsx__ascii_ieq(s, m, prefix, m);
+}
+
 bool wsx__http_field_safe(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -101,6 +107,25 @@ void wsx__out_extras(wsx__out *o, const wsx_http_header *extra, size_t n_extra)
 {
     for (size_t i = 0; i < n_extra; i++)
         wsx__out_field(o, extra[i].name, extra[i].name_len, extra[i].value, extra[i].value_len);
+}
+
+void wsx__out_head(wsx__out *o, int status, const wsx_http_header *headers, size_t n)
+{
+    wsx__out_str(o, "HTTP/1.1 ");
+    wsx__out_uint(o, (unsigned long)status);
+    wsx__out_str(o, " ");
+    wsx__out_str(o, wsx_http_status_text(status));
+    wsx__out_str(o, "\r\n");
+    wsx__out_extras(o, headers, n);
+}
+
+size_t wsx__out_head_size(int status, const wsx_http_header *headers, size_t n)
+{
+    (void)status; /* statuses are 3 digits (wsx_http_write_error checks) or the caller's */
+    size_t need = 9 + 20 + 1 + strlen(wsx_http_status_text(status)) + 2;
+    for (size_t i = 0; i < n; i++)
+        need += headers[i].name_len + headers[i].value_len + 4;
+    return need;
 }
 
 ptrdiff_t wsx__out_end(wsx__out *o)
@@ -444,11 +469,8 @@ ptrdiff_t wsx_http_write_error(int status, const char *body, const wsx_http_head
 
     wsx__out o;
     wsx__out_init(&o, out, cap);
-    wsx__out_str(&o, "HTTP/1.1 ");
-    wsx__out_uint(&o, (unsigned long)status);
-    wsx__out_str(&o, " ");
-    wsx__out_str(&o, wsx_http_status_text(status));
-    wsx__out_str(&o, "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    wsx__out_head(&o, status, NULL, 0);
+    wsx__out_str(&o, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
     wsx__out_uint(&o, (unsigned long)body_len + 1);
     wsx__out_str(&o, "\r\nConnection: close\r\n");
     /* RFC 6455 4.2.2: a 426 names the versions the server speaks. */

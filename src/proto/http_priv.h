@@ -16,8 +16,12 @@ bool wsx__http_is_tchar(unsigned char c);
 /* True when s[0..n) is a non-empty token. */
 bool wsx__http_is_token(const char *s, size_t n);
 
-/* True when a[0..alen) and b[0..blen) are equal ignoring ASCII case. */
+/* True when a[0..alen) and b[0..blen) are equal ignoring ASCII case: the one
+ * case-insensitive compare of the library (header names, tokens, URL schemes). */
 bool wsx__ascii_ieq(const char *a, size_t alen, const char *b, size_t blen);
+
+/* True when s starts with prefix (NUL-terminated) ignoring ASCII case. */
+bool wsx__ascii_iprefix(const char *s, size_t n, const char *prefix);
 
 /* True when s[0..n) holds no CR, LF or NUL, so it cannot split or end a header line. */
 bool wsx__http_field_safe(const char *s, size_t n);
@@ -44,6 +48,16 @@ void wsx__out_uint(wsx__out *o, unsigned long v);
 /* Appends "name: value\r\n". */
 void wsx__out_field(wsx__out *o, const char *name, size_t name_len, const char *value,
                     size_t value_len);
+
+/*
+ * Appends a response's status line ("HTTP/1.1 <status> <reason>\r\n") and then every field
+ * of headers: the one writer of response heads (errors, the 101, src/http's responses). The
+ * caller checks the fields (wsx__http_extras_valid) and ends the head with "\r\n".
+ */
+void wsx__out_head(wsx__out *o, int status, const wsx_http_header *headers, size_t n);
+
+/* Bytes wsx__out_head() writes for these arguments. */
+size_t wsx__out_head_size(int status, const wsx_http_header *headers, size_t n);
 
 /* Appends every extra field. */
 void wsx__out_extras(wsx__out *o, const wsx_http_header *extra, size_t n_extra);

@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
+#include "proto/http_priv.h"
 #include "ws/ws.h"
 
 struct wsx_client {
@@ -48,10 +48,10 @@ int wsx_url_parse(const char *url, wsx_url *out)
     if (!url || !out) return WSX_EURL;
     memset(out, 0, sizeof *out);
     const char *p;
-    if (!strncasecmp(url, "ws://", 5)) {
+    if (wsx__ascii_iprefix(url, strlen(url), "ws://")) {
         p = url + 5;
         out->port = 80;
-    } else if (!strncasecmp(url, "wss://", 6)) {
+    } else if (wsx__ascii_iprefix(url, strlen(url), "wss://")) {
         p = url + 6;
         out->tls = true;
         out->port = 443;

@@ -334,9 +334,10 @@ static void deliver(wsx_conn *c, const uint8_t *data, size_t len, int type)
         wsx__cfg_of(c)->stats->messages_in++;
         wsx__cfg_of(c)->stats->bytes_in += len;
     }
-    if (!wsx__cfg_of(c)->on_message) return;
+    const wsx__ws_cbs *cb = wsx__conn_cbs(c);
+    if (!cb->on_message) return;
     wsx_msg m = {data, len, type};
-    wsx__cfg_of(c)->on_message(c, &m, wsx__cfg_of(c)->user);
+    cb->on_message(c, &m, cb->user);
 }
 
 static void on_compressed(wsx_conn *c, const wsx_event *ev)
@@ -553,7 +554,8 @@ void wsx__conn_open(wsx_conn *c, uint8_t *rest, size_t len)
     c->flags |= WSX__F_OPENED;
     c->last_rx = wsx__now32(wsx__conn_loop(c));
     wsx__conn_arm(c);
-    if (wsx__cfg_of(c)->on_open) wsx__cfg_of(c)->on_open(c, wsx__cfg_of(c)->user);
+    const wsx__ws_cbs *cb = wsx__conn_cbs(c);
+    if (cb->on_open) cb->on_open(c, cb->user);
     if (len && c->state < WSX__DEAD) wsx__conn_read(c, rest, len);
 }
 
@@ -574,8 +576,8 @@ void wsx__conn_drained(wsx_conn *c)
     if ((c->flags & WSX__F_DRAIN) && wsx__stream_queued(&c->stream) <= wsx__cfg_of(c)->low_water) {
         c->flags &= (uint16_t)~WSX__F_DRAIN;
         wsx__stream_want_drain(&c->stream, false);
-        if (c->state == WSX__OPEN && wsx__cfg_of(c)->on_drain)
-            wsx__cfg_of(c)->on_drain(c, wsx__cfg_of(c)->user);
+        const wsx__ws_cbs *cb = wsx__conn_cbs(c);
+        if (c->state == WSX__OPEN && cb->on_drain) cb->on_drain(c, cb->user);
     }
 }
 
@@ -603,8 +605,8 @@ void wsx__conn_closed(wsx_conn *c, int err)
             reason = why;
             reason_len = strlen(why);
         }
-        if (wsx__cfg_of(c)->on_close)
-            wsx__cfg_of(c)->on_close(c, code, reason, reason_len, wsx__cfg_of(c)->user);
+        const wsx__ws_cbs *cb = wsx__conn_cbs(c);
+        if (cb->on_close) cb->on_close(c, code, reason, reason_len, cb->user);
     }
     if (c->msg) {
         wsx_pmd_buf_free(c->msg);

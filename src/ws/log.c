@@ -134,20 +134,25 @@ void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
     log_line(cfg, level, fmt, line);
 }
 
-void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
+void wsx__conn_vlog(const wsx_conn *c, int level, const char *fmt, va_list ap)
 {
     const wsx__cfg *cfg = wsx__cfg_of(c);
     if (!cfg->on_log || level > cfg->log_level) return;
     char peer[64];
     if (wsx_conn_peer(c, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
     char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     char line[512];
     snprintf(line, sizeof line, "%s %s", peer, msg);
     log_line(cfg, level, fmt, line);
+}
+
+void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    wsx__conn_vlog(c, level, fmt, ap);
+    va_end(ap);
 }
 
 void wsx__log_flush(const wsx__cfg *cfg, bool final)

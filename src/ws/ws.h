@@ -7,16 +7,22 @@
 
 #include <stdarg.h>
 
-#include "http/http.h"
+#include "http/server.h"
 #include "net/net.h"
 #include "wsx.h"
 
-/* What every connection of one server or client shares, so a connection stores one pointer. */
-typedef struct wsx__cfg {
+/* The callbacks of a WebSocket connection: its server's or client's, or its route's. */
+typedef struct wsx__ws_cbs {
     wsx_open_cb on_open;
     wsx_message_cb on_message;
     wsx_close_cb on_close;
     wsx_drain_cb on_drain;
+    void *user;
+} wsx__ws_cbs;
+
+/* What every connection of one server or client shares, so a connection stores one pointer. */
+typedef struct wsx__cfg {
+    wsx__ws_cbs cb; /* of the default route */
     wsx_pong_cb on_pong;
     wsx_log_cb on_log;
     int log_level;
@@ -48,6 +54,13 @@ struct wsx__conn_ext {
     void (*release)(wsx_conn *c, wsx__conn_ext *e);
 };
 
+/* A WebSocket route of a server. */
+typedef struct wsx__ws_route {
+    wsx__ws_cbs cb;
+    wsx_upgrade_cb on_upgrade;
+    wsx_upgrade_failed_cb on_upgrade_failed;
+} wsx__ws_route;
+
 struct wsx_server {
     wsx__cfg cfg; /* first, as in wsx_client: a connection finds it through its owner */
     wsx_loop *loop;
@@ -69,12 +82,11 @@ struct wsx_server {
     /* Shared compressors, by window bits, for connections without server context takeover:
      * no per-connection compressor, and a broadcast is compressed once. */
     wsx_pmd *shared_pmd[16];
-    /* HTTP connections whose work continues in the deferred phase (more pipelined requests,
-     * the rest of a file): a list on the server, so a connection pays no deferred node. */
-    struct wsx__http_next *http_next;
-    size_t n_http_next, cap_http_next;
-    wsx__deferred http_defer;
-    uint8_t *file_buf; /* WSX__HTTP_FILE_CHUNK bytes for reading files, made on first use */
+    /* The HTTP side: routes, limits, connections with deferred work (src/http). */
+    wsx__http_srv http;
+    /* WebSocket routes (wsx_server_ws_route); a connection names its route by number. */
+    struct wsx__ws_route *ws_routes;
+    size_t n_ws_routes;
     /* The loop calls it when the process passes its budget of queued output (shed.c). */
     wsx__budget_hook budget;
 };
@@ -90,10 +102,8 @@ typedef struct wsx__dfl {
  * (same names in both) into a wsx__cfg. */
 #define WSX__CFG_CALLBACKS(cfg, o)                                                                 \
     do {                                                                                           \
-        (cfg)->on_open = (o)->on_open;                                                             \
-        (cfg)->on_message = (o)->on_message;                                                       \
-        (cfg)->on_close = (o)->on_close;                                                           \
-        (cfg)->on_drain = (o)->on_drain;                                                           \
+        (cfg)->cb =                                                                                \
+            (wsx__ws_cbs){(o)->on_open, (o)->on_message, (o)->on_close, (o)->on_drain, (o)->user}; \
         (cfg)->on_pong = (o)->on_pong;                                                             \
         (cfg)->on_log = (o)->on_log;                                                               \
         (cfg)->log_level = (o)->log_level;                                                         \
@@ -102,7 +112,7 @@ typedef struct wsx__dfl {
     } while (0)
 
 enum wsx__conn_state {
-    WSX__HTTP = 0,   /* server: reading an HTTP request (maybe an upgrade) */
+    WSX__HTTP = 0,   /* server: speaking HTTP (src/http drives it through c->http) */
     WSX__HANDSHAKE,  /* client: request sent, reading the 101 response */
     WSX__OPEN,       /* WebSocket open */
     WSX__CLOSING,    /* we sent a close frame; waiting for the peer's */
@@ -116,15 +126,9 @@ enum wsx__conn_flags {
     WSX__F_CLOSE_RCVD = 1u << 2,
     WSX__F_PING_OUT = 1u << 3,  /* a keepalive ping is waiting for any answer */
     WSX__F_DRAIN = 1u << 4,     /* on_drain is owed */
-    WSX__F_HTTP_BUSY = 1u << 5, /* an HTTP request is being answered */
     WSX__F_COUNTED = 1u << 6,   /* counted in the server's WebSocket connections */
-    WSX__F_SERVING = 1u << 7,   /* inside the server's request loop (no recursion) */
-    WSX__F_STREAMING = 1u << 8, /* an HTTP response body is being streamed */
-    WSX__F_SERVED = 1u << 9,    /* an HTTP request was answered on this connection */
     WSX__F_CLIENT = 1u << 10,   /* a client connection (cli), else a server one (srv) */
     WSX__F_DEADLINE = 1u << 11, /* deadline is set */
-    WSX__F_OUTWAIT = 1u << 12,  /* no request is parsed until the output drains to low water */
-    WSX__F_HTTPNEXT = 1u << 13, /* on the server's http_next list */
     WSX__F_PONGQ = 1u << 14,    /* an automatic pong may still be in the send queue */
 };
 
@@ -144,10 +148,10 @@ struct wsx_conn {
     };
     void *user;
     wsx_conn *next, *prev; /* the server's list of connections */
-    wsx__http_in in;       /* bytes not yet consumed (HTTP head, partial frame header) */
+    wsx__http_in in;       /* bytes not yet consumed (a partial frame header) */
     wsx_pmd_buf *msg;      /* a fragmented message being reassembled, or NULL */
     char *close_reason;    /* heap copy, only while closing */
-    wsx_http_req *http;    /* the request being answered, while WSX__F_HTTP_BUSY */
+    wsx__http_conn *http;  /* the HTTP side (src/http) while state is WSX__HTTP */
     wsx__conn_ext *ext;    /* what layers above attach (wsx__conn_ext_add), or NULL */
     wsx__dfl *dfl;         /* permessage-deflate, when agreed */
     uint32_t last_rx;      /* loop time (ms, wrapping) of the last read */
@@ -159,6 +163,7 @@ struct wsx_conn {
     uint8_t close_reason_len;
     uint8_t state;
     int8_t subprotocol;
+    uint8_t route; /* the server's WebSocket route it came through (1-based); 0: the default */
 };
 
 /* ---- conn.c: the state machine shared by server and client ---- */
@@ -212,6 +217,12 @@ void wsx__client_deadline_set(wsx_client *cl, uint32_t ms);
 static inline const wsx__cfg *wsx__cfg_of(const wsx_conn *c)
 {
     return (const wsx__cfg *)(const void *)c->srv;
+}
+
+/* The callbacks of c: its route's, or its owner's. */
+static inline const wsx__ws_cbs *wsx__conn_cbs(const wsx_conn *c)
+{
+    return c->route ? &c->srv->ws_routes[c->route - 1].cb : &wsx__cfg_of(c)->cb;
 }
 
 static inline wsx_server *wsx__conn_server(const wsx_conn *c)
@@ -352,6 +363,8 @@ void wsx__admit_count(const wsx__admit *a, const struct sockaddr *peer, size_t *
  */
 void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+void wsx__conn_vlog(const wsx_conn *c, int level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Logs, for every site whose window has passed with lines suppressed (every such site when

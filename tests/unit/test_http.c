@@ -523,7 +523,7 @@ static int open_file(hsrv *h)
     return open(h->file, O_RDONLY | O_CLOEXEC);
 }
 
-static void hs_http(wsx_http_req *r, const wsx_request *rq, void *user)
+static void hs_http(wsx_http_req *r, void *user)
 {
     hsrv *h = user;
     atomic_fetch_add(&h->calls, 1);
@@ -533,7 +533,9 @@ static void hs_http(wsx_http_req *r, const wsx_request *rq, void *user)
     h->last_iter = it;
     if (h->per_iter > h->max_per_iter) h->max_per_iter = h->per_iter;
     char path[64];
-    snprintf(path, sizeof path, "%.*s", (int)rq->path_len, rq->path);
+    size_t pl;
+    const char *rp = wsx_http_req_path(r, &pl);
+    snprintf(path, sizeof path, "%.*s", (int)pl, rp);
     if (!strcmp(path, "/later")) {
         /* Answered from a timer: the next pipelined request must wait for it. */
         h->later = r;

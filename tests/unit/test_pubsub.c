@@ -777,9 +777,9 @@ TEST(hub_shared_by_servers_and_other_subscribers)
 
 /* ---- shared bytes on streamed HTTP responses ---- */
 
-static void p_http(wsx_http_req *r, const wsx_request *rq, void *u)
+static void p_http(wsx_http_req *r, void *u)
 {
-    (void)rq, (void)u;
+    (void)u;
     wsx_http_header h[] = {{"Content-Type", 12, "text/event-stream", 17}};
     if (wsx_http_begin(r, 200, h, 1) == 0) P.reqs[P.nreqs++] = r;
 }

@@ -437,13 +437,12 @@ TEST(large_messages)
     finish(&t);
 }
 
-static int refuse_upgrade(wsx_server *srv, const wsx_request *rq, void **cu, void *u)
+static int refuse_upgrade(wsx_server *srv, const wsx_http_req *rq, void **cu, void *u)
 {
     (void)srv;
     (void)cu;
     (void)u;
-    const wsx_http_header *h =
-        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "authorization");
+    const wsx_http_header *h = wsx_http_req_header(rq, "authorization");
     return h ? 0 : 401;
 }
 
@@ -487,7 +486,7 @@ static int cu_made, cu_failed, cu_closed;
 static bool cu_shutdown_in_hook;
 static void *cu_last;
 
-static int alloc_upgrade(wsx_server *srv, const wsx_request *rq, void **cu, void *u)
+static int alloc_upgrade(wsx_server *srv, const wsx_http_req *rq, void **cu, void *u)
 {
     (void)rq;
     (void)u;

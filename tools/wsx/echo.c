@@ -52,12 +52,14 @@ static char role_sub, role_pub;
 /* The loops (one per thread, each with its server on the shared port) and the runner. */
 static tool_runner R;
 
-static int on_upgrade(wsx_server *s, const wsx_request *rq, void **conn_user, void *user)
+static int on_upgrade(wsx_server *s, const wsx_http_req *rq, void **conn_user, void *user)
 {
     (void)s;
     (void)user;
-    if (rq->path_len == 4 && !memcmp(rq->path, "/sub", 4)) *conn_user = &role_sub;
-    if (rq->path_len == 4 && !memcmp(rq->path, "/pub", 4)) *conn_user = &role_pub;
+    size_t pl;
+    const char *path = wsx_http_req_path(rq, &pl);
+    if (pl == 4 && !memcmp(path, "/sub", 4)) *conn_user = &role_sub;
+    if (pl == 4 && !memcmp(path, "/pub", 4)) *conn_user = &role_pub;
     return 0;
 }
 

@@ -537,36 +537,35 @@ static void snapshot_timer(wsx_timer *tm, void *arg)
 
 /* ---- WebSocket chat ---- */
 
-static bool check_origin(const wsx_request *rq)
+static bool check_origin(const wsx_http_req *rq)
 {
     if (!S.n_origins) return true;
-    const wsx_http_header *h =
-        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "origin");
+    const wsx_http_header *h = wsx_http_req_header(rq, "origin");
     /* Only browsers send Origin; cross-site WebSocket hijacking needs a browser. */
     if (!h) return true;
     wsx_cors_opts o = {.origins = S.origins, .n_origins = S.n_origins};
     return wsx_cors_origin_allowed(&o, h->value, h->value_len);
 }
 
-static bool has_token(const wsx_request *rq, const char *token);
+static bool has_token(const wsx_http_req *rq, const char *token);
 
 /* With --token: whether rq carries it (compared in constant time). */
-static bool check_token(const wsx_request *rq)
+static bool check_token(const wsx_http_req *rq)
 {
     return !S.token || has_token(rq, S.token);
 }
 
-static int on_upgrade(wsx_server *srv, const wsx_request *rq, void **conn_user, void *user)
+static int on_upgrade(wsx_server *srv, const wsx_http_req *rq, void **conn_user, void *user)
 {
     (void)srv;
     (void)user;
     (void)conn_user;
     if (!check_origin(rq)) {
-        tool_logf(WSX_LOG_INFO, "%s refused: origin not allowed", rq->peer);
+        tool_logf(WSX_LOG_INFO, "%s refused: origin not allowed", wsx_http_req_peer(rq));
         return 403;
     }
     if (!check_token(rq)) {
-        tool_logf(WSX_LOG_INFO, "%s refused: missing or wrong token", rq->peer);
+        tool_logf(WSX_LOG_INFO, "%s refused: missing or wrong token", wsx_http_req_peer(rq));
         return 401;
     }
     return 0;
@@ -645,28 +644,29 @@ static void respond_text(wsx_http_req *r, int status, const char *ctype, const c
 }
 
 /* A file of --static or of the embedded page, with the CORS headers when --cors is set. */
-static void serve_files(wsx_http_req *r, const wsx_request *rq)
+static void serve_files(wsx_http_req *r)
 {
     wsx_http_header h[WSX_CORS_MAX_HEADERS];
-    size_t n = S.cors.n_origins ? wsx_cors_headers(&S.cors, rq, h) : 0;
-    wsx_static_serve(S.files, r, rq, h, n);
+    size_t n = S.cors.n_origins ? wsx_cors_headers(&S.cors, wsx_http_req_head(r), h) : 0;
+    wsx_static_serve(S.files, r, h, n);
 }
 
 /* Whether rq carries `token`, as ?token= or as Authorization: Bearer. The comparison takes
  * the same time wherever the first difference is. */
-static bool has_token(const wsx_request *rq, const char *token)
+static bool has_token(const wsx_http_req *rq, const char *token)
 {
     size_t tl = strlen(token);
     const char *got = NULL;
     size_t gl = 0;
     char *q = NULL;
-    const wsx_http_header *h =
-        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "authorization");
+    const char *query;
+    size_t ql;
+    const wsx_http_header *h = wsx_http_req_header(rq, "authorization");
     if (h && h->value_len > 7 && !strncasecmp(h->value, "Bearer ", 7)) {
         got = h->value + 7;
         gl = h->value_len - 7;
-    } else if (rq->query && (q = malloc(rq->query_len + 1)) &&
-               query_get(rq->query, rq->query_len, "token", q, rq->query_len + 1)) {
+    } else if ((query = wsx_http_req_query(rq, &ql)) && (q = malloc(ql + 1)) &&
+               query_get(query, ql, "token", q, ql + 1)) {
         got = q;
         gl = strlen(q);
     }
@@ -679,7 +679,7 @@ static bool has_token(const wsx_request *rq, const char *token)
 
 /* /metrics shows who is connected and how busy the server is: with --metrics-token only
  * that token opens it, else --token does; without either it is public. */
-static bool metrics_allowed(const wsx_request *rq)
+static bool metrics_allowed(const wsx_http_req *rq)
 {
     const char *want = S.metrics_token ? S.metrics_token : S.token;
     return !want || has_token(rq, want);
@@ -810,14 +810,16 @@ static void serve_metrics(wsx_http_req *r)
     wsx_http_respond(r, 200, h, 1, body, (size_t)n);
 }
 
-static void serve_sse(wsx_http_req *r, const wsx_request *rq)
+static void serve_sse(wsx_http_req *r, const wsx_http_req *rq)
 {
     if (!check_token(rq)) {
         respond_text(r, 401, "text/plain; charset=utf-8", "401 Unauthorized\n");
         return;
     }
     char name[64] = "lobby";
-    if (rq->query) query_get(rq->query, rq->query_len, "room", name, sizeof name);
+    size_t ql;
+    const char *query = wsx_http_req_query(rq, &ql);
+    if (query) query_get(query, ql, "room", name, sizeof name);
     if (!valid_room(name, strlen(name))) {
         respond_text(r, 400, "text/plain; charset=utf-8", "400 bad room name\n");
         return;
@@ -861,10 +863,9 @@ static void serve_sse(wsx_http_req *r, const wsx_request *rq)
     wsx_http_on_gone(r, sse_gone, l);
     wsx_http_write(r, "retry: 2000\n\n", 13);
     /* Resume after Last-Event-ID (the header an EventSource sends when it reconnects). */
-    const wsx_http_header *le =
-        wsx_http_header_get(rq->head->headers, rq->head->n_headers, "last-event-id");
+    const wsx_http_header *le = wsx_http_req_header(rq, "last-event-id");
     char qv[32];
-    if (le || (rq->query && query_get(rq->query, rq->query_len, "lastEventId", qv, sizeof qv))) {
+    if (le || (query && query_get(query, ql, "lastEventId", qv, sizeof qv))) {
         char v[32];
         if (le)
             snprintf(v, sizeof v, "%.*s", (int)le->value_len, le->value);
@@ -874,46 +875,38 @@ static void serve_sse(wsx_http_req *r, const wsx_request *rq)
     }
 }
 
-static void on_http(wsx_http_req *r, const wsx_request *rq, void *user)
+/* ---- routes: /ws (WebSocket), /healthz, /metrics, /sse, and the page (every other path) ---- */
+
+static void on_healthz(wsx_http_req *r, void *user)
 {
     (void)user;
-    if (S.cors.n_origins && wsx_cors_is_preflight(rq)) {
-        wsx_cors_preflight(&S.cors, r, rq);
-        return;
-    }
-    bool get = (rq->head->method_len == 3 && !memcmp(rq->head->method, "GET", 3)) ||
-               (rq->head->method_len == 4 && !memcmp(rq->head->method, "HEAD", 4));
-    char path[1024];
-    if (wsx_http_path_clean(rq->path, rq->path_len, path, sizeof path) < 0) {
-        respond_text(r, 400, "text/plain; charset=utf-8", "400 bad path\n");
-        return;
-    }
-    if (!get) {
-        wsx_http_header h[] = {{"Allow", 5, "GET, HEAD", 9},
-                               {"Content-Type", 12, "text/plain", 10}};
-        wsx_http_respond(r, 405, h, 2, "405 Method Not Allowed\n", 23);
-        return;
-    }
-    if (!strcmp(path, "/healthz")) return respond_text(r, 200, "text/plain; charset=utf-8", "ok\n");
-    if (!strcmp(path, "/api/auth")) {
-        /* The page's probe (docs/chat-protocol.md): a browser cannot read the status of a
-         * refused WebSocket upgrade, so it asks here first whether its token (or none) would
-         * be let in, and tells "needs a token" from "server down". */
-        if (check_token(rq)) {
-            wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
-                                   {"Cache-Control", 13, "no-store", 8}};
-            wsx_http_respond(r, 200, h, 2, "ok\n", 3);
-            return;
-        }
+    respond_text(r, 200, "text/plain; charset=utf-8", "ok\n");
+}
+
+/* The page's probe (docs/chat-protocol.md): a browser cannot read the status of a refused
+ * WebSocket upgrade, so it asks here first whether its token (or none) would be let in, and
+ * tells "needs a token" from "server down". */
+static void on_auth(wsx_http_req *r, void *user)
+{
+    (void)user;
+    if (check_token(r)) {
         wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
-                               {"Cache-Control", 13, "no-store", 8},
-                               {"WWW-Authenticate", 16, "Bearer realm=\"chat\"", 19}};
-        static const char body[] = "401 Unauthorized\nthis server needs an access token\n";
-        tool_logf(WSX_LOG_INFO, "%s /api/auth: missing or wrong token", rq->peer);
-        wsx_http_respond(r, 401, h, 3, body, sizeof body - 1);
+                               {"Cache-Control", 13, "no-store", 8}};
+        wsx_http_respond(r, 200, h, 2, "ok\n", 3);
         return;
     }
-    if (!strcmp(path, "/metrics") && !metrics_allowed(rq)) {
+    wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                           {"Cache-Control", 13, "no-store", 8},
+                           {"WWW-Authenticate", 16, "Bearer realm=\"chat\"", 19}};
+    static const char body[] = "401 Unauthorized\nthis server needs an access token\n";
+    tool_logf(WSX_LOG_INFO, "%s /api/auth: missing or wrong token", wsx_http_req_peer(r));
+    wsx_http_respond(r, 401, h, 3, body, sizeof body - 1);
+}
+
+static void on_metrics(wsx_http_req *r, void *user)
+{
+    (void)user;
+    if (!metrics_allowed(r)) {
         /* RFC 6750 3: a 401 names the scheme it wants. */
         wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
                                {"WWW-Authenticate", 16, "Bearer realm=\"metrics\"", 22}};
@@ -921,25 +914,90 @@ static void on_http(wsx_http_req *r, const wsx_request *rq, void *user)
         wsx_http_respond(r, 401, h, 2, body, sizeof body - 1);
         return;
     }
-    if (!strcmp(path, "/metrics") || !strcmp(path, "/sse")) {
-        lock();
-        if (path[1] == 'm')
-            serve_metrics(r);
-        else
-            serve_sse(r, rq);
-        unlock();
+    lock();
+    serve_metrics(r);
+    unlock();
+}
+
+static void on_sse(wsx_http_req *r, void *user)
+{
+    (void)user;
+    lock();
+    serve_sse(r, r);
+    unlock();
+}
+
+static bool is_get(const wsx_http_req *r)
+{
+    size_t ml;
+    const char *method = wsx_http_req_method(r, &ml);
+    return (ml == 3 && !memcmp(method, "GET", 3)) || (ml == 4 && !memcmp(method, "HEAD", 4));
+}
+
+static void method_not_allowed(wsx_http_req *r)
+{
+    wsx_http_header h[] = {{"Allow", 5, "GET, HEAD", 9}, {"Content-Type", 12, "text/plain", 10}};
+    wsx_http_respond(r, 405, h, 2, "405 Method Not Allowed\n", 23);
+}
+
+/* /ws without an Upgrade. */
+static void on_ws_http(wsx_http_req *r, void *user)
+{
+    (void)user;
+    if (!is_get(r)) return method_not_allowed(r);
+    /* RFC 9110 15.5.22: a 426 names the protocol to upgrade to. */
+    wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                           {"Upgrade", 7, "websocket", 9},
+                           {"Sec-WebSocket-Version", 21, "13", 2}};
+    static const char body[] = "426 Upgrade Required\nthis is the WebSocket endpoint\n";
+    wsx_http_respond(r, 426, h, 3, body, sizeof body - 1);
+}
+
+/* Every other path (the default route, also for targets that are not paths, "*"): the page.
+ * It decides about methods itself, after its 400 for a bad path. The path is decoded first,
+ * and one that decodes to a route's path ("//healthz", "/%68ealthz") goes to that route, as
+ * routes match undecoded paths. */
+static void on_page(wsx_http_req *r, void *user)
+{
+    size_t pl;
+    const char *rpath = wsx_http_req_path(r, &pl);
+    if (S.cors.n_origins && wsx_cors_is_preflight(wsx_http_req_head(r))) {
+        wsx_cors_preflight(&S.cors, r);
         return;
     }
-    if (!strcmp(path, "/ws")) {
-        /* RFC 9110 15.5.22: a 426 names the protocol to upgrade to. */
-        wsx_http_header h[] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
-                               {"Upgrade", 7, "websocket", 9},
-                               {"Sec-WebSocket-Version", 21, "13", 2}};
-        static const char body[] = "426 Upgrade Required\nthis is the WebSocket endpoint\n";
-        wsx_http_respond(r, 426, h, 3, body, sizeof body - 1);
+    char path[1024];
+    if (wsx_http_path_clean(rpath, pl, path, sizeof path) < 0) {
+        respond_text(r, 400, "text/plain; charset=utf-8", "400 bad path\n");
         return;
     }
-    serve_files(r, rq);
+    if (!is_get(r)) return method_not_allowed(r);
+    if (!strcmp(path, "/healthz")) return on_healthz(r, user);
+    if (!strcmp(path, "/api/auth")) return on_auth(r, user);
+    if (!strcmp(path, "/metrics")) return on_metrics(r, user);
+    if (!strcmp(path, "/sse")) return on_sse(r, user);
+    if (!strcmp(path, "/ws")) return on_ws_http(r, user);
+    serve_files(r);
+}
+
+/* The routes of one server (every loop has its own servers); the page is its default
+ * route (on_http). */
+static bool add_routes(wsx_server *srv)
+{
+    static const struct {
+        const char *path;
+        wsx_http_cb cb;
+    } http[] = {{"/healthz", on_healthz}, {"/api/auth", on_auth}, {"/metrics", on_metrics}, {"/sse", on_sse}};
+    wsx_ws_route_opts wo = {.on_upgrade = on_upgrade,
+                            .on_open = on_open,
+                            .on_message = on_message,
+                            .on_close = on_close,
+                            .on_request = on_ws_http};
+    if (wsx_server_ws_route(srv, "/ws", &wo) < 0) return false;
+    for (size_t i = 0; i < sizeof http / sizeof http[0]; i++) {
+        wsx_route_opts ro = {.methods = "GET, HEAD", .on_request = http[i].cb};
+        if (wsx_server_route(srv, http[i].path, &ro) < 0) return false;
+    }
+    return true;
 }
 
 /* ---- the command ---- */
@@ -1327,7 +1385,15 @@ static bool start_servers(const wsx_server_opts *o, const serve_args *a)
         if (a->have_tls_port) so[n].port = (uint16_t)a->tls_port;
         listen_info.tls[n++] = true;
     }
-    return tool_runner_start(&R, so, n) == 0;
+    if (tool_runner_start(&R, so, n) < 0) return false;
+    for (unsigned k = 0; k < R.n_threads; k++)
+        for (size_t i = 0; i < R.n_srvs; i++)
+            if (!add_routes(R.t[k].srvs[i])) {
+                fprintf(stderr, "wsx serve: out of memory\n");
+                tool_runner_free(&R);
+                return false;
+            }
+    return true;
 }
 
 /* The SSE keep-alives and, with several loops, the metrics snapshots on every loop; the
@@ -1369,11 +1435,7 @@ int cmd_serve(int argc, char **argv)
     o.path = "/ws";
     o.max_message = 16 << 10;
     tool_deflate_defaults(&o, !a.no_deflate);
-    o.on_upgrade = on_upgrade;
-    o.on_open = on_open;
-    o.on_message = on_message;
-    o.on_close = on_close;
-    o.on_http = on_http;
+    o.on_http = on_page;
     o.on_log = tool_log_cb;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
     /* A join is refused (slow_down) while the connection's queue is above its high-water
