@@ -28,7 +28,6 @@ ALLOWED = {
     # move HTTP serving and rewrite pub/sub, so they are split after those merge.
     "tests/interop/wsxlib.py",
     "tests/unit/test_http.c",
-    "tests/unit/test_ws.c",
 }
 
 
