@@ -15,8 +15,8 @@ import socket
 import tempfile
 import time
 
-from wsxlib import (Raw, Serve, check, eq, handshake_request, http_raw, http_req, http_request,
-                    metrics, note, run, step, wait_metric)
+from wsxlib import Raw, check, eq, handshake_request, http_request, note, run, step
+from wsxserve import Serve, http_raw, http_req, metrics, wait_metric
 
 WEB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "web")
 HTML = "text/html; charset=utf-8"

@@ -13,7 +13,8 @@ import time
 
 import websockets
 
-from wsxlib import SSE, Chat, Serve, astep, check, eq, http_raw, http_req, metrics, note, run
+from wsxlib import astep, check, eq, note, run
+from wsxserve import SSE, Chat, Serve, http_raw, http_req, metrics
 
 
 
