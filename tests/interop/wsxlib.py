@@ -455,20 +455,16 @@ class Raw:
         if extensions is not None and headers is None:
             headers = [*default_headers(port, key), ("Sec-WebSocket-Extensions", extensions)]
         sock.sendall(handshake_request(port, path, key, headers))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            d = sock.recv(4096)
-            if not d:
-                raise RuntimeError(f"handshake: connection closed after {head!r}")
-            head += d
-        end = head.index(b"\r\n\r\n")
-        status, hdrs, _ = parse_head(head[:end])
+        head, rest = recv_head(sock)
+        if rest is None:
+            raise RuntimeError(f"handshake: connection closed after {head!r}")
+        status, hdrs, _ = parse_head(head)
         if status != 101:
             raise RuntimeError(f"handshake: status {status}")
         accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
         if hdrs.get("sec-websocket-accept") != accept:
             raise RuntimeError(f"handshake: Sec-WebSocket-Accept {hdrs.get('sec-websocket-accept')!r}")
-        r = cls(sock, head[end + 4:])
+        r = cls(sock, rest)
         r.headers = hdrs
         return r
 
@@ -581,6 +577,19 @@ def handshake_request(port, path="/", key=None, headers=None):
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+def recv_head(sock):
+    """Reads sock up to the blank line that ends an HTTP head: (the head without the blank
+    line, the bytes read past it), or (everything read, None) if the peer closed first."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = sock.recv(4096)
+        if not d:
+            return buf, None
+        buf += d
+    end = buf.index(b"\r\n\r\n")
+    return buf[:end], buf[end + 4:]
+
+
 def parse_head(head):
     """(status, {lowercased name: value}, status line) of a response head (bytes)."""
     text = head.decode("latin-1")
@@ -651,41 +660,32 @@ def read_upgrade(s):
     """Server side of an opening handshake on socket s: reads the client's request head and
     returns (the 101 response to send, the bytes read past the head), or None if the client
     went away first. The request is not checked: servers built on it misbehave on purpose."""
-    head = b""
-    while b"\r\n\r\n" not in head:
-        d = s.recv(4096)
-        if not d:
-            return None
-        head += d
-    end = head.index(b"\r\n\r\n")
-    _, hdrs, _ = parse_head(b"HTTP/1.1 000 x\r\n" + head[:end].split(b"\r\n", 1)[1])
+    head, rest = recv_head(s)
+    if rest is None:
+        return None
+    _, hdrs, _ = parse_head(b"HTTP/1.1 000 x\r\n" + head.split(b"\r\n", 1)[1])
     key = hdrs.get("sec-websocket-key", "")
     accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
     resp = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode()
-    return resp, head[end + 4:]
+    return resp, rest
 
 
-class RawServer:
-    """A WebSocket server on stdlib sockets (127.0.0.1, an ephemeral port, a thread per
-    connection) for tests that need a server to misbehave on purpose. It completes the
-    handshake, answers pings and the close handshake, and hands each data frame to
-    on_message(n, opcode, payload), n counting data frames over all connections from 1; what
-    that returns (bytes, or None for nothing) is sent back unmasked with the same opcode."""
+class Listener:
+    """A TCP server on stdlib sockets (127.0.0.1, an ephemeral port) that runs self._serve(s)
+    on a thread of its own for each accepted socket s; url is its ws:// URL. close() stops
+    accepting; the sockets accepted so far are in _conns."""
 
-    def __init__(self, on_message):
-        self.on_message = on_message
-        self.count = 0
+    def __init__(self, backlog=128):
         self._lock = threading.Lock()
         self._conns = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self.url = f"ws://127.0.0.1:{self.port}/"
         threading.Thread(target=self._accept, daemon=True).start()
-        note(f"raw WebSocket server on 127.0.0.1:{self.port}")
 
     def _accept(self):
         while True:
@@ -696,6 +696,33 @@ class RawServer:
             with self._lock:
                 self._conns.append(s)
             threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _serve(self, s):
+        raise NotImplementedError
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RawServer(Listener):
+    """A WebSocket server on stdlib sockets (127.0.0.1, an ephemeral port, a thread per
+    connection) for tests that need a server to misbehave on purpose. It completes the
+    handshake, answers pings and the close handshake, and hands each data frame to
+    on_message(n, opcode, payload), n counting data frames over all connections from 1; what
+    that returns (bytes, or None for nothing) is sent back unmasked with the same opcode."""
+
+    def __init__(self, on_message):
+        self.on_message = on_message
+        self.count = 0
+        super().__init__(128)
+        note(f"raw WebSocket server on 127.0.0.1:{self.port}")
 
     def _serve(self, s):
         try:
@@ -731,18 +758,11 @@ class RawServer:
                 s.close()
 
     def close(self):
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        super().close()
         with self._lock:
             for s in self._conns:
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def run_bench(args, timeout=60):

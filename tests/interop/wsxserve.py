@@ -74,9 +74,9 @@ def http_raw(port, method, path, headers=(), timeout=5):
     return status, hdrs, buf[end + 4:]
 
 
-def metrics(port):
-    """GET /metrics parsed: {'name' or 'name{labels}': int}."""
-    status, _, body = http_req(port, "GET", "/metrics")
+def metrics(port, headers=()):
+    """GET /metrics (with the request headers given) parsed: {'name' or 'name{labels}': int}."""
+    status, _, body = http_req(port, "GET", "/metrics", headers)
     if status != 200:
         raise RuntimeError(f"/metrics: HTTP {status}")
     vals = {}
@@ -88,11 +88,12 @@ def metrics(port):
 
 
 def wait_metric(port, name, want, timeout=3):
-    """Polls /metrics until name has the value want; returns the last value seen."""
+    """Polls /metrics until name has the value want (or, for a callable want, until want(value)
+    is true); returns the last value seen (None while name is missing)."""
     deadline = time.monotonic() + timeout
     while True:
         v = metrics(port).get(name)
-        if v == want or time.monotonic() > deadline:
+        if (want(v) if callable(want) else v == want) or time.monotonic() > deadline:
             return v
         time.sleep(0.05)
 
