@@ -290,16 +290,23 @@ static void free_on_close(wsx_conn *c, int code, const char *reason, size_t len,
     s_close(c, code, reason, len, u);
 }
 
-TEST(upgrade_failed_releases_conn_user)
+/* The scene's server options with the hooks above, the counters reset. */
+static wsx_server_opts conn_user_opts(scene *s, bool shutdown_in_hook)
 {
-    /* The 101 write fails: no on_open, no on_close, on_upgrade_failed with the pointer. */
-    scene s = {.stop_on_end = true};
-    wsx_server_opts so = server_opts(&s);
+    wsx_server_opts so = server_opts(s);
     so.on_upgrade = alloc_upgrade;
     so.on_upgrade_failed = free_failed_upgrade;
     so.on_close = free_on_close;
     cu_made = cu_failed = cu_closed = 0;
-    cu_shutdown_in_hook = true;
+    cu_shutdown_in_hook = shutdown_in_hook;
+    return so;
+}
+
+TEST(upgrade_failed_releases_conn_user)
+{
+    /* The 101 write fails: no on_open, no on_close, on_upgrade_failed with the pointer. */
+    scene s = {.stop_on_end = true};
+    wsx_server_opts so = conn_user_opts(&s, true);
     scene_run(&s, &so, NULL);
     CHECK(!s.timed_out);
     CHECK_INT(cu_made, 1);
@@ -313,12 +320,7 @@ TEST(upgrade_failed_releases_conn_user)
     /* An upgrade that goes through: on_open, then on_close, and no on_upgrade_failed. */
     scene t = {
         .client_sends = 1, .client_size = 1, .echo = 1, .close_after = 1, .stop_on_end = true};
-    so = server_opts(&t);
-    so.on_upgrade = alloc_upgrade;
-    so.on_upgrade_failed = free_failed_upgrade;
-    so.on_close = free_on_close;
-    cu_made = cu_failed = cu_closed = 0;
-    cu_shutdown_in_hook = false;
+    so = conn_user_opts(&t, false);
     scene_run(&t, &so, NULL);
     CHECK(!t.timed_out);
     CHECK_INT(t.srv_open, 1);
