@@ -29,7 +29,8 @@ import tempfile
 import threading
 import time
 
-from wsxlib import Serve, check, eq, free_port, note, proc_status_kib, run, step
+from wsxlib import check, eq, free_port, note, proc_status_kib, run, step
+from wsxserve import Serve
 
 WEB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "web")
 HERE = os.path.dirname(os.path.abspath(__file__))

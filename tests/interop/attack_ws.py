@@ -21,8 +21,8 @@ import socket
 import threading
 import time
 
-from wsxlib import (Raw, Serve, Server, build_frame, check, eq, note, proc_status_kib, run,
-                    step)
+from wsxlib import Raw, Server, build_frame, check, eq, note, proc_status_kib, run, step
+from wsxserve import Serve
 
 MIB = 1 << 20
 

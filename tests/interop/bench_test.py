@@ -9,14 +9,11 @@ certificates of the wss:// step)."""
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
-import threading
 
-from wsxlib import (WSX_BIN, RawServer, Server, _track, _untrack, check, eq, free_port, note,
-                    run, run_bench, step)
+from wsxlib import WSX_BIN, RawServer, Server, check, eq, note, run, run_bench, step
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -25,43 +22,11 @@ def good(res, name):
     return check(res is not None, f"{name}: one JSON object on stdout")
 
 
-class TlsEcho:
-    """`wsx echo` serving wss:// on 127.0.0.1 (wsxlib.Server expects ws://)."""
-
-    def __init__(self, certs):
-        self.port = free_port()
-        argv = [WSX_BIN, "echo", "--host", "127.0.0.1", "--port", str(self.port), "--quiet",
-                "--tls-cert", os.path.join(certs, "server.pem"), "--tls-key",
-                os.path.join(certs, "server.key")]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
-        _track(self.proc.pid)
-        ready = threading.Event()
-        lines = []
-
-        def read():
-            for line in self.proc.stdout:
-                lines.append(line.strip())
-                if re.match(r"^listening on wss://", line):
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(10):
-            self.close()
-            raise RuntimeError(f"{' '.join(argv)}: no listening line: {lines}")
-        note(f"started: {' '.join(argv)}")
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        _untrack(self.proc.pid)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+def tls_echo(certs):
+    """`wsx echo` serving wss:// on 127.0.0.1 with the certificate of certs.sh (its url is the
+    ws:// one: build the wss:// URL from its port)."""
+    return Server(["--quiet", "--tls-cert", os.path.join(certs, "server.pem"), "--tls-key",
+                   os.path.join(certs, "server.key")], quiet=True)
 
 
 def main():
@@ -270,7 +235,7 @@ def main():
                 subprocess.run(["sh", os.path.join(HERE, "certs.sh"), certs], check=True,
                                stdout=subprocess.DEVNULL, timeout=30)
                 ca = os.path.join(certs, "ca.pem")
-                with TlsEcho(certs) as srv:
+                with tls_echo(certs) as srv:
                     url = f"wss://localhost:{srv.port}/"
                     rc, res, _, _ = run_bench(["--cacert", ca, "-c", "10", "-k", "4", "-s", "512",
                                                "-d", "1", "-w", "0.3", "-p", str(srv.proc.pid),

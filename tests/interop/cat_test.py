@@ -23,10 +23,9 @@ import os
 import re
 import socket
 import subprocess
-import threading
 import time
 
-from wsxlib import (WSX_BIN, Raw, Server, build_frame, check, close_payload, eq, note,
+from wsxlib import (WSX_BIN, Listener, Raw, Server, build_frame, check, close_payload, eq, note,
                     read_upgrade, run, step)
 
 
@@ -59,7 +58,7 @@ def wsx_cat(url, stdin, args=(), timeout=10, keep_open=False):
     return rc, outl, errl
 
 
-class ClosingServer:
+class ClosingServer(Listener):
     """A raw WebSocket server for one connection at a time. mode:
     'close1007'     on the first data frame: close 1007 "bad text", then wait for the
                     client's close and end TCP;
@@ -72,21 +71,7 @@ class ClosingServer:
     def __init__(self, mode):
         self.mode = mode
         self.received = []
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.url = f"ws://127.0.0.1:{self.port}/"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                s, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+        super().__init__(8)
 
     def _serve(self, s):
         try:
@@ -133,10 +118,6 @@ class ClosingServer:
         finally:
             with contextlib.suppress(OSError):
                 s.close()
-
-    def close(self):
-        with contextlib.suppress(OSError):
-            self.sock.close()
 
 
 def closed_line(errl):

@@ -10,7 +10,7 @@ import struct
 import time
 
 from wsxlib import (Raw, Server, build_frame, check, close_payload, eq, good_echo,
-                    handshake_request, http_request, note, run, step)
+                    handshake_request, http_request, note, recv_head, run, step)
 
 MAX_MESSAGE = 65536
 
@@ -175,16 +175,12 @@ def edge_cases(port):
 
 
 def _after_handshake(s):
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        d = s.recv(4096)
-        if not d:
-            raise RuntimeError(f"closed during the handshake: {buf!r}")
-        buf += d
-    end = buf.index(b"\r\n\r\n")
-    if not buf.startswith(b"HTTP/1.1 101"):
-        raise RuntimeError(f"handshake: {buf[:end]!r}")
-    return Raw(s, buf[end + 4:])
+    head, rest = recv_head(s)
+    if rest is None:
+        raise RuntimeError(f"closed during the handshake: {head!r}")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"handshake: {head!r}")
+    return Raw(s, rest)
 
 
 def silent_client(port):

@@ -19,7 +19,8 @@ import time
 
 import websockets
 
-from wsxlib import Chat, Raw, Serve, astep, build_frame, check, eq, metrics, note, proc_status_kib, run
+from wsxlib import Raw, astep, build_frame, check, eq, note, proc_status_kib, run
+from wsxserve import Chat, Serve, metrics
 
 LIMITED, CLOSES = "wsx_chat_rate_limited_total", "wsx_chat_rate_limit_closes_total"
 

@@ -12,7 +12,8 @@ import time
 
 import websockets
 
-from wsxlib import Chat, Serve, astep, check, eq, metrics, note, run
+from wsxlib import astep, check, eq, note, run
+from wsxserve import Chat, Serve, metrics
 
 HISTORY = 3
 MSG_KEYS = {"type", "id", "room", "name", "text", "ts"}

@@ -16,7 +16,8 @@ import subprocess
 import tempfile
 import urllib.request
 
-from wsxlib import WSX_BIN, Serve, check, eq, http_req, note, run, step
+from wsxlib import WSX_BIN, check, eq, note, run, step
+from wsxserve import Serve, http_req
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))

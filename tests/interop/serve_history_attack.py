@@ -28,7 +28,8 @@ import sys
 import threading
 import time
 
-from wsxlib import SSE, Chat, Raw, Serve, build_frame, check, eq, metrics, note, proc_status_kib, run
+from wsxlib import Raw, build_frame, check, eq, note, proc_status_kib, run
+from wsxserve import SSE, Chat, Serve, metrics
 
 BASELINE = os.environ.get("WSX_ATTACK_BASELINE") == "1"
 BIG_TEXT = "\U0001F600" * 2000  # 2000 characters of 4 bytes: the largest message allowed

@@ -13,10 +13,9 @@ import re
 import shutil
 import socket
 import tempfile
-import time
 
-from wsxlib import (Raw, Serve, check, eq, handshake_request, http_raw, http_req, http_request,
-                    metrics, note, run, step, wait_metric)
+from wsxlib import Raw, check, eq, handshake_request, http_request, note, run, step
+from wsxserve import Serve, http_raw, http_req, metrics, wait_metric
 
 WEB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "web")
 HTML = "text/html; charset=utf-8"
@@ -36,12 +35,8 @@ REASONS = ["bad_request", "unauthorized", "forbidden_origin", "not_found", "unsu
 
 
 def metrics_with(port, token):
-    """GET /metrics with Authorization: Bearer token, parsed like wsxlib.metrics."""
-    status, _, body = http_req(port, "GET", "/metrics", [("Authorization", f"Bearer {token}")])
-    if status != 200:
-        raise RuntimeError(f"/metrics: HTTP {status}")
-    return {k: int(v) for k, v in (line.rsplit(" ", 1) for line in body.decode().splitlines()
-                                   if line and not line.startswith("#"))}
+    """GET /metrics with Authorization: Bearer token, parsed."""
+    return metrics(port, [("Authorization", f"Bearer {token}")])
 
 
 def metrics_refused(port, headers, path, name):
@@ -462,16 +457,6 @@ def status_from(src, port):
         s.close()
 
 
-def wait_until(port, name, pred, timeout=5):
-    """Polls /metrics until pred(value of name); returns the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = metrics(port).get(name)
-        if pred(v) or time.monotonic() > deadline:
-            return v
-        time.sleep(0.05)
-
-
 def admission_metrics():
     """--max-per-ip 3 --max-handshakes-per-ip 2 --max-queued-bytes 64M: each refusal moves its
     series of wsx_admission_refused_total; a client that pipelines requests and never reads
@@ -507,12 +492,13 @@ def admission_metrics():
             # the server queues up to its high-water mark (1 MiB), then stops parsing.
             s = connect_from("127.0.0.5", port, rcvbuf=4096)
             s.sendall(b"GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n" * 300)
-            q = wait_until(port, "wsx_queued_bytes", lambda v: v is not None and v >= 512 * 1024)
+            q = wait_metric(port, "wsx_queued_bytes",
+                            lambda v: v is not None and v >= 512 * 1024, 5)
             note(f"wsx_queued_bytes with a client that does not read: {q}")
             check(q is not None and 512 * 1024 <= q <= 2 * 1024 * 1024,
                   "wsx_queued_bytes holds the unread answers (about the 1 MiB high-water mark)", q)
             s.close()
-            q = wait_until(port, "wsx_queued_bytes", lambda v: v == 0)
+            q = wait_metric(port, "wsx_queued_bytes", 0, 5)
             eq(q, 0, "wsx_queued_bytes once that client is gone")
     finally:
         for h in held:

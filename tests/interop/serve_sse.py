@@ -13,7 +13,8 @@ import time
 
 import websockets
 
-from wsxlib import SSE, Chat, Serve, astep, check, eq, http_raw, http_req, metrics, note, run
+from wsxlib import astep, check, eq, note, run
+from wsxserve import SSE, Chat, Serve, http_raw, http_req, metrics, wait_metric
 
 
 
@@ -86,11 +87,11 @@ async def streams(srv):
         finally:
             l3.close()
 
-        eq(await th(wait_value, port, "wsx_sse_listeners", 2), 2, "wsx_sse_listeners with 2 listeners (the lobby's gone)")
+        eq(await th(wait_metric, port, "wsx_sse_listeners", 2), 2, "wsx_sse_listeners with 2 listeners (the lobby's gone)")
         l2.close()
-        eq(await th(wait_value, port, "wsx_sse_listeners", 1), 1, "wsx_sse_listeners drops after a listener leaves")
+        eq(await th(wait_metric, port, "wsx_sse_listeners", 1), 1, "wsx_sse_listeners drops after a listener leaves")
         l1.close()
-        eq(await th(wait_value, port, "wsx_sse_listeners", 0), 0, "wsx_sse_listeners back to 0")
+        eq(await th(wait_metric, port, "wsx_sse_listeners", 0), 0, "wsx_sse_listeners back to 0")
         raw = await post(a, [a], "to nobody")  # publishing with listeners gone must not hurt
         eq(json.loads(raw)["id"], 4, "the room goes on after its listeners left: next id")
     finally:
@@ -98,15 +99,6 @@ async def streams(srv):
         l2.close()
     await a.close()
     await b.close()
-
-
-def wait_value(port, name, want, timeout=3):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = metrics(port).get(name)
-        if v == want or time.monotonic() > deadline:
-            return v
-        time.sleep(0.05)
 
 
 async def resume(srv):
@@ -155,7 +147,7 @@ async def bad(srv):
     eq(st, 200, "HEAD /sse -> status")
     eq(h.get("content-type"), "text/event-stream", "HEAD /sse -> Content-Type")
     check(rest == b"", "HEAD /sse has no body", f"body {rest[:40]!r}")
-    eq(await th(wait_value, port, "wsx_sse_listeners", 0), 0, "no listener left after HEAD /sse")
+    eq(await th(wait_metric, port, "wsx_sse_listeners", 0), 0, "no listener left after HEAD /sse")
 
 
 async def rooms_reclaimed(srv):
@@ -170,7 +162,7 @@ async def rooms_reclaimed(srv):
     t0 = time.monotonic()
     await th(churn)
     note(f"10000 short-lived SSE rooms in {time.monotonic() - t0:.1f} s")
-    eq(await th(wait_value, port, "wsx_sse_listeners", 0), 0, "all the churn listeners are gone")
+    eq(await th(wait_metric, port, "wsx_sse_listeners", 0), 0, "all the churn listeners are gone")
     c = await Chat.open(srv.url, "late")
     await c.send({"type": "join", "room": "fresh-after-churn", "name": "late"})
     m = await c.recv()

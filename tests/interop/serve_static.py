@@ -15,7 +15,8 @@ import subprocess
 import tempfile
 import time
 
-from wsxlib import Serve, check, eq, note, proc_status_kib, run, step
+from wsxlib import check, eq, note, proc_status_kib, run, step
+from wsxserve import Serve
 
 PLAIN = "text/plain; charset=utf-8"
 TEN = b"0123456789"

@@ -7,7 +7,8 @@ counts tabs across loops; SIGTERM closes everyone with 1001 and exits 0."""
 import asyncio
 import sys
 
-from wsxlib import SSE, Chat, Serve, astep, check, eq, metrics, note, run
+from wsxlib import astep, check, eq, note, run
+from wsxserve import SSE, Chat, Serve, metrics
 
 N = 16
 

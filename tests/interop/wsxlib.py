@@ -1,10 +1,11 @@
 """Shared helpers for the Python interop tests of wsx.
 
-Checks and reporting, a bounded runner that kills whatever it started, `wsx echo` and `wsx
-serve` processes, deterministic payloads, a raw RFC 6455 client (stdlib sockets, hand-built
-frames) for bad input, and for `wsx serve`: plain HTTP requests, /metrics, a server-sent
-events reader and a JSON chat client. Run with Debian's /usr/bin/python3 (python3-websockets
-10.4 for the websockets tests; this module imports websockets only when a chat client opens).
+Checks and reporting, a bounded runner that kills whatever it started, `wsx echo` processes,
+deterministic payloads, a raw RFC 6455 client (stdlib sockets, hand-built frames) for bad
+input, a raw WebSocket server that misbehaves on purpose, and `wsx bench` runs. The helpers
+for `wsx serve` (HTTP requests, /metrics, server-sent events, the chat client) are in
+wsxserve. Run with Debian's /usr/bin/python3 (python3-websockets 10.4 for the websockets
+tests).
 
 Environment: WSX_BIN (the wsx binary), WSX_CLIENT_TEST (the wsx_client_test binary).
 """
@@ -13,7 +14,6 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import http.client
 import inspect
 import json
 import os
@@ -455,20 +455,16 @@ class Raw:
         if extensions is not None and headers is None:
             headers = [*default_headers(port, key), ("Sec-WebSocket-Extensions", extensions)]
         sock.sendall(handshake_request(port, path, key, headers))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            d = sock.recv(4096)
-            if not d:
-                raise RuntimeError(f"handshake: connection closed after {head!r}")
-            head += d
-        end = head.index(b"\r\n\r\n")
-        status, hdrs, _ = parse_head(head[:end])
+        head, rest = recv_head(sock)
+        if rest is None:
+            raise RuntimeError(f"handshake: connection closed after {head!r}")
+        status, hdrs, _ = parse_head(head)
         if status != 101:
             raise RuntimeError(f"handshake: status {status}")
         accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
         if hdrs.get("sec-websocket-accept") != accept:
             raise RuntimeError(f"handshake: Sec-WebSocket-Accept {hdrs.get('sec-websocket-accept')!r}")
-        r = cls(sock, head[end + 4:])
+        r = cls(sock, rest)
         r.headers = hdrs
         return r
 
@@ -581,6 +577,19 @@ def handshake_request(port, path="/", key=None, headers=None):
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+def recv_head(sock):
+    """Reads sock up to the blank line that ends an HTTP head: (the head without the blank
+    line, the bytes read past it), or (everything read, None) if the peer closed first."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = sock.recv(4096)
+        if not d:
+            return buf, None
+        buf += d
+    end = buf.index(b"\r\n\r\n")
+    return buf[:end], buf[end + 4:]
+
+
 def parse_head(head):
     """(status, {lowercased name: value}, status line) of a response head (bytes)."""
     text = head.decode("latin-1")
@@ -644,241 +653,6 @@ def good_echo(port, name="a well-behaved client still gets its echo"):
         return check(False, name, repr(e))
 
 
-# ---- wsx serve: HTTP, /metrics, server-sent events, chat clients -------------------------------
-
-
-class Serve(Server):
-    """A running `wsx serve` (the chat server) on 127.0.0.1. url is the WebSocket endpoint
-    (ws://127.0.0.1:PORT/ws), http the page's base URL."""
-
-    command = "serve"
-    ws_path = "/ws"
-
-    @property
-    def http(self):
-        return f"http://127.0.0.1:{self.port}/"
-
-    def ws_url(self, query=""):
-        return self.url + (f"?{query}" if query else "")
-
-
-def http_req(port, method, path, headers=(), body=None, timeout=5):
-    """One request with http.client on a new connection (the path is sent as given, unescaped):
-    (status, {lowercased name: value}, body bytes)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.putrequest(method, path, skip_accept_encoding=True)
-        for k, v in headers:
-            conn.putheader(k, v)
-        if body is not None:
-            conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body)
-        resp = conn.getresponse()
-        data = resp.read()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-    finally:
-        conn.close()
-
-
-def http_raw(port, method, path, headers=(), timeout=5):
-    """Sends one request with `Connection: close` over a raw socket and reads until the server
-    closes: (status, {lowercased name: value}, everything after the head). For responses that
-    must have no body (HEAD, 304), where http.client would not read one anyway. A stream that
-    is still open after timeout s returns what came so far."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", *(f"{k}: {v}" for k, v in headers),
-             "Connection: close"]
-    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        buf = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                d = s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not d:
-                break
-            buf += d
-    if b"\r\n\r\n" not in buf:
-        return None, {}, buf
-    end = buf.index(b"\r\n\r\n")
-    status, hdrs, _ = parse_head(buf[:end])
-    return status, hdrs, buf[end + 4:]
-
-
-def metrics(port):
-    """GET /metrics parsed: {'name' or 'name{labels}': int}."""
-    status, _, body = http_req(port, "GET", "/metrics")
-    if status != 200:
-        raise RuntimeError(f"/metrics: HTTP {status}")
-    vals = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            vals[k] = int(v)
-    return vals
-
-
-def wait_metric(port, name, want, timeout=3):
-    """Polls /metrics until name has the value want; returns the last value seen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = metrics(port).get(name)
-        if v == want or time.monotonic() > deadline:
-            return v
-        time.sleep(0.05)
-
-
-class SSE:
-    """A server-sent events listener over a raw socket (blocking; call it from a thread in
-    asyncio code). status/headers are the response head's; events() parses what follows."""
-
-    def __init__(self, port, path, headers=(), timeout=5):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream",
-                 *(f"{k}: {v}" for k, v in headers)]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        self.buf = b""
-        self.eof = False
-        deadline = time.monotonic() + timeout
-        while b"\r\n\r\n" not in self.buf:
-            if not self._fill(deadline):
-                raise RuntimeError(f"SSE {path}: closed before a response head: {self.buf!r}")
-        end = self.buf.index(b"\r\n\r\n")
-        self.status, self.headers, _ = parse_head(self.buf[:end])
-        self.buf = self.buf[end + 4:]
-
-    def _fill(self, deadline):
-        return _fill_socket(self, deadline, "waiting for server-sent events")
-
-    def block(self, timeout=5):
-        """The next event block as {field: value} (comment lines under ':'), or None at EOF.
-        Raises TimeoutError."""
-        deadline = time.monotonic() + timeout
-        while b"\n\n" not in self.buf:
-            if self.eof or not self._fill(deadline):
-                return None
-        raw, self.buf = self.buf.split(b"\n\n", 1)
-        ev = {}
-        for line in raw.decode("utf-8").split("\n"):
-            k, _, v = line.partition(":")
-            v = v[1:] if v.startswith(" ") else v
-            ev[k] = ev[k] + "\n" + v if k in ev and k == "data" else v
-        return ev
-
-    def event(self, timeout=5):
-        """The next block with data (skipping retry: and comment blocks), or None at EOF."""
-        deadline = time.monotonic() + timeout
-        while True:
-            ev = self.block(max(0.001, deadline - time.monotonic()))
-            if ev is None or "data" in ev:
-                return ev
-
-    def quiet(self, seconds=0.3):
-        """The data events that arrive within seconds (none, when all is well)."""
-        got = []
-        deadline = time.monotonic() + seconds
-        with contextlib.suppress(TimeoutError):
-            while True:
-                ev = self.event(max(0.001, deadline - time.monotonic()))
-                if ev is None:
-                    break
-                got.append(ev)
-        return got
-
-    def wait_eof(self, timeout=5):
-        """Reads until EOF: the data blocks still seen, or None if still open after timeout."""
-        seen = []
-        try:
-            while True:
-                ev = self.block(timeout)
-                if ev is None:
-                    return seen
-                seen.append(ev)
-        except TimeoutError:
-            return None
-
-    def close(self):
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-
-class Chat:
-    """A chat client of `wsx serve` on python websockets: JSON objects in and out. open()
-    connects and reads the welcome."""
-
-    def __init__(self, ws, label):
-        self.ws = ws
-        self.label = label
-        self.welcome = None
-
-    @classmethod
-    async def open(cls, url, label="client", source=None, **kw):
-        """source: the local address to connect from (see Raw.connect)."""
-        import websockets  # only the websockets tests have it
-        if source:
-            kw["local_addr"] = (source, 0)
-        ws = await websockets.connect(url, max_size=None, ping_interval=None, close_timeout=3,
-                                      compression=None, **kw)
-        c = cls(ws, label)
-        c.welcome = await c.recv()
-        return c
-
-    async def send(self, obj):
-        await self.ws.send(obj if isinstance(obj, (str, bytes)) else json.dumps(obj, ensure_ascii=False))
-
-    async def recv_raw(self, timeout=5):
-        return await asyncio.wait_for(self.ws.recv(), timeout)
-
-    async def recv(self, timeout=5):
-        return json.loads(await self.recv_raw(timeout))
-
-    async def expect(self, type_, timeout=5):
-        """The next message, which must be of type type_ (AssertionError otherwise)."""
-        m = await self.recv(timeout)
-        if m.get("type") != type_:
-            raise AssertionError(f"{self.label}: expected a {type_!r} message, got {m}")
-        return m
-
-    async def quiet(self, seconds=0.3):
-        """The messages that arrive within seconds (none, when all is well)."""
-        got = []
-        with contextlib.suppress(asyncio.TimeoutError):
-            while True:
-                got.append(json.loads(await asyncio.wait_for(self.ws.recv(), seconds)))
-        return got
-
-    async def join(self, room, name, key=None):
-        """Joins and reads the answer, the room's `history` message and the presence/online
-        event that follow it: (joined, event), the history's messages put into joined as
-        j["history"] (where servers before the `history` message had them). A refused join
-        returns (error, None). The key (a person's secret, shared by their tabs) defaults to
-        one derived from the name, so that joins under one name are tabs of one person, as
-        with the page; pass key=False for a join without a key."""
-        req = {"type": "join", "room": room, "name": name}
-        if key is None:
-            key = "test-key-" + name.strip()
-        if key is not False:
-            req["key"] = key
-        await self.send(req)
-        j = await self.recv()
-        if j.get("type") != "joined":
-            return j, None
-        ev = await self.recv()
-        if ev.get("type") == "history":
-            if ev.get("room") != j.get("room"):
-                raise AssertionError(f"{self.label}: history of {ev.get('room')!r} after joining {j.get('room')!r}")
-            j["history"] = ev.get("messages")
-            ev = await self.recv()
-        if ev.get("type") not in ("presence", "online"):
-            raise AssertionError(f"{self.label}: expected presence/online after joined, got {ev}")
-        return j, ev
-
-    async def close(self):
-        await self.ws.close()
-
-
 # ---- a raw WebSocket server, and `wsx bench` ---------------------------------------------------
 
 
@@ -886,41 +660,32 @@ def read_upgrade(s):
     """Server side of an opening handshake on socket s: reads the client's request head and
     returns (the 101 response to send, the bytes read past the head), or None if the client
     went away first. The request is not checked: servers built on it misbehave on purpose."""
-    head = b""
-    while b"\r\n\r\n" not in head:
-        d = s.recv(4096)
-        if not d:
-            return None
-        head += d
-    end = head.index(b"\r\n\r\n")
-    _, hdrs, _ = parse_head(b"HTTP/1.1 000 x\r\n" + head[:end].split(b"\r\n", 1)[1])
+    head, rest = recv_head(s)
+    if rest is None:
+        return None
+    _, hdrs, _ = parse_head(b"HTTP/1.1 000 x\r\n" + head.split(b"\r\n", 1)[1])
     key = hdrs.get("sec-websocket-key", "")
     accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
     resp = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode()
-    return resp, head[end + 4:]
+    return resp, rest
 
 
-class RawServer:
-    """A WebSocket server on stdlib sockets (127.0.0.1, an ephemeral port, a thread per
-    connection) for tests that need a server to misbehave on purpose. It completes the
-    handshake, answers pings and the close handshake, and hands each data frame to
-    on_message(n, opcode, payload), n counting data frames over all connections from 1; what
-    that returns (bytes, or None for nothing) is sent back unmasked with the same opcode."""
+class Listener:
+    """A TCP server on stdlib sockets (127.0.0.1, an ephemeral port) that runs self._serve(s)
+    on a thread of its own for each accepted socket s; url is its ws:// URL. close() stops
+    accepting; the sockets accepted so far are in _conns."""
 
-    def __init__(self, on_message):
-        self.on_message = on_message
-        self.count = 0
+    def __init__(self, backlog=128):
         self._lock = threading.Lock()
         self._conns = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self.url = f"ws://127.0.0.1:{self.port}/"
         threading.Thread(target=self._accept, daemon=True).start()
-        note(f"raw WebSocket server on 127.0.0.1:{self.port}")
 
     def _accept(self):
         while True:
@@ -931,6 +696,33 @@ class RawServer:
             with self._lock:
                 self._conns.append(s)
             threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _serve(self, s):
+        raise NotImplementedError
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RawServer(Listener):
+    """A WebSocket server on stdlib sockets (127.0.0.1, an ephemeral port, a thread per
+    connection) for tests that need a server to misbehave on purpose. It completes the
+    handshake, answers pings and the close handshake, and hands each data frame to
+    on_message(n, opcode, payload), n counting data frames over all connections from 1; what
+    that returns (bytes, or None for nothing) is sent back unmasked with the same opcode."""
+
+    def __init__(self, on_message):
+        self.on_message = on_message
+        self.count = 0
+        super().__init__(128)
+        note(f"raw WebSocket server on 127.0.0.1:{self.port}")
 
     def _serve(self, s):
         try:
@@ -966,18 +758,11 @@ class RawServer:
                 s.close()
 
     def close(self):
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        super().close()
         with self._lock:
             for s in self._conns:
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def run_bench(args, timeout=60):
