@@ -73,7 +73,7 @@ int main(int argc, char **argv)
     so.path = "/"; /* the default route's WebSocket: only "/", so other paths get 404 */
 
     wsx_server *srv;
-    int rc = wsx_server_start(loop, &so, &srv);
+    int rc = wsx_server_start(loop, &so, &srv, NULL);
     if (rc < 0) {
         fprintf(stderr, "cannot start: %s\n", wsx_strerror(rc));
         return 1;

@@ -135,7 +135,7 @@ static void start(rsrv *s, bool with_default)
         o.on_http = h_default;
     else
         o.path = "/ws"; /* the default route's WebSocket: elsewhere no route answers (404) */
-    CHECK_INT(wsx_server_start(s->loop, &o, &s->srv), 0);
+    CHECK_INT(wsx_server_start(s->loop, &o, &s->srv, NULL), 0);
     s->port = wsx_server_port(s->srv);
     wsx_route_opts ro = {.on_request = h_exact};
     CHECK_INT(wsx_server_route(s->srv, "/a", &ro), 0);
@@ -500,7 +500,7 @@ TEST(streamed_response_waits_for_drain)
     o.log_level = WSX_LOG_ERROR;
     o.send_high_water = 64u << 10;
     o.send_low_water = 16u << 10;
-    CHECK_INT(wsx_server_start(s->loop, &o, &s->srv), 0);
+    CHECK_INT(wsx_server_start(s->loop, &o, &s->srv, NULL), 0);
     s->port = wsx_server_port(s->srv);
     wsx_route_opts ro = {.methods = "GET", .on_request = h_stream};
     CHECK_INT(wsx_server_route(s->srv, "/stream", &ro), 0);
@@ -620,7 +620,7 @@ TEST(two_websocket_routes)
     o.host = "127.0.0.1";
     o.log_level = WSX_LOG_ERROR;
     o.on_open = dflt_open;
-    CHECK_INT(wsx_server_start(s->loop, &o, &s->srv), 0);
+    CHECK_INT(wsx_server_start(s->loop, &o, &s->srv, NULL), 0);
     s->port = wsx_server_port(s->srv);
     wsx_ws_route_opts wo = {.on_upgrade = ws_upgrade,
                             .on_open = ws_open,
@@ -649,7 +649,7 @@ TEST(two_websocket_routes)
         co.on_message = cl_message;
         co.on_end = cl_end;
         co.user = (void *)(intptr_t)i;
-        CHECK_INT(wsx_client_connect(s->loop, &co, NULL), 0);
+        CHECK_INT(wsx_client_connect(s->loop, &co, NULL, NULL), 0);
     }
     /* A plain GET on a WebSocket route: 426. */
     pthread_t t;
