@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The messages of `wsx serve` (and `wsx echo`) when they cannot start, exact words and exit
 statuses: a mistyped option, a missing value, an address this machine does not have (the
-errno text), --tls-cert without --tls-key and the reverse, certificate and key swapped,
+errno text), the options both commands share (--threads bounds, admission counts, the TLS
+handshake timeout), --tls-cert without --tls-key and the reverse, certificate and key swapped,
 --tls-port equal to --port, a busy port under `make run` (scripts/run.sh: nothing on stdout
 before the failure), and the "listening on" lines: the real addresses for all interfaces
 (each one answers /healthz), one line for --host; the page's token probe GET /api/auth.
@@ -56,6 +57,21 @@ def usage_cases():
         rc, _, err = wsx("serve", "--port")
         eq(rc, 2, "exit status")
         eq(errors(err), ["wsx serve: option '--port' needs a value"], "message")
+    # Parsed once for both commands (tool_runner_option): the same words, each naming its
+    # command, and each command's own --threads bound.
+    for cmd, args, msg in (
+            ("serve", ["--threads", "17"], "bad --threads '17' (1 to 16)"),
+            ("echo", ["--threads", "65"], "bad --threads '65' (1 to 64)"),
+            ("serve", ["--threads", "0"], "bad --threads '0' (1 to 16)"),
+            ("echo", ["--max-per-ip", "x"], "bad count 'x' (0 = no limit)"),
+            ("serve", ["--max-handshakes", "-1"], "bad count '-1' (0 = no limit)"),
+            ("echo", ["--tls-handshake-timeout", "0"],
+             "bad --tls-handshake-timeout '0' (milliseconds, above 0)")):
+        with step(f"wsx {cmd} {' '.join(args)}: usage error, status 2"):
+            rc, out, err = wsx(cmd, *args)
+            eq(rc, 2, "exit status")
+            eq(errors(err), [f"wsx {cmd}: {msg}"], "message")
+            eq(out, [], "nothing on stdout")
 
 
 def listen_cases():

@@ -117,17 +117,8 @@ enum {
     O_PONG,
     O_CLOSE,
     O_SHUTDOWN,
-    O_QUIET,
-    O_JSON,
-    O_THREADS,
     O_MAXQ,
 };
-
-/* What the command line sets besides the server options. */
-typedef struct echo_args {
-    tool_tls tls;
-    bool no_deflate;
-} echo_args;
 
 static const struct option echo_longopts[] = {
     {"host", required_argument, 0, O_HOST},
@@ -144,10 +135,10 @@ static const struct option echo_longopts[] = {
     {"pong-timeout", required_argument, 0, O_PONG},
     {"close-timeout", required_argument, 0, O_CLOSE},
     {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
-    {"quiet", no_argument, 0, O_QUIET},
-    {"json-logs", no_argument, 0, O_JSON},
+    {"quiet", no_argument, 0, TOOL_O_QUIET},
+    {"json-logs", no_argument, 0, TOOL_O_JSON_LOGS},
     {"no-deflate", no_argument, 0, 'D'},
-    {"threads", required_argument, 0, O_THREADS},
+    {"threads", required_argument, 0, TOOL_O_THREADS},
     TOOL_TLS_LONGOPTS,
     TOOL_ADMIT_LONGOPTS,
     {"help", no_argument, 0, 'h'},
@@ -171,14 +162,18 @@ static void print_listening(void *arg)
 }
 
 /* Parses the options into o, R and a. Returns -1 to go on, else the exit status. */
-static int parse_args(int argc, char **argv, wsx_server_opts *o, echo_args *a)
+static int parse_args(int argc, char **argv, wsx_server_opts *o, tool_server_args *a)
 {
     uint32_t port = 8080, v;
-    int ch;
+    int ch, status;
     optind = 1;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":h", echo_longopts, NULL)) != -1) {
         if (ch == '?' || ch == ':') return tool_bad_option("echo", echo_longopts, argv, ch);
+        if ((status = tool_runner_option(&R, MAX_THREADS, o, a, ch, optarg)) >= 0) {
+            if (status) return status;
+            continue;
+        }
         size_t sz;
         switch (ch) {
         case O_HOST:
@@ -219,30 +214,6 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, echo_args *a)
             if (ch == O_CLOSE) o->close_timeout_ms = v;
             if (ch == O_SHUTDOWN) R.shutdown_ms = v;
             break;
-        case O_QUIET:
-            g_log.quiet = true;
-            break;
-        case O_JSON:
-            g_log.json = true;
-            break;
-        case O_THREADS:
-            if (!parse_u32(optarg, &v) || v < 1 || v > MAX_THREADS)
-                return usage_error("echo", "bad --threads '%s' (1 to %d)", optarg, MAX_THREADS);
-            R.n_threads = v;
-            break;
-        case TOOL_O_TLS_CERT:
-        case TOOL_O_TLS_KEY:
-        case TOOL_O_TLS_HS:
-            if (!tool_tls_option(&a->tls, ch, optarg, "echo")) return 2;
-            break;
-        case TOOL_O_MAX_PER_IP:
-        case TOOL_O_MAX_HS_PER_IP:
-        case TOOL_O_MAX_HS:
-            if (!tool_admit_option(o, ch, optarg, "echo")) return 2;
-            break;
-        case 'D':
-            a->no_deflate = true;
-            break;
         case 'h':
             fputs(help, stdout);
             return 0;
@@ -259,7 +230,7 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, echo_args *a)
 int cmd_echo(int argc, char **argv)
 {
     wsx_server_opts o = wsx_server_defaults();
-    echo_args a = {0};
+    tool_server_args a = {0};
     memset(&R, 0, sizeof R);
     R.cmd = "echo";
     R.n_threads = 1;

@@ -156,3 +156,35 @@ void tool_runner_free(tool_runner *r)
         r->t[k].loop = NULL;
     }
 }
+
+int tool_runner_option(tool_runner *r, unsigned max_threads, wsx_server_opts *o,
+                       tool_server_args *a, int ch, const char *arg)
+{
+    uint32_t v;
+    switch (ch) {
+    case TOOL_O_QUIET:
+        g_log.quiet = true;
+        return 0;
+    case TOOL_O_JSON_LOGS:
+        g_log.json = true;
+        return 0;
+    case 'D':
+        a->no_deflate = true;
+        return 0;
+    case TOOL_O_THREADS:
+        if (!parse_u32(arg, &v) || v < 1 || v > max_threads)
+            return usage_error(r->cmd, "bad --threads '%s' (1 to %u)", arg, max_threads);
+        r->n_threads = v;
+        return 0;
+    case TOOL_O_TLS_CERT:
+    case TOOL_O_TLS_KEY:
+    case TOOL_O_TLS_HS:
+        return tool_tls_option(&a->tls, ch, arg, r->cmd) ? 0 : 2;
+    case TOOL_O_MAX_PER_IP:
+    case TOOL_O_MAX_HS_PER_IP:
+    case TOOL_O_MAX_HS:
+        return tool_admit_option(o, ch, arg, r->cmd) ? 0 : 2;
+    default:
+        return -1;
+    }
+}

@@ -1,0 +1,129 @@
+/*
+ * The parts of `wsx serve` (private to it): serve.c parses the options and wires the loops,
+ * serve_routes.c answers HTTP (the page, /healthz, /api/auth, the /ws route), serve_sse.c
+ * streams /sse and publishes to a loop's hub, serve_chat.c is how src/chat reaches
+ * connections and listeners (its ops, the history caches, the relay between loops) and the
+ * WebSocket front end, serve_metrics.c answers /metrics.
+ */
+#ifndef WSX_TOOL_SERVE_H
+#define WSX_TOOL_SERVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat/chat.h"
+#include "runner.h"
+#include "tool.h"
+
+#define MAX_ORIGINS      16
+#define SSE_KEEPALIVE_MS 15000
+#define MAX_THREADS      16
+
+/* An SSE stream: the HTTP request, its place in the chat, and its subscription to the room's
+ * topic in its loop's hub (which delivers the room's chat messages to it). */
+typedef struct sse {
+    wsx_http_req *r;
+    wsx_chat_listener *l;
+    wsx_sub *sub;
+    unsigned thread; /* the loop its connection belongs to */
+    bool dropped;    /* being ended for not reading (sse_deliver) */
+} sse;
+
+/* One event loop per thread (g_serve.runner.t[k]), each with its own server(s) on the shared
+ * port(s): plain and/or TLS, one chat across both. The chat (src/chat) is shared and guarded
+ * by its lock; a connection is only ever touched from its own loop's thread, and a message
+ * reaches the other loops' members through their post queues. What serve adds per loop: */
+typedef struct serve_thread {
+    wsx_timer *keepalive;
+    wsx_timer *snapshot;
+    wsx_server_stats stats[2]; /* the servers' counters as of the last snapshot (chat lock) */
+    size_t topics;             /* the loop's topics (its servers share them), same snapshot */
+} serve_thread;
+
+typedef struct serve_state {
+    serve_thread t[MAX_THREADS];
+    tool_runner runner; /* the loops and their servers */
+    wsx_chat *chat;
+    wsx_chat_opts chat_opts;
+    const char *token;
+    const char *metrics_token; /* --metrics-token: /metrics needs this one instead of --token */
+    const char *origins[MAX_ORIGINS];
+    size_t n_origins;
+    const char *cors_origins[MAX_ORIGINS]; /* --cors */
+    wsx_cors_opts cors;
+    const char *static_dir;
+    wsx_static *files; /* the --static directory, or the embedded page (src/http/static.c) */
+    bool loops_done;   /* every loop has finished: no thread but this one is left */
+    wsx_timer *expire;
+} serve_state;
+
+/* The command's wiring state, one per process (defined in serve.c). The chat module has no
+ * globals; this struct is what the C callbacks of the loops, the routes and the chat's ops
+ * reach without a user pointer of their own. Written by cmd_serve before the loops start and
+ * after they finish; in between, what is shared is read-only or under the chat's lock. */
+extern serve_state g_serve;
+/* Which of g_serve.t (and of g_serve.runner.t) runs on this thread. */
+extern _Thread_local unsigned g_serve_thread;
+
+static inline void serve_lock(void)
+{
+    wsx_chat_lock(g_serve.chat);
+}
+
+static inline void serve_unlock(void)
+{
+    wsx_chat_unlock(g_serve.chat);
+}
+
+/* ---- serve_routes.c ---- */
+
+/* Finds key in a query string and decodes its value (form encoding: '+' is a space; a
+ * broken escape is kept as it is, as browsers do) into out as a C string, cut to cap - 1.
+ * Returns whether key is there. */
+bool serve_query_get(const char *q, size_t qlen, const char *key, char *out, size_t cap);
+/* Whether rq carries `token`, as ?token= or as Authorization: Bearer (constant time). */
+bool serve_has_token(const wsx_http_req *rq, const char *token);
+/* With --token: whether rq carries it. */
+bool serve_check_token(const wsx_http_req *rq);
+/* Answers status with body as the only content, of type ctype. */
+void serve_respond_text(wsx_http_req *r, int status, const char *ctype, const char *body);
+/* The default route (on_http): the page and the paths that decode to a route's path. */
+void serve_on_page(wsx_http_req *r, void *user);
+/* Adds the routes of one server (every loop has its own servers). Returns false when out
+ * of memory. */
+bool serve_add_routes(wsx_server *srv);
+
+/* ---- serve_sse.c ---- */
+
+/* One message as an SSE event: "id: N\nevent: message\ndata: JSON\n\n". Writes it at out
+ * (NULL: only measures); returns its length. */
+size_t serve_sse_format(char *out, uint64_t id, const char *json, size_t len);
+/* Writes one message as an event to the listener. */
+void serve_sse_send(sse *l, uint64_t id, const char *json, size_t len);
+/* Publishes json to the room's topic in this thread's loop: its WebSocket members but
+ * except, and, for chat messages (id != 0), its SSE listeners. Chat lock held. */
+void serve_publish_local(const char *room, const char *json, size_t len, uint64_t id,
+                         const void *except);
+/* The keep-alive timer of a loop: a comment line to each of its listeners. */
+void serve_sse_keepalive(wsx_timer *t, void *arg);
+/* The /sse route. */
+void serve_on_sse(wsx_http_req *r, void *user);
+
+/* ---- serve_chat.c ---- */
+
+/* How the chat reaches connections and SSE listeners. */
+extern const wsx_chat_ops serve_chat_ops;
+/* The callbacks of the /ws route: a connection joins the chat, talks to it, leaves it. */
+void serve_ws_open(wsx_conn *c, void *user);
+void serve_ws_message(wsx_conn *c, const wsx_msg *msg, void *user);
+void serve_ws_close(wsx_conn *c, int code, const char *reason, size_t len, void *user);
+
+/* ---- serve_metrics.c ---- */
+
+/* The /metrics route. */
+void serve_on_metrics(wsx_http_req *r, void *user);
+/* Each loop's timer (with several loops): copies its counters for /metrics on the others. */
+void serve_snapshot_timer(wsx_timer *tm, void *arg);
+
+#endif

@@ -1,0 +1,352 @@
+/*
+ * `wsx serve`: how src/chat reaches connections and SSE listeners (its ops), the history
+ * caches of each loop, the relay of a room's messages between loops, and the WebSocket
+ * front end of the chat (the callbacks of the /ws route).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "serve.h"
+
+static uint64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+static void peer_of(wsx_conn *c, char *buf, size_t cap)
+{
+    if (wsx_conn_peer(c, buf, cap) < 0) snprintf(buf, cap, "-");
+}
+
+/* A message for the members of a room on another loop, and its SSE listeners there. */
+typedef struct relay_job {
+    unsigned thread;
+    uint64_t id; /* a chat message's id (SSE listeners get those), else 0 */
+    char room[WSX_CHAT_MAX_ROOM + 1];
+    size_t len;
+    char json[];
+} relay_job;
+
+static void run_relay(void *arg)
+{
+    relay_job *j = arg;
+    serve_lock();
+    serve_publish_local(j->room, j->json, j->len, j->id, NULL);
+    serve_unlock();
+    free(j);
+}
+
+/* Sends json to everyone in a room: this loop's members at once (framed once by the topic),
+ * the other loops' through their post queues; chat messages (id != 0) also to the SSE
+ * listeners. Called by the chat with its lock held. */
+static void op_publish(const char *room, const char *json, size_t len, uint64_t id, void *except,
+                       void *user)
+{
+    (void)user;
+    serve_publish_local(room, json, len, id, except);
+    for (unsigned k = 0; k < g_serve.runner.n_threads; k++) {
+        if (k == g_serve_thread) continue;
+        relay_job *j = malloc(sizeof *j + len + 1);
+        if (!j) continue;
+        j->thread = k;
+        j->id = id;
+        j->len = len;
+        snprintf(j->room, sizeof j->room, "%s", room);
+        memcpy(j->json, json, len);
+        j->json[len] = '\0';
+        /* Freed unrun if that loop has already finished (the server is stopping). */
+        wsx_loop_post_owned(g_serve.runner.t[k].loop, run_relay, j, free);
+    }
+}
+
+static void op_send(void *conn, const char *json, size_t len, void *user)
+{
+    (void)user;
+    wsx_send(conn, json, len, WSX_TEXT);
+}
+
+static int op_subscribe(void *conn, const char *room, void *user)
+{
+    (void)user;
+    char topic[64];
+    snprintf(topic, sizeof topic, "room:%s", room);
+    return wsx_subscribe(conn, topic);
+}
+
+static void op_unsubscribe(void *conn, const char *room, void *user)
+{
+    (void)user;
+    char topic[64];
+    snprintf(topic, sizeof topic, "room:%s", room);
+    wsx_unsubscribe(conn, topic);
+}
+
+static size_t op_queued(void *conn, void *user)
+{
+    (void)user;
+    return wsx_buffered_amount(conn);
+}
+
+static uint64_t op_now(void *user)
+{
+    (void)user;
+    return now_ms();
+}
+
+static void op_sse_send(void *listener, uint64_t id, const char *json, size_t len, void *user)
+{
+    (void)user;
+    serve_sse_send(listener, id, json, len);
+}
+
+/* ---- shared history: what a room's history is sent as, built once per loop ---- */
+
+/* A room's history as one loop shares it: the `history` message framed once (every join
+ * queues it by reference) and the SSE events formatted once into one buffer, with each
+ * event's id and offset (a replay after Last-Event-ID is one slice of it). Built on first
+ * use after each change of the history. The buffers' reference counts belong to the loop's
+ * thread, so each loop has its own, and another thread releases them through the loop. */
+typedef struct hist_loop {
+    wsx_prepared *ws;
+    wsx_bytes *sse;
+    uint64_t *ids; /* ids[i]: the id of the i-th event; offs[i]: its offset; offs[n]: the end */
+    size_t *offs;
+    size_t n;
+} hist_loop;
+
+typedef struct hist_cache {
+    hist_loop t[MAX_THREADS];
+} hist_cache;
+
+static void hist_loop_release(hist_loop *hl)
+{
+    wsx_prepared_release(hl->ws);
+    wsx_bytes_release(hl->sse);
+    free(hl->ids);
+    free(hl->offs);
+    memset(hl, 0, sizeof *hl);
+}
+
+static void run_hist_release(void *arg)
+{
+    hist_loop_release(arg);
+    free(arg);
+}
+
+/* The post did not run: after the loops are done (their loop is being freed) no thread
+ * uses the buffers any more and they go now; a refused post cannot hand them over, and
+ * keeping them (a leak) is safer than racing that loop's thread. */
+static void drop_hist_release(void *arg)
+{
+    if (g_serve.loops_done) {
+        run_hist_release(arg);
+        return;
+    }
+    tool_logf(WSX_LOG_WARN, "out of memory: a room's history cache is leaked");
+    free(arg);
+}
+
+static hist_loop *hist_of(void **cache)
+{
+    if (!*cache) *cache = calloc(1, sizeof(hist_cache));
+    return *cache ? &((hist_cache *)*cache)->t[g_serve_thread] : NULL;
+}
+
+static void op_send_history(void *conn, void **cache, const wsx_chat_history *h, void *user)
+{
+    (void)user;
+    hist_loop *hl = hist_of(cache);
+    if (hl && hl->ws) {
+        wsx_send_prepared(conn, hl->ws);
+        return;
+    }
+    size_t len;
+    char *json = wsx_chat_history_json(h, &len);
+    if (!json) return;
+    if (hl && wsx_prepare(wsx_conn_server(conn), json, len, WSX_TEXT, &hl->ws) == 0)
+        wsx_send_prepared(conn, hl->ws);
+    else
+        wsx_send(conn, json, len, WSX_TEXT);
+    free(json);
+}
+
+/* Formats the whole history as SSE events into hl. */
+static bool build_sse_history(hist_loop *hl, const wsx_chat_history *h)
+{
+    size_t n = wsx_chat_history_count(h), total = 0, len;
+    uint64_t id;
+    hl->ids = malloc((n + 1) * sizeof *hl->ids);
+    hl->offs = malloc((n + 1) * sizeof *hl->offs);
+    if (!hl->ids || !hl->offs) goto fail;
+    for (size_t i = 0; i < n; i++) {
+        const char *json = wsx_chat_history_get(h, i, &id, &len);
+        hl->ids[i] = id;
+        hl->offs[i] = total;
+        total += serve_sse_format(NULL, id, json, len);
+    }
+    hl->offs[n] = total;
+    if (wsx_bytes_new(NULL, total, &hl->sse) < 0) goto fail;
+    char *out = (char *)wsx_bytes_data(hl->sse);
+    for (size_t i = 0; i < n; i++) {
+        const char *json = wsx_chat_history_get(h, i, &id, &len);
+        serve_sse_format(out + hl->offs[i], id, json, len);
+    }
+    hl->n = n;
+    return true;
+fail:
+    free(hl->ids);
+    free(hl->offs);
+    hl->ids = NULL;
+    hl->offs = NULL;
+    return false;
+}
+
+static void op_sse_history(void *listener, void **cache, const wsx_chat_history *h, uint64_t after,
+                           void *user)
+{
+    (void)user;
+    sse *l = listener;
+    hist_loop *hl = hist_of(cache);
+    if (!hl || (!hl->sse && !build_sse_history(hl, h))) {
+        for (size_t i = 0; i < wsx_chat_history_count(h); i++) {
+            uint64_t id;
+            size_t len;
+            const char *json = wsx_chat_history_get(h, i, &id, &len);
+            if (id > after) serve_sse_send(l, id, json, len);
+        }
+        return;
+    }
+    /* Ids grow: the first event after `after` by bisection, the rest is one slice. */
+    size_t lo = 0, hi = hl->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (hl->ids[mid] > after)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (lo < hl->n)
+        wsx_http_write_bytes(l->r, hl->sse, hl->offs[lo], hl->offs[hl->n] - hl->offs[lo]);
+}
+
+static void op_cache_free(void *cache, void *user)
+{
+    (void)user;
+    hist_cache *hc = cache;
+    for (unsigned k = 0; k < g_serve.runner.n_threads; k++) {
+        hist_loop *hl = &hc->t[k];
+        if (!hl->ws && !hl->sse) continue;
+        if (k == g_serve_thread || g_serve.loops_done) {
+            hist_loop_release(hl);
+            continue;
+        }
+        /* Frames of this loop may still be queued on its connections: its thread lets go. */
+        hist_loop *job = malloc(sizeof *job);
+        if (job) {
+            *job = *hl;
+            wsx_loop_post_owned(g_serve.runner.t[k].loop, run_hist_release, job, drop_hist_release);
+            continue;
+        }
+        tool_logf(WSX_LOG_WARN, "out of memory: a room's history cache is leaked");
+    }
+    free(hc);
+}
+
+/* The chat closes a connection that keeps flooding past its rate limit. */
+static void op_close(void *conn, int code, const char *reason, void *user)
+{
+    (void)user;
+    char peer[64];
+    peer_of(conn, peer, sizeof peer);
+    wsx_chat_conn *cc = wsx_conn_user(conn);
+    tool_logf(WSX_LOG_WARN, "%s (connection c%llu): closing with %d: %s", peer,
+              cc ? (unsigned long long)wsx_chat_conn_id(cc) : 0ULL, code, reason);
+    wsx_close(conn, code, reason);
+}
+
+const wsx_chat_ops serve_chat_ops = {
+    .send = op_send,
+    .publish = op_publish,
+    .subscribe = op_subscribe,
+    .unsubscribe = op_unsubscribe,
+    .queued = op_queued,
+    .now_ms = op_now,
+    .sse_send = op_sse_send,
+    .send_history = op_send_history,
+    .sse_history = op_sse_history,
+    .cache_free = op_cache_free,
+    .close = op_close,
+};
+
+/* The client's address from its text ("1.2.3.4:5555", "[::1]:5555"), for the chat's
+ * per-address rate limit. Returns NULL when it cannot be read (then none applies). */
+static const struct sockaddr *peer_addr(const char *text, struct sockaddr_storage *ss)
+{
+    char host[64];
+    memset(ss, 0, sizeof *ss);
+    if (text[0] == '[') {
+        const char *end = strchr(text, ']');
+        if (!end || (size_t)(end - text - 1) >= sizeof host) return NULL;
+        memcpy(host, text + 1, (size_t)(end - text - 1));
+        host[end - text - 1] = 0;
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1) return NULL;
+        a6->sin6_family = AF_INET6;
+        return (const struct sockaddr *)ss;
+    }
+    const char *colon = strrchr(text, ':');
+    size_t n = colon ? (size_t)(colon - text) : strlen(text);
+    if (n >= sizeof host) return NULL;
+    memcpy(host, text, n);
+    host[n] = 0;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) != 1) return NULL;
+    a4->sin_family = AF_INET;
+    return (const struct sockaddr *)ss;
+}
+
+void serve_ws_open(wsx_conn *c, void *user)
+{
+    (void)user;
+    char peer[64];
+    peer_of(c, peer, sizeof peer);
+    struct sockaddr_storage ss;
+    wsx_chat_conn *cc = wsx_chat_conn_open(g_serve.chat, c, peer_addr(peer, &ss));
+    if (!cc) {
+        tool_logf(WSX_LOG_WARN, "%s: out of memory, closing", peer);
+        wsx_close(c, 1011, "out of memory");
+        return;
+    }
+    wsx_conn_set_user(c, cc);
+    tool_logf(WSX_LOG_INFO, "%s open (connection c%llu)", peer,
+              (unsigned long long)wsx_chat_conn_id(cc));
+}
+
+void serve_ws_close(wsx_conn *c, int code, const char *reason, size_t len, void *user)
+{
+    (void)user;
+    wsx_chat_conn *cc = wsx_conn_user(c);
+    char peer[64];
+    peer_of(c, peer, sizeof peer);
+    tool_logf(WSX_LOG_INFO, "%s close %d%s%.*s", peer, code, len ? " " : "", (int)len, reason);
+    if (!cc) return;
+    wsx_conn_set_user(c, NULL);
+    wsx_chat_conn_close(g_serve.chat, cc);
+}
+
+void serve_ws_message(wsx_conn *c, const wsx_msg *msg, void *user)
+{
+    (void)user;
+    wsx_chat_conn *cc = wsx_conn_user(c);
+    if (!cc) return;
+    wsx_chat_conn_message(g_serve.chat, cc, (const char *)msg->data, msg->len,
+                          msg->type != WSX_TEXT);
+}
