@@ -29,14 +29,9 @@ static inline void wsx__req_view_of_head(const wsx_http_request *h, wsx__req_vie
 {
     const char *q = h->target_len ? memchr(h->target, '?', h->target_len) : NULL;
     size_t pl = q ? (size_t)(q - h->target) : h->target_len;
-    *v = (wsx__req_view){h->method,
-                         h->method_len,
-                         h->target,
-                         pl,
-                         q ? q + 1 : NULL,
-                         q ? h->target_len - pl - 1 : 0,
-                         h->headers,
-                         h->n_headers};
+    *v = (wsx__req_view){h->method,  h->method_len,    h->target,
+                         pl,         q ? q + 1 : NULL, q ? h->target_len - pl - 1 : 0,
+                         h->headers, h->n_headers};
 }
 
 static inline void wsx__req_view_of(const wsx_http_req *r, wsx__req_view *v)

@@ -345,8 +345,7 @@ static int serve_table(const wsx_static *st, wsx_http_req *r, const wsx__req_vie
 int wsx_static_serve(const wsx_static *st, wsx_http_req *r, const wsx_http_header *extra,
                      size_t n_extra)
 {
-    if (!st || !r || n_extra > WSX_STATIC_MAX_EXTRA || (n_extra && !extra))
-        return WSX_EINVAL;
+    if (!st || !r || n_extra > WSX_STATIC_MAX_EXTRA || (n_extra && !extra)) return WSX_EINVAL;
     wsx__req_view v;
     wsx__req_view_of(r, &v);
     if (!wsx__req_is(&v, "GET") && !wsx__req_is(&v, "HEAD")) return refuse(r, 405, extra, n_extra);
