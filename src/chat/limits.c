@@ -19,11 +19,13 @@
 static void refill(bucket *b, uint64_t t, uint32_t rate, uint32_t burst)
 {
     uint64_t cap = (uint64_t)burst * 1000;
+    /* Only forward: the clock is the wall clock (now_ms), and a step back must not make the
+     * same interval count twice when it catches up. */
     if (t > b->refill_ms) {
         uint64_t add = (t - b->refill_ms) * rate;
         b->tokens = b->tokens + add > cap ? cap : b->tokens + add;
+        b->refill_ms = t;
     }
-    b->refill_ms = t;
 }
 
 bool wsx__chat_rate_ok(wsx_chat *chat, wsx_chat_conn *m, bool join)
