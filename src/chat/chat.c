@@ -34,7 +34,9 @@ wsx_chat_opts wsx_chat_defaults(void)
                            .join_rate_per_ip = 10,
                            .join_burst_per_ip = 200,
                            .max_refusals = 100,
-                           .refusal_window_ms = 10000};
+                           .refusal_window_ms = 10000,
+                           .post_rate = 100,
+                           .post_burst = 200};
 }
 
 void wsx_chat_lock(wsx_chat *chat)
@@ -588,6 +590,37 @@ static void do_join(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
     presence(chat, r, m->name, true, tabs);
 }
 
+/* Whether text (trimmed in place) is a message's text as the protocol allows it. */
+static bool text_ok(const char **text, size_t *tl)
+{
+    *text = wsx__chat_trim(*text, tl);
+    return *tl && wsx__chat_utf8_chars(*text, *tl) <= WSX_CHAT_MAX_TEXT;
+}
+
+/* Posts a checked text to r as name (a member's message, or a backend's with "bot":true):
+ * one id, one JSON text for the members, the SSE listeners and the history. Returns the id,
+ * 0 when out of memory. */
+static uint64_t post_text(wsx_chat *chat, room *r, const char *name, const char *text, size_t tl,
+                          bool bot)
+{
+    uint64_t id = r->next_id++;
+    json_t *o = wsx__chat_jevent("message");
+    wsx__chat_jset(&o, "id", json_integer((json_int_t)id));
+    wsx__chat_jset(&o, "room", wsx__chat_jname(r->name));
+    wsx__chat_jset(&o, "name", wsx__chat_jname(name));
+    wsx__chat_jset(&o, "text", json_stringn_nocheck(text, tl));
+    wsx__chat_jset(&o, "ts", json_integer((json_int_t)wsx__chat_now(chat)));
+    if (bot) wsx__chat_jset(&o, "bot", json_true());
+    /* The history keeps the text: a heap copy of what was built. */
+    jtext t;
+    char *s = wsx__chat_jdump(&t, o) ? wsx__chat_jtext_dup(&t) : NULL;
+    wsx__chat_jtext_free(&t);
+    if (!s) return 0;
+    chat->ops.publish(r->name, s, strlen(s), id, NULL, chat->opts.user);
+    history_add(chat, r, id, s);
+    return id;
+}
+
 static void do_message(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
 {
     if (!m->room) return wsx__chat_send_error(chat, m, "not_joined", "join a room first");
@@ -595,25 +628,11 @@ static void do_message(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
     if (!json_is_string(jt))
         return wsx__chat_send_error(chat, m, "bad_text", "text must be a string");
     size_t tl = json_string_length(jt);
-    const char *text = wsx__chat_trim(json_string_value(jt), &tl);
-    if (tl == 0 || wsx__chat_utf8_chars(text, tl) > WSX_CHAT_MAX_TEXT)
+    const char *text = json_string_value(jt);
+    if (!text_ok(&text, &tl))
         return wsx__chat_send_error(chat, m, "bad_text", "text: 1 to 2000 characters");
     if (!wsx__chat_rate_ok(chat, m, false)) return;
-    room *r = m->room;
-    uint64_t id = r->next_id++;
-    json_t *o = wsx__chat_jevent("message");
-    wsx__chat_jset(&o, "id", json_integer((json_int_t)id));
-    wsx__chat_jset(&o, "room", wsx__chat_jname(r->name));
-    wsx__chat_jset(&o, "name", wsx__chat_jname(m->name));
-    wsx__chat_jset(&o, "text", json_stringn_nocheck(text, tl));
-    wsx__chat_jset(&o, "ts", json_integer((json_int_t)wsx__chat_now(chat)));
-    /* The history keeps the text: a heap copy of what was built. */
-    jtext t;
-    char *s = wsx__chat_jdump(&t, o) ? wsx__chat_jtext_dup(&t) : NULL;
-    wsx__chat_jtext_free(&t);
-    if (!s) return;
-    chat->ops.publish(r->name, s, strlen(s), id, NULL, chat->opts.user);
-    history_add(chat, r, id, s);
+    post_text(chat, m->room, m->name, text, tl, false);
 }
 
 static void do_typing(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
@@ -655,6 +674,8 @@ int wsx_chat_new(const wsx_chat_opts *opts, const wsx_chat_ops *ops, wsx_chat **
         return WSX_ENOMEM;
     }
     memcpy(chat->hash_key, key, sizeof key);
+    chat->posts.tokens = (uint64_t)chat->opts.post_burst * 1000;
+    chat->posts.refill_ms = wsx__chat_now(chat);
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
     /* Recursive: an op may lead the front end back into the chat (a send that closes a
@@ -781,6 +802,42 @@ void wsx_chat_conn_close(wsx_chat *chat, wsx_chat_conn *m)
     wsx__chat_addr_put(chat, m->addr, wsx__chat_now(chat));
     wsx_chat_unlock(chat);
     free(m);
+}
+
+int wsx_chat_post(wsx_chat *chat, const char *room_name, const char *name, size_t nl,
+                  const char *text, size_t tl, uint64_t *id, const char **why)
+{
+    const char *w = NULL;
+    name = wsx__chat_trim(name, &nl);
+    /* The text is not from a JSON parser here: it must be UTF-8 (utf8_chars counts only)
+     * and hold no NUL, as a member's text cannot. */
+    if (!wsx_chat_valid_room(room_name, strlen(room_name)))
+        w = "bad_room";
+    else if (!wsx__chat_valid_name(name, nl))
+        w = "bad_name";
+    else if (memchr(text, 0, tl) || !wsx_utf8_valid((const uint8_t *)text, tl) ||
+             !text_ok(&text, &tl))
+        w = "bad_text";
+    if (w) {
+        if (why) *why = w;
+        return WSX_EINVAL;
+    }
+    char pname[WSX_CHAT_MAX_NAME * 4 + 1];
+    snprintf(pname, sizeof pname, "%.*s", (int)nl, name);
+    wsx_chat_lock(chat);
+    int rc = 0;
+    room *r = NULL;
+    if (!wsx__chat_post_ok(chat))
+        w = "rate_limited", rc = WSX_ELIMIT;
+    else if (!(r = get_room(chat, room_name)))
+        w = "too_many_rooms", rc = WSX_ELIMIT;
+    else if (!(*id = post_text(chat, r, pname, text, tl, true)))
+        w = "no_memory", rc = WSX_ENOMEM;
+    /* A room nobody is in keeps the post in its history (and goes back to the idle list). */
+    if (r) release_room(chat, r);
+    wsx_chat_unlock(chat);
+    if (why) *why = w;
+    return rc;
 }
 
 int wsx_chat_listener_add(wsx_chat *chat, const char *name, void *listener, wsx_chat_listener **out)

@@ -119,7 +119,11 @@ typedef struct wsx_chat_opts {
     uint32_t join_burst_per_ip; /* default 200 */
     uint32_t max_refusals;      /* default 100 */
     uint32_t refusal_window_ms; /* default 10000 */
-    void *user;                 /* passed to every op */
+    /* The rate limit of wsx_chat_post: one bucket shared by every poster, post_rate per
+     * second holding post_burst at most (post_rate 0: no limit). */
+    uint32_t post_rate;  /* default 100 */
+    uint32_t post_burst; /* default 200 */
+    void *user;          /* passed to every op */
 } wsx_chat_opts;
 
 /* What a history message costs beyond its JSON text in the budget: its allocation and its
@@ -131,7 +135,7 @@ typedef struct wsx_chat_opts {
 
 /* The defaults: history 100, max_rooms 10000, history_bytes 64 MiB, history_idle_ms a day,
  * rate 20/s, burst 40, joins 5/s, join burst 100; per address 100/s and 200, joins 10/s
- * and 200; 100 refusals in 10 s. */
+ * and 200; 100 refusals in 10 s; posts 100/s and 200. */
 wsx_chat_opts wsx_chat_defaults(void);
 
 /* Creates a chat. ops and the strings in opts are borrowed for the chat's lifetime. Returns 0
@@ -161,6 +165,20 @@ void wsx_chat_conn_close(wsx_chat *chat, wsx_chat_conn *cc);
 
 /* The connection's id as sent in `welcome` (a number; the page shows it as "c<N>"). */
 uint64_t wsx_chat_conn_id(const wsx_chat_conn *cc);
+
+/* Posts text to room (NUL-terminated) as `name` without a connection: what a backend sends
+ * (`wsx serve`'s POST /api/rooms/NAME/messages). It takes the path of a member's `message`
+ * (the next id of the room, its members and SSE listeners through publish, the history) and
+ * its rules: room as wsx_chat_valid_room, name and text trimmed, name 1..32 code points with
+ * no control or format character, text 1..2000 code points of UTF-8 without NUL. The
+ * message's JSON carries "bot":true. The name is not reserved in the room (posters are
+ * trusted: whoever may call this may post under any name). A room that does not exist is
+ * made (and kept for its history while idle). Returns 0 and sets *id; or WSX_EINVAL (*why:
+ * "bad_room", "bad_name" or "bad_text"), WSX_ELIMIT (*why: "rate_limited", over post_rate;
+ * "too_many_rooms", the room cap with no idle room), WSX_ENOMEM ("no_memory"). why may be
+ * NULL; the strings are static. */
+int wsx_chat_post(wsx_chat *chat, const char *room, const char *name, size_t name_len,
+                  const char *text, size_t text_len, uint64_t *id, const char **why);
 
 /* Adds an SSE listener (the front end's handle `listener`) to room (NUL-terminated).
  * Returns 0 and sets *out; WSX_EINVAL for a bad room name, WSX_ELIMIT when no room can be

@@ -116,6 +116,7 @@ struct wsx_chat {
     size_t n_abuckets, n_addrs, n_idle_addrs;
     addr *aidle_head, *aidle_tail;
     uint64_t rate_limited, rate_closes;
+    bucket posts; /* wsx_chat_post's, shared by every poster (post_rate, post_burst) */
 };
 
 static inline uint64_t wsx__chat_now(const wsx_chat *chat)
@@ -196,6 +197,8 @@ void wsx__chat_sb_online(sb *b, room *r);
  * idle addresses whose buckets are full again; the bucket of peer's address with a
  * reference for a new connection (NULL: not limited per address); drop that reference. */
 bool wsx__chat_rate_ok(wsx_chat *chat, wsx_chat_conn *m, bool join);
+/* Whether wsx_chat_post may post one more message (takes a token from chat->posts). */
+bool wsx__chat_post_ok(wsx_chat *chat);
 void wsx__chat_addr_sweep(wsx_chat *chat, uint64_t t);
 addr *wsx__chat_addr_get(wsx_chat *chat, const struct sockaddr *peer, uint64_t t);
 void wsx__chat_addr_put(wsx_chat *chat, addr *a, uint64_t t);

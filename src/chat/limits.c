@@ -65,6 +65,20 @@ bool wsx__chat_rate_ok(wsx_chat *chat, wsx_chat_conn *m, bool join)
     return false;
 }
 
+/* Posts from backends (wsx_chat_post) have no connection to refuse or close: one bucket for
+ * all of them bounds what they can make the server write to a room and its history. */
+bool wsx__chat_post_ok(wsx_chat *chat)
+{
+    if (!chat->opts.post_rate) return true;
+    refill(&chat->posts, wsx__chat_now(chat), chat->opts.post_rate, chat->opts.post_burst);
+    if (chat->posts.tokens < 1000) {
+        chat->rate_limited++;
+        return false;
+    }
+    chat->posts.tokens -= 1000;
+    return true;
+}
+
 /* ---- the per-address buckets ---- */
 
 static addr **addr_slot(wsx_chat *chat, const uint8_t key[16], uint64_t h)

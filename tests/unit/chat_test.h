@@ -1,6 +1,6 @@
 /*
  * The fake front end of the chat's unit tests (test_chat.c: against a reference model;
- * test_chat_api.c: listeners and the per-address buckets, directly): connections that keep
+ * test_chat_api.c: listeners, the per-address buckets and posts, directly): connections that keep
  * what they receive in a canonical text form, subscriptions, SSE listeners, a fake clock.
  * Include after test.h.
  */
@@ -94,8 +94,9 @@ static char *canon(const char *json, size_t len)
         canon_online(json_object_get(o, "online"), on, sizeof on);
         snprintf(buf, sizeof buf, "online|%s|%s", s_of(o, "room"), on);
     } else if (!strcmp(type, "message")) {
-        snprintf(buf, sizeof buf, "message|%s|%s|%s|%lld", s_of(o, "room"), s_of(o, "name"),
-                 s_of(o, "text"), (long long)json_integer_value(json_object_get(o, "id")));
+        snprintf(buf, sizeof buf, "message|%s|%s|%s|%lld%s", s_of(o, "room"), s_of(o, "name"),
+                 s_of(o, "text"), (long long)json_integer_value(json_object_get(o, "id")),
+                 json_is_true(json_object_get(o, "bot")) ? "|bot" : "");
     } else if (!strcmp(type, "typing")) {
         snprintf(buf, sizeof buf, "typing|%s|%s|%d", s_of(o, "room"), s_of(o, "name"),
                  json_is_true(json_object_get(o, "typing")));

@@ -188,9 +188,114 @@ TEST(per_address_buckets)
     wsx_chat_free(chat);
 }
 
+/* wsx_chat_post: a backend's message takes a member's path (the room's ids, its members, the
+ * history an SSE listener replays) with "bot":true; the protocol's rules refuse the same
+ * names and texts (without taking a token); one bucket limits all posts; a room that does
+ * not exist is made and kept for its history, and the room cap holds. */
+TEST(post)
+{
+    memset(F, 0, sizeof F);
+    sse_log[0] = '\0';
+    wsx_chat_opts o = chat_test_opts(10, 3);
+    o.post_rate = 2; /* a token every 500 ms */
+    o.post_burst = 3;
+    wsx_chat *chat = NULL;
+    CHECK_INT(wsx_chat_new(&o, &ops, &chat), 0);
+    F[0].open = true;
+    F[0].sub = -1;
+    F[0].cc = wsx_chat_conn_open(chat, &F[0], NULL);
+    send_text(chat, 0, "{\"type\":\"join\",\"room\":\"r1\",\"name\":\"ann\"}");
+    take(0, "");
+    uint64_t id = 0;
+    const char *why = NULL;
+    CHECK_INT(wsx_chat_post(chat, "r1", " deploy-bot ", 12, "  hello  ", 9, &id, &why), 0);
+    CHECK_INT(id, 1);
+    CHECK(why == NULL);
+    CHECK_INT(F[0].n_got, 1);
+    CHECK_STR(F[0].got[0], "message|r1|deploy-bot|hello|1|bot");
+    send_text(chat, 0, "{\"type\":\"message\",\"text\":\"hi\"}");
+    CHECK_INT(take(0, "message|r1|ann|hi|2"), 1);
+    /* Refused by the protocol's rules; none takes a token. */
+    static const struct {
+        const char *room, *name, *text;
+        size_t nl, tl;
+        const char *why;
+    } bad[] = {
+        {"a b", "bot", "x", 3, 1, "bad_room"},
+        {"", "bot", "x", 3, 1, "bad_room"},
+        {"r1", "  ", "x", 2, 1, "bad_name"},
+        {"r1", "b\xe2\x80\xaet", "x", 5, 1, "bad_name"}, /* U+202E, a format character */
+        {"r1", "b\x01", "x", 2, 1, "bad_name"},
+        {"r1", "bot", "   ", 3, 3, "bad_text"},
+        {"r1", "bot", "a\xff", 3, 2, "bad_text"}, /* not UTF-8 */
+        {"r1", "bot", "a\0b", 3, 3, "bad_text"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why = NULL;
+        CHECK_INT(wsx_chat_post(chat, bad[i].room, bad[i].name, bad[i].nl, bad[i].text, bad[i].tl,
+                                &id, &why),
+                  WSX_EINVAL);
+        CHECK_STR(why ? why : "(null)", bad[i].why);
+    }
+    /* 2000 code points (4000 bytes) pass, 2001 do not. */
+    static char big[4003];
+    for (int i = 0; i < 2001; i++)
+        memcpy(big + 2 * i, "\xc3\xa9", 2);
+    CHECK_INT(wsx_chat_post(chat, "r1", "bot", 3, big, 4002, &id, &why), WSX_EINVAL);
+    CHECK_STR(why, "bad_text");
+    CHECK_INT(wsx_chat_post(chat, "r1", "bot", 3, big, 4000, &id, &why), 0);
+    CHECK_INT(id, 3);
+    CHECK_INT(F[0].n_got, 1);
+    take(0, "");
+    CHECK_INT(F[0].n_got, 0);
+    /* The bucket: 3 at once (2 taken), then 2 per second. */
+    CHECK_INT(wsx_chat_post(chat, "r1", "bot", 3, "c", 1, &id, &why), 0);
+    CHECK_INT(wsx_chat_post(chat, "r1", "bot", 3, "d", 1, &id, &why), WSX_ELIMIT);
+    CHECK_STR(why, "rate_limited");
+    CHECK_INT(take(0, "message|r1|bot|c|4|bot"), 1);
+    fake_now += 499;
+    CHECK_INT(wsx_chat_post(chat, "r1", "bot", 3, "d", 1, &id, &why), WSX_ELIMIT);
+    fake_now += 1;
+    CHECK_INT(wsx_chat_post(chat, "r1", "bot", 3, "d", 1, &id, &why), 0);
+    CHECK_INT(id, 5);
+    take(0, "");
+    wsx_chat_stats st;
+    wsx_chat_get_stats(chat, &st);
+    CHECK_INT(st.rate_limited, 2);
+    /* A room nobody is in: made, and kept for its history (replayed to a listener). */
+    fake_now += 10000;
+    CHECK_INT(wsx_chat_post(chat, "r2", "bot", 3, "x", 1, &id, &why), 0);
+    CHECK_INT(id, 1);
+    wsx_chat_get_stats(chat, &st);
+    CHECK_INT(st.rooms, 2);
+    wsx_chat_listener *l0 = NULL, *l1 = NULL;
+    CHECK_INT(wsx_chat_listener_add(chat, "r2", &sse_tags[0], &l0), 0);
+    wsx_chat_listener_replay(chat, l0, 0);
+    CHECK_STR(sse_log, "L0:1:message|r2|bot|x|1|bot");
+    /* The cap (3): an idle room (r3) makes way for r4; with none idle, too_many_rooms. */
+    CHECK_INT(wsx_chat_post(chat, "r3", "bot", 3, "x", 1, &id, &why), 0);
+    CHECK_INT(wsx_chat_post(chat, "r4", "bot", 3, "x", 1, &id, &why), 0);
+    wsx_chat_get_stats(chat, &st);
+    CHECK_INT(st.rooms, 3);
+    CHECK_INT(wsx_chat_listener_add(chat, "r4", &sse_tags[1], &l1), 0);
+    fake_now += 10000;
+    CHECK_INT(wsx_chat_post(chat, "r5", "bot", 3, "x", 1, &id, &why), WSX_ELIMIT);
+    CHECK_STR(why, "too_many_rooms");
+    wsx_chat_get_stats(chat, &st);
+    CHECK_INT(st.rooms, 3);
+    CHECK_INT(st.history_messages, 5 + 1 + 1);
+    wsx_chat_listener_remove(chat, l0);
+    wsx_chat_listener_remove(chat, l1);
+    wsx_chat_conn_close(chat, F[0].cc);
+    F[0].open = false;
+    take(0, "");
+    wsx_chat_free(chat);
+}
+
 int main(void)
 {
     RUN(listeners);
     RUN(per_address_buckets);
+    RUN(post);
     return test_summary("chat_api");
 }
