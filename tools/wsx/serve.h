@@ -3,7 +3,8 @@
  * serve_routes.c answers HTTP (the page, /healthz, /api/auth, the /ws route), serve_sse.c
  * streams /sse and publishes to a loop's hub, serve_chat.c is how src/chat reaches
  * connections and listeners (its ops, the history caches, the relay between loops) and the
- * WebSocket front end, serve_metrics.c answers /metrics.
+ * WebSocket front end, serve_metrics.c answers /metrics, serve_post.c lets backends post
+ * (POST /api/rooms/NAME/messages).
  */
 #ifndef WSX_TOOL_SERVE_H
 #define WSX_TOOL_SERVE_H
@@ -93,6 +94,13 @@ void serve_on_page(wsx_http_req *r, void *user);
 /* Adds the routes of one server (every loop has its own servers). Returns false when out
  * of memory. */
 bool serve_add_routes(wsx_server *srv);
+
+/* ---- serve_post.c ---- */
+
+/* The request body limit of POST /api/rooms/NAME/messages (above it: 413). */
+#define SERVE_POST_MAX_BODY 8192
+/* Adds the route /api/rooms/ and the asterisk (POST only). Returns false when out of memory. */
+bool serve_add_post_route(wsx_server *srv);
 
 /* ---- serve_sse.c ---- */
 

@@ -197,7 +197,7 @@ bool serve_add_routes(wsx_server *srv)
                             .on_message = serve_ws_message,
                             .on_close = serve_ws_close,
                             .on_request = on_ws_http};
-    if (wsx_server_ws_route(srv, "/ws", &wo) < 0) return false;
+    if (wsx_server_ws_route(srv, "/ws", &wo) < 0 || !serve_add_post_route(srv)) return false;
     for (size_t i = 0; i < sizeof http / sizeof http[0]; i++) {
         wsx_route_opts ro = {.methods = "GET, HEAD", .on_request = http[i].cb};
         if (wsx_server_route(srv, http[i].path, &ro) < 0) return false;
