@@ -150,7 +150,7 @@ static int format_limits(char *body, size_t cap, const wsx_server_stats *st,
         "# HELP wsx_max_queued_bytes The budget of queued bytes (--max-queued-bytes); "
         "above it the largest queues are closed with 1008.\n"
         "# TYPE wsx_max_queued_bytes gauge\nwsx_max_queued_bytes %zu\n"
-        "# HELP wsx_chat_rate_limited_total Chat messages, joins and leaves refused with "
+        "# HELP wsx_chat_rate_limited_total Chat messages, joins, leaves and posts refused with "
         "the error rate_limited.\n"
         "# TYPE wsx_chat_rate_limited_total counter\nwsx_chat_rate_limited_total %llu\n"
         "# HELP wsx_chat_rate_limit_closes_total Chat connections closed with 1008 for "
