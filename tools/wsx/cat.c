@@ -220,6 +220,23 @@ static void finish_input(cat_state *st)
     wsx_client_close(st->cl, 1000, NULL);
 }
 
+/* Makes room for `need` bytes of the line buffer, doubling from `first`; exits when memory
+ * runs out (there is nothing useful left to do). */
+static void line_reserve(cat_state *st, size_t need, size_t first)
+{
+    if (need <= st->line_cap) return;
+    size_t cap = st->line_cap ? st->line_cap : first;
+    while (cap < need)
+        cap *= 2;
+    char *l = realloc(st->line, cap);
+    if (!l) {
+        status_line(st, "out of memory");
+        exit(1);
+    }
+    st->line = l;
+    st->line_cap = cap;
+}
+
 /* --stdin-message: keeps what was read, up to max_send bytes. */
 static void keep_input(cat_state *st, const char *buf, size_t n)
 {
@@ -234,18 +251,7 @@ static void keep_input(cat_state *st, const char *buf, size_t n)
         st->line_len = st->line_cap = 0;
         return;
     }
-    if (st->line_len + n > st->line_cap) {
-        size_t cap = st->line_cap ? st->line_cap : 65536;
-        while (cap < st->line_len + n)
-            cap *= 2;
-        char *l = realloc(st->line, cap);
-        if (!l) {
-            status_line(st, "out of memory");
-            exit(1);
-        }
-        st->line = l;
-        st->line_cap = cap;
-    }
+    line_reserve(st, st->line_len + n, 65536);
     memcpy(st->line + st->line_len, buf, n);
     st->line_len += n;
 }
@@ -269,16 +275,7 @@ static void take_input(cat_state *st, const char *buf, size_t n)
             st->line_len = 0;
             continue;
         }
-        if (st->line_len + 2 > st->line_cap) {
-            size_t cap = st->line_cap ? st->line_cap * 2 : 256;
-            char *l = realloc(st->line, cap);
-            if (!l) {
-                status_line(st, "out of memory");
-                exit(1);
-            }
-            st->line = l;
-            st->line_cap = cap;
-        }
+        line_reserve(st, st->line_len + 2, 256);
         st->line[st->line_len++] = buf[i];
     }
 }
