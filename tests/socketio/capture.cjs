@@ -1,7 +1,7 @@
 // Prints the bytes socket.io 4.8 (this directory's lockfile) sends; docs/socketio.md, "Reference bytes".
 // Run: npm ci && node capture.cjs
 // Records the exact bytes socket.io 4.8 sends for the cases docs/socketio.md lists.
-const http = require("http"), net = require("net");
+const http = require("http");
 const { Server } = require("socket.io");
 const WebSocket = require("ws");
 
@@ -16,20 +16,7 @@ io.on("connection", (s) => {
   s.on("kick", () => s.disconnect(true));
   s.on("disconnect", (r) => console.log("DISCONNECT-REASON", JSON.stringify(r)));
 });
-function raw(port, req) {
-  return new Promise((res) => {
-    const c = net.connect(port, "127.0.0.1", () => c.write(req));
-    let buf = Buffer.alloc(0), t;
-    const done = () => { c.destroy(); res(buf); };
-    c.on("data", (d) => { buf = Buffer.concat([buf, d]); clearTimeout(t); t = setTimeout(done, 150); });
-    c.on("end", done); c.on("error", done);
-    t = setTimeout(done, 1500);
-  });
-}
-const show = (label, b) => console.log("=== " + label + "\n" + JSON.stringify(b.toString("utf8")));
-const body = (b) => b.toString("latin1").split("\r\n\r\n").slice(1).join("\r\n\r\n");
-const get = (p, q) => raw(p, `GET /socket.io/?${q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
-const post = (p, q, data, ct) => raw(p, `POST /socket.io/?${q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: ${ct || "text/plain;charset=UTF-8"}\r\nContent-Length: ${Buffer.byteLength(data)}\r\n\r\n${data}`);
+const { raw, show, body, get, post } = require("./lib.cjs").helpers({ quiet: 150, bodyEncoding: "latin1" });
 srv.listen(0, "127.0.0.1", async () => {
   const p = srv.address().port;
   let r = await get(p, "EIO=4&transport=polling"); show("open (polling)", r);

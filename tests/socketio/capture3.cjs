@@ -1,6 +1,6 @@
 // Prints the bytes socket.io 4.8 (this directory's lockfile) sends; docs/socketio.md, "Reference bytes".
 // Run: npm ci && node capture3.cjs
-const http = require("http"), net = require("net");
+const http = require("http");
 const { Server } = require("socket.io");
 const WebSocket = require("ws");
 const srv = http.createServer();
@@ -10,21 +10,7 @@ io.on("connection", (s) => {
   s.on("hi", () => { s.join("r1"); s.emit("x", 1); io.emit("all", "y"); });
   s.on("disconnect", (r) => console.log("DISCONNECT-REASON", JSON.stringify(r)));
 });
-function raw(port, req, wait) {
-  return new Promise((res) => {
-    const c = net.connect(port, "127.0.0.1", () => c.write(req));
-    let buf = Buffer.alloc(0), t;
-    const done = () => { c.destroy(); res(buf); };
-    c.on("data", (d) => { buf = Buffer.concat([buf, d]); clearTimeout(t); t = setTimeout(done, 100); });
-    c.on("end", done); c.on("error", done);
-    t = setTimeout(done, wait || 1500);
-  });
-}
-const show = (label, b) => console.log("=== " + label + "\n" + JSON.stringify(b.toString("utf8")));
-const body = (b) => b.toString("utf8").split("\r\n\r\n").slice(1).join("\r\n\r\n");
-const get = (p, q, w) => raw(p, `GET /socket.io/?${q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, w);
-const post = (p, q, data) => raw(p, `POST /socket.io/?${q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: ${Buffer.byteLength(data)}\r\n\r\n${data}`);
-const sleep = (ms) => new Promise((z) => setTimeout(z, ms));
+const { show, body, get, post, sleep } = require("./lib.cjs").helpers();
 srv.listen(0, "127.0.0.1", async () => {
   const p = srv.address().port;
   let r = await get(p, "EIO=4&transport=polling");
