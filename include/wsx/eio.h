@@ -1,0 +1,136 @@
+/*
+ * wsx/eio.h — Engine.IO v4 sessions on a wsx server (docs/socketio.md).
+ *
+ * An Engine.IO server answers one path (default "/engine.io/"; Socket.IO uses "/socket.io/")
+ * of an existing wsx_server, over HTTP long-polling (GET and POST on the path) and WebSocket
+ * (an Upgrade on the path), and moves a session from polling to WebSocket when the client
+ * upgrades. A session is a reliable, ordered channel of messages (text or binary) between the
+ * client and the application, whatever its transport: the layer sends the pings, checks the
+ * pongs, batches polling answers, holds one GET per session and bounds every queue.
+ *
+ * Status: CONTRACT. This header is the interface between src/eio and src/sio (and wsx sio's
+ * raw /engine.io/ echo); the implementation follows it. Same threading and lifetime rules as
+ * wsx.h: everything on the server's loop thread.
+ */
+#ifndef WSX_EIO_H
+#define WSX_EIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../wsx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct wsx_eio wsx_eio;
+typedef struct wsx_eio_session wsx_eio_session;
+
+/* Transports (wsx_eio_opts.transports). */
+#define WSX_EIO_POLLING   1u
+#define WSX_EIO_WEBSOCKET 2u
+
+/*
+ * Asked for every handshake (a request without sid) once the query is valid: return 0 to
+ * open a session, or an HTTP status >= 400 to refuse it (403: the reference's
+ * {"code":4,"message":"Forbidden"}). req is borrowed for the call.
+ */
+typedef int (*wsx_eio_allow_cb)(wsx_eio *e, const wsx_http_req *req, void *user);
+/* A session opened (its open packet is queued). The session is valid until on_close returns. */
+typedef void (*wsx_eio_open_cb)(wsx_eio_session *s, void *user);
+/* A message packet arrived: data[0..len) borrowed for the call; text is UTF-8. */
+typedef void (*wsx_eio_message_cb)(wsx_eio_session *s, const uint8_t *data, size_t len,
+                                   bool binary, void *user);
+/* The session ended. reason is one of the reference's: "transport close", "transport error",
+ * "ping timeout", "parse error", "forced close", "server shutting down". Exactly once per
+ * on_open; the session pointer is invalid after it returns. */
+typedef void (*wsx_eio_close_cb)(wsx_eio_session *s, const char *reason, void *user);
+/* The session's queue fell back under the low-water mark after WSX_EBACKPRESSURE. */
+typedef void (*wsx_eio_drain_cb)(wsx_eio_session *s, void *user);
+
+typedef struct wsx_eio_opts {
+    const char *path;            /* ["/engine.io/"] prefix; copied */
+    uint32_t ping_interval_ms;   /* [25000] */
+    uint32_t ping_timeout_ms;    /* [20000] */
+    uint32_t upgrade_timeout_ms; /* [10000] */
+    size_t max_payload;          /* [1000000] POST body (413 above), WebSocket message (1009) */
+    unsigned transports;         /* [WSX_EIO_POLLING | WSX_EIO_WEBSOCKET] */
+    size_t max_sessions;         /* [10000] handshakes above -> 503 */
+    /* CORS for polling: allowed origins (NULL/0: no CORS headers, as the reference without
+     * its cors option; "*" allows any origin, echoed back), credentials. Copied. */
+    const char *const *cors_origins;
+    size_t n_cors_origins;
+    bool cors_credentials;
+
+    wsx_eio_allow_cb allow_request; /* NULL: every valid handshake */
+    wsx_eio_open_cb on_open;
+    wsx_eio_message_cb on_message;
+    wsx_eio_close_cb on_close;
+    wsx_eio_drain_cb on_drain;
+    void *user;
+} wsx_eio_opts;
+
+/* Every field at its default (zero / NULL means the default in brackets). */
+WSX_API wsx_eio_opts wsx_eio_defaults(void);
+
+/*
+ * Serves Engine.IO on srv at o->path (a WebSocket route with its own HTTP handler, see
+ * wsx_server_ws_route). Call after wsx_server_start(), on the loop thread. Returns 0;
+ * WSX_EINVAL; WSX_ENOMEM; the route's errors.
+ */
+WSX_API int wsx_eio_attach(wsx_server *srv, const wsx_eio_opts *o, wsx_eio **out);
+
+/* Closes every session (reason "server shutting down", on_close runs for each) and frees e.
+ * The route stays registered and answers 503 afterwards. NULL is a no-op. */
+WSX_API void wsx_eio_free(wsx_eio *e);
+
+/*
+ * Queues one message packet (text: UTF-8, without the "4" type digit; binary: raw bytes).
+ * Returns 0; WSX_EBACKPRESSURE (queued, above the high-water mark: wait for on_drain);
+ * WSX_ECLOSED (closing, nothing queued; also when this send passed the hard limit and the
+ * session was closed with "transport error"); WSX_EINVAL; WSX_ENOMEM.
+ */
+WSX_API int wsx_eio_send(wsx_eio_session *s, const void *data, size_t len, bool binary);
+
+/*
+ * Queues a published message on the session without copying it per session: m->data must
+ * be the whole Engine.IO packet as a WebSocket text frame carries it ("4" + the text) for
+ * m->type WSX_TEXT, or the raw bytes for WSX_BINARY. On the WebSocket transport the hub's
+ * frame (m->prepared, framed once per publish) is queued by reference; on polling the bytes
+ * are queued by reference too (one copy per publish, shared). Returns like wsx_eio_send.
+ */
+WSX_API int wsx_eio_send_msg(wsx_eio_session *s, wsx_hub_msg *m);
+
+/* Bytes queued on the session and not yet taken by the client (either transport). */
+WSX_API size_t wsx_eio_buffered_amount(const wsx_eio_session *s);
+
+/* True when a message queued now would go out without waiting (WebSocket with a queue under
+ * the high-water mark, or polling with a GET held): what volatile emits check. */
+WSX_API bool wsx_eio_writable(const wsx_eio_session *s);
+
+/* Closes the session: queued packets are flushed first, then the close packet ("1") is
+ * sent; on_close runs with "forced close" (now or later, never from inside this call). */
+WSX_API void wsx_eio_close(wsx_eio_session *s);
+
+/* The session id (20 characters, NUL-terminated), the transport name ("polling" or
+ * "websocket"), the client's address, the server, the engine. */
+WSX_API const char *wsx_eio_session_id(const wsx_eio_session *s);
+WSX_API const char *wsx_eio_session_transport(const wsx_eio_session *s);
+WSX_API const char *wsx_eio_session_peer(const wsx_eio_session *s);
+WSX_API wsx_eio *wsx_eio_session_engine(const wsx_eio_session *s);
+WSX_API wsx_server *wsx_eio_server(const wsx_eio *e);
+
+/* The application's pointer (NULL at on_open). */
+WSX_API void *wsx_eio_session_user(const wsx_eio_session *s);
+WSX_API void wsx_eio_session_set_user(wsx_eio_session *s, void *user);
+
+/* Open sessions. */
+WSX_API size_t wsx_eio_sessions(const wsx_eio *e);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
