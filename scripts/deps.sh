@@ -1,17 +1,17 @@
 #!/bin/sh
 # Installs the Debian packages wsx needs, when they are missing.
-#   scripts/deps.sh build   compiler, cmake, OpenSSL and zlib headers (for `make`)
-#   scripts/deps.sh test    the above plus the test peers and tools (for `make check`; groff
+#   scripts/deps.sh build   compiler, cmake, OpenSSL, zlib, jansson, hiredis and msgpack headers (for `make`)
+#   scripts/deps.sh test    the above plus the test peers (python3-socketio, redis-server) and tools (for `make check`; groff
 #                           and man check the manual page)
 #   scripts/deps.sh fuzz    the above plus clang's libFuzzer runtime (for `make fuzz`)
 # As root it runs apt-get; otherwise it prints the exact command and exits 1.
 set -eu
 what=${1:-build}
 
-pkgs="gcc make cmake pkg-config libssl-dev zlib1g-dev libjansson-dev"
+pkgs="gcc make cmake pkg-config libssl-dev zlib1g-dev libjansson-dev libhiredis-dev libmsgpack-dev"
 case "$what" in
 build) ;;
-test) pkgs="$pkgs python3 python3-websockets nodejs npm valgrind openssl chromium groff-base man-db" ;;
+test) pkgs="$pkgs python3 python3-websockets python3-socketio python3-prometheus-client redis-server nodejs npm valgrind openssl chromium groff-base man-db" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-dev" ;;
 *) echo "usage: $0 build|test|fuzz" >&2; exit 2 ;;
 esac
