@@ -6,10 +6,11 @@ pingInterval + pingTimeout), a binary POST, a parse error, the upgrade (2probe, 
 held GET released with 6, 5, the queue flushed on the WebSocket, polling refused after it, a
 second WebSocket closed), the upgrade timeout, CORS, max sessions (503), and the bound of a
 session's outgoing queue pushed against (a client that never GETs while the server sends:
-closed at the bound, server memory bounded)."""
+closed at the bound, server memory bounded), and SIGTERM (held GETs answered 1)."""
 
 import json
 import re
+import signal
 import socket
 import threading
 import time
@@ -329,6 +330,22 @@ def queue_bound(srv):
     check(rss1 - rss0 < 40 * 1024, f"server memory bounded: grew {(rss1 - rss0) // 1024} MiB (< 40)")
 
 
+def shutdown(srv):
+    port = srv.port
+    sid, _, _ = handshake(port)
+    g = Held(port, q(sid))
+    check(g.pending(), "a GET held before SIGTERM")
+    ws = ws_connect(port, "EIO=4&transport=websocket")
+    ws.recv_frame()
+    srv.proc.send_signal(signal.SIGTERM)
+    st, _, body, _ = g.result()
+    eq((st, body), (200, b"1"), "SIGTERM: the held GET is answered 1 (server shutting down)")
+    f = ws.recv_frame()
+    eq(f.opcode, 8, "SIGTERM: the WebSocket session is closed")
+    ws.close()
+    eq(srv.wait_exit(10), 0, "wsx sio exits 0")
+
+
 def main():
     with step("errors, basics, two GETs, upgrade, WebSocket only"):
         with Sio(["--max-payload", "100", "--upgrade-timeout", "5000"]) as s:
@@ -354,6 +371,9 @@ def main():
     with step("max sessions"):
         with Sio(["--max-sessions", "2"]) as s:
             max_sessions(s.port)
+    with step("shutdown"):
+        with Sio([]) as s:
+            shutdown(s)
     with step("queue bound"):
         with Sio(["--queue-limit", "1000000", "--max-payload", "100000", "--quiet"]) as s:
             queue_bound(s)
