@@ -61,6 +61,10 @@ typedef struct wsx_eio_opts {
     size_t max_payload;          /* [1000000] POST body (413 above), WebSocket message (1009) */
     unsigned transports;         /* [WSX_EIO_POLLING | WSX_EIO_WEBSOCKET] */
     size_t max_sessions;         /* [10000] handshakes above -> 503 */
+    /* [256] sessions of one client address (an IPv4 address, the /64 of an IPv6 one);
+     * handshakes above -> 503. A polling session holds no connection, so the server's
+     * per-address connection limits do not bound sessions. */
+    size_t max_sessions_per_ip;
     /* The outgoing queue of a session on polling (and during an upgrade), in bytes: sends
      * return WSX_EBACKPRESSURE above high water, on_drain follows once a GET took the queue
      * (below low water); a send that passes the hard limit closes the session ("transport

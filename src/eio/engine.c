@@ -33,6 +33,7 @@ static void resolve(wsx_eio_opts *o)
     if (!o->max_payload) o->max_payload = 1000000;
     if (!o->transports) o->transports = WSX_EIO_POLLING | WSX_EIO_WEBSOCKET;
     if (!o->max_sessions) o->max_sessions = 10000;
+    if (!o->max_sessions_per_ip) o->max_sessions_per_ip = 256;
     if (!o->send_high_water) o->send_high_water = 1u << 20;
     if (!o->send_low_water) o->send_low_water = 256u << 10;
     if (!o->send_hard_limit) o->send_hard_limit = 16u << 20;
@@ -86,6 +87,16 @@ static void table_remove(wsx_eio *e, wsx_eio_session *s)
         e->live = s->next;
     if (s->next) s->next->prev = s->prev;
     e->n--;
+    wsx__eio_addr_remove(e, s->addr);
+}
+
+int wsx__eio_admit(wsx_eio *e, const char *peer)
+{
+    if (e->n >= e->o.max_sessions) return 503;
+    uint8_t key[16];
+    wsx__eio_addr_key(peer ? peer : "", key);
+    if (wsx__eio_addr_count(e, key) >= e->o.max_sessions_per_ip) return 503;
+    return 0;
 }
 
 static uint64_t now_ms(const wsx_eio *e)
@@ -109,6 +120,11 @@ wsx_eio_session *wsx__eio_session_new(wsx_eio *e, int t, const char *peer)
     s->e = e;
     s->transport = (uint8_t)t;
     snprintf(s->peer, sizeof s->peer, "%s", peer ? peer : "-");
+    wsx__eio_addr_key(s->peer, s->addr);
+    if (wsx__eio_addr_add(e, s->addr) < 0) {
+        free(s);
+        return NULL;
+    }
     s->qtail = &s->qhead;
     s->hb = EIO_HB_PING;
     s->deadline = now_ms(e) + e->o.ping_interval_ms;
@@ -437,7 +453,7 @@ static void on_request(wsx_http_req *r, void *user)
         wsx__eio_poll_request(s, r);
         return;
     }
-    if (e->n >= e->o.max_sessions) {
+    if (wsx__eio_admit(e, wsx_http_req_peer(r))) {
         wsx_http_respond(r, 503, &retry, 1, NULL, 0);
         return;
     }
@@ -569,6 +585,7 @@ void wsx_eio_free(wsx_eio *e)
     free(e->buckets);
     free(e->path);
     e->path = NULL;
+    wsx__eio_addr_free(e);
     graveyard *g = (graveyard *)(void *)wsx__loop_ext_find(e->loop, &graveyard_key);
     if (!g && (g = calloc(1, sizeof *g))) {
         g->ext.key = &graveyard_key;

@@ -4,7 +4,8 @@ docs/socketio.md): every row of "HTTP errors" with its exact body, the open pack
 GET, 413 above maxPayload, two concurrent GETs, a session that never pongs (closed after
 pingInterval + pingTimeout), a binary POST, a parse error, the upgrade (2probe, 3probe, the
 held GET released with 6, 5, the queue flushed on the WebSocket, polling refused after it, a
-second WebSocket closed), the upgrade timeout, CORS, max sessions (503), and the bound of a
+second WebSocket closed), the upgrade timeout, CORS, max sessions and sessions per address
+(503), and the bound of a
 session's outgoing queue pushed against (a client that never GETs while the server sends:
 closed at the bound, server memory bounded), and SIGTERM (held GETs answered 1)."""
 
@@ -25,15 +26,33 @@ class Sio(Server):
     ws_path = PATH
 
 
-def req(port, method, query, body=b"", headers=()):
-    """One request on its own connection: (status, {lowercased header: value}, body)."""
+def req(port, method, query, body=b"", headers=(), source=None):
+    """One request on its own connection (from the address source, default 127.0.0.1):
+    (status, {lowercased header: value}, body)."""
     lines = [f"{method} {PATH}?{query} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
     lines += [f"{k}: {v}" for k, v in headers]
     if method == "POST":
         lines.append(f"Content-Length: {len(body)}")
     data = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-    status, hdrs, rbody, _ = http_request(port, data, timeout=10)
-    return status, hdrs, rbody
+    if source is None:
+        status, hdrs, rbody, _ = http_request(port, data, timeout=10)
+        return status, hdrs, rbody
+    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as s:
+        s.sendall(data)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            if not d:
+                break
+            buf += d
+        head, _, rbody = buf.partition(b"\r\n\r\n")
+        status, hdrs, _ = parse_head(head)
+        while len(rbody) < int(hdrs.get("content-length", "0") or 0):
+            d = s.recv(65536)
+            if not d:
+                break
+            rbody += d
+        return status, hdrs, rbody
 
 
 class Held:
@@ -308,6 +327,26 @@ def max_sessions(port):
     eq(st, 503, "a third session with --max-sessions 2: 503")
 
 
+def per_ip(port):
+    # --max-sessions-per-ip 3: a client that opens sessions and never uses them takes its
+    # own address's share, not the server's.
+    sids = [handshake(port)[0] for _ in range(3)]
+    st, h, body = req(port, "GET", "EIO=4&transport=polling")
+    eq((st, body), (503, b""), "a fourth session from 127.0.0.1 with --max-sessions-per-ip 3: 503")
+    eq(h.get("retry-after"), "5", "503: Retry-After: 5")
+    try:
+        ws = ws_connect(port, "EIO=4&transport=websocket")
+        check(False, "a WebSocket session from the same address is refused too", "accepted")
+        ws.close()
+    except RuntimeError as e:
+        check("503" in str(e), "a WebSocket session from the same address: 503", str(e))
+    st, _, body = req(port, "GET", "EIO=4&transport=polling", source="127.0.0.2")
+    eq(st, 200, "another address (127.0.0.2) still gets a session")
+    eq(req(port, "POST", q(sids[0]), b"1")[2], b"ok", "one session closes")
+    time.sleep(0.05)
+    eq(req(port, "GET", "EIO=4&transport=polling")[0], 200, "... and the address may open one again")
+
+
 def queue_bound(srv):
     # --queue-limit 1000000 --max-payload 100000: a client POSTs and never GETs.
     port = srv.port
@@ -371,6 +410,9 @@ def main():
     with step("max sessions"):
         with Sio(["--max-sessions", "2"]) as s:
             max_sessions(s.port)
+    with step("sessions per address"):
+        with Sio(["--max-sessions-per-ip", "3"]) as s:
+            per_ip(s.port)
     with step("shutdown"):
         with Sio([]) as s:
             shutdown(s)

@@ -26,6 +26,8 @@ static const char help[] =
     "                         (default 1000000)\n"
     "  --connect-timeout MS   time for a Socket.IO CONNECT after the handshake (default 45000)\n"
     "  --max-sessions N       Engine.IO sessions at most per path; more get 503 (default 10000)\n"
+    "  --max-sessions-per-ip N  sessions of one client address (IPv4, or IPv6 /64) per path;\n"
+    "                         more get 503 (default 256)\n"
     "  --queue-limit BYTES    outgoing queue of a polling session; above it the session is\n"
     "                         closed (default 16M)\n"
     "  --cors-origin ORIGIN   allow this origin for polling (repeatable; '*' any); default:\n"
@@ -109,6 +111,7 @@ enum {
     O_PAYLOAD,
     O_CONNECT,
     O_SESSIONS,
+    O_SESSIONS_IP,
     O_QUEUE,
     O_ORIGIN,
     O_CRED,
@@ -123,6 +126,7 @@ static const struct option sio_longopts[] = {
     {"max-payload", required_argument, 0, O_PAYLOAD},
     {"connect-timeout", required_argument, 0, O_CONNECT},
     {"max-sessions", required_argument, 0, O_SESSIONS},
+    {"max-sessions-per-ip", required_argument, 0, O_SESSIONS_IP},
     {"queue-limit", required_argument, 0, O_QUEUE},
     {"cors-origin", required_argument, 0, O_ORIGIN},
     {"cors-credentials", no_argument, 0, O_CRED},
@@ -186,11 +190,13 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, tool_server_arg
             break;
         case O_PAYLOAD:
         case O_SESSIONS:
+        case O_SESSIONS_IP:
         case O_QUEUE:
             if (!parse_size(optarg, &sz) || sz == 0)
                 return usage_error("sio", "bad size '%s'", optarg);
             if (ch == O_PAYLOAD) A.eio.max_payload = sz;
             if (ch == O_SESSIONS) A.eio.max_sessions = sz;
+            if (ch == O_SESSIONS_IP) A.eio.max_sessions_per_ip = sz;
             if (ch == O_QUEUE) A.eio.send_hard_limit = sz;
             break;
         case O_ORIGIN:
