@@ -5,7 +5,8 @@
  * each answer is compared with what a small model of the session says must happen: the
  * exact HTTP status and body, the exact frames, and the reason the server's on_close got.
  * A second engine with short timings checks the heartbeat and the upgrade timeout the same
- * way. Every on_open is matched by one on_close once the engine is freed. Bounded in
+ * way, and a third has its sessions subscribed to a hub topic (wsx_eio_send_msg on both
+ * transports). Every on_open is matched by one on_close once the engines are freed. Bounded in
  * sequences, steps and time; the seed is printed (WSX_SEED=n replays one).
  */
 #include <netinet/in.h>
@@ -26,7 +27,7 @@
 static struct srv {
     wsx_loop *loop;
     wsx_server *srv;
-    wsx_eio *e, *t;
+    wsx_eio *e, *t, *p;
     uint16_t port;
     pthread_mutex_t mu;
     size_t opens, closes;
@@ -65,6 +66,40 @@ static void on_close(wsx_eio_session *s, const char *reason, void *u)
     pthread_mutex_unlock(&S.mu);
 }
 
+/* /p/: every session subscribes to a hub topic; a publish reaches each through
+ * wsx_eio_send_msg (the WebSocket ones by the hub's prepared frame). */
+static int hub_deliver(wsx_sub *sub, wsx_hub_msg *m, void *user)
+{
+    (void)sub;
+    int rc = wsx_eio_send_msg(user, m);
+    return rc == 0 || rc == WSX_EBACKPRESSURE ? 1 : 0;
+}
+
+static void p_open(wsx_eio_session *s, void *u)
+{
+    (void)u;
+    wsx_sub *sub = NULL;
+    CHECK_INT(wsx_hub_subscribe(wsx_hub_of(S.loop), "all", hub_deliver, s, &sub), 0);
+    wsx_eio_session_set_user(s, sub);
+    on_open(s, u);
+}
+
+static void p_close(wsx_eio_session *s, const char *reason, void *u)
+{
+    wsx_hub_unsubscribe(wsx_eio_session_user(s));
+    on_close(s, reason, u);
+}
+
+static void publish_cb(void *arg)
+{
+    (void)arg;
+    wsx_hub *h = wsx_hub_of(S.loop);
+    CHECK_INT(wsx_hub_publish(h, "all", "4to all", 7, WSX_TEXT, NULL, NULL), 2);
+    CHECK_INT(wsx_hub_publish(h, "all", "\x01\x02", 2, WSX_BINARY, NULL, NULL), 2);
+    /* Not a packet: refused by wsx_eio_send_msg, so nobody gets it. */
+    CHECK_INT(wsx_hub_publish(h, "all", "x", 1, WSX_TEXT, NULL, NULL), 0);
+}
+
 static void *server_thread(void *arg)
 {
     (void)arg;
@@ -77,6 +112,7 @@ static void stop_cb(void *arg)
     (void)arg;
     wsx_eio_free(S.e);
     wsx_eio_free(S.t);
+    wsx_eio_free(S.p);
     wsx_server_shutdown(S.srv, 1000);
 }
 
@@ -98,6 +134,11 @@ static void server_start(void)
     eo.ping_timeout_ms = 100;
     eo.upgrade_timeout_ms = 150;
     CHECK_INT(wsx_eio_attach(S.srv, &eo, &S.t), 0);
+    eo = wsx_eio_defaults();
+    eo.path = "/p/";
+    eo.on_open = p_open;
+    eo.on_close = p_close;
+    CHECK_INT(wsx_eio_attach(S.srv, &eo, &S.p), 0);
 }
 
 /* The reason the server gave for sid, waiting up to 1 s for it; "" if none. */
@@ -681,6 +722,31 @@ TEST(timeouts)
     }
 }
 
+TEST(send_msg)
+{
+    resp r;
+    http("/p/", "GET", "EIO=4&transport=polling", NULL, &r);
+    CHECK_INT(r.status, 200);
+    char sid[21] = "", q[96], buf[256];
+    memcpy(sid, r.body + 9, 20);
+    snprintf(q, sizeof q, "EIO=4&transport=polling&sid=%s", sid);
+    int ws = ws_open("/p/", "EIO=4&transport=websocket");
+    CHECK(ws >= 0);
+    size_t n;
+    CHECK_INT(ws_recv(ws, buf, sizeof buf, &n), 1);
+    wsx_loop_post(S.loop, publish_cb, NULL);
+    CHECK_INT(ws_recv(ws, buf, sizeof buf, &n), 1);
+    CHECK_STR(buf, "4to all");
+    CHECK_INT(ws_recv(ws, buf, sizeof buf, &n), 2);
+    CHECK(n == 2 && buf[0] == 1 && buf[1] == 2);
+    CHECK(quiet(ws, 50));
+    http("/p/", "GET", q, NULL, &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.body, "4to all\x1e"
+                      "bAQI=");
+    close(ws);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -695,6 +761,7 @@ int main(void)
     CHECK(pthread_create(&th, NULL, server_thread, NULL) == 0);
     RUN(random_sequences);
     RUN(timeouts);
+    RUN(send_msg);
     wsx_loop_post(S.loop, stop_cb, NULL);
     pthread_join(th, NULL);
     CHECK_INT(S.opens, S.closes);
