@@ -113,7 +113,9 @@ WSX_API int wsx_eio_send(wsx_eio_session *s, const void *data, size_t len, bool 
  * be the whole Engine.IO packet as a WebSocket text frame carries it ("4" + the text) for
  * m->type WSX_TEXT, or the raw bytes for WSX_BINARY. On the WebSocket transport the hub's
  * frame (m->prepared, framed once per publish) is queued by reference; on polling (and during
- * an upgrade) the bytes are copied into the session's queue. Returns like wsx_eio_send;
+ * an upgrade) one copy of the bytes, made by the first such session of the publish (a hub
+ * form, wsx_hub_msg_form), is queued by reference by all of them. m must be the message a
+ * hub delivery callback got. Returns like wsx_eio_send;
  * WSX_EINVAL for text that does not start with a packet type digit.
  */
 WSX_API int wsx_eio_send_msg(wsx_eio_session *s, wsx_hub_msg *m);

@@ -24,12 +24,24 @@ enum eio_hb { EIO_HB_PING = 0, EIO_HB_PONG = 1 };
 /* One queued packet as a WebSocket frame carries it: text is the type digit and the text
  * ("4hello", "2", "6"), binary is the message's bytes. Over polling a text packet is
  * written as it is and a binary one as `b` + base64. */
+typedef struct eio_shared eio_shared;
 typedef struct eio_item {
     struct eio_item *next;
+    const uint8_t *p; /* the packet: data below, or the shared bytes */
+    size_t len;
+    bool binary;
+    eio_shared *shared; /* a published packet, one copy for every polling session */
+    uint8_t data[];
+} eio_item;
+
+/* The bytes of one published packet (wsx_eio_send_msg on polling), made once per publish as
+ * the hub form of this layer and referenced by every polling session's queue. */
+struct eio_shared {
+    size_t refs;
     size_t len;
     bool binary;
     uint8_t data[];
-} eio_item;
+};
 
 /* Sessions of one client address (addr.c). */
 typedef struct eio_addr {

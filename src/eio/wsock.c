@@ -127,7 +127,7 @@ void wsx__eio_probe_timeout(wsx_eio_session *s)
 
 int wsx__eio_ws_send_item(wsx_eio_session *s, const eio_item *it)
 {
-    int rc = wsx_send(s->ws, it->data, it->len, it->binary ? WSX_BINARY : WSX_TEXT);
+    int rc = wsx_send(s->ws, it->p, it->len, it->binary ? WSX_BINARY : WSX_TEXT);
     if (rc == WSX_EBACKPRESSURE) s->backpressure = true;
     return rc;
 }

@@ -94,8 +94,8 @@ static void publish_cb(void *arg)
 {
     (void)arg;
     wsx_hub *h = wsx_hub_of(S.loop);
-    CHECK_INT(wsx_hub_publish(h, "all", "4to all", 7, WSX_TEXT, NULL, NULL), 2);
-    CHECK_INT(wsx_hub_publish(h, "all", "\x01\x02", 2, WSX_BINARY, NULL, NULL), 2);
+    CHECK_INT(wsx_hub_publish(h, "all", "4to all", 7, WSX_TEXT, NULL, NULL), 3);
+    CHECK_INT(wsx_hub_publish(h, "all", "\x01\x02", 2, WSX_BINARY, NULL, NULL), 3);
     /* Not a packet: refused by wsx_eio_send_msg, so nobody gets it. */
     CHECK_INT(wsx_hub_publish(h, "all", "x", 1, WSX_TEXT, NULL, NULL), 0);
 }
@@ -730,6 +730,11 @@ TEST(send_msg)
     char sid[21] = "", q[96], buf[256];
     memcpy(sid, r.body + 9, 20);
     snprintf(q, sizeof q, "EIO=4&transport=polling&sid=%s", sid);
+    /* A second polling session: the two share one copy of each packet. */
+    http("/p/", "GET", "EIO=4&transport=polling", NULL, &r);
+    char sid2[21] = "", q2[96];
+    memcpy(sid2, r.body + 9, 20);
+    snprintf(q2, sizeof q2, "EIO=4&transport=polling&sid=%s", sid2);
     int ws = ws_open("/p/", "EIO=4&transport=websocket");
     CHECK(ws >= 0);
     size_t n;
@@ -742,6 +747,9 @@ TEST(send_msg)
     CHECK(quiet(ws, 50));
     http("/p/", "GET", q, NULL, &r);
     CHECK_INT(r.status, 200);
+    CHECK_STR(r.body, "4to all\x1e"
+                      "bAQI=");
+    http("/p/", "GET", q2, NULL, &r);
     CHECK_STR(r.body, "4to all\x1e"
                       "bAQI=");
     close(ws);
