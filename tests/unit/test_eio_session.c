@@ -36,6 +36,10 @@ static struct srv {
         char reason[32];
     } closed[MAX_CLOSED];
     size_t n_closed;
+    wsx_eio_session *psess[3]; /* /p/'s sessions, in opening order */
+    size_t n_psess, drains;
+    size_t buffered[3], buffered_after[3];
+    bool writable[3];
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void on_open(wsx_eio_session *s, void *u)
@@ -81,7 +85,17 @@ static void p_open(wsx_eio_session *s, void *u)
     wsx_sub *sub = NULL;
     CHECK_INT(wsx_hub_subscribe(wsx_hub_of(S.loop), "all", hub_deliver, s, &sub), 0);
     wsx_eio_session_set_user(s, sub);
+    if (S.n_psess < 3) S.psess[S.n_psess++] = s;
     on_open(s, u);
+}
+
+static void p_drain(wsx_eio_session *s, void *u)
+{
+    (void)s;
+    (void)u;
+    pthread_mutex_lock(&S.mu);
+    S.drains++;
+    pthread_mutex_unlock(&S.mu);
 }
 
 static void p_close(wsx_eio_session *s, const char *reason, void *u)
@@ -94,10 +108,17 @@ static void publish_cb(void *arg)
 {
     (void)arg;
     wsx_hub *h = wsx_hub_of(S.loop);
+    pthread_mutex_lock(&S.mu);
+    for (size_t i = 0; i < S.n_psess; i++) {
+        S.buffered[i] = wsx_eio_buffered_amount(S.psess[i]);
+        S.writable[i] = wsx_eio_writable(S.psess[i]);
+    }
     CHECK_INT(wsx_hub_publish(h, "all", "4to all", 7, WSX_TEXT, NULL, NULL), 3);
     CHECK_INT(wsx_hub_publish(h, "all", "\x01\x02", 2, WSX_BINARY, NULL, NULL), 3);
     /* Not a packet: refused by wsx_eio_send_msg, so nobody gets it. */
     CHECK_INT(wsx_hub_publish(h, "all", "x", 1, WSX_TEXT, NULL, NULL), 0);
+    for (size_t i = 0; i < S.n_psess; i++)
+        S.buffered_after[i] = wsx_eio_buffered_amount(S.psess[i]);
 }
 
 static void *server_thread(void *arg)
@@ -138,6 +159,9 @@ static void server_start(void)
     eo.path = "/p/";
     eo.on_open = p_open;
     eo.on_close = p_close;
+    eo.on_drain = p_drain;
+    eo.send_high_water = 8; /* "4to all" fits, the binary after it passes: backpressure */
+    eo.send_low_water = 4;
     CHECK_INT(wsx_eio_attach(S.srv, &eo, &S.p), 0);
 }
 
@@ -745,6 +769,16 @@ TEST(send_msg)
     CHECK_INT(ws_recv(ws, buf, sizeof buf, &n), 2);
     CHECK(n == 2 && buf[0] == 1 && buf[1] == 2);
     CHECK(quiet(ws, 50));
+    /* Polling sessions without a GET are not writable and hold what was published (7 + 2
+     * bytes, over the high-water mark of 8); the WebSocket one is writable. */
+    pthread_mutex_lock(&S.mu);
+    CHECK_INT(S.n_psess, 3);
+    CHECK(!S.writable[0] && !S.writable[1] && S.writable[2]);
+    CHECK_INT(S.buffered[0], 0);
+    CHECK_INT(S.buffered_after[0], 9);
+    CHECK_INT(S.buffered_after[1], 9);
+    CHECK_INT(S.drains, 0);
+    pthread_mutex_unlock(&S.mu);
     http("/p/", "GET", q, NULL, &r);
     CHECK_INT(r.status, 200);
     CHECK_STR(r.body, "4to all\x1e"
@@ -752,6 +786,10 @@ TEST(send_msg)
     http("/p/", "GET", q2, NULL, &r);
     CHECK_STR(r.body, "4to all\x1e"
                       "bAQI=");
+    /* Each GET took a queue above the high-water mark: on_drain once per session. */
+    for (int i = 0; i < 100 && S.drains < 2; i++)
+        usleep(10000);
+    CHECK_INT(S.drains, 2);
     close(ws);
 }
 
