@@ -119,6 +119,7 @@ static void publish_cb(void *arg)
     CHECK_INT(wsx_hub_publish(h, "all", "x", 1, WSX_TEXT, NULL, NULL), 0);
     for (size_t i = 0; i < S.n_psess; i++)
         S.buffered_after[i] = wsx_eio_buffered_amount(S.psess[i]);
+    pthread_mutex_unlock(&S.mu);
 }
 
 static void *server_thread(void *arg)
