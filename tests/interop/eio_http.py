@@ -369,6 +369,25 @@ def queue_bound(srv):
     check(rss1 - rss0 < 40 * 1024, f"server memory bounded: grew {(rss1 - rss0) // 1024} MiB (< 40)")
 
 
+def transports(port_ws, port_poll):
+    # --transports websocket: no polling at all.
+    st, _, body = req(port_ws, "GET", "EIO=4&transport=polling")
+    eq((st, body), (400, error_body(0)), "--transports websocket: a polling handshake is Transport unknown")
+    ws = ws_connect(port_ws, "EIO=4&transport=websocket")
+    f = ws.recv_frame()
+    check(f.payload.startswith(b'0{"sid":'), "--transports websocket: a WebSocket session opens")
+    ws.close()
+    # --transports polling: the open packet offers no upgrade, and none is taken.
+    sid, _, body = handshake(port_poll)
+    check(b'"upgrades":[]' in body, "--transports polling: the open packet offers no upgrade", body)
+    try:
+        ws = ws_connect(port_poll, f"EIO=4&transport=websocket&sid={sid}")
+        check(False, "--transports polling: an upgrade is refused", "accepted")
+        ws.close()
+    except RuntimeError as e:
+        check("400" in str(e), "--transports polling: an upgrade is refused with 400", str(e))
+
+
 def shutdown(srv):
     port = srv.port
     sid, _, _ = handshake(port)
@@ -413,6 +432,9 @@ def main():
     with step("sessions per address"):
         with Sio(["--max-sessions-per-ip", "3"]) as s:
             per_ip(s.port)
+    with step("transports"):
+        with Sio(["--transports", "websocket"]) as a, Sio(["--transports", "polling"]) as b:
+            transports(a.port, b.port)
     with step("shutdown"):
         with Sio([]) as s:
             shutdown(s)

@@ -27,7 +27,7 @@
 static struct srv {
     wsx_loop *loop;
     wsx_server *srv;
-    wsx_eio *e, *t, *p;
+    wsx_eio *e, *t, *p, *a;
     uint16_t port;
     pthread_mutex_t mu;
     size_t opens, closes;
@@ -122,6 +122,14 @@ static void publish_cb(void *arg)
     pthread_mutex_unlock(&S.mu);
 }
 
+/* /a/: the handshake hook refuses requests with "X-Deny". */
+static int allow(wsx_eio *e, const wsx_http_req *r, void *u)
+{
+    (void)e;
+    (void)u;
+    return wsx_http_req_header(r, "x-deny") ? 403 : 0;
+}
+
 static void *server_thread(void *arg)
 {
     (void)arg;
@@ -135,6 +143,7 @@ static void stop_cb(void *arg)
     wsx_eio_free(S.e);
     wsx_eio_free(S.t);
     wsx_eio_free(S.p);
+    wsx_eio_free(S.a);
     wsx_server_shutdown(S.srv, 1000);
 }
 
@@ -164,6 +173,12 @@ static void server_start(void)
     eo.send_high_water = 8; /* "4to all" fits, the binary after it passes: backpressure */
     eo.send_low_water = 4;
     CHECK_INT(wsx_eio_attach(S.srv, &eo, &S.p), 0);
+    eo = wsx_eio_defaults();
+    eo.path = "/a/";
+    eo.allow_request = allow;
+    eo.on_open = on_open;
+    eo.on_close = on_close;
+    CHECK_INT(wsx_eio_attach(S.srv, &eo, &S.a), 0);
 }
 
 /* The reason the server gave for sid, waiting up to 1 s for it; "" if none. */
@@ -794,6 +809,23 @@ TEST(send_msg)
     close(ws);
 }
 
+TEST(allow_request)
+{
+    resp r;
+    http("/a/", "GET", "EIO=4&transport=polling", NULL, &r);
+    CHECK_INT(r.status, 200);
+    int fd = tcp();
+    const char req[] = "GET /a/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nX-Deny: 1\r\n"
+                       "Connection: close\r\n\r\n";
+    send_all(fd, req, sizeof req - 1);
+    char buf[2048];
+    size_t n = read_all(fd, buf, sizeof buf, 3000);
+    close(fd);
+    parse_resp(buf, n, &r);
+    CHECK_INT(r.status, 403);
+    CHECK_STR(r.body, "{\"code\":4,\"message\":\"Forbidden\"}");
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -809,6 +841,7 @@ int main(void)
     RUN(random_sequences);
     RUN(timeouts);
     RUN(send_msg);
+    RUN(allow_request);
     wsx_loop_post(S.loop, stop_cb, NULL);
     pthread_join(th, NULL);
     CHECK_INT(S.opens, S.closes);
