@@ -217,7 +217,7 @@ void wsx__eio_want_flush(wsx_eio_session *s)
 {
     if (s->flushing) return;
     s->flushing = true;
-    s->dnext = s->e->flushq;
+    s->fnext = s->e->flushq;
     s->e->flushq = s;
     wsx__eio_kick(s->e);
 }
@@ -234,9 +234,9 @@ static void kick_cb(wsx_timer *t, void *arg)
         wsx_eio_session *f = e->flushq;
         e->flushq = NULL;
         while (f) {
-            wsx_eio_session *next = f->dnext;
+            wsx_eio_session *next = f->fnext;
             f->flushing = false;
-            f->dnext = NULL;
+            f->fnext = NULL;
             if (f->state != EIO_S_DEAD) wsx__eio_poll_flush(f, false);
             f = next;
         }

@@ -56,7 +56,8 @@ struct wsx_eio_session {
     wsx_eio *e;
     wsx_eio_session *hnext;       /* the sid table's chain */
     wsx_eio_session *prev, *next; /* the engine's live list (the tick walks it) */
-    wsx_eio_session *dnext;       /* the dead list or the flush list */
+    wsx_eio_session *dnext;       /* the dead list */
+    wsx_eio_session *fnext;       /* the flush list (a session may be on both at once) */
     char sid[WSX__EIO_SID_LEN + 1];
     char peer[64];
     uint8_t addr[16];     /* its key in the engine's count per address */
@@ -90,7 +91,7 @@ struct wsx_eio {
     wsx_eio_session **buckets;
     size_t nbuckets, n;
     wsx_eio_session *live;                     /* every session that is not dead */
-    wsx_eio_session *dead, *flushq;            /* lists through dnext */
+    wsx_eio_session *dead, *flushq;            /* lists through dnext and fnext */
     wsx_timer *tick;                           /* the heartbeat and upgrade deadlines */
     wsx_timer *kick;                           /* a zero-delay timer for the dead and flush lists */
     bool freed;                                /* wsx_eio_free ran: the route answers 503 */
