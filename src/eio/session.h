@@ -90,6 +90,7 @@ struct wsx_eio {
     uint64_t key[2]; /* SipHash key of the sid table */
     wsx_eio_session **buckets;
     size_t nbuckets, n;
+    size_t qtotal;                             /* bytes in every session's queue */
     wsx_eio_session *live;                     /* every session that is not dead */
     wsx_eio_session *dead, *flushq;            /* lists through dnext and fnext */
     wsx_timer *tick;                           /* the heartbeat and upgrade deadlines */
