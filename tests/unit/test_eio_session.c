@@ -135,6 +135,12 @@ static void publish_close_cb(void *arg)
     pthread_mutex_unlock(&S.mu);
 }
 
+static void free_t_cb(void *arg)
+{
+    (void)arg;
+    wsx_eio_free(S.t);
+}
+
 /* /a/: the handshake hook refuses requests with "X-Deny". */
 static int allow(wsx_eio *e, const wsx_http_req *r, void *u)
 {
@@ -887,6 +893,26 @@ TEST(allow_request)
     CHECK_STR(r.body, "{\"code\":4,\"message\":\"Forbidden\"}");
 }
 
+/* A freed engine's route stays and answers 503 (polling and WebSocket); freeing it again is
+ * a no-op (stop_cb does). Runs last on /t/. */
+TEST(freed_engine)
+{
+    char sid[21], q[96];
+    t_handshake(sid);
+    snprintf(q, sizeof q, "EIO=4&transport=polling&sid=%s", sid);
+    int held = http_send("/t/", "GET", q, NULL);
+    CHECK(quiet(held, 20));
+    wsx_loop_post(S.loop, free_t_cb, NULL);
+    resp r;
+    held_result(held, &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.body, "1");
+    CHECK_STR(closed_reason(sid), "server shutting down");
+    http("/t/", "GET", "EIO=4&transport=polling", NULL, &r);
+    CHECK_INT(r.status, 503);
+    CHECK(ws_open("/t/", "EIO=4&transport=websocket") < 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -904,6 +930,7 @@ int main(void)
     RUN(send_msg);
     RUN(close_after_publish);
     RUN(allow_request);
+    RUN(freed_engine);
     wsx_loop_post(S.loop, stop_cb, NULL);
     pthread_join(th, NULL);
     CHECK_INT(S.opens, S.closes);
