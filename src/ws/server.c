@@ -436,6 +436,7 @@ static int server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server 
     hs->http_ms = cfg->http_ms;
     hs->handshake_ms = cfg->handshake_ms;
     hs->on_http = o->on_http;
+    hs->on_access = o->on_access;
     hs->user = o->user;
     hs->ws_path = o->path;
 
