@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "assets.h"
+#include "metrics.h"
 #include "serve.h"
 
 serve_state g_serve;
@@ -71,7 +72,10 @@ static const char help[] =
     "--port\n" TOOL_TLS_TIMEOUT_HELP
     "  --threads N            N event loops in N threads on the same port(s) (SO_REUSEPORT)\n"
     "  --quiet                log only warnings and errors\n"
-    "  --json-logs            log one JSON object per line\n"
+    "  --json-logs            log one JSON object per line, with fields (conn, peer, path,\n"
+    "                         code, reason, room, status, bytes, ms) besides ts, level, msg\n"
+    "  --access-log           log each answered HTTP request: peer, method, path, status,\n"
+    "                         body bytes, milliseconds (also with --quiet)\n"
     "  --no-deflate           refuse permessage-deflate (accepted by default, without server\n"
     "                         context takeover: one shared compressor, no per-connection one)\n"
     "  -h, --help             this text\n";
@@ -83,8 +87,8 @@ static void stop_timers(unsigned k, void *arg)
     (void)arg;
     serve_thread *t = &g_serve.t[k];
     if (t->keepalive) wsx_timer_stop(t->keepalive);
-    if (t->snapshot) wsx_timer_stop(t->snapshot);
-    t->keepalive = t->snapshot = NULL;
+    t->keepalive = NULL;
+    tool_metrics_stop(k);
     if (k == 0 && g_serve.expire) {
         wsx_timer_stop(g_serve.expire);
         g_serve.expire = NULL;
@@ -192,6 +196,7 @@ static const struct option serve_longopts[] = {
     {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
     {"quiet", no_argument, 0, TOOL_O_QUIET},
     {"json-logs", no_argument, 0, TOOL_O_JSON_LOGS},
+    {"access-log", no_argument, 0, TOOL_O_ACCESS_LOG},
     {"no-deflate", no_argument, 0, 'D'},
     {"tls-port", required_argument, 0, O_TLSPORT},
     TOOL_TLS_LONGOPTS,
@@ -406,10 +411,8 @@ static void start_timers(void)
         serve_thread *t = &g_serve.t[k];
         wsx_timer_start(g_serve.runner.t[k].loop, SSE_KEEPALIVE_MS, SSE_KEEPALIVE_MS,
                         serve_sse_keepalive, NULL, &t->keepalive);
-        if (g_serve.runner.n_threads > 1)
-            wsx_timer_start(g_serve.runner.t[k].loop, 1000, 1000, serve_snapshot_timer, NULL,
-                            &t->snapshot);
     }
+    tool_metrics_start(&g_serve.runner);
     if (g_serve.chat_opts.history_idle_ms) {
         uint64_t every = g_serve.chat_opts.history_idle_ms / 10;
         every = every < 100 ? 100 : every > 60000 ? 60000 : every;
@@ -441,6 +444,7 @@ int cmd_serve(int argc, char **argv)
     o.on_http = serve_on_page;
     o.on_log = tool_log_cb;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
+    o.on_access = g_log.access ? tool_access_cb : NULL;
     /* A join is refused (slow_down) while the connection's queue is above its high-water
      * mark (the library's default unless set above). */
     g_serve.chat_opts.join_max_queued = o.send_high_water ? o.send_high_water : (size_t)1 << 20;
