@@ -362,6 +362,7 @@ static void default_http(wsx_http_req *r, bool ws_path)
     int status = ws_path ? 426 : 404;
     const char *why =
         ws_path ? "this is a WebSocket endpoint: send an Upgrade request" : "no such resource";
+    access_conn(hc, status);
     hc->req = NULL;
     hc->flags &= (uint16_t)~WSX__H_BUSY;
     free_req(r);

@@ -60,6 +60,9 @@ static const char help[] =
     "  --join-rate-per-ip N   joins and leaves per second from one client address (default\n"
     "                         10; 0 = no limit)\n"
     "  --join-burst-per-ip N  joins and leaves one address may send at once (default 200)\n"
+    "  --post-rate N          posts (POST /api/rooms/NAME/messages) per second, all backends\n"
+    "                         together (default 100; 0 = no limit): more get 429\n"
+    "  --post-burst N         posts that may come at once (default 200)\n"
     "  --max-connections N    WebSocket connections at most (default 10000)\n" TOOL_ADMIT_HELP
     "  --max-queued-bytes B   bytes queued for sending in the whole process; above it the\n"
     "                         largest queues are closed with 1008 (default: 1/4 of the RAM)\n"
@@ -125,6 +128,8 @@ enum {
     O_JOIN_BURST_PER_IP,
     O_METRICS_TOKEN,
     O_MAXQ,
+    O_POST_RATE,
+    O_POST_BURST,
 };
 
 /* Drops the history of rooms idle for longer than --history-idle (the chat keeps them in
@@ -158,6 +163,8 @@ static const struct {
     {O_BURST_PER_IP, "burst-per-ip", 1, offsetof(wsx_chat_opts, burst_per_ip)},
     {O_JOIN_RATE_PER_IP, "join-rate-per-ip", 0, offsetof(wsx_chat_opts, join_rate_per_ip)},
     {O_JOIN_BURST_PER_IP, "join-burst-per-ip", 1, offsetof(wsx_chat_opts, join_burst_per_ip)},
+    {O_POST_RATE, "post-rate", 0, offsetof(wsx_chat_opts, post_rate)},
+    {O_POST_BURST, "post-burst", 1, offsetof(wsx_chat_opts, post_burst)},
 };
 
 /* Sets one of chat_counts. Returns false (after the usage message) if it is not one or the
@@ -210,6 +217,8 @@ static const struct option serve_longopts[] = {
     {"burst-per-ip", required_argument, 0, O_BURST_PER_IP},
     {"join-rate-per-ip", required_argument, 0, O_JOIN_RATE_PER_IP},
     {"join-burst-per-ip", required_argument, 0, O_JOIN_BURST_PER_IP},
+    {"post-rate", required_argument, 0, O_POST_RATE},
+    {"post-burst", required_argument, 0, O_POST_BURST},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
