@@ -226,7 +226,7 @@ static void sse_open(wsx_http_req *r, const wsx_http_req *rq)
     snprintf(l->ci.peer, sizeof l->ci.peer, "%s", wsx_http_req_peer(rq));
     l->ci.id = tool_conn_id_next();
     l->ci.tag = 's';
-    snprintf(l->room, sizeof l->room, "%s", name);
+    snprintf(l->room, sizeof l->room, "%.*s", (int)(sizeof l->room - 1), name);
     char cname[24];
     tool_field f[] = {TOOL_FS("conn", tool_conn_name(&l->ci, cname, sizeof cname)),
                       TOOL_FS("peer", l->ci.peer), TOOL_FS("path", "/sse"),
