@@ -107,6 +107,11 @@ typedef void (*wsx_drain_cb)(wsx_conn *c, void *user);
 typedef void (*wsx_pong_cb)(wsx_conn *c, const uint8_t *data, size_t len, void *user);
 /* A log line: one event, no trailing newline. */
 typedef void (*wsx_log_cb)(int level, const char *msg, void *user);
+/* A log line about one connection (a refusal, a timeout, a slow reader dropped), without the
+ * peer address that on_log would get in front of msg: the application names the connection
+ * its own way (its id, its peer kept from on_open). c is valid for the call only; it may be
+ * in its HTTP phase (before on_open, wsx_conn_user then NULL or what on_upgrade set). */
+typedef void (*wsx_conn_log_cb)(const wsx_conn *c, int level, const char *msg, void *user);
 
 /*
  * The upgrade hook: called for a valid WebSocket handshake before it is accepted. req is
@@ -264,9 +269,12 @@ typedef struct wsx_server_opts {
     wsx_upgrade_cb on_upgrade;
     wsx_upgrade_failed_cb on_upgrade_failed; /* NULL: conn_user is dropped as it is */
     wsx_http_cb on_http;
-    wsx_log_cb on_log;       /* NULL: no logging; may still be called from wsx_server_free() (a
-                                last count of lines the rate limit suppressed) */
-    int log_level;           /* lines above this level are not produced [WSX_LOG_INFO] */
+    wsx_log_cb on_log; /* NULL: no logging; may still be called from wsx_server_free() (a
+                          last count of lines the rate limit suppressed) */
+    int log_level;     /* lines above this level are not produced [WSX_LOG_INFO] */
+    /* NULL: lines about a connection go to on_log as "<peer> <msg>"; else here (the rate
+     * limits of on_log apply; counts of suppressed lines still go to on_log). */
+    wsx_conn_log_cb on_conn_log;
     wsx_access_cb on_access; /* NULL: no access log (and no clock read per request) */
     void *user;
 } wsx_server_opts;

@@ -407,6 +407,7 @@ static int server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server 
     wsx__cfg *cfg = &srv->cfg;
     cfg->role = WSX_ROLE_SERVER;
     WSX__CFG_CALLBACKS(cfg, o);
+    cfg->on_conn_log = o->on_conn_log;
     cfg->subprotocols = o->subprotocols;
     cfg->stats = &srv->stats;
     cfg->zscratch = &srv->zscratch;
