@@ -5,7 +5,8 @@
 family with HELP and TYPE), and each counter added for issue 14 moves when its event is
 provoked: a close with 4000 (wsx_closes_total{code="4000"}), a slow consumer dropped at
 --hard-limit 64k (wsx_slow_consumer_drops_total{reason="hard_limit"}, and a 1008 close), a
-silent client dropped by the keepalive (wsx_ping_timeouts_total), chat messages over --rate
+silent client dropped by the keepalive (wsx_ping_timeouts_total; the library's lines about
+both name the connection as the open and close lines do), chat messages over --rate
 (wsx_chat_rate_limited_total), a connection over --max-per-ip (wsx_admission_refused_total),
 posts over --post-rate (429), rooms and members after joins (wsx_chat_rooms,
 wsx_chat_members). With --json-logs every stderr line is one JSON object; the open and close
@@ -224,6 +225,14 @@ def echo_checks():
         eq(got - pings, 1, "echo: wsx_ping_timeouts_total counts the silent client")
         line = wait_json(srv, lambda o: o.get("path") == "/silent" and o.get("code") == 1006)
         check(line and line.get("reason") == "ping timeout", "echo: its close line: 1006 ping timeout", line)
+        # The library's own line about it names the connection the same way (on_conn_log).
+        lib = wait_json(srv, lambda o: "no answer to a ping" in o["msg"])
+        check(lib and line and lib.get("conn") == line.get("conn") and lib.get("peer") == line.get("peer")
+              and lib["msg"].startswith(f"{line['peer']} {line['conn']} no answer to a ping"),
+              "echo: the library's ping-timeout line has the conn and peer of the close line", lib)
+        hard = wait_json(srv, lambda o: "over the hard limit" in o["msg"])
+        check(hard and hard.get("path") == "/slow" and re.fullmatch(r"c\d+", hard.get("conn", "")),
+              "echo: the library's hard-limit line has conn, peer, path", hard)
         silent.close()
 
         # The access log: each answered request, the upgrades (101) too.

@@ -147,6 +147,14 @@ static void on_close(wsx_conn *c, int code, const char *reason, size_t len, void
     free(ec);
 }
 
+/* The library's lines about a connection, named as its open and close lines name it. */
+static void on_conn_log(const wsx_conn *c, int level, const char *msg, void *user)
+{
+    (void)user;
+    echo_conn *ec = tracked(c);
+    tool_log_conn(ec ? &ec->ci : NULL, ec ? ec->path : NULL, c, level, msg);
+}
+
 /* A publish on one thread reaches the subscribers of the others through their loops. */
 static void relay(wsx_server *s, const char *topic, const uint8_t *data, size_t len, int type,
                   void *arg)
@@ -310,6 +318,7 @@ int cmd_echo(int argc, char **argv)
     o.on_log = tool_log_cb;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
     o.on_access = g_log.access ? tool_access_cb : NULL;
+    o.on_conn_log = on_conn_log;
     track = !g_log.quiet;
     R.on_ready = print_listening;
     R.on_stop = stop_metrics;

@@ -454,6 +454,7 @@ int cmd_serve(int argc, char **argv)
     o.on_log = tool_log_cb;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
     o.on_access = g_log.access ? tool_access_cb : NULL;
+    o.on_conn_log = serve_conn_log;
     /* A join is refused (slow_down) while the connection's queue is above its high-water
      * mark (the library's default unless set above). */
     g_serve.chat_opts.join_max_queued = o.send_high_water ? o.send_high_water : (size_t)1 << 20;

@@ -125,6 +125,8 @@ extern const wsx_chat_ops serve_chat_ops;
 void serve_ws_open(wsx_conn *c, void *user);
 void serve_ws_message(wsx_conn *c, const wsx_msg *msg, void *user);
 void serve_ws_close(wsx_conn *c, int code, const char *reason, size_t len, void *user);
+/* The library's lines about a connection (wsx_server_opts.on_conn_log), with its id. */
+void serve_conn_log(const wsx_conn *c, int level, const char *msg, void *user);
 
 /* ---- serve_metrics.c ---- */
 

@@ -344,6 +344,14 @@ void serve_ws_open(wsx_conn *c, void *user)
     tool_log_open(&sc->ci, "/ws", NULL);
 }
 
+void serve_conn_log(const wsx_conn *c, int level, const char *msg, void *user)
+{
+    (void)user;
+    /* Before on_open (its HTTP phase) and after on_close the user pointer is NULL. */
+    const serve_conn *sc = wsx_conn_user(c);
+    tool_log_conn(sc ? &sc->ci : NULL, sc ? "/ws" : NULL, c, level, msg);
+}
+
 void serve_ws_close(wsx_conn *c, int code, const char *reason, size_t len, void *user)
 {
     (void)user;

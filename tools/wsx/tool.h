@@ -66,6 +66,10 @@ void tool_log_open(const tool_conn_id *ci, const char *path, const char *what);
  * room may be NULL), and the close counted for /metrics (tool_metrics_close). */
 void tool_log_close(const tool_conn_id *ci, const char *path, int code, const char *reason,
                     size_t len, const char *room);
+/* A line of the library about a connection (wsx_conn_log_cb's msg): "PEER cID msg" (fields
+ * conn, peer, path) when ci is known (ci->id != 0), else "PEER msg" with c's peer. */
+void tool_log_conn(const tool_conn_id *ci, const char *path, const wsx_conn *c, int level,
+                   const char *msg);
 /* A wsx_access_cb (--access-log): "PEER METHOD PATH STATUS BYTES MSms" (fields peer,
  * method, path, status, bytes, ms), at level info, written also with --quiet (asked for). */
 void tool_access_cb(const wsx_http_access *a, void *user);

@@ -179,6 +179,22 @@ void tool_log_close(const tool_conn_id *ci, const char *path, int code, const ch
                     room ? room : "");
 }
 
+void tool_log_conn(const tool_conn_id *ci, const char *path, const wsx_conn *c, int level,
+                   const char *msg)
+{
+    if (!ci || !ci->id) {
+        char peer[64];
+        if (wsx_conn_peer(c, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
+        tool_field f[] = {TOOL_FS("peer", peer)};
+        tool_log_fields(level, f, 1, "%s %s", peer, msg);
+        return;
+    }
+    char name[24];
+    tool_field f[] = {TOOL_FS("conn", tool_conn_name(ci, name, sizeof name)),
+                      TOOL_FS("peer", ci->peer), path ? TOOL_FS("path", path) : (tool_field){0}};
+    tool_log_fields(level, f, 3, "%s %s %s", ci->peer, name, msg);
+}
+
 void tool_access_cb(const wsx_http_access *a, void *user)
 {
     (void)user;
