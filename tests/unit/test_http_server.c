@@ -699,7 +699,8 @@ static void *access_client(void *arg)
         close(c->fd);
     }
     if (hc_connect(c, g_h->port, 0) == 0) {
-        hc_send(c, "NOT HTTP\r\n\r\n", 14);
+        static const char bad[] = "NOT HTTP\r\n\r\n";
+        hc_send(c, bad, sizeof bad - 1);
         while (hc_byte(c) >= 0) {
         }
         close(c->fd);
