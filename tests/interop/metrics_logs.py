@@ -16,9 +16,10 @@ status, bytes, ms), in JSON and in plain text."""
 
 import asyncio
 import json
+import os
 import re
 import socket
-import sys
+import subprocess
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -354,6 +355,10 @@ async def serve_checks():
         eq((s1, s2), (201, 429), "serve --post-rate 1 --post-burst 1: 201 then 429")
         m = await th(scrape, srv.port, want, "serve", tok[:1])
         eq(val(m, "wsx_chat_rate_limited_total"), 1, "serve: the refused post is counted")
+    for arg, msg in (("--post-burst=0", "bad --post-burst '0' (1 to 1000000)"),
+                     ("--post-rate=x", "bad --post-rate 'x' (0 to 1000000)")):
+        p = subprocess.run([os.environ["WSX_BIN"], "serve", arg], capture_output=True, text=True, timeout=10)
+        eq((p.returncode, p.stderr.splitlines()[:1]), (2, [f"wsx serve: {msg}"]), f"serve {arg}: status 2 and why")
 
 
 def main_sync():
