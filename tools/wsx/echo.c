@@ -57,9 +57,9 @@ static char role_sub, role_pub;
 /* The loops (one per thread, each with its server on the shared port) and the runner. */
 static tool_runner R;
 
-/* With INFO lines (not --quiet) a connection's user pointer is one of these, made at open, so
- * that its close line names the peer even when the socket no longer knows it; with --quiet
- * it stays the role (no allocation: the benchmarks measure memory per connection). */
+/* With INFO lines (not --quiet) a connection's user pointer is one of these, made at the upgrade,
+ * so that its close line names the peer even when the socket no longer knows it; with --quiet it
+ * stays the role (no allocation: the benchmarks measure memory per connection). */
 typedef struct echo_conn {
     char *role; /* &role_sub, &role_pub or NULL */
     tool_conn_id ci;
