@@ -258,12 +258,13 @@ def echo_checks():
         check(line and re.search(r" info 127\.0\.0\.1:\d+ HEAD /healthz 200 0 \d+\.\d{3}ms$", line),
               "echo: a plain access line (peer method path status bytes ms)", line)
         r = Raw.connect(srv.port, "/p")
-        r.send_frame(0x8, (4001).to_bytes(2, "big") + b"bye")
+        r.send_frame(0x8, (4001).to_bytes(2, "big") + b"bye\n2026-01-01T00:00:00.000Z warn forged")
         r.expect_close(4001, "echo: close 4001 echoed")
         r.close()
         line = srv.wait_stderr(r" close 4001", 5)
-        check(line and re.search(r" info 127\.0\.0\.1:\d+ c\d+ close 4001 bye$", line),
-              "echo: a plain close line has peer and conn id", line)
+        check(line and re.search(r" info 127\.0\.0\.1:\d+ c\d+ close 4001 bye\\x0a2026-01-01T00:00:00\.000Z warn forged$", line),
+              "echo: a plain close line has peer and conn id; the reason's newline is \\x0a", line)
+        check(not any(ln.startswith("2026-01-01") for ln in srv.stderr), "echo: no forged line")
     with Server(["--quiet", "--access-log"], quiet=True) as srv:
         http_req(srv.port, "GET", "/healthz")
         check(srv.wait_stderr(r" GET /healthz 200 3 ", 5), "echo: --access-log writes also with --quiet")

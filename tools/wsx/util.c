@@ -89,7 +89,18 @@ static void log_line(int level, const tool_field *f, size_t nf, const char *msg)
     size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + n, sizeof ts - n, ".%03dZ", (int)(tv.tv_usec / 1000));
     if (!g_log.json) {
-        fprintf(stderr, "%s %s %s\n", ts, level_name(level), msg);
+        /* Peers choose some of the text (a close reason may hold a newline): control bytes
+         * are written as \xNN, so that a peer cannot forge a line. */
+        char safe[4 * 1024 + 1];
+        size_t o = 0;
+        for (const unsigned char *p = (const unsigned char *)msg; *p && o + 5 < sizeof safe; p++) {
+            if (*p < 0x20 || *p == 0x7f)
+                o += (size_t)snprintf(safe + o, sizeof safe - o, "\\x%02x", *p);
+            else
+                safe[o++] = (char)*p;
+        }
+        safe[o] = 0;
+        fprintf(stderr, "%s %s %s\n", ts, level_name(level), safe);
         return;
     }
     json_t *o = json_object();
