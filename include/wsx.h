@@ -272,11 +272,12 @@ typedef struct wsx_server_opts {
     wsx_log_cb on_log; /* NULL: no logging; may still be called from wsx_server_free() (a
                           last count of lines the rate limit suppressed) */
     int log_level;     /* lines above this level are not produced [WSX_LOG_INFO] */
-    /* NULL: lines about a connection go to on_log as "<peer> <msg>"; else here (the rate
-     * limits of on_log apply; counts of suppressed lines still go to on_log). */
+    void *user;
+    /* (Added after user, so that the fields above keep their offsets.) NULL: lines about a
+     * connection go to on_log as "<peer> <msg>"; else here (the rate limits of on_log apply;
+     * counts of suppressed lines still go to on_log). */
     wsx_conn_log_cb on_conn_log;
     wsx_access_cb on_access; /* NULL: no access log (and no clock read per request) */
-    void *user;
 } wsx_server_opts;
 
 /* Options with every field at its default (zero, NULL). */
