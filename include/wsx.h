@@ -107,6 +107,11 @@ typedef void (*wsx_drain_cb)(wsx_conn *c, void *user);
 typedef void (*wsx_pong_cb)(wsx_conn *c, const uint8_t *data, size_t len, void *user);
 /* A log line: one event, no trailing newline. */
 typedef void (*wsx_log_cb)(int level, const char *msg, void *user);
+/* A log line about one connection (a refusal, a timeout, a slow reader dropped), without the
+ * peer address that on_log would get in front of msg: the application names the connection
+ * its own way (its id, its peer kept from on_open). c is valid for the call only; it may be
+ * in its HTTP phase (before on_open, wsx_conn_user then NULL or what on_upgrade set). */
+typedef void (*wsx_conn_log_cb)(const wsx_conn *c, int level, const char *msg, void *user);
 
 /*
  * The upgrade hook: called for a valid WebSocket handshake before it is accepted. req is
@@ -147,6 +152,31 @@ typedef void (*wsx_upgrade_failed_cb)(wsx_server *s, void *conn_user, void *user
  * reading is closed after http_timeout_ms without progress.
  */
 typedef void (*wsx_http_cb)(wsx_http_req *r, void *user);
+
+/*
+ * One answered HTTP request, for an access log (wsx_server_opts.on_access). Every pointer is
+ * borrowed for the call; method and path are not NUL-terminated (path as sent, without the
+ * query) and are empty for a request refused before its head could be read (400, 431).
+ */
+typedef struct wsx_http_access {
+    const char *peer; /* "1.2.3.4:5555", "[::1]:5555", or "-" */
+    const char *method;
+    size_t method_len;
+    const char *path;
+    size_t path_len;
+    int status;     /* 101 for an accepted WebSocket upgrade */
+    uint64_t bytes; /* body bytes of the answer (0 for HEAD, 101, refusals' short texts);
+                       a streamed answer: the bytes written until it ended */
+    double ms;      /* from the complete request head to the answer queued (streams: ended) */
+} wsx_http_access;
+
+/*
+ * Called once per answered request: a response (wsx_http_respond, _respond_file), the end of
+ * a streamed one (wsx_http_end, or the client leaving), a refusal of the library (400, 404,
+ * 405, 413, 426, 431, 503, ...) and an upgrade answered with 101 or refused. Not called for
+ * a connection closed before it sent a request. On the server's loop thread.
+ */
+typedef void (*wsx_access_cb)(const wsx_http_access *a, void *user);
 
 /* ======================================================================================
  * Server
@@ -243,6 +273,11 @@ typedef struct wsx_server_opts {
                           last count of lines the rate limit suppressed) */
     int log_level;     /* lines above this level are not produced [WSX_LOG_INFO] */
     void *user;
+    /* (Added after user, so that the fields above keep their offsets.) NULL: lines about a
+     * connection go to on_log as "<peer> <msg>"; else here (the rate limits of on_log apply;
+     * counts of suppressed lines still go to on_log). */
+    wsx_conn_log_cb on_conn_log;
+    wsx_access_cb on_access; /* NULL: no access log (and no clock read per request) */
 } wsx_server_opts;
 
 /* Options with every field at its default (zero, NULL). */
@@ -342,6 +377,14 @@ typedef struct wsx_server_stats {
     uint64_t refused_handshakes; /* max_handshakes_per_ip or max_handshakes */
     uint64_t refused_full;       /* max_connections + max_handshakes open */
     uint64_t shed_nofile;        /* out of file descriptors (EMFILE/ENFILE): closed at once */
+    /* WebSocket connections the library dropped on its own (on_close tells each one's code):
+     * slow consumers, closed with 1008 when their send queue passed send_hard_limit
+     * (hard_limit_closes) or when they were among the largest queues while the process was
+     * over wsx_max_queued_bytes() (budget_closes); and peers that did not answer a keepalive
+     * ping within pong_timeout_ms (ping_timeouts, 1006). */
+    uint64_t hard_limit_closes;
+    uint64_t budget_closes;
+    uint64_t ping_timeouts;
     /* Topics are not counted here: they belong to the loop's hub, which every server of the
      * loop shares (see wsx_topic_count). */
 } wsx_server_stats;

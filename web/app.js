@@ -436,7 +436,10 @@
     const name = String(m.name ?? '');
     const text = String(m.text ?? '');
     const ts = Number(m.ts) || Date.now();
-    const mine = joined !== null && name === joined.name;
+    // A backend's post (POST /api/rooms/NAME/messages) carries "bot": true. Its name is not
+    // reserved in the room, so a bot called like us is still not us.
+    const bot = m.bot === true;
+    const mine = !bot && joined !== null && name === joined.name;
     const stick = nearBottom();
 
     // Our own echo: turn the oldest matching pending item into the real message.
@@ -450,8 +453,8 @@
       }
     }
     // Someone's message ends their typing.
-    clearTyper(name);
-    const li = messageItem(name, text, ts, mine, 'sent');
+    if (!bot) clearTyper(name);
+    const li = messageItem(name, text, ts, mine, 'sent', bot);
     li.dataset.id = String(m.id);
     appendMessage(li);
     if (stick || mine) scrollDown();
@@ -557,13 +560,17 @@
 
   // ---- rendering -----------------------------------------------------------------------------
 
-  function messageItem(name, text, ts, mine, state) {
+  function messageItem(name, text, ts, mine, state, bot = false) {
     const li = node('li', 'msg');
     li.dataset.testid = 'message';
     li.dataset.state = state;
     li.dataset.name = name;
     li.dataset.ts = String(ts);
     if (mine) li.classList.add('mine');
+    if (bot) {
+      li.classList.add('bot');
+      li.dataset.bot = 'true';
+    }
 
     const avatar = node('span', 'avatar', initial(name));
     avatar.setAttribute('aria-hidden', 'true');
@@ -577,7 +584,15 @@
     setTime(time, ts);
     const flag = node('span', 'flag');
     flag.dataset.testid = 'message-state';
-    meta.append(who, time, flag);
+    meta.append(who);
+    // Like Slack's "APP" tag: the sender is a program posting through the HTTP API.
+    if (bot) {
+      const badge = node('span', 'badge-bot', 'BOT');
+      badge.dataset.testid = 'message-bot';
+      badge.title = 'Posted by a program through the HTTP API';
+      meta.append(badge);
+    }
+    meta.append(time, flag);
     const txt = node('div', 'text');
     txt.append(...linkify(text));
     txt.dataset.testid = 'message-text';
@@ -630,6 +645,7 @@
   function appendMessage(li) {
     const prev = lastItem;
     if (prev && prev.isConnected && prev.dataset.name === li.dataset.name
+        && prev.dataset.bot === li.dataset.bot
         && Math.abs(Number(li.dataset.ts) - Number(prev.dataset.ts)) < GROUP_MS) {
       li.classList.add('cont');
     }

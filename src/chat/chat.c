@@ -755,6 +755,15 @@ uint64_t wsx_chat_conn_id(const wsx_chat_conn *cc)
     return cc->id;
 }
 
+bool wsx_chat_conn_room(wsx_chat *chat, const wsx_chat_conn *cc, char *out, size_t cap)
+{
+    wsx_chat_lock(chat);
+    bool in = cc->room != NULL;
+    if (cap) snprintf(out, cap, "%s", in ? cc->room->name : "");
+    wsx_chat_unlock(chat);
+    return in;
+}
+
 void wsx_chat_conn_message(wsx_chat *chat, wsx_chat_conn *m, const char *data, size_t len,
                            bool binary)
 {

@@ -166,6 +166,10 @@ void wsx_chat_conn_close(wsx_chat *chat, wsx_chat_conn *cc);
 /* The connection's id as sent in `welcome` (a number; the page shows it as "c<N>"). */
 uint64_t wsx_chat_conn_id(const wsx_chat_conn *cc);
 
+/* The name of the room cc is in, as a C string cut to cap - 1 bytes (for log lines); "" and
+ * false when it is in none. Takes the chat's lock. */
+bool wsx_chat_conn_room(wsx_chat *chat, const wsx_chat_conn *cc, char *out, size_t cap);
+
 /* Posts text to room (NUL-terminated) as `name` without a connection: what a backend sends
  * (`wsx serve`'s POST /api/rooms/NAME/messages). It takes the path of a member's `message`
  * (the next id of the room, its members and SSE listeners through publish, the history) and

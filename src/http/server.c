@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* An entry of wsx__http_srv.next. */
@@ -36,6 +37,39 @@ __attribute__((format(printf, 3, 4))) static void hlog(wsx__http_conn *hc, int l
     va_start(ap, fmt);
     hc->hs->owner->vlog(hc, level, fmt, ap);
     va_end(ap);
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One line of the access log, if there is one: m is the request (NULL: none could be read). */
+static void access_log(const wsx__http_srv *hs, const char *peer, const wsx__http_msg *m,
+                       uint64_t t0, int status, uint64_t bytes)
+{
+    if (!hs->on_access) return;
+    wsx_http_access a = {.peer = peer, .method = "", .path = "", .status = status, .bytes = bytes};
+    if (m) {
+        a.method = m->req.method;
+        a.method_len = m->req.method_len;
+        a.path = m->path;
+        a.path_len = m->path_len;
+    }
+    uint64_t now = mono_ns();
+    a.ms = t0 && now > t0 ? (double)(now - t0) / 1e6 : 0.0;
+    hs->on_access(&a, hs->user);
+}
+
+/* The access line of a refusal or an upgrade on hc (its peer asked of the socket). */
+static void access_conn(wsx__http_conn *hc, int status)
+{
+    if (!hc->hs->on_access) return;
+    char peer[64];
+    if (wsx__stream_peer(hc->s, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
+    access_log(hc->hs, peer, hc->cur, hc->cur ? hc->t0 : 0, status, 0);
 }
 
 static void deadline(wsx__http_conn *hc, uint32_t ms)
@@ -94,6 +128,11 @@ void wsx__http_conn_closed(wsx__http_conn *hc)
     wsx_http_req *r = hc->req;
     if (r) {
         hc->req = NULL;
+        /* A streamed answer ends here: its line now, while the head it borrows is there. */
+        if (r->status && r->file.fd < 0) {
+            access_log(r->hs, r->peer, &r->m, r->t0, r->status, r->sent);
+            r->status = 0;
+        }
         if (r->file.fd >= 0) {
             /* A file response belongs to the library once started. */
             free_req(r);
@@ -119,6 +158,7 @@ static void free_handed(wsx__http_conn *hc)
 
 void wsx__http_conn_handed_over(wsx__http_conn *hc)
 {
+    access_conn(hc, 101);
     hc->flags |= WSX__H_ENDED | WSX__H_HANDED;
 }
 
@@ -163,6 +203,7 @@ static void count_refusal(wsx_server_stats *st, int status)
 void wsx__http_refuse(wsx__http_conn *hc, int status, const char *why)
 {
     count_refusal(hc->hs->stats, status);
+    access_conn(hc, status);
     hlog(hc, WSX_LOG_INFO, "HTTP %d: %s", status, why);
     wsx__http_send_error(hc->s, status, why);
     finish(hc);
@@ -173,6 +214,7 @@ void wsx__http_refuse(wsx__http_conn *hc, int status, const char *why)
 void wsx__http_refuse_busy(wsx__http_conn *hc, const char *why)
 {
     count_refusal(hc->hs->stats, 503);
+    access_conn(hc, 503);
     hlog(hc, WSX_LOG_WARN, "HTTP 503: %s", why);
     char body[160], out[512];
     snprintf(body, sizeof body, "503 Service Unavailable\n%s", why);
@@ -320,6 +362,7 @@ static void default_http(wsx_http_req *r, bool ws_path)
     int status = ws_path ? 426 : 404;
     const char *why =
         ws_path ? "this is a WebSocket endpoint: send an Upgrade request" : "no such resource";
+    access_conn(hc, status);
     hc->req = NULL;
     hc->flags &= (uint16_t)~WSX__H_BUSY;
     free_req(r);
@@ -371,6 +414,9 @@ static void http_request(wsx__http_conn *hc, wsx__http_msg *m, size_t off,
     r->oversize = oversize;
     r->head_only = m->req.method_len == 4 && !memcmp(m->req.method, "HEAD", 4);
     snprintf(r->peer, sizeof r->peer, "%s", peer);
+    r->t0 = hc->t0;
+    r->sent = 0;
+    r->status = 0;
     hc->req = r;
     hc->flags |= WSX__H_BUSY;
     deadline(hc, UINT32_MAX);
@@ -452,6 +498,7 @@ int wsx_http_respond(wsx_http_req *r, int status, const wsx_http_header *headers
     bool keep = r->m.keep_alive && !hc->hs->shutting_down;
     int rc = wsx__http_send(hc->s, status, headers, n_headers, body, len, keep, r->head_only);
     if (rc == WSX_EINVAL) return rc; /* the request stays open: the caller may answer again */
+    access_log(hc->hs, r->peer, &r->m, r->t0, status, r->head_only || rc < 0 ? 0 : len);
     return request_done(hc, r, rc, keep);
 }
 
@@ -509,6 +556,8 @@ int wsx_http_respond_file(wsx_http_req *r, int status, const wsx_http_header *he
     /* RFC 9110 9.3.2, 15.3.5, 15.4.5: HEAD, 204 and 304 responses have no content. */
     bool body = !r->head_only && status >= 200 && status != 204 && status != 304;
     int rc = wsx__http_send(hc->s, status, headers, n_headers, NULL, (size_t)len, keep, true);
+    if (rc != WSX_EINVAL)
+        access_log(hc->hs, r->peer, &r->m, r->t0, status, rc < 0 || !body ? 0 : len);
     if (rc == WSX_EINVAL || rc < 0 || !body || len == 0) {
         close(fd);
         if (rc == WSX_EINVAL) return rc; /* the request stays open, as in wsx_http_respond */
@@ -528,6 +577,7 @@ int wsx_http_begin(wsx_http_req *r, int status, const wsx_http_header *headers, 
     if (!hc) return WSX_ECLOSED;
     int rc = wsx__http_send_head(hc->s, status, headers, n, "Connection: close\r\n\r\n", NULL, 0);
     if (rc < 0) return rc;
+    r->status = status;
     hc->flags |= WSX__H_STREAMING;
     /* Read again, only to notice the client leaving (EOF); anything it sends is ignored. */
     wsx__stream_resume(hc->s);
@@ -558,6 +608,7 @@ int wsx_http_write(wsx_http_req *r, const void *data, size_t len)
     if (r->head_only) return 0; /* a HEAD response has headers only (RFC 9110 9.3.2) */
     int rc = wsx__stream_write1(hc->s, data, len);
     if (rc < 0) return rc;
+    r->sent += len;
     return stream_limits(hc);
 }
 
@@ -572,6 +623,7 @@ int wsx_http_write_bytes(wsx_http_req *r, wsx_bytes *b, size_t off, size_t len)
     if (r->head_only) return 0;
     int rc = wsx__stream_write_ref(hc->s, ref, ref->data + off, len);
     if (rc < 0) return rc;
+    r->sent += len;
     /* The same limits as wsx_http_write: a slice counts with its full length, since this
      * connection keeps the shared buffer alive until it is written. */
     return stream_limits(hc);
@@ -586,6 +638,9 @@ void wsx_http_end(wsx_http_req *r)
 {
     if (!r) return;
     wsx__http_conn *hc = r->hc;
+    /* Once the connection went away, its line was written then (the head it borrows from is
+     * gone with it). */
+    if (hc && r->status) access_log(r->hs, r->peer, &r->m, r->t0, r->status, r->sent);
     if (hc) {
         hc->req = NULL;
         hc->flags &= (uint16_t) ~(WSX__H_BUSY | WSX__H_STREAMING | WSX__H_DRAINWAIT);
@@ -685,6 +740,7 @@ static bool oversize_to_handler(wsx__http_conn *hc, wsx__http_msg *m, size_t off
     m->upgrade = false;
     char peer[64];
     if (wsx__stream_peer(hc->s, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
+    hc->t0 = hc->hs->on_access ? mono_ns() : 0;
     http_request(hc, m, off, rt, peer, true);
     return true;
 }
@@ -716,14 +772,18 @@ static void serve(wsx__http_conn *hc, unsigned budget)
             break;
         }
         hs->owner->request_seen(hc);
+        hc->t0 = hs->on_access ? mono_ns() : 0;
+        hc->cur = &m;
         char peer[64];
         if (wsx__stream_peer(hc->s, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
         const wsx__http_route *rt = route_of(hs, m.path, m.path_len);
         if (m.upgrade) {
             upgrade(hc, &m, off, rt, peer);
+            hc->cur = NULL; /* handed over or not, hc lives until serve() returns */
             break;
         }
         http_request(hc, &m, off, rt, peer, false);
+        hc->cur = NULL;
         if (!(hc->flags & WSX__H_BUSY)) off += m.total_len;
     }
     hc->flags &= (uint16_t)~WSX__H_SERVING;

@@ -73,6 +73,7 @@ struct wsx__http_srv {
      * (NULL: any path). */
     wsx_http_cb on_http;
     void *user;
+    wsx_access_cb on_access; /* the access log, or NULL */
     const char *ws_path;
     wsx__http_route *routes;
     size_t n_routes;
@@ -90,6 +91,10 @@ struct wsx__http_conn {
     wsx__stream *s;    /* the owner's stream */
     wsx__http_in in;   /* bytes not yet consumed; answered requests precede a held one */
     wsx_http_req *req; /* the request being answered (WSX__H_BUSY) */
+    /* With an access log: the head being dispatched (during serve() only, for refusals and
+     * upgrades) and when it was complete (monotonic ns). */
+    const wsx__http_msg *cur;
+    uint64_t t0;
     uint16_t flags;
 };
 
@@ -120,6 +125,11 @@ struct wsx_http_req {
     bool keep;     /* a file response: keep the connection once the file is queued */
     bool oversize; /* its body was above the route's max_body: not read, no keep-alive */
     char peer[64]; /* "1.2.3.4:5555" */
+    /* For the access log: when the head was complete (monotonic ns), the status of a
+     * streamed answer and its body bytes so far. */
+    uint64_t t0;
+    uint64_t sent;
+    int status;
 };
 
 /* Sets up hs (routes none, limits from the owner afterwards). */

@@ -66,6 +66,7 @@ static bool over_hard_limit(wsx_conn *c)
     if (q <= wsx__cfg_of(c)->hard_limit) return false;
     wsx__conn_log(c, WSX_LOG_WARN, "send queue at %zu bytes, over the hard limit: closing (1008)",
                   q);
+    if (wsx__cfg_of(c)->stats) wsx__cfg_of(c)->stats->hard_limit_closes++;
     wsx__conn_drop(c, WSX_CLOSE_POLICY, "send queue over its hard limit");
     return true;
 }
@@ -669,6 +670,7 @@ void wsx__conn_timer(wsx_conn *c)
             if (cfg->pong_ms != WSX__NEVER && now - c->ping_at >= cfg->pong_ms) {
                 wsx__conn_log(c, WSX_LOG_INFO, "no answer to a ping within %u ms: dropping",
                               cfg->pong_ms);
+                if (cfg->stats) cfg->stats->ping_timeouts++;
                 wsx__conn_drop(c, WSX_CLOSE_ABNORMAL, "ping timeout");
                 return;
             }

@@ -47,9 +47,20 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* A line of connection c (NULL: none) whose message starts at line + off (after the peer):
+ * to on_conn_log when there is one. */
+static void emit_conn(const wsx__cfg *cfg, int level, const wsx_conn *c, size_t off,
+                      const char *line)
+{
+    if (c && cfg->on_conn_log)
+        cfg->on_conn_log(c, level, line + off, cfg->user);
+    else if (cfg->on_log)
+        cfg->on_log(level, line, cfg->user);
+}
+
 static void emit(const wsx__cfg *cfg, int level, const char *line)
 {
-    cfg->on_log(level, line, cfg->user);
+    emit_conn(cfg, level, NULL, 0, line);
 }
 
 /* Reports what a site suppressed, with its last line, and starts a new window. */
@@ -85,17 +96,18 @@ static logsite *find_site(const wsx__cfg *cfg, wsx__lograte *rl, const char *fmt
     return victim;
 }
 
-static void log_line(const wsx__cfg *cfg, int level, const char *site, const char *line)
+static void log_line(const wsx__cfg *cfg, int level, const char *site, const char *line,
+                     const wsx_conn *c, size_t off)
 {
     if (level >= WSX_LOG_DEBUG) {
-        emit(cfg, level, line);
+        emit_conn(cfg, level, c, off, line);
         return;
     }
     /* The table is allocated on the first line, so a client or server that never logs
      * (most clients) carries no table; the cfg itself lives in a mutable server or client. */
     wsx__cfg *mut = (wsx__cfg *)cfg;
     if (!mut->lograte && !(mut->lograte = calloc(1, sizeof *mut->lograte))) {
-        emit(cfg, level, line);
+        emit_conn(cfg, level, c, off, line);
         return;
     }
     uint64_t now = mono_ms();
@@ -109,13 +121,13 @@ static void log_line(const wsx__cfg *cfg, int level, const char *site, const cha
                      s->dropped, (double)(now - s->since) / 1000.0);
             s->dropped = 0;
             s->emitted = 1;
-            emit(cfg, level, out);
+            emit_conn(cfg, level, c, off, out);
             return;
         }
     }
     if (s->emitted < budget(level)) {
         s->emitted++;
-        emit(cfg, level, line);
+        emit_conn(cfg, level, c, off, line);
         return;
     }
     if (!s->dropped++) s->since = now;
@@ -131,20 +143,21 @@ void wsx__log(const wsx__cfg *cfg, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    log_line(cfg, level, fmt, line);
+    log_line(cfg, level, fmt, line, NULL, 0);
 }
 
 void wsx__conn_vlog(const wsx_conn *c, int level, const char *fmt, va_list ap)
 {
     const wsx__cfg *cfg = wsx__cfg_of(c);
-    if (!cfg->on_log || level > cfg->log_level) return;
+    if ((!cfg->on_log && !cfg->on_conn_log) || level > cfg->log_level) return;
     char peer[64];
     if (wsx_conn_peer(c, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
     char msg[400];
     vsnprintf(msg, sizeof msg, fmt, ap);
     char line[512];
-    snprintf(line, sizeof line, "%s %s", peer, msg);
-    log_line(cfg, level, fmt, line);
+    int off = snprintf(line, sizeof line, "%s ", peer);
+    snprintf(line + off, sizeof line - (size_t)off, "%s", msg);
+    log_line(cfg, level, fmt, line, c, (size_t)off);
 }
 
 void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)

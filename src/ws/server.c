@@ -407,6 +407,7 @@ static int server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server 
     wsx__cfg *cfg = &srv->cfg;
     cfg->role = WSX_ROLE_SERVER;
     WSX__CFG_CALLBACKS(cfg, o);
+    cfg->on_conn_log = o->on_conn_log;
     cfg->subprotocols = o->subprotocols;
     cfg->stats = &srv->stats;
     cfg->zscratch = &srv->zscratch;
@@ -436,6 +437,7 @@ static int server_start(wsx_loop *loop, const wsx_server_opts *opts, wsx_server 
     hs->http_ms = cfg->http_ms;
     hs->handshake_ms = cfg->handshake_ms;
     hs->on_http = o->on_http;
+    hs->on_access = o->on_access;
     hs->user = o->user;
     hs->ws_path = o->path;
 

@@ -52,6 +52,7 @@ void wsx__server_shed(wsx__budget_hook *h, size_t excess)
                       "send queue at %zu bytes, among the largest while the process is %zu bytes "
                       "over its budget of %zu queued bytes: closing (1008)",
                       q, excess - freed, wsx_max_queued_bytes());
+        if (wsx__cfg_of(c)->stats) wsx__cfg_of(c)->stats->budget_closes++;
         wsx__conn_drop(c, WSX_CLOSE_POLICY, "process send budget exceeded");
         freed += q;
     }

@@ -25,6 +25,7 @@ typedef struct wsx__cfg {
     wsx__ws_cbs cb; /* of the default route */
     wsx_pong_cb on_pong;
     wsx_log_cb on_log;
+    wsx_conn_log_cb on_conn_log; /* servers only; NULL: on_log with the peer in front */
     int log_level;
     void *user;
     const char *const *subprotocols; /* the list subprotocol indexes refer to */
@@ -354,12 +355,12 @@ void wsx__admit_count(const wsx__admit *a, const struct sockaddr *peer, size_t *
 /* ---- log.c ---- */
 
 /*
- * Logs "<peer> <message>" (wsx__conn_log) or the message (wsx__log) through cfg->on_log
- * when level passes cfg->log_level. Lines are rate-limited per call site (fmt must be a
- * string literal: its address names the site) and per server or client: in each second a
- * site gets one warning or error line, or ten informational ones; the rest are counted and
- * the count goes out with the site's next line, or from wsx__log_flush(). Debug lines are
- * not limited.
+ * Logs "<peer> <message>" (wsx__conn_log; the message alone through cfg->on_conn_log when
+ * set) or the message (wsx__log) through cfg->on_log when level passes cfg->log_level. Lines are
+ * rate-limited per call site (fmt must be a string literal: its address names the site) and per
+ * server or client: in each second a site gets one warning or error line, or ten informational
+ * ones; the rest are counted and the count goes out with the site's next line, or from
+ * wsx__log_flush(). Debug lines are not limited.
  */
 void wsx__conn_log(const wsx_conn *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

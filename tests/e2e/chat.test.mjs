@@ -721,3 +721,71 @@ test('the page: join form first, focus, Shift+Enter, links, counter, new-message
       await b.close().catch(() => {});
     }
   });
+
+// ---- issue 14: messages of bots (POST /api/rooms/NAME/messages) --------------------------------
+
+test('a backend\'s post is marked with a BOT tag, and a bot is never "you"', { timeout: 120000 }, async (t) => {
+  if (process.env.E2E_MOCK === '1') return t.skip('the mock server has no POST /api/rooms/NAME/messages');
+  assert.ok(process.env.WSX && fs.existsSync(process.env.WSX), 'set WSX to the wsx binary');
+  const bsrv = await startServer(0, ['--token', 'b0t']);
+  const b = await launch();
+  const base = `http://${bsrv.host}:${bsrv.port}/`;
+  const post = (name, text) => fetch(`${base}api/rooms/e2e/messages`, {
+    method: 'POST',
+    headers: { Authorization: 'Bearer b0t', 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name, text }),
+  });
+  try {
+    const ctx = await b.newContext({ viewport: { width: 1100, height: 700 }, deviceScaleFactor: 1 });
+    const page = await ctx.newPage();
+    const problems = [];
+    page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+    await page.goto(`${base}?token=b0t&room=e2e`, { timeout: WAIT });
+    await page.fill(byId('name-input'), 'ann');
+    await page.click(byId('join-button'));
+    await waitOnline(page, ['ann']);
+    await say(page, 'is the deploy done?');
+    await waitMessage(page, 'is the deploy done?');
+
+    await t.test('a post shows its name with a BOT tag; people\'s messages have none', async () => {
+      assert.equal((await post('deploy-bot', 'deployed v1.2 to production ✓')).status, 201);
+      await waitMessage(page, 'deployed v1.2 to production ✓');
+      const tags = await page.$$eval(byId('message'), (els) => els.map((e) => ({
+        name: e.querySelector('[data-testid="message-name"]')?.textContent,
+        bot: e.querySelector('[data-testid="message-bot"]')?.textContent ?? null,
+        mine: e.classList.contains('mine'),
+      })));
+      assert.deepEqual(tags, [
+        { name: 'ann', bot: null, mine: true },
+        { name: 'deploy-bot', bot: 'BOT', mine: false },
+      ]);
+    });
+
+    await t.test('a bot called like the user is not shown as the user\'s own message', async () => {
+      assert.equal((await post('ann', 'a bot may use any name')).status, 201);
+      await waitMessage(page, 'a bot may use any name');
+      const last = await page.$eval(`${byId('message')}:last-child`, (e) => ({
+        mine: e.classList.contains('mine'), cont: e.classList.contains('cont'),
+        bot: e.querySelector('[data-testid="message-bot"]')?.textContent ?? null,
+      }));
+      assert.deepEqual(last, { mine: false, cont: false, bot: 'BOT' });
+      await shot(page, 'bot-badge.png');
+    });
+
+    await t.test('a page that joins later sees the tag in the history', async () => {
+      const ctx2 = await b.newContext({ viewport: { width: 1100, height: 700 } });
+      const p2 = await ctx2.newPage();
+      await p2.goto(`${base}?token=b0t&room=e2e`, { timeout: WAIT });
+      await p2.fill(byId('name-input'), 'bea');
+      await p2.click(byId('join-button'));
+      await waitMessage(p2, 'a bot may use any name');
+      assert.equal(await p2.$$eval(byId('message-bot'), (els) => els.length), 2);
+      await ctx2.close();
+    });
+    assert.deepEqual(problems, []);
+    await ctx.close();
+  } finally {
+    await killServer(bsrv);
+    await b.close().catch(() => {});
+  }
+});

@@ -75,7 +75,8 @@ def http_raw(port, method, path, headers=(), timeout=5):
 
 
 def metrics(port, headers=()):
-    """GET /metrics (with the request headers given) parsed: {'name' or 'name{labels}': int}."""
+    """GET /metrics (with the request headers given) parsed: {'name' or 'name{labels}': int, or
+    float for the values that are not integers (process_cpu_seconds_total)}."""
     status, _, body = http_req(port, "GET", "/metrics", headers)
     if status != 200:
         raise RuntimeError(f"/metrics: HTTP {status}")
@@ -83,7 +84,10 @@ def metrics(port, headers=()):
     for line in body.decode().splitlines():
         if line and not line.startswith("#"):
             k, v = line.rsplit(" ", 1)
-            vals[k] = int(v)
+            try:
+                vals[k] = int(v)
+            except ValueError:
+                vals[k] = float(v)
     return vals
 
 

@@ -39,7 +39,30 @@ typedef struct hsrv {
     uint32_t http_ms; /* http_timeout_ms (0: the default) */
     wsx_timer *watchdog;
     bool timed_out;
+    bool access;  /* set on_access */
+    int n_access; /* its calls, the first ACCESS_MAX of them kept: */
+    struct access_line {
+        char method[8], path[32];
+        int status;
+        uint64_t bytes;
+        double ms;
+    } acc[8];
 } hsrv;
+#define ACCESS_MAX 8
+
+static void hs_access(const wsx_http_access *a, void *user)
+{
+    hsrv *h = user;
+    if (h->n_access < ACCESS_MAX) {
+        struct access_line *l = &h->acc[h->n_access];
+        snprintf(l->method, sizeof l->method, "%.*s", (int)a->method_len, a->method);
+        snprintf(l->path, sizeof l->path, "%.*s", (int)a->path_len, a->path);
+        l->status = a->status;
+        l->bytes = a->bytes;
+        l->ms = a->ms;
+    }
+    h->n_access++;
+}
 
 static void hs_stop(void *arg)
 {
@@ -136,6 +159,7 @@ static void hs_start(hsrv *h, size_t high_water, size_t low_water)
     o.http_timeout_ms = h->http_ms;
     o.log_level = WSX_LOG_ERROR;
     o.user = h;
+    if (h->access) o.on_access = hs_access;
     CHECK_INT(wsx_server_start(h->loop, &o, &h->srv, NULL), 0);
     h->port = wsx_server_port(h->srv);
     wsx_timer_start(h->loop, 15000, 0, hs_watchdog, h, &h->watchdog);
@@ -660,6 +684,67 @@ TEST(high_water_stops_pipelined_requests)
     free(h.body);
 }
 
+static void *access_client(void *arg)
+{
+    (void)arg;
+    hcli *c = malloc(sizeof *c);
+    if (hc_connect(c, g_h->port, 0) == 0) {
+        static const char reqs[] = "GET /hello?token=secret HTTP/1.1\r\nHost: x\r\n\r\n"
+                                   "HEAD /whole HTTP/1.1\r\nHost: x\r\n\r\n"
+                                   "GET /range HTTP/1.1\r\nHost: x\r\n\r\n"
+                                   "GET /later HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        hc_send(c, reqs, sizeof reqs - 1);
+        while (hc_byte(c) >= 0) {
+        }
+        close(c->fd);
+    }
+    if (hc_connect(c, g_h->port, 0) == 0) {
+        static const char bad[] = "NOT HTTP\r\n\r\n";
+        hc_send(c, bad, sizeof bad - 1);
+        while (hc_byte(c) >= 0) {
+        }
+        close(c->fd);
+    }
+    free(c);
+    wsx_loop_post(g_h->loop, hs_stop, g_h);
+    return NULL;
+}
+
+/* on_access: one call per answer, with the request's method and path (no query), the status,
+ * the body bytes and the time; also for a file, an answer given later and a refusal. */
+TEST(access_log_one_call_per_answer)
+{
+    char path[] = "/tmp/wsx-test-http-XXXXXX";
+    int tfd = mkstemp(path);
+    CHECK(tfd >= 0);
+    close(tfd);
+    write_pattern_file(path, FILE_LEN);
+    hsrv h = {.file = path, .access = true};
+    g_h = &h;
+    hs_start(&h, 0, 0);
+    hs_run(&h, access_client, NULL);
+    unlink(path);
+    CHECK_INT(h.n_access, 5);
+    static const struct {
+        const char *method, *path;
+        int status;
+        uint64_t bytes;
+    } want[5] = {{"GET", "/hello", 200, 6},
+                 {"HEAD", "/whole", 200, 0},
+                 {"GET", "/range", 200, 100000},
+                 {"GET", "/later", 200, 5},
+                 {"", "", 400, 0}};
+    for (int i = 0; i < 5 && i < h.n_access; i++) {
+        CHECK_STR(h.acc[i].method, want[i].method);
+        CHECK_STR(h.acc[i].path, want[i].path);
+        CHECK_INT(h.acc[i].status, want[i].status);
+        CHECK_INT(h.acc[i].bytes, want[i].bytes);
+        CHECK(h.acc[i].ms >= 0 && h.acc[i].ms < 10000);
+    }
+    /* /later is answered from a 10 ms timer. */
+    CHECK(h.acc[3].ms >= 5);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -670,5 +755,6 @@ int main(void)
     RUN_T(upgrade_after_deferred_requests);
     RUN_T(half_close_after_pipelined_requests);
     RUN_T(high_water_stops_pipelined_requests);
+    RUN_T(access_log_one_call_per_answer);
     return test_summary("http_server");
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "runner.h"
 #include "tool.h"
 
@@ -12,7 +13,8 @@ static const char help[] =
     "\n"
     "A WebSocket echo server: every text or binary message is sent back as it came.\n"
     "Connections to /sub subscribe to one topic; each message from a connection to /pub is\n"
-    "published to it (fan-out measurements).\n"
+    "published to it (fan-out measurements). GET /metrics (Prometheus text, public) and\n"
+    "GET /healthz (\"ok\") are answered on every port; an upgrade there gets 404.\n"
     "\n"
     "  --host H               address to listen on (default: all, IPv6 and IPv4)\n"
     "  --port P               port (default 8080; 0 picks a free one)\n"
@@ -34,7 +36,10 @@ static const char help[] =
     "                         --tls-key for more names: SNI picks; SIGHUP reloads the files)\n"
     "  --tls-key FILE         the private key of the preceding --tls-cert\n" TOOL_TLS_TIMEOUT_HELP
     "  --quiet                log only warnings and errors\n"
-    "  --json-logs            log one JSON object per line\n"
+    "  --json-logs            log one JSON object per line, with fields (conn, peer, path,\n"
+    "                         code, reason, room, status, bytes, ms) besides ts, level, msg\n"
+    "  --access-log           log each answered HTTP request: peer, method, path, status,\n"
+    "                         body bytes, milliseconds (also with --quiet)\n"
     "  --no-deflate           refuse permessage-deflate (accepted by default, without server\n"
     "                         context takeover: one shared compressor, no per-connection one)\n"
     "  -h, --help             this text\n"
@@ -52,33 +57,74 @@ static char role_sub, role_pub;
 /* The loops (one per thread, each with its server on the shared port) and the runner. */
 static tool_runner R;
 
+/* With INFO lines (not --quiet) a connection's user pointer is one of these, made at the upgrade,
+ * so that its close line names the peer even when the socket no longer knows it; with --quiet it
+ * stays the role (no allocation: the benchmarks measure memory per connection). */
+typedef struct echo_conn {
+    char *role; /* &role_sub, &role_pub or NULL */
+    tool_conn_id ci;
+    char path[64];
+} echo_conn;
+static bool track;
+
+static echo_conn *tracked(const wsx_conn *c)
+{
+    void *u = wsx_conn_user(c);
+    return u && u != &role_sub && u != &role_pub ? u : NULL;
+}
+
+static char *role_of(const wsx_conn *c)
+{
+    echo_conn *ec = tracked(c);
+    return ec ? ec->role : wsx_conn_user(c);
+}
+
 static int on_upgrade(wsx_server *s, const wsx_http_req *rq, void **conn_user, void *user)
 {
     (void)s;
     (void)user;
     size_t pl;
     const char *path = wsx_http_req_path(rq, &pl);
-    if (pl == 4 && !memcmp(path, "/sub", 4)) *conn_user = &role_sub;
-    if (pl == 4 && !memcmp(path, "/pub", 4)) *conn_user = &role_pub;
+    char *role = NULL;
+    if (pl == 4 && !memcmp(path, "/sub", 4)) role = &role_sub;
+    if (pl == 4 && !memcmp(path, "/pub", 4)) role = &role_pub;
+    *conn_user = role;
+    if (!track) return 0;
+    echo_conn *ec = malloc(sizeof *ec);
+    if (!ec) return 503;
+    ec->role = role;
+    ec->ci.id = 0;
+    /* The path, cut to fit, for the open and close lines. */
+    snprintf(ec->path, sizeof ec->path, "%.*s", (int)pl, path);
+    *conn_user = ec;
     return 0;
+}
+
+static void on_upgrade_failed(wsx_server *s, void *conn_user, void *user)
+{
+    (void)s;
+    (void)user;
+    if (conn_user != &role_sub && conn_user != &role_pub) free(conn_user);
 }
 
 static void on_open(wsx_conn *c, void *user)
 {
     (void)user;
-    char peer[64];
-    if (wsx_conn_peer(c, peer, sizeof peer) < 0) strcpy(peer, "-");
-    if (wsx_conn_user(c) == &role_sub) wsx_subscribe(c, BCAST_TOPIC);
-    tool_logf(WSX_LOG_INFO, "%s open%s", peer,
-              wsx_conn_user(c) == &role_sub   ? " (subscriber)"
-              : wsx_conn_user(c) == &role_pub ? " (publisher)"
-                                              : "");
+    if (role_of(c) == &role_sub) wsx_subscribe(c, BCAST_TOPIC);
+    echo_conn *ec = tracked(c);
+    if (!ec) return;
+    tool_conn_id_set(&ec->ci, c, tool_conn_id_next());
+    char *role = ec->role;
+    tool_log_open(&ec->ci, ec->path,
+                  role == &role_sub   ? "(subscriber)"
+                  : role == &role_pub ? "(publisher)"
+                                      : NULL);
 }
 
 static void on_message(wsx_conn *c, const wsx_msg *m, void *user)
 {
     (void)user;
-    if (wsx_conn_user(c) == &role_pub) {
+    if (role_of(c) == &role_pub) {
         wsx_publish(wsx_conn_server(c), BCAST_TOPIC, m->data, m->len, m->type);
         return;
     }
@@ -88,9 +134,25 @@ static void on_message(wsx_conn *c, const wsx_msg *m, void *user)
 static void on_close(wsx_conn *c, int code, const char *reason, size_t len, void *user)
 {
     (void)user;
-    char peer[64];
-    if (wsx_conn_peer(c, peer, sizeof peer) < 0) strcpy(peer, "-");
-    tool_logf(WSX_LOG_INFO, "%s close %d%s%.*s", peer, code, len ? " " : "", (int)len, reason);
+    echo_conn *ec = tracked(c);
+    if (!ec) {
+        /* --quiet: the line is not written, the close is counted. */
+        tool_conn_id ci = {.id = 0};
+        if (!g_log.quiet && wsx_conn_peer(c, ci.peer, sizeof ci.peer) < 0) strcpy(ci.peer, "-");
+        tool_log_close(&ci, NULL, code, reason, len, NULL);
+        return;
+    }
+    tool_log_close(&ec->ci, ec->path, code, reason, len, NULL);
+    wsx_conn_set_user(c, NULL);
+    free(ec);
+}
+
+/* The library's lines about a connection, named as its open and close lines name it. */
+static void on_conn_log(const wsx_conn *c, int level, const char *msg, void *user)
+{
+    (void)user;
+    echo_conn *ec = tracked(c);
+    tool_log_conn(ec ? &ec->ci : NULL, ec ? ec->path : NULL, c, level, msg);
 }
 
 /* A publish on one thread reaches the subscribers of the others through their loops. */
@@ -137,6 +199,7 @@ static const struct option echo_longopts[] = {
     {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
     {"quiet", no_argument, 0, TOOL_O_QUIET},
     {"json-logs", no_argument, 0, TOOL_O_JSON_LOGS},
+    {"access-log", no_argument, 0, TOOL_O_ACCESS_LOG},
     {"no-deflate", no_argument, 0, 'D'},
     {"threads", required_argument, 0, TOOL_O_THREADS},
     TOOL_TLS_LONGOPTS,
@@ -144,6 +207,13 @@ static const struct option echo_longopts[] = {
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
+
+/* Shutdown begins on loop k: its snapshot timer would keep the loop alive. */
+static void stop_metrics(unsigned k, void *arg)
+{
+    (void)arg;
+    tool_metrics_stop(k);
+}
 
 /* What on_ready prints. */
 static struct {
@@ -241,16 +311,28 @@ int cmd_echo(int argc, char **argv)
     tool_tls_apply(&a.tls, &o);
     tool_deflate_defaults(&o, !a.no_deflate);
     o.on_upgrade = on_upgrade;
+    o.on_upgrade_failed = on_upgrade_failed;
     o.on_open = on_open;
     o.on_message = on_message;
     o.on_close = on_close;
     o.on_log = tool_log_cb;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
+    o.on_access = g_log.access ? tool_access_cb : NULL;
+    o.on_conn_log = on_conn_log;
+    track = !g_log.quiet;
     R.on_ready = print_listening;
+    R.on_stop = stop_metrics;
     listen_info.host = o.host;
     listen_info.path = o.path;
     listen_info.tls = a.tls.n_certs > 0;
     if (tool_runner_start(&R, &o, 1) < 0) return 1;
+    for (unsigned k = 0; k < R.n_threads; k++)
+        if (!tool_metrics_routes(R.t[k].srvs[0], k)) {
+            fprintf(stderr, "wsx echo: out of memory\n");
+            tool_runner_free(&R);
+            return 1;
+        }
+    tool_metrics_start(&R);
     if (R.n_threads > 1)
         for (unsigned k = 0; k < R.n_threads; k++)
             wsx_server_set_publish_hook(R.t[k].srvs[0], relay, NULL);

@@ -168,6 +168,9 @@ int tool_runner_option(tool_runner *r, unsigned max_threads, wsx_server_opts *o,
     case TOOL_O_JSON_LOGS:
         g_log.json = true;
         return 0;
+    case TOOL_O_ACCESS_LOG:
+        g_log.access = true;
+        return 0;
     case 'D':
         a->no_deflate = true;
         return 0;

@@ -77,7 +77,7 @@ void tool_runner_free(tool_runner *r);
 /* The options `wsx echo` and `wsx serve` take the same way besides TOOL_TLS_LONGOPTS and
  * TOOL_ADMIT_LONGOPTS: getopt_long values (above any command's own) of --quiet, --json-logs
  * and --threads; --no-deflate is 'D'. */
-enum { TOOL_O_QUIET = 0x1200, TOOL_O_JSON_LOGS, TOOL_O_THREADS };
+enum { TOOL_O_QUIET = 0x1200, TOOL_O_JSON_LOGS, TOOL_O_THREADS, TOOL_O_ACCESS_LOG };
 
 /* What those options set besides the server options, the runner and the log. */
 typedef struct tool_server_args {
@@ -85,10 +85,11 @@ typedef struct tool_server_args {
     bool no_deflate; /* --no-deflate */
 } tool_server_args;
 
-/* Takes one of the options of a server command that the runner's users share: --quiet and
- * --json-logs (g_log), --threads N (1 to max_threads, into r->n_threads), --no-deflate, the
- * TLS options (into a->tls) and the admission limits (into o). Returns -1 if ch is not one of
- * them, 0 if it was taken, else the exit status 2 after a usage message naming r->cmd. */
+/* Takes one of the options of a server command that the runner's users share: --quiet,
+ * --json-logs and --access-log (g_log), --threads N (1 to max_threads, into r->n_threads),
+ * --no-deflate, the TLS options (into a->tls) and the admission limits (into o). Returns -1 if ch
+ * is not one of them, 0 if it was taken, else the exit status 2 after a usage message naming
+ * r->cmd. */
 int tool_runner_option(tool_runner *r, unsigned max_threads, wsx_server_opts *o,
                        tool_server_args *a, int ch, const char *arg);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "assets.h"
+#include "metrics.h"
 #include "serve.h"
 
 serve_state g_serve;
@@ -59,6 +60,9 @@ static const char help[] =
     "  --join-rate-per-ip N   joins and leaves per second from one client address (default\n"
     "                         10; 0 = no limit)\n"
     "  --join-burst-per-ip N  joins and leaves one address may send at once (default 200)\n"
+    "  --post-rate N          posts (POST /api/rooms/NAME/messages) per second, all backends\n"
+    "                         together (default 100; 0 = no limit): more get 429\n"
+    "  --post-burst N         posts that may come at once (default 200)\n"
     "  --max-connections N    WebSocket connections at most (default 10000)\n" TOOL_ADMIT_HELP
     "  --max-queued-bytes B   bytes queued for sending in the whole process; above it the\n"
     "                         largest queues are closed with 1008 (default: 1/4 of the RAM)\n"
@@ -71,7 +75,10 @@ static const char help[] =
     "--port\n" TOOL_TLS_TIMEOUT_HELP
     "  --threads N            N event loops in N threads on the same port(s) (SO_REUSEPORT)\n"
     "  --quiet                log only warnings and errors\n"
-    "  --json-logs            log one JSON object per line\n"
+    "  --json-logs            log one JSON object per line, with fields (conn, peer, path,\n"
+    "                         code, reason, room, status, bytes, ms) besides ts, level, msg\n"
+    "  --access-log           log each answered HTTP request: peer, method, path, status,\n"
+    "                         body bytes, milliseconds (also with --quiet)\n"
     "  --no-deflate           refuse permessage-deflate (accepted by default, without server\n"
     "                         context takeover: one shared compressor, no per-connection one)\n"
     "  -h, --help             this text\n";
@@ -83,8 +90,8 @@ static void stop_timers(unsigned k, void *arg)
     (void)arg;
     serve_thread *t = &g_serve.t[k];
     if (t->keepalive) wsx_timer_stop(t->keepalive);
-    if (t->snapshot) wsx_timer_stop(t->snapshot);
-    t->keepalive = t->snapshot = NULL;
+    t->keepalive = NULL;
+    tool_metrics_stop(k);
     if (k == 0 && g_serve.expire) {
         wsx_timer_stop(g_serve.expire);
         g_serve.expire = NULL;
@@ -121,6 +128,8 @@ enum {
     O_JOIN_BURST_PER_IP,
     O_METRICS_TOKEN,
     O_MAXQ,
+    O_POST_RATE,
+    O_POST_BURST,
 };
 
 /* Drops the history of rooms idle for longer than --history-idle (the chat keeps them in
@@ -154,6 +163,8 @@ static const struct {
     {O_BURST_PER_IP, "burst-per-ip", 1, offsetof(wsx_chat_opts, burst_per_ip)},
     {O_JOIN_RATE_PER_IP, "join-rate-per-ip", 0, offsetof(wsx_chat_opts, join_rate_per_ip)},
     {O_JOIN_BURST_PER_IP, "join-burst-per-ip", 1, offsetof(wsx_chat_opts, join_burst_per_ip)},
+    {O_POST_RATE, "post-rate", 0, offsetof(wsx_chat_opts, post_rate)},
+    {O_POST_BURST, "post-burst", 1, offsetof(wsx_chat_opts, post_burst)},
 };
 
 /* Sets one of chat_counts. Returns false (after the usage message) if it is not one or the
@@ -192,6 +203,7 @@ static const struct option serve_longopts[] = {
     {"shutdown-timeout", required_argument, 0, O_SHUTDOWN},
     {"quiet", no_argument, 0, TOOL_O_QUIET},
     {"json-logs", no_argument, 0, TOOL_O_JSON_LOGS},
+    {"access-log", no_argument, 0, TOOL_O_ACCESS_LOG},
     {"no-deflate", no_argument, 0, 'D'},
     {"tls-port", required_argument, 0, O_TLSPORT},
     TOOL_TLS_LONGOPTS,
@@ -205,6 +217,8 @@ static const struct option serve_longopts[] = {
     {"burst-per-ip", required_argument, 0, O_BURST_PER_IP},
     {"join-rate-per-ip", required_argument, 0, O_JOIN_RATE_PER_IP},
     {"join-burst-per-ip", required_argument, 0, O_JOIN_BURST_PER_IP},
+    {"post-rate", required_argument, 0, O_POST_RATE},
+    {"post-burst", required_argument, 0, O_POST_BURST},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -406,10 +420,8 @@ static void start_timers(void)
         serve_thread *t = &g_serve.t[k];
         wsx_timer_start(g_serve.runner.t[k].loop, SSE_KEEPALIVE_MS, SSE_KEEPALIVE_MS,
                         serve_sse_keepalive, NULL, &t->keepalive);
-        if (g_serve.runner.n_threads > 1)
-            wsx_timer_start(g_serve.runner.t[k].loop, 1000, 1000, serve_snapshot_timer, NULL,
-                            &t->snapshot);
     }
+    tool_metrics_start(&g_serve.runner);
     if (g_serve.chat_opts.history_idle_ms) {
         uint64_t every = g_serve.chat_opts.history_idle_ms / 10;
         every = every < 100 ? 100 : every > 60000 ? 60000 : every;
@@ -441,6 +453,8 @@ int cmd_serve(int argc, char **argv)
     o.on_http = serve_on_page;
     o.on_log = tool_log_cb;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
+    o.on_access = g_log.access ? tool_access_cb : NULL;
+    o.on_conn_log = serve_conn_log;
     /* A join is refused (slow_down) while the connection's queue is above its high-water
      * mark (the library's default unless set above). */
     g_serve.chat_opts.join_max_queued = o.send_high_water ? o.send_high_water : (size_t)1 << 20;

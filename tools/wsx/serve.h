@@ -29,6 +29,8 @@ typedef struct sse {
     wsx_sub *sub;
     unsigned thread; /* the loop its connection belongs to */
     bool dropped;    /* being ended for not reading (sse_deliver) */
+    tool_conn_id ci; /* "s<N>" in the log lines */
+    char room[WSX_CHAT_MAX_ROOM + 1];
 } sse;
 
 /* One event loop per thread (g_serve.runner.t[k]), each with its own server(s) on the shared
@@ -37,9 +39,6 @@ typedef struct sse {
  * reaches the other loops' members through their post queues. What serve adds per loop: */
 typedef struct serve_thread {
     wsx_timer *keepalive;
-    wsx_timer *snapshot;
-    wsx_server_stats stats[2]; /* the servers' counters as of the last snapshot (chat lock) */
-    size_t topics;             /* the loop's topics (its servers share them), same snapshot */
 } serve_thread;
 
 typedef struct serve_state {
@@ -126,12 +125,12 @@ extern const wsx_chat_ops serve_chat_ops;
 void serve_ws_open(wsx_conn *c, void *user);
 void serve_ws_message(wsx_conn *c, const wsx_msg *msg, void *user);
 void serve_ws_close(wsx_conn *c, int code, const char *reason, size_t len, void *user);
+/* The library's lines about a connection (wsx_server_opts.on_conn_log), with its id. */
+void serve_conn_log(const wsx_conn *c, int level, const char *msg, void *user);
 
 /* ---- serve_metrics.c ---- */
 
-/* The /metrics route. */
+/* The /metrics route (the loops' snapshots are metrics.c's, started by cmd_serve). */
 void serve_on_metrics(wsx_http_req *r, void *user);
-/* Each loop's timer (with several loops): copies its counters for /metrics on the others. */
-void serve_snapshot_timer(wsx_timer *tm, void *arg);
 
 #endif

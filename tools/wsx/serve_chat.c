@@ -260,15 +260,26 @@ static void op_cache_free(void *cache, void *user)
     free(hc);
 }
 
+/* What serve keeps per WebSocket connection (its user pointer): its place in the chat,
+ * and who it is for the log lines. */
+typedef struct serve_conn {
+    wsx_chat_conn *cc;
+    tool_conn_id ci;
+} serve_conn;
+
 /* The chat closes a connection that keeps flooding past its rate limit. */
 static void op_close(void *conn, int code, const char *reason, void *user)
 {
     (void)user;
-    char peer[64];
-    peer_of(conn, peer, sizeof peer);
-    wsx_chat_conn *cc = wsx_conn_user(conn);
-    tool_logf(WSX_LOG_WARN, "%s (connection c%llu): closing with %d: %s", peer,
-              cc ? (unsigned long long)wsx_chat_conn_id(cc) : 0ULL, code, reason);
+    serve_conn *sc = wsx_conn_user(conn);
+    if (sc) {
+        char name[24];
+        tool_field f[] = {TOOL_FS("conn", tool_conn_name(&sc->ci, name, sizeof name)),
+                          TOOL_FS("peer", sc->ci.peer), TOOL_FS("path", "/ws"),
+                          TOOL_FN("code", code), TOOL_FS("reason", reason)};
+        tool_log_fields(WSX_LOG_WARN, f, 5, "%s %s closing with %d: %s", sc->ci.peer, name, code,
+                        reason);
+    }
     wsx_close(conn, code, reason);
 }
 
@@ -319,34 +330,52 @@ void serve_ws_open(wsx_conn *c, void *user)
     char peer[64];
     peer_of(c, peer, sizeof peer);
     struct sockaddr_storage ss;
-    wsx_chat_conn *cc = wsx_chat_conn_open(g_serve.chat, c, peer_addr(peer, &ss));
+    serve_conn *sc = malloc(sizeof *sc);
+    wsx_chat_conn *cc = sc ? wsx_chat_conn_open(g_serve.chat, c, peer_addr(peer, &ss)) : NULL;
     if (!cc) {
+        free(sc);
         tool_logf(WSX_LOG_WARN, "%s: out of memory, closing", peer);
         wsx_close(c, 1011, "out of memory");
         return;
     }
-    wsx_conn_set_user(c, cc);
-    tool_logf(WSX_LOG_INFO, "%s open (connection c%llu)", peer,
-              (unsigned long long)wsx_chat_conn_id(cc));
+    sc->cc = cc;
+    tool_conn_id_set(&sc->ci, c, wsx_chat_conn_id(cc));
+    wsx_conn_set_user(c, sc);
+    tool_log_open(&sc->ci, "/ws", NULL);
+}
+
+void serve_conn_log(const wsx_conn *c, int level, const char *msg, void *user)
+{
+    (void)user;
+    /* Before on_open (its HTTP phase) and after on_close the user pointer is NULL. */
+    const serve_conn *sc = wsx_conn_user(c);
+    tool_log_conn(sc ? &sc->ci : NULL, sc ? "/ws" : NULL, c, level, msg);
 }
 
 void serve_ws_close(wsx_conn *c, int code, const char *reason, size_t len, void *user)
 {
     (void)user;
-    wsx_chat_conn *cc = wsx_conn_user(c);
-    char peer[64];
-    peer_of(c, peer, sizeof peer);
-    tool_logf(WSX_LOG_INFO, "%s close %d%s%.*s", peer, code, len ? " " : "", (int)len, reason);
-    if (!cc) return;
+    serve_conn *sc = wsx_conn_user(c);
+    if (!sc) {
+        /* Refused at open (out of memory): still one close line, and counted. */
+        tool_conn_id ci = {.id = 0};
+        peer_of(c, ci.peer, sizeof ci.peer);
+        tool_log_close(&ci, "/ws", code, reason, len, NULL);
+        return;
+    }
+    char room[WSX_CHAT_MAX_ROOM + 1];
+    bool in = wsx_chat_conn_room(g_serve.chat, sc->cc, room, sizeof room);
+    tool_log_close(&sc->ci, "/ws", code, reason, len, in ? room : NULL);
     wsx_conn_set_user(c, NULL);
-    wsx_chat_conn_close(g_serve.chat, cc);
+    wsx_chat_conn_close(g_serve.chat, sc->cc);
+    free(sc);
 }
 
 void serve_ws_message(wsx_conn *c, const wsx_msg *msg, void *user)
 {
     (void)user;
-    wsx_chat_conn *cc = wsx_conn_user(c);
-    if (!cc) return;
-    wsx_chat_conn_message(g_serve.chat, cc, (const char *)msg->data, msg->len,
+    serve_conn *sc = wsx_conn_user(c);
+    if (!sc) return;
+    wsx_chat_conn_message(g_serve.chat, sc->cc, (const char *)msg->data, msg->len,
                           msg->type != WSX_TEXT);
 }

@@ -59,11 +59,13 @@ static void on_post(wsx_http_req *r, void *user)
     const char *peer = wsx_http_req_peer(r);
     /* Without --token anyone who reaches the port could post under any name. */
     if (!g_serve.token) {
-        tool_logf(WSX_LOG_INFO, "%s POST refused: posting needs --token", peer);
+        tool_field f[] = {TOOL_FS("peer", peer), TOOL_FN("status", 403)};
+        tool_log_fields(WSX_LOG_INFO, f, 2, "%s POST refused: posting needs --token", peer);
         return respond_json(r, 403, "forbidden", "posting needs --token", NULL, NULL);
     }
     if (!serve_has_token(r, g_serve.token)) {
-        tool_logf(WSX_LOG_INFO, "%s POST refused: missing or wrong token", peer);
+        tool_field f[] = {TOOL_FS("peer", peer), TOOL_FN("status", 401)};
+        tool_log_fields(WSX_LOG_INFO, f, 2, "%s POST refused: missing or wrong token", peer);
         return respond_json(r, 401, "unauthorized", "missing or wrong token", "WWW-Authenticate",
                             "Bearer realm=\"chat\"");
     }
@@ -95,7 +97,9 @@ static void on_post(wsx_http_req *r, void *user)
         int n = snprintf(out, sizeof out, "{\"id\":%llu}\n", (unsigned long long)id);
         wsx_http_header h[] = {{"Content-Type", 12, "application/json", 16},
                                {"Cache-Control", 13, "no-store", 8}};
-        tool_logf(WSX_LOG_DEBUG, "%s POST %s: message %llu", peer, room, (unsigned long long)id);
+        tool_field f[] = {TOOL_FS("peer", peer), TOOL_FS("room", room), TOOL_FN("id", id)};
+        tool_log_fields(WSX_LOG_DEBUG, f, 3, "%s POST %s: message %llu", peer, room,
+                        (unsigned long long)id);
         wsx_http_respond(r, 201, h, 2, out, (size_t)n);
         return;
     }

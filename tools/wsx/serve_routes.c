@@ -52,11 +52,17 @@ static int on_upgrade(wsx_server *srv, const wsx_http_req *rq, void **conn_user,
     (void)user;
     (void)conn_user;
     if (!check_origin(rq)) {
-        tool_logf(WSX_LOG_INFO, "%s refused: origin not allowed", wsx_http_req_peer(rq));
+        tool_field f[] = {TOOL_FS("peer", wsx_http_req_peer(rq)), TOOL_FS("path", "/ws"),
+                          TOOL_FN("status", 403)};
+        tool_log_fields(WSX_LOG_INFO, f, 3, "%s refused: origin not allowed",
+                        wsx_http_req_peer(rq));
         return 403;
     }
     if (!serve_check_token(rq)) {
-        tool_logf(WSX_LOG_INFO, "%s refused: missing or wrong token", wsx_http_req_peer(rq));
+        tool_field f[] = {TOOL_FS("peer", wsx_http_req_peer(rq)), TOOL_FS("path", "/ws"),
+                          TOOL_FN("status", 401)};
+        tool_log_fields(WSX_LOG_INFO, f, 3, "%s refused: missing or wrong token",
+                        wsx_http_req_peer(rq));
         return 401;
     }
     return 0;
@@ -125,7 +131,10 @@ static void on_auth(wsx_http_req *r, void *user)
                            {"Cache-Control", 13, "no-store", 8},
                            {"WWW-Authenticate", 16, "Bearer realm=\"chat\"", 19}};
     static const char body[] = "401 Unauthorized\nthis server needs an access token\n";
-    tool_logf(WSX_LOG_INFO, "%s /api/auth: missing or wrong token", wsx_http_req_peer(r));
+    tool_field f[] = {TOOL_FS("peer", wsx_http_req_peer(r)), TOOL_FS("path", "/api/auth"),
+                      TOOL_FN("status", 401)};
+    tool_log_fields(WSX_LOG_INFO, f, 3, "%s /api/auth: missing or wrong token",
+                    wsx_http_req_peer(r));
     wsx_http_respond(r, 401, h, 3, body, sizeof body - 1);
 }
 

@@ -97,12 +97,35 @@ static int sse_deliver(wsx_sub *sub, wsx_hub_msg *m, void *user)
     return 1;
 }
 
+/* The close line of a stream (why: "client left", "not reading"), with the bytes still
+ * queued for it when it is dropped (SIZE_MAX: not told). */
+static void sse_log_close(const sse *l, const char *why, size_t queued)
+{
+    if (queued == SIZE_MAX) {
+        char name[24];
+        tool_field f[] = {TOOL_FS("conn", tool_conn_name(&l->ci, name, sizeof name)),
+                          TOOL_FS("peer", l->ci.peer), TOOL_FS("path", "/sse"),
+                          TOOL_FS("reason", why), TOOL_FS("room", l->room)};
+        tool_log_fields(WSX_LOG_INFO, f, 5, "%s %s close %s room %s", l->ci.peer, name, why,
+                        l->room);
+        return;
+    }
+    char name[24];
+    tool_field f[] = {TOOL_FS("conn", tool_conn_name(&l->ci, name, sizeof name)),
+                      TOOL_FS("peer", l->ci.peer),
+                      TOOL_FS("path", "/sse"),
+                      TOOL_FS("reason", why),
+                      TOOL_FS("room", l->room),
+                      TOOL_FN("bytes", queued)};
+    tool_log_fields(WSX_LOG_INFO, f, 6, "%s %s close %s room %s (%zu bytes queued)", l->ci.peer,
+                    name, why, l->room, queued);
+}
+
 /* Ends a listener that does not read: it leaves the chat and the topic now; its connection
  * closes once what is queued is written, or after the close timeout. */
 static void sse_drop(sse *l)
 {
-    tool_logf(WSX_LOG_INFO, "SSE listener with over %u MiB queued: ending the stream",
-              (unsigned)(SSE_MAX_QUEUED >> 20));
+    sse_log_close(l, "not reading", wsx_http_buffered_amount(l->r));
     wsx_hub_unsubscribe(l->sub);
     wsx_chat_listener_remove(g_serve.chat, l->l);
     wsx_http_end(l->r);
@@ -130,6 +153,7 @@ static void sse_gone(wsx_http_req *r, void *arg)
 {
     sse *l = arg;
     (void)r;
+    sse_log_close(l, "client left", SIZE_MAX);
     wsx_hub_unsubscribe(l->sub);
     wsx_chat_listener_remove(g_serve.chat, l->l);
     free(l);
@@ -199,6 +223,15 @@ static void sse_open(wsx_http_req *r, const wsx_http_req *rq)
     }
     l->r = r;
     l->thread = g_serve_thread;
+    snprintf(l->ci.peer, sizeof l->ci.peer, "%s", wsx_http_req_peer(rq));
+    l->ci.id = tool_conn_id_next();
+    l->ci.tag = 's';
+    snprintf(l->room, sizeof l->room, "%.*s", (int)(sizeof l->room - 1), name);
+    char cname[24];
+    tool_field f[] = {TOOL_FS("conn", tool_conn_name(&l->ci, cname, sizeof cname)),
+                      TOOL_FS("peer", l->ci.peer), TOOL_FS("path", "/sse"),
+                      TOOL_FS("room", l->room)};
+    tool_log_fields(WSX_LOG_INFO, f, 4, "%s %s open /sse room %s", l->ci.peer, cname, l->room);
     wsx_http_on_gone(r, sse_gone, l);
     wsx_http_write(r, "retry: 2000\n\n", 13);
     /* Resume after Last-Event-ID (the header an EventSource sends when it reconnects). */

@@ -22,10 +22,58 @@ int cmd_sio(int argc, char **argv);
 typedef struct tool_log {
     bool quiet; /* only warnings and errors */
     bool json;
+    bool access; /* --access-log: a line per answered HTTP request */
 } tool_log;
 
 extern tool_log g_log;
 void tool_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A field of a log line, which --json-logs writes as a member of the line's object (the
+ * plain line has only the text): key with the string s (len bytes; SIZE_MAX: up to its NUL;
+ * not UTF-8 is repaired as tool_json_text does) or, when s is NULL, the integer n. */
+typedef struct tool_field {
+    const char *key;
+    const char *s;
+    size_t len;
+    long long n;
+    double real; /* instead of n when is_real */
+    bool is_real;
+} tool_field;
+#define TOOL_FS(k, v)     ((tool_field){.key = (k), .s = (v), .len = SIZE_MAX})
+#define TOOL_FSN(k, v, n) ((tool_field){.key = (k), .s = (v), .len = (n)})
+#define TOOL_FN(k, v)     ((tool_field){.key = (k), .n = (long long)(v)})
+#define TOOL_FR(k, v)     ((tool_field){.key = (k), .real = (v), .is_real = true})
+/* tool_logf with fields (n of them; fields with a NULL key are left out). */
+void tool_log_fields(int level, const tool_field *f, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Who a connection is, for its log lines: kept from its open, since the socket may no
+ * longer know its peer when it closes (reset, already shut). */
+typedef struct tool_conn_id {
+    char peer[48]; /* "1.2.3.4:5555", "[v6]:5555", or "-" */
+    uint64_t id;
+    char tag; /* 'c' (WebSocket) or 's' (SSE stream): "c<id>" in the lines and as "conn" in
+                 JSON; 0 counts as 'c' */
+} tool_conn_id;
+/* Fills ci with c's peer and id (tag 'c'). */
+void tool_conn_id_set(tool_conn_id *ci, const wsx_conn *c, uint64_t id);
+/* "c7", "s3": ci's name in the lines (out: 24 bytes or more). */
+const char *tool_conn_name(const tool_conn_id *ci, char *out, size_t cap);
+/* A fresh connection id for commands without one of their own (1, 2, ...; any thread). */
+uint64_t tool_conn_id_next(void);
+/* "PEER cID open PATH[ what]" (fields conn, peer, path). what may be NULL. */
+void tool_log_open(const tool_conn_id *ci, const char *path, const char *what);
+/* "PEER cID close CODE[ REASON][ room ROOM]" (fields conn, peer, path, code, reason, room;
+ * room may be NULL), and the close counted for /metrics (tool_metrics_close). */
+void tool_log_close(const tool_conn_id *ci, const char *path, int code, const char *reason,
+                    size_t len, const char *room);
+/* A line of the library about a connection (wsx_conn_log_cb's msg): "PEER cID msg" (fields
+ * conn, peer, path) when ci is known (ci->id != 0), else "PEER msg" with c's peer. */
+void tool_log_conn(const tool_conn_id *ci, const char *path, const wsx_conn *c, int level,
+                   const char *msg);
+/* A wsx_access_cb (--access-log): "PEER METHOD PATH STATUS BYTES MSms" (fields peer,
+ * method, path, status, bytes, ms), at level info, written also with --quiet (asked for). */
+void tool_access_cb(const wsx_http_access *a, void *user);
 /* A wsx_log_cb that forwards to tool_logf. */
 void tool_log_cb(int level, const char *msg, void *user);
 /* A JSON string of s: the text as it is when it is UTF-8, else with U+FFFD for each byte

@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "metrics.h"
 #include "tool.h"
 
 tool_log g_log;
@@ -77,6 +78,46 @@ bool tool_json_print(FILE *f, json_t *o)
     return ok;
 }
 
+/* The line: the text, and in JSON the fields besides. */
+static void log_line(int level, const tool_field *f, size_t nf, const char *msg)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char ts[40];
+    size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof ts - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+    if (!g_log.json) {
+        /* Peers choose some of the text (a close reason may hold a newline): control bytes
+         * are written as \xNN, so that a peer cannot forge a line. */
+        char safe[4 * 1024 + 1];
+        size_t o = 0;
+        for (const unsigned char *p = (const unsigned char *)msg; *p && o + 5 < sizeof safe; p++) {
+            if (*p < 0x20 || *p == 0x7f)
+                o += (size_t)snprintf(safe + o, sizeof safe - o, "\\x%02x", *p);
+            else
+                safe[o++] = (char)*p;
+        }
+        safe[o] = 0;
+        fprintf(stderr, "%s %s %s\n", ts, level_name(level), safe);
+        return;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "ts", json_string(ts));
+    json_object_set_new(o, "level", json_string(level_name(level)));
+    json_object_set_new(o, "msg", tool_json_text(msg, strlen(msg)));
+    for (size_t i = 0; i < nf; i++) {
+        if (!f[i].key) continue;
+        size_t len = f[i].s && f[i].len == SIZE_MAX ? strlen(f[i].s) : f[i].len;
+        json_t *v = f[i].s         ? tool_json_text(f[i].s, len)
+                    : f[i].is_real ? json_real(f[i].real)
+                                   : json_integer(f[i].n);
+        json_object_set_new(o, f[i].key, v);
+    }
+    tool_json_print(stderr, o);
+}
+
 void tool_logf(int level, const char *fmt, ...)
 {
     if (g_log.quiet && level > WSX_LOG_WARN) return;
@@ -85,28 +126,101 @@ void tool_logf(int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[40];
-    size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof ts - n, ".%03dZ", (int)(tv.tv_usec / 1000));
-    if (g_log.json) {
-        json_t *o = json_object();
-        json_object_set_new(o, "ts", json_string(ts));
-        json_object_set_new(o, "level", json_string(level_name(level)));
-        json_object_set_new(o, "msg", tool_json_text(msg, strlen(msg)));
-        tool_json_print(stderr, o);
-    } else {
-        fprintf(stderr, "%s %s %s\n", ts, level_name(level), msg);
-    }
+    log_line(level, NULL, 0, msg);
+}
+
+void tool_log_fields(int level, const tool_field *f, size_t n, const char *fmt, ...)
+{
+    if (g_log.quiet && level > WSX_LOG_WARN) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_line(level, f, n, msg);
 }
 
 void tool_log_cb(int level, const char *msg, void *user)
 {
     (void)user;
     tool_logf(level, "%s", msg);
+}
+
+void tool_conn_id_set(tool_conn_id *ci, const wsx_conn *c, uint64_t id)
+{
+    if (wsx_conn_peer(c, ci->peer, sizeof ci->peer) < 0) snprintf(ci->peer, sizeof ci->peer, "-");
+    ci->id = id;
+    ci->tag = 'c';
+}
+
+const char *tool_conn_name(const tool_conn_id *ci, char *out, size_t cap)
+{
+    snprintf(out, cap, "%c%llu", ci->tag ? ci->tag : 'c', (unsigned long long)ci->id);
+    return out;
+}
+
+uint64_t tool_conn_id_next(void)
+{
+    static uint64_t next;
+    return __atomic_add_fetch(&next, 1, __ATOMIC_RELAXED);
+}
+
+void tool_log_open(const tool_conn_id *ci, const char *path, const char *what)
+{
+    char name[24];
+    tool_field f[] = {TOOL_FS("conn", tool_conn_name(ci, name, sizeof name)),
+                      TOOL_FS("peer", ci->peer), TOOL_FS("path", path ? path : "")};
+    tool_log_fields(WSX_LOG_INFO, f, 3, "%s %s open %s%s%s", ci->peer, name, path ? path : "",
+                    what ? " " : "", what ? what : "");
+}
+
+void tool_log_close(const tool_conn_id *ci, const char *path, int code, const char *reason,
+                    size_t len, const char *room)
+{
+    tool_metrics_close(code);
+    char name[24];
+    tool_field f[] = {TOOL_FS("conn", tool_conn_name(ci, name, sizeof name)),
+                      TOOL_FS("peer", ci->peer),
+                      TOOL_FS("path", path ? path : ""),
+                      TOOL_FN("code", code),
+                      TOOL_FSN("reason", reason ? reason : "", reason ? len : 0),
+                      room ? TOOL_FS("room", room) : (tool_field){0}};
+    tool_log_fields(WSX_LOG_INFO, f, 6, "%s %s close %d%s%.*s%s%s", ci->peer, name, code,
+                    len ? " " : "", (int)len, reason ? reason : "", room ? " room " : "",
+                    room ? room : "");
+}
+
+void tool_log_conn(const tool_conn_id *ci, const char *path, const wsx_conn *c, int level,
+                   const char *msg)
+{
+    if (!ci || !ci->id) {
+        char peer[64];
+        if (wsx_conn_peer(c, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
+        tool_field f[] = {TOOL_FS("peer", peer)};
+        tool_log_fields(level, f, 1, "%s %s", peer, msg);
+        return;
+    }
+    char name[24];
+    tool_field f[] = {TOOL_FS("conn", tool_conn_name(ci, name, sizeof name)),
+                      TOOL_FS("peer", ci->peer), path ? TOOL_FS("path", path) : (tool_field){0}};
+    tool_log_fields(level, f, 3, "%s %s %s", ci->peer, name, msg);
+}
+
+void tool_access_cb(const wsx_http_access *a, void *user)
+{
+    (void)user;
+    tool_field f[] = {TOOL_FS("peer", a->peer),
+                      TOOL_FSN("method", a->method, a->method_len),
+                      TOOL_FSN("path", a->path, a->path_len),
+                      TOOL_FN("status", a->status),
+                      TOOL_FN("bytes", a->bytes),
+                      TOOL_FR("ms", a->ms)};
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s %.*s %.*s %d %llu %.3fms", a->peer,
+             (int)(a->method_len ? a->method_len : 1), a->method_len ? a->method : "-",
+             (int)(a->path_len ? a->path_len : 1), a->path_len ? a->path : "-", a->status,
+             (unsigned long long)a->bytes, a->ms);
+    log_line(WSX_LOG_INFO, f, sizeof f / sizeof f[0], msg);
 }
 
 bool parse_size(const char *s, size_t *out)
