@@ -58,8 +58,11 @@ class Server:
             except queue.Empty:
                 line = None
             if line is None:
+                code = self.proc.poll()
                 self.stop()
-                raise RuntimeError("the server printed no listening line within 10 s")
+                raise RuntimeError("the server exited (%s) without a listening line" % code
+                                   if code is not None else
+                                   "the server printed no listening line within 10 s")
             m = re.match(r"^listening on (?:\S+?://\S*?:)?(\d+)/?\s*$", line)
             if m:
                 self.port = int(m.group(1))
