@@ -4,7 +4,8 @@
 //   node sio_interop.cjs --mode upgrade|websocket|polling [--only NAME,NAME] -- SERVER ARGV...
 //
 // The server is started as `SERVER ARGV... --host 127.0.0.1 --port P --ping-interval 500
-// --ping-timeout 2000` (P is 0 the first time, then the port it printed), must print a line
+// --ping-timeout 2000 --cors-origin http://allowed.example` (P is 0 the first time, then the
+// port it printed; maxPayload is left at its default, 1000000), must print a line
 // "listening on PORT" or "listening on http://HOST:PORT/", and is killed (SIGTERM) and
 // started again on the same port by the `restart` check. Every check is named, bounded in
 // time and prints "ok NAME" or "FAIL NAME: why"; the last line is "N passed, N failed" and the
@@ -39,7 +40,7 @@ for (let i = 0; i < sep; i++) {
 }
 const TRANSPORTS = { upgrade: ["polling", "websocket"], websocket: ["websocket"], polling: ["polling"] }[mode];
 if (!TRANSPORTS) { console.error(`sio_interop: unknown mode ${mode}`); process.exit(2); }
-const PING_INTERVAL = 500, PING_TIMEOUT = 2000;
+const PING_INTERVAL = 500, PING_TIMEOUT = 2000, CORS_ORIGIN = "http://allowed.example";
 
 // ---- the server under test ----
 let server = null, port = 0;
@@ -47,7 +48,8 @@ let server = null, port = 0;
 function startServer(p) {
   return new Promise((resolve, reject) => {
     const args = [...serverArgv.slice(1), "--host", "127.0.0.1", "--port", String(p),
-                  "--ping-interval", String(PING_INTERVAL), "--ping-timeout", String(PING_TIMEOUT)];
+                  "--ping-interval", String(PING_INTERVAL), "--ping-timeout", String(PING_TIMEOUT),
+                  "--cors-origin", CORS_ORIGIN];
     const child = spawn(serverArgv[0], args, { stdio: ["ignore", "pipe", "inherit"] });
     let buf = "", done = false;
     const timer = setTimeout(() => fail(new Error("no listening line within 10 s")), 10000);
@@ -152,14 +154,15 @@ async function sync(s) {
   const r = await ack(s, "message-with-ack", "sync");
   expectEq("sync ack", r, ["sync"]);
 }
-function httpGet(path) {
+function httpGet(path, headers = {}, method = "GET") {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: "127.0.0.1", port, path, agent: false }, (res) => {
+    const req = http.request({ host: "127.0.0.1", port, path, method, headers, agent: false }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (d) => (body += d));
-      res.on("end", () => resolve({ status: res.statusCode, body }));
+      res.on("end", () => resolve({ status: res.statusCode, body, headers: res.headers }));
     });
+    req.end();
     req.on("error", reject);
     req.setTimeout(3000, () => req.destroy(new Error("GET timed out")));
   });
@@ -443,6 +446,50 @@ check("eio-echo", async () => {
   // engine.io-client reads the bare "4" of an empty message as a message without data
   expectEq("echoes", got.map((d) => (typeof d === "string" || d === undefined ? d : Buffer.from(d))),
            sent.map((m) => (m === "" ? undefined : m)));
+});
+
+check("broadcast-many", async () => {
+  // One broadcast to 40 sockets (the frame-once path): each gets it exactly once.
+  const n = 40;
+  const socks = [];
+  for (let i = 0; i < n; i += 10) socks.push(...(await Promise.all(Array.from({ length: 10 }, () => connect(socket())))));
+  const got = socks.map((s) => next(s, "broadcasted-all", 8000));
+  socks[7].emit("broadcast-all", { many: true, bin: Buffer.from([1, 2, 3]) });
+  const res = await Promise.all(got);
+  res.forEach((a, i) => expectEq(`socket ${i}`, noOffset(socks[i], a, "broadcasted-all"), [{ many: true, bin: Buffer.from([1, 2, 3]) }]));
+  await Promise.all(socks.map(sync));
+  socks.forEach((s, i) => expectEq(`socket ${i} count`, count(s, "broadcasted-all"), 1));
+});
+
+check("max-payload", async () => {
+  // A message above maxPayload (default 1000000 bytes) ends the session (WebSocket: closed;
+  // polling: 413); the client sees its transport close. The server serves others on.
+  const s = await connect(socket());
+  const disc = next(s, "disconnect", 8000);
+  s.emit("message", "y".repeat(1000001));
+  const [reason] = await disc;
+  if (reason !== "transport close" && reason !== "transport error") fail(`disconnect reason ${show(reason)}`);
+  const t = await connect(socket());
+  expectEq("another client after it", await ack(t, "message-with-ack", "fine"), ["fine"]);
+});
+
+check("cors", async () => {
+  // --cors-origin: the polling handshake and its preflight name an allowed origin (with
+  // credentials, as socket.io's cors option with credentials: true) and no other.
+  const q = "/socket.io/?EIO=4&transport=polling";
+  const ok = await httpGet(q, { Origin: CORS_ORIGIN });
+  expectEq("status", ok.status, 200);
+  expectEq("Access-Control-Allow-Origin", ok.headers["access-control-allow-origin"], CORS_ORIGIN);
+  expectEq("Access-Control-Allow-Credentials", ok.headers["access-control-allow-credentials"], "true");
+  if (!/(^|,\s*)origin(\s*,|$)/i.test(ok.headers.vary || "")) fail(`Vary ${show(ok.headers.vary)} lacks Origin`);
+  const pre = await httpGet(q, { Origin: CORS_ORIGIN, "Access-Control-Request-Method": "POST" }, "OPTIONS");
+  expectEq("preflight status", pre.status, 204);
+  expectEq("preflight Access-Control-Allow-Origin", pre.headers["access-control-allow-origin"], CORS_ORIGIN);
+  if (!/\bPOST\b/.test(pre.headers["access-control-allow-methods"] || "")) fail(`preflight methods ${show(pre.headers["access-control-allow-methods"])}`);
+  const bad = await httpGet(q, { Origin: "http://other.example" });
+  expectEq("Access-Control-Allow-Origin for another origin", bad.headers["access-control-allow-origin"], undefined);
+  const none = await httpGet(q);
+  expectEq("Access-Control-Allow-Origin without Origin", none.headers["access-control-allow-origin"], undefined);
 });
 
 check("heartbeat", async () => {
