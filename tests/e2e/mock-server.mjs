@@ -53,6 +53,13 @@ const server = http.createServer((req, res) => {
   if (f) {
     res.writeHead(200, { 'content-type': f[1], 'cache-control': 'no-store' });
     res.end(fs.readFileSync(path.join(webDir, f[0])));
+  } else if (url.pathname === '/sse') {
+    // docs/chat-protocol.md, "Server-sent events" (new messages only: no Last-Event-ID here).
+    const r = room(url.searchParams.get('room') || 'lobby');
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
+    res.write(': hello\n\n');
+    r.sse.add(res);
+    req.on('close', () => r.sse.delete(res));
   } else if (url.pathname === '/healthz') {
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end('ok\n');
@@ -97,7 +104,7 @@ let nextConnId = 1;
 
 function room(name) {
   let r = rooms.get(name);
-  if (!r) { r = { seq: 0, history: [], conns: new Set() }; rooms.set(name, r); }
+  if (!r) { r = { seq: 0, history: [], conns: new Set(), sse: new Set() }; rooms.set(name, r); }
   return r;
 }
 
@@ -222,6 +229,7 @@ function onChat(c, m) {
       r.history.push(msg);
       while (r.history.length > opt.history) r.history.shift();
       broadcast(r, msg);
+      for (const res of r.sse) res.write(`id: ${msg.id}\nevent: message\ndata: ${JSON.stringify(msg)}\n\n`);
       return undefined;
     }
     case 'typing': {
