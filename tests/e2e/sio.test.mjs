@@ -139,6 +139,20 @@ async function shot(page, file) {
 
 const transportOf = (page) => page.evaluate(() => document.body.dataset.transport || '');
 
+test('web/vendor/socket.io.min.js is the pinned socket.io-client dist file, byte for byte', () => {
+  const pkg = path.join(repo, 'tests', 'socketio', 'node_modules', 'socket.io-client');
+  assert.ok(fs.existsSync(pkg), 'tests/socketio/node_modules is missing: run `npm ci` in tests/socketio');
+  const version = JSON.parse(fs.readFileSync(path.join(pkg, 'package.json'), 'utf8')).version;
+  const lock = JSON.parse(fs.readFileSync(path.join(repo, 'tests', 'socketio', 'package-lock.json'), 'utf8'));
+  assert.equal(version, lock.packages['node_modules/socket.io-client'].version, 'installed as the lockfile says');
+  const vendored = fs.readFileSync(path.join(repo, 'web', 'vendor', 'socket.io.min.js'));
+  assert.ok(vendored.equals(fs.readFileSync(path.join(pkg, 'dist', 'socket.io.min.js'))),
+    `web/vendor/socket.io.min.js differs from socket.io-client ${version}'s dist/socket.io.min.js: copy it again`);
+  assert.ok(vendored.toString('latin1').startsWith(`/*!\n * Socket.IO v${version}\n`));
+  assert.ok(fs.readFileSync(path.join(repo, 'web', 'vendor', 'socket.io.LICENSE.txt'))
+    .equals(fs.readFileSync(path.join(pkg, 'LICENSE'))), 'the licence next to it is the package\'s');
+});
+
 let browser = null;
 let srv = null;
 after(async () => {
