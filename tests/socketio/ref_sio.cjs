@@ -5,6 +5,7 @@
 //
 //   node ref_sio.cjs [--host 127.0.0.1] [--port 0] [--ping-interval MS] [--ping-timeout MS]
 //                    [--max-payload BYTES] [--connect-timeout MS] [--cors-origin ORIGIN]...
+//                    [--cors-credentials]
 //
 // Prints "listening on PORT" on stdout once ready. SIGINT/SIGTERM close it.
 //
@@ -26,7 +27,7 @@ const engine = require("engine.io");
 
 function parseArgs(argv) {
   const o = { host: "127.0.0.1", port: 0, pingInterval: 25000, pingTimeout: 20000,
-              maxPayload: 1000000, connectTimeout: 45000, cors: [] };
+              maxPayload: 1000000, connectTimeout: 45000, cors: [], credentials: false };
   const num = (name, v) => {
     if (!/^\d+$/.test(v || "")) { console.error(`ref_sio: ${name} needs a number`); process.exit(2); }
     return Number(v);
@@ -41,6 +42,7 @@ function parseArgs(argv) {
       case "--max-payload": o.maxPayload = num(a, v); i++; break;
       case "--connect-timeout": o.connectTimeout = num(a, v); i++; break;
       case "--cors-origin": o.cors.push(v); i++; break;
+      case "--cors-credentials": o.credentials = true; break;
       default: console.error(`ref_sio: unknown option ${a}`); process.exit(2);
     }
   }
@@ -48,7 +50,7 @@ function parseArgs(argv) {
 }
 
 const o = parseArgs(process.argv);
-const cors = o.cors.length ? { origin: o.cors, credentials: true } : undefined;
+const cors = o.cors.length ? { origin: o.cors, credentials: o.credentials } : undefined;
 const srv = http.createServer();
 const io = new Server(srv, {
   pingInterval: o.pingInterval, pingTimeout: o.pingTimeout, maxHttpBufferSize: o.maxPayload,
