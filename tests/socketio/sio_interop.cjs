@@ -126,7 +126,7 @@ let ACK_MS = 5000;
 function ack(s, ev, ...args) {
   const ms = ACK_MS;
   const p = new Promise((resolve, reject) => {
-    s.timeout(ms).emit(ev, ...args, (err, ...res) => (err ? reject(new CheckError(`no ack to '${ev}' within ${ms} ms`)) : resolve(res)));
+    s.timeout(ms).emit(ev, ...args, (err, ...res) => (err ? reject(new CheckError(`no ack to '${ev}': ${err.message} (timeout ${ms} ms)`)) : resolve(res)));
   });
   p.catch(() => {}); // a check that failed before awaiting it leaves no unhandled rejection
   return p;
