@@ -1,0 +1,160 @@
+#!/usr/bin/python3
+"""`wsx bench --mode sio-echo | sio-broadcast | sio-idle` (issue 12) against the Node.js
+Socket.IO server of the benchmark, bench/sio/server.mjs (socket.io 4.8.4 from
+tests/socketio/node_modules, installed by the socketio/npm_setup fixture): a clean run of each
+mode reports figures and no error; the bench answers Engine.IO pings (a server with a 200 ms
+ping interval and timeout keeps its sockets through a 2 s run); a changed ack is a `corrupt`
+error with exit status 1; a server that never opens an Engine.IO session makes every
+connection fail with `connect_timeout` in bounded time; options the sio modes cannot take are
+usage errors. Standard library only; NODE and SIO_NODE_MODULES come from ctest."""
+
+import os
+import re
+import subprocess
+import sys
+import threading
+
+from wsxlib import Server, _reader, _track, check, eq, note, out, run, run_bench, step
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVER_MJS = os.path.join(HERE, "..", "..", "bench", "sio", "server.mjs")
+NODE = os.environ.get("NODE", "node")
+
+
+class NodeSio(Server):
+    """bench/sio/server.mjs on 127.0.0.1, an ephemeral port; url is the http:// base that
+    `wsx bench` takes (as ws://)."""
+
+    def __init__(self, args=(), ready_timeout=20):
+        argv = [NODE, SERVER_MJS, "--host", "127.0.0.1", "--port", "0", *args]
+        self.argv = argv
+        self.stderr = []
+        self.port = 0
+        self.url = ""
+        self.quiet = True
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        _track(self.proc.pid)
+
+        def on_err(line):
+            with self._cond:
+                self.stderr.append(line)
+                self._cond.notify_all()
+            out(f"[node] {line}", sys.stderr)
+
+        def on_out(line):
+            m = re.match(r"^listening on http://127\.0\.0\.1:(\d+)/$", line)
+            with self._cond:
+                if m and not self.port:
+                    self.port = int(m.group(1))
+                    self.url = f"ws://127.0.0.1:{self.port}/"
+                    self._cond.notify_all()
+
+        self._threads = [threading.Thread(target=_reader, args=(self.proc.stderr, on_err), daemon=True),
+                         threading.Thread(target=_reader, args=(self.proc.stdout, on_out), daemon=True)]
+        for t in self._threads:
+            t.start()
+        with self._cond:
+            self._cond.wait_for(lambda: self.port or self.proc.poll() is not None, ready_timeout)
+        if not self.port:
+            self.kill()
+            raise RuntimeError(f"{' '.join(argv)}: no listening line: {' | '.join(self.stderr[-5:])}")
+        note(f"started: {' '.join(argv)} -> {self.url}")
+
+
+def good(res, name):
+    return check(res is not None, f"{name}: one JSON object on stdout")
+
+
+def clean(rc, res, name):
+    eq(rc, 0, f"{name}: exit status")
+    if not good(res, name):
+        return False
+    eq(res["errors"], 0, f"{name}: errors")
+    eq(res["connections_failed"], 0, f"{name}: connections failed")
+    return True
+
+
+def main():
+    with step("sio-echo, sio-broadcast and sio-idle against socket.io 4.8.4"):
+        with NodeSio() as srv:
+            pid = str(srv.proc.pid)
+            rc, res, _, _ = run_bench(["--mode", "sio-echo", "-c", "10", "-k", "4", "-d", "1",
+                                       "-w", "0.3", "-p", pid, srv.url])
+            if clean(rc, res, "sio-echo"):
+                eq(res["mode"], "sio-echo", "sio-echo: mode")
+                eq(res["sio_url"],
+                   f"ws://127.0.0.1:{srv.port}/socket.io/?EIO=4&transport=websocket",
+                   "sio-echo: the Engine.IO URL")
+                eq(res["connections_made"], 10, "sio-echo: connections made")
+                check(res["messages"] > 0, "sio-echo: events acked", res["messages"])
+                lat = res["latency_us"]
+                check(0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"],
+                      "sio-echo: latency percentiles in order", lat)
+                check(res["server_us_per_msg"] is not None, "sio-echo: server CPU per event")
+                eq(res["scenario"], None, "sio-echo: -c 10 -k 4 is no published scenario")
+
+            rc, res, _, _ = run_bench(["--mode", "sio-broadcast", "-c", "50", "-k", "4", "-d", "1",
+                                       "-w", "0.3", "-p", pid, srv.url])
+            if clean(rc, res, "sio-broadcast"):
+                eq(res["mode"], "sio-broadcast", "sio-broadcast: mode")
+                eq(res["connections_made"], 51, "sio-broadcast: 50 subscribers and a publisher")
+                eq(res["subscribers"], 50, "sio-broadcast: subscribers in the room")
+                check(res["broadcasts"] > 0 and res["deliveries"] > 0,
+                      "sio-broadcast: broadcasts completed", (res["broadcasts"], res["deliveries"]))
+                # Every completed broadcast reached the 50; the window's edges cut a few.
+                check(abs(res["deliveries"] - 50 * res["broadcasts"]) <= 50 * 4 * 2,
+                      "sio-broadcast: deliveries = 50 x broadcasts (within the in-flight ones)",
+                      (res["deliveries"], res["broadcasts"]))
+                check(res["server_us_per_msg"] is not None, "sio-broadcast: server CPU per delivery")
+
+            rc, res, _, _ = run_bench(["--mode", "sio-idle", "-c", "100", "-d", "0.3", "-w", "0.5",
+                                       "-p", pid, srv.url])
+            if clean(rc, res, "sio-idle"):
+                eq(res["connections_made"], 100, "sio-idle: connections made")
+                check(res["server_bytes_per_conn"] is not None, "sio-idle: server RSS per client")
+
+    with step("Engine.IO pings are answered: 200 ms interval + 200 ms timeout, a 2 s run"):
+        with NodeSio(["--ping-interval", "200", "--ping-timeout", "200"]) as srv:
+            rc, res, _, _ = run_bench(["--mode", "sio-echo", "-c", "4", "-k", "1", "-d", "2",
+                                       "-w", "0.2", srv.url])
+            clean(rc, res, "pings")
+            rc, res, _, _ = run_bench(["--mode", "sio-idle", "-c", "4", "-d", "1.5", "-w", "0",
+                                       srv.url])
+            clean(rc, res, "pings, idle")
+
+    with step("a changed ack is a corrupt error"):
+        with NodeSio(["--corrupt-ack", "40"]) as srv:
+            rc, res, err, _ = run_bench(["--mode", "sio-echo", "-c", "2", "-k", "2", "-d", "1",
+                                         "-w", "0", srv.url])
+            eq(rc, 1, "corrupt ack: exit status")
+            if good(res, "corrupt ack"):
+                eq(res["errors_by_kind"]["corrupt"], 1, "corrupt ack: one corrupt error")
+                eq(res["errors"], 1, "corrupt ack: no other error")
+                check("differs at byte" in (res["first_error"] or ""),
+                      "corrupt ack: the error names the byte", res["first_error"])
+
+    with step("no Engine.IO open packet: connect_timeout for every connection"):
+        with Server(["--quiet"], quiet=True) as srv:  # `wsx echo`: a WebSocket, no Engine.IO
+            rc, res, _, secs = run_bench(["--mode", "sio-echo", "-c", "3", "--connect-timeout",
+                                          "1", "-d", "1", srv.url], timeout=30)
+            eq(rc, 1, "no open packet: exit status")
+            if good(res, "no open packet"):
+                eq(res["connections_made"], 0, "no open packet: connections made")
+                eq(res["connections_failed"], 3, "no open packet: connections failed")
+                eq(res["errors_by_kind"]["connect_timeout"], 3, "no open packet: connect_timeout")
+            check(secs < 10, "no open packet: bounded", f"{secs:.1f} s")
+
+    with step("usage errors"):
+        for args, why in ((["--mode", "sio-echo", "-b"], "-b"),
+                          (["--mode", "sio-echo", "--payload", "json", "-s", "100"], "--payload"),
+                          (["--mode", "sio-nope"], "unknown mode")):
+            rc, res, err, _ = run_bench([*args, "ws://127.0.0.1:9/"], timeout=10)
+            eq(rc, 2, f"{why}: exit status")
+            check(res is None, f"{why}: no result")
+    note("done")
+
+
+if __name__ == "__main__":
+    run("bench_sio", main, timeout=150)
