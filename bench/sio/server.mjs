@@ -3,6 +3,7 @@
 //
 //   node bench/sio/server.mjs [--port P] [--host H] [--engine ws|bufferutil]
 //                             [--ping-interval MS] [--ping-timeout MS] [--corrupt-ack N]
+//                             [--broadcast-form payload|room|offset]
 //
 // Prints "listening on http://H:P/" once it accepts connections (the line bench/run.sh and the
 // tests wait for). 127.0.0.1 and port 0 (any free port) by default.
@@ -21,6 +22,9 @@
 // --ping-interval, --ping-timeout: Engine.IO's (25000 and 20000 by default, as in socket.io).
 // --corrupt-ack N: the Nth ack of the process carries one changed character (tests of the
 // bench's verification only).
+// --broadcast-form: what `broadcasted` carries: the payload (the default), the room and the
+// payload, or the payload and an offset string like connection state recovery's (the other
+// forms `wsx bench` takes; tests only).
 //
 // socket.io comes from bench/sio/node_modules (npm ci in bench/sio), else from
 // tests/socketio/node_modules (the interop tests' fixture), else from $SIO_NODE_MODULES.
@@ -31,13 +35,14 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
-const opt = { port: 0, host: '127.0.0.1', engine: 'ws', corruptAck: 0, pingInterval: 25000, pingTimeout: 20000 };
+const opt = { port: 0, host: '127.0.0.1', engine: 'ws', corruptAck: 0, broadcastForm: 'payload', pingInterval: 25000, pingTimeout: 20000 };
 for (let i = 0; i < args.length; i++) {
   const a = args[i], v = args[i + 1];
   if (a === '--port') opt.port = Number(v), i++;
   else if (a === '--host') opt.host = v, i++;
   else if (a === '--engine') opt.engine = v, i++;
   else if (a === '--corrupt-ack') opt.corruptAck = Number(v), i++;
+  else if (a === '--broadcast-form') opt.broadcastForm = v, i++;
   else if (a === '--ping-interval') opt.pingInterval = Number(v), i++;
   else if (a === '--ping-timeout') opt.pingTimeout = Number(v), i++;
   else {
@@ -102,7 +107,12 @@ io.on('connection', (socket) => {
     socket.join(String(room));
     if (typeof ack === 'function') ack('joined:' + room);
   });
-  socket.on('broadcast', (room, payload) => socket.to(String(room)).emit('broadcasted', payload));
+  socket.on('broadcast', (room, payload) => {
+    const to = socket.to(String(room));
+    if (opt.broadcastForm === 'room') to.emit('broadcasted', room, payload);
+    else if (opt.broadcastForm === 'offset') to.emit('broadcasted', payload, 'Q8yOABd');
+    else to.emit('broadcasted', payload);
+  });
   socket.on('broadcast-all', (payload) => io.emit('broadcasted-all', payload));
 });
 

@@ -124,6 +124,14 @@ def main():
                                        srv.url])
             clean(rc, res, "pings, idle")
 
+    with step("broadcasts with the room before the payload, or an offset after it"):
+        for form in ("room", "offset"):
+            with NodeSio(["--broadcast-form", form]) as srv:
+                rc, res, _, _ = run_bench(["--mode", "sio-broadcast", "-c", "5", "-k", "2", "-d",
+                                           "0.5", "-w", "0.2", srv.url])
+                if clean(rc, res, f"broadcast form {form}"):
+                    check(res["deliveries"] > 0, f"broadcast form {form}: deliveries")
+
     with step("a changed ack is a corrupt error"):
         with NodeSio(["--corrupt-ack", "40"]) as srv:
             rc, res, err, _ = run_bench(["--mode", "sio-echo", "-c", "2", "-k", "2", "-d", "1",
