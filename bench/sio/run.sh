@@ -245,9 +245,12 @@ label() { case $1 in plain) echo "wsx echo (plain pub/sub)" ;; *) echo "${LABEL[
     echo
     for s in "${SERVERS[@]}"; do
         [ "$s" = node ] && continue
-        echo "- $(label "$s"): SE CPU per event, Node (ws) / this: $(paired "${USS[SE/node]}" "${USS[SE/$s]}")x" \
-            "(goal for wsx sio: >= 10); SB CPU per delivery, Node (ws) / this:" \
-            "$(paired "${USS[SB/node]}" "${USS[SB/$s]}")x (goal >= 10)"
+        for base in node node_bu; do
+            [ "$s" = "$base" ] && continue
+            echo "- $(label "$s"): SE CPU per event, $(label $base) / this:" \
+                "$(paired "${USS[SE/$base]}" "${USS[SE/$s]}")x; SB CPU per delivery:" \
+                "$(paired "${USS[SB/$base]}" "${USS[SB/$s]}")x (goal for wsx sio: >= 10 for both)"
+        done
     done
     for s in "${SERVERS[@]}"; do
         echo "- $(label "$s"): SB CPU per delivery / plain pub/sub: vs P32" \
@@ -255,7 +258,7 @@ label() { case $1 in plain) echo "wsx echo (plain pub/sub)" ;; *) echo "${LABEL[
             "(goal for wsx sio: <= 1.5); SD bytes per idle client: $(median $(vals "${RATES[SD/$s]}"))" \
             "(goal for wsx sio: < 1024)"
     done
-    [ -n "${LABEL[wsx]+set}" ] || echo "- wsx sio: not measured (\`$WSX sio\` is not in this build)"
+    [ -n "${LABEL[wsx]+set}" ] || echo "- wsx sio: not measured (\`${WSX#"$ROOT"/} sio\` is not in this build)"
     echo
     echo "Servers:"
     echo
