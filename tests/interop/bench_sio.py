@@ -6,15 +6,20 @@ mode reports figures and no error; the bench answers Engine.IO pings (a server w
 ping interval and timeout keeps its sockets through a 2 s run); a changed ack is a `corrupt`
 error with exit status 1; a server that never opens an Engine.IO session makes every
 connection fail with `connect_timeout` in bounded time; options the sio modes cannot take are
-usage errors. Standard library only; NODE and SIO_NODE_MODULES come from ctest."""
+usage errors. A scripted Engine.IO server on raw sockets checks the rest exactly: a ping is
+answered with a pong, connect_error is a `handshake` error, an ack with the wrong id an `order`
+error, an Engine.IO close a `closed` error. Standard library only; NODE and SIO_NODE_MODULES
+come from ctest."""
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import threading
 
-from wsxlib import Server, _reader, _track, check, eq, note, out, run, run_bench, step
+from wsxlib import (Raw, RawServer, Server, _reader, _track, build_frame, check, eq, note, out,
+                    read_upgrade, run, run_bench, step)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER_MJS = os.path.join(HERE, "..", "..", "bench", "sio", "server.mjs")
@@ -61,6 +66,46 @@ class NodeSio(Server):
             self.kill()
             raise RuntimeError(f"{' '.join(argv)}: no listening line: {' | '.join(self.stderr[-5:])}")
         note(f"started: {' '.join(argv)} -> {self.url}")
+
+
+OPEN = (b'0{"sid":"AAAAAAAAAAAAAAAAAAAA","upgrades":[],"pingInterval":25000,'
+        b'"pingTimeout":20000,"maxPayload":1000000}')
+
+
+class EioServer(RawServer):
+    """A scripted Engine.IO server (WebSocket transport) on raw sockets: sends the open packet
+    after the upgrade, then hands each text frame to on_text(payload) and sends back the
+    packets it returns (a list of bytes, in order). Records every text frame in .got."""
+
+    def __init__(self, on_text):
+        self.on_text = on_text
+        self.got = []
+        super().__init__(lambda n, op, payload: None)
+
+    def _serve(self, s):
+        try:
+            s.settimeout(30)
+            up = read_upgrade(s)
+            if up is None:
+                return
+            resp, rest = up
+            s.sendall(resp + build_frame(0x1, OPEN, mask=False))
+            r = Raw(s, rest)
+            while True:
+                f = r.recv_frame(30)
+                if f is None or f.opcode == 0x8:
+                    return
+                if f.opcode != 0x1:
+                    continue
+                with self._lock:
+                    self.got.append(f.payload)
+                for pkt in self.on_text(f.payload):
+                    s.sendall(build_frame(0x1, pkt, mask=False))
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                s.close()
 
 
 def good(res, name):
@@ -153,6 +198,55 @@ def main():
                 eq(res["connections_failed"], 3, "no open packet: connections failed")
                 eq(res["errors_by_kind"]["connect_timeout"], 3, "no open packet: connect_timeout")
             check(secs < 10, "no open packet: bounded", f"{secs:.1f} s")
+
+    with step("raw Engine.IO: a ping gets a pong, then the acks come back"):
+        def echo_acks(p):
+            if p == b"40":  # connected, then a ping at once
+                return [b'40{"sid":"BBBBBBBBBBBBBBBBBBBB"}', b"2"]
+            m = re.match(rb'^42(\d+)\["message-with-ack",(.*)\]$', p)
+            return [b"43" + m.group(1) + b"[" + m.group(2) + b"]"] if m else []
+        with EioServer(echo_acks) as srv:
+            rc, res, _, _ = run_bench(["--mode", "sio-echo", "-c", "2", "-k", "2", "-d", "0.5",
+                                       "-w", "0", srv.url])
+            clean(rc, res, "raw acks")
+            with srv._lock:
+                got = list(srv.got)
+            eq(got.count(b"3"), 2, "raw acks: one pong per connection")
+            eq(got.count(b"40"), 2, "raw acks: one CONNECT per connection")
+
+    with step("raw Engine.IO: connect_error is a handshake error"):
+        with EioServer(lambda p: [b'44{"message":"refused"}'] if p == b"40" else []) as srv:
+            rc, res, _, secs = run_bench(["--mode", "sio-echo", "-c", "2", "--connect-timeout",
+                                          "5", "-d", "1", srv.url], timeout=30)
+            eq(rc, 1, "connect_error: exit status")
+            if good(res, "connect_error"):
+                eq(res["connections_made"], 0, "connect_error: connections made")
+                eq(res["connections_failed"], 2, "connect_error: connections failed")
+                eq(res["errors_by_kind"]["handshake"], 2, "connect_error: handshake errors")
+                check("connect_error" in (res["first_error"] or ""),
+                      "connect_error: named", res["first_error"])
+            check(secs < 4, "connect_error: at once, not at the connect timeout", f"{secs:.1f} s")
+
+    with step("raw Engine.IO: an ack with the wrong id is an order error"):
+        def wrong_id(p):
+            if p == b"40":
+                return [b'40{"sid":"BBBBBBBBBBBBBBBBBBBB"}']
+            m = re.match(rb'^42(\d+)\["message-with-ack",(.*)\]$', p)
+            return [b"43" + str(int(m.group(1)) + 1).encode() + b"[" + m.group(2) + b"]"] if m else []
+        with EioServer(wrong_id) as srv:
+            rc, res, _, _ = run_bench(["--mode", "sio-echo", "-c", "1", "-k", "1", "-d", "0.5",
+                                       "-w", "0", srv.url])
+            eq(rc, 1, "wrong ack id: exit status")
+            if good(res, "wrong ack id"):
+                eq(res["errors_by_kind"]["order"], 1, "wrong ack id: order error")
+
+    with step("raw Engine.IO: a close packet is a closed error"):
+        with EioServer(lambda p: [b'40{"sid":"BBBBBBBBBBBBBBBBBBBB"}', b"1"] if p == b"40" else []) as srv:
+            rc, res, _, _ = run_bench(["--mode", "sio-echo", "-c", "1", "-d", "0.5", "-w", "0",
+                                       srv.url])
+            eq(rc, 1, "close packet: exit status")
+            if good(res, "close packet"):
+                eq(res["errors_by_kind"]["closed"], 1, "close packet: closed error")
 
     with step("usage errors"):
         for args, why in ((["--mode", "sio-echo", "-b"], "-b"),
