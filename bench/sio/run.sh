@@ -104,7 +104,7 @@ if "$WSX" sio --help >/dev/null 2>&1; then
     help=$("$WSX" sio --help 2>&1)
     for o in "--max-connections 20000" "--max-per-ip 0" "--max-handshakes-per-ip 0" \
         "--max-handshakes 0"; do
-        grep -q -- "${o% *}\b" <<<"$help" && extra+=" $o"
+        grep -qE -- "${o% *}([^-a-z]|$)" <<<"$help" && extra+=" $o"
     done
     CMD[wsx]="$WSX sio --host 127.0.0.1 --port 0$extra"
     LABEL[wsx]="wsx sio"

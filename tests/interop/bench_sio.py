@@ -2,8 +2,8 @@
 """`wsx bench --mode sio-echo | sio-broadcast | sio-idle` (issue 12) against the Node.js
 Socket.IO server of the benchmark, bench/sio/server.mjs (socket.io 4.8.4 from
 tests/socketio/node_modules, installed by the socketio/npm_setup fixture): a clean run of each
-mode reports figures and no error; the bench answers Engine.IO pings (a server with a 200 ms
-ping interval and timeout keeps its sockets through a 2 s run); a changed ack is a `corrupt`
+mode reports figures and no error; the bench answers Engine.IO pings (a server with a 300 ms
+ping interval and a 1 s timeout keeps its sockets through a 2 s run); a changed ack is a `corrupt`
 error with exit status 1; a server that never opens an Engine.IO session makes every
 connection fail with `connect_timeout` in bounded time; options the sio modes cannot take are
 usage errors. A scripted Engine.IO server on raw sockets checks the rest exactly: a ping is
@@ -160,8 +160,10 @@ def main():
                 eq(res["connections_made"], 100, "sio-idle: connections made")
                 check(res["server_bytes_per_conn"] is not None, "sio-idle: server RSS per client")
 
-    with step("Engine.IO pings are answered: 200 ms interval + 200 ms timeout, a 2 s run"):
-        with NodeSio(["--ping-interval", "200", "--ping-timeout", "200"]) as srv:
+    # A client that never answers is closed 1.3 s after connecting, within the 2 s run; the
+    # timeout leaves room for a loaded machine (200 ms was missed under ASan).
+    with step("Engine.IO pings are answered: 300 ms interval + 1 s timeout, a 2 s run"):
+        with NodeSio(["--ping-interval", "300", "--ping-timeout", "1000"]) as srv:
             rc, res, _, _ = run_bench(["--mode", "sio-echo", "-c", "4", "-k", "1", "-d", "2",
                                        "-w", "0.2", srv.url])
             clean(rc, res, "pings")
