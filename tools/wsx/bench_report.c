@@ -209,11 +209,12 @@ void bench_print_json(const bench *b, const result *r, char **argv, int argc, bo
         json_fig(secs > 0 && r->other_cpu_s >= 0 ? 100.0 * r->other_cpu_s / secs : -1, 1));
     SET("server_rss_before_kb", json_fig((double)r->rss_before, 0));
     SET("server_rss_after_kb", json_fig((double)r->rss_after, 0));
-    SET("server_bytes_per_conn",
-        json_fig(r->rss_before >= 0 && r->rss_after >= 0 && r->made
-                     ? (double)(r->rss_after - r->rss_before) * 1024.0 / (double)r->made
-                     : -1,
-                 0));
+    /* Negative when the server gave memory back meanwhile (a garbage collector can): still a
+     * figure, so not through json_fig, where negative means unknown. */
+    double bpc = r->made ? (double)(r->rss_after - r->rss_before) * 1024.0 / (double)r->made : 0;
+    SET("server_bytes_per_conn", r->rss_before >= 0 && r->rss_after >= 0 && r->made
+                                     ? json_integer((json_int_t)(bpc < 0 ? bpc - 0.5 : bpc + 0.5))
+                                     : json_null());
     SET("errors", json_integer((json_int_t)t->errors));
     json_t *kinds = json_object();
     for (int k = 0; k < E_KINDS; k++)
