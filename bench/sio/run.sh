@@ -16,12 +16,18 @@
 #   SE   sio-echo: 100 clients x 16 events with acks in flight, 32-byte texts
 #   SB   sio-broadcast: 1000 clients in a room, one publisher, 16 broadcasts in flight
 #   SD   sio-idle: 1000 idle clients on a fresh server, its RSS growth per client
-#   P32, P80  the plain pub/sub path: `wsx echo`, 1000 subscribers, 16 broadcasts of 32 bytes
+#        (SB and SD: see SB_CLIENTS and IDLE below)
+#   P32, P80  the plain pub/sub path: `wsx echo`, as many subscribers as SB, 16 broadcasts of 32 bytes
 #        (scenario E16) and of 80 bytes (about the size of SB's frames)
 #
 # Writes bench/results/DATE-COMMIT-sio.md and prints the same table. Environment:
-#   RUNS (3), WARMUP (1), DURATION (3) seconds; IDLE (1000) clients for SD.
+#   RUNS (3), WARMUP (1), DURATION (3) seconds; SB_CLIENTS (1000) subscribers for SB, IDLE
+#   (1000) clients for SD. When `wsx sio` is measured but has no --max-per-ip (it then answers
+#   503 past 256 connections from one address), both become 250 for every server, said so in
+#   the report.
 #   NODE (node) the Node.js binary.
+#   SIO_WSX (BUILD_DIR/wsx) the wsx whose `wsx sio` is measured (another build, say); the load
+#   generator and `wsx echo` stay BUILD_DIR's; SIO_DESC, what it is built from (for the report).
 set -u
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -32,8 +38,10 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-3}
 WARMUP=${WARMUP:-1}
 IDLE=${IDLE:-1000}
+SB_CLIENTS=${SB_CLIENTS:-1000}
 NODE=${NODE:-node}
 WSX=$BUILD/wsx
+SIO_WSX=${SIO_WSX:-$WSX}
 
 die() { echo "bench/sio/run.sh: $*" >&2; exit 1; }
 
@@ -97,20 +105,29 @@ CMD[node]="$NODE $HERE/server.mjs --host 127.0.0.1 --port 0 --engine ws"
 LABEL[node]="Node socket.io 4.8.4 (ws)"
 CMD[node_bu]="$NODE $HERE/server.mjs --host 127.0.0.1 --port 0 --engine bufferutil"
 LABEL[node_bu]="Node socket.io 4.8.4 (ws + bufferutil)"
-if "$WSX" sio --help >/dev/null 2>&1; then
+if "$SIO_WSX" sio --help >/dev/null 2>&1; then
     # Every load generator connects from 127.0.0.1: per-address admission limits are lifted
-    # where `wsx sio` has them (as bench/run.sh does for `wsx echo`).
+    # where `wsx sio` has them (as bench/run.sh does for `wsx echo`); connection state
+    # recovery is off, as in server.mjs (it adds an offset to every broadcast and keeps them);
+    # logs are quiet, as for `wsx echo`.
     extra=
-    help=$("$WSX" sio --help 2>&1)
+    help=$("$SIO_WSX" sio --help 2>&1)
     for o in "--max-connections 20000" "--max-per-ip 0" "--max-handshakes-per-ip 0" \
-        "--max-handshakes 0"; do
-        grep -qE -- "${o% *}([^-a-z]|$)" <<<"$help" && extra+=" $o"
+        "--max-handshakes 0" "--max-sessions 20000" "--max-sessions-per-ip 20000" \
+        "--recovery 0" "--quiet"; do
+        grep -qE -- "${o%% *}([^-a-z]|$)" <<<"$help" && extra+=" $o"
     done
-    CMD[wsx]="$WSX sio --host 127.0.0.1 --port 0$extra"
+    CMD[wsx]="$SIO_WSX sio --host 127.0.0.1 --port 0$extra"
     LABEL[wsx]="wsx sio"
     SERVERS+=(wsx)
+    if ! grep -qE -- "--max-per-ip([^-a-z]|$)" <<<"$help" && { [ "$SB_CLIENTS" -gt 250 ] || [ "$IDLE" -gt 250 ]; }; then
+        LIMITED="\`wsx sio\` has no --max-per-ip, so it answers 503 past 256 connections from one address (every client here is 127.0.0.1): SB and SD ran with 250 clients for every server instead of $SB_CLIENTS and $IDLE"
+        echo "warning: ${LIMITED//\`/}" >&2
+        [ "$SB_CLIENTS" -gt 250 ] && SB_CLIENTS=250
+        [ "$IDLE" -gt 250 ] && IDLE=250
+    fi
 else
-    echo "wsx sio: not in this build ($WSX sio --help failed): its rows are skipped" >&2
+    echo "wsx sio: not in this build ($SIO_WSX sio --help failed): its rows are skipped" >&2
 fi
 WSX_ECHO=("$WSX" echo --host 127.0.0.1 --port 0 --quiet --max-connections 20000 --max-per-ip 0
     --max-handshakes-per-ip 0 --max-handshakes 0)
@@ -184,10 +201,10 @@ start_server plain "${WSX_ECHO[@]}"
 for ((i = 1; i <= RUNS; i++)); do
     for s in "${SERVERS[@]}"; do
         run_once SE "$s" msgs_per_s --mode sio-echo -c 100 -k 16 -s 32 "${W[@]}"
-        run_once SB "$s" deliveries_per_s --mode sio-broadcast -c 1000 -k 16 -s 32 "${W[@]}"
+        run_once SB "$s" deliveries_per_s --mode sio-broadcast -c "$SB_CLIENTS" -k 16 -s 32 "${W[@]}"
     done
-    run_once P32 plain deliveries_per_s --mode fanout -c 1000 -k 16 -s 32 "${W[@]}"
-    run_once P80 plain deliveries_per_s --mode fanout -c 1000 -k 16 -s 80 "${W[@]}"
+    run_once P32 plain deliveries_per_s --mode fanout -c "$SB_CLIENTS" -k 16 -s 32 "${W[@]}"
+    run_once P80 plain deliveries_per_s --mode fanout -c "$SB_CLIENTS" -k 16 -s 80 "${W[@]}"
 done
 stop_servers
 
@@ -214,6 +231,10 @@ label() { case $1 in plain) echo "wsx echo (plain pub/sub)" ;; *) echo "${LABEL[
     echo "# Socket.IO benchmarks, $DATE, commit $COMMIT"
     echo
     echo "- machine: $(nproc) CPUs, ${MODEL:-unknown CPU}, Linux $(uname -r); node $("$NODE" --version)"
+    if [ -n "${LABEL[wsx]+set}" ] && [ "$SIO_WSX" != "$WSX" ]; then
+        echo "- wsx sio: \`$SIO_WSX\`${SIO_DESC:+, $SIO_DESC} (the load generator and wsx echo: \`${WSX#"$ROOT"/}\`)"
+    fi
+    [ -n "${LIMITED:-}" ] && echo "- **$LIMITED**"
     echo "- servers pinned to CPU 1, \`wsx bench\` to CPU 0; ${WARMUP} s warm-up, ${DURATION} s" \
         "measured; median of $RUNS rounds, each running every scenario once against every server" \
         "(side by side; SD on a fresh server per run)"
@@ -258,7 +279,7 @@ label() { case $1 in plain) echo "wsx echo (plain pub/sub)" ;; *) echo "${LABEL[
             "(goal for wsx sio: <= 1.5); SD bytes per idle client: $(median $(vals "${RATES[SD/$s]}"))" \
             "(goal for wsx sio: < 1024)"
     done
-    [ -n "${LABEL[wsx]+set}" ] || echo "- wsx sio: not measured (\`${WSX#"$ROOT"/} sio\` is not in this build)"
+    [ -n "${LABEL[wsx]+set}" ] || echo "- wsx sio: not measured (\`${SIO_WSX#"$ROOT"/} sio\` is not in this build)"
     echo
     echo "Servers:"
     echo
