@@ -1,10 +1,9 @@
 #!/bin/sh
-# Installs the pinned npm packages of the interop tests (tests/interop/package-lock.json), or
-# of the directory given (tests/socketio for the socketio/npm_setup fixture).
+# Installs the pinned npm packages of the interop tests (tests/interop/package-lock.json).
 # Runs `npm ci` only when node_modules is missing or older than the lockfile, so repeated
 # test runs cost nothing and never touch the network.
 set -eu
-cd "${1:-$(dirname "$0")}"
+cd "$(dirname "$0")"
 stamp=node_modules/.package-lock.json
 if [ -f "$stamp" ] && [ ! package-lock.json -nt "$stamp" ]; then
     echo "setup: node_modules is up to date"
