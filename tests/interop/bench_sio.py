@@ -18,8 +18,8 @@ import subprocess
 import sys
 import threading
 
-from wsxlib import (Raw, RawServer, Server, _reader, _track, build_frame, check, eq, note, out,
-                    read_upgrade, run, run_bench, step)
+from wsxlib import (WSX_BIN, Raw, RawServer, Server, _reader, _track, build_frame, check, eq,
+                    note, out, read_upgrade, run, run_bench, step)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER_MJS = os.path.join(HERE, "..", "..", "bench", "sio", "server.mjs")
@@ -66,6 +66,18 @@ class NodeSio(Server):
             self.kill()
             raise RuntimeError(f"{' '.join(argv)}: no listening line: {' | '.join(self.stderr[-5:])}")
         note(f"started: {' '.join(argv)} -> {self.url}")
+
+
+class WsxSio(Server):
+    """`wsx sio` on 127.0.0.1 (once the build has it)."""
+
+    command = "sio"
+
+
+def have_wsx_sio():
+    p = subprocess.run([WSX_BIN, "sio", "--help"], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=10)
+    return p.returncode == 0
 
 
 OPEN = (b'0{"sid":"AAAAAAAAAAAAAAAAAAAA","upgrades":[],"pingInterval":25000,'
@@ -162,6 +174,25 @@ def main():
 
     # A client that never answers is closed 1.3 s after connecting, within the 2 s run; the
     # timeout leaves room for a loaded machine (200 ms was missed under ASan).
+    with step("the same modes against wsx sio, when the build has it"):
+        if not have_wsx_sio():
+            note("wsx sio is not in this build: step skipped")
+        else:
+            with WsxSio(["--quiet"], quiet=True) as srv:
+                pid = str(srv.proc.pid)
+                for mode, args in (("sio-echo", ["-c", "10", "-k", "4"]),
+                                   ("sio-broadcast", ["-c", "50", "-k", "4"]),
+                                   ("sio-idle", ["-c", "100"])):
+                    # --stall 1: a broadcast that reaches nobody is named as a stall.
+                    rc, res, _, _ = run_bench(["--mode", mode, *args, "-d", "1.2", "-w", "0.3",
+                                               "--stall", "1", "-p", pid, srv.url])
+                    if clean(rc, res, f"wsx sio {mode}"):
+                        check(res["connections_made"] >= 10, f"wsx sio {mode}: connections",
+                              res["connections_made"])
+                        if mode != "sio-idle":
+                            check(res["messages"] > 0, f"wsx sio {mode}: events answered",
+                                  res["messages"])
+
     with step("Engine.IO pings are answered: 300 ms interval + 1 s timeout, a 2 s run"):
         with NodeSio(["--ping-interval", "300", "--ping-timeout", "1000"]) as srv:
             rc, res, _, _ = run_bench(["--mode", "sio-echo", "-c", "4", "-k", "1", "-d", "2",
