@@ -93,6 +93,8 @@ static void start_publisher(void *arg)
 static void settle(worker *w, bconn *bc)
 {
     bench *b = w->b;
+    if (bc->settled) return;
+    bc->settled = true;
     size_t n = atomic_fetch_add(&b->settled, 1) + 1;
     if (b->mode == M_FANOUT && bc->role == R_SUB && n == b->conns) {
         /* Every subscriber is in: the publisher (on worker 0) may start. */
@@ -115,6 +117,33 @@ static void send_next(worker *w, bconn *bc, uint64_t now)
     bc->sent++;
 }
 
+/* The connection can carry the load: open, and in the sio modes through the Socket.IO
+ * handshake. It counts as made, and the connect phase may end. */
+static void mark_ready(worker *w, bconn *bc)
+{
+    bench *b = w->b;
+    bc->ready = true;
+    atomic_fetch_add(&b->made, 1);
+    if (wsx_conn_deflate(bc->c)) atomic_fetch_add(&b->deflated, 1);
+    if (bc->role == R_SUB) atomic_fetch_add(&b->subs_open, 1);
+    settle(w, bc);
+}
+
+/* The first messages of a ready connection. */
+static void start_load(worker *w, bconn *bc)
+{
+    bench *b = w->b;
+    bc->last_ns = now_ns();
+    if (bc->role == R_ECHO)
+        for (uint32_t i = 0; i < b->k && !bc->dropped; i++)
+            send_next(w, bc, bc->last_ns);
+    if (bc->role == R_PUB) {
+        b->nsubs = (uint32_t)atomic_load(&b->subs_open);
+        atomic_store(&b->last_bc_ns, bc->last_ns);
+        publish(w);
+    }
+}
+
 static void on_open(wsx_conn *c, void *user)
 {
     bconn *bc = user;
@@ -124,24 +153,14 @@ static void on_open(wsx_conn *c, void *user)
     bc->opened = true;
     bc->last_ns = now_ns();
     w->connecting--;
-    atomic_fetch_add(&b->made, 1);
     atomic_fetch_add(&b->open, 1);
-    if (wsx_conn_deflate(c)) atomic_fetch_add(&b->deflated, 1);
-    if (bc->role == R_SUB) atomic_fetch_add(&b->subs_open, 1);
-    settle(w, bc);
+    if (!b->sio) mark_ready(w, bc); /* sio: once the server's CONNECT (or the join ack) came */
     start_more(w);
     if (w->stopping) {
         wsx_client_close(bc->cl, WSX_CLOSE_NORMAL, NULL);
         return;
     }
-    if (bc->role == R_ECHO)
-        for (uint32_t i = 0; i < b->k && !bc->dropped; i++)
-            send_next(w, bc, bc->last_ns);
-    if (bc->role == R_PUB) {
-        b->nsubs = (uint32_t)atomic_load(&b->subs_open);
-        atomic_store(&b->last_bc_ns, bc->last_ns);
-        publish(w);
-    }
+    if (!b->sio) start_load(w, bc);
 }
 
 /* Counts one message that came back (echo) or arrived (fan-out) on bc, lat ns after it left. */
@@ -169,7 +188,8 @@ static void on_echo(worker *w, bconn *bc, const wsx_msg *m, uint64_t now, int ph
         drop(bc);
         return;
     }
-    int kind = bench_verify(b, m, bc->id, bc->recvd, why, sizeof why);
+    int kind = b->sio ? bench_sio_verify(w, m, bc->id, bc->recvd, why, sizeof why)
+                      : bench_verify(b, m, bc->id, bc->recvd, why, sizeof why);
     if (kind >= 0) {
         report(w, kind, "connection %u: %s", bc->id, why);
         drop(bc);
@@ -189,7 +209,8 @@ static void on_delivery(worker *w, bconn *bc, const wsx_msg *m, uint64_t now, in
 {
     bench *b = w->b;
     char why[200];
-    int kind = bench_verify(b, m, b->pub->id, bc->recvd, why, sizeof why);
+    int kind = b->sio ? bench_sio_verify(w, m, b->pub->id, bc->recvd, why, sizeof why)
+                      : bench_verify(b, m, b->pub->id, bc->recvd, why, sizeof why);
     if (kind >= 0) {
         report(w, kind, "subscriber %u: %s", bc->id, why);
         drop(bc);
@@ -239,12 +260,37 @@ static void publish(worker *w0)
     }
 }
 
+/* sio modes: the Socket.IO handshake and Engine.IO pings. Returns true when m is an ack or an
+ * event for the load's checks. */
+static bool sio_message(worker *w, bconn *bc, const wsx_msg *m)
+{
+    char why[200];
+    int kind = E_UNEXPECTED;
+    switch (bench_sio_filter(w, bc, m, &kind, why, sizeof why)) {
+    case SIO_DATA:
+        return true;
+    case SIO_NOW_READY:
+        mark_ready(w, bc);
+        if (!w->stopping && phase_of(w->b) != P_DONE) start_load(w, bc);
+        return false;
+    case SIO_FAIL:
+        report(w, kind, "%s %u: %s", bc->role == R_PUB ? "publisher" : "connection", bc->id, why);
+        drop(bc);
+        if (bc->role == R_PUB || (bc->role == R_SUB && bc->ready))
+            atomic_store(&w->b->abort_run, 1);
+        return false;
+    default:
+        return false;
+    }
+}
+
 static void on_message(wsx_conn *c, const wsx_msg *m, void *user)
 {
     bconn *bc = user;
     worker *w = bc->w;
     (void)c;
     if (bc->dropped) return;
+    if (w->b->sio && !sio_message(w, bc, m)) return;
     uint64_t now = now_ns();
     int phase = phase_of(w->b);
     switch (bc->role) {
@@ -270,6 +316,22 @@ static void on_close(wsx_conn *c, int code, const char *reason, size_t len, void
     (void)c;
     bc->c = NULL;
     atomic_fetch_sub(&w->b->open, 1);
+    if (!bc->ready && !bc->settled) { /* sio: closed before the end of its handshake */
+        if (bc->cancelled)
+            conn_failed(w, bc, E_CONNECT_TIMEOUT,
+                        "Socket.IO handshake not done within --connect-timeout");
+        else if (bc->dropped || w->stopping) {
+            atomic_fetch_add(&w->b->failed, 1);
+            settle(w, bc);
+        } else {
+            char msg[200];
+            snprintf(msg, sizeof msg,
+                     "closed by the server during the Socket.IO handshake: %d%s%.*s", code,
+                     len ? " " : "", (int)(len > 100 ? 100 : len), reason);
+            conn_failed(w, bc, E_HANDSHAKE, msg);
+        }
+        return;
+    }
     if (!w->stopping && !bc->dropped) {
         report(w, E_CLOSED, "connection %u closed by the server: %d%s%.*s", bc->id, code,
                len ? " " : "", (int)len, reason);
@@ -304,7 +366,10 @@ static void start_conn(worker *w, bconn *bc)
 {
     bench *b = w->b;
     wsx_client_opts o = b->copts;
-    o.url = bc->role == R_SUB ? b->url_sub : bc->role == R_PUB ? b->url_pub : b->url;
+    o.url = b->sio              ? b->url_sio
+            : bc->role == R_SUB ? b->url_sub
+            : bc->role == R_PUB ? b->url_pub
+                                : b->url;
     o.user = bc;
     int rc = wsx_client_connect(w->loop, &o, &bc->cl, NULL);
     if (rc < 0) {
@@ -362,7 +427,7 @@ static void cancel_pending(void *arg)
     worker *w = arg;
     for (size_t i = 0; i < w->n; i++) {
         bconn *bc = &w->conns[i];
-        if (bc->cl && !bc->opened) {
+        if (bc->cl && !bc->ready) { /* sio: open, but not through the handshake */
             bc->cancelled = true;
             wsx_client_close(bc->cl, WSX_CLOSE_NORMAL, NULL);
         }
@@ -372,7 +437,7 @@ static void cancel_pending(void *arg)
         conn_failed(w, bc, E_CONNECT_TIMEOUT, "not started within --connect-timeout");
     }
     bench *b = w->b;
-    if (w->idx == 0 && b->mode == M_FANOUT && b->pub->cl && !b->pub->opened) {
+    if (w->idx == 0 && b->mode == M_FANOUT && b->pub->cl && !b->pub->ready) {
         b->pub->cancelled = true;
         wsx_client_close(b->pub->cl, WSX_CLOSE_NORMAL, NULL);
     }
@@ -663,7 +728,8 @@ static int setup_workers(bench *b, uint64_t *rings)
         for (size_t i = 0; i < w->n; i++)
             w->conns[i].w = w;
         w->sendbuf = malloc(b->size + b->spread);
-        int rc = w->sendbuf ? wsx_loop_new(&w->loop) : WSX_ENOMEM;
+        if (b->sio) w->sio_buf = malloc(b->size + SIO_OVERHEAD);
+        int rc = w->sendbuf && (w->sio_buf || !b->sio) ? wsx_loop_new(&w->loop) : WSX_ENOMEM;
         if (rc < 0) {
             fprintf(stderr, "wsx bench: %s\n", wsx_strerror(rc));
             return 1;
@@ -681,7 +747,11 @@ static int setup_workers(bench *b, uint64_t *rings)
 /* The payload, the workers and their connections, the client options. Returns 0 or 1. */
 static int setup(bench *b, uint64_t **rings)
 {
-    if (b->payload == PL_JSON) {
+    if (b->sio) {
+        /* The text of an event is a stretch of words: JSON needs no escape in it. */
+        b->spread = PAT_SPREAD;
+        b->pattern = bench_make_words(b->size + b->spread);
+    } else if (b->payload == PL_JSON) {
         b->hdr = JSON_HDR;
         b->tail = sizeof JSON_TAIL - 1;
         b->spread = JSON_SPREAD;
@@ -747,6 +817,7 @@ int cmd_bench(int argc, char **argv)
     for (uint32_t t = 0; t < b->threads; t++) {
         wsx_loop_free(b->workers[t].loop);
         free(b->workers[t].sendbuf);
+        free(b->workers[t].sio_buf);
     }
     free(r);
     free(rings);

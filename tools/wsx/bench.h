@@ -7,6 +7,7 @@
  *   bench_hist.c     the latency histogram
  *   bench_proc.c     the server's CPU time and memory, from /proc
  *   bench_report.c   the progress line, the summary and the JSON output
+ *   bench_sio.c      the Socket.IO modes: the handshake, events and acks, their checks
  */
 #ifndef WSX_TOOL_BENCH_H
 #define WSX_TOOL_BENCH_H
@@ -24,6 +25,10 @@ enum { M_ECHO, M_FANOUT, M_IDLE };
 enum { P_CONNECT, P_WARMUP, P_MEASURE, P_DONE };
 enum { R_ECHO, R_SUB, R_PUB, R_IDLE };
 enum { PL_PATTERN, PL_JSON };
+/* Socket.IO modes (--mode sio-*): where a connection is in its handshake. */
+enum { SIO_WAIT_OPEN, SIO_WAIT_CONNECT, SIO_WAIT_JOIN, SIO_READY };
+/* What bench_sio_filter() made of a message. */
+enum { SIO_DATA, SIO_TAKEN, SIO_NOW_READY, SIO_FAIL };
 
 /* Errors by kind: the names are those of the summary and the JSON output. */
 #define ERROR_KINDS(X)                                                                             \
@@ -135,7 +140,10 @@ typedef struct bconn {
     uint64_t win_done;    /* messages completed during the measurement */
     uint32_t id;
     uint8_t role;
+    uint8_t sio_state; /* SIO_*: the Socket.IO handshake (sio modes) */
     bool opened;
+    bool ready;     /* can carry the load: open, and in sio modes the handshake done */
+    bool settled;   /* counted in b->settled */
     bool dropped;   /* closed by us after an error */
     bool cancelled; /* connect timeout */
 } bconn;
@@ -152,6 +160,7 @@ typedef struct worker {
     wsx_timer *ticker;
     bool stopping;
     uint8_t *sendbuf; /* a copy of the pattern; the header is written in place per send */
+    uint8_t *sio_buf; /* sio modes: a packet being written, sent or compared */
     hist lat, bclat;
     wstats st;
 } worker;
@@ -159,6 +168,7 @@ typedef struct worker {
 struct bench {
     /* options */
     int mode;
+    bool sio;     /* --mode sio-*: Socket.IO v5 over Engine.IO v4's WebSocket transport */
     size_t conns; /* echo/idle connections, or fanout subscribers */
     size_t size;
     uint32_t k;
@@ -176,6 +186,7 @@ struct bench {
     const char *cafile; /* wss://: the CAs to trust */
     const char *url;
     char url_sub[300], url_pub[300];
+    char url_sio[2400]; /* sio modes: the URL with the Engine.IO path and query */
     wsx_url u;
     char *command;
 
@@ -247,6 +258,24 @@ int bench_send_msg(worker *w, wsx_conn *c, uint32_t id, uint64_t seq);
 int bench_verify(const bench *b, const wsx_msg *m, uint32_t id, uint64_t seq, char *why,
                  size_t cap);
 bool bench_read_header(const bench *b, const uint8_t *h, uint64_t *id, uint64_t *seq);
+
+/* bench_sio.c: the Socket.IO modes (--mode sio-echo, sio-broadcast, sio-idle). The load is
+ * the echo and fan-out modes' (mode is M_ECHO, M_FANOUT or M_IDLE with b->sio set), carried
+ * as Socket.IO packets:
+ *   echo:       42<seq>["message-with-ack",{"id":ID,"seq":SEQ,"text":"..."}], acked by
+ *               43<seq>[{"id":ID,"seq":SEQ,"text":"..."}]
+ *   broadcast:  subscribers send 420["join","bench"] (ack 430["joined:bench"]); the publisher
+ *               sends 42["broadcast","bench",{...}], the room gets 42["broadcasted",{...}]
+ * "text" is S bytes (-s) of a stream of words. */
+#define SIO_ROOM     "bench"
+#define SIO_PATH     "/socket.io/"
+#define SIO_QUERY    "EIO=4&transport=websocket"
+#define SIO_OVERHEAD 128 /* bytes of a packet besides its text, at most */
+int bench_sio_url(bench *b);
+size_t bench_sio_off(uint64_t seq);
+int bench_sio_send(worker *w, wsx_conn *c, uint32_t id, uint64_t seq);
+int bench_sio_filter(worker *w, bconn *bc, const wsx_msg *m, int *kind, char *why, size_t cap);
+int bench_sio_verify(worker *w, const wsx_msg *m, uint32_t id, uint64_t seq, char *why, size_t cap);
 
 /* bench_proc.c */
 bool bench_read_ticks(long pid, uint64_t *out);

@@ -26,7 +26,9 @@ static const char help[] =
     "                          expects them back in order;\n"
     "                          fanout: C subscribers connect to /sub, then one publisher to\n"
     "                          /pub keeps K broadcasts in flight (`wsx echo` serves both);\n"
-    "                          idle: C connections are opened and held, nothing is sent\n"
+    "                          idle: C connections are opened and held, nothing is sent;\n"
+    "                          sio-echo, sio-broadcast, sio-idle: the same over Socket.IO v5\n"
+    "                          (WebSocket transport only; see \"Socket.IO\" below)\n"
     "      --idle N            the same as --mode idle -c N\n"
     "  -c, --connections N     connections (fanout: subscribers) (default 100)\n"
     "  -s, --size BYTES        message size, 0..16M (default 32)\n"
@@ -60,6 +62,22 @@ static const char help[] =
     "                          progress line\n"
     "  -v, --verbose           interval lines on stderr even when it is not a terminal\n"
     "  -h, --help              this text\n"
+    "\n"
+    "Socket.IO (--mode sio-*): URL is the server's, ws://host:port/ connects to\n"
+    "/socket.io/?EIO=4&transport=websocket (a path without a query gets the query). Each\n"
+    "connection reads the open packet, sends CONNECT (40) to the main namespace, waits for\n"
+    "40{\"sid\":...} and answers the server's pings (2) with pongs (3).\n"
+    "  sio-echo       each connection keeps K events in flight, each with an ack id:\n"
+    "                 42<n>[\"message-with-ack\",{\"id\":I,\"seq\":n,\"text\":\"...\"}], and\n"
+    "                 expects the ack 43<n>[{...the same object...}] byte for byte, in order\n"
+    "  sio-broadcast  C subscribers join the room \"" SIO_ROOM "\" (420[\"join\",\"" SIO_ROOM
+    "\"], ack\n"
+    "                 430[\"joined:" SIO_ROOM "\"]), then one publisher keeps K\n"
+    "                 42[\"broadcast\",\"" SIO_ROOM "\",{...}] in flight; each subscriber expects\n"
+    "                 42[\"broadcasted\",{...}]: deliveries/s, delivery and broadcast latency\n"
+    "  sio-idle       C Socket.IO clients connected and held: the server's RSS per client\n"
+    "-s is the length of \"text\" (words, no escapes). These are events of `wsx sio`; the\n"
+    "Node.js server bench/sio/server.mjs answers them the same way (bench/sio/run.sh runs both).\n"
     "\n"
     "The defaults are scenario A of bench/run.sh, the README's echo figure; the summary names\n"
     "the scenario of docs/performance.md that a run matches.\n"
@@ -290,8 +308,18 @@ static int option(bench *b, int ch, const char *arg)
             b->mode = M_FANOUT;
         else if (!strcmp(arg, "idle"))
             b->mode = M_IDLE;
+        else if (!strcmp(arg, "sio-echo"))
+            b->mode = M_ECHO;
+        else if (!strcmp(arg, "sio-broadcast"))
+            b->mode = M_FANOUT;
+        else if (!strcmp(arg, "sio-idle"))
+            b->mode = M_IDLE;
         else
-            return usage_error("bench", "unknown mode '%s' (echo, fanout or idle)", arg);
+            return usage_error("bench",
+                               "unknown mode '%s' (echo, fanout, idle, sio-echo, sio-broadcast or "
+                               "sio-idle)",
+                               arg);
+        b->sio = !strncmp(arg, "sio-", 4);
         return -1;
     case O_PAYLOAD:
         if (!strcmp(arg, "pattern"))
@@ -349,6 +377,7 @@ static int option(bench *b, int ch, const char *arg)
  * exit status. */
 static int check_run(bench *b)
 {
+    int rc;
     /* A load generator aimed at someone else's host is an attack, so only loopback unless
      * asked. */
     char why[300];
@@ -367,7 +396,9 @@ static int check_run(bench *b)
     }
     if (b->threads > b->conns) b->threads = (uint32_t)b->conns;
     b->total = b->conns + (b->mode == M_FANOUT);
-    if (b->mode == M_FANOUT) {
+    if (b->sio) {
+        if ((rc = bench_sio_url(b)) >= 0) return rc;
+    } else if (b->mode == M_FANOUT) {
         bool v6 = strchr(b->u.host, ':') != NULL;
         const char *sc = b->u.tls ? "wss" : "ws", *lb = v6 ? "[" : "", *rb = v6 ? "]" : "";
         if (snprintf(b->url_sub, sizeof b->url_sub, "%s://%s%s%s:%u/sub", sc, lb, b->u.host, rb,
@@ -416,6 +447,10 @@ int bench_options(bench *b, int argc, char **argv)
     if (wsx_url_parse(b->url, &b->u) < 0)
         return usage_error("bench", "bad URL '%s' (expected ws:// or wss://host[:port]/path)",
                            b->url);
+    if (b->sio && (b->payload != PL_PATTERN || b->type != WSX_TEXT))
+        return usage_error("bench", "the sio modes send JSON text events: no --payload or -b");
+    if (b->sio && b->size > MAX_SIZE - SIO_OVERHEAD)
+        return usage_error("bench", "bad size for a sio mode (at most 16M - %u)", SIO_OVERHEAD);
     if (b->payload == PL_JSON && b->size < JSON_MIN)
         return usage_error("bench", "--payload json needs messages of at least %zu bytes (-s)",
                            (size_t)JSON_MIN);

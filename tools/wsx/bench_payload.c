@@ -145,6 +145,7 @@ uint8_t *bench_make_words(size_t len)
 int bench_send_msg(worker *w, wsx_conn *c, uint32_t id, uint64_t seq)
 {
     bench *b = w->b;
+    if (b->sio) return bench_sio_send(w, c, id, seq);
     uint8_t *p = w->sendbuf + pat_off(b, seq);
     if (!b->hdr) return wsx_send(c, p, b->size, b->type);
     uint8_t save[JSON_HDR], tail[sizeof JSON_TAIL];

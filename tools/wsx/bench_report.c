@@ -103,7 +103,12 @@ static void print_lat(const char *label, const hist *h)
            p999, mx, mean);
 }
 
-static const char *const mode_names[] = {"echo", "fanout", "idle"};
+static const char *mode_name(const bench *b)
+{
+    static const char *const names[] = {"echo", "fanout", "idle"};
+    static const char *const sio_names[] = {"sio-echo", "sio-broadcast", "sio-idle"};
+    return b->sio ? sio_names[b->mode] : names[b->mode];
+}
 
 /* The scenarios of bench/run.sh (docs/performance.md) that wsx bench can repeat: the summary
  * names the one a run matches, so that a figure is compared with the published one of its
@@ -112,21 +117,25 @@ static const char *scenario_of(const bench *b)
 {
     static const struct {
         const char *name;
+        bool sio;
         int mode;
         size_t conns, size;
         uint32_t k;
         int type;
     } sc[] = {
-        {"A, the README's echo figure", M_ECHO, 100, 32, 16, WSX_TEXT},
-        {"B", M_ECHO, 1000, 32, 1, WSX_TEXT},
-        {"C", M_ECHO, 10, 65536, 1, WSX_BINARY},
-        {"D, the README's memory per connection", M_IDLE, 10000, 0, 0, 0},
-        {"E1", M_FANOUT, 1000, 32, 1, WSX_TEXT},
-        {"E16, the README's broadcast figure", M_FANOUT, 1000, 32, 16, WSX_TEXT},
+        {"A, the README's echo figure", false, M_ECHO, 100, 32, 16, WSX_TEXT},
+        {"B", false, M_ECHO, 1000, 32, 1, WSX_TEXT},
+        {"C", false, M_ECHO, 10, 65536, 1, WSX_BINARY},
+        {"D, the README's memory per connection", false, M_IDLE, 10000, 0, 0, 0},
+        {"E1", false, M_FANOUT, 1000, 32, 1, WSX_TEXT},
+        {"E16, the README's broadcast figure", false, M_FANOUT, 1000, 32, 16, WSX_TEXT},
+        {"SE, Socket.IO emit-echo (issue 12)", true, M_ECHO, 100, 32, 16, WSX_TEXT},
+        {"SB, Socket.IO room broadcast (issue 12)", true, M_FANOUT, 1000, 32, 16, WSX_TEXT},
+        {"SD, Socket.IO idle clients (issue 12)", true, M_IDLE, 1000, 0, 0, 0},
     };
     if (b->threads != 1 || b->deflate || b->payload != PL_PATTERN || b->u.tls) return NULL;
     for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++)
-        if (sc[i].mode == b->mode && sc[i].conns == b->conns &&
+        if (sc[i].sio == b->sio && sc[i].mode == b->mode && sc[i].conns == b->conns &&
             (b->mode == M_IDLE ||
              (sc[i].size == b->size && sc[i].k == b->k && sc[i].type == b->type)))
             return sc[i].name;
@@ -149,8 +158,9 @@ void bench_print_json(const bench *b, const result *r, char **argv, int argc, bo
 #define SET(k, v) json_object_set_new(o, k, v)
     SET("command", tool_json_text(b->command, strlen(b->command)));
     SET("argv", av);
-    SET("mode", json_string(mode_names[b->mode]));
+    SET("mode", json_string(mode_name(b)));
     SET("url", tool_json_text(b->url, strlen(b->url)));
+    SET("sio_url", b->sio ? tool_json_text(b->url_sio, strlen(b->url_sio)) : json_null());
     SET("scenario",
         scenario_of(b) ? json_stringn(scenario_of(b), strcspn(scenario_of(b), ",")) : json_null());
     SET("connections", json_integer((json_int_t)b->conns));
@@ -199,11 +209,12 @@ void bench_print_json(const bench *b, const result *r, char **argv, int argc, bo
         json_fig(secs > 0 && r->other_cpu_s >= 0 ? 100.0 * r->other_cpu_s / secs : -1, 1));
     SET("server_rss_before_kb", json_fig((double)r->rss_before, 0));
     SET("server_rss_after_kb", json_fig((double)r->rss_after, 0));
-    SET("server_bytes_per_conn",
-        json_fig(r->rss_before >= 0 && r->rss_after >= 0 && r->made
-                     ? (double)(r->rss_after - r->rss_before) * 1024.0 / (double)r->made
-                     : -1,
-                 0));
+    /* Negative when the server gave memory back meanwhile (a garbage collector can): still a
+     * figure, so not through json_fig, where negative means unknown. */
+    double bpc = r->made ? (double)(r->rss_after - r->rss_before) * 1024.0 / (double)r->made : 0;
+    SET("server_bytes_per_conn", r->rss_before >= 0 && r->rss_after >= 0 && r->made
+                                     ? json_integer((json_int_t)(bpc < 0 ? bpc - 0.5 : bpc + 0.5))
+                                     : json_null());
     SET("errors", json_integer((json_int_t)t->errors));
     json_t *kinds = json_object();
     for (int k = 0; k < E_KINDS; k++)
@@ -262,14 +273,21 @@ void bench_print_summary(const bench *b, const result *r)
 {
     const totals *t = &r->t;
     double secs = r->secs;
-    printf("wsx bench %s %s: ", mode_names[b->mode], b->url);
-    if (b->mode == M_ECHO)
+    printf("wsx bench %s %s: ", mode_name(b), b->url);
+    if (b->mode == M_ECHO && b->sio)
+        printf("%zu connections x %u events with acks in flight, ", b->conns, b->k);
+    else if (b->mode == M_FANOUT && b->sio)
+        printf("%zu subscribers in room \"%s\", 1 publisher, %u broadcasts in flight, ", b->conns,
+               SIO_ROOM, b->k);
+    else if (b->mode == M_ECHO)
         printf("%zu connections x %u in flight, ", b->conns, b->k);
     else if (b->mode == M_FANOUT)
         printf("%zu subscribers, 1 publisher, %u broadcasts in flight, ", b->conns, b->k);
     else
         printf("%zu idle connections, ", b->conns);
-    if (b->mode != M_IDLE)
+    if (b->mode != M_IDLE && b->sio)
+        printf("%zu-byte texts in JSON events, ", b->size);
+    else if (b->mode != M_IDLE)
         printf("%zu-byte %s%s messages, ", b->size, b->payload == PL_JSON ? "JSON " : "",
                b->type == WSX_BINARY ? "binary" : "text");
     printf("%u thread%s\n", b->threads, b->threads > 1 ? "s" : "");
@@ -294,8 +312,9 @@ void bench_print_summary(const bench *b, const result *r)
     else
         printf("  %-12s %.2f s after %.2f s of warm-up\n", "measured", secs, b->warmup);
     if (secs > 0 && b->mode == M_ECHO) {
-        printf("  %-12s %llu: %.0f msgs/s, %.2f MB/s of payload each way\n", "messages",
-               (unsigned long long)t->win_msgs, secs > 0 ? (double)t->win_msgs / secs : 0.0,
+        printf("  %-12s %llu: %.0f %s/s, %.2f MB/s of payload each way\n",
+               b->sio ? "events" : "messages", (unsigned long long)t->win_msgs,
+               secs > 0 ? (double)t->win_msgs / secs : 0.0, b->sio ? "events" : "msgs",
                secs > 0 ? (double)t->win_bytes / secs / 1e6 : 0.0);
         print_lat("latency", &r->lat);
     } else if (secs > 0 && b->mode == M_FANOUT) {
