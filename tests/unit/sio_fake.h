@@ -85,7 +85,7 @@ static void fake_clear(fake_sess *f)
 }
 
 /* Removes and returns the oldest logged message (the caller frees it), or NULL. */
-static char *fake_pop(fake_sess *f)
+static inline char *fake_pop(fake_sess *f)
 {
     if (!f->n_log) return NULL;
     char *s = f->log[0];
