@@ -292,6 +292,7 @@ typedef struct wsx_ws_route_opts {
     wsx_close_cb on_close;
     wsx_drain_cb on_drain;
     wsx_http_cb on_request; /* a request without Upgrade on the path; NULL: 426 */
+    size_t max_body;        /* [the server's max_body] body of those requests; larger -> 413 */
     void *user;
 } wsx_ws_route_opts;
 

@@ -58,6 +58,13 @@ typedef struct wsx_eio_opts {
     size_t max_payload;          /* [1000000] POST body (413 above), WebSocket message (1009) */
     unsigned transports;         /* [WSX_EIO_POLLING | WSX_EIO_WEBSOCKET] */
     size_t max_sessions;         /* [10000] handshakes above -> 503 */
+    /* The outgoing queue of a session on polling (and during an upgrade), in bytes: sends
+     * return WSX_EBACKPRESSURE above high water, on_drain follows once a GET took the queue
+     * (below low water); a send that passes the hard limit closes the session ("transport
+     * error"). On WebSocket the connection's own send limits (the server's) apply. */
+    size_t send_high_water; /* [1 MiB] */
+    size_t send_low_water;  /* [256 KiB] */
+    size_t send_hard_limit; /* [16 MiB] */
     /* CORS for polling: allowed origins (NULL/0: no CORS headers, as the reference without
      * its cors option; "*" allows any origin, echoed back), credentials. Copied. */
     const char *const *cors_origins;

@@ -505,7 +505,7 @@ int wsx_server_ws_route(wsx_server *s, const char *path, const wsx_ws_route_opts
     if (!a) return WSX_ENOMEM;
     s->ws_routes = a;
     unsigned n = (unsigned)s->n_ws_routes + 1;
-    int rc = wsx__http_route_add(&s->http, path, NULL, 0, o->on_request, o->user, n);
+    int rc = wsx__http_route_add(&s->http, path, NULL, o->max_body, o->on_request, o->user, n);
     if (rc < 0) return rc;
     a[n - 1] = (wsx__ws_route){
         .cb = {o->on_open, o->on_message, o->on_close, o->on_drain, o->user},

@@ -12,6 +12,7 @@ static const char usage[] =
     "  echo      a WebSocket echo server (text and binary messages are sent back)\n"
     "  cat URL   an interactive client: stdin lines are sent, messages are printed\n"
     "  bench URL a load generator that verifies every echo: msgs/s, latency, server CPU\n"
+    "  sio       a Socket.IO / Engine.IO server for testing clients (raw echo at /engine.io/)\n"
     "\n"
     "'wsx COMMAND --help' lists the options of a command.\n";
 
@@ -34,6 +35,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "echo")) return cmd_echo(argc - 1, argv + 1);
     if (!strcmp(cmd, "cat")) return cmd_cat(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "sio")) return cmd_sio(argc - 1, argv + 1);
     fprintf(stderr, "wsx: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

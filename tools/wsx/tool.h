@@ -15,6 +15,7 @@ int cmd_echo(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_sio(int argc, char **argv);
 
 /* Logging for the tools: a line on stderr, plain ("2026-11-26T10:00:00.123Z info msg") or
  * JSON ({"ts":...,"level":...,"msg":...}). */
