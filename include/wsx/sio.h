@@ -107,19 +107,12 @@ typedef int (*wsx_sio_middleware_cb)(wsx_sio_socket *s, json_t *auth, json_t **e
 typedef wsx_sio_nsp *(*wsx_sio_namespace_cb)(wsx_sio *io, const char *name, void *user);
 
 typedef struct wsx_sio_opts {
-    const char *path; /* ["/socket.io/"] copied */
-    /* The Engine.IO session (wsx/eio.h, same defaults): */
-    uint32_t ping_interval_ms;   /* [25000] */
-    uint32_t ping_timeout_ms;    /* [20000] */
-    uint32_t upgrade_timeout_ms; /* [10000] */
-    size_t max_payload;          /* [1000000] also bounds a binary packet's attachments */
-    unsigned transports;         /* [WSX_EIO_POLLING | WSX_EIO_WEBSOCKET] */
-    size_t max_sessions;         /* [10000] */
-    const char *const *cors_origins;
-    size_t n_cors_origins;
-    bool cors_credentials;
+    /* The Engine.IO sessions (wsx/eio.h, same defaults, but path ["/socket.io/"]): path,
+     * timings, maxPayload (it also bounds a binary packet's attachments), transports,
+     * queue limits, CORS. Its callbacks and user pointer are the library's: leave them NULL. */
+    wsx_eio_opts eio;
 
-    /* Socket.IO: */
+    /* Socket.IO (0 = the default in brackets): */
     uint32_t connect_timeout_ms;       /* [45000] a session with no namespace connected is closed */
     size_t max_attachments;            /* [10] per binary packet; more closes the session */
     size_t max_pending_acks;           /* [256] per socket: emits awaiting the client's ack */
@@ -133,7 +126,7 @@ typedef struct wsx_sio_opts {
 WSX_API wsx_sio_opts wsx_sio_defaults(void);
 
 /*
- * Serves Socket.IO on srv at o->path (NULL o: the defaults): an Engine.IO server
+ * Serves Socket.IO on srv at o->eio.path (NULL o: the defaults): an Engine.IO server
  * (wsx_eio_attach) whose sessions carry Socket.IO packets. The namespace "/" exists from
  * the start. Call after wsx_server_start(), on the loop thread. Returns 0, WSX_EINVAL,
  * WSX_ENOMEM, or wsx_eio_attach's errors; *out untouched on failure.

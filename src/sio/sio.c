@@ -30,8 +30,9 @@ wsx_sio_opts wsx_sio_defaults(void)
 
 static void resolve(wsx_sio_opts *o)
 {
+    if (!o->eio.path) o->eio.path = "/socket.io/";
+    if (!o->eio.max_payload) o->eio.max_payload = 1000000;
     if (!o->connect_timeout_ms) o->connect_timeout_ms = 45000;
-    if (!o->max_payload) o->max_payload = 1000000;
     if (!o->max_attachments) o->max_attachments = WSX__SIO_MAX_ATTACHMENTS;
     if (!o->max_pending_acks) o->max_pending_acks = 256;
     if (!o->max_rooms) o->max_rooms = 256;
@@ -50,16 +51,11 @@ int wsx__sio_new(wsx_loop *loop, const wsx_sio_opts *o, const wsx__sio_ops *ops,
     io->ops = ops;
     io->o = o ? *o : wsx_sio_defaults();
     resolve(&io->o);
-    io->path = strdup(io->o.path ? io->o.path : "/socket.io/");
-    if (!io->path) {
-        free(io);
-        return WSX_ENOMEM;
-    }
-    io->o.path = io->path;
-    io->o.cors_origins = NULL; /* the engine copied them; the core never reads them */
-    io->o.n_cors_origins = 0;
+    /* The engine copies what it keeps of o.eio; the core reads only max_payload. */
+    io->o.eio.path = NULL;
+    io->o.eio.cors_origins = NULL;
+    io->o.eio.n_cors_origins = 0;
     if (!wsx_sio_of(io, "/")) {
-        free(io->path);
         free(io);
         return WSX_ENOMEM;
     }
@@ -100,7 +96,6 @@ void wsx__sio_free_core(wsx_sio *io)
         free(n);
     }
     wsx__strbuf_free(&io->buf);
-    free(io->path);
     free(io);
 }
 
@@ -369,7 +364,7 @@ sio_client *wsx__sio_session_open(wsx_sio *io, void *sess)
     if (!c) return NULL;
     c->io = io;
     c->sess = sess;
-    wsx__sio_decoder_init(&c->dec, io->o.max_attachments, io->o.max_payload);
+    wsx__sio_decoder_init(&c->dec, io->o.max_attachments, io->o.eio.max_payload);
     if (wsx_timer_start(io->loop, io->o.connect_timeout_ms, 0, connect_timeout, c,
                         &c->connect_timer) < 0) {
         free(c);

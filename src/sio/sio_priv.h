@@ -105,7 +105,6 @@ struct wsx_sio {
     wsx_eio *eio; /* NULL under the unit tests' ops */
     const wsx__sio_ops *ops;
     wsx_sio_opts o;
-    char *path;
     wsx_sio_nsp *nsps;
     size_t n_nsps;
     sio_client *clients;

@@ -7,7 +7,7 @@
 
 #include "runner.h"
 #include "tool.h"
-#include "wsx/eio.h"
+#include "wsx/sio.h"
 
 static const char help[] =
     "usage: wsx sio [options]\n"
@@ -83,20 +83,136 @@ static int attach_echo(wsx_server *srv)
     return wsx_eio_attach(srv, &o, &raw_echo);
 }
 
-/* ---- /socket.io/: the Socket.IO test server ----
- *
- * Where src/sio attaches: a Socket.IO server at /socket.io/ with A.eio's timings and limits
- * and A.connect_timeout_ms, namespaces / and /custom and the behaviours of issue 12 ("wsx
- * sio"). Returns 0 or a WSX_E* error; detach_socketio() undoes it on shutdown. Until src/sio
- * lands nothing is attached there (the path gets the server's 404). */
-static int attach_socketio(wsx_server *srv, const sio_args *a)
+/* ---- /socket.io/: the Socket.IO test server (issue 12's behaviours) ---- */
+
+static wsx_sio *sio;
+
+static void ev_message(wsx_sio_socket *s, const wsx_sio_event *ev, void *user)
 {
-    (void)srv;
-    (void)a;
+    (void)user;
+    wsx_sio_emit(s, "message-back", json_incref(ev->args), ev->bins, ev->n_bins);
+}
+
+static void ev_message_with_ack(wsx_sio_socket *s, const wsx_sio_event *ev, void *user)
+{
+    (void)user;
+    if (ev->has_ack) wsx_sio_ack(s, ev->ack_id, json_incref(ev->args), ev->bins, ev->n_bins);
+}
+
+static void ev_join(wsx_sio_socket *s, const wsx_sio_event *ev, void *user)
+{
+    (void)user;
+    json_t *room = json_array_get(ev->args, 0);
+    if (!json_is_string(room) || wsx_sio_join(s, json_string_value(room)) < 0 || !ev->has_ack)
+        return;
+    /* "joined:" + room (the room is UTF-8: it came as JSON). */
+    size_t n = json_string_length(room);
+    char *text = malloc(7 + n);
+    if (!text) return;
+    memcpy(text, "joined:", 7);
+    memcpy(text + 7, json_string_value(room), n);
+    json_t *answer = json_stringn(text, 7 + n);
+    free(text);
+    if (answer) wsx_sio_ack(s, ev->ack_id, json_pack("[o]", answer), NULL, 0);
+}
+
+static void ev_broadcast(wsx_sio_socket *s, const wsx_sio_event *ev, void *user)
+{
+    (void)user;
+    json_t *room = json_array_get(ev->args, 0);
+    if (!json_is_string(room)) return;
+    const char *rooms[] = {json_string_value(room)};
+    wsx_sio_to to = {
+        .nsp = wsx_sio_socket_nsp(s), .rooms = rooms, .n_rooms = 1, .except_socket = s};
+    json_t *payload = json_array_get(ev->args, 1);
+    wsx_sio_broadcast(&to, "broadcasted", payload ? json_pack("[O]", payload) : json_pack("[n]"),
+                      ev->bins, ev->n_bins);
+}
+
+static void ev_broadcast_all(wsx_sio_socket *s, const wsx_sio_event *ev, void *user)
+{
+    (void)user;
+    wsx_sio_to to = {.nsp = wsx_sio_socket_nsp(s)};
+    json_t *payload = json_array_get(ev->args, 0);
+    wsx_sio_broadcast(&to, "broadcasted-all",
+                      payload ? json_pack("[O]", payload) : json_pack("[n]"), ev->bins, ev->n_bins);
+}
+
+/* The client's answer to server-ack-request goes back as the ack of its request-ack; the
+ * pending ack id rides in the user pointer (0: none asked). */
+static void request_answered(wsx_sio_socket *s, int err, json_t *args, const wsx_sio_bin *bins,
+                             size_t n_bins, void *user)
+{
+    uintptr_t id = (uintptr_t)user;
+    if (err == 0 && id) wsx_sio_ack(s, (uint64_t)(id - 1), json_incref(args), bins, n_bins);
+}
+
+static void ev_request_ack(wsx_sio_socket *s, const wsx_sio_event *ev, void *user)
+{
+    (void)user;
+    uintptr_t id = ev->has_ack ? (uintptr_t)ev->ack_id + 1 : 0;
+    wsx_sio_emit_ack(s, "server-ack-request", json_incref(ev->args), ev->bins, ev->n_bins,
+                     request_answered, 0, (void *)id);
+}
+
+static void sio_connection(wsx_sio_socket *s, void *user)
+{
+    (void)user;
+    json_t *auth = wsx_sio_handshake_auth(s);
+    /* socket.handshake.auth is {} when the CONNECT had no payload. */
+    wsx_sio_emit(s, "auth", auth ? json_pack("[O]", auth) : json_pack("[{}]"), NULL, 0);
+}
+
+static void sio_disconnect(wsx_sio_socket *s, const char *reason, void *user)
+{
+    (void)user;
+    tool_logf(WSX_LOG_INFO, "socket.io %s %s disconnect: %s",
+              wsx_sio_nsp_name(wsx_sio_socket_nsp(s)), wsx_sio_id(s), reason);
+}
+
+static int setup_nsp(wsx_sio_nsp *n)
+{
+    static const struct {
+        const char *event;
+        wsx_sio_event_cb cb;
+    } evs[] = {
+        {"message", ev_message},
+        {"message-with-ack", ev_message_with_ack},
+        {"join", ev_join},
+        {"broadcast", ev_broadcast},
+        {"broadcast-all", ev_broadcast_all},
+        {"request-ack", ev_request_ack},
+    };
+    if (!n) return WSX_ENOMEM;
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++) {
+        int rc = wsx_sio_nsp_on(n, evs[i].event, evs[i].cb, NULL);
+        if (rc < 0) return rc;
+    }
+    wsx_sio_on_connection(n, sio_connection, NULL);
+    wsx_sio_nsp_on_disconnect(n, sio_disconnect, NULL);
     return 0;
 }
 
-static void detach_socketio(void) {}
+/* A Socket.IO server at /socket.io/ with A.eio's timings and limits, namespaces / and /custom
+ * (any other is refused with "Invalid namespace"). */
+static int attach_socketio(wsx_server *srv, const sio_args *a)
+{
+    wsx_sio_opts o = wsx_sio_defaults();
+    o.eio = a->eio;
+    o.eio.path = "/socket.io/";
+    o.connect_timeout_ms = a->connect_timeout_ms;
+    int rc = wsx_sio_attach(srv, &o, &sio);
+    if (rc < 0) return rc;
+    rc = setup_nsp(wsx_sio_of(sio, "/"));
+    if (rc == 0) rc = setup_nsp(wsx_sio_of(sio, "/custom"));
+    return rc;
+}
+
+static void detach_socketio(void)
+{
+    wsx_sio_free(sio);
+    sio = NULL;
+}
 
 /* ---- the command ---- */
 
