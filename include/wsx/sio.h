@@ -113,11 +113,22 @@ typedef struct wsx_sio_opts {
     wsx_eio_opts eio;
 
     /* Socket.IO (0 = the default in brackets): */
-    uint32_t connect_timeout_ms;       /* [45000] a session with no namespace connected is closed */
-    size_t max_attachments;            /* [10] per binary packet; more closes the session */
-    size_t max_pending_acks;           /* [256] per socket: emits awaiting the client's ack */
-    size_t max_rooms;                  /* [256] per socket, its own room included */
-    size_t max_namespaces;             /* [1024] namespaces the server holds ("/" included) */
+    uint32_t connect_timeout_ms; /* [45000] a session with no namespace connected is closed */
+    size_t max_attachments;      /* [10] per binary packet; more closes the session */
+    size_t max_pending_acks;     /* [256] per socket: emits awaiting the client's ack */
+    size_t max_rooms;            /* [256] per socket, its own room included */
+    size_t max_namespaces;       /* [1024] namespaces the server holds ("/" included) */
+    /* Connection state recovery (socket.io's connectionStateRecovery): 0 = off. Otherwise
+     * the window (maxDisconnectionDuration) in which a client whose transport dropped gets
+     * its socket back: same id, same rooms, and the packets it missed. With it on, every
+     * event emitted without an ack and not volatile carries an offset as its last argument
+     * (what the official client expects), CONNECT answers carry a "pid", and the middlewares
+     * do not run for a recovered socket. Each namespace keeps its recent packets (bounded
+     * below and by the window) and a record per recoverable socket (bounded below). */
+    uint32_t recovery_ms;
+    size_t recovery_max_packets;       /* [10000] packets kept per namespace */
+    size_t recovery_max_bytes;         /* [8 MiB] bytes of them per namespace */
+    size_t recovery_max_sessions;      /* [10000] records of disconnected sockets per namespace */
     wsx_sio_namespace_cb on_namespace; /* NULL: unknown namespaces are refused */
     void *user;                        /* given to on_namespace */
 } wsx_sio_opts;
@@ -246,7 +257,8 @@ WSX_API wsx_eio_session *wsx_sio_socket_session(const wsx_sio_socket *s);
  * the socket is. */
 WSX_API json_t *wsx_sio_handshake_auth(const wsx_sio_socket *s);
 
-/* True when the socket was restored by connection state recovery (not done yet: false). */
+/* True when the socket was restored by connection state recovery (its id and rooms are the
+ * ones it had; the packets it missed were sent before its CONNECT answer). */
 WSX_API bool wsx_sio_recovered(const wsx_sio_socket *s);
 
 /* The application's pointer (NULL at first). */

@@ -109,6 +109,16 @@ static int emit(wsx_sio_socket *s, const char *event, json_t *args, const wsx_si
     json_t *data;
     int rc = event_payload(event, args, bins, n, &data);
     if (rc < 0) return rc;
+    wsx_sio_nsp *ns = s->nsp;
+    char offset[16];
+    /* Recovery: an event without ack gets an offset and is kept, as sent to the socket's
+     * own room (socket.io's Socket.emit goes through the adapter for that). */
+    bool keep = ns->io->o.recovery_ms && !has_id;
+    if (keep && (wsx__sio_offset_new(ns, offset) < 0 ||
+                 json_array_append_new(data, json_string(offset)) < 0)) {
+        json_decref(data);
+        return WSX_ENOMEM;
+    }
     wsx__sio_packet p = {.type = WSX__SIO_EVENT,
                          .nsp = s->nsp->name,
                          .nsp_len = s->nsp->name_len,
@@ -119,6 +129,11 @@ static int emit(wsx_sio_socket *s, const char *event, json_t *args, const wsx_si
                          .att = (const wsx__sio_buf *)bins};
     rc = wsx__sio_send_packet(s, &p);
     json_decref(data);
+    if (keep && (rc == 0 || rc == WSX_EBACKPRESSURE)) {
+        const char *own[] = {s->id};
+        wsx_sio *io = ns->io;
+        wsx__sio_ring_add(ns, offset, io->buf.p, io->buf.len, bins, n, own, 1, NULL, 0, NULL);
+    }
     return rc;
 }
 
@@ -349,14 +364,27 @@ ptrdiff_t wsx_sio_broadcast(const wsx_sio_to *to, const char *event, json_t *arg
                             const wsx_sio_bin *bins, size_t n_bins)
 {
     if (!to || !to->nsp || (to->n_rooms && !to->rooms) || (to->n_except && !to->except_rooms)) {
+    inval:
         json_decref(args);
         return WSX_EINVAL;
     }
+    for (size_t i = 0; i < to->n_rooms; i++)
+        if (!to->rooms[i]) goto inval;
+    for (size_t i = 0; i < to->n_except; i++)
+        if (!to->except_rooms[i]) goto inval;
     wsx_sio_nsp *n = to->nsp;
     wsx_sio *io = n->io;
     json_t *data;
     int rc = event_payload(event, args, bins, n_bins, &data);
     if (rc < 0) return rc;
+    char offset[16];
+    /* Recovery: one offset for every recipient (the bytes stay the same for all). */
+    bool keep = io->o.recovery_ms && !to->volatile_;
+    if (keep && (wsx__sio_offset_new(n, offset) < 0 ||
+                 json_array_append_new(data, json_string(offset)) < 0)) {
+        json_decref(data);
+        return WSX_ENOMEM;
+    }
     wsx__sio_packet p = {.type = WSX__SIO_EVENT,
                          .nsp = n->name,
                          .nsp_len = n->name_len,
@@ -373,6 +401,10 @@ ptrdiff_t wsx_sio_broadcast(const wsx_sio_to *to, const char *event, json_t *arg
         wsx__strbuf_free(&buf);
         return rc;
     }
+    if (keep)
+        wsx__sio_ring_add(n, offset, buf.p + 1, buf.len - 1, bins, n_bins, to->rooms, to->n_rooms,
+                          to->except_rooms, to->n_except,
+                          to->except_socket ? to->except_socket->id : NULL);
     sio_bcast b = {.io = io, .to = to, .mark = ++io->mark, .bins = bins, .n_bins = n_bins};
     ptrdiff_t total = 0;
     if (!to->n_rooms) {

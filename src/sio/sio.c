@@ -37,6 +37,9 @@ static void resolve(wsx_sio_opts *o)
     if (!o->max_pending_acks) o->max_pending_acks = 256;
     if (!o->max_rooms) o->max_rooms = 256;
     if (!o->max_namespaces) o->max_namespaces = 1024;
+    if (!o->recovery_max_packets) o->recovery_max_packets = 10000;
+    if (!o->recovery_max_bytes) o->recovery_max_bytes = 8u << 20;
+    if (!o->recovery_max_sessions) o->recovery_max_sessions = 10000;
 }
 
 int wsx__sio_new(wsx_loop *loop, const wsx_sio_opts *o, const wsx__sio_ops *ops, wsx_sio **out)
@@ -92,6 +95,7 @@ void wsx__sio_free_core(wsx_sio *io)
             mn = m->next;
             free(m);
         }
+        wsx__sio_recover_free(n);
         free(n->topic);
         free(n);
     }
@@ -301,6 +305,7 @@ static void socket_gone(wsx_sio_socket *s, const char *reason)
     if (s->nnext) s->nnext->nprev = s->nprev;
     n->n_sockets--;
     n->io->n_sockets--;
+    wsx__sio_persist(s, reason);
     wsx__sio_socket_release(s);
     if (s->on_disc) s->on_disc(s, reason, s->disc_user);
     if (n->on_disc) n->on_disc(s, reason, n->disc_user);
@@ -442,8 +447,11 @@ static void on_connect(sio_client *c, const wsx__sio_packet *p)
     s->nsp = n;
     s->state = SOCK_CONNECTING;
     s->auth = json_incref(p->data);
-    if (wsx__sio_socket_subscribe(s) < 0) goto fail;
-    for (sio_mw *m = n->mws; m; m = m->next) {
+    if (io->o.recovery_ms && wsx__eio_sid_new(s->pid) < 0) goto fail;
+    int restored = wsx__sio_restore(s, s->auth);
+    if (restored < 0 || (!restored && wsx__sio_socket_subscribe(s) < 0)) goto fail;
+    /* A recovered socket skips the middlewares (the reference's skipMiddlewares default). */
+    for (sio_mw *m = restored ? NULL : n->mws; m; m = m->next) {
         json_t *err = NULL;
         if (m->cb(s, s->auth, &err, m->user) != 0) {
             if (!json_is_object(err)) {
@@ -467,7 +475,8 @@ static void on_connect(sio_client *c, const wsx__sio_packet *p)
     wsx_timer_stop(c->connect_timer);
     c->connect_timer = NULL;
 
-    json_t *data = json_pack("{ss}", "sid", s->id);
+    json_t *data = io->o.recovery_ms ? json_pack("{ssss}", "sid", s->id, "pid", s->pid)
+                                     : json_pack("{ss}", "sid", s->id);
     wsx__sio_packet a = {.type = WSX__SIO_CONNECT, .nsp = n->name, .nsp_len = n->name_len};
     a.data = data;
     int rc = data ? client_send(c, &a) : WSX_ENOMEM;

@@ -30,6 +30,9 @@ typedef struct sio_handler {
     char name[];
 } sio_handler;
 
+typedef struct sio_rpkt sio_rpkt;
+typedef struct sio_rsess sio_rsess;
+
 typedef struct sio_mw {
     struct sio_mw *next;
     wsx_sio_middleware_cb cb;
@@ -47,6 +50,13 @@ struct wsx_sio_nsp {
     void *disc_user;
     wsx_sio_socket *sockets; /* connected, newest first */
     size_t n_sockets;
+    /* Connection state recovery (recover.c): the ring of packets, oldest first, and the
+     * records of sockets that may come back, oldest first. */
+    sio_rpkt *ring, *ring_tail;
+    size_t ring_n, ring_bytes;
+    sio_rsess *rsess, *rsess_tail;
+    size_t rsess_n;
+    uint64_t next_offset;
     char *topic; /* "sio:<name length>:<name>": the topic of every socket; rooms append */
     size_t topic_len;
     size_t name_len;
@@ -87,6 +97,7 @@ struct wsx_sio_socket {
     uint8_t state;
     bool recovered;
     char id[21];
+    char pid[21]; /* the private id of recovery (empty when it is off) */
 };
 
 struct sio_client {
@@ -139,5 +150,23 @@ void wsx__sio_socket_release(wsx_sio_socket *s);
 int wsx__sio_socket_subscribe(wsx_sio_socket *s);
 /* An ACK packet from the client. */
 void wsx__sio_on_ack(wsx_sio_socket *s, const wsx__sio_packet *p);
+
+/* recover.c */
+/* A new offset (NUL-terminated, at most 11 characters). */
+int wsx__sio_offset_new(wsx_sio_nsp *n, char out[16]);
+/* Keeps a packet (its text without the Engine.IO "4", its attachments) with the rooms it
+ * went to (none: all) and those it skipped (except_id: a socket's own room, may be NULL). */
+int wsx__sio_ring_add(wsx_sio_nsp *n, const char *offset, const char *text, size_t len,
+                      const wsx_sio_bin *bins, size_t n_bins, const char *const *rooms,
+                      size_t n_rooms, const char *const *except, size_t n_except,
+                      const char *except_id);
+/* Leaves a record of a connected socket that ends for reason, if recoverable. */
+void wsx__sio_persist(wsx_sio_socket *s, const char *reason);
+/* For a connecting socket whose CONNECT payload names a pid and an offset: restores its id,
+ * pid and rooms (subscribing it) and sends the packets it missed. Returns 1 when restored, 0
+ * when not (a fresh socket: nothing changed), or a WSX_E* error. */
+int wsx__sio_restore(wsx_sio_socket *s, const json_t *auth);
+/* Frees a namespace's ring and records. */
+void wsx__sio_recover_free(wsx_sio_nsp *n);
 
 #endif

@@ -600,6 +600,149 @@ TEST(rooms_and_broadcast)
     wsx__sio_free_core(io);
 }
 
+static int mw_count;
+static int mw_count_cb(wsx_sio_socket *s, json_t *auth, json_t **error, void *user)
+{
+    mw_count++;
+    return 0;
+}
+
+/* The string value of key in the JSON object that starts at text + skip. */
+static void json_field(const char *text, size_t skip, const char *key, char *out, size_t cap)
+{
+    out[0] = 0;
+    json_t *v = wsx__json_parse((const uint8_t *)text + skip, strlen(text) - skip);
+    const char *x = json_string_value(json_object_get(v, key));
+    if (x) snprintf(out, cap, "%s", x);
+    json_decref(v);
+}
+
+/* Connects "/" with recovery on; writes the sid and pid of the CONNECT answer. */
+static wsx_sio_socket *connect_rec(fake_sess *f, const char *payload, char *sid, char *pid)
+{
+    char pkt[128];
+    snprintf(pkt, sizeof pkt, "0%s", payload);
+    seen.last = NULL;
+    fake_feed(f, pkt);
+    char *a = fake_pop(f);
+    CHECK(a && strncmp(a, "T0{\"sid\":\"", 9) == 0);
+    if (a) {
+        json_field(a, 2, "sid", sid, 32);
+        json_field(a, 2, "pid", pid, 32);
+    }
+    free(a);
+    CHECK_INT(strlen(sid), 20);
+    CHECK_INT(strlen(pid), 20);
+    return seen.last;
+}
+
+TEST(recovery)
+{
+    reset_seen();
+    mw_count = 0;
+    wsx_sio_opts o = wsx_sio_defaults();
+    o.recovery_ms = 60000;
+    o.recovery_max_packets = 8;
+    wsx_sio *io = server(&o);
+    wsx_sio_nsp *root = wsx_sio_of(io, "/");
+    wsx_sio_on_connection(root, on_conn, NULL);
+    wsx_sio_use(root, mw_count_cb, NULL);
+    fake_sess f, g;
+    fake_open(io, &f);
+    fake_open(io, &g);
+    char sid[32], pid[32], sid2[32], pid2[32];
+    wsx_sio_socket *s = connect_rec(&f, "", sid, pid);
+    wsx_sio_socket *t = connect_rec(&g, "", sid2, pid2);
+    CHECK(s && t && !wsx_sio_recovered(s));
+    CHECK_INT(mw_count, 2);
+    CHECK_INT(wsx_sio_join(s, "r1"), 0);
+    /* Every event without ack carries an offset; acks and events with acks do not. */
+    CHECK_INT(wsx_sio_emit(s, "x", json_pack("[i]", 1), NULL, 0), 0);
+    char *e = fake_pop(&f);
+    CHECK(e && strncmp(e, "T2[\"x\",1,\"", 10) == 0);
+    char offset[32] = "";
+    if (e) {
+        json_t *v = wsx__json_parse((const uint8_t *)e + 2, strlen(e) - 2);
+        snprintf(offset, sizeof offset, "%s", json_string_value(json_array_get(v, 2)));
+        json_decref(v);
+    }
+    free(e);
+    CHECK(offset[0] != 0);
+    CHECK_INT(wsx_sio_emit_ack(s, "q", NULL, NULL, 0, ack_cb, 0, NULL), 0);
+    EXPECT(&f, "T20[\"q\"]");
+    CHECK_INT(wsx_sio_ack(s, 3, NULL, NULL, 0), 0);
+    EXPECT(&f, "T33[]");
+    /* The transport drops; meanwhile: one to its room, one to all, one excluding its room,
+     * one to another room, one volatile (never kept), one to the other socket alone. */
+    fake_end(&f, "transport close");
+    CHECK(s == NULL || seen.last != s);
+    const char *r1[] = {"r1"}, *r2[] = {"r2"};
+    wsx_sio_broadcast(&(wsx_sio_to){.nsp = root, .rooms = r1, .n_rooms = 1}, "room", NULL, NULL, 0);
+    wsx_sio_bin bin = {(const uint8_t *)"\x07", 1};
+    wsx_sio_broadcast(&(wsx_sio_to){.nsp = root}, "all", json_pack("[o]", wsx_sio_placeholder(0)),
+                      &bin, 1);
+    wsx_sio_broadcast(&(wsx_sio_to){.nsp = root, .except_rooms = r1, .n_except = 1}, "not-r1", NULL,
+                      NULL, 0);
+    wsx_sio_broadcast(&(wsx_sio_to){.nsp = root, .rooms = r2, .n_rooms = 1}, "r2", NULL, NULL, 0);
+    wsx_sio_broadcast(&(wsx_sio_to){.nsp = root, .volatile_ = true}, "vol", NULL, NULL, 0);
+    wsx_sio_emit(t, "t-only", NULL, NULL, 0);
+    fake_clear(&g);
+
+    /* Back with its pid and last offset: the missed packets, then the old sid and pid. */
+    fake_sess h;
+    fake_open(io, &h);
+    char pkt[160];
+    snprintf(pkt, sizeof pkt, "0{\"pid\":\"%s\",\"offset\":\"%s\",\"k\":1}", pid, offset);
+    seen.last = NULL;
+    fake_feed(&h, pkt);
+    char *m1 = fake_pop(&h), *m2 = fake_pop(&h), *m3 = fake_pop(&h), *m4 = fake_pop(&h);
+    CHECK(m1 && strncmp(m1, "T2[\"room\",\"", 11) == 0);
+    CHECK(m2 && strncmp(m2, "T51-[\"all\",{\"_placeholder\":true,\"num\":0},\"", 42) == 0);
+    CHECK(m3 && strcmp(m3, "B07") == 0);
+    char want[128];
+    snprintf(want, sizeof want, "T0{\"sid\":\"%s\",\"pid\":\"%s\"}", sid, pid);
+    CHECK(m4 && strcmp(m4, want) == 0);
+    free(m1);
+    free(m2);
+    free(m3);
+    free(m4);
+    EXPECT_NONE(&h);
+    CHECK(seen.last != NULL && wsx_sio_recovered(seen.last));
+    CHECK(seen.last && strcmp(wsx_sio_id(seen.last), sid) == 0);
+    CHECK(seen.last && wsx_sio_in(seen.last, "r1") && wsx_sio_in(seen.last, sid));
+    CHECK_INT(mw_count, 2); /* middlewares skipped */
+    /* The record is used up: the same pid again gets a fresh socket. */
+    fake_sess k;
+    fake_open(io, &k);
+    char sid3[32], pid3[32];
+    connect_rec(&k, pkt + 1, sid3, pid3);
+    CHECK(strcmp(sid3, sid) != 0 && strcmp(pid3, pid) != 0);
+    CHECK(seen.last && !wsx_sio_recovered(seen.last));
+    /* A client's own disconnect leaves no record. */
+    fake_feed(&g, "1");
+    fake_sess l;
+    fake_open(io, &l);
+    snprintf(pkt, sizeof pkt, "{\"pid\":\"%s\",\"offset\":\"%s\"}", pid2, offset);
+    connect_rec(&l, pkt, sid3, pid3);
+    CHECK(strcmp(sid3, sid2) != 0);
+    /* An offset the ring no longer holds (8 packets): a fresh socket. */
+    fake_end(&h, "ping timeout");
+    for (int i = 0; i < 9; i++)
+        wsx_sio_broadcast(&(wsx_sio_to){.nsp = root}, "z", NULL, NULL, 0);
+    fake_sess q;
+    fake_open(io, &q);
+    snprintf(pkt, sizeof pkt, "{\"pid\":\"%s\",\"offset\":\"%s\"}", pid, offset);
+    connect_rec(&q, pkt, sid3, pid3);
+    CHECK(strcmp(sid3, sid) != 0);
+    CHECK(seen.last && !wsx_sio_recovered(seen.last));
+    fake_sess *all[] = {&f, &g, &h, &k, &l, &q};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        fake_end(all[i], "transport close");
+        fake_clear(all[i]);
+    }
+    wsx__sio_free_core(io);
+}
+
 int main(void)
 {
     if (wsx_loop_new(&loop) != 0) return 1;
@@ -612,6 +755,7 @@ int main(void)
     RUN(disconnects);
     RUN(connect_timeout);
     RUN(rooms_and_broadcast);
+    RUN(recovery);
     wsx_loop_free(loop);
     return test_summary("sio");
 }

@@ -25,6 +25,8 @@ static const char help[] =
     "  --max-payload BYTES    largest POST body (413) and WebSocket message (1009)\n"
     "                         (default 1000000)\n"
     "  --connect-timeout MS   time for a Socket.IO CONNECT after the handshake (default 45000)\n"
+    "  --recovery MS          connection state recovery window (maxDisconnectionDuration,\n"
+    "                         default 120000; 0: off)\n"
     "  --max-sessions N       Engine.IO sessions at most per path; more get 503 (default 10000)\n"
     "  --queue-limit BYTES    outgoing queue of a polling session; above it the session is\n"
     "                         closed (default 16M)\n"
@@ -43,6 +45,7 @@ static const char help[] =
 typedef struct sio_args {
     wsx_eio_opts eio;                 /* shared timings and limits (path set per use) */
     uint32_t connect_timeout_ms;      /* for the Socket.IO server */
+    uint32_t recovery_ms;             /* --recovery */
     const char *origins[MAX_ORIGINS]; /* --cors-origin */
 } sio_args;
 
@@ -194,13 +197,15 @@ static int setup_nsp(wsx_sio_nsp *n)
 }
 
 /* A Socket.IO server at /socket.io/ with A.eio's timings and limits, namespaces / and /custom
- * (any other is refused with "Invalid namespace"). */
+ * (any other is refused with "Invalid namespace"), connection state recovery on as in the
+ * reference test server (tests/socketio/ref_sio.cjs). */
 static int attach_socketio(wsx_server *srv, const sio_args *a)
 {
     wsx_sio_opts o = wsx_sio_defaults();
     o.eio = a->eio;
     o.eio.path = "/socket.io/";
     o.connect_timeout_ms = a->connect_timeout_ms;
+    o.recovery_ms = a->recovery_ms;
     int rc = wsx_sio_attach(srv, &o, &sio);
     if (rc < 0) return rc;
     rc = setup_nsp(wsx_sio_of(sio, "/"));
@@ -224,6 +229,7 @@ enum {
     O_UPGRADE,
     O_PAYLOAD,
     O_CONNECT,
+    O_RECOVERY,
     O_SESSIONS,
     O_QUEUE,
     O_ORIGIN,
@@ -238,6 +244,7 @@ static const struct option sio_longopts[] = {
     {"upgrade-timeout", required_argument, 0, O_UPGRADE},
     {"max-payload", required_argument, 0, O_PAYLOAD},
     {"connect-timeout", required_argument, 0, O_CONNECT},
+    {"recovery", required_argument, 0, O_RECOVERY},
     {"max-sessions", required_argument, 0, O_SESSIONS},
     {"queue-limit", required_argument, 0, O_QUEUE},
     {"cors-origin", required_argument, 0, O_ORIGIN},
@@ -300,6 +307,10 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, tool_server_arg
             if (ch == O_UPGRADE) A.eio.upgrade_timeout_ms = v;
             if (ch == O_CONNECT) A.connect_timeout_ms = v;
             break;
+        case O_RECOVERY:
+            if (!parse_u32(optarg, &v)) return usage_error("sio", "bad milliseconds '%s'", optarg);
+            A.recovery_ms = v;
+            break;
         case O_PAYLOAD:
         case O_SESSIONS:
         case O_QUEUE:
@@ -337,6 +348,7 @@ int cmd_sio(int argc, char **argv)
     memset(&A, 0, sizeof A);
     A.eio = wsx_eio_defaults();
     A.connect_timeout_ms = 45000;
+    A.recovery_ms = 120000;
     R.cmd = "sio";
     /* One loop: a polling session's requests must reach the loop that holds it. */
     R.n_threads = 1;
