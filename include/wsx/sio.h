@@ -196,8 +196,9 @@ WSX_API void wsx_sio_nsp_on_disconnect(wsx_sio_nsp *n, wsx_sio_disconnect_cb cb,
  */
 WSX_API int wsx_sio_on(wsx_sio_socket *s, const char *event, wsx_sio_event_cb cb, void *user);
 
-/* Sets the socket's disconnect callback (runs before the namespace's). */
-WSX_API void wsx_sio_on_disconnect(wsx_sio_socket *s, wsx_sio_disconnect_cb cb, void *user);
+/* Sets the socket's disconnect callback (runs before the namespace's; cb NULL removes it).
+ * Returns 0, WSX_EINVAL or WSX_ENOMEM. */
+WSX_API int wsx_sio_on_disconnect(wsx_sio_socket *s, wsx_sio_disconnect_cb cb, void *user);
 
 /*
  * Emits event to the socket's client with args (an array, stolen; NULL: none) and the

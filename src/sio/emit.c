@@ -192,7 +192,7 @@ int wsx_sio_emit_ack(wsx_sio_socket *s, const char *event, json_t *args, const w
             free(a);
             return WSX_ENOMEM; /* the event went out; its answer will be ignored */
         }
-        s->next_ack = s->next_ack < WSX__SIO_MAX_ID ? s->next_ack + 1 : 0;
+        s->next_ack++; /* wraps at 2^32: by then the old ids are long answered or timed out */
         a->next = s->acks;
         s->acks = a;
         s->n_acks++;
@@ -257,11 +257,43 @@ static ptrdiff_t room_index(const wsx_sio_socket *s, const char *room)
 {
     size_t off = s->nsp->topic_len;
     for (uint32_t i = 0; i < s->n_rooms; i++)
-        if (strcmp(wsx_sub_topic(s->rooms[i]) + off, room) == 0) return i;
+        if (strcmp(wsx_sub_topic(wsx__sio_room(s, i)) + off, room) == 0) return i;
     return -1;
 }
 
 static int deliver(wsx_sub *sub, wsx_hub_msg *m, void *user);
+static int deliver_nsp(wsx_sub *sub, wsx_hub_msg *m, void *user);
+
+/* Rooms past the first live in `more`, whose capacity is the count's next power of two: it
+ * grows when the count (of `more`) is 0 or a power of two, never needing a field of its own. */
+static int add_room(wsx_sio_socket *s, wsx_sub *sub)
+{
+    if (s->n_rooms == 0) {
+        s->room0 = sub;
+    } else {
+        uint32_t m = s->n_rooms - 1;
+        if ((m & (m - 1)) == 0) {
+            wsx_sub **r = realloc(s->more, (m ? 2 * (size_t)m : 1) * sizeof *r);
+            if (!r) return WSX_ENOMEM;
+            s->more = r;
+        }
+        s->more[m] = sub;
+    }
+    s->n_rooms++;
+    return 0;
+}
+
+static void drop_room(wsx_sio_socket *s, uint32_t i)
+{
+    wsx_hub_unsubscribe(wsx__sio_room(s, i));
+    uint32_t last = --s->n_rooms;
+    if (i == last) return;
+    wsx_sub *moved = wsx__sio_room(s, last);
+    if (i == 0)
+        s->room0 = moved;
+    else
+        s->more[i - 1] = moved;
+}
 
 int wsx_sio_join(wsx_sio_socket *s, const char *room)
 {
@@ -272,18 +304,12 @@ int wsx_sio_join(wsx_sio_socket *s, const char *room)
     if (rc < 0) return rc;
     if (room_index(s, room) >= 0) return 0;
     if (s->n_rooms >= s->nsp->io->o.max_rooms) return WSX_ELIMIT;
-    if (s->n_rooms == s->cap_rooms) {
-        uint32_t cap = s->cap_rooms ? s->cap_rooms * 2 : 2;
-        wsx_sub **r = realloc(s->rooms, cap * sizeof *r);
-        if (!r) return WSX_ENOMEM;
-        s->rooms = r;
-        s->cap_rooms = cap;
-    }
     wsx_sub *sub;
     rc = wsx_hub_subscribe(s->nsp->io->hub, t, deliver, s, &sub);
     if (rc < 0) return rc;
-    s->rooms[s->n_rooms++] = sub;
-    return 0;
+    rc = add_room(s, sub);
+    if (rc < 0) wsx_hub_unsubscribe(sub);
+    return rc;
 }
 
 int wsx_sio_leave(wsx_sio_socket *s, const char *room)
@@ -291,8 +317,7 @@ int wsx_sio_leave(wsx_sio_socket *s, const char *room)
     if (!s || !room) return WSX_EINVAL;
     ptrdiff_t i = room_index(s, room);
     if (i < 0) return WSX_ENOTFOUND;
-    wsx_hub_unsubscribe(s->rooms[i]);
-    s->rooms[i] = s->rooms[--s->n_rooms];
+    drop_room(s, (uint32_t)i);
     return 0;
 }
 
@@ -303,17 +328,18 @@ bool wsx_sio_in(const wsx_sio_socket *s, const char *room)
 
 int wsx__sio_socket_subscribe(wsx_sio_socket *s)
 {
-    int rc = wsx_hub_subscribe(s->nsp->io->hub, s->nsp->topic, deliver, s, &s->all);
-    if (rc < 0) return rc;
     return wsx_sio_join(s, s->id);
+}
+
+int wsx__sio_nsp_subscribe(wsx_sio_nsp *n)
+{
+    return wsx_hub_subscribe(n->io->hub, n->topic, deliver_nsp, n, &n->all);
 }
 
 void wsx__sio_socket_release(wsx_sio_socket *s)
 {
-    wsx_hub_unsubscribe(s->all);
-    s->all = NULL;
     while (s->n_rooms)
-        wsx_hub_unsubscribe(s->rooms[--s->n_rooms]);
+        drop_room(s, s->n_rooms - 1);
     while (s->acks) {
         sio_ack *a = s->acks;
         s->acks = a->next;
@@ -333,14 +359,15 @@ typedef struct sio_bcast {
     uint64_t mark;
     const wsx_sio_bin *bins;
     size_t n_bins;
+    ptrdiff_t delivered;
 } sio_bcast;
 
-static int deliver(wsx_sub *sub, wsx_hub_msg *m, void *user)
+/* Queues m on s unless the broadcast leaves s out. Returns 1 when queued. */
+static int deliver_one(wsx_sio_socket *s, wsx_hub_msg *m)
 {
-    wsx_sio_socket *s = user;
     if (s->state != SOCK_CONNECTED || s->client->closing) return 0;
     wsx_sio *io = s->nsp->io;
-    const sio_bcast *b = m->ctx;
+    sio_bcast *b = m->ctx;
     /* ctx NULL: bytes from elsewhere (a relay's wsx_deliver_local), already a packet. */
     if (b) {
         if (b->io != io) return 0; /* another Socket.IO server on the same loop's hub */
@@ -350,14 +377,35 @@ static int deliver(wsx_sub *sub, wsx_hub_msg *m, void *user)
         const wsx_sio_to *to = b->to;
         if (to->except_socket == s) return 0;
         for (size_t i = 0; i < to->n_except; i++)
-            if (to->except_rooms[i] && room_index(s, to->except_rooms[i]) >= 0) return 0;
+            if (room_index(s, to->except_rooms[i]) >= 0) return 0;
         if (to->volatile_ && !io->ops->writable(s->client->sess)) return 0;
     }
     int rc = io->ops->send_msg(s->client->sess, m);
     /* Attachments go per recipient: one binary message each. */
     for (size_t i = 0; b && i < b->n_bins && (rc == 0 || rc == WSX_EBACKPRESSURE); i++)
         rc = io->ops->send(s->client->sess, b->bins[i].data, b->bins[i].len, true);
-    return rc == 0 || rc == WSX_EBACKPRESSURE ? 1 : 0;
+    if (rc != 0 && rc != WSX_EBACKPRESSURE) return 0;
+    if (b) b->delivered++;
+    return 1;
+}
+
+/* A room's subscriber: one socket. */
+static int deliver(wsx_sub *sub, wsx_hub_msg *m, void *user)
+{
+    return deliver_one(user, m);
+}
+
+/* The namespace's subscriber: every socket of it, through the same message (so WebSocket
+ * recipients share its one prepared frame). */
+static int deliver_nsp(wsx_sub *sub, wsx_hub_msg *m, void *user)
+{
+    wsx_sio_nsp *n = user;
+    const sio_bcast *b = m->ctx;
+    if (b && b->io != n->io) return 0;
+    int any = 0;
+    for (wsx_sio_socket *s = n->sockets; s; s = s->nnext)
+        any |= deliver_one(s, m);
+    return any;
 }
 
 ptrdiff_t wsx_sio_broadcast(const wsx_sio_to *to, const char *event, json_t *args,
@@ -406,21 +454,15 @@ ptrdiff_t wsx_sio_broadcast(const wsx_sio_to *to, const char *event, json_t *arg
                           to->except_rooms, to->n_except,
                           to->except_socket ? to->except_socket->id : NULL);
     sio_bcast b = {.io = io, .to = to, .mark = ++io->mark, .bins = bins, .n_bins = n_bins};
-    ptrdiff_t total = 0;
+    ptrdiff_t rc2 = 0;
     if (!to->n_rooms) {
-        total = wsx_hub_publish(io->hub, n->topic, buf.p, buf.len, WSX_TEXT, NULL, &b);
+        rc2 = wsx_hub_publish(io->hub, n->topic, buf.p, buf.len, WSX_TEXT, NULL, &b);
     } else {
         char t[WSX__MAX_TOPIC + 1];
-        for (size_t i = 0; i < to->n_rooms; i++) {
-            if (room_topic(n, to->rooms[i], t) < 0) continue;
-            ptrdiff_t r = wsx_hub_publish(io->hub, t, buf.p, buf.len, WSX_TEXT, NULL, &b);
-            if (r < 0) {
-                total = r;
-                break;
-            }
-            total += r;
-        }
+        for (size_t i = 0; i < to->n_rooms && rc2 >= 0; i++)
+            if (room_topic(n, to->rooms[i], t) == 0)
+                rc2 = wsx_hub_publish(io->hub, t, buf.p, buf.len, WSX_TEXT, NULL, &b);
     }
     wsx__strbuf_free(&buf);
-    return total;
+    return rc2 < 0 ? rc2 : b.delivered;
 }

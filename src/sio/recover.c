@@ -177,7 +177,7 @@ void wsx__sio_persist(wsx_sio_socket *s, const char *reason)
     if (!n->io->o.recovery_ms || n->io->freeing || !recoverable(reason)) return;
     size_t off = n->topic_len, size = sizeof(sio_rsess) + s->n_rooms * sizeof(char *);
     for (uint32_t i = 0; i < s->n_rooms; i++)
-        size += strlen(wsx_sub_topic(s->rooms[i]) + off) + 1;
+        size += strlen(wsx_sub_topic(wsx__sio_room(s, i)) + off) + 1;
     sio_rsess *r = malloc(size);
     if (!r) return; /* not recoverable then: the client gets a fresh socket */
     r->next = NULL;
@@ -188,7 +188,7 @@ void wsx__sio_persist(wsx_sio_socket *s, const char *reason)
     r->rooms = (const char **)(r + 1);
     char *b = (char *)(r->rooms + s->n_rooms);
     for (uint32_t i = 0; i < s->n_rooms; i++) {
-        const char *name = wsx_sub_topic(s->rooms[i]) + off;
+        const char *name = wsx_sub_topic(wsx__sio_room(s, i)) + off;
         size_t l = strlen(name) + 1;
         memcpy(b, name, l);
         r->rooms[i] = b;

@@ -96,6 +96,7 @@ void wsx__sio_free_core(wsx_sio *io)
             free(m);
         }
         wsx__sio_recover_free(n);
+        wsx_hub_unsubscribe(n->all);
         free(n->topic);
         free(n);
     }
@@ -147,6 +148,11 @@ wsx_sio_nsp *wsx_sio_of(wsx_sio *io, const char *name)
     n->io = io;
     n->name_len = len;
     memcpy(n->name, name, len + 1);
+    if (wsx__sio_nsp_subscribe(n) < 0) {
+        free(n->topic);
+        free(n);
+        return NULL;
+    }
     n->next = io->nsps;
     io->nsps = n;
     io->n_nsps++;
@@ -194,13 +200,15 @@ void wsx_sio_nsp_on_disconnect(wsx_sio_nsp *n, wsx_sio_disconnect_cb cb, void *u
     n->disc_user = user;
 }
 
-static int set_handler(sio_handler **list, const char *event, wsx_sio_event_cb cb, void *user)
+/* Sets (set) or removes the handler of one kind (and event, for H_NAMED). */
+static int set_handler(sio_handler **list, uint8_t kind, const char *event, sio_cb cb, bool set,
+                       void *user)
 {
-    size_t len = event ? strlen(event) : 0;
+    size_t len = kind == H_NAMED ? strlen(event) : 0;
     for (sio_handler **p = list; *p; p = &(*p)->next) {
         sio_handler *h = *p;
-        if (event ? (!h->any && strcmp(h->name, event) == 0) : h->any) {
-            if (cb) {
+        if (h->kind == kind && (kind != H_NAMED || strcmp(h->name, event) == 0)) {
+            if (set) {
                 h->cb = cb;
                 h->user = user;
             } else {
@@ -210,13 +218,13 @@ static int set_handler(sio_handler **list, const char *event, wsx_sio_event_cb c
             return 0;
         }
     }
-    if (!cb) return 0;
+    if (!set) return 0;
     sio_handler *h = malloc(sizeof *h + len + 1);
     if (!h) return WSX_ENOMEM;
     h->cb = cb;
     h->user = user;
-    h->any = event == NULL;
-    memcpy(h->name, event ? event : "", len + 1);
+    h->kind = kind;
+    memcpy(h->name, kind == H_NAMED ? event : "", len + 1);
     h->next = *list;
     *list = h;
     return 0;
@@ -225,19 +233,21 @@ static int set_handler(sio_handler **list, const char *event, wsx_sio_event_cb c
 int wsx_sio_nsp_on(wsx_sio_nsp *n, const char *event, wsx_sio_event_cb cb, void *user)
 {
     if (!n) return WSX_EINVAL;
-    return set_handler(&n->handlers, event, cb, user);
+    return set_handler(&n->handlers, event ? H_NAMED : H_ANY, event, (sio_cb){.ev = cb}, cb != NULL,
+                       user);
 }
 
 int wsx_sio_on(wsx_sio_socket *s, const char *event, wsx_sio_event_cb cb, void *user)
 {
     if (!s) return WSX_EINVAL;
-    return set_handler(&s->handlers, event, cb, user);
+    return set_handler(&s->handlers, event ? H_NAMED : H_ANY, event, (sio_cb){.ev = cb}, cb != NULL,
+                       user);
 }
 
-void wsx_sio_on_disconnect(wsx_sio_socket *s, wsx_sio_disconnect_cb cb, void *user)
+int wsx_sio_on_disconnect(wsx_sio_socket *s, wsx_sio_disconnect_cb cb, void *user)
 {
-    s->on_disc = cb;
-    s->disc_user = user;
+    if (!s) return WSX_EINVAL;
+    return set_handler(&s->handlers, H_DISC, NULL, (sio_cb){.disc = cb}, cb != NULL, user);
 }
 
 /* ---- sockets ---- */
@@ -281,7 +291,7 @@ static void socket_free(wsx_sio_socket *s)
 {
     free_handlers(s->handlers);
     json_decref(s->auth);
-    free(s->rooms);
+    free(s->more);
     free(s);
 }
 
@@ -307,7 +317,10 @@ static void socket_gone(wsx_sio_socket *s, const char *reason)
     n->io->n_sockets--;
     wsx__sio_persist(s, reason);
     wsx__sio_socket_release(s);
-    if (s->on_disc) s->on_disc(s, reason, s->disc_user);
+    const sio_handler *h = s->handlers;
+    while (h && h->kind != H_DISC)
+        h = h->next;
+    if (h) h->cb.disc(s, reason, h->user);
     if (n->on_disc) n->on_disc(s, reason, n->disc_user);
     socket_free(s);
 }
@@ -501,10 +514,10 @@ static wsx_sio_socket *client_socket(const sio_client *c, const char *nsp, size_
     return NULL;
 }
 
-static const sio_handler *find_handler(const sio_handler *h, const char *name, bool any)
+static const sio_handler *find_handler(const sio_handler *h, const char *name, uint8_t kind)
 {
     for (; h; h = h->next)
-        if (any ? h->any : (!h->any && strcmp(h->name, name) == 0)) return h;
+        if (h->kind == kind && (kind != H_NAMED || strcmp(h->name, name) == 0)) return h;
     return NULL;
 }
 
@@ -539,11 +552,11 @@ static void on_event(wsx_sio_socket *s, const wsx__sio_packet *p)
     }
     const sio_handler *h = NULL;
     if (strlen(name) == name_len) {
-        h = find_handler(s->handlers, name, false);
-        if (!h) h = find_handler(s->nsp->handlers, name, false);
+        h = find_handler(s->handlers, name, H_NAMED);
+        if (!h) h = find_handler(s->nsp->handlers, name, H_NAMED);
     }
-    if (!h) h = find_handler(s->handlers, NULL, true);
-    if (!h) h = find_handler(s->nsp->handlers, NULL, true);
+    if (!h) h = find_handler(s->handlers, NULL, H_ANY);
+    if (!h) h = find_handler(s->nsp->handlers, NULL, H_ANY);
     if (!h) return;
     json_t *args = json_array();
     if (!args) return;
@@ -560,7 +573,7 @@ static void on_event(wsx_sio_socket *s, const wsx__sio_packet *p)
         .ack_id = p->id,
     };
     /* h may be freed by the handler (wsx_sio_on from inside it): copy what is called. */
-    wsx_sio_event_cb cb = h->cb;
+    wsx_sio_event_cb cb = h->cb.ev;
     void *user = h->user;
     cb(s, &ev, user);
     json_decref(args);
@@ -580,25 +593,17 @@ void wsx__sio_session_message(sio_client *c, const uint8_t *data, size_t len, bo
     wsx_sio_socket *s = client_socket(c, p.nsp, p.nsp_len);
     if (!s && p.type == WSX__SIO_CONNECT) {
         on_connect(c, &p);
-        return;
-    }
-    if (!s || p.type == WSX__SIO_CONNECT || p.type == WSX__SIO_CONNECT_ERROR) {
+    } else if (!s || p.type == WSX__SIO_CONNECT || p.type == WSX__SIO_CONNECT_ERROR) {
         client_close(c);
-        return;
-    }
-    switch (p.type) {
-    case WSX__SIO_EVENT:
-    case WSX__SIO_BINARY_EVENT:
+    } else if (p.type == WSX__SIO_EVENT || p.type == WSX__SIO_BINARY_EVENT) {
         on_event(s, &p);
-        break;
-    case WSX__SIO_ACK:
-    case WSX__SIO_BINARY_ACK:
+    } else if (p.type == WSX__SIO_ACK || p.type == WSX__SIO_BINARY_ACK) {
         wsx__sio_on_ack(s, &p);
-        break;
-    case WSX__SIO_DISCONNECT:
+    } else if (p.type == WSX__SIO_DISCONNECT) {
         socket_gone(s, "client namespace disconnect");
-        break;
-    default:
-        break;
     }
+    /* An idle client holds no packet: the decoder lets go of this one now, not at the next
+     * message. (c is still valid: a session ends from the engine's callbacks, never inside
+     * a call of the core.) */
+    wsx__sio_decoder_release(&c->dec);
 }

@@ -22,11 +22,18 @@ typedef struct wsx__sio_ops {
     void (*close)(void *sess);
 } wsx__sio_ops;
 
+/* A socket's or namespace's handler: of one event, of any event, or (sockets only) of the
+ * disconnect, so that a socket holds no field for callbacks it does not use. */
+enum { H_NAMED, H_ANY, H_DISC };
+typedef union sio_cb {
+    wsx_sio_event_cb ev;
+    wsx_sio_disconnect_cb disc;
+} sio_cb;
 typedef struct sio_handler {
     struct sio_handler *next;
-    wsx_sio_event_cb cb;
+    sio_cb cb;
     void *user;
-    bool any; /* event NULL */
+    uint8_t kind;
     char name[];
 } sio_handler;
 
@@ -57,7 +64,8 @@ struct wsx_sio_nsp {
     sio_rsess *rsess, *rsess_tail;
     size_t rsess_n;
     uint64_t next_offset;
-    char *topic; /* "sio:<name length>:<name>": the topic of every socket; rooms append */
+    char *topic;  /* "sio:<name length>:<name>": the namespace's topic; rooms append */
+    wsx_sub *all; /* the namespace's one subscription to it: broadcasts to every socket */
     size_t topic_len;
     size_t name_len;
     char name[];
@@ -77,28 +85,34 @@ typedef struct sio_ack {
 
 enum { SOCK_CONNECTING, SOCK_CONNECTED, SOCK_GONE };
 
+/* Kept small: an idle socket is this, its own room's subscription and topic, and its
+ * client's share (docs/socketio.md has the figures). */
 struct wsx_sio_socket {
     sio_client *client;
     wsx_sio_nsp *nsp;
     wsx_sio_socket *cnext;         /* the client's sockets */
     wsx_sio_socket *nnext, *nprev; /* the namespace's */
     sio_handler *handlers;
-    wsx_sio_disconnect_cb on_disc;
-    void *disc_user;
     void *user;
     json_t *auth;
-    wsx_sub *all;    /* the namespace's topic */
-    wsx_sub **rooms; /* rooms[0] is the socket's own (its id) */
-    uint32_t n_rooms, cap_rooms;
-    uint32_t n_acks;
+    wsx_sub *room0; /* rooms: the first inline (its own, from CONNECT on)... */
+    wsx_sub **more; /* ...the others here (capacity: see emit.c, add_room) */
     sio_ack *acks;
-    uint64_t next_ack;
     uint64_t mark; /* the last broadcast delivered to it */
+    uint32_t n_rooms;
+    uint32_t n_acks;
+    uint32_t next_ack;
     uint8_t state;
     bool recovered;
     char id[21];
     char pid[21]; /* the private id of recovery (empty when it is off) */
 };
+
+/* The socket's i-th room subscription (i < n_rooms). */
+static inline wsx_sub *wsx__sio_room(const wsx_sio_socket *s, uint32_t i)
+{
+    return i ? s->more[i - 1] : s->room0;
+}
 
 struct sio_client {
     wsx_sio *io;
@@ -144,9 +158,11 @@ void wsx__sio_session_close(sio_client *c, const char *reason);
 /* emit.c */
 /* Sends packet p on the socket's session, attachments included. */
 int wsx__sio_send_packet(wsx_sio_socket *s, const wsx__sio_packet *p);
+/* Subscribes the namespace to its topic (broadcasts to all its sockets). */
+int wsx__sio_nsp_subscribe(wsx_sio_nsp *n);
 /* Leaves every room and fails every pending ack with WSX_ECLOSED. */
 void wsx__sio_socket_release(wsx_sio_socket *s);
-/* The socket's topic subscriptions at connect: its own room and the namespace's topic. */
+/* The socket's own room, at connect. */
 int wsx__sio_socket_subscribe(wsx_sio_socket *s);
 /* An ACK packet from the client. */
 void wsx__sio_on_ack(wsx_sio_socket *s, const wsx__sio_packet *p);
