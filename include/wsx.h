@@ -293,6 +293,10 @@ typedef struct wsx_ws_route_opts {
     wsx_drain_cb on_drain;
     wsx_http_cb on_request; /* a request without Upgrade on the path; NULL: 426 */
     size_t max_body;        /* [the server's max_body] body of those requests; larger -> 413 */
+    /* A body above max_body is not answered 413 by the server but handed to on_request
+     * without being read (wsx_http_req_body_too_big() is true; the connection closes after
+     * the answer): for protocols whose 413 has side effects (Engine.IO closes the session). */
+    bool oversize_to_handler;
     void *user;
 } wsx_ws_route_opts;
 

@@ -160,6 +160,12 @@ WSX_API wsx_server *wsx_http_req_server(const wsx_http_req *r);
  * bodies are refused with 501); *len 0 without one. */
 WSX_API const uint8_t *wsx_http_req_body(const wsx_http_req *r, size_t *len);
 
+/* True for a request whose body was above its route's max_body, handed to a WebSocket
+ * route's on_request because of oversize_to_handler: it has no body (*len 0 above), and the
+ * connection closes after the answer. (A held request learns it only while being handled:
+ * the flag is set once the handler has returned or held it.) */
+WSX_API bool wsx_http_req_body_too_big(const wsx_http_req *r);
+
 /* ======================================================================================
  * Static files (for on_http): a directory and/or an in-memory table
  * ====================================================================================== */

@@ -505,6 +505,7 @@ int wsx_eio_attach(wsx_server *srv, const wsx_eio_opts *opts, wsx_eio **out)
         .on_drain = wsx__eio_ws_drain,
         .on_request = on_request,
         .max_body = o.max_payload,
+        .oversize_to_handler = true,
         .user = e,
     };
     if ((rc = wsx_server_ws_route(srv, e->path, &ro)) < 0) goto fail;

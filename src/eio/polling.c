@@ -136,7 +136,7 @@ static void poll_post(wsx_eio_session *s, wsx_http_req *r)
     }
     size_t len;
     const uint8_t *body = wsx_http_req_body(r, &len);
-    if (len > e->o.max_payload) {
+    if (wsx_http_req_body_too_big(r) || len > e->o.max_payload) {
         respond_empty(s, r, 413);
         wsx__eio_end(s, "transport error");
         return;

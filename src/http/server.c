@@ -349,7 +349,7 @@ static bool method_allowed(const wsx__http_route *rt, const wsx_http_request *q)
 }
 
 static void http_request(wsx__http_conn *hc, wsx__http_msg *m, size_t off,
-                         const wsx__http_route *rt, const char *peer)
+                         const wsx__http_route *rt, const char *peer, bool oversize)
 {
     wsx__http_srv *hs = hc->hs;
     wsx_http_req *r = malloc(sizeof *r);
@@ -368,6 +368,7 @@ static void http_request(wsx__http_conn *hc, wsx__http_msg *m, size_t off,
     r->in_off = off;
     r->file = (wsx__http_file){.fd = -1};
     r->keep = false;
+    r->oversize = oversize;
     r->head_only = m->req.method_len == 4 && !memcmp(m->req.method, "HEAD", 4);
     snprintf(r->peer, sizeof r->peer, "%s", peer);
     hc->req = r;
@@ -615,6 +616,11 @@ bool wsx_http_req_is_head(const wsx_http_req *r)
     return r->head_only;
 }
 
+bool wsx_http_req_body_too_big(const wsx_http_req *r)
+{
+    return r->oversize;
+}
+
 const uint8_t *wsx_http_req_body(const wsx_http_req *r, size_t *len)
 {
     *len = r->m.body_len;
@@ -664,6 +670,25 @@ static size_t body_limit(void *arg, const wsx__http_msg *m)
     return rt ? rt->max_body : hs->max_body;
 }
 
+/* A body above the limit of a route that takes such requests (wsx_ws_route_opts
+ * oversize_to_handler): the handler answers the head alone, and the connection closes after
+ * the answer, since the body is never read. Returns false when the route does not. */
+static bool oversize_to_handler(wsx__http_conn *hc, wsx__http_msg *m, size_t off)
+{
+    const wsx__http_route *rt = route_of(hc->hs, m->path, m->path_len);
+    if (!rt || !rt->oversize || !rt->on_request) return false;
+    hc->hs->owner->request_seen(hc);
+    m->body = NULL;
+    m->body_len = 0;
+    m->total_len = m->head_len;
+    m->keep_alive = false;
+    m->upgrade = false;
+    char peer[64];
+    if (wsx__stream_peer(hc->s, peer, sizeof peer) < 0) snprintf(peer, sizeof peer, "-");
+    http_request(hc, m, off, rt, peer, true);
+    return true;
+}
+
 /* Serves the requests buffered in hc->in, one at a time, at most `budget` of them. */
 static void serve(wsx__http_conn *hc, unsigned budget)
 {
@@ -685,6 +710,7 @@ static void serve(wsx__http_conn *hc, unsigned budget)
         const char *why = NULL;
         int r = wsx__http_parse(&rest, hs->max_head, body_limit, hs, &m, &why);
         if (r == 0) break;
+        if (r == -413 && oversize_to_handler(hc, &m, off)) break;
         if (r < 0) {
             wsx__http_refuse(hc, -r, why);
             break;
@@ -697,7 +723,7 @@ static void serve(wsx__http_conn *hc, unsigned budget)
             upgrade(hc, &m, off, rt, peer);
             break;
         }
-        http_request(hc, &m, off, rt, peer);
+        http_request(hc, &m, off, rt, peer, false);
         if (!(hc->flags & WSX__H_BUSY)) off += m.total_len;
     }
     hc->flags &= (uint16_t)~WSX__H_SERVING;

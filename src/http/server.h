@@ -31,6 +31,7 @@ typedef struct wsx__http_route {
     wsx_http_cb on_request; /* of a WebSocket route: for requests without Upgrade (NULL: 426) */
     void *user;
     unsigned ws; /* 0: an HTTP route; else the owner's number of a WebSocket route */
+    bool oversize; /* a body above max_body goes to on_request without it (not 413) */
 } wsx__http_route;
 
 /* What the owner does for the layer. Every call gets the connection concerned. */
@@ -117,6 +118,7 @@ struct wsx_http_req {
     wsx__http_file file; /* a file response still being queued when file.fd >= 0 */
     bool head_only;
     bool keep;     /* a file response: keep the connection once the file is queued */
+    bool oversize; /* its body was above the route's max_body: not read, no keep-alive */
     char peer[64]; /* "1.2.3.4:5555" */
 };
 

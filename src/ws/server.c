@@ -507,6 +507,7 @@ int wsx_server_ws_route(wsx_server *s, const char *path, const wsx_ws_route_opts
     unsigned n = (unsigned)s->n_ws_routes + 1;
     int rc = wsx__http_route_add(&s->http, path, NULL, o->max_body, o->on_request, o->user, n);
     if (rc < 0) return rc;
+    s->http.routes[s->http.n_routes - 1].oversize = o->oversize_to_handler;
     a[n - 1] = (wsx__ws_route){
         .cb = {o->on_open, o->on_message, o->on_close, o->on_drain, o->user},
         .on_upgrade = o->on_upgrade,
