@@ -14,7 +14,7 @@
 
 #include "sio/sio_priv.h"
 
-#define FAKE_LOG 64
+#define FAKE_LOG 8192
 
 typedef struct fake_sess {
     sio_client *c;

@@ -29,7 +29,31 @@ typedef struct msock {
     uint64_t next_ack;
     uint64_t acks_out[8]; /* ids the client may answer */
     int n_acks_out;
+    /* With recovery: the ids of the CONNECT answer, the offset of the last broadcast
+     * received and its number. */
+    char sid[24], pid[24], offset[24];
+    unsigned long last_seq;
 } msock;
+
+/* With recovery: what the server's ring should hold (every broadcast that was not volatile)
+ * and the records of sockets that may come back. */
+typedef struct mpkt {
+    int j;
+    unsigned to, except;
+    char except_sid[24];
+} mpkt;
+static mpkt ring[STEPS + 1]; /* by broadcast number */
+typedef struct mrec {
+    bool live;
+    int j;
+    unsigned rooms;
+    char sid[24], pid[24], offset[24];
+    unsigned long last_seq;
+} mrec;
+#define NREC 32
+static mrec recs[NREC];
+static bool recov;
+static unsigned long bcast_seq;
 
 typedef struct msess {
     fake_sess f;
@@ -103,22 +127,11 @@ static bool expect_msg(msess *m, const char *want)
     return ok;
 }
 
-static bool expect_prefix(msess *m, const char *want)
-{
-    char *got = fake_pop(&m->f);
-    bool ok = got && strncmp(got, want, strlen(want)) == 0;
-    if (!ok)
-        TEST_FAIL_("session %d: got \"%s\", expected \"%s...\"", (int)(m - S), got ? got : "(none)",
-                   want);
-    test_checks_++;
-    free(got);
-    return ok;
-}
-
 static void expect_quiet(msess *m)
 {
     test_checks_++;
     if (m->f.n_log) TEST_FAIL_("session %d: unexpected \"%s\"", (int)(m - S), m->f.log[0]);
+    if (m->f.dropped) TEST_FAIL_("session %d: %d messages past the log", (int)(m - S), m->f.dropped);
     fake_clear(&m->f);
 }
 
@@ -130,9 +143,20 @@ static const char *prefix(int j)
 /* The model: the socket is gone (its pending acks fail with WSX_ECLOSED). */
 static int expect_gone;
 static int expect_closed_acks;
-static void model_gone(msess *m, int j)
+static void model_gone(msess *m, int j, bool recoverable)
 {
     if (!m->ns[j].on) return;
+    msock *k = &m->ns[j];
+    /* The server keeps a record; the model only those a client could use (it got an
+     * offset). */
+    for (int i = 0; recov && recoverable && k->offset[0] && i < NREC; i++)
+        if (!recs[i].live) {
+            recs[i] = (mrec){.live = true, .j = j, .rooms = k->rooms, .last_seq = k->last_seq};
+            memcpy(recs[i].sid, k->sid, sizeof k->sid);
+            memcpy(recs[i].pid, k->pid, sizeof k->pid);
+            memcpy(recs[i].offset, k->offset, sizeof k->offset);
+            break;
+        }
     expect_gone++;
     expect_closed_acks += m->ns[j].pending;
     memset(&m->ns[j], 0, sizeof m->ns[j]);
@@ -173,12 +197,86 @@ static void step_connect(msess *m, int j)
     }
     char want[64];
     snprintf(want, sizeof want, "T0%s{\"sid\":\"", prefix(j));
-    if (expect_prefix(m, want)) {
-        m->ns[j].on = true;
-        CHECK(m->ns[j].s != NULL);
-        m->ns[j].rooms = 0;
+    char *got = fake_pop(&m->f);
+    test_checks_++;
+    if (!got || strncmp(got, want, strlen(want)) != 0) {
+        TEST_FAIL_("session %d: got \"%s\", expected \"%s...\"", (int)(m - S), got ? got : "(none)",
+                   want);
+    } else {
+        msock *k = &m->ns[j];
+        wsx_sio_socket *sp = k->s; /* set by on_conn_root */
+        memset(k, 0, sizeof *k);
+        k->on = true;
+        k->s = sp;
+        CHECK(k->s != NULL);
+        /* {"sid":"<20>"} or, with recovery, {"sid":"<20>","pid":"<20>"} */
+        const char *sid = got + strlen(want);
+        memcpy(k->sid, sid, 20);
+        if (recov) {
+            CHECK(strncmp(sid + 20, "\",\"pid\":\"", 9) == 0);
+            memcpy(k->pid, sid + 29, 20);
+            CHECK_STR(sid + 49, "\"}");
+        } else {
+            CHECK_STR(sid + 20, "\"}");
+        }
     }
+    free(got);
     expect_quiet(m);
+}
+
+/* A client comes back with a record's pid and offset: the packets of the ring after its
+ * offset that its rooms select, then the CONNECT answer with its old sid and pid. */
+static void step_recover(msess *m, int j)
+{
+    if (m->closing || m->ns[j].on) return;
+    mrec *r = NULL;
+    for (int i = 0, n = 0; i < NREC; i++)
+        if (recs[i].live && recs[i].j == j && rnd((uint32_t)++n) == 0) r = &recs[i];
+    if (!r) return;
+    char pkt[160];
+    snprintf(pkt, sizeof pkt, "0%s{\"pid\":\"%s\",\"offset\":\"%s\"}", prefix(j), r->pid,
+             r->offset);
+    connecting = m;
+    m->ns[j].s = NULL;
+    fake_feed(&m->f, pkt);
+    msock *k = &m->ns[j];
+    wsx_sio_socket *sp = k->s; /* set by on_conn_root */
+    memset(k, 0, sizeof *k);
+    k->last_seq = r->last_seq;
+    memcpy(k->offset, r->offset, sizeof k->offset);
+    for (unsigned long q = r->last_seq + 1; q <= bcast_seq; q++) {
+        const mpkt *p = &ring[q];
+        if (p->j != j || (p->to && !(p->to & r->rooms)) || (p->except & r->rooms) ||
+            strcmp(p->except_sid, r->sid) == 0)
+            continue;
+        char want[64];
+        snprintf(want, sizeof want, "T2%s[\"b\",%lu,\"", prefix(j), q);
+        char *got = fake_pop(&m->f);
+        test_checks_++;
+        if (!got || strncmp(got, want, strlen(want)) != 0) {
+            TEST_FAIL_("session %d: replay: got \"%s\", expected \"%s...\" (close asked %d, "
+                       "sockets of the session %d, record %s last %lu rooms %u)",
+                       (int)(m - S), got ? got : "(none)", want, m->f.close_asked,
+                       m->f.c->sockets ? 1 : 0, r->sid, r->last_seq, r->rooms);
+            free(got);
+            return;
+        }
+        snprintf(k->offset, sizeof k->offset, "%.*s", (int)(strlen(got) - strlen(want) - 2),
+                 got + strlen(want));
+        k->last_seq = q;
+        free(got);
+    }
+    char want[96];
+    snprintf(want, sizeof want, "T0%s{\"sid\":\"%s\",\"pid\":\"%s\"}", prefix(j), r->sid, r->pid);
+    expect_msg(m, want);
+    expect_quiet(m);
+    k->on = true;
+    k->s = sp;
+    CHECK(k->s != NULL && wsx_sio_recovered(k->s) && strcmp(wsx_sio_id(k->s), r->sid) == 0);
+    k->rooms = r->rooms;
+    memcpy(k->sid, r->sid, sizeof k->sid);
+    memcpy(k->pid, r->pid, sizeof k->pid);
+    r->live = false;
 }
 
 static void step_event(msess *m, int j)
@@ -243,7 +341,7 @@ static void step_client_disconnect(msess *m, int j)
     } else {
         CHECK_INT(disconnects, before + 1);
         CHECK_STR(last_reason, "client namespace disconnect");
-        model_gone(m, j);
+        model_gone(m, j, false);
     }
     expect_quiet(m);
 }
@@ -257,7 +355,7 @@ static void step_server_disconnect(msess *m, int j)
         char want[32];
         snprintf(want, sizeof want, "T1%s", prefix(j));
         expect_msg(m, want);
-        model_gone(m, j);
+        model_gone(m, j, false);
     } else {
         for (int k = 0; k < NN; k++) {
             if (!m->ns[k].on) continue;
@@ -268,7 +366,7 @@ static void step_server_disconnect(msess *m, int j)
             bool ok = got && (strcmp(got, "T1") == 0 || strcmp(got, "T1/custom,") == 0);
             CHECK(ok);
             free(got);
-            model_gone(m, k);
+            model_gone(m, k, false);
         }
         session_closes(m);
     }
@@ -291,8 +389,6 @@ static void step_join_leave(msess *m, int j)
     for (int q = 0; q < NR; q++)
         CHECK(wsx_sio_in(m->ns[j].s, rooms[q]) == !!(m->ns[j].rooms & (1u << q)));
 }
-
-static unsigned long bcast_seq;
 
 static void step_broadcast(int j)
 {
@@ -322,15 +418,37 @@ static void step_broadcast(int j)
     ptrdiff_t n = wsx_sio_broadcast(&t, "b", json_pack("[i]", (json_int_t)seq), NULL, 0);
     int want = 0;
     char msg[64];
-    snprintf(msg, sizeof msg, "T2%s[\"b\",%lu]", prefix(j), seq);
+    bool offset = recov && !vol;
+    snprintf(msg, sizeof msg, offset ? "T2%s[\"b\",%lu,\"" : "T2%s[\"b\",%lu]", prefix(j), seq);
+    if (offset) {
+        ring[seq] = (mpkt){.j = j, .to = n_to ? to : 0, .except = except};
+        for (int i = 0; i < NS; i++)
+            if (S[i].ns[j].on && S[i].ns[j].s == except_socket)
+                memcpy(ring[seq].except_sid, S[i].ns[j].sid, sizeof ring[seq].except_sid);
+    } else if (seq < sizeof ring / sizeof ring[0]) {
+        ring[seq] = (mpkt){.j = -1};
+    }
     for (int i = 0; i < NS; i++) {
         msess *m = &S[i];
         msock *k = &m->ns[j];
         bool gets = m->open && !m->closing && k->on && (!n_to || (k->rooms & to)) &&
                     !(k->rooms & except) && k->s != except_socket && !(vol && m->f.not_writable);
-        if (gets) {
+        if (gets && !offset) {
             want++;
             expect_msg(m, msg);
+        } else if (gets) {
+            want++;
+            char *got = fake_pop(&m->f);
+            test_checks_++;
+            if (!got || strncmp(got, msg, strlen(msg)) != 0) {
+                TEST_FAIL_("session %d: got \"%s\", expected \"%s...\"", i, got ? got : "(none)",
+                           msg);
+            } else {
+                snprintf(k->offset, sizeof k->offset, "%.*s", (int)(strlen(got) - strlen(msg) - 2),
+                         got + strlen(msg));
+                k->last_seq = seq;
+            }
+            free(got);
         }
         expect_quiet(m);
         m->f.not_writable = false;
@@ -381,7 +499,7 @@ static void step_end(msess *m)
     const char *reason = m->closing ? "forced close" : reasons[rnd(3)];
     int gone_before = expect_gone;
     for (int j = 0; j < NN; j++)
-        model_gone(m, j);
+        model_gone(m, j, true);
     int before = disconnects;
     fake_end(&m->f, reason);
     CHECK_INT(disconnects - before, expect_gone - gone_before);
@@ -437,14 +555,18 @@ static void check_counts(void)
     CHECK_INT(acks_closed, expect_closed_acks);
 }
 
-TEST(model)
+static void run_model(bool with_recovery)
 {
+    recov = with_recovery;
     for (int seed = 1; seed <= SEEDS; seed++) {
         rng = 0x9e3779b97f4a7c15ull * (uint64_t)seed;
         disconnects = acks_ok = acks_closed = 0;
         expect_gone = expect_closed_acks = 0;
+        bcast_seq = 0;
+        memset(recs, 0, sizeof recs);
         wsx_sio_opts o = wsx_sio_defaults();
         o.max_pending_acks = 4;
+        o.recovery_ms = recov ? 3600000 : 0;
         if (wsx__sio_new(loop, &o, &fake_ops, &io) != 0) abort();
         for (int j = 0; j < NN; j++) {
             wsx_sio_nsp *n = wsx_sio_of(io, nsp_names[j]);
@@ -501,7 +623,10 @@ TEST(model)
                 if (rnd(4) == 0) step_garbage(m);
                 break;
             default:
-                step_unknown_nsp(m);
+                if (recov && rnd(2))
+                    step_recover(m, j);
+                else
+                    step_unknown_nsp(m);
                 break;
             }
             if (m->closing && rnd(2)) step_end(m);
@@ -512,7 +637,7 @@ TEST(model)
         int before = disconnects;
         for (int i = 0; i < NS; i++)
             for (int j = 0; j < NN; j++)
-                model_gone(&S[i], j);
+                model_gone(&S[i], j, false);
         wsx__sio_free_core(io);
         CHECK_INT(disconnects - before, left);
         CHECK_INT(acks_closed, expect_closed_acks);
@@ -523,10 +648,23 @@ TEST(model)
     (void)on_conn;
 }
 
+TEST(model)
+{
+    run_model(false);
+}
+
+/* The same with connection state recovery on: offsets on every broadcast that is not
+ * volatile, pids, and clients coming back with a record's pid and offset. */
+TEST(model_recovery)
+{
+    run_model(true);
+}
+
 int main(void)
 {
     if (wsx_loop_new(&loop) != 0) return 1;
     RUN(model);
+    RUN(model_recovery);
     wsx_loop_free(loop);
     return test_summary("sio_model");
 }
