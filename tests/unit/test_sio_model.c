@@ -131,7 +131,8 @@ static void expect_quiet(msess *m)
 {
     test_checks_++;
     if (m->f.n_log) TEST_FAIL_("session %d: unexpected \"%s\"", (int)(m - S), m->f.log[0]);
-    if (m->f.dropped) TEST_FAIL_("session %d: %d messages past the log", (int)(m - S), m->f.dropped);
+    if (m->f.dropped)
+        TEST_FAIL_("session %d: %d messages past the log", (int)(m - S), m->f.dropped);
     fake_clear(&m->f);
 }
 
