@@ -8,9 +8,9 @@
  * client and the application, whatever its transport: the layer sends the pings, checks the
  * pongs, batches polling answers, holds one GET per session and bounds every queue.
  *
- * Status: CONTRACT. This header is the interface between src/eio and src/sio (and wsx sio's
- * raw /engine.io/ echo); the implementation follows it. Same threading and lifetime rules as
- * wsx.h: everything on the server's loop thread.
+ * This header is the interface between src/eio and src/sio (and wsx sio's raw /engine.io/
+ * echo); docs/socketio.md lists where the behaviour differs from the reference server. Same
+ * threading and lifetime rules as wsx.h: everything on the server's loop thread.
  */
 #ifndef WSX_EIO_H
 #define WSX_EIO_H
@@ -41,11 +41,14 @@ typedef int (*wsx_eio_allow_cb)(wsx_eio *e, const wsx_http_req *req, void *user)
 /* A session opened (its open packet is queued). The session is valid until on_close returns. */
 typedef void (*wsx_eio_open_cb)(wsx_eio_session *s, void *user);
 /* A message packet arrived: data[0..len) borrowed for the call; text is UTF-8. */
-typedef void (*wsx_eio_message_cb)(wsx_eio_session *s, const uint8_t *data, size_t len,
-                                   bool binary, void *user);
+typedef void (*wsx_eio_message_cb)(wsx_eio_session *s, const uint8_t *data, size_t len, bool binary,
+                                   void *user);
 /* The session ended. reason is one of the reference's: "transport close", "transport error",
  * "ping timeout", "parse error", "forced close", "server shutting down". Exactly once per
- * on_open; the session pointer is invalid after it returns. */
+ * on_open; the session pointer is invalid after it returns. A session ends at once (sends
+ * return WSX_ECLOSED, its sid is unknown to new requests) but on_close runs from the loop
+ * afterwards, never inside the API call or callback that ended it; wsx_eio_free() is the
+ * exception: it runs them before it returns. */
 typedef void (*wsx_eio_close_cb)(wsx_eio_session *s, const char *reason, void *user);
 /* The session's queue fell back under the low-water mark after WSX_EBACKPRESSURE. */
 typedef void (*wsx_eio_drain_cb)(wsx_eio_session *s, void *user);
@@ -58,6 +61,10 @@ typedef struct wsx_eio_opts {
     size_t max_payload;          /* [1000000] POST body (413 above), WebSocket message (1009) */
     unsigned transports;         /* [WSX_EIO_POLLING | WSX_EIO_WEBSOCKET] */
     size_t max_sessions;         /* [10000] handshakes above -> 503 */
+    /* [256] sessions of one client address (an IPv4 address, the /64 of an IPv6 one);
+     * handshakes above -> 503. A polling session holds no connection, so the server's
+     * per-address connection limits do not bound sessions. */
+    size_t max_sessions_per_ip;
     /* The outgoing queue of a session on polling (and during an upgrade), in bytes: sends
      * return WSX_EBACKPRESSURE above high water, on_drain follows once a GET took the queue
      * (below low water); a send that passes the hard limit closes the session ("transport
@@ -102,11 +109,14 @@ WSX_API void wsx_eio_free(wsx_eio *e);
 WSX_API int wsx_eio_send(wsx_eio_session *s, const void *data, size_t len, bool binary);
 
 /*
- * Queues a published message on the session without copying it per session: m->data must
+ * Queues a published message (a hub delivery) on the session: m->data must
  * be the whole Engine.IO packet as a WebSocket text frame carries it ("4" + the text) for
  * m->type WSX_TEXT, or the raw bytes for WSX_BINARY. On the WebSocket transport the hub's
- * frame (m->prepared, framed once per publish) is queued by reference; on polling the bytes
- * are queued by reference too (one copy per publish, shared). Returns like wsx_eio_send.
+ * frame (m->prepared, framed once per publish) is queued by reference; on polling (and during
+ * an upgrade) one copy of the bytes, made by the first such session of the publish (a hub
+ * form, wsx_hub_msg_form), is queued by reference by all of them. m must be the message a
+ * hub delivery callback got. Returns like wsx_eio_send;
+ * WSX_EINVAL for text that does not start with a packet type digit.
  */
 WSX_API int wsx_eio_send_msg(wsx_eio_session *s, wsx_hub_msg *m);
 
@@ -117,8 +127,9 @@ WSX_API size_t wsx_eio_buffered_amount(const wsx_eio_session *s);
  * the high-water mark, or polling with a GET held): what volatile emits check. */
 WSX_API bool wsx_eio_writable(const wsx_eio_session *s);
 
-/* Closes the session: queued packets are flushed first, then the close packet ("1") is
- * sent; on_close runs with "forced close" (now or later, never from inside this call). */
+/* Closes the session: queued packets are flushed first (polling: the held GET, or the next
+ * one, gets the queue and the close packet "1"; WebSocket: the queue, then a close frame
+ * without status); on_close runs with "forced close" later, never from inside this call. */
 WSX_API void wsx_eio_close(wsx_eio_session *s);
 
 /* The session id (20 characters, NUL-terminated), the transport name ("polling" or

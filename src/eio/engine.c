@@ -33,6 +33,7 @@ static void resolve(wsx_eio_opts *o)
     if (!o->max_payload) o->max_payload = 1000000;
     if (!o->transports) o->transports = WSX_EIO_POLLING | WSX_EIO_WEBSOCKET;
     if (!o->max_sessions) o->max_sessions = 10000;
+    if (!o->max_sessions_per_ip) o->max_sessions_per_ip = 256;
     if (!o->send_high_water) o->send_high_water = 1u << 20;
     if (!o->send_low_water) o->send_low_water = 256u << 10;
     if (!o->send_hard_limit) o->send_hard_limit = 16u << 20;
@@ -86,6 +87,16 @@ static void table_remove(wsx_eio *e, wsx_eio_session *s)
         e->live = s->next;
     if (s->next) s->next->prev = s->prev;
     e->n--;
+    wsx__eio_addr_remove(e, s->addr);
+}
+
+int wsx__eio_admit(wsx_eio *e, const char *peer)
+{
+    if (e->n >= e->o.max_sessions) return 503;
+    uint8_t key[16];
+    wsx__eio_addr_key(peer ? peer : "", key);
+    if (wsx__eio_addr_count(e, key) >= e->o.max_sessions_per_ip) return 503;
+    return 0;
 }
 
 static uint64_t now_ms(const wsx_eio *e)
@@ -109,6 +120,11 @@ wsx_eio_session *wsx__eio_session_new(wsx_eio *e, int t, const char *peer)
     s->e = e;
     s->transport = (uint8_t)t;
     snprintf(s->peer, sizeof s->peer, "%s", peer ? peer : "-");
+    wsx__eio_addr_key(s->peer, s->addr);
+    if (wsx__eio_addr_add(e, s->addr) < 0) {
+        free(s);
+        return NULL;
+    }
     s->qtail = &s->qhead;
     s->hb = EIO_HB_PING;
     s->deadline = now_ms(e) + e->o.ping_interval_ms;
@@ -141,10 +157,16 @@ void wsx__eio_opened(wsx_eio_session *s)
     if (s->e->o.on_open) s->e->o.on_open(s, s->e->o.user);
 }
 
+static void shared_release(eio_shared *sh)
+{
+    if (--sh->refs == 0) free(sh);
+}
+
 void wsx__eio_queue_clear(wsx_eio_session *s)
 {
     for (eio_item *it = s->qhead, *next; it; it = next) {
         next = it->next;
+        if (it->shared) shared_release(it->shared);
         free(it);
     }
     s->qhead = NULL;
@@ -291,36 +313,20 @@ void wsx__eio_packet_in(wsx_eio_session *s, const wsx__eio_packet *p)
 
 /* ---- queueing ---- */
 
-int wsx__eio_enqueue(wsx_eio_session *s, uint8_t type, const void *data, size_t len, bool binary)
+/* Appends it to the polling queue (ownership taken), within the hard limit. */
+static int push(wsx_eio_session *s, eio_item *it)
 {
     wsx_eio *e = s->e;
-    if (s->state == EIO_S_DEAD) return WSX_ECLOSED;
-    size_t n = len + (binary ? 0 : 1);
-    if (s->transport == EIO_T_WEBSOCKET && s->ws) {
-        eio_item *it = malloc(sizeof *it + n);
-        if (!it) return WSX_ENOMEM;
-        it->binary = binary;
-        it->len = n;
-        if (!binary) it->data[0] = (uint8_t)('0' + type);
-        if (len) memcpy(it->data + (binary ? 0 : 1), data, len);
-        int rc = wsx__eio_ws_send_item(s, it);
+    if (s->qbytes + it->len > e->o.send_hard_limit) {
+        if (it->shared) shared_release(it->shared);
         free(it);
-        return rc;
-    }
-    if (s->qbytes + n > e->o.send_hard_limit) {
         wsx__eio_end(s, "transport error");
         return WSX_ECLOSED;
     }
-    eio_item *it = malloc(sizeof *it + n);
-    if (!it) return WSX_ENOMEM;
     it->next = NULL;
-    it->binary = binary;
-    it->len = n;
-    if (!binary) it->data[0] = (uint8_t)('0' + type);
-    if (len) memcpy(it->data + (binary ? 0 : 1), data, len);
     *s->qtail = it;
     s->qtail = &it->next;
-    s->qbytes += n;
+    s->qbytes += it->len;
     if (s->get) wsx__eio_want_flush(s);
     if (s->qbytes > e->o.send_high_water) {
         s->backpressure = true;
@@ -328,6 +334,58 @@ int wsx__eio_enqueue(wsx_eio_session *s, uint8_t type, const void *data, size_t 
     }
     return 0;
 }
+
+int wsx__eio_enqueue(wsx_eio_session *s, uint8_t type, const void *data, size_t len, bool binary)
+{
+    if (s->state == EIO_S_DEAD) return WSX_ECLOSED;
+    size_t n = len + (binary ? 0 : 1);
+    if (s->transport == EIO_T_WEBSOCKET && s->ws) {
+        int rc;
+        if (binary) {
+            rc = wsx_send(s->ws, data, len, WSX_BINARY);
+        } else {
+            /* The type digit goes in front of the text: one frame, built from a copy. */
+            uint8_t stackbuf[512];
+            uint8_t *buf = n <= sizeof stackbuf ? stackbuf : malloc(n);
+            if (!buf) return WSX_ENOMEM;
+            buf[0] = (uint8_t)('0' + type);
+            if (len) memcpy(buf + 1, data, len);
+            rc = wsx_send(s->ws, buf, n, WSX_TEXT);
+            if (buf != stackbuf) free(buf);
+        }
+        if (rc == WSX_EBACKPRESSURE) s->backpressure = true;
+        return rc;
+    }
+    eio_item *it = malloc(sizeof *it + n);
+    if (!it) return WSX_ENOMEM;
+    it->p = it->data;
+    it->shared = NULL;
+    it->binary = binary;
+    it->len = n;
+    if (!binary) it->data[0] = (uint8_t)('0' + type);
+    if (len) memcpy(it->data + (binary ? 0 : 1), data, len);
+    return push(s, it);
+}
+
+static void *form_make(const wsx_hub_msg *m, void *arg)
+{
+    (void)arg;
+    eio_shared *sh = malloc(sizeof *sh + m->len);
+    if (!sh) return NULL;
+    sh->refs = 1; /* the publish's, dropped by form_release */
+    sh->len = m->len;
+    sh->binary = m->type == WSX_BINARY;
+    memcpy(sh->data, m->data, m->len);
+    return sh;
+}
+
+static void form_release(void *form, void *arg)
+{
+    (void)arg;
+    shared_release(form);
+}
+
+static const wsx_hub_form shared_form = {form_make, form_release, NULL};
 
 void wsx__eio_drained(wsx_eio_session *s)
 {
@@ -437,7 +495,7 @@ static void on_request(wsx_http_req *r, void *user)
         wsx__eio_poll_request(s, r);
         return;
     }
-    if (e->n >= e->o.max_sessions) {
+    if (wsx__eio_admit(e, wsx_http_req_peer(r))) {
         wsx_http_respond(r, 503, &retry, 1, NULL, 0);
         return;
     }
@@ -569,6 +627,7 @@ void wsx_eio_free(wsx_eio *e)
     free(e->buckets);
     free(e->path);
     e->path = NULL;
+    wsx__eio_addr_free(e);
     graveyard *g = (graveyard *)(void *)wsx__loop_ext_find(e->loop, &graveyard_key);
     if (!g && (g = calloc(1, sizeof *g))) {
         g->ext.key = &graveyard_key;
@@ -602,6 +661,16 @@ int wsx_eio_send_msg(wsx_eio_session *s, wsx_hub_msg *m)
         int rc = wsx_send_prepared(s->ws, m->prepared);
         if (rc == WSX_EBACKPRESSURE) s->backpressure = true;
         return rc;
+    }
+    /* Polling (or an upgrade in progress): the packet's bytes are made once per publish and
+     * shared by every polling session's queue. */
+    eio_shared *sh = m->len ? wsx_hub_msg_form(m, &shared_form) : NULL;
+    if (sh) {
+        eio_item *it = malloc(sizeof *it);
+        if (!it) return WSX_ENOMEM;
+        sh->refs++;
+        *it = (eio_item){.p = sh->data, .len = sh->len, .binary = sh->binary, .shared = sh};
+        return push(s, it);
     }
     if (binary) return wsx__eio_enqueue(s, WSX__EIO_MESSAGE, m->data, m->len, true);
     return wsx__eio_enqueue(s, (uint8_t)(m->data[0] - '0'), m->data + 1, m->len - 1, false);

@@ -74,9 +74,9 @@ void wsx__eio_poll_flush(wsx_eio_session *s, bool close)
         if (off) body[off++] = WSX__EIO_SEP;
         if (it->binary) {
             body[off++] = 'b';
-            off += wsx__base64_encode(body + off, it->data, it->len);
+            off += wsx__base64_encode(body + off, it->p, it->len);
         } else {
-            memcpy(body + off, it->data, it->len);
+            memcpy(body + off, it->p, it->len);
             off += it->len;
         }
     }

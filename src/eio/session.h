@@ -24,12 +24,33 @@ enum eio_hb { EIO_HB_PING = 0, EIO_HB_PONG = 1 };
 /* One queued packet as a WebSocket frame carries it: text is the type digit and the text
  * ("4hello", "2", "6"), binary is the message's bytes. Over polling a text packet is
  * written as it is and a binary one as `b` + base64. */
+typedef struct eio_shared eio_shared;
 typedef struct eio_item {
     struct eio_item *next;
+    const uint8_t *p; /* the packet: data below, or the shared bytes */
+    size_t len;
+    bool binary;
+    eio_shared *shared; /* a published packet, one copy for every polling session */
+    uint8_t data[];
+} eio_item;
+
+/* The bytes of one published packet (wsx_eio_send_msg on polling), made once per publish as
+ * the hub form of this layer and referenced by every polling session's queue. */
+struct eio_shared {
+    size_t refs;
     size_t len;
     bool binary;
     uint8_t data[];
-} eio_item;
+};
+
+/* Sessions of one client address (addr.c). */
+typedef struct eio_addr {
+    struct eio_addr *next;
+    uint8_t key[16];
+    size_t n;
+} eio_addr;
+
+#define WSX__EIO_ADDR_BUCKETS 256
 
 struct wsx_eio_session {
     wsx_eio *e;
@@ -38,6 +59,7 @@ struct wsx_eio_session {
     wsx_eio_session *dnext;       /* the dead list or the flush list */
     char sid[WSX__EIO_SID_LEN + 1];
     char peer[64];
+    uint8_t addr[16];     /* its key in the engine's count per address */
     uint8_t transport;    /* enum eio_transport */
     uint8_t state;        /* enum eio_state */
     uint8_t hb;           /* enum eio_hb */
@@ -67,11 +89,12 @@ struct wsx_eio {
     uint64_t key[2]; /* SipHash key of the sid table */
     wsx_eio_session **buckets;
     size_t nbuckets, n;
-    wsx_eio_session *live;          /* every session that is not dead */
-    wsx_eio_session *dead, *flushq; /* lists through dnext */
-    wsx_timer *tick;                /* the heartbeat and upgrade deadlines */
-    wsx_timer *kick;                /* a zero-delay timer for the dead and flush lists */
-    bool freed;                     /* wsx_eio_free ran: the route answers 503 */
+    wsx_eio_session *live;                     /* every session that is not dead */
+    wsx_eio_session *dead, *flushq;            /* lists through dnext */
+    wsx_timer *tick;                           /* the heartbeat and upgrade deadlines */
+    wsx_timer *kick;                           /* a zero-delay timer for the dead and flush lists */
+    bool freed;                                /* wsx_eio_free ran: the route answers 503 */
+    eio_addr *abuckets[WSX__EIO_ADDR_BUCKETS]; /* sessions per client address */
 };
 
 /* engine.c */
@@ -100,6 +123,16 @@ void wsx__eio_http_error(wsx_eio *e, wsx_http_req *r, int status, int code);
 size_t wsx__eio_cors(wsx_eio *e, const wsx_http_req *r, wsx_http_header *out);
 /* The queue drained after backpressure: on_drain. */
 void wsx__eio_drained(wsx_eio_session *s);
+
+/* addr.c: sessions per client address */
+void wsx__eio_addr_key(const char *peer, uint8_t key[16]);
+size_t wsx__eio_addr_count(wsx_eio *e, const uint8_t key[16]);
+int wsx__eio_addr_add(wsx_eio *e, const uint8_t key[16]);
+void wsx__eio_addr_remove(wsx_eio *e, const uint8_t key[16]);
+void wsx__eio_addr_free(wsx_eio *e);
+/* Whether a new session from peer is allowed: 0, or the HTTP status to refuse it with (503:
+ * max_sessions or max_sessions_per_ip reached). */
+int wsx__eio_admit(wsx_eio *e, const char *peer);
 
 /* polling.c */
 void wsx__eio_poll_handshake(wsx_eio *e, wsx_http_req *r);

@@ -36,12 +36,13 @@ int wsx__eio_ws_upgrade(wsx_server *srv, const wsx_http_req *r, void **conn_user
     if (s) {
         memcpy(t->sid, s->sid, sizeof t->sid);
     } else {
-        if (e->n >= e->o.max_sessions) {
+        int st = wsx__eio_admit(e, wsx_http_req_peer(r));
+        if (st) {
             free(t);
-            return 503;
+            return st;
         }
         if (e->o.allow_request) {
-            int st = e->o.allow_request(e, r, e->o.user);
+            st = e->o.allow_request(e, r, e->o.user);
             if (st != 0) {
                 free(t);
                 return st >= 400 && st <= 599 ? st : 403;
@@ -81,7 +82,7 @@ void wsx__eio_ws_open(wsx_conn *c, void *user)
         char peer[64] = "-";
         wsx_conn_peer(c, peer, sizeof peer);
         wsx_eio_session *s =
-            e->n < e->o.max_sessions ? wsx__eio_session_new(e, EIO_T_WEBSOCKET, peer) : NULL;
+            wsx__eio_admit(e, peer) ? NULL : wsx__eio_session_new(e, EIO_T_WEBSOCKET, peer);
         if (!s) {
             drop(c, 1013, "try again later");
             return;
@@ -126,7 +127,7 @@ void wsx__eio_probe_timeout(wsx_eio_session *s)
 
 int wsx__eio_ws_send_item(wsx_eio_session *s, const eio_item *it)
 {
-    int rc = wsx_send(s->ws, it->data, it->len, it->binary ? WSX_BINARY : WSX_TEXT);
+    int rc = wsx_send(s->ws, it->p, it->len, it->binary ? WSX_BINARY : WSX_TEXT);
     if (rc == WSX_EBACKPRESSURE) s->backpressure = true;
     return rc;
 }

@@ -829,5 +829,11 @@ void wsx__http_conn_timeout(wsx__http_conn *hc)
 
 void wsx__http_conn_shutdown(wsx__http_conn *hc)
 {
-    if (!(hc->flags & WSX__H_BUSY) || (hc->flags & WSX__H_STREAMING)) wsx__stream_close(hc->s);
+    /* An answer still queued (held requests answered just before the shutdown, such as
+     * Engine.IO's "1" to its held GETs) goes out, then FIN. */
+    if (hc->flags & WSX__H_ENDED) return;
+    if (!(hc->flags & (WSX__H_BUSY | WSX__H_STREAMING)) && wsx__stream_queued(hc->s))
+        finish(hc);
+    else if (!(hc->flags & WSX__H_BUSY) || (hc->flags & WSX__H_STREAMING))
+        wsx__stream_close(hc->s);
 }

@@ -30,7 +30,7 @@ typedef struct wsx__http_route {
     size_t max_body;
     wsx_http_cb on_request; /* of a WebSocket route: for requests without Upgrade (NULL: 426) */
     void *user;
-    unsigned ws; /* 0: an HTTP route; else the owner's number of a WebSocket route */
+    unsigned ws;   /* 0: an HTTP route; else the owner's number of a WebSocket route */
     bool oversize; /* a body above max_body goes to on_request without it (not 413) */
 } wsx__http_route;
 

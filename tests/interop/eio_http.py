@@ -4,12 +4,14 @@ docs/socketio.md): every row of "HTTP errors" with its exact body, the open pack
 GET, 413 above maxPayload, two concurrent GETs, a session that never pongs (closed after
 pingInterval + pingTimeout), a binary POST, a parse error, the upgrade (2probe, 3probe, the
 held GET released with 6, 5, the queue flushed on the WebSocket, polling refused after it, a
-second WebSocket closed), the upgrade timeout, CORS, max sessions (503), and the bound of a
+second WebSocket closed), the upgrade timeout, CORS, max sessions and sessions per address
+(503), and the bound of a
 session's outgoing queue pushed against (a client that never GETs while the server sends:
-closed at the bound, server memory bounded)."""
+closed at the bound, server memory bounded), and SIGTERM (held GETs answered 1)."""
 
 import json
 import re
+import signal
 import socket
 import threading
 import time
@@ -24,15 +26,33 @@ class Sio(Server):
     ws_path = PATH
 
 
-def req(port, method, query, body=b"", headers=()):
-    """One request on its own connection: (status, {lowercased header: value}, body)."""
+def req(port, method, query, body=b"", headers=(), source=None):
+    """One request on its own connection (from the address source, default 127.0.0.1):
+    (status, {lowercased header: value}, body)."""
     lines = [f"{method} {PATH}?{query} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
     lines += [f"{k}: {v}" for k, v in headers]
     if method == "POST":
         lines.append(f"Content-Length: {len(body)}")
     data = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-    status, hdrs, rbody, _ = http_request(port, data, timeout=10)
-    return status, hdrs, rbody
+    if source is None:
+        status, hdrs, rbody, _ = http_request(port, data, timeout=10)
+        return status, hdrs, rbody
+    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as s:
+        s.sendall(data)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            if not d:
+                break
+            buf += d
+        head, _, rbody = buf.partition(b"\r\n\r\n")
+        status, hdrs, _ = parse_head(head)
+        while len(rbody) < int(hdrs.get("content-length", "0") or 0):
+            d = s.recv(65536)
+            if not d:
+                break
+            rbody += d
+        return status, hdrs, rbody
 
 
 class Held:
@@ -307,6 +327,26 @@ def max_sessions(port):
     eq(st, 503, "a third session with --max-sessions 2: 503")
 
 
+def per_ip(port):
+    # --max-sessions-per-ip 3: a client that opens sessions and never uses them takes its
+    # own address's share, not the server's.
+    sids = [handshake(port)[0] for _ in range(3)]
+    st, h, body = req(port, "GET", "EIO=4&transport=polling")
+    eq((st, body), (503, b""), "a fourth session from 127.0.0.1 with --max-sessions-per-ip 3: 503")
+    eq(h.get("retry-after"), "5", "503: Retry-After: 5")
+    try:
+        ws = ws_connect(port, "EIO=4&transport=websocket")
+        check(False, "a WebSocket session from the same address is refused too", "accepted")
+        ws.close()
+    except RuntimeError as e:
+        check("503" in str(e), "a WebSocket session from the same address: 503", str(e))
+    st, _, body = req(port, "GET", "EIO=4&transport=polling", source="127.0.0.2")
+    eq(st, 200, "another address (127.0.0.2) still gets a session")
+    eq(req(port, "POST", q(sids[0]), b"1")[2], b"ok", "one session closes")
+    time.sleep(0.05)
+    eq(req(port, "GET", "EIO=4&transport=polling")[0], 200, "... and the address may open one again")
+
+
 def queue_bound(srv):
     # --queue-limit 1000000 --max-payload 100000: a client POSTs and never GETs.
     port = srv.port
@@ -327,6 +367,41 @@ def queue_bound(srv):
     rss1 = proc_status_kib(srv.proc.pid)
     note(f"server VmRSS {rss0} KiB -> {rss1} KiB after 8 sessions pushed to a 1 MB bound")
     check(rss1 - rss0 < 40 * 1024, f"server memory bounded: grew {(rss1 - rss0) // 1024} MiB (< 40)")
+
+
+def transports(port_ws, port_poll):
+    # --transports websocket: no polling at all.
+    st, _, body = req(port_ws, "GET", "EIO=4&transport=polling")
+    eq((st, body), (400, error_body(0)), "--transports websocket: a polling handshake is Transport unknown")
+    ws = ws_connect(port_ws, "EIO=4&transport=websocket")
+    f = ws.recv_frame()
+    check(f.payload.startswith(b'0{"sid":'), "--transports websocket: a WebSocket session opens")
+    ws.close()
+    # --transports polling: the open packet offers no upgrade, and none is taken.
+    sid, _, body = handshake(port_poll)
+    check(b'"upgrades":[]' in body, "--transports polling: the open packet offers no upgrade", body)
+    try:
+        ws = ws_connect(port_poll, f"EIO=4&transport=websocket&sid={sid}")
+        check(False, "--transports polling: an upgrade is refused", "accepted")
+        ws.close()
+    except RuntimeError as e:
+        check("400" in str(e), "--transports polling: an upgrade is refused with 400", str(e))
+
+
+def shutdown(srv):
+    port = srv.port
+    sid, _, _ = handshake(port)
+    g = Held(port, q(sid))
+    check(g.pending(), "a GET held before SIGTERM")
+    ws = ws_connect(port, "EIO=4&transport=websocket")
+    ws.recv_frame()
+    srv.proc.send_signal(signal.SIGTERM)
+    st, _, body, _ = g.result()
+    eq((st, body), (200, b"1"), "SIGTERM: the held GET is answered 1 (server shutting down)")
+    f = ws.recv_frame()
+    eq(f.opcode, 8, "SIGTERM: the WebSocket session is closed")
+    ws.close()
+    eq(srv.wait_exit(10), 0, "wsx sio exits 0")
 
 
 def main():
@@ -354,6 +429,15 @@ def main():
     with step("max sessions"):
         with Sio(["--max-sessions", "2"]) as s:
             max_sessions(s.port)
+    with step("sessions per address"):
+        with Sio(["--max-sessions-per-ip", "3"]) as s:
+            per_ip(s.port)
+    with step("transports"):
+        with Sio(["--transports", "websocket"]) as a, Sio(["--transports", "polling"]) as b:
+            transports(a.port, b.port)
+    with step("shutdown"):
+        with Sio([]) as s:
+            shutdown(s)
     with step("queue bound"):
         with Sio(["--queue-limit", "1000000", "--max-payload", "100000", "--quiet"]) as s:
             queue_bound(s)

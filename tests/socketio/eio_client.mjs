@@ -3,6 +3,7 @@
 // polling only. Each mode sends text, UTF-8, binary and a large message, before and (with the
 // upgrade) after the move to WebSocket, and checks every echo, in order. (No text holds the
 // record separator 0x1e: over polling it splits the packet, with the reference server too.)
+// Then, with 200 ms pings, sessions in each mode must stay open: the client's pongs count.
 //
 //   WSX_BIN=build/wsx node tests/socketio/eio_client.mjs
 //
@@ -27,8 +28,8 @@ const within = (p, ms, what) => Promise.race([
   p, new Promise((_, no) => setTimeout(() => no(new Error(`${what}: timed out after ${ms} ms`)), ms)),
 ]);
 
-function startServer() {
-  const child = spawn(WSX_BIN, ['sio', '--host', '127.0.0.1', '--port', '0', '--quiet'],
+function startServer(extra = []) {
+  const child = spawn(WSX_BIN, ['sio', '--host', '127.0.0.1', '--port', '0', '--quiet', ...extra],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
@@ -109,6 +110,27 @@ async function mode(port, name, transports, expectUpgrade) {
   }
 }
 
+// With pingInterval 200 and pingTimeout 300 the client must answer pings on its transport
+// (polling, then WebSocket after the upgrade): the session outlives many intervals.
+async function heartbeat(port, name, transports) {
+  const sock = new Socket(`http://127.0.0.1:${port}`, { path: '/engine.io/', transports });
+  try {
+    await within(new Promise((r) => sock.once('open', r)), 10000, `${name}: open`);
+    let pings = 0;
+    sock.on('ping', () => pings++);
+    let closed = null;
+    sock.on('close', (reason) => { closed = reason; });
+    await new Promise((r) => setTimeout(r, 1500));
+    check(closed === null, `${name}: still open after 1.5 s of 200 ms pings`, closed);
+    check(pings >= 4, `${name}: the client saw the pings (${pings})`);
+    await roundTrip(sock, ['after pings'], name);
+    sock.close();
+  } catch (e) {
+    check(false, name, e.message);
+    sock.close();
+  }
+}
+
 const deadline = setTimeout(() => { console.log('FAIL - the whole test took over 60 s'); process.exit(1); }, 60000);
 const { child, port } = await startServer();
 try {
@@ -117,6 +139,14 @@ try {
   await mode(port, 'polling only', ['polling'], false);
 } finally {
   child.kill('SIGKILL');
+}
+const hb = await startServer(['--ping-interval', '200', '--ping-timeout', '300']);
+try {
+  await heartbeat(hb.port, 'heartbeat, polling then upgrade', ['polling', 'websocket']);
+  await heartbeat(hb.port, 'heartbeat, polling only', ['polling']);
+  await heartbeat(hb.port, 'heartbeat, websocket only', ['websocket']);
+} finally {
+  hb.child.kill('SIGKILL');
   clearTimeout(deadline);
 }
 console.log(failed ? `${failed} check(s) failed` : 'all checks passed');

@@ -28,6 +28,9 @@ static const char help[] =
     "  --recovery MS          connection state recovery window (maxDisconnectionDuration,\n"
     "                         default 120000; 0: off)\n"
     "  --max-sessions N       Engine.IO sessions at most per path; more get 503 (default 10000)\n"
+    "  --max-sessions-per-ip N  sessions of one client address (IPv4, or IPv6 /64) per path;\n"
+    "                         more get 503 (default 256)\n"
+    "  --transports LIST      transports allowed: polling,websocket (default both)\n"
     "  --queue-limit BYTES    outgoing queue of a polling session; above it the session is\n"
     "                         closed (default 16M)\n"
     "  --cors-origin ORIGIN   allow this origin for polling (repeatable; '*' any); default:\n"
@@ -231,8 +234,10 @@ enum {
     O_CONNECT,
     O_RECOVERY,
     O_SESSIONS,
+    O_SESSIONS_IP,
     O_QUEUE,
     O_ORIGIN,
+    O_TRANSPORTS,
     O_CRED,
 };
 
@@ -246,8 +251,10 @@ static const struct option sio_longopts[] = {
     {"connect-timeout", required_argument, 0, O_CONNECT},
     {"recovery", required_argument, 0, O_RECOVERY},
     {"max-sessions", required_argument, 0, O_SESSIONS},
+    {"max-sessions-per-ip", required_argument, 0, O_SESSIONS_IP},
     {"queue-limit", required_argument, 0, O_QUEUE},
     {"cors-origin", required_argument, 0, O_ORIGIN},
+    {"transports", required_argument, 0, O_TRANSPORTS},
     {"cors-credentials", no_argument, 0, O_CRED},
     {"quiet", no_argument, 0, TOOL_O_QUIET},
     {"json-logs", no_argument, 0, TOOL_O_JSON_LOGS},
@@ -313,11 +320,13 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, tool_server_arg
             break;
         case O_PAYLOAD:
         case O_SESSIONS:
+        case O_SESSIONS_IP:
         case O_QUEUE:
             if (!parse_size(optarg, &sz) || sz == 0)
                 return usage_error("sio", "bad size '%s'", optarg);
             if (ch == O_PAYLOAD) A.eio.max_payload = sz;
             if (ch == O_SESSIONS) A.eio.max_sessions = sz;
+            if (ch == O_SESSIONS_IP) A.eio.max_sessions_per_ip = sz;
             if (ch == O_QUEUE) A.eio.send_hard_limit = sz;
             break;
         case O_ORIGIN:
@@ -325,6 +334,22 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, tool_server_arg
                 return usage_error("sio", "more than %d --cors-origin", MAX_ORIGINS);
             A.origins[A.eio.n_cors_origins++] = optarg;
             break;
+        case O_TRANSPORTS: {
+            A.eio.transports = 0;
+            char list[64];
+            snprintf(list, sizeof list, "%s", optarg);
+            for (char *save = NULL, *t = strtok_r(list, ",", &save); t;
+                 t = strtok_r(NULL, ",", &save)) {
+                if (!strcmp(t, "polling"))
+                    A.eio.transports |= WSX_EIO_POLLING;
+                else if (!strcmp(t, "websocket"))
+                    A.eio.transports |= WSX_EIO_WEBSOCKET;
+                else
+                    return usage_error("sio", "bad --transports '%s'", optarg);
+            }
+            if (!A.eio.transports) return usage_error("sio", "bad --transports '%s'", optarg);
+            break;
+        }
         case O_CRED:
             A.eio.cors_credentials = true;
             break;
