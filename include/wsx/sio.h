@@ -145,7 +145,8 @@ WSX_API wsx_sio_opts wsx_sio_defaults(void);
 WSX_API int wsx_sio_attach(wsx_server *srv, const wsx_sio_opts *o, wsx_sio **out);
 
 /* Disconnects every socket ("server shutting down", each disconnect callback runs), closes
- * every session (wsx_eio_free) and frees io. NULL is a no-op. */
+ * every session (wsx_eio_free) and frees io. Not from inside one of io's own callbacks (post
+ * it, or call it from a signal or timer callback). NULL is a no-op. */
 WSX_API void wsx_sio_free(wsx_sio *io);
 
 /* The Engine.IO server underneath (for its counters, or wsx_eio_sessions). */
@@ -176,10 +177,10 @@ WSX_API int wsx_sio_use(wsx_sio_nsp *n, wsx_sio_middleware_cb mw, void *user);
 WSX_API void wsx_sio_on_connection(wsx_sio_nsp *n, wsx_sio_connection_cb cb, void *user);
 
 /*
- * Handlers every socket of the namespace has, consulted after the socket's own (wsx_sio_on):
- * they cost no memory per socket. event NULL: any event no other handler of the namespace
- * or socket took. Setting an event again replaces its handler; cb NULL removes it.
- * Returns 0, WSX_EINVAL or WSX_ENOMEM.
+ * Handlers every socket of the namespace has: they cost no memory per socket. An event goes
+ * to the first of: the socket's handler of its name (wsx_sio_on), the namespace's handler of
+ * its name, the socket's catch-all (event NULL), the namespace's catch-all. Setting an event
+ * again replaces its handler; cb NULL removes it. Returns 0, WSX_EINVAL or WSX_ENOMEM.
  */
 WSX_API int wsx_sio_nsp_on(wsx_sio_nsp *n, const char *event, wsx_sio_event_cb cb, void *user);
 
@@ -189,10 +190,11 @@ WSX_API void wsx_sio_nsp_on_disconnect(wsx_sio_nsp *n, wsx_sio_disconnect_cb cb,
 /* ---- sockets ---- */
 
 /*
- * Sets the socket's handler of event (NUL-terminated; NULL: any event that has no handler
- * of its own on the socket). Setting an event again replaces its handler; cb NULL removes
- * it. An event that finds no handler (socket or namespace) is dropped, and its ack, if one
- * was asked for, is never sent (as in the reference). Returns 0, WSX_EINVAL or WSX_ENOMEM.
+ * Sets the socket's handler of event (NUL-terminated; NULL: a catch-all, see wsx_sio_nsp_on
+ * for the order). Setting an event again replaces its handler; cb NULL removes it; a handler
+ * may change handlers, its own included. An event that finds no handler is dropped, and its
+ * ack, if one was asked for, is never sent (as in the reference). An event whose name holds
+ * a NUL byte reaches only catch-alls. Returns 0, WSX_EINVAL or WSX_ENOMEM.
  */
 WSX_API int wsx_sio_on(wsx_sio_socket *s, const char *event, wsx_sio_event_cb cb, void *user);
 
@@ -255,7 +257,8 @@ WSX_API wsx_sio_nsp *wsx_sio_socket_nsp(const wsx_sio_socket *s);
 WSX_API wsx_eio_session *wsx_sio_socket_session(const wsx_sio_socket *s);
 
 /* The CONNECT payload (an object, or NULL when the client sent none), borrowed: valid while
- * the socket is. */
+ * the socket is. A client reconnecting with recovery puts its "pid" and "offset" in it too,
+ * as socket.io's handshake.auth shows them. */
 WSX_API json_t *wsx_sio_handshake_auth(const wsx_sio_socket *s);
 
 /* True when the socket was restored by connection state recovery (its id and rooms are the
