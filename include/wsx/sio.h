@@ -127,7 +127,8 @@ typedef struct wsx_sio_opts {
      * below and by the window) and a record per recoverable socket (bounded below). */
     uint32_t recovery_ms;
     size_t recovery_max_packets;       /* [10000] packets kept per namespace */
-    size_t recovery_max_bytes;         /* [8 MiB] bytes of them per namespace */
+    size_t recovery_max_bytes;         /* [8 MiB] bytes of them per namespace, and as much again
+                                          for the records (their room names) */
     size_t recovery_max_sessions;      /* [10000] records of disconnected sockets per namespace */
     wsx_sio_namespace_cb on_namespace; /* NULL: unknown namespaces are refused */
     void *user;                        /* given to on_namespace */

@@ -30,6 +30,7 @@ struct sio_rpkt {
 /* A socket that may come back. */
 struct sio_rsess {
     sio_rsess *next;
+    size_t size;
     uint64_t at; /* disconnected at (loop clock) */
     char pid[21], sid[21];
     uint32_t n_rooms;
@@ -67,11 +68,13 @@ static void prune(wsx_sio_nsp *n)
         free(p);
     }
     while (n->rsess &&
-           (n->rsess_n > o->recovery_max_sessions || n->rsess->at + o->recovery_ms < t)) {
+           (n->rsess_n > o->recovery_max_sessions || n->rsess_bytes > o->recovery_max_bytes ||
+            n->rsess->at + o->recovery_ms < t)) {
         sio_rsess *r = n->rsess;
         n->rsess = r->next;
         if (!n->rsess) n->rsess_tail = NULL;
         n->rsess_n--;
+        n->rsess_bytes -= r->size;
         free(r);
     }
 }
@@ -90,7 +93,7 @@ void wsx__sio_recover_free(wsx_sio_nsp *n)
     }
     n->ring_tail = NULL;
     n->rsess_tail = NULL;
-    n->ring_n = n->ring_bytes = n->rsess_n = 0;
+    n->ring_n = n->ring_bytes = n->rsess_n = n->rsess_bytes = 0;
 }
 
 int wsx__sio_offset_new(wsx_sio_nsp *n, char out[16])
@@ -181,6 +184,7 @@ void wsx__sio_persist(wsx_sio_socket *s, const char *reason)
     sio_rsess *r = malloc(size);
     if (!r) return; /* not recoverable then: the client gets a fresh socket */
     r->next = NULL;
+    r->size = size;
     r->at = now(n->io);
     memcpy(r->pid, s->pid, sizeof r->pid);
     memcpy(r->sid, s->id, sizeof r->sid);
@@ -200,6 +204,7 @@ void wsx__sio_persist(wsx_sio_socket *s, const char *reason)
         n->rsess = r;
     n->rsess_tail = r;
     n->rsess_n++;
+    n->rsess_bytes += size;
     prune(n);
 }
 
@@ -243,6 +248,7 @@ int wsx__sio_restore(wsx_sio_socket *s, const json_t *auth)
         n->rsess = r->next;
     if (n->rsess_tail == r) n->rsess_tail = prev;
     n->rsess_n--;
+    n->rsess_bytes -= r->size;
     memcpy(s->id, r->sid, sizeof s->id);
     memcpy(s->pid, r->pid, sizeof s->pid);
     int rc = wsx__sio_socket_subscribe(s);

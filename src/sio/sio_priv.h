@@ -62,7 +62,7 @@ struct wsx_sio_nsp {
     sio_rpkt *ring, *ring_tail;
     size_t ring_n, ring_bytes;
     sio_rsess *rsess, *rsess_tail;
-    size_t rsess_n;
+    size_t rsess_n, rsess_bytes;
     uint64_t next_offset;
     char *topic;  /* "sio:<name length>:<name>": the namespace's topic; rooms append */
     wsx_sub *all; /* the namespace's one subscription to it: broadcasts to every socket */
