@@ -118,6 +118,10 @@ typedef struct wsx_sio_opts {
     size_t max_pending_acks;     /* [256] per socket: emits awaiting the client's ack */
     size_t max_rooms;            /* [256] per socket, its own room included */
     size_t max_namespaces;       /* [1024] namespaces the server holds ("/" included) */
+    /* [16384] bytes of a CONNECT packet (its auth payload is kept while the socket lives):
+     * longer ones are refused with connect_error {"message":"CONNECT payload too large"} and
+     * the session stays. The reference has no such bound (maxPayload only). */
+    size_t max_auth_bytes;
     /* Connection state recovery (socket.io's connectionStateRecovery): 0 = off. Otherwise
      * the window (maxDisconnectionDuration) in which a client whose transport dropped gets
      * its socket back: same id, same rooms, and the packets it missed. With it on, every

@@ -37,6 +37,7 @@ static void resolve(wsx_sio_opts *o)
     if (!o->max_pending_acks) o->max_pending_acks = 256;
     if (!o->max_rooms) o->max_rooms = 256;
     if (!o->max_namespaces) o->max_namespaces = 1024;
+    if (!o->max_auth_bytes) o->max_auth_bytes = 16384;
     if (!o->recovery_max_packets) o->recovery_max_packets = 10000;
     if (!o->recovery_max_bytes) o->recovery_max_bytes = 8u << 20;
     if (!o->recovery_max_sessions) o->recovery_max_sessions = 10000;
@@ -442,12 +443,19 @@ static wsx_sio_nsp *connect_nsp(wsx_sio *io, const char *name, size_t len)
     return n;
 }
 
-static void on_connect(sio_client *c, const wsx__sio_packet *p)
+static void on_connect(sio_client *c, const wsx__sio_packet *p, size_t len)
 {
     wsx_sio *io = c->io;
     wsx_sio_nsp *n = connect_nsp(io, p->nsp, p->nsp_len);
     if (!n) {
         refuse_namespace(c, p->nsp, p->nsp_len);
+        return;
+    }
+    /* The payload is kept for the socket's life (wsx_sio_handshake_auth): bounded apart from
+     * maxPayload, which is meant for messages that pass through. */
+    if (len > io->o.max_auth_bytes) {
+        connect_error(c, n->name, n->name_len,
+                      json_pack("{ss}", "message", "CONNECT payload too large"));
         return;
     }
     wsx_sio_socket *s = calloc(1, sizeof *s);
@@ -592,7 +600,7 @@ void wsx__sio_session_message(sio_client *c, const uint8_t *data, size_t len, bo
     }
     wsx_sio_socket *s = client_socket(c, p.nsp, p.nsp_len);
     if (!s && p.type == WSX__SIO_CONNECT) {
-        on_connect(c, &p);
+        on_connect(c, &p, len);
     } else if (!s || p.type == WSX__SIO_CONNECT || p.type == WSX__SIO_CONNECT_ERROR) {
         client_close(c);
     } else if (p.type == WSX__SIO_EVENT || p.type == WSX__SIO_BINARY_EVENT) {

@@ -290,6 +290,15 @@ TEST(middleware)
     CHECK_INT(seen.connections, 1);
     CHECK(seen.last && wsx_sio_in(seen.last, "during-middleware"));
     CHECK_INT(mw_calls, 3);
+    /* A CONNECT above max_auth_bytes (16384) is refused; the session stays. */
+    char *big = malloc(20000);
+    memcpy(big, "0/custom,{\"t\":\"", 15);
+    memset(big + 15, 'a', 19000);
+    memcpy(big + 19015, "\"}", 3);
+    fake_feed(&f, big);
+    free(big);
+    EXPECT(&f, "T4/custom,{\"message\":\"CONNECT payload too large\"}");
+    CHECK_INT(f.close_asked, 0);
     fake_end(&f, "ping timeout");
     CHECK_STR(seen.reason, "ping timeout");
     CHECK_INT(wsx_hub_topics(wsx_hub_of(loop)), 2);
