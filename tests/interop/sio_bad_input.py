@@ -12,7 +12,9 @@ with its exact outcome.
 - 10 attachments (the bound): echoed; attachments above maxPayload: closed;
 - 300 request-ack never answered: exactly 256 server-ack-request (max_pending_acks), the rest
   dropped, the session alive;
-- 300 joins: exactly 255 acks (max_rooms 256 with the socket's own room), the session alive.
+- 300 joins: exactly 255 acks (max_rooms 256 with the socket's own room), the session alive;
+- a CONNECT of 20000 bytes: connect_error "CONNECT payload too large" (max_auth_bytes), the
+  session alive.
 """
 
 import json
@@ -115,6 +117,18 @@ def unknown_namespace(port):
     r.close()
 
 
+def big_connect(port):
+    r = connect(port)
+    r.send_frame(0x1, b'40{"t":"' + b"a" * 20000 + b'"}')
+    r.send_frame(0x1, b"40")  # at once: this server's connect timeout is 300 ms
+    got = texts(r, 1.0)
+    eq(got[:1], [b'44{"message":"CONNECT payload too large"}'],
+       "a CONNECT above 16384 bytes: connect_error")
+    check(len(got) >= 2 and isinstance(got[1], bytes) and got[1].startswith(b'40{"sid":"'),
+          "the session stays: the next CONNECT is answered", repr(got[:3]))
+    r.close()
+
+
 def connect_timeout(port):
     r = connect(port)
     t0 = time.monotonic()
@@ -201,6 +215,7 @@ def main():
             rooms(s.port)
     with step("connect timeout"):
         with Sio(["--quiet", "--connect-timeout", "300"]) as s:
+            big_connect(s.port)
             connect_timeout(s.port)
 
 
