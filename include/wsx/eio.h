@@ -72,6 +72,10 @@ typedef struct wsx_eio_opts {
     size_t send_high_water; /* [1 MiB] */
     size_t send_low_water;  /* [256 KiB] */
     size_t send_hard_limit; /* [16 MiB] */
+    /* [256 MiB] the queues of all the engine's sessions together: a send that would pass it
+     * first ends the session with the largest queue ("transport error"), and so on, the
+     * sender's own included. */
+    size_t max_queued_bytes;
     /* CORS for polling: allowed origins (NULL/0: no CORS headers, as the reference without
      * its cors option; "*" allows any origin, echoed back), credentials. Copied. */
     const char *const *cors_origins;

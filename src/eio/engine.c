@@ -37,6 +37,7 @@ static void resolve(wsx_eio_opts *o)
     if (!o->send_high_water) o->send_high_water = 1u << 20;
     if (!o->send_low_water) o->send_low_water = 256u << 10;
     if (!o->send_hard_limit) o->send_hard_limit = 16u << 20;
+    if (!o->max_queued_bytes) o->max_queued_bytes = (size_t)256 << 20;
     if (o->send_low_water > o->send_high_water) o->send_low_water = o->send_high_water;
 }
 
@@ -171,6 +172,7 @@ void wsx__eio_queue_clear(wsx_eio_session *s)
     }
     s->qhead = NULL;
     s->qtail = &s->qhead;
+    s->e->qtotal -= s->qbytes;
     s->qbytes = 0;
 }
 
@@ -217,7 +219,7 @@ void wsx__eio_want_flush(wsx_eio_session *s)
 {
     if (s->flushing) return;
     s->flushing = true;
-    s->dnext = s->e->flushq;
+    s->fnext = s->e->flushq;
     s->e->flushq = s;
     wsx__eio_kick(s->e);
 }
@@ -234,9 +236,9 @@ static void kick_cb(wsx_timer *t, void *arg)
         wsx_eio_session *f = e->flushq;
         e->flushq = NULL;
         while (f) {
-            wsx_eio_session *next = f->dnext;
+            wsx_eio_session *next = f->fnext;
             f->flushing = false;
-            f->dnext = NULL;
+            f->fnext = NULL;
             if (f->state != EIO_S_DEAD) wsx__eio_poll_flush(f, false);
             f = next;
         }
@@ -323,10 +325,26 @@ static int push(wsx_eio_session *s, eio_item *it)
         wsx__eio_end(s, "transport error");
         return WSX_ECLOSED;
     }
+    /* The engine's bound on all its queues together: the largest queues go first (as the
+     * process-wide budget of WebSocket output does), so many sessions each under its own
+     * limit cannot hold unbounded memory between them. */
+    while (e->qtotal + it->len > e->o.max_queued_bytes && e->qtotal) {
+        wsx_eio_session *big = s;
+        for (wsx_eio_session *x = e->live; x; x = x->next)
+            if (x->qbytes > big->qbytes) big = x;
+        if (!big->qbytes && big == s) break;
+        wsx__eio_end(big, "transport error");
+        if (big == s) {
+            if (it->shared) shared_release(it->shared);
+            free(it);
+            return WSX_ECLOSED;
+        }
+    }
     it->next = NULL;
     *s->qtail = it;
     s->qtail = &it->next;
     s->qbytes += it->len;
+    e->qtotal += it->len;
     if (s->get) wsx__eio_want_flush(s);
     if (s->qbytes > e->o.send_high_water) {
         s->backpressure = true;

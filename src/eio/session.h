@@ -56,7 +56,8 @@ struct wsx_eio_session {
     wsx_eio *e;
     wsx_eio_session *hnext;       /* the sid table's chain */
     wsx_eio_session *prev, *next; /* the engine's live list (the tick walks it) */
-    wsx_eio_session *dnext;       /* the dead list or the flush list */
+    wsx_eio_session *dnext;       /* the dead list */
+    wsx_eio_session *fnext;       /* the flush list (a session may be on both at once) */
     char sid[WSX__EIO_SID_LEN + 1];
     char peer[64];
     uint8_t addr[16];     /* its key in the engine's count per address */
@@ -89,8 +90,9 @@ struct wsx_eio {
     uint64_t key[2]; /* SipHash key of the sid table */
     wsx_eio_session **buckets;
     size_t nbuckets, n;
+    size_t qtotal;                             /* bytes in every session's queue */
     wsx_eio_session *live;                     /* every session that is not dead */
-    wsx_eio_session *dead, *flushq;            /* lists through dnext */
+    wsx_eio_session *dead, *flushq;            /* lists through dnext and fnext */
     wsx_timer *tick;                           /* the heartbeat and upgrade deadlines */
     wsx_timer *kick;                           /* a zero-delay timer for the dead and flush lists */
     bool freed;                                /* wsx_eio_free ran: the route answers 503 */

@@ -5,7 +5,7 @@ GET, 413 above maxPayload, two concurrent GETs, a session that never pongs (clos
 pingInterval + pingTimeout), a binary POST, a parse error, the upgrade (2probe, 3probe, the
 held GET released with 6, 5, the queue flushed on the WebSocket, polling refused after it, a
 second WebSocket closed), the upgrade timeout, CORS, max sessions and sessions per address
-(503), and the bound of a
+(503), the bound of all queues together, and the bound of a
 session's outgoing queue pushed against (a client that never GETs while the server sends:
 closed at the bound, server memory bounded), and SIGTERM (held GETs answered 1)."""
 
@@ -404,6 +404,26 @@ def shutdown(srv):
     eq(srv.wait_exit(10), 0, "wsx sio exits 0")
 
 
+def queue_total(port):
+    # --queue-limit 1000000 --max-payload 100000 --max-queued-bytes 3000000: three sessions
+    # hold 900 kB each, a fourth pushes the total past 3 MB: the largest queue goes.
+    body = b"4" + b"q" * 99999
+    sids = [handshake(port)[0] for _ in range(4)]
+    for sid in sids[:3]:
+        for _ in range(9):
+            eq(req(port, "POST", q(sid), body)[0], 200, "POST (a session under its own limit)")
+    for i in range(4):
+        eq(req(port, "POST", q(sids[3]), body)[0], 200, f"fourth session: POST {i + 1}")
+    results = [req(port, "GET", q(sid)) for sid in sids[:3]]
+    gone = [r for r in results if r[0] == 400]
+    kept = [r for r in results if r[0] == 200]
+    eq(len(gone), 1, "past the engine's total, exactly one session (a largest queue) was closed")
+    check(all(r[2] == error_body(1) for r in gone), "... and is unknown now")
+    check(all(r[2] == b"\x1e".join([body] * 9) for r in kept), "the other two kept their 9 echoes")
+    got = req(port, "GET", q(sids[3]))[2]
+    check(got == b"\x1e".join([body] * 4), "the sender kept its 4 echoes", f"{len(got)} bytes")
+
+
 def main():
     with step("errors, basics, two GETs, upgrade, WebSocket only"):
         with Sio(["--max-payload", "100", "--upgrade-timeout", "5000"]) as s:
@@ -438,6 +458,10 @@ def main():
     with step("shutdown"):
         with Sio([]) as s:
             shutdown(s)
+    with step("all queues together"):
+        with Sio(["--queue-limit", "1000000", "--max-payload", "100000", "--max-queued-bytes", "3000000",
+                  "--quiet"]) as s:
+            queue_total(s.port)
     with step("queue bound"):
         with Sio(["--queue-limit", "1000000", "--max-payload", "100000", "--quiet"]) as s:
             queue_bound(s)

@@ -122,6 +122,25 @@ static void publish_cb(void *arg)
     pthread_mutex_unlock(&S.mu);
 }
 
+/* A publish to sessions with held GETs (each then waits for the kick to flush), then
+ * wsx_eio_close on each: every session is on the flush list and the dead list at once. */
+static void publish_close_cb(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&S.mu);
+    /* The polling sessions of send_msg are still subscribed: 2 more. */
+    CHECK_INT(wsx_hub_publish(wsx_hub_of(S.loop), "all", "4bye", 4, WSX_TEXT, NULL, NULL), 5);
+    for (size_t i = 0; i < S.n_psess; i++)
+        wsx_eio_close(S.psess[i]);
+    pthread_mutex_unlock(&S.mu);
+}
+
+static void free_t_cb(void *arg)
+{
+    (void)arg;
+    wsx_eio_free(S.t);
+}
+
 /* /a/: the handshake hook refuses requests with "X-Deny". */
 static int allow(wsx_eio *e, const wsx_http_req *r, void *u)
 {
@@ -491,6 +510,23 @@ static void op_post_end(model *m, bool bad)
     expect_closed(m, bad ? "parse error" : "transport close");
 }
 
+/* A message and a bad packet in one body: the echo is queued, then the session ends; the
+ * held GET gets "1" (the queue goes with the session). */
+static void op_post_msg_bad(model *m)
+{
+    char body[64];
+    snprintf(body, sizeof body,
+             "4m%u\x1e"
+             "9x",
+             m->counter++);
+    resp r;
+    http("/engine.io/", "POST", qs(m), body, &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.body, "ok");
+    m->qlen = 0;
+    expect_closed(m, "parse error");
+}
+
 static void op_probe_open(model *m)
 {
     char q[128];
@@ -641,8 +677,10 @@ static void step_model(model *m)
             op_get(m);
         else if (k < 85)
             op_probe_open(m);
-        else if (k < 93)
+        else if (k < 90)
             op_post_end(m, k & 1);
+        else if (k < 93)
+            op_post_msg_bad(m);
         else
             op_get(m);
         break;
@@ -809,6 +847,35 @@ TEST(send_msg)
     close(ws);
 }
 
+TEST(close_after_publish)
+{
+    pthread_mutex_lock(&S.mu);
+    S.n_psess = 0;
+    pthread_mutex_unlock(&S.mu);
+    char sids[3][21];
+    int held[3];
+    for (int i = 0; i < 3; i++) {
+        resp r;
+        http("/p/", "GET", "EIO=4&transport=polling", NULL, &r);
+        CHECK_INT(r.status, 200);
+        memcpy(sids[i], r.body + 9, 20);
+        sids[i][20] = 0;
+        char q[96];
+        snprintf(q, sizeof q, "EIO=4&transport=polling&sid=%s", sids[i]);
+        held[i] = http_send("/p/", "GET", q, NULL);
+        CHECK(quiet(held[i], 30));
+    }
+    wsx_loop_post(S.loop, publish_close_cb, NULL);
+    for (int i = 0; i < 3; i++) {
+        resp r;
+        held_result(held[i], &r);
+        CHECK_INT(r.status, 200);
+        CHECK_STR(r.body, "4bye\x1e"
+                          "1");
+        CHECK_STR(closed_reason(sids[i]), "forced close");
+    }
+}
+
 TEST(allow_request)
 {
     resp r;
@@ -826,6 +893,26 @@ TEST(allow_request)
     CHECK_STR(r.body, "{\"code\":4,\"message\":\"Forbidden\"}");
 }
 
+/* A freed engine's route stays and answers 503 (polling and WebSocket); freeing it again is
+ * a no-op (stop_cb does). Runs last on /t/. */
+TEST(freed_engine)
+{
+    char sid[21], q[96];
+    t_handshake(sid);
+    snprintf(q, sizeof q, "EIO=4&transport=polling&sid=%s", sid);
+    int held = http_send("/t/", "GET", q, NULL);
+    CHECK(quiet(held, 20));
+    wsx_loop_post(S.loop, free_t_cb, NULL);
+    resp r;
+    held_result(held, &r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.body, "1");
+    CHECK_STR(closed_reason(sid), "server shutting down");
+    http("/t/", "GET", "EIO=4&transport=polling", NULL, &r);
+    CHECK_INT(r.status, 503);
+    CHECK(ws_open("/t/", "EIO=4&transport=websocket") < 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -841,7 +928,9 @@ int main(void)
     RUN(random_sequences);
     RUN(timeouts);
     RUN(send_msg);
+    RUN(close_after_publish);
     RUN(allow_request);
+    RUN(freed_engine);
     wsx_loop_post(S.loop, stop_cb, NULL);
     pthread_join(th, NULL);
     CHECK_INT(S.opens, S.closes);

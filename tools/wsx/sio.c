@@ -30,6 +30,8 @@ static const char help[] =
     "  --max-sessions N       Engine.IO sessions at most per path; more get 503 (default 10000)\n"
     "  --max-sessions-per-ip N  sessions of one client address (IPv4, or IPv6 /64) per path;\n"
     "                         more get 503 (default 256)\n"
+    "  --max-queued-bytes B   the queues of all polling sessions together; above it the\n"
+    "                         largest queue's session is closed (default 256M)\n"
     "  --transports LIST      transports allowed: polling,websocket (default both)\n"
     "  --queue-limit BYTES    outgoing queue of a polling session; above it the session is\n"
     "                         closed (default 16M)\n"
@@ -236,6 +238,7 @@ enum {
     O_SESSIONS,
     O_SESSIONS_IP,
     O_QUEUE,
+    O_QUEUED_ALL,
     O_ORIGIN,
     O_TRANSPORTS,
     O_CRED,
@@ -253,6 +256,7 @@ static const struct option sio_longopts[] = {
     {"max-sessions", required_argument, 0, O_SESSIONS},
     {"max-sessions-per-ip", required_argument, 0, O_SESSIONS_IP},
     {"queue-limit", required_argument, 0, O_QUEUE},
+    {"max-queued-bytes", required_argument, 0, O_QUEUED_ALL},
     {"cors-origin", required_argument, 0, O_ORIGIN},
     {"transports", required_argument, 0, O_TRANSPORTS},
     {"cors-credentials", no_argument, 0, O_CRED},
@@ -322,12 +326,14 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, tool_server_arg
         case O_SESSIONS:
         case O_SESSIONS_IP:
         case O_QUEUE:
+        case O_QUEUED_ALL:
             if (!parse_size(optarg, &sz) || sz == 0)
                 return usage_error("sio", "bad size '%s'", optarg);
             if (ch == O_PAYLOAD) A.eio.max_payload = sz;
             if (ch == O_SESSIONS) A.eio.max_sessions = sz;
             if (ch == O_SESSIONS_IP) A.eio.max_sessions_per_ip = sz;
             if (ch == O_QUEUE) A.eio.send_hard_limit = sz;
+            if (ch == O_QUEUED_ALL) A.eio.max_queued_bytes = sz;
             break;
         case O_ORIGIN:
             if (A.eio.n_cors_origins == MAX_ORIGINS)
