@@ -319,7 +319,7 @@ typedef struct wsx_sio_to {
  * Emits event with args (stolen) and buffers to every socket `to` selects, each socket
  * once however many of the rooms it is in. The packet is encoded once; sockets on WebSocket
  * share one frame built once (the hub's prepared message), polling sessions share the bytes.
- * With buffers, each recipient also gets the attachments, queued per recipient.
+ * Attachments (buffers) go the same way: each framed once, its bytes shared.
  * Returns the number of sockets it was queued to (a slow socket past its hard limit is
  * closed and not counted), WSX_EINVAL (as wsx_sio_emit, or no nsp) or WSX_ENOMEM.
  */

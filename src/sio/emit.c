@@ -357,8 +357,9 @@ typedef struct sio_bcast {
     wsx_sio *io;
     const wsx_sio_to *to;
     uint64_t mark;
-    const wsx_sio_bin *bins;
-    size_t n_bins;
+    wsx__hub_pub *att; /* the attachments as the hub's publishes are: framed once for the
+                          WebSocket recipients, their bytes shared by the polling ones */
+    size_t n_att;
     ptrdiff_t delivered;
 } sio_bcast;
 
@@ -381,9 +382,9 @@ static int deliver_one(wsx_sio_socket *s, wsx_hub_msg *m)
         if (to->volatile_ && !io->ops->writable(s->client->sess)) return 0;
     }
     int rc = io->ops->send_msg(s->client->sess, m);
-    /* Attachments go per recipient: one binary message each. */
-    for (size_t i = 0; b && i < b->n_bins && (rc == 0 || rc == WSX_EBACKPRESSURE); i++)
-        rc = io->ops->send(s->client->sess, b->bins[i].data, b->bins[i].len, true);
+    /* Attachments: one binary message each, framed once for all recipients like the head. */
+    for (size_t i = 0; b && i < b->n_att && (rc == 0 || rc == WSX_EBACKPRESSURE); i++)
+        rc = io->ops->send_msg(s->client->sess, &b->att[i].msg);
     if (rc != 0 && rc != WSX_EBACKPRESSURE) return 0;
     if (b) b->delivered++;
     return 1;
@@ -453,7 +454,19 @@ ptrdiff_t wsx_sio_broadcast(const wsx_sio_to *to, const char *event, json_t *arg
         wsx__sio_ring_add(n, offset, buf.p + 1, buf.len - 1, bins, n_bins, to->rooms, to->n_rooms,
                           to->except_rooms, to->n_except,
                           to->except_socket ? to->except_socket->id : NULL);
-    sio_bcast b = {.io = io, .to = to, .mark = ++io->mark, .bins = bins, .n_bins = n_bins};
+    sio_bcast b = {.io = io, .to = to, .mark = ++io->mark, .n_att = n_bins};
+    if (n_bins && !(b.att = calloc(n_bins, sizeof *b.att))) {
+        wsx__strbuf_free(&buf);
+        return WSX_ENOMEM;
+    }
+    for (size_t i = 0; i < n_bins; i++) {
+        wsx__hub_pub *a = &b.att[i];
+        a->msg = (wsx_hub_msg){
+            .topic = n->topic, .data = bins[i].data, .len = bins[i].len, .type = WSX_BINARY};
+        a->prepared = (wsx_prepared){
+            .loop = io->loop, .data = bins[i].data, .len = bins[i].len, .type = WSX_BINARY};
+        a->msg.prepared = &a->prepared;
+    }
     ptrdiff_t rc2 = 0;
     if (!to->n_rooms) {
         rc2 = wsx_hub_publish(io->hub, n->topic, buf.p, buf.len, WSX_TEXT, NULL, &b);
@@ -463,6 +476,11 @@ ptrdiff_t wsx_sio_broadcast(const wsx_sio_to *to, const char *event, json_t *arg
             if (room_topic(n, to->rooms[i], t) == 0)
                 rc2 = wsx_hub_publish(io->hub, t, buf.p, buf.len, WSX_TEXT, NULL, &b);
     }
+    for (size_t i = 0; i < b.n_att; i++) {
+        wsx__prepared_clear(&b.att[i].prepared);
+        wsx__hub_pub_clear(&b.att[i]);
+    }
+    free(b.att);
     wsx__strbuf_free(&buf);
     return rc2 < 0 ? rc2 : b.delivered;
 }

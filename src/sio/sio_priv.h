@@ -13,8 +13,8 @@
 #include "wsx/sio.h"
 
 /* What the core needs of a session; sess is opaque to it. Same contracts as wsx_eio_send,
- * wsx_eio_send_msg, wsx_eio_writable and wsx_eio_close (close never calls back from inside:
- * the session's end comes later through wsx__sio_session_close). */
+ * wsx_eio_send_msg, wsx_eio_writable and wsx_eio_close (close never calls back
+ * from inside: the session's end comes later through wsx__sio_session_close). */
 typedef struct wsx__sio_ops {
     int (*send)(void *sess, const void *data, size_t len, bool binary);
     int (*send_msg)(void *sess, wsx_hub_msg *m);

@@ -80,6 +80,12 @@ async function mode(port, transports) {
   const [[all1], [all2]] = await both;
   eq([all1, all2], [[1, 2], [1, 2]], `${tag}: broadcast-all reaches both`);
   check(!bGot && !aGot, `${tag}: the sender of a room broadcast does not get it`);
+  // Binary broadcast: the attachment framed once, reaching both.
+  const bins = Promise.all([once(a, 'broadcasted-all'), once(b, 'broadcasted-all')]);
+  a.emit('broadcast-all', Buffer.from([9, 8, 7]));
+  const [[ba], [bb]] = await bins;
+  check(Buffer.from(ba).equals(Buffer.from([9, 8, 7])) && Buffer.from(bb).equals(Buffer.from([9, 8, 7])),
+    `${tag}: binary broadcast-all reaches both`, `${ba} ${bb}`);
 
   b.on('server-ack-request', (...args) => {
     const cb = args.pop();

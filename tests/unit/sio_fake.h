@@ -59,6 +59,10 @@ static int fake_send_msg(void *sess, wsx_hub_msg *m)
 {
     fake_sess *f = sess;
     if (f->close_asked) return WSX_ECLOSED;
+    if (m->type == WSX_BINARY) {
+        fake_log(f, 'B', m->data, m->len, true);
+        return f->send_rc;
+    }
     if (m->type != WSX_TEXT || m->len < 1 || m->data[0] != '4') abort();
     fake_log(f, 'T', m->data + 1, m->len - 1, false);
     return f->send_rc;
