@@ -817,6 +817,80 @@ TEST(recovery_bounds)
     wsx__sio_free_core(io);
 }
 
+static char handled[64];
+static void h_mark(wsx_sio_socket *s, const wsx_sio_event *ev, void *user)
+{
+    snprintf(handled, sizeof handled, "%s:%s", (const char *)user, ev->name);
+}
+static void h_remove_self(wsx_sio_socket *s, const wsx_sio_event *ev, void *user)
+{
+    snprintf(handled, sizeof handled, "self:%s", ev->name);
+    CHECK_INT(wsx_sio_on(s, "once", NULL, NULL), 0); /* removes this very handler */
+}
+static void on_conn_plain(wsx_sio_socket *s, void *user)
+{
+    seen.last = s;
+}
+
+/* Which handler an event goes to: the socket's named, the namespace's named, the socket's
+ * catch-all, the namespace's catch-all; replacing and removing; a handler removing itself. */
+TEST(handlers)
+{
+    reset_seen();
+    wsx_sio *io = server(NULL);
+    wsx_sio_nsp *root = wsx_sio_of(io, "/");
+    wsx_sio_on_connection(root, on_conn_plain, NULL);
+    CHECK_INT(wsx_sio_nsp_on(root, "a", h_mark, "nsp"), 0);
+    CHECK_INT(wsx_sio_nsp_on(root, "b", h_mark, "nsp"), 0);
+    CHECK_INT(wsx_sio_nsp_on(root, NULL, h_mark, "nsp-any"), 0);
+    fake_sess f;
+    fake_open(io, &f);
+    fake_feed(&f, "0");
+    EXPECT(&f, "T0{\"sid\":\"*\"}");
+    wsx_sio_socket *s = seen.last;
+    CHECK(s != NULL);
+    CHECK_INT(wsx_sio_on(s, "a", h_mark, "sock"), 0);
+    CHECK_INT(wsx_sio_on(s, "once", h_remove_self, NULL), 0);
+    static const char *const cases[][2] = {
+        {"2[\"a\"]", "sock:a"},
+        {"2[\"b\"]", "nsp:b"},
+        {"2[\"c\"]", "nsp-any:c"},
+        {"2[\"once\"]", "self:once"},
+        {"2[\"once\"]", "nsp-any:once"},
+        {"2[\"a\\u0000x\"]", "nsp-any:a"}, /* a NUL in the name: catch-alls only */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        handled[0] = 0;
+        fake_feed(&f, cases[i][0]);
+        CHECK_STR(handled, cases[i][1]);
+    }
+    CHECK_INT(wsx_sio_on(s, NULL, h_mark, "sock-any"), 0);
+    handled[0] = 0;
+    fake_feed(&f, "2[\"c\"]");
+    CHECK_STR(handled, "sock-any:c");
+    CHECK_INT(wsx_sio_on(s, "a", h_mark, "sock2"), 0); /* replaced */
+    fake_feed(&f, "2[\"a\"]");
+    CHECK_STR(handled, "sock2:a");
+    CHECK_INT(wsx_sio_on(s, "a", NULL, NULL), 0); /* removed: the namespace's now */
+    fake_feed(&f, "2[\"a\"]");
+    CHECK_STR(handled, "nsp:a");
+    CHECK_INT(wsx_sio_nsp_on(root, NULL, NULL, NULL), 0);
+    CHECK_INT(wsx_sio_on(s, NULL, NULL, NULL), 0);
+    handled[0] = 0;
+    fake_feed(&f, "21[\"zzz\"]"); /* no handler: dropped, no ack */
+    CHECK_STR(handled, "");
+    EXPECT_NONE(&f);
+    wsx_sio_set_user(s, &f);
+    CHECK(wsx_sio_user(s) == &f);
+    CHECK(wsx_sio_socket_nsp(s) == root);
+    CHECK_STR(wsx_sio_nsp_name(root), "/");
+    CHECK(wsx_sio_nsp_server(root) == io);
+    CHECK_INT(f.close_asked, 0);
+    fake_end(&f, "transport close");
+    fake_clear(&f);
+    wsx__sio_free_core(io);
+}
+
 int main(void)
 {
     if (wsx_loop_new(&loop) != 0) return 1;
@@ -831,6 +905,7 @@ int main(void)
     RUN(rooms_and_broadcast);
     RUN(recovery);
     RUN(recovery_bounds);
+    RUN(handlers);
     wsx_loop_free(loop);
     return test_summary("sio");
 }
