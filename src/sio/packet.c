@@ -83,6 +83,13 @@ void wsx__sio_decoder_free(wsx__sio_decoder *d)
     d->last = NULL;
 }
 
+void wsx__sio_decoder_release(wsx__sio_decoder *d)
+{
+    json_decref(d->last);
+    d->last = NULL;
+    if (d->pend && d->pend->got == d->pend->p.n_att) drop_binary(d);
+}
+
 bool wsx__sio_decoder_pending(const wsx__sio_decoder *d)
 {
     return d->pend && d->pend->got < d->pend->p.n_att;

@@ -111,6 +111,10 @@ void wsx__sio_decoder_init(wsx__sio_decoder *d, size_t max_attachments, size_t m
 /* Frees everything the decoder holds (a packet being reassembled included). */
 void wsx__sio_decoder_free(wsx__sio_decoder *d);
 
+/* Lets go of the packet the last call reported (its fields become invalid), so that a
+ * decoder between packets holds nothing; a packet being reassembled is kept. */
+void wsx__sio_decoder_release(wsx__sio_decoder *d);
+
 /* True while a binary packet awaits attachments. */
 bool wsx__sio_decoder_pending(const wsx__sio_decoder *d);
 

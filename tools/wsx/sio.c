@@ -7,7 +7,7 @@
 
 #include "runner.h"
 #include "tool.h"
-#include "wsx/eio.h"
+#include "wsx/sio.h"
 
 static const char help[] =
     "usage: wsx sio [options]\n"
@@ -15,7 +15,20 @@ static const char help[] =
     "A Socket.IO v5 / Engine.IO v4 server for testing clients. On the same port:\n"
     "  /engine.io/   a raw Engine.IO echo: every message packet is sent back unchanged,\n"
     "                text or binary, over polling or WebSocket\n"
-    "  /socket.io/   the Socket.IO test server (namespaces / and /custom)\n"
+    "  /socket.io/   the Socket.IO test server: namespaces / and /custom (any other gets\n"
+    "                connect_error \"Invalid namespace\"), and in each:\n"
+    "\n"
+    "  on connect        emits auth with the CONNECT payload ({} when none)\n"
+    "  message ...       emits message-back to the sender, same arguments, binary too\n"
+    "  message-with-ack  acked with its arguments\n"
+    "  join ROOM         joins ROOM, acked \"joined:ROOM\"\n"
+    "  broadcast ROOM P  emits broadcasted P to ROOM, the sender excluded\n"
+    "  broadcast-all P   emits broadcasted-all P to every socket of the namespace\n"
+    "  request-ack ...   emits server-ack-request ... to the sender with an ack, and acks\n"
+    "                    the request with the sender's answer\n"
+    "\n"
+    "With connection state recovery on (--recovery), every event emitted without an ack\n"
+    "carries an offset as its last argument, as socket.io's does.\n"
     "\n"
     "  --host H               address to listen on (default: all, IPv6 and IPv4)\n"
     "  --port P               port (default 8080; 0 picks a free one)\n"
@@ -25,6 +38,8 @@ static const char help[] =
     "  --max-payload BYTES    largest POST body (413) and WebSocket message (1009)\n"
     "                         (default 1000000)\n"
     "  --connect-timeout MS   time for a Socket.IO CONNECT after the handshake (default 45000)\n"
+    "  --recovery MS          connection state recovery window (maxDisconnectionDuration,\n"
+    "                         default 120000; 0: off)\n"
     "  --max-sessions N       Engine.IO sessions at most per path; more get 503 (default 10000)\n"
     "  --max-sessions-per-ip N  sessions of one client address (IPv4, or IPv6 /64) per path;\n"
     "                         more get 503 (default 256)\n"
@@ -48,6 +63,7 @@ static const char help[] =
 typedef struct sio_args {
     wsx_eio_opts eio;                 /* shared timings and limits (path set per use) */
     uint32_t connect_timeout_ms;      /* for the Socket.IO server */
+    uint32_t recovery_ms;             /* --recovery */
     const char *origins[MAX_ORIGINS]; /* --cors-origin */
 } sio_args;
 
@@ -88,20 +104,138 @@ static int attach_echo(wsx_server *srv)
     return wsx_eio_attach(srv, &o, &raw_echo);
 }
 
-/* ---- /socket.io/: the Socket.IO test server ----
- *
- * Where src/sio attaches: a Socket.IO server at /socket.io/ with A.eio's timings and limits
- * and A.connect_timeout_ms, namespaces / and /custom and the behaviours of issue 12 ("wsx
- * sio"). Returns 0 or a WSX_E* error; detach_socketio() undoes it on shutdown. Until src/sio
- * lands nothing is attached there (the path gets the server's 404). */
-static int attach_socketio(wsx_server *srv, const sio_args *a)
+/* ---- /socket.io/: the Socket.IO test server (issue 12's behaviours) ---- */
+
+static wsx_sio *sio;
+
+static void ev_message(wsx_sio_socket *s, const wsx_sio_event *ev, void *user)
 {
-    (void)srv;
-    (void)a;
+    (void)user;
+    wsx_sio_emit(s, "message-back", json_incref(ev->args), ev->bins, ev->n_bins);
+}
+
+static void ev_message_with_ack(wsx_sio_socket *s, const wsx_sio_event *ev, void *user)
+{
+    (void)user;
+    if (ev->has_ack) wsx_sio_ack(s, ev->ack_id, json_incref(ev->args), ev->bins, ev->n_bins);
+}
+
+static void ev_join(wsx_sio_socket *s, const wsx_sio_event *ev, void *user)
+{
+    (void)user;
+    json_t *room = json_array_get(ev->args, 0);
+    if (!json_is_string(room) || wsx_sio_join(s, json_string_value(room)) < 0 || !ev->has_ack)
+        return;
+    /* "joined:" + room (the room is UTF-8: it came as JSON). */
+    size_t n = json_string_length(room);
+    char *text = malloc(7 + n);
+    if (!text) return;
+    memcpy(text, "joined:", 7);
+    memcpy(text + 7, json_string_value(room), n);
+    json_t *answer = json_stringn(text, 7 + n);
+    free(text);
+    if (answer) wsx_sio_ack(s, ev->ack_id, json_pack("[o]", answer), NULL, 0);
+}
+
+static void ev_broadcast(wsx_sio_socket *s, const wsx_sio_event *ev, void *user)
+{
+    (void)user;
+    json_t *room = json_array_get(ev->args, 0);
+    if (!json_is_string(room)) return;
+    const char *rooms[] = {json_string_value(room)};
+    wsx_sio_to to = {
+        .nsp = wsx_sio_socket_nsp(s), .rooms = rooms, .n_rooms = 1, .except_socket = s};
+    json_t *payload = json_array_get(ev->args, 1);
+    wsx_sio_broadcast(&to, "broadcasted", payload ? json_pack("[O]", payload) : json_pack("[n]"),
+                      ev->bins, ev->n_bins);
+}
+
+static void ev_broadcast_all(wsx_sio_socket *s, const wsx_sio_event *ev, void *user)
+{
+    (void)user;
+    wsx_sio_to to = {.nsp = wsx_sio_socket_nsp(s)};
+    json_t *payload = json_array_get(ev->args, 0);
+    wsx_sio_broadcast(&to, "broadcasted-all",
+                      payload ? json_pack("[O]", payload) : json_pack("[n]"), ev->bins, ev->n_bins);
+}
+
+/* The client's answer to server-ack-request goes back as the ack of its request-ack; the
+ * pending ack id rides in the user pointer (0: none asked). */
+static void request_answered(wsx_sio_socket *s, int err, json_t *args, const wsx_sio_bin *bins,
+                             size_t n_bins, void *user)
+{
+    uintptr_t id = (uintptr_t)user;
+    if (err == 0 && id) wsx_sio_ack(s, (uint64_t)(id - 1), json_incref(args), bins, n_bins);
+}
+
+static void ev_request_ack(wsx_sio_socket *s, const wsx_sio_event *ev, void *user)
+{
+    (void)user;
+    uintptr_t id = ev->has_ack ? (uintptr_t)ev->ack_id + 1 : 0;
+    wsx_sio_emit_ack(s, "server-ack-request", json_incref(ev->args), ev->bins, ev->n_bins,
+                     request_answered, 0, (void *)id);
+}
+
+static void sio_connection(wsx_sio_socket *s, void *user)
+{
+    (void)user;
+    json_t *auth = wsx_sio_handshake_auth(s);
+    /* socket.handshake.auth is {} when the CONNECT had no payload. */
+    wsx_sio_emit(s, "auth", auth ? json_pack("[O]", auth) : json_pack("[{}]"), NULL, 0);
+}
+
+static void sio_disconnect(wsx_sio_socket *s, const char *reason, void *user)
+{
+    (void)user;
+    tool_logf(WSX_LOG_INFO, "socket.io %s %s disconnect: %s",
+              wsx_sio_nsp_name(wsx_sio_socket_nsp(s)), wsx_sio_id(s), reason);
+}
+
+static int setup_nsp(wsx_sio_nsp *n)
+{
+    static const struct {
+        const char *event;
+        wsx_sio_event_cb cb;
+    } evs[] = {
+        {"message", ev_message},
+        {"message-with-ack", ev_message_with_ack},
+        {"join", ev_join},
+        {"broadcast", ev_broadcast},
+        {"broadcast-all", ev_broadcast_all},
+        {"request-ack", ev_request_ack},
+    };
+    if (!n) return WSX_ENOMEM;
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++) {
+        int rc = wsx_sio_nsp_on(n, evs[i].event, evs[i].cb, NULL);
+        if (rc < 0) return rc;
+    }
+    wsx_sio_on_connection(n, sio_connection, NULL);
+    wsx_sio_nsp_on_disconnect(n, sio_disconnect, NULL);
     return 0;
 }
 
-static void detach_socketio(void) {}
+/* A Socket.IO server at /socket.io/ with A.eio's timings and limits, namespaces / and /custom
+ * (any other is refused with "Invalid namespace"), connection state recovery on as in the
+ * reference test server (tests/socketio/ref_sio.cjs). */
+static int attach_socketio(wsx_server *srv, const sio_args *a)
+{
+    wsx_sio_opts o = wsx_sio_defaults();
+    o.eio = a->eio;
+    o.eio.path = "/socket.io/";
+    o.connect_timeout_ms = a->connect_timeout_ms;
+    o.recovery_ms = a->recovery_ms;
+    int rc = wsx_sio_attach(srv, &o, &sio);
+    if (rc < 0) return rc;
+    rc = setup_nsp(wsx_sio_of(sio, "/"));
+    if (rc == 0) rc = setup_nsp(wsx_sio_of(sio, "/custom"));
+    return rc;
+}
+
+static void detach_socketio(void)
+{
+    wsx_sio_free(sio);
+    sio = NULL;
+}
 
 /* ---- the command ---- */
 
@@ -113,6 +247,7 @@ enum {
     O_UPGRADE,
     O_PAYLOAD,
     O_CONNECT,
+    O_RECOVERY,
     O_SESSIONS,
     O_SESSIONS_IP,
     O_QUEUE,
@@ -130,6 +265,7 @@ static const struct option sio_longopts[] = {
     {"upgrade-timeout", required_argument, 0, O_UPGRADE},
     {"max-payload", required_argument, 0, O_PAYLOAD},
     {"connect-timeout", required_argument, 0, O_CONNECT},
+    {"recovery", required_argument, 0, O_RECOVERY},
     {"max-sessions", required_argument, 0, O_SESSIONS},
     {"max-sessions-per-ip", required_argument, 0, O_SESSIONS_IP},
     {"queue-limit", required_argument, 0, O_QUEUE},
@@ -195,6 +331,10 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, tool_server_arg
             if (ch == O_UPGRADE) A.eio.upgrade_timeout_ms = v;
             if (ch == O_CONNECT) A.connect_timeout_ms = v;
             break;
+        case O_RECOVERY:
+            if (!parse_u32(optarg, &v)) return usage_error("sio", "bad milliseconds '%s'", optarg);
+            A.recovery_ms = v;
+            break;
         case O_PAYLOAD:
         case O_SESSIONS:
         case O_SESSIONS_IP:
@@ -252,6 +392,7 @@ int cmd_sio(int argc, char **argv)
     memset(&A, 0, sizeof A);
     A.eio = wsx_eio_defaults();
     A.connect_timeout_ms = 45000;
+    A.recovery_ms = 120000;
     R.cmd = "sio";
     /* One loop: a polling session's requests must reach the loop that holds it. */
     R.n_threads = 1;
