@@ -70,6 +70,11 @@ static const char help[] =
     "  --tls-port P           with --tls-cert: TLS on P, plain HTTP stays on "
     "--port\n" TOOL_TLS_TIMEOUT_HELP
     "  --threads N            N event loops in N threads on the same port(s) (SO_REUSEPORT)\n"
+    "  --redis URL            share the rooms with the other nodes on this Redis\n"
+    "                         (redis://[user:password@]host[:port][/db] or unix:///path):\n"
+    "                         every room event reaches the members on every node; while\n"
+    "                         Redis is down each node goes on locally and /healthz says\n"
+    "                         degraded (docs/cluster.md; one loop: not with --threads)\n"
     "  --quiet                log only warnings and errors\n"
     "  --json-logs            log one JSON object per line\n"
     "  --no-deflate           refuse permessage-deflate (accepted by default, without server\n"
@@ -89,6 +94,7 @@ static void stop_timers(unsigned k, void *arg)
         wsx_timer_stop(g_serve.expire);
         g_serve.expire = NULL;
     }
+    if (k == 0) serve_cluster_stop();
 }
 
 static void set_thread(unsigned k, void *arg)
@@ -121,6 +127,7 @@ enum {
     O_JOIN_BURST_PER_IP,
     O_METRICS_TOKEN,
     O_MAXQ,
+    O_REDIS,
 };
 
 /* Drops the history of rooms idle for longer than --history-idle (the chat keeps them in
@@ -197,6 +204,7 @@ static const struct option serve_longopts[] = {
     TOOL_TLS_LONGOPTS,
     TOOL_ADMIT_LONGOPTS,
     {"threads", required_argument, 0, TOOL_O_THREADS},
+    {"redis", required_argument, 0, O_REDIS},
     {"rate", required_argument, 0, O_RATE},
     {"burst", required_argument, 0, O_BURST},
     {"join-rate", required_argument, 0, O_JOIN_RATE},
@@ -218,6 +226,10 @@ static int app_option(int ch, const char *arg)
     switch (ch) {
     case O_STATIC:
         g_serve.static_dir = arg;
+        return 0;
+    case O_REDIS:
+        if (!*arg) return usage_error("serve", "empty --redis");
+        g_serve.redis_url = arg;
         return 0;
     case O_TOKEN:
         if (!*arg) return usage_error("serve", "empty --token");
@@ -299,6 +311,8 @@ static int server_option(int ch, const char *arg, wsx_server_opts *o, serve_args
 static int check_args(const serve_args *a)
 {
     if (tool_tls_check(&a->s.tls, "serve")) return 2;
+    if (g_serve.redis_url && g_serve.runner.n_threads > 1)
+        return usage_error("serve", "--redis works with one loop: leave --threads out");
     if (a->have_tls_port && !a->s.tls.n_certs)
         return usage_error("serve", "--tls-port needs --tls-cert");
     /* Both servers would try the one port: the second would fail after the first listens. */
@@ -454,8 +468,15 @@ int cmd_serve(int argc, char **argv)
         wsx_static_free(g_serve.files);
         return 1;
     }
+    if (!serve_cluster_start()) {
+        tool_runner_free(&g_serve.runner);
+        wsx_chat_free(g_serve.chat);
+        wsx_static_free(g_serve.files);
+        return 1;
+    }
     start_timers();
     int rc = tool_runner_run(&g_serve.runner);
+    serve_cluster_stop(); /* normally done when shutdown began (stop_timers) */
     /* Relays and history releases posted to a loop after it had finished are freed with it
      * (their destructors), never run. */
     g_serve.loops_done = true;

@@ -16,6 +16,7 @@
 #include "chat/chat.h"
 #include "runner.h"
 #include "tool.h"
+#include "wsx/cluster.h"
 
 #define MAX_ORIGINS      16
 #define SSE_KEEPALIVE_MS 15000
@@ -57,6 +58,8 @@ typedef struct serve_state {
     wsx_static *files; /* the --static directory, or the embedded page (src/http/static.c) */
     bool loops_done;   /* every loop has finished: no thread but this one is left */
     wsx_timer *expire;
+    const char *redis_url; /* --redis */
+    wsx_cluster *cluster;  /* on loop 0, with --redis */
 } serve_state;
 
 /* The command's wiring state, one per process (defined in serve.c). The chat module has no
@@ -133,5 +136,19 @@ void serve_ws_close(wsx_conn *c, int code, const char *reason, size_t len, void 
 void serve_on_metrics(wsx_http_req *r, void *user);
 /* Each loop's timer (with several loops): copies its counters for /metrics on the others. */
 void serve_snapshot_timer(wsx_timer *tm, void *arg);
+
+/* ---- serve_cluster.c (--redis) ---- */
+
+/* Starts the Redis relay on loop 0 when --redis was given. Returns false (printed) if the
+ * URL is refused; an unreachable Redis is not an error (the relay keeps trying). */
+bool serve_cluster_start(void);
+/* Stops it (on loop 0's thread, when shutdown begins). */
+void serve_cluster_stop(void);
+/* Relays one event the chat published to a room (id: a message's id, else 0). */
+void serve_cluster_publish(const char *room, const char *json, size_t len, uint64_t id);
+/* Whether --redis was given and the relay is not up (/healthz says "degraded"). */
+bool serve_cluster_degraded(void);
+/* The relay's lines of /metrics at out (snprintf's return; 0 without --redis). */
+int serve_cluster_metrics(char *out, size_t cap);
 
 #endif

@@ -45,13 +45,14 @@ static void run_relay(void *arg)
 }
 
 /* Sends json to everyone in a room: this loop's members at once (framed once by the topic),
- * the other loops' through their post queues; chat messages (id != 0) also to the SSE
- * listeners. Called by the chat with its lock held. */
+ * the other loops' through their post queues, the other nodes' through Redis (--redis);
+ * chat messages (id != 0) also to the SSE listeners. Called by the chat with its lock held. */
 static void op_publish(const char *room, const char *json, size_t len, uint64_t id, void *except,
                        void *user)
 {
     (void)user;
     serve_publish_local(room, json, len, id, except);
+    serve_cluster_publish(room, json, len, id);
     for (unsigned k = 0; k < g_serve.runner.n_threads; k++) {
         if (k == g_serve_thread) continue;
         relay_job *j = malloc(sizeof *j + len + 1);

@@ -181,6 +181,8 @@ static void serve_metrics(wsx_http_req *r)
         n += format_history(body + n, sizeof body - (size_t)n, &cs);
     if (n > 0 && (size_t)n < sizeof body)
         n += format_limits(body + n, sizeof body - (size_t)n, &st, &cs);
+    if (n > 0 && (size_t)n < sizeof body)
+        n += serve_cluster_metrics(body + n, sizeof body - (size_t)n);
     wsx_http_header h[] = {{"Content-Type", 12, "text/plain; version=0.0.4", 25}};
     wsx_http_respond(r, 200, h, 1, body, (size_t)n);
 }

@@ -1,0 +1,223 @@
+#!/usr/bin/python3
+"""`wsx serve --redis` (issue 13, docs/cluster.md): three nodes on one redis-server started
+here (a free loopback port, no persistence). A WebSocket client on node A, one on node B and
+an SSE listener on node C in one room: every message reaches each of them exactly once (and
+each sender's messages in the order sent), presence joins and leaves cross nodes. Redis
+killed: local chat goes on, /healthz says degraded, /metrics counts what was not relayed,
+nothing crashes. Redis started again on the same port: cross-node delivery resumes without
+restarting a node."""
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+
+from wsxlib import _track, _untrack, astep, check, eq, free_port, note, run
+from wsxserve import SSE, Chat, Serve, http_req, metrics
+
+REDIS = "/usr/bin/redis-server"
+
+
+def th(fn, *args):
+    return asyncio.to_thread(fn, *args)
+
+
+class Redis:
+    def __init__(self, port):
+        self.port = port
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([REDIS, "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        _track(self.proc.pid)
+        import socket
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self):
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            _untrack(self.proc.pid)
+            self.proc = None
+
+
+def healthz(port):
+    status, _, body = http_req(port, "GET", "/healthz")
+    return status, body.decode()
+
+
+def wait_for(fn, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step)
+
+
+async def collect(client, n, timeout=5):
+    """The next n messages of type message (others, presence/online, are skipped)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n:
+        m = await client.recv(max(0.01, deadline - time.monotonic()))
+        if m.get("type") == "message":
+            got.append(m)
+    return got
+
+
+async def expect_presence(client, event, name, timeout=5):
+    deadline = time.monotonic() + timeout
+    while True:
+        m = await client.recv(max(0.01, deadline - time.monotonic()))
+        if m.get("type") == "presence" and m.get("event") == event and m.get("name") == name:
+            return m
+
+
+def sse_messages(listener, n, timeout=5):
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n:
+        ev = listener.event(max(0.01, deadline - time.monotonic()))
+        if ev is None:
+            break
+        got.append(json.loads(ev["data"]))
+    return got
+
+
+def texts(msgs):
+    return [m["text"] for m in msgs]
+
+
+async def scenario():
+    redis = Redis(free_port())
+    redis.start()
+    url = f"redis://127.0.0.1:{redis.port}"
+    nodes = []
+    try:
+        for i in range(3):
+            nodes.append(Serve(["--redis", url, "--rate", "0", "--rate-per-ip", "0"]))
+        A, B, C = nodes
+        for n in nodes:
+            check(n.wait_stderr(r"redis: connected to redis://127\.0\.0\.1", 5) is not None,
+                  f"node {n.port} says it is connected to Redis")
+            eq(await th(healthz, n.port), (200, "ok\n"), f"node {n.port}: /healthz ok")
+
+        a = await Chat.open(A.url, "ann@A")
+        b = await Chat.open(B.url, "bob@B")
+        sse = await th(SSE, C.port, "/sse?room=r1")
+
+        async def joins():
+            await a.join("r1", "ann")
+            await b.join("r1", "bob")
+            m = await expect_presence(a, "join", "bob")
+            check(True, "ann on A sees bob (on B) join", m)
+        await astep("joins cross nodes", joins())
+
+        # Every node subscribed to the room's channel (C for its SSE listener).
+        for n in nodes:
+            v = await th(wait_for, lambda n=n: metrics(n.port).get("wsx_redis_channels") == 1, 3)
+            check(v, f"node {n.port}: one room channel subscribed")
+
+        async def exactly_once():
+            want = []
+            for i in range(20):
+                await a.send({"type": "message", "text": f"a{i}"})
+                await b.send({"type": "message", "text": f"b{i}"})
+                want += [f"a{i}", f"b{i}"]
+            got_a = await collect(a, 40)
+            got_b = await collect(b, 40)
+            got_s = await th(sse_messages, sse, 40)
+            for label, got in (("A", got_a), ("B", got_b), ("C (SSE)", got_s)):
+                t = texts(got)
+                eq(sorted(t), sorted(want), f"{label}: each of the 40 messages exactly once")
+                eq([x for x in t if x[0] == "a"], [f"a{i}" for i in range(20)],
+                   f"{label}: ann's messages in the order sent")
+                eq([x for x in t if x[0] == "b"], [f"b{i}" for i in range(20)],
+                   f"{label}: bob's messages in the order sent")
+            eq(texts([m for m in await a.quiet(0.5) if m.get("type") == "message"]), [],
+               "A: no duplicate afterwards")
+            eq(texts([m for m in await b.quiet(0.1) if m.get("type") == "message"]), [],
+               "B: no duplicate afterwards")
+            eq(await th(sse.quiet, 0.1), [], "C: no duplicate afterwards")
+            for n in nodes[:2]:
+                m = metrics(n.port)
+                eq(m.get("wsx_redis_not_relayed_total"), 0, f"node {n.port}: nothing lost")
+        await astep("each message exactly once on every node", exactly_once(), 30)
+
+        async def redis_down():
+            redis.kill()
+            for n in nodes:
+                v = await th(wait_for, lambda n=n: healthz(n.port)[1].startswith("degraded"), 5)
+                check(v, f"node {n.port}: /healthz says degraded while Redis is down")
+                eq(healthz(n.port)[0], 200, f"node {n.port}: /healthz is still 200")
+            a2 = await Chat.open(A.url, "ann2@A")
+            await a2.join("r1", "cy")
+            await a.send({"type": "message", "text": "local only"})
+            eq(texts(await collect(a, 1)), ["local only"], "A: local chat goes on (sender)")
+            eq(texts(await collect(a2, 1)), ["local only"], "A: local chat goes on (other)")
+            eq([m for m in await b.quiet(0.5) if m.get("type") == "message"], [],
+               "B does not get it (not queued for later either)")
+            m = metrics(A.port)
+            check(m.get("wsx_redis_not_relayed_total", 0) >= 2,
+                  "A counts what it could not relay", m.get("wsx_redis_not_relayed_total"))
+            eq(m.get("wsx_redis_up"), 0, "A: wsx_redis_up 0")
+            await a2.close()
+        await astep("Redis down: local delivery goes on", redis_down(), 30)
+
+        async def redis_back():
+            redis.start()
+            for n in nodes:
+                v = await th(wait_for, lambda n=n: healthz(n.port) == (200, "ok\n"), 10)
+                check(v, f"node {n.port}: /healthz ok again without a restart")
+                m = metrics(n.port)
+                eq(m.get("wsx_redis_reconnects_total"), 1, f"node {n.port}: one reconnect")
+                eq(m.get("wsx_redis_up"), 1, f"node {n.port}: wsx_redis_up 1")
+            await b.quiet(0.2)
+            await th(sse.quiet, 0.1)
+            await a.send({"type": "message", "text": "back"})
+            eq(texts(await collect(b, 1)), ["back"], "B gets A's message again")
+            eq(texts(await th(sse_messages, sse, 1)), ["back"], "C (SSE) gets it again")
+            await b.send({"type": "message", "text": "back too"})
+            got = texts(await collect(a, 2))
+            eq(got, ["back", "back too"], "A gets its own once and B's")
+            eq([m for m in await a.quiet(0.3) if m.get("type") == "message"], [], "no duplicate")
+        await astep("Redis back: cross-node delivery resumes", redis_back(), 40)
+
+        async def leave():
+            await b.send({"type": "leave"})
+            await expect_presence(a, "leave", "bob")
+            check(True, "ann on A sees bob (on B) leave")
+        await astep("leave crosses nodes", leave())
+
+        await a.close()
+        await b.close()
+        sse.close()
+        for n in nodes:
+            check(n.wait_stderr(r"redis: lost .*reconnecting", 1) is not None,
+                  f"node {n.port} logged the loss")
+            check(n.wait_stderr(r"redis: connected to .* again after", 1) is not None,
+                  f"node {n.port} logged the return")
+            eq(n.stop(), 0, f"node {n.port}: SIGTERM -> exit status 0")
+    finally:
+        for n in nodes:
+            n.kill()
+        redis.kill()
+
+
+if __name__ == "__main__":
+    if not os.access(REDIS, os.X_OK):
+        print(f"serve_cluster: {REDIS} not found, skipped")
+        raise SystemExit(0)
+    run("serve_cluster", scenario, timeout=100)
