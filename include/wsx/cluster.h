@@ -137,6 +137,18 @@ WSX_API void wsx_cluster_stop(wsx_cluster *cl);
 WSX_API int wsx_cluster_publish(wsx_cluster *cl, const char *topic, const void *data, size_t len,
                                 int type, uint64_t tag);
 
+/*
+ * Keeps topic's channel subscribed on behalf of subscribers this loop's hub does not see (the
+ * subscribers of other loops of the process, say, which this cluster relays to itself): the
+ * channel is subscribed while the hub has subscribers to topic or these calls hold counts on
+ * it. Each call counts once; wsx_cluster_unsubscribe() drops one count. Messages from other
+ * nodes on topic are delivered as always (on_message, or the hub).
+ * Returns 0, WSX_ENOTFOUND (topic not clustered; for unsubscribe: no count held), WSX_EINVAL,
+ * WSX_ENOMEM.
+ */
+WSX_API int wsx_cluster_subscribe(wsx_cluster *cl, const char *topic);
+WSX_API int wsx_cluster_unsubscribe(wsx_cluster *cl, const char *topic);
+
 typedef struct wsx_cluster_stats {
     wsx_cluster_state state;
     uint64_t relayed;     /* messages published to Redis */

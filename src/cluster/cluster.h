@@ -57,6 +57,7 @@ typedef struct wsx__rconn {
 /* A clustered topic with local subscribers: an entry of the channel set. */
 typedef struct wsx__chan {
     struct wsx__chan *next;
+    uint32_t refs; /* the hub's topic (1), plus wsx_cluster_subscribe() calls */
     uint32_t hash;
     uint32_t len;
     char topic[];

@@ -188,18 +188,23 @@ static void chan_grow(wsx_cluster *cl)
     cl->nbuckets = nb;
 }
 
-/* Adds topic; returns false when it was there already or memory ran out. */
-static bool chan_add(wsx_cluster *cl, const char *t, size_t len)
+/* Counts a reference to topic: 1 when it is new (its channel must be subscribed), 0 when it
+ * was there already, WSX_ENOMEM. */
+static int chan_add(wsx_cluster *cl, const char *t, size_t len)
 {
     uint32_t h = hash_name(t, len);
     wsx__chan **pp = chan_slot(cl, t, len, h);
-    if (*pp) return false;
+    if (*pp) {
+        (*pp)->refs++;
+        return 0;
+    }
     wsx__chan *c = malloc(sizeof *c + len + 1);
     if (!c) {
         wsx__cluster_log(cl, WSX_LOG_ERROR, "out of memory: topic %.*s is not clustered",
                          (int)(len < 64 ? len : 64), t);
-        return false;
+        return WSX_ENOMEM;
     }
+    c->refs = 1;
     c->hash = h;
     c->len = (uint32_t)len;
     memcpy(c->topic, t, len);
@@ -208,13 +213,16 @@ static bool chan_add(wsx_cluster *cl, const char *t, size_t len)
     *pp = c;
     cl->nchans++;
     if (cl->nchans > cl->nbuckets) chan_grow(cl);
-    return true;
+    return 1;
 }
 
-static bool chan_remove(wsx_cluster *cl, const char *t, size_t len)
+/* Drops a reference; returns true when it was the last (the channel must be unsubscribed).
+ * *found tells whether topic was there. */
+static bool chan_remove(wsx_cluster *cl, const char *t, size_t len, bool *found)
 {
     wsx__chan **pp = chan_slot(cl, t, len, hash_name(t, len));
-    if (!*pp) return false;
+    *found = *pp != NULL;
+    if (!*pp || --(*pp)->refs) return false;
     wsx__chan *c = *pp;
     *pp = c->next;
     free(c);
@@ -263,7 +271,7 @@ static void on_first(wsx_hub *h, const char *topic, void *arg)
     (void)h;
     wsx_cluster *cl = arg;
     size_t len = strlen(topic);
-    if (clustered(cl, topic, len) && chan_add(cl, topic, len))
+    if (clustered(cl, topic, len) && chan_add(cl, topic, len) == 1)
         wsx__cluster_sub(cl, topic, len, true);
 }
 
@@ -272,7 +280,9 @@ static void on_last(wsx_hub *h, const char *topic, void *arg)
     (void)h;
     wsx_cluster *cl = arg;
     size_t len = strlen(topic);
-    if (chan_remove(cl, topic, len)) wsx__cluster_sub(cl, topic, len, false);
+    bool found;
+    if (clustered(cl, topic, len) && chan_remove(cl, topic, len, &found))
+        wsx__cluster_sub(cl, topic, len, false);
 }
 
 static void on_publish(wsx_server *s, const char *topic, const uint8_t *data, size_t len, int type,
@@ -498,6 +508,25 @@ int wsx_cluster_publish(wsx_cluster *cl, const char *topic, const void *data, si
     }
     cl->st.relayed++;
     return 0;
+}
+
+int wsx_cluster_subscribe(wsx_cluster *cl, const char *topic)
+{
+    size_t len;
+    if (!cl || !wsx__topic_name_ok(topic, &len)) return WSX_EINVAL;
+    if (!clustered(cl, topic, len)) return WSX_ENOTFOUND;
+    int rc = chan_add(cl, topic, len);
+    if (rc == 1) wsx__cluster_sub(cl, topic, len, true);
+    return rc < 0 ? rc : 0;
+}
+
+int wsx_cluster_unsubscribe(wsx_cluster *cl, const char *topic)
+{
+    size_t len;
+    bool found;
+    if (!cl || !wsx__topic_name_ok(topic, &len)) return WSX_EINVAL;
+    if (chan_remove(cl, topic, len, &found)) wsx__cluster_sub(cl, topic, len, false);
+    return found ? 0 : WSX_ENOTFOUND;
 }
 
 void wsx_cluster_get_stats(const wsx_cluster *cl, wsx_cluster_stats *out)

@@ -305,6 +305,46 @@ TEST(adopt_and_stop)
     redis_kill(&r);
 }
 
+/* Counts held with wsx_cluster_subscribe() keep the channel with or without hub subscribers;
+ * messages on it reach the hub's subscribers. */
+TEST(explicit_counts)
+{
+    test_redis r = {0};
+    CHECK(redis_start(&r));
+    node a, b;
+    node_start(&a, r.port, "room:");
+    node_start(&b, r.port, "room:");
+    wsx_loop *loops[2] = {a.loop, b.loop};
+    two t = {&a, &b};
+    CHECK(pump(loops, 2, both_up, &t, 3000));
+    CHECK_INT(wsx_cluster_subscribe(b.cl, "other"), WSX_ENOTFOUND);
+    CHECK_INT(wsx_cluster_unsubscribe(b.cl, "room:y"), WSX_ENOTFOUND);
+    CHECK_INT(wsx_cluster_subscribe(b.cl, "room:y"), 0);
+    CHECK_INT(wsx_cluster_subscribe(b.cl, "room:y"), 0);
+    numsub_is q = {r.port, "room:y", 1};
+    CHECK(pump(loops, 2, numsub_cond, &q, 2000));
+    sink kb = {0};
+    wsx_sub *sb;
+    CHECK_INT(wsx_hub_subscribe(b.hub, "room:y", deliver, &kb, &sb), 0);
+    CHECK_INT(publish(&a, "room:y", "m0", WSX_TEXT), 0);
+    count_at_least c = {&kb, 1};
+    CHECK(pump(loops, 2, got, &c, 2000));
+    wsx_hub_unsubscribe(sb);
+    CHECK_INT(wsx_cluster_unsubscribe(b.cl, "room:y"), 0);
+    pump(loops, 2, NULL, NULL, 100);
+    CHECK_INT(numsub(r.port, "room:y", 6), 1); /* one count left */
+    wsx_cluster_stats st;
+    wsx_cluster_get_stats(b.cl, &st);
+    CHECK_INT(st.channels, 1);
+    CHECK_INT(wsx_cluster_unsubscribe(b.cl, "room:y"), 0);
+    q.want = 0;
+    CHECK(pump(loops, 2, numsub_cond, &q, 2000));
+    CHECK_INT(wsx_cluster_unsubscribe(b.cl, "room:y"), WSX_ENOTFOUND);
+    node_stop(&a);
+    node_stop(&b);
+    redis_kill(&r);
+}
+
 int main(void)
 {
     if (!have_redis()) {
@@ -315,5 +355,6 @@ int main(void)
     RUN_T(relay_order_binary_topics);
     RUN_T(resubscribe_after_restart);
     RUN_T(adopt_and_stop);
+    RUN_T(explicit_counts);
     return test_summary("cluster_relay");
 }
