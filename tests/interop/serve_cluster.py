@@ -5,7 +5,8 @@ an SSE listener on node C in one room: every message reaches each of them exactl
 each sender's messages in the order sent), presence joins and leaves cross nodes. Redis
 killed: local chat goes on, /healthz says degraded, /metrics counts what was not relayed,
 nothing crashes. Redis started again on the same port: cross-node delivery resumes without
-restarting a node."""
+restarting a node. Then nodes with several loops (--threads): every client on every loop gets
+each message once, and a node drops the room's channel when its last loop's member leaves."""
 
 import asyncio
 import json
@@ -216,8 +217,72 @@ async def scenario():
         redis.kill()
 
 
+async def threads():
+    """Nodes with several loops (--threads): the relay lives on loop 0 and the other loops
+    reach it through posts. Clients spread over the loops by the kernel (SO_REUSEPORT)."""
+    redis = Redis(free_port())
+    redis.start()
+    url = f"redis://127.0.0.1:{redis.port}"
+    nodes = []
+    clients = []
+    try:
+        nodes = [Serve(["--redis", url, "--threads", "3", "--rate", "0", "--rate-per-ip", "0"]),
+                 Serve(["--redis", url, "--threads", "2", "--rate", "0", "--rate-per-ip", "0"])]
+        for n in nodes:
+            check(n.wait_stderr(r"redis: connected to", 5) is not None, f"node {n.port} connected")
+        for i in range(8):
+            c = await Chat.open(nodes[i % 2].url, f"c{i}")
+            await c.join("t", f"p{i}")
+            clients.append(c)
+        listeners = [await th(SSE, n.port, "/sse?room=t") for n in nodes]
+        for n in nodes:
+            v = await th(wait_for, lambda n=n: metrics(n.port).get("wsx_redis_channels") == 1, 3)
+            check(v, f"node {n.port}: the room's channel is subscribed (once for all its loops)")
+
+        async def all_get_all():
+            want = []
+            for r in range(5):
+                for i, c in enumerate(clients):
+                    await c.send({"type": "message", "text": f"{i}:{r}"})
+                    want.append(f"{i}:{r}")
+            for c in clients:
+                got = texts(await collect(c, 40, 10))
+                eq(sorted(got), sorted(want), f"{c.label}: each of the 40 messages exactly once")
+                for i in range(8):
+                    eq([x for x in got if x.startswith(f"{i}:")], [f"{i}:{r}" for r in range(5)],
+                       f"{c.label}: c{i}'s messages in order")
+            for k, sse in enumerate(listeners):
+                got = texts(await th(sse_messages, sse, 40, 10))
+                eq(sorted(got), sorted(want), f"SSE on node {k}: each message exactly once")
+            for c in clients:
+                eq([m for m in await c.quiet(0.1) if m.get("type") == "message"], [],
+                   f"{c.label}: no duplicate")
+        await astep("8 clients on 5 loops of 2 nodes: every message exactly once", all_get_all(), 40)
+
+        async def unsubscribe_on_last():
+            for c in clients:
+                await c.close()
+            for sse in listeners:
+                sse.close()
+            for n in nodes:
+                v = await th(wait_for, lambda n=n: metrics(n.port).get("wsx_redis_channels") == 0, 5)
+                check(v, f"node {n.port}: channel unsubscribed once the last loop's member left")
+        await astep("the last member of every loop leaves", unsubscribe_on_last(), 20)
+        for n in nodes:
+            eq(n.stop(), 0, f"node {n.port} (--threads): SIGTERM -> exit status 0")
+    finally:
+        for n in nodes:
+            n.kill()
+        redis.kill()
+
+
+async def main():
+    await scenario()
+    await threads()
+
+
 if __name__ == "__main__":
     if not os.access(REDIS, os.X_OK):
         print(f"serve_cluster: {REDIS} not found, skipped")
         raise SystemExit(0)
-    run("serve_cluster", scenario, timeout=100)
+    run("serve_cluster", main, timeout=110)

@@ -74,7 +74,7 @@ static const char help[] =
     "                         (redis://[user:password@]host[:port][/db] or unix:///path):\n"
     "                         every room event reaches the members on every node; while\n"
     "                         Redis is down each node goes on locally and /healthz says\n"
-    "                         degraded (docs/cluster.md; one loop: not with --threads)\n"
+    "                         degraded (docs/cluster.md)\n"
     "  --quiet                log only warnings and errors\n"
     "  --json-logs            log one JSON object per line\n"
     "  --no-deflate           refuse permessage-deflate (accepted by default, without server\n"
@@ -311,8 +311,6 @@ static int server_option(int ch, const char *arg, wsx_server_opts *o, serve_args
 static int check_args(const serve_args *a)
 {
     if (tool_tls_check(&a->s.tls, "serve")) return 2;
-    if (g_serve.redis_url && g_serve.runner.n_threads > 1)
-        return usage_error("serve", "--redis works with one loop: leave --threads out");
     if (a->have_tls_port && !a->s.tls.n_certs)
         return usage_error("serve", "--tls-port needs --tls-cert");
     /* Both servers would try the one port: the second would fail after the first listens. */

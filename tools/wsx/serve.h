@@ -58,8 +58,10 @@ typedef struct serve_state {
     wsx_static *files; /* the --static directory, or the embedded page (src/http/static.c) */
     bool loops_done;   /* every loop has finished: no thread but this one is left */
     wsx_timer *expire;
-    const char *redis_url; /* --redis */
-    wsx_cluster *cluster;  /* on loop 0, with --redis */
+    const char *redis_url;        /* --redis */
+    wsx_cluster *cluster;         /* on loop 0, with --redis */
+    wsx_cluster_stats cluster_st; /* its figures for the other loops (chat lock) */
+    wsx_timer *cluster_snapshot;
 } serve_state;
 
 /* The command's wiring state, one per process (defined in serve.c). The chat module has no
@@ -125,6 +127,8 @@ void serve_on_sse(wsx_http_req *r, void *user);
 
 /* How the chat reaches connections and SSE listeners. */
 extern const wsx_chat_ops serve_chat_ops;
+/* Hands a room event to the other loops (serve_publish_local there). Chat lock held. */
+void serve_relay_loops(const char *room, const char *json, size_t len, uint64_t id);
 /* The callbacks of the /ws route: a connection joins the chat, talks to it, leaves it. */
 void serve_ws_open(wsx_conn *c, void *user);
 void serve_ws_message(wsx_conn *c, const wsx_msg *msg, void *user);
@@ -139,12 +143,15 @@ void serve_snapshot_timer(wsx_timer *tm, void *arg);
 
 /* ---- serve_cluster.c (--redis) ---- */
 
-/* Starts the Redis relay on loop 0 when --redis was given. Returns false (printed) if the
- * URL is refused; an unreachable Redis is not an error (the relay keeps trying). */
+/* Starts the Redis relay on loop 0 when --redis was given, and the hooks of the other loops'
+ * hubs that count their rooms' subscribers there. Before the loops run. Returns false
+ * (printed) if the URL is refused; an unreachable Redis is not an error (the relay keeps
+ * trying). */
 bool serve_cluster_start(void);
-/* Stops it (on loop 0's thread, when shutdown begins). */
+/* Stops it (on loop 0's thread, when shutdown begins, or after the loops). */
 void serve_cluster_stop(void);
-/* Relays one event the chat published to a room (id: a message's id, else 0). */
+/* Relays one event the chat published to a room (id: a message's id, else 0); from any
+ * loop (the others post it to loop 0). Chat lock held. */
 void serve_cluster_publish(const char *room, const char *json, size_t len, uint64_t id);
 /* Whether --redis was given and the relay is not up (/healthz says "degraded"). */
 bool serve_cluster_degraded(void);

@@ -44,15 +44,8 @@ static void run_relay(void *arg)
     free(j);
 }
 
-/* Sends json to everyone in a room: this loop's members at once (framed once by the topic),
- * the other loops' through their post queues, the other nodes' through Redis (--redis);
- * chat messages (id != 0) also to the SSE listeners. Called by the chat with its lock held. */
-static void op_publish(const char *room, const char *json, size_t len, uint64_t id, void *except,
-                       void *user)
+void serve_relay_loops(const char *room, const char *json, size_t len, uint64_t id)
 {
-    (void)user;
-    serve_publish_local(room, json, len, id, except);
-    serve_cluster_publish(room, json, len, id);
     for (unsigned k = 0; k < g_serve.runner.n_threads; k++) {
         if (k == g_serve_thread) continue;
         relay_job *j = malloc(sizeof *j + len + 1);
@@ -66,6 +59,18 @@ static void op_publish(const char *room, const char *json, size_t len, uint64_t 
         /* Freed unrun if that loop has already finished (the server is stopping). */
         wsx_loop_post_owned(g_serve.runner.t[k].loop, run_relay, j, free);
     }
+}
+
+/* Sends json to everyone in a room: this loop's members at once (framed once by the topic),
+ * the other loops' through their post queues, the other nodes' through Redis (--redis);
+ * chat messages (id != 0) also to the SSE listeners. Called by the chat with its lock held. */
+static void op_publish(const char *room, const char *json, size_t len, uint64_t id, void *except,
+                       void *user)
+{
+    (void)user;
+    serve_publish_local(room, json, len, id, except);
+    serve_cluster_publish(room, json, len, id);
+    serve_relay_loops(room, json, len, id);
 }
 
 static void op_send(void *conn, const char *json, size_t len, void *user)

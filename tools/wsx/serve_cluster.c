@@ -3,14 +3,23 @@
  * (src/cluster, docs/cluster.md). Every event the chat publishes to a room (message,
  * presence, online, typing) is relayed to the room's channel once; what other nodes
  * publish reaches this node's members and SSE listeners of the room through the same local
- * publish as its own events. The cluster runs on loop 0; --redis takes one loop.
+ * publish as its own events, on every loop.
+ *
+ * The relay lives on loop 0. With --threads, the other loops reach it through posts: their
+ * events to relay, and the first and last subscriber of each room in their hubs (counted
+ * with wsx_cluster_subscribe), so the node holds a room's channel while any loop has a
+ * member or listener in it. /healthz and /metrics on the other loops read a snapshot of
+ * the relay's figures that loop 0 refreshes (chat lock).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "serve.h"
 
-#define ROOM_TOPIC "room:"
+#define ROOM_TOPIC  "room:"
+#define SNAPSHOT_MS 250
+#define TOPIC_CAP   (sizeof ROOM_TOPIC + WSX_CHAT_MAX_ROOM)
 
 static void on_message(wsx_cluster *cl, const char *topic, const uint8_t *data, size_t len,
                        int type, uint64_t tag, void *user)
@@ -26,8 +35,93 @@ static void on_message(wsx_cluster *cl, const char *topic, const uint8_t *data, 
     /* tag: the message's id on the node that posted it (0 for other events), for the SSE
      * listeners (docs/cluster.md: ids are per node). */
     serve_publish_local(topic + pl, (const char *)data, len, tag, NULL);
+    serve_relay_loops(topic + pl, (const char *)data, len, tag);
     serve_unlock();
 }
+
+static void snapshot(void)
+{
+    serve_lock();
+    if (g_serve.cluster) wsx_cluster_get_stats(g_serve.cluster, &g_serve.cluster_st);
+    serve_unlock();
+}
+
+static void on_state(wsx_cluster *cl, wsx_cluster_state s, const char *why, void *user)
+{
+    (void)cl;
+    (void)s;
+    (void)why;
+    (void)user;
+    snapshot();
+}
+
+static void snapshot_timer(wsx_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    snapshot();
+}
+
+/* ---- the other loops: posts to loop 0 ---- */
+
+enum { JOB_PUBLISH, JOB_SUBSCRIBE, JOB_UNSUBSCRIBE };
+
+typedef struct cluster_job {
+    int kind;
+    uint64_t id;
+    char topic[TOPIC_CAP];
+    size_t len;
+    char json[];
+} cluster_job;
+
+/* On loop 0. The relay may be gone (shutdown): then the job is dropped. */
+static void run_job(void *arg)
+{
+    cluster_job *j = arg;
+    if (g_serve.cluster) {
+        if (j->kind == JOB_PUBLISH)
+            (void)wsx_cluster_publish(g_serve.cluster, j->topic, j->json, j->len, WSX_TEXT, j->id);
+        else if (j->kind == JOB_SUBSCRIBE)
+            (void)wsx_cluster_subscribe(g_serve.cluster, j->topic);
+        else
+            (void)wsx_cluster_unsubscribe(g_serve.cluster, j->topic);
+    }
+    free(j);
+}
+
+static void post_job(int kind, const char *topic, const char *json, size_t len, uint64_t id)
+{
+    cluster_job *j = malloc(sizeof *j + len);
+    if (!j) {
+        tool_logf(WSX_LOG_WARN, "out of memory: a room event is not relayed to Redis");
+        return;
+    }
+    j->kind = kind;
+    j->id = id;
+    j->len = len;
+    snprintf(j->topic, sizeof j->topic, "%s", topic);
+    if (len) memcpy(j->json, json, len);
+    /* Freed unrun if loop 0 has finished (shutdown). */
+    wsx_loop_post_owned(g_serve.runner.t[0].loop, run_job, j, free);
+}
+
+static void other_first(wsx_hub *h, const char *topic, void *arg)
+{
+    (void)h;
+    (void)arg;
+    if (!strncmp(topic, ROOM_TOPIC, sizeof ROOM_TOPIC - 1) && strlen(topic) < TOPIC_CAP)
+        post_job(JOB_SUBSCRIBE, topic, NULL, 0, 0);
+}
+
+static void other_last(wsx_hub *h, const char *topic, void *arg)
+{
+    (void)h;
+    (void)arg;
+    if (!strncmp(topic, ROOM_TOPIC, sizeof ROOM_TOPIC - 1) && strlen(topic) < TOPIC_CAP)
+        post_job(JOB_UNSUBSCRIBE, topic, NULL, 0, 0);
+}
+
+/* ---- the command's side ---- */
 
 bool serve_cluster_start(void)
 {
@@ -36,46 +130,86 @@ bool serve_cluster_start(void)
     o.url = g_serve.redis_url;
     o.topic_prefix = ROOM_TOPIC;
     o.on_message = on_message;
+    o.on_state = on_state;
     o.on_log = tool_log_cb;
     o.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
     wsx_error err;
-    int rc = wsx_cluster_start(g_serve.runner.t[0].loop, &o, &g_serve.cluster, &err);
+    wsx_loop *loop0 = g_serve.runner.t[0].loop;
+    int rc = wsx_cluster_start(loop0, &o, &g_serve.cluster, &err);
     if (rc < 0) {
         fprintf(stderr, "wsx serve: --redis %s: %s%s%s\n", g_serve.redis_url, wsx_strerror(rc),
                 err.detail[0] ? ": " : "", err.detail);
         return false;
+    }
+    wsx_cluster_get_stats(g_serve.cluster, &g_serve.cluster_st);
+    if (g_serve.runner.n_threads > 1) {
+        /* The loops do not run yet: their hubs may be set from here. */
+        wsx_hub_hooks hooks = {other_first, other_last, NULL};
+        for (unsigned k = 1; k < g_serve.runner.n_threads; k++) {
+            wsx_hub *hub = wsx_hub_of(g_serve.runner.t[k].loop);
+            if (!hub) {
+                fprintf(stderr, "wsx serve: out of memory\n");
+                serve_cluster_stop();
+                return false;
+            }
+            wsx_hub_set_hooks(hub, &hooks);
+        }
+        wsx_timer_start(loop0, SNAPSHOT_MS, SNAPSHOT_MS, snapshot_timer, NULL,
+                        &g_serve.cluster_snapshot);
     }
     return true;
 }
 
 void serve_cluster_stop(void)
 {
-    wsx_cluster_stop(g_serve.cluster);
+    if (!g_serve.cluster) return;
+    snapshot();
+    wsx_timer_stop(g_serve.cluster_snapshot);
+    g_serve.cluster_snapshot = NULL;
+    serve_lock();
+    wsx_cluster *cl = g_serve.cluster;
     g_serve.cluster = NULL;
+    serve_unlock();
+    wsx_cluster_stop(cl);
 }
 
 void serve_cluster_publish(const char *room, const char *json, size_t len, uint64_t id)
 {
-    if (!g_serve.cluster) return;
-    char topic[sizeof ROOM_TOPIC + WSX_CHAT_MAX_ROOM];
+    if (!g_serve.redis_url) return;
+    char topic[TOPIC_CAP];
     snprintf(topic, sizeof topic, ROOM_TOPIC "%s", room);
+    if (g_serve_thread != 0) {
+        post_job(JOB_PUBLISH, topic, json, len, id);
+        return;
+    }
     /* Not relayed while Redis is down: counted by the cluster, never queued. */
-    (void)wsx_cluster_publish(g_serve.cluster, topic, json, len, WSX_TEXT, id);
+    if (g_serve.cluster) (void)wsx_cluster_publish(g_serve.cluster, topic, json, len, WSX_TEXT, id);
+}
+
+/* The relay's figures: live on loop 0, else the snapshot. Chat lock held. */
+static bool stats(wsx_cluster_stats *st)
+{
+    if (!g_serve.redis_url) return false;
+    if (g_serve_thread == 0 && g_serve.cluster)
+        wsx_cluster_get_stats(g_serve.cluster, st);
+    else
+        *st = g_serve.cluster_st;
+    return true;
 }
 
 bool serve_cluster_degraded(void)
 {
-    if (!g_serve.cluster) return false;
     wsx_cluster_stats st;
-    wsx_cluster_get_stats(g_serve.cluster, &st);
-    return st.state != WSX_CLUSTER_UP;
+    serve_lock();
+    bool have = stats(&st);
+    serve_unlock();
+    return have && st.state != WSX_CLUSTER_UP;
 }
 
 int serve_cluster_metrics(char *out, size_t cap)
 {
-    if (!g_serve.cluster) return 0;
     wsx_cluster_stats st;
-    wsx_cluster_get_stats(g_serve.cluster, &st);
+    if (!stats(&st)) return 0;
     return snprintf(
         out, cap,
         "# HELP wsx_redis_up 1 when the Redis relay is up (--redis), 0 while it reconnects.\n"
