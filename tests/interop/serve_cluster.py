@@ -53,6 +53,36 @@ class Redis:
             self.proc = None
 
 
+def redis_cmd(port, *args):
+    """One command on a new connection (RESP): the reply, bulk strings decoded."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), 5) as s:
+        req = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+        s.sendall(req.encode())
+        buf = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            buf += d
+            if buf[:1] == b"$":
+                n = int(buf[1:buf.index(b"\r\n")])
+                head = buf.index(b"\r\n") + 2
+                if len(buf) >= head + n + 2:
+                    return buf[head:head + n].decode()
+            elif buf.endswith(b"\r\n"):
+                return buf.decode().strip()
+        return buf.decode()
+
+
+def publish_calls(port):
+    """How many PUBLISH commands Redis has run (INFO commandstats)."""
+    for line in redis_cmd(port, "INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_publish:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
 def healthz(port):
     status, _, body = http_req(port, "GET", "/healthz")
     return status, body.decode()
@@ -132,6 +162,7 @@ async def scenario():
             check(v, f"node {n.port}: one room channel subscribed")
 
         async def exactly_once():
+            publishes = await th(publish_calls, redis.port)
             want = []
             for i in range(20):
                 await a.send({"type": "message", "text": f"a{i}"})
@@ -155,6 +186,9 @@ async def scenario():
             for n in nodes[:2]:
                 m = metrics(n.port)
                 eq(m.get("wsx_redis_not_relayed_total"), 0, f"node {n.port}: nothing lost")
+            # Three receivers on three nodes, and still one PUBLISH per message.
+            eq(await th(publish_calls, redis.port) - publishes, 40,
+               "Redis ran exactly one PUBLISH per message (INFO commandstats)")
         await astep("each message exactly once on every node", exactly_once(), 30)
 
         async def redis_down():

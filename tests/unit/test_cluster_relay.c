@@ -345,6 +345,102 @@ TEST(explicit_counts)
     redis_kill(&r);
 }
 
+/* What a hostile or confused publisher on the same Redis can send to a topic's channel: not
+ * an envelope, another version, a truncated head, a payload over max_message, this node's
+ * own id. Each is dropped and counted; a valid one from another node is delivered. */
+static void raw_publish(uint16_t port, const char *topic, const void *env, size_t len)
+{
+    redisContext *c = redisConnect("127.0.0.1", port);
+    char ch[256];
+    int n = snprintf(ch, sizeof ch, "wsx:{%s}", topic);
+    redisReply *r = c && !c->err ? redisCommand(c, "PUBLISH %b %b", ch, (size_t)n, env, len) : NULL;
+    if (r) freeReplyObject(r);
+    if (c) redisFree(c);
+}
+
+TEST(hostile_envelopes)
+{
+    test_redis r = {0};
+    CHECK(redis_start(&r));
+    wsx_loop *loop = new_loop();
+    wsx_hub *hub = wsx_hub_of(loop);
+    wsx_cluster_opts o = wsx_cluster_defaults();
+    o.max_message = 1000;
+    wsx_cluster *cl = cluster_on(loop, r.port, &o);
+    CHECK(pump(&loop, 1, is_up, cl, 3000));
+    sink k = {0};
+    wsx_sub *s;
+    CHECK_INT(wsx_hub_subscribe(hub, "t", deliver, &k, &s), 0);
+    numsub_is q = {r.port, "t", 1};
+    CHECK(pump(&loop, 1, numsub_cond, &q, 2000));
+    wsx_cluster_stats st;
+    wsx_cluster_get_stats(cl, &st);
+    static uint8_t env[WSX__ENV_HEAD + 2000];
+    raw_publish(r.port, "t", "hello", 5);
+    wsx__env_head(env, 42, 1, 0, WSX_TEXT);
+    env[1] = 2; /* a later version */
+    raw_publish(r.port, "t", env, WSX__ENV_HEAD + 2);
+    wsx__env_head(env, 42, 1, 0, WSX_TEXT);
+    raw_publish(r.port, "t", env, WSX__ENV_HEAD - 1);
+    memset(env + WSX__ENV_HEAD, 'x', 2000);
+    raw_publish(r.port, "t", env, WSX__ENV_HEAD + 1001);
+    wsx__env_head(env, st.node_id, 1, 0, WSX_TEXT); /* this node's id: taken as its own */
+    memcpy(env + WSX__ENV_HEAD, "m0", 2);
+    raw_publish(r.port, "t", env, WSX__ENV_HEAD + 2);
+    wsx__env_head(env, 42, 1, 7, WSX_TEXT);
+    raw_publish(r.port, "t", env, WSX__ENV_HEAD + 2);
+    count_at_least c = {&k, 1};
+    CHECK(pump(&loop, 1, got, &c, 2000));
+    pump(&loop, 1, NULL, NULL, 100);
+    wsx_cluster_get_stats(cl, &st);
+    CHECK_INT(k.n, 1);
+    CHECK_STR(k.last, "m0");
+    CHECK_INT(st.bad, 4);
+    CHECK_INT(st.own, 1);
+    CHECK_INT(st.received, 1);
+    CHECK_INT(st.state, WSX_CLUSTER_UP);
+    wsx_hub_unsubscribe(s);
+    wsx_cluster_stop(cl);
+    CHECK_INT(wsx_loop_run(loop), 0);
+    wsx_loop_free(loop);
+    redis_kill(&r);
+}
+
+/* The bounds on what waits for Redis: bytes not yet written (one iteration's publishes stay
+ * in hiredis' buffer until the loop writes them), and the largest message. */
+TEST(publish_bounds)
+{
+    test_redis r = {0};
+    CHECK(redis_start(&r));
+    wsx_loop *loop = new_loop();
+    wsx_cluster_opts o = wsx_cluster_defaults();
+    o.max_pending_bytes = 64 << 10;
+    o.max_message = 16 << 10;
+    wsx_cluster *cl = cluster_on(loop, r.port, &o);
+    CHECK(pump(&loop, 1, is_up, cl, 3000));
+    static char big[20 << 10];
+    memset(big, 'y', sizeof big);
+    CHECK_INT(wsx_cluster_publish(cl, "t", big, (16 << 10) + 1, WSX_TEXT, 0), WSX_ETOOBIG);
+    int ok = 0, limited = 0;
+    for (int i = 0; i < 10; i++) {
+        int rc = wsx_cluster_publish(cl, "t", big, 10 << 10, WSX_TEXT, 0);
+        ok += rc == 0;
+        limited += rc == WSX_ELIMIT;
+    }
+    CHECK_INT(ok, 6); /* 6 x (10 KiB + head) fit in 64 KiB, the 7th would not */
+    CHECK_INT(limited, 4);
+    wsx_cluster_stats st;
+    wsx_cluster_get_stats(cl, &st);
+    CHECK_INT(st.not_relayed, 4);
+    CHECK_INT(st.relayed, 6);
+    pump(&loop, 1, NULL, NULL, 100); /* written, answered */
+    CHECK_INT(wsx_cluster_publish(cl, "t", big, 10 << 10, WSX_TEXT, 0), 0);
+    wsx_cluster_stop(cl);
+    CHECK_INT(wsx_loop_run(loop), 0);
+    wsx_loop_free(loop);
+    redis_kill(&r);
+}
+
 int main(void)
 {
     if (!have_redis()) {
@@ -356,5 +452,7 @@ int main(void)
     RUN_T(resubscribe_after_restart);
     RUN_T(adopt_and_stop);
     RUN_T(explicit_counts);
+    RUN_T(hostile_envelopes);
+    RUN_T(publish_bounds);
     return test_summary("cluster_relay");
 }
