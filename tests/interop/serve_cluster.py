@@ -9,6 +9,7 @@ restarting a node. Then nodes with several loops (--threads): every client on ev
 each message once, and a node drops the room's channel when its last loop's member leaves."""
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -310,9 +311,63 @@ async def threads():
         redis.kill()
 
 
+async def echo_nodes():
+    """`wsx echo --redis`: what /pub of one node gets reaches /sub of the other, once."""
+    import websockets
+    from wsxlib import Server
+    redis = Redis(free_port())
+    redis.start()
+    url = f"redis://127.0.0.1:{redis.port}"
+    nodes = []
+    try:
+        nodes = [Server(["--redis", url]), Server(["--redis", url])]
+        for n in nodes:
+            check(n.wait_stderr(r"redis: connected to", 5) is not None, f"echo {n.port} connected")
+
+        async def relay():
+            base = [f"ws://127.0.0.1:{n.port}" for n in nodes]
+            async with websockets.connect(base[1] + "/sub") as sub_b, \
+                    websockets.connect(base[0] + "/sub") as sub_a, \
+                    websockets.connect(base[0] + "/pub") as pub:
+                ok = await th(wait_for, lambda: numsub_bcast(redis.port) == 2, 3)
+                check(ok, "both echo nodes subscribed to the broadcast topic's channel")
+                for i in range(10):
+                    await pub.send(f"x{i}".encode())
+                for label, ws in (("B", sub_b), ("A", sub_a)):
+                    got = [await asyncio.wait_for(ws.recv(), 5) for _ in range(10)]
+                    eq(got, [f"x{i}".encode() for i in range(10)], f"/sub on {label}: all, once, in order")
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        extra = await asyncio.wait_for(ws.recv(), 0.3)
+                        check(False, f"/sub on {label}: no duplicate", extra)
+        await astep("wsx echo --redis: /pub on A reaches /sub on A and B", relay(), 20)
+        p = subprocess.run([os.environ["WSX_BIN"], "echo", "--port", "0", "--redis", url,
+                            "--threads", "2"], capture_output=True, timeout=10)
+        eq(p.returncode, 2, "wsx echo --redis --threads 2: a usage error")
+    finally:
+        for n in nodes:
+            n.kill()
+        redis.kill()
+
+
+def numsub_bcast(port):
+    """Subscribers of the echo broadcast channel wsx:{bcast}, from Redis (PUBSUB NUMSUB)."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), 5) as s:
+        s.sendall(b"*3\r\n$6\r\nPUBSUB\r\n$6\r\nNUMSUB\r\n$11\r\nwsx:{bcast}\r\n")
+        buf = b""
+        # *2 $11 wsx:{bcast} :N
+        while buf.count(b"\r\n") < 4:
+            d = s.recv(4096)
+            if not d:
+                break
+            buf += d
+    return int(buf.split(b"\r\n")[3][1:]) if buf.count(b"\r\n") >= 4 else -1
+
+
 async def main():
     await scenario()
     await threads()
+    await echo_nodes()
 
 
 if __name__ == "__main__":
