@@ -281,6 +281,44 @@ TEST(resubscribe_after_restart)
     redis_kill(&r);
 }
 
+/* Redis drops the subscription connection alone (CLIENT KILL TYPE pubsub, what its output
+ * limit for slow subscribers does): the node reconnects both and subscribes again. */
+TEST(subscriber_killed)
+{
+    test_redis r = {0};
+    CHECK(redis_start(&r));
+    node a, b;
+    node_start(&a, r.port, NULL);
+    node_start(&b, r.port, NULL);
+    wsx_loop *loops[2] = {a.loop, b.loop};
+    two t = {&a, &b};
+    CHECK(pump(loops, 2, both_up, &t, 3000));
+    sink kb = {0};
+    wsx_sub *sb;
+    CHECK_INT(wsx_hub_subscribe(b.hub, "k", deliver, &kb, &sb), 0);
+    numsub_is q = {r.port, "k", 1};
+    CHECK(pump(loops, 2, numsub_cond, &q, 2000));
+    redisContext *c = redisConnect("127.0.0.1", r.port);
+    redisReply *rr = c && !c->err ? redisCommand(c, "CLIENT KILL TYPE pubsub") : NULL;
+    CHECK(rr && rr->type == REDIS_REPLY_INTEGER && rr->integer == 2);
+    if (rr) freeReplyObject(rr);
+    if (c) redisFree(c);
+    CHECK(pump(loops, 2, is_down, b.cl, 2000));
+    CHECK(pump(loops, 2, both_up, &t, 3000));
+    CHECK(pump(loops, 2, numsub_cond, &q, 2000));
+    CHECK_INT(publish(&a, "k", "m0", WSX_TEXT), 0);
+    count_at_least cc = {&kb, 1};
+    CHECK(pump(loops, 2, got, &cc, 2000));
+    wsx_cluster_stats st;
+    wsx_cluster_get_stats(b.cl, &st);
+    CHECK_INT(st.reconnects, 1);
+    CHECK_INT(st.failures, 1);
+    wsx_hub_unsubscribe(sb);
+    node_stop(&a);
+    node_stop(&b);
+    redis_kill(&r);
+}
+
 /* A cluster started on a hub that already has subscribers subscribes their channels; a
  * stopped cluster gives the hooks back. */
 TEST(adopt_and_stop)
@@ -450,6 +488,7 @@ int main(void)
     RUN_T(relay_exactly_once);
     RUN_T(relay_order_binary_topics);
     RUN_T(resubscribe_after_restart);
+    RUN_T(subscriber_killed);
     RUN_T(adopt_and_stop);
     RUN_T(explicit_counts);
     RUN_T(hostile_envelopes);
