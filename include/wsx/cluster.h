@@ -60,7 +60,8 @@ typedef void (*wsx_cluster_state_cb)(wsx_cluster *cl, wsx_cluster_state state, c
 
 typedef struct wsx_cluster_opts {
     /* redis://[user:password@]host[:port][/db] (port 6379, db 0; user and password may be
-     * percent-encoded; an IPv6 address in brackets), or unix:///path/to/socket[?db=N].
+     * percent-encoded; an IPv6 address in brackets), or
+     * unix://[user:password@]/path/to/socket[?db=N].
      * AUTH (with the user, when given) and SELECT (db != 0) are sent on every connection.
      * A host name is resolved by hiredis with getaddrinfo(), which blocks the loop while it
      * runs: give an address when that matters. */

@@ -28,8 +28,8 @@ typedef struct wsx__redis_url {
     unsigned db;
 } wsx__redis_url;
 
-/* Parses redis://[user:password@]host[:port][/db] or unix:///path[?db=N]. Returns 0 or
- * WSX_EURL; *why (may be NULL) gets a static reason. */
+/* Parses redis://[user:password@]host[:port][/db] or unix://[user:password@]/path[?db=N].
+ * Returns 0 or WSX_EURL; *why (may be NULL) gets a static reason. */
 int wsx__redis_url_parse(const char *url, wsx__redis_url *out, const char **why);
 
 /* The envelope (docs/cluster.md): a fixed head, then the payload. */

@@ -41,8 +41,23 @@ static int url_fail(const char **why, const char *reason)
     return WSX_EURL;
 }
 
+/* user:password or :password, before '@', percent-decoded. */
+static int parse_userinfo(const char *p, const char *at, wsx__redis_url *u, const char **why)
+{
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    if (!colon) return url_fail(why, "user information must be user:password or :password");
+    if (!decode_part(p, (size_t)(colon - p), u->user, sizeof u->user) ||
+        !decode_part(colon + 1, (size_t)(at - colon - 1), u->pass, sizeof u->pass))
+        return url_fail(why, "bad user or password");
+    u->has_pass = true;
+    return 0;
+}
+
 static int parse_unix(const char *p, wsx__redis_url *u, const char **why)
 {
+    const char *slash = strchr(p, '/'), *at = memchr(p, '@', slash ? (size_t)(slash - p) : 0);
+    if (at && parse_userinfo(p, at, u, why) < 0) return WSX_EURL;
+    if (at) p = at + 1;
     if (*p != '/') return url_fail(why, "unix:// needs an absolute path (unix:///path)");
     const char *q = strchr(p, '?');
     size_t n = q ? (size_t)(q - p) : strlen(p);
@@ -73,12 +88,7 @@ int wsx__redis_url_parse(const char *url, wsx__redis_url *u, const char **why)
     for (const char *s = p; s < end; s++)
         if (*s == '@') at = s;
     if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (!colon) return url_fail(why, "user information must be user:password or :password");
-        if (!decode_part(p, (size_t)(colon - p), u->user, sizeof u->user) ||
-            !decode_part(colon + 1, (size_t)(at - colon - 1), u->pass, sizeof u->pass))
-            return url_fail(why, "bad user or password");
-        u->has_pass = true;
+        if (parse_userinfo(p, at, u, why) < 0) return WSX_EURL;
         p = at + 1;
     }
     const char *host = p, *hend, *port = NULL;
@@ -432,7 +442,8 @@ int wsx_cluster_start(wsx_loop *loop, const wsx_cluster_opts *opts, wsx_cluster 
     cl->topic_prefix_len = strlen(cl->topic_prefix);
     /* The password stays out of the log: only the address is kept for messages. */
     char *at = strrchr(cl->url_text, '@');
-    if (at && !url.unix_socket) memmove(cl->url_text + 8, at + 1, strlen(at + 1) + 1);
+    size_t scheme = url.unix_socket ? 7 : 8;
+    if (at) memmove(cl->url_text + scheme, at + 1, strlen(at + 1) + 1);
     uint8_t rnd[8];
     if (wsx_random_bytes(rnd, sizeof rnd) < 0) {
         free_cluster(cl);

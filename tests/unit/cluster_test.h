@@ -28,6 +28,7 @@
 typedef struct test_redis {
     pid_t pid;
     uint16_t port;
+    const char *extra[4]; /* more arguments (NULL-terminated), e.g. --requirepass */
 } test_redis;
 
 /* A port the kernel had free a moment ago. */
@@ -75,8 +76,14 @@ static inline bool redis_start(test_redis *r)
             dup2(null, 1);
             dup2(null, 2);
         }
-        execl(REDIS_SERVER, REDIS_SERVER, "--port", port, "--bind", "127.0.0.1", "--save", "",
-              "--appendonly", "no", "--loglevel", "warning", "--daemonize", "no", (char *)NULL);
+        const char *argv[24] = {
+            REDIS_SERVER,   "--port", port,         "--bind",  "127.0.0.1",   "--save", "",
+            "--appendonly", "no",     "--loglevel", "warning", "--daemonize", "no"};
+        int n = 13;
+        for (int i = 0; i < 4 && r->extra[i]; i++)
+            argv[n++] = r->extra[i];
+        argv[n] = NULL;
+        execv(REDIS_SERVER, (char *const *)argv);
         _exit(127);
     }
     r->pid = pid;

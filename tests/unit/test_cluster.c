@@ -35,6 +35,11 @@ TEST(url_parse)
     CHECK(u.unix_socket);
     CHECK_STR(u.path, "/run/redis.sock");
     CHECK_INT(u.db, 2);
+    CHECK(!u.has_pass);
+    CHECK_INT(wsx__redis_url_parse("unix://u:p%40@/s", &u, &why), 0);
+    CHECK_STR(u.path, "/s");
+    CHECK_STR(u.user, "u");
+    CHECK_STR(u.pass, "p@");
     const char *bad[] = {"http://x",    "redis://",        "redis://h:0",    "redis://h:70000",
                          "redis://h/x", "redis://[::1",    "redis://u@h",    "unix://rel/path",
                          "rediss://h",  "redis://h:6379x", "redis://:%00@h", "unix:///s?x=1",
@@ -331,6 +336,78 @@ TEST(reconnect_after_restart)
     redis_kill(&r);
 }
 
+static wsx_cluster *cluster_url(wsx_loop *loop, const char *url, states *ss)
+{
+    wsx_cluster_opts o = wsx_cluster_defaults();
+    o.url = url;
+    o.on_state = on_state;
+    o.user = ss;
+    wsx_cluster *cl = NULL;
+    CHECK_INT(wsx_cluster_start(loop, &o, &cl, NULL), 0);
+    return cl;
+}
+
+/* AUTH with the URL's password (and user), SELECT its database; a wrong password, no
+ * password and a database out of range are failures with Redis's words, and the cluster
+ * keeps trying. The same through a unix socket. */
+TEST(auth_select_unix)
+{
+    char sock[64];
+    snprintf(sock, sizeof sock, "/tmp/wsx-cluster-test-%d.sock", (int)getpid());
+    test_redis r = {.extra = {"--requirepass", "s3cret", "--unixsocket", sock}};
+    CHECK(redis_start(&r));
+    wsx_loop *loop = new_loop();
+    char url[128];
+    states ss = {0};
+    /* URL = pre + (port, or the socket's path when unix) + post */
+    struct {
+        const char *pre, *post, *why;
+        bool unix_socket;
+    } up[] = {
+        {"redis://:s3cret@127.0.0.1:", "/2", NULL, false},
+        {"redis://default:s3cret@127.0.0.1:", "", NULL, false},
+        {"unix://:s3cret@", "?db=15", NULL, true},
+    };
+    for (int i = 0; i < 3; i++) {
+        if (up[i].unix_socket)
+            snprintf(url, sizeof url, "%s%s%s", up[i].pre, sock, up[i].post);
+        else
+            snprintf(url, sizeof url, "%s%u%s", up[i].pre, r.port, up[i].post);
+        wsx_cluster *cl = cluster_url(loop, url, &ss);
+        if (!pump(&loop, 1, is_up, cl, 3000)) TEST_FAIL_("%s: not up: %s", url, ss.why);
+        wsx_cluster_stop(cl);
+    }
+    struct {
+        const char *pre, *post, *why;
+        bool unix_socket;
+    } down[] = {
+        {"redis://:wrong@127.0.0.1:", "", "AUTH refused: WRONGPASS", false},
+        {"redis://127.0.0.1:", "", "NOAUTH", false},
+        {"redis://:s3cret@127.0.0.1:", "/99", "SELECT refused: ERR DB index is out of range",
+         false},
+        {"unix://", "", "NOAUTH", true},
+    };
+    for (int i = 0; i < 4; i++) {
+        if (down[i].unix_socket)
+            snprintf(url, sizeof url, "%s%s%s", down[i].pre, sock, down[i].post);
+        else
+            snprintf(url, sizeof url, "%s%u%s", down[i].pre, r.port, down[i].post);
+        wsx_cluster *cl = cluster_url(loop, url, &ss);
+        CHECK(pump(&loop, 1, is_down, cl, 3000));
+        if (!strstr(ss.why, down[i].why))
+            TEST_FAIL_("%s: %s, expected %s", url, ss.why, down[i].why);
+        pump(&loop, 1, NULL, NULL, 300);
+        wsx_cluster_stats st;
+        wsx_cluster_get_stats(cl, &st);
+        CHECK(st.failures >= 2); /* it keeps trying */
+        wsx_cluster_stop(cl);
+    }
+    CHECK_INT(wsx_loop_run(loop), 0);
+    wsx_loop_free(loop);
+    redis_kill(&r);
+    unlink(sock);
+}
+
 int main(void)
 {
     RUN(url_parse);
@@ -346,5 +423,6 @@ int main(void)
     RUN_T(garbage_server);
     RUN_T(command_timeout_paused);
     RUN_T(reconnect_after_restart);
+    RUN_T(auth_select_unix);
     return test_summary("cluster");
 }
