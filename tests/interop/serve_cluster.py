@@ -5,7 +5,8 @@ an SSE listener on node C in one room: every message reaches each of them exactl
 each sender's messages in the order sent), presence joins and leaves cross nodes. Redis
 killed: local chat goes on, /healthz says degraded, /metrics counts what was not relayed,
 nothing crashes. Redis started again on the same port: cross-node delivery resumes without
-restarting a node. Then nodes with several loops (--threads): every client on every loop gets
+restarting a node. Redis paused (SIGSTOP): seen within the ping interval and the command
+timeout, then back. Then nodes with several loops (--threads): every client on every loop gets
 each message once, and a node drops the room's channel when its last loop's member leaves."""
 
 import asyncio
@@ -231,6 +232,31 @@ async def scenario():
             eq([m for m in await a.quiet(0.3) if m.get("type") == "message"], [], "no duplicate")
         await astep("Redis back: cross-node delivery resumes", redis_back(), 40)
 
+        async def redis_paused():
+            # A server that stops answering (SIGSTOP) is not a closed connection: the nodes
+            # see it by their PING (every 1 s when idle) and the command timeout (2 s).
+            import signal
+            t0 = time.monotonic()
+            redis.proc.send_signal(signal.SIGSTOP)
+            try:
+                v = await th(wait_for, lambda: healthz(A.port)[1].startswith("degraded"), 6)
+                took = time.monotonic() - t0
+                check(v, "A: /healthz degraded while Redis does not answer", f"{took:.1f} s")
+                check(took < 4.5, "within ping interval + command timeout (3 s) and the checks",
+                      f"{took:.1f} s")
+                await a.send({"type": "message", "text": "paused"})
+                eq(texts(await collect(a, 1)), ["paused"], "A: local chat goes on")
+            finally:
+                redis.proc.send_signal(signal.SIGCONT)
+            for n in nodes:
+                v = await th(wait_for, lambda n=n: healthz(n.port) == (200, "ok\n"), 10)
+                check(v, f"node {n.port}: ok again once Redis answers")
+            await b.quiet(0.3)
+            await a.send({"type": "message", "text": "after pause"})
+            eq(texts(await collect(b, 1)), ["after pause"], "B gets A's messages again")
+            await a.quiet(0.2)
+        await astep("Redis paused: seen by the ping, local chat goes on", redis_paused(), 30)
+
         async def leave():
             await b.send({"type": "leave"})
             await expect_presence(a, "leave", "bob")
@@ -249,6 +275,8 @@ async def scenario():
     finally:
         for n in nodes:
             n.kill()
+        if redis.proc:
+            redis.proc.send_signal(__import__("signal").SIGCONT)
         redis.kill()
 
 
