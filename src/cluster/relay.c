@@ -322,7 +322,11 @@ void wsx__cluster_received(wsx_cluster *cl, const char *ch, size_t chlen, const 
         return;
     }
     size_t n = len - WSX__ENV_HEAD;
-    if (tlen > WSX__MAX_TOPIC || memchr(topic, 0, tlen) || n > cl->o.max_message) {
+    const uint8_t *data = env + WSX__ENV_HEAD;
+    /* Text goes to browsers as a WebSocket text frame: invalid UTF-8 from whoever else can
+     * publish on this Redis would make them fail the connection (RFC 6455 8.1). */
+    if (tlen > WSX__MAX_TOPIC || memchr(topic, 0, tlen) || n > cl->o.max_message ||
+        (type == WSX_TEXT && !wsx_utf8_valid(data, n))) {
         cl->st.bad++;
         return;
     }
@@ -332,7 +336,6 @@ void wsx__cluster_received(wsx_cluster *cl, const char *ch, size_t chlen, const 
     memcpy(name, topic, tlen);
     name[tlen] = '\0';
     cl->st.received++;
-    const uint8_t *data = env + WSX__ENV_HEAD;
     if (cl->o.on_message)
         cl->o.on_message(cl, name, data, n, type, tag, cl->o.user);
     else

@@ -384,8 +384,9 @@ TEST(explicit_counts)
 }
 
 /* What a hostile or confused publisher on the same Redis can send to a topic's channel: not
- * an envelope, another version, a truncated head, a payload over max_message, this node's
- * own id. Each is dropped and counted; a valid one from another node is delivered. */
+ * an envelope, another version, a truncated head, a payload over max_message, text that is
+ * not UTF-8, this node's own id. Each is dropped and counted; valid ones from another node
+ * (the bad UTF-8 as binary, then a text) are delivered. */
 static void raw_publish(uint16_t port, const char *topic, const void *env, size_t len)
 {
     redisContext *c = redisConnect("127.0.0.1", port);
@@ -422,20 +423,26 @@ TEST(hostile_envelopes)
     raw_publish(r.port, "t", env, WSX__ENV_HEAD - 1);
     memset(env + WSX__ENV_HEAD, 'x', 2000);
     raw_publish(r.port, "t", env, WSX__ENV_HEAD + 1001);
+    wsx__env_head(env, 42, 1, 0, WSX_TEXT);
+    memcpy(env + WSX__ENV_HEAD, "\xc3\x28", 2); /* text that is not UTF-8 */
+    raw_publish(r.port, "t", env, WSX__ENV_HEAD + 2);
+    wsx__env_head(env, 42, 1, 0, WSX_BINARY); /* the same bytes as binary: delivered */
+    raw_publish(r.port, "t", env, WSX__ENV_HEAD + 2);
     wsx__env_head(env, st.node_id, 1, 0, WSX_TEXT); /* this node's id: taken as its own */
     memcpy(env + WSX__ENV_HEAD, "m0", 2);
     raw_publish(r.port, "t", env, WSX__ENV_HEAD + 2);
     wsx__env_head(env, 42, 1, 7, WSX_TEXT);
     raw_publish(r.port, "t", env, WSX__ENV_HEAD + 2);
-    count_at_least c = {&k, 1};
+    count_at_least c = {&k, 2};
     CHECK(pump(&loop, 1, got, &c, 2000));
     pump(&loop, 1, NULL, NULL, 100);
     wsx_cluster_get_stats(cl, &st);
-    CHECK_INT(k.n, 1);
+    CHECK_INT(k.n, 2);
     CHECK_STR(k.last, "m0");
-    CHECK_INT(st.bad, 4);
+    CHECK_INT(k.type, WSX_TEXT);
+    CHECK_INT(st.bad, 5);
     CHECK_INT(st.own, 1);
-    CHECK_INT(st.received, 1);
+    CHECK_INT(st.received, 2);
     CHECK_INT(st.state, WSX_CLUSTER_UP);
     wsx_hub_unsubscribe(s);
     wsx_cluster_stop(cl);
