@@ -77,6 +77,15 @@ def redis_cmd(port, *args):
         return buf.decode()
 
 
+def redis_cmd_bytes(port, *args):
+    """One command with binary arguments; returns the raw reply."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), 5) as s:
+        req = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+        s.sendall(req)
+        return s.recv(4096)
+
+
 def publish_calls(port):
     """How many PUBLISH commands Redis has run (INFO commandstats)."""
     for line in redis_cmd(port, "INFO", "commandstats").splitlines():
@@ -256,6 +265,27 @@ async def scenario():
             eq(texts(await collect(b, 1)), ["after pause"], "B gets A's messages again")
             await a.quiet(0.2)
         await astep("Redis paused: seen by the ping, local chat goes on", redis_paused(), 30)
+
+        async def hostile():
+            import struct
+
+            def env(payload, tag=0, node=42):
+                return struct.pack(">BBBBQQQ", 0x57, 1, 0, 0, node, 1, tag) + payload
+
+            forged = b'{"type":"message","id":1,"text":"x"}\n\nid: 999\nevent: message\ndata: {}'
+            good = json.dumps({"type": "message", "id": 77, "room": "r1", "name": "bot",
+                               "text": "injected", "ts": 1}, separators=(",", ":")).encode()
+            await th(sse.quiet, 0.3)  # what the earlier steps left unread
+            await a.quiet(0.1)
+            await b.quiet(0.1)
+            for payload, tag in ((forged, 1), (good, 77)):
+                await th(redis_cmd_bytes, redis.port, b"PUBLISH", b"wsx:{room:r1}", env(payload, tag))
+            eq(texts(await collect(a, 1)), ["injected"], "A: only the well-formed message")
+            eq(texts(await collect(b, 1)), ["injected"], "B: only the well-formed message")
+            ev = await th(sse.event, 5)
+            eq(ev.get("id"), "77", "C (SSE): the well-formed one, with its id; no forged event")
+            eq(await th(sse.quiet, 0.2), [], "C (SSE): nothing else")
+        await astep("a hostile publisher on Redis cannot break SSE framing", hostile())
 
         async def leave():
             await b.send({"type": "leave"})

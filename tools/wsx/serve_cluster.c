@@ -27,9 +27,12 @@ static void on_message(wsx_cluster *cl, const char *topic, const uint8_t *data, 
     (void)cl;
     (void)user;
     size_t pl = sizeof ROOM_TOPIC - 1;
-    /* The chat speaks JSON text only; another kind of message on a room is not ours. */
+    /* The chat speaks compact JSON text only; another kind of message on a room is not ours.
+     * A line break would end an SSE event early (serve_sse_format writes the JSON on one
+     * data: line): whatever else publishes on the Redis cannot forge events that way. */
     if (type != WSX_TEXT || strncmp(topic, ROOM_TOPIC, pl) ||
-        !wsx_chat_valid_room(topic + pl, strlen(topic + pl)))
+        !wsx_chat_valid_room(topic + pl, strlen(topic + pl)) || memchr(data, '\n', len) ||
+        memchr(data, '\r', len))
         return;
     serve_lock();
     /* tag: the message's id on the node that posted it (0 for other events), for the SSE
