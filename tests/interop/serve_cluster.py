@@ -285,6 +285,12 @@ async def scenario():
             ev = await th(sse.event, 5)
             eq(ev.get("id"), "77", "C (SSE): the well-formed one, with its id; no forged event")
             eq(await th(sse.quiet, 0.2), [], "C (SSE): nothing else")
+            # The forged one passed the envelope check: serve dropped it (a line break), not
+            # the cluster layer, so it is not in wsx_redis_bad_total.
+            eq(metrics(A.port).get("wsx_redis_bad_total"), 0, "A: wsx_redis_bad_total 0")
+            await th(redis_cmd_bytes, redis.port, b"PUBLISH", b"wsx:{room:r1}", b"junk")
+            v = await th(wait_for, lambda: metrics(A.port).get("wsx_redis_bad_total") == 1, 3)
+            check(v, "A: a message that is not an envelope counts in wsx_redis_bad_total")
         await astep("a hostile publisher on Redis cannot break SSE framing", hostile())
 
         async def leave():

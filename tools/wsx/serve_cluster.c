@@ -228,9 +228,11 @@ int serve_cluster_metrics(char *out, size_t cap)
         "# TYPE wsx_redis_reconnects_total counter\nwsx_redis_reconnects_total %llu\n"
         "# HELP wsx_redis_failures_total Redis connections that failed or were lost.\n"
         "# TYPE wsx_redis_failures_total counter\nwsx_redis_failures_total %llu\n"
+        "# HELP wsx_redis_bad_total Messages on room channels dropped as malformed.\n"
+        "# TYPE wsx_redis_bad_total counter\nwsx_redis_bad_total %llu\n"
         "# HELP wsx_redis_channels Room channels this node is subscribed to.\n"
         "# TYPE wsx_redis_channels gauge\nwsx_redis_channels %zu\n",
         st.state == WSX_CLUSTER_UP, (unsigned long long)st.relayed, (unsigned long long)st.received,
         (unsigned long long)st.not_relayed, (unsigned long long)st.reconnects,
-        (unsigned long long)st.failures, st.channels);
+        (unsigned long long)st.failures, (unsigned long long)st.bad, st.channels);
 }
