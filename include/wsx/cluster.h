@@ -49,10 +49,19 @@ typedef enum wsx_cluster_state {
 /* "connecting", "up", "down". */
 WSX_API const char *wsx_cluster_state_name(wsx_cluster_state s);
 
-/* A message from another node, for opts.on_message: topic NUL-terminated; every pointer
- * borrowed for the call. tag is the publisher's (wsx_cluster_publish). */
-typedef void (*wsx_cluster_message_cb)(wsx_cluster *cl, const char *topic, const uint8_t *data,
-                                       size_t len, int type, uint64_t tag, void *user);
+/* A message from another node, as opts.on_message sees it. Every pointer is borrowed for the
+ * call. */
+typedef struct wsx_cluster_msg {
+    const char *topic; /* NUL-terminated */
+    const uint8_t *data;
+    size_t len;
+    int type;      /* WSX_TEXT or WSX_BINARY */
+    uint64_t tag;  /* the publisher's (wsx_cluster_publish) */
+    uint64_t node; /* the publishing node's id (its wsx_cluster_stats.node_id) */
+    uint64_t seq;  /* the publisher's sequence number: 1, 2, ... per publishing node */
+} wsx_cluster_msg;
+
+typedef void (*wsx_cluster_message_cb)(wsx_cluster *cl, const wsx_cluster_msg *m, void *user);
 /* The state changed; why is a sentence ("connection refused", "command timed out"), "" when
  * the cluster came up. */
 typedef void (*wsx_cluster_state_cb)(wsx_cluster *cl, wsx_cluster_state state, const char *why,

@@ -336,9 +336,10 @@ void wsx__cluster_received(wsx_cluster *cl, const char *ch, size_t chlen, const 
     memcpy(name, topic, tlen);
     name[tlen] = '\0';
     cl->st.received++;
-    if (cl->o.on_message)
-        cl->o.on_message(cl, name, data, n, type, tag, cl->o.user);
-    else
+    if (cl->o.on_message) {
+        wsx_cluster_msg m = {name, data, n, type, tag, node, seq};
+        cl->o.on_message(cl, &m, cl->o.user);
+    } else
         wsx_hub_publish(cl->hub, name, data, n, type, NULL, NULL);
 }
 

@@ -383,6 +383,66 @@ TEST(explicit_counts)
     redis_kill(&r);
 }
 
+/* on_message sees who published: the node id, its sequence number, the tag. */
+typedef struct seen {
+    int n;
+    wsx_cluster_msg last;
+    char topic[32], data[32];
+} seen;
+
+static void on_msg(wsx_cluster *cl, const wsx_cluster_msg *m, void *user)
+{
+    (void)cl;
+    seen *s = user;
+    s->n++;
+    s->last = *m;
+    snprintf(s->topic, sizeof s->topic, "%s", m->topic);
+    snprintf(s->data, sizeof s->data, "%.*s", (int)m->len, (const char *)m->data);
+}
+
+static bool seen_one(void *arg)
+{
+    return ((seen *)arg)->n >= 1;
+}
+
+TEST(on_message_fields)
+{
+    test_redis r = {0};
+    CHECK(redis_start(&r));
+    node a;
+    node_start(&a, r.port, NULL);
+    wsx_loop *lb = new_loop();
+    seen sn = {0};
+    wsx_cluster_opts o = wsx_cluster_defaults();
+    o.on_message = on_msg;
+    o.user = &sn;
+    wsx_cluster *cb = cluster_on(lb, r.port, &o);
+    wsx_loop *loops[2] = {a.loop, lb};
+    sink k = {0};
+    wsx_sub *s;
+    CHECK_INT(wsx_hub_subscribe(wsx_hub_of(lb), "tt", deliver, &k, &s), 0);
+    CHECK(pump(loops, 2, is_up, cb, 3000));
+    CHECK(pump(loops, 2, is_up, a.cl, 3000));
+    numsub_is q = {r.port, "tt", 1};
+    CHECK(pump(loops, 2, numsub_cond, &q, 2000));
+    CHECK_INT(wsx_cluster_publish(a.cl, "tt", "hi", 2, WSX_BINARY, 9), 0);
+    CHECK(pump(loops, 2, seen_one, &sn, 2000));
+    wsx_cluster_stats st;
+    wsx_cluster_get_stats(a.cl, &st);
+    CHECK_INT(sn.n, 1);
+    CHECK_STR(sn.topic, "tt");
+    CHECK_STR(sn.data, "hi");
+    CHECK_INT(sn.last.type, WSX_BINARY);
+    CHECK(sn.last.tag == 9 && sn.last.node == st.node_id && sn.last.seq == 1);
+    CHECK_INT(k.n, 0); /* on_message instead of the hub */
+    wsx_hub_unsubscribe(s);
+    wsx_cluster_stop(cb);
+    CHECK_INT(wsx_loop_run(lb), 0);
+    wsx_loop_free(lb);
+    node_stop(&a);
+    redis_kill(&r);
+}
+
 /* What a hostile or confused publisher on the same Redis can send to a topic's channel: not
  * an envelope, another version, a truncated head, a payload over max_message, text that is
  * not UTF-8, this node's own id. Each is dropped and counted; valid ones from another node
@@ -499,6 +559,7 @@ int main(void)
     RUN_T(adopt_and_stop);
     RUN_T(explicit_counts);
     RUN_T(hostile_envelopes);
+    RUN_T(on_message_fields);
     RUN_T(publish_bounds);
     return test_summary("cluster_relay");
 }

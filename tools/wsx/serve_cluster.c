@@ -21,24 +21,24 @@
 #define SNAPSHOT_MS 250
 #define TOPIC_CAP   (sizeof ROOM_TOPIC + WSX_CHAT_MAX_ROOM)
 
-static void on_message(wsx_cluster *cl, const char *topic, const uint8_t *data, size_t len,
-                       int type, uint64_t tag, void *user)
+static void on_message(wsx_cluster *cl, const wsx_cluster_msg *m, void *user)
 {
     (void)cl;
     (void)user;
     size_t pl = sizeof ROOM_TOPIC - 1;
+    const char *room = m->topic + pl, *json = (const char *)m->data;
     /* The chat speaks compact JSON text only; another kind of message on a room is not ours.
      * A line break would end an SSE event early (serve_sse_format writes the JSON on one
      * data: line): whatever else publishes on the Redis cannot forge events that way. */
-    if (type != WSX_TEXT || strncmp(topic, ROOM_TOPIC, pl) ||
-        !wsx_chat_valid_room(topic + pl, strlen(topic + pl)) || memchr(data, '\n', len) ||
-        memchr(data, '\r', len))
+    if (m->type != WSX_TEXT || strncmp(m->topic, ROOM_TOPIC, pl) ||
+        !wsx_chat_valid_room(room, strlen(room)) || memchr(json, '\n', m->len) ||
+        memchr(json, '\r', m->len))
         return;
     serve_lock();
     /* tag: the message's id on the node that posted it (0 for other events), for the SSE
      * listeners (docs/cluster.md: ids are per node). */
-    serve_publish_local(topic + pl, (const char *)data, len, tag, NULL);
-    serve_relay_loops(topic + pl, (const char *)data, len, tag);
+    serve_publish_local(room, json, m->len, m->tag, NULL);
+    serve_relay_loops(room, json, m->len, m->tag);
     serve_unlock();
 }
 
