@@ -169,7 +169,8 @@ async def scenario():
 
         # Every node subscribed to the room's channel (C for its SSE listener).
         for n in nodes:
-            v = await th(wait_for, lambda n=n: metrics(n.port).get("wsx_redis_channels") == 1, 3)
+            # The room's, and the presence heartbeats' (every node, always).
+            v = await th(wait_for, lambda n=n: metrics(n.port).get("wsx_redis_channels") == 2, 3)
             check(v, f"node {n.port}: one room channel subscribed")
 
         async def exactly_once():
@@ -197,9 +198,11 @@ async def scenario():
             for n in nodes[:2]:
                 m = metrics(n.port)
                 eq(m.get("wsx_redis_not_relayed_total"), 0, f"node {n.port}: nothing lost")
-            # Three receivers on three nodes, and still one PUBLISH per message.
-            eq(await th(publish_calls, redis.port) - publishes, 40,
-               "Redis ran exactly one PUBLISH per message (INFO commandstats)")
+            # Three receivers on three nodes, and one PUBLISH per message: 40, and at most
+            # the presence heartbeats of the 3 nodes besides (one each per 2 s); the exact
+            # count is checked with `wsx echo --redis` below, which has no heartbeat.
+            n_pub = await th(publish_calls, redis.port) - publishes
+            check(40 <= n_pub <= 40 + 3 * 2, "Redis ran one PUBLISH per message", n_pub)
         await astep("each message exactly once on every node", exactly_once(), 30)
 
         async def redis_down():
@@ -335,7 +338,7 @@ async def threads():
             clients.append(c)
         listeners = [await th(SSE, n.port, "/sse?room=t") for n in nodes]
         for n in nodes:
-            v = await th(wait_for, lambda n=n: metrics(n.port).get("wsx_redis_channels") == 1, 3)
+            v = await th(wait_for, lambda n=n: metrics(n.port).get("wsx_redis_channels") == 2, 3)
             check(v, f"node {n.port}: the room's channel is subscribed (once for all its loops)")
 
         async def all_get_all():
@@ -364,7 +367,7 @@ async def threads():
             for sse in listeners:
                 sse.close()
             for n in nodes:
-                v = await th(wait_for, lambda n=n: metrics(n.port).get("wsx_redis_channels") == 0, 5)
+                v = await th(wait_for, lambda n=n: metrics(n.port).get("wsx_redis_channels") == 1, 5)
                 check(v, f"node {n.port}: channel unsubscribed once the last loop's member left")
         await astep("the last member of every loop leaves", unsubscribe_on_last(), 20)
         for n in nodes:
@@ -395,8 +398,12 @@ async def echo_nodes():
                     websockets.connect(base[0] + "/pub") as pub:
                 ok = await th(wait_for, lambda: numsub_bcast(redis.port) == 2, 3)
                 check(ok, "both echo nodes subscribed to the broadcast topic's channel")
+                publishes = await th(publish_calls, redis.port)
                 for i in range(10):
                     await pub.send(f"x{i}".encode())
+                await asyncio.sleep(0.5)  # relayed by then (the messages are checked below)
+                eq(await th(publish_calls, redis.port) - publishes, 10,
+                   "exactly one PUBLISH per message, receivers on two nodes (INFO commandstats)")
                 for label, ws in (("B", sub_b), ("A", sub_a)):
                     got = [await asyncio.wait_for(ws.recv(), 5) for _ in range(10)]
                     eq(got, [f"x{i}".encode() for i in range(10)], f"/sub on {label}: all, once, in order")
@@ -428,10 +435,120 @@ def numsub_bcast(port):
     return int(buf.split(b"\r\n")[3][1:]) if buf.count(b"\r\n") >= 4 else -1
 
 
+def online_of(m):
+    return {p["name"]: p["tabs"] for p in m.get("online", [])}
+
+
+async def until(client, pred, timeout):
+    """Reads client's messages until pred(msg) holds: (that message, the ones before)."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while True:
+        m = await client.recv(max(0.01, deadline - time.monotonic()))
+        if pred(m):
+            return m, seen
+        seen.append(m)
+
+
+async def presence():
+    """Presence over every node (docs/cluster.md): online lists summed over the nodes, a
+    person's second tab on another node is an `online` change, not a join; a node killed
+    with -9 takes its people out of the others' presence within the heartbeat expiry; a node
+    started later learns who is there from the heartbeats."""
+    redis = Redis(free_port())
+    redis.start()
+    url = f"redis://127.0.0.1:{redis.port}"
+    nodes = []
+    try:
+        A = Serve(["--redis", url])
+        B = Serve(["--redis", url])
+        nodes = [A, B]
+        for n in nodes:
+            check(n.wait_stderr(r"redis: connected to", 5) is not None, f"node {n.port} connected")
+        alice1 = await Chat.open(A.url, "alice@A")
+        bob = await Chat.open(B.url, "bob@B")
+
+        async def two_nodes():
+            await alice1.join("p", "alice")
+            j, _ = await bob.join("p", "bob")
+            m, _ = await until(alice1, lambda m: m.get("type") == "presence" and m.get("name") == "bob", 5)
+            eq((m["event"], online_of(m)), ("join", {"alice": 1, "bob": 1}),
+               "alice on A: bob (on B) joins; the online list has both nodes' people")
+            if "alice" not in online_of(j):
+                m, _ = await until(bob, lambda m: "alice" in online_of(m), 5)
+                eq((m["type"], m.get("event"), m.get("name")), ("presence", "join", "alice"),
+                   "bob on B learns alice (on A) from A's heartbeat, as a presence join")
+            check(True, "bob on B sees alice (on A)")
+        await astep("presence over two nodes", two_nodes(), 15)
+
+        async def second_tab():
+            alice2 = await Chat.open(B.url, "alice2@B")
+            j, ev = await alice2.join("p", "alice")
+            eq(online_of(j), {"alice": 2, "bob": 1}, "alice's second tab (on B): joined counts both tabs")
+            eq((ev["type"], online_of(ev)), ("online", {"alice": 2, "bob": 1}),
+               "... and its event is an online change, not a presence join")
+            m, before = await until(alice1, lambda m: m.get("type") in ("online", "presence"), 5)
+            eq((m["type"], online_of(m)), ("online", {"alice": 2, "bob": 1}),
+               "alice's first tab (on A): an online change with 2 tabs, no presence join")
+            m, _ = await until(bob, lambda m: m.get("type") in ("online", "presence"), 5)
+            eq((m["type"], online_of(m)), ("online", {"alice": 2, "bob": 1}),
+               "bob (on B): the same online change")
+            return alice2
+        alice2 = await astep_value("a person's tabs on two nodes", second_tab(), 15)
+
+        async def kill_b():
+            B.proc.kill()  # SIGKILL: no close, no leave event
+            B.proc.wait()
+            t0 = time.monotonic()
+            m, _ = await until(alice1, lambda m: m.get("type") == "presence" and m.get("event") == "leave", 12)
+            took = time.monotonic() - t0
+            eq((m["name"], online_of(m)), ("bob", {"alice": 1}),
+               "alice on A: bob (on the killed node) leaves; her tab there is gone too")
+            check(took < 9, "within the expiry of 6 s and a heartbeat period (2 s)", f"{took:.1f} s")
+            await alice1.quiet(0.3)
+        await astep("kill -9 of a node: its people leave the others' presence", kill_b(), 20)
+
+        async def late_node():
+            C = Serve(["--redis", url])
+            nodes.append(C)
+            check(C.wait_stderr(r"redis: connected to", 5) is not None, "node C connected")
+            carol = await Chat.open(C.url, "carol@C")
+            j, _ = await carol.join("p", "carol")
+            if "alice" not in online_of(j):
+                m, _ = await until(carol, lambda m: "alice" in online_of(m), 5)
+                eq((m.get("event"), online_of(m)), ("join", {"alice": 1, "carol": 1}),
+                   "carol on a new node learns alice from the heartbeats")
+            m, _ = await until(alice1, lambda m: m.get("name") == "carol", 5)
+            eq((m["type"], m["event"], online_of(m)), ("presence", "join", {"alice": 1, "carol": 1}),
+               "alice on A sees carol (on C) join")
+            await carol.close()
+        await astep("a node started later", late_node(), 20)
+        await alice1.close()
+        for n in nodes:
+            if n.running:
+                eq(n.stop(), 0, f"node {n.port}: SIGTERM -> exit status 0")
+        del alice2
+    finally:
+        for n in nodes:
+            n.kill()
+        redis.kill()
+
+
+async def astep_value(name, coro, timeout=20):
+    """astep that returns what coro returned (None if it failed)."""
+    box = []
+
+    async def run_it():
+        box.append(await coro)
+    await astep(name, run_it(), timeout)
+    return box[0] if box else None
+
+
 async def main():
     await scenario()
     await threads()
     await echo_nodes()
+    await presence()
 
 
 if __name__ == "__main__":

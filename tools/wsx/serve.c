@@ -475,6 +475,7 @@ int cmd_serve(int argc, char **argv)
     start_timers();
     int rc = tool_runner_run(&g_serve.runner);
     serve_cluster_stop(); /* normally done when shutdown began (stop_timers) */
+    serve_presence_free();
     /* Relays and history releases posted to a loop after it had finished are freed with it
      * (their destructors), never run. */
     g_serve.loops_done = true;

@@ -62,6 +62,7 @@ typedef struct serve_state {
     wsx_cluster *cluster;         /* on loop 0, with --redis */
     wsx_cluster_stats cluster_st; /* its figures for the other loops (chat lock) */
     wsx_timer *cluster_snapshot;
+    wsx_timer *cluster_heartbeat;
 } serve_state;
 
 /* The command's wiring state, one per process (defined in serve.c). The chat module has no
@@ -157,5 +158,26 @@ void serve_cluster_publish(const char *room, const char *json, size_t len, uint6
 bool serve_cluster_degraded(void);
 /* The relay's lines of /metrics at out (snprintf's return; 0 without --redis). */
 int serve_cluster_metrics(char *out, size_t cap);
+
+/* ---- serve_presence.c (--redis): presence over every node; chat lock held ---- */
+
+/* A room event of this node (from the chat) / of node `node` (from Redis): for `presence`
+ * and `online`, the form this node's members get (malloc'd, *out_len), else NULL (deliver
+ * json as it is). */
+char *serve_presence_local(const char *room, const char *json, size_t len, size_t *out_len);
+char *serve_presence_remote(uint64_t node, const char *room, const char *json, size_t len,
+                            size_t *out_len);
+/* A `joined` the chat sends one connection, with the online list of every node; NULL when
+ * json is not a `joined`. */
+char *serve_presence_joined(const char *json, size_t len, size_t *out_len);
+/* A heartbeat of node (its people in every room): what changed is told to this node's
+ * members. On loop 0. */
+void serve_presence_heartbeat(uint64_t node, const char *json, size_t len);
+/* This node's heartbeat (malloc'd). */
+char *serve_presence_state(size_t *len);
+/* The people of nodes silent for expire_ms leave (loop 0's clock). */
+void serve_presence_expire(uint64_t now, uint64_t expire_ms);
+/* Frees the tables (after the loops). */
+void serve_presence_free(void);
 
 #endif

@@ -68,15 +68,23 @@ static void op_publish(const char *room, const char *json, size_t len, uint64_t 
                        void *user)
 {
     (void)user;
-    serve_publish_local(room, json, len, id, except);
+    /* --redis: this node's members see presence over every node; the other nodes get the
+     * event as the chat made it (this node's list). */
+    size_t ml = 0;
+    char *mine = g_serve.redis_url ? serve_presence_local(room, json, len, &ml) : NULL;
+    serve_publish_local(room, mine ? mine : json, mine ? ml : len, id, except);
     serve_cluster_publish(room, json, len, id);
-    serve_relay_loops(room, json, len, id);
+    serve_relay_loops(room, mine ? mine : json, mine ? ml : len, id);
+    free(mine);
 }
 
 static void op_send(void *conn, const char *json, size_t len, void *user)
 {
     (void)user;
-    wsx_send(conn, json, len, WSX_TEXT);
+    size_t ml = 0;
+    char *joined = g_serve.redis_url ? serve_presence_joined(json, len, &ml) : NULL;
+    wsx_send(conn, joined ? joined : json, joined ? ml : len, WSX_TEXT);
+    free(joined);
 }
 
 static int op_subscribe(void *conn, const char *room, void *user)

@@ -20,6 +20,11 @@
 #define ROOM_TOPIC  "room:"
 #define SNAPSHOT_MS 250
 #define TOPIC_CAP   (sizeof ROOM_TOPIC + WSX_CHAT_MAX_ROOM)
+/* Presence (serve_presence.c): each node's people, every HEARTBEAT_MS on HEARTBEAT_TOPIC
+ * (not a room: '*' is in no room name); a node silent for EXPIRE_MS is gone. */
+#define HEARTBEAT_TOPIC ROOM_TOPIC "*nodes"
+#define HEARTBEAT_MS    2000
+#define EXPIRE_MS       (3 * HEARTBEAT_MS)
 
 static void on_message(wsx_cluster *cl, const wsx_cluster_msg *m, void *user)
 {
@@ -27,6 +32,12 @@ static void on_message(wsx_cluster *cl, const wsx_cluster_msg *m, void *user)
     (void)user;
     size_t pl = sizeof ROOM_TOPIC - 1;
     const char *room = m->topic + pl, *json = (const char *)m->data;
+    if (!strcmp(m->topic, HEARTBEAT_TOPIC)) {
+        serve_lock();
+        serve_presence_heartbeat(m->node, json, m->len);
+        serve_unlock();
+        return;
+    }
     /* The chat speaks compact JSON text only; another kind of message on a room is not ours.
      * A line break would end an SSE event early (serve_sse_format writes the JSON on one
      * data: line): whatever else publishes on the Redis cannot forge events that way. */
@@ -35,11 +46,14 @@ static void on_message(wsx_cluster *cl, const wsx_cluster_msg *m, void *user)
         memchr(json, '\r', m->len))
         return;
     serve_lock();
+    size_t ml = 0;
+    char *mine = serve_presence_remote(m->node, room, json, m->len, &ml);
     /* tag: the message's id on the node that posted it (0 for other events), for the SSE
      * listeners (docs/cluster.md: ids are per node). */
-    serve_publish_local(room, json, m->len, m->tag, NULL);
-    serve_relay_loops(room, json, m->len, m->tag);
+    serve_publish_local(room, mine ? mine : json, mine ? ml : m->len, m->tag, NULL);
+    serve_relay_loops(room, mine ? mine : json, mine ? ml : m->len, m->tag);
     serve_unlock();
+    free(mine);
 }
 
 static void snapshot(void)
@@ -56,6 +70,21 @@ static void on_state(wsx_cluster *cl, wsx_cluster_state s, const char *why, void
     (void)why;
     (void)user;
     snapshot();
+}
+
+/* This node's people to the others, and the people of silent nodes out. */
+static void heartbeat_timer(wsx_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    size_t len = 0;
+    serve_lock();
+    char *hb = serve_presence_state(&len);
+    serve_presence_expire(wsx_loop_now(g_serve.runner.t[0].loop), EXPIRE_MS);
+    serve_unlock();
+    if (hb && g_serve.cluster)
+        (void)wsx_cluster_publish(g_serve.cluster, HEARTBEAT_TOPIC, hb, len, WSX_TEXT, 0);
+    free(hb);
 }
 
 static void snapshot_timer(wsx_timer *t, void *arg)
@@ -145,6 +174,13 @@ bool serve_cluster_start(void)
         return false;
     }
     wsx_cluster_get_stats(g_serve.cluster, &g_serve.cluster_st);
+    if (wsx_cluster_subscribe(g_serve.cluster, HEARTBEAT_TOPIC) < 0 ||
+        wsx_timer_start(loop0, HEARTBEAT_MS / 4, HEARTBEAT_MS, heartbeat_timer, NULL,
+                        &g_serve.cluster_heartbeat) < 0) {
+        fprintf(stderr, "wsx serve: out of memory\n");
+        serve_cluster_stop();
+        return false;
+    }
     if (g_serve.runner.n_threads > 1) {
         /* The loops do not run yet: their hubs may be set from here. */
         wsx_hub_hooks hooks = {other_first, other_last, NULL};
@@ -168,7 +204,8 @@ void serve_cluster_stop(void)
     if (!g_serve.cluster) return;
     snapshot();
     wsx_timer_stop(g_serve.cluster_snapshot);
-    g_serve.cluster_snapshot = NULL;
+    wsx_timer_stop(g_serve.cluster_heartbeat);
+    g_serve.cluster_snapshot = g_serve.cluster_heartbeat = NULL;
     serve_lock();
     wsx_cluster *cl = g_serve.cluster;
     g_serve.cluster = NULL;
