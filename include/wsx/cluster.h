@@ -159,6 +159,51 @@ WSX_API int wsx_cluster_publish(wsx_cluster *cl, const char *topic, const void *
 WSX_API int wsx_cluster_subscribe(wsx_cluster *cl, const char *topic);
 WSX_API int wsx_cluster_unsubscribe(wsx_cluster *cl, const char *topic);
 
+/* A reply to wsx_cluster_command(). str/len for STRING, STATUS and ERROR (borrowed for the
+ * callback); integer for INTEGER. NONE: no reply (the connection was lost first). */
+enum {
+    WSX_CLUSTER_REPLY_NONE = 0,
+    WSX_CLUSTER_REPLY_INTEGER,
+    WSX_CLUSTER_REPLY_STRING,
+    WSX_CLUSTER_REPLY_STATUS,
+    WSX_CLUSTER_REPLY_ERROR,
+    WSX_CLUSTER_REPLY_NIL,
+    WSX_CLUSTER_REPLY_ARRAY,
+};
+typedef struct wsx_cluster_reply {
+    int type;
+    long long integer;
+    const char *str;
+    size_t len;
+} wsx_cluster_reply;
+typedef void (*wsx_cluster_reply_cb)(wsx_cluster *cl, const wsx_cluster_reply *r, void *arg);
+
+/*
+ * Sends a command (argc arguments, binary-safe) on the command connection, under the same
+ * bound as publishes (max_pending, max_pending_bytes): a script that numbers and publishes a
+ * message, say (`wsx serve` does). cb(arg) is called exactly once, on the loop, with the
+ * reply or with type NONE when the connection is lost first, unless wsx_cluster_stop() comes
+ * first (then never). If this call fails, cb is never called. cb must not stop the cluster.
+ * Returns 0, WSX_ECLOSED (not up), WSX_ELIMIT (the bound), WSX_EINVAL, WSX_ENOMEM.
+ */
+WSX_API int wsx_cluster_command(wsx_cluster *cl, int argc, const char *const *argv,
+                                const size_t *lens, wsx_cluster_reply_cb cb, void *arg);
+
+/* The envelope's head (docs/cluster.md), for a message published by something other than
+ * wsx_cluster_publish() (a script): node 0 is no node's, so every node delivers it, its own
+ * publisher's included. Writes WSX_CLUSTER_HEAD bytes. */
+#define WSX_CLUSTER_HEAD 28
+WSX_API void wsx_cluster_envelope(uint8_t *out, uint64_t node, uint64_t tag, int type);
+
+/* The channel of topic (PREFIX:{TOPIC}), NUL-terminated into out[cap]. Returns its length,
+ * WSX_EINVAL (a bad topic) or WSX_ENOSPC. */
+WSX_API ptrdiff_t wsx_cluster_channel(const wsx_cluster *cl, const char *topic, char *out,
+                                      size_t cap);
+
+/* Whether the node is subscribed to topic's channel (the topic has local subscribers, or
+ * counts from wsx_cluster_subscribe()). */
+WSX_API bool wsx_cluster_subscribed(const wsx_cluster *cl, const char *topic);
+
 typedef struct wsx_cluster_stats {
     wsx_cluster_state state;
     uint64_t relayed;     /* messages published to Redis */

@@ -76,6 +76,7 @@ struct wsx_cluster {
     wsx__rconn cmd, sub;
     wsx_timer *tick;
     bool tearing;        /* closing the connections: their callbacks are stale */
+    bool stopping;       /* wsx_cluster_stop: no user callback any more */
     bool connecting;     /* an attempt is in progress (contexts made, not yet up) */
     uint64_t attempt_at; /* loop time the current attempt began */
     uint64_t retry_at;   /* loop time of the next attempt while down and idle */
@@ -102,6 +103,10 @@ void wsx__cluster_net_stop(wsx_cluster *cl);
 /* redis.c: sends PUBLISH argv[1] argv[2] (binary-safe) on the command connection. Returns 0
  * or WSX_ECLOSED (no connection, or hiredis refused it). */
 int wsx__cluster_publish_cmd(wsx_cluster *cl, const char **argv, const size_t *lens);
+/* redis.c: sends argv on the command connection; the reply goes to cb(arg) (see
+ * wsx_cluster_command). Returns 0 or WSX_ECLOSED / WSX_ENOMEM. */
+int wsx__cluster_command(wsx_cluster *cl, int argc, const char *const *argv, const size_t *lens,
+                         wsx_cluster_reply_cb cb, void *arg);
 /* redis.c: bytes written into the command connection's output and not yet sent. */
 size_t wsx__cluster_unsent(const wsx_cluster *cl);
 /* redis.c: SUBSCRIBE / UNSUBSCRIBE one topic's channel on the subscription connection, if

@@ -27,7 +27,7 @@
 #define TICK_MS 50
 
 /* What a reply answers (the privdata of a command). */
-enum { K_AUTH = 1, K_SELECT, K_READY, K_PING, K_PUBLISH, K_TOPIC, K_NODE };
+enum { K_AUTH = 1, K_SELECT, K_READY, K_PING, K_PUBLISH, K_TOPIC, K_NODE, K_USER };
 
 #define KIND(k) ((void *)(uintptr_t)(k))
 
@@ -320,6 +320,72 @@ static int cmd_kind(wsx__rconn *c, int argc, const char **argv, const size_t *le
      * pending command and the last reply. */
     if (c->pending++ == 0) c->progress_at = now;
     if (c == &c->cl->cmd) c->cl->last_cmd_at = now;
+    return 0;
+}
+
+/* A command of the application's (wsx_cluster_command): its callback, called once. */
+typedef struct user_cmd {
+    wsx_cluster_reply_cb cb;
+    void *arg;
+} user_cmd;
+
+static void on_user_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    user_cmd *u = priv;
+    wsx__rconn *c = ac->data;
+    wsx_cluster *cl = c ? c->cl : NULL;
+    redisReply *reply = r;
+    wsx__rconn *lc = live(ac);
+    if (lc && reply) {
+        if (lc->pending) lc->pending--;
+        lc->progress_at = wsx_loop_now(lc->cl->loop);
+    }
+    if (cl && !cl->stopping) {
+        wsx_cluster_reply out = {WSX_CLUSTER_REPLY_NONE, 0, NULL, 0};
+        if (reply) {
+            switch (reply->type) {
+            case REDIS_REPLY_INTEGER:
+                out.type = WSX_CLUSTER_REPLY_INTEGER;
+                out.integer = reply->integer;
+                break;
+            case REDIS_REPLY_STRING:
+            case REDIS_REPLY_STATUS:
+            case REDIS_REPLY_ERROR:
+                out.type = reply->type == REDIS_REPLY_STRING   ? WSX_CLUSTER_REPLY_STRING
+                           : reply->type == REDIS_REPLY_STATUS ? WSX_CLUSTER_REPLY_STATUS
+                                                               : WSX_CLUSTER_REPLY_ERROR;
+                out.str = reply->str;
+                out.len = reply->len;
+                break;
+            case REDIS_REPLY_NIL:
+                out.type = WSX_CLUSTER_REPLY_NIL;
+                break;
+            default:
+                out.type = WSX_CLUSTER_REPLY_ARRAY;
+            }
+        }
+        u->cb(cl, &out, u->arg);
+    }
+    free(u);
+}
+
+int wsx__cluster_command(wsx_cluster *cl, int argc, const char *const *argv, const size_t *lens,
+                         wsx_cluster_reply_cb cb, void *arg)
+{
+    wsx__rconn *c = &cl->cmd;
+    if (!c->ac) return WSX_ECLOSED;
+    user_cmd *u = malloc(sizeof *u);
+    if (!u) return WSX_ENOMEM;
+    u->cb = cb;
+    u->arg = arg;
+    if (redisAsyncCommandArgv(c->ac, on_user_reply, u, argc, (const char **)argv, lens) !=
+        REDIS_OK) {
+        free(u);
+        return WSX_ECLOSED;
+    }
+    uint64_t now = wsx_loop_now(cl->loop);
+    if (c->pending++ == 0) c->progress_at = now;
+    cl->last_cmd_at = now;
     return 0;
 }
 

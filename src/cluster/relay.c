@@ -475,6 +475,7 @@ oom:
 void wsx_cluster_stop(wsx_cluster *cl)
 {
     if (!cl) return;
+    cl->stopping = true;
     if (cl->hub->hooks.arg == cl) wsx_hub_set_hooks(cl->hub, NULL);
     if (cl->hub->pub_hook_arg == cl) wsx__hub_set_publish_hook(cl->hub, NULL, NULL);
     cl->o.on_state = NULL; /* no callback during the stop */
@@ -542,6 +543,43 @@ int wsx_cluster_unsubscribe(wsx_cluster *cl, const char *topic)
     if (!cl || !wsx__topic_name_ok(topic, &len)) return WSX_EINVAL;
     if (chan_remove(cl, topic, len, &found)) wsx__cluster_sub(cl, topic, len, false);
     return found ? 0 : WSX_ENOTFOUND;
+}
+
+int wsx_cluster_command(wsx_cluster *cl, int argc, const char *const *argv, const size_t *lens,
+                        wsx_cluster_reply_cb cb, void *arg)
+{
+    if (!cl || argc < 1 || !argv || !lens || !cb) return WSX_EINVAL;
+    if (cl->state != WSX_CLUSTER_UP) return WSX_ECLOSED;
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++)
+        bytes += lens[i];
+    if (cl->cmd.pending >= cl->o.max_pending ||
+        wsx__cluster_unsent(cl) + bytes > cl->o.max_pending_bytes)
+        return WSX_ELIMIT;
+    return wsx__cluster_command(cl, argc, argv, lens, cb, arg);
+}
+
+void wsx_cluster_envelope(uint8_t *out, uint64_t node, uint64_t tag, int type)
+{
+    wsx__env_head(out, node, 0, tag, type);
+}
+
+ptrdiff_t wsx_cluster_channel(const wsx_cluster *cl, const char *topic, char *out, size_t cap)
+{
+    size_t len, n;
+    if (!cl || !out || !wsx__topic_name_ok(topic, &len)) return WSX_EINVAL;
+    char *ch = wsx__cluster_channel(cl, topic, len, &n);
+    if (!ch) return WSX_ENOMEM;
+    ptrdiff_t rc = n < cap ? (ptrdiff_t)n : WSX_ENOSPC;
+    if (rc >= 0) memcpy(out, ch, n + 1);
+    free(ch);
+    return rc;
+}
+
+bool wsx_cluster_subscribed(const wsx_cluster *cl, const char *topic)
+{
+    size_t len;
+    return cl && wsx__topic_name_ok(topic, &len) && chan_has((wsx_cluster *)cl, topic, len);
 }
 
 void wsx_cluster_get_stats(const wsx_cluster *cl, wsx_cluster_stats *out)
