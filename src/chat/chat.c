@@ -597,23 +597,6 @@ static bool text_ok(const char **text, size_t *tl)
     return *tl && wsx__chat_utf8_chars(*text, *tl) <= WSX_CHAT_MAX_TEXT;
 }
 
-/* The `message` JSON of a post (heap), NULL when out of memory. */
-static char *message_json(wsx_chat *chat, room *r, uint64_t id, const char *name, const char *text,
-                          size_t tl, bool bot)
-{
-    json_t *o = wsx__chat_jevent("message");
-    wsx__chat_jset(&o, "id", json_integer((json_int_t)id));
-    wsx__chat_jset(&o, "room", wsx__chat_jname(r->name));
-    wsx__chat_jset(&o, "name", wsx__chat_jname(name));
-    wsx__chat_jset(&o, "text", json_stringn_nocheck(text, tl));
-    wsx__chat_jset(&o, "ts", json_integer((json_int_t)wsx__chat_now(chat)));
-    if (bot) wsx__chat_jset(&o, "bot", json_true());
-    jtext t;
-    char *s = wsx__chat_jdump(&t, o) ? wsx__chat_jtext_dup(&t) : NULL;
-    wsx__chat_jtext_free(&t);
-    return s;
-}
-
 /* Posts a checked text to r as name (a member's message, or a backend's with "bot":true):
  * one id, one JSON text for the members, the SSE listeners and the history. Returns the id,
  * WSX_CHAT_SEQUENCED when the sequencer took it (ops.sequence), 0 when out of memory. */
@@ -621,7 +604,7 @@ static uint64_t post_text(wsx_chat *chat, room *r, const char *name, const char 
                           bool bot)
 {
     if (chat->ops.sequence) {
-        char *s = message_json(chat, r, 0, name, text, tl, bot);
+        char *s = wsx__chat_message_json(chat, r, 0, name, text, tl, bot);
         if (!s) return 0;
         bool taken = chat->ops.sequence(r->name, s, strlen(s), chat->opts.user);
         free(s);
@@ -629,7 +612,7 @@ static uint64_t post_text(wsx_chat *chat, room *r, const char *name, const char 
     }
     uint64_t id = r->next_id++;
     /* The history keeps the text: the heap copy that was built. */
-    char *s = message_json(chat, r, id, name, text, tl, bot);
+    char *s = wsx__chat_message_json(chat, r, id, name, text, tl, bot);
     if (!s) return 0;
     chat->ops.publish(r->name, s, strlen(s), id, NULL, chat->opts.user);
     history_add(chat, r, id, s);
@@ -638,7 +621,12 @@ static uint64_t post_text(wsx_chat *chat, room *r, const char *name, const char 
 
 room *wsx__chat_room_get(wsx_chat *chat, const char *name)
 {
-    return get_room(chat, name);
+    return name ? get_room(chat, name) : NULL;
+}
+
+room *wsx__chat_room_find(wsx_chat *chat, const char *name)
+{
+    return find_room(chat, name);
 }
 
 void wsx__chat_room_release(wsx_chat *chat, room *r)

@@ -203,6 +203,10 @@ int wsx_chat_post(wsx_chat *chat, const char *room, const char *name, size_t nam
  * room name, not a message JSON), WSX_ELIMIT (the room cap with no idle room), WSX_ENOMEM. */
 int wsx_chat_deliver(wsx_chat *chat, const char *room, uint64_t id, const char *json, size_t len);
 
+/* The id of the room's newest message (the sequencer's or its own), 0 for a room that has
+ * none or does not exist: what a sequencer that lost its count resumes above. */
+uint64_t wsx_chat_last_id(wsx_chat *chat, const char *room);
+
 /* Adds an SSE listener (the front end's handle `listener`) to room (NUL-terminated).
  * Returns 0 and sets *out; WSX_EINVAL for a bad room name, WSX_ELIMIT when no room can be
  * made (the room cap with no idle room), WSX_ENOMEM. */

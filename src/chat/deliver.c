@@ -11,6 +11,22 @@
 #include "chat/chat_priv.h"
 #include "wsx/common.h"
 
+char *wsx__chat_message_json(wsx_chat *chat, const room *r, uint64_t id, const char *name,
+                             const char *text, size_t tl, bool bot)
+{
+    json_t *o = wsx__chat_jevent("message");
+    wsx__chat_jset(&o, "id", json_integer((json_int_t)id));
+    wsx__chat_jset(&o, "room", wsx__chat_jname(r->name));
+    wsx__chat_jset(&o, "name", wsx__chat_jname(name));
+    wsx__chat_jset(&o, "text", json_stringn_nocheck(text, tl));
+    wsx__chat_jset(&o, "ts", json_integer((json_int_t)wsx__chat_now(chat)));
+    if (bot) wsx__chat_jset(&o, "bot", json_true());
+    jtext t;
+    char *s = wsx__chat_jdump(&t, o) ? wsx__chat_jtext_dup(&t) : NULL;
+    wsx__chat_jtext_free(&t);
+    return s;
+}
+
 /* How the chat writes a message (text.c's key order): its id comes first after the type. */
 static const char head[] = "{\"type\":\"message\",\"id\":";
 #define HEAD_LEN (sizeof head - 1)
@@ -69,4 +85,13 @@ int wsx_chat_deliver(wsx_chat *chat, const char *name, uint64_t id, const char *
     wsx__chat_room_release(chat, r);
     wsx_chat_unlock(chat);
     return 0;
+}
+
+uint64_t wsx_chat_last_id(wsx_chat *chat, const char *name)
+{
+    wsx_chat_lock(chat);
+    room *r = wsx__chat_room_find(chat, name);
+    uint64_t id = r ? r->next_id - 1 : 0;
+    wsx_chat_unlock(chat);
+    return id;
 }

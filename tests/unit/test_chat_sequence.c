@@ -140,6 +140,8 @@ TEST(sequence_and_deliver)
     CHECK_INT(T.pub_id, 3);
     history_ids(chat, hist, sizeof hist);
     CHECK_STR(hist, "5,6,7");
+    CHECK_INT(wsx_chat_last_id(chat, "r"), 7);
+    CHECK_INT(wsx_chat_last_id(chat, "nope"), 0);
 
     /* Not a message, a bad room, "id":0 without the 0. */
     CHECK_INT(wsx_chat_deliver(chat, "r", 8, "{\"type\":\"typing\"}", 17), WSX_EINVAL);
