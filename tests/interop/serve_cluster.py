@@ -173,6 +173,8 @@ async def scenario():
             v = await th(wait_for, lambda n=n: metrics(n.port).get("wsx_redis_channels") == 2, 3)
             check(v, f"node {n.port}: one room channel subscribed")
 
+        last_id = 0
+
         async def exactly_once():
             publishes = await th(publish_calls, redis.port)
             want = []
@@ -190,6 +192,15 @@ async def scenario():
                    f"{label}: ann's messages in the order sent")
                 eq([x for x in t if x[0] == "b"], [f"b{i}" for i in range(20)],
                    f"{label}: bob's messages in the order sent")
+            # Numbered by Redis: one order and one id sequence on every node.
+            seqs = [[(m["id"], m["text"]) for m in got] for got in (got_a, got_b, got_s)]
+            eq(seqs[1], seqs[0], "B sees the messages in A's order with A's ids")
+            eq(seqs[2], seqs[0], "C (SSE) sees the messages in A's order with A's ids")
+            ids = [i for i, _ in seqs[0]]
+            check(all(y == x + 1 for x, y in zip(ids, ids[1:])),
+                  "ids strictly increasing by one across the nodes", ids)
+            nonlocal last_id
+            last_id = ids[-1]
             eq(texts([m for m in await a.quiet(0.5) if m.get("type") == "message"]), [],
                "A: no duplicate afterwards")
             eq(texts([m for m in await b.quiet(0.1) if m.get("type") == "message"]), [],
@@ -204,6 +215,23 @@ async def scenario():
             n_pub = await th(publish_calls, redis.port) - publishes
             check(40 <= n_pub <= 40 + 3 * 2, "Redis ran one PUBLISH per message", n_pub)
         await astep("each message exactly once on every node", exactly_once(), 30)
+
+        async def history_anywhere():
+            # Every node in the room kept the same history with the same ids: a join on B and
+            # an SSE resume on C after id 35 see A's messages as A numbered them.
+            d = await Chat.open(B.url, "dan@B")
+            j, _ = await d.join("r1", "dan")
+            hist = [(m["id"], m["text"]) for m in j["history"]]
+            eq(hist[-40:][0][0], last_id - 39, "a join on B: the history holds the 40 messages")
+            check(all(m[1][0] in "ab" for m in hist[-40:]), "... all of them", hist[-40:])
+            await d.close()
+            await a.quiet(0.3)
+            await b.quiet(0.1)
+            r = await th(SSE, C.port, "/sse?room=r1", [("Last-Event-ID", str(last_id - 5))])
+            got = [json.loads(e["data"])["id"] for e in await th(r.quiet, 0.5)]
+            eq(got, list(range(last_id - 4, last_id + 1)), "an SSE resume on C after id N-5: N-4..N")
+            r.close()
+        await astep("history and Last-Event-ID on any node", history_anywhere(), 20)
 
         async def redis_down():
             redis.kill()
@@ -236,7 +264,11 @@ async def scenario():
             await b.quiet(0.2)
             await th(sse.quiet, 0.1)
             await a.send({"type": "message", "text": "back"})
-            eq(texts(await collect(b, 1)), ["back"], "B gets A's message again")
+            got = await collect(b, 1)
+            eq(texts(got), ["back"], "B gets A's message again")
+            check(got[0]["id"] > last_id + 1,
+                  "Redis restarted empty: ids resume above the last ones seen (and A's local one)",
+                  (last_id, got[0]["id"]))
             eq(texts(await th(sse_messages, sse, 1)), ["back"], "C (SSE) gets it again")
             await b.send({"type": "message", "text": "back too"})
             got = texts(await collect(a, 2))
@@ -347,18 +379,23 @@ async def threads():
                 for i, c in enumerate(clients):
                     await c.send({"type": "message", "text": f"{i}:{r}"})
                     want.append(f"{i}:{r}")
+            seqs = []
             for c in clients:
-                got = texts(await collect(c, 40, 10))
+                msgs = await collect(c, 40, 10)
+                seqs.append([(m["id"], m["text"]) for m in msgs])
+                got = texts(msgs)
                 eq(sorted(got), sorted(want), f"{c.label}: each of the 40 messages exactly once")
                 for i in range(8):
                     eq([x for x in got if x.startswith(f"{i}:")], [f"{i}:{r}" for r in range(5)],
                        f"{c.label}: c{i}'s messages in order")
+            check(all(x == seqs[0] for x in seqs), "every client: one order, the same ids")
             for k, sse in enumerate(listeners):
                 got = texts(await th(sse_messages, sse, 40, 10))
                 eq(sorted(got), sorted(want), f"SSE on node {k}: each message exactly once")
             for c in clients:
                 eq([m for m in await c.quiet(0.1) if m.get("type") == "message"], [],
                    f"{c.label}: no duplicate")
+            
         await astep("8 clients on 5 loops of 2 nodes: every message exactly once", all_get_all(), 40)
 
         async def unsubscribe_on_last():

@@ -456,7 +456,12 @@ int cmd_serve(int argc, char **argv)
     /* A join is refused (slow_down) while the connection's queue is above its high-water
      * mark (the library's default unless set above). */
     g_serve.chat_opts.join_max_queued = o.send_high_water ? o.send_high_water : (size_t)1 << 20;
-    if (wsx_chat_new(&g_serve.chat_opts, &serve_chat_ops, &g_serve.chat) < 0) {
+    /* The sequencer only with --redis: it makes the chat build each message twice when it
+     * declines (Redis away). */
+    static wsx_chat_ops ops;
+    ops = serve_chat_ops;
+    if (!g_serve.redis_url) ops.sequence = NULL;
+    if (wsx_chat_new(&g_serve.chat_opts, &ops, &g_serve.chat) < 0) {
         fprintf(stderr, "wsx serve: out of memory\n");
         wsx_static_free(g_serve.files);
         return 1;

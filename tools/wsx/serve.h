@@ -154,6 +154,12 @@ void serve_cluster_stop(void);
 /* Relays one event the chat published to a room (id: a message's id, else 0); from any
  * loop (the others post it to loop 0). Chat lock held. */
 void serve_cluster_publish(const char *room, const char *json, size_t len, uint64_t id);
+/* The chat's sequencer (wsx_chat_ops.sequence): with --redis and the relay up, a message
+ * (json with "id":0) is numbered by Redis and comes back through wsx_chat_deliver on every
+ * node; returns whether it took it. Chat lock held. */
+bool serve_cluster_sequence(const char *room, const char *json, size_t len);
+/* Set while a message from Redis is being delivered: op_publish does not relay it again. */
+extern _Thread_local bool g_serve_delivering;
 /* Whether --redis was given and the relay is not up (/healthz says "degraded"). */
 bool serve_cluster_degraded(void);
 /* The relay's lines of /metrics at out (snprintf's return; 0 without --redis). */

@@ -73,7 +73,7 @@ static void op_publish(const char *room, const char *json, size_t len, uint64_t 
     size_t ml = 0;
     char *mine = g_serve.redis_url ? serve_presence_local(room, json, len, &ml) : NULL;
     serve_publish_local(room, mine ? mine : json, mine ? ml : len, id, except);
-    serve_cluster_publish(room, json, len, id);
+    if (!g_serve_delivering) serve_cluster_publish(room, json, len, id);
     serve_relay_loops(room, mine ? mine : json, mine ? ml : len, id);
     free(mine);
 }
@@ -286,6 +286,12 @@ static void op_close(void *conn, int code, const char *reason, void *user)
     wsx_close(conn, code, reason);
 }
 
+static bool op_sequence(const char *room, const char *json, size_t len, void *user)
+{
+    (void)user;
+    return serve_cluster_sequence(room, json, len);
+}
+
 const wsx_chat_ops serve_chat_ops = {
     .send = op_send,
     .publish = op_publish,
@@ -298,6 +304,7 @@ const wsx_chat_ops serve_chat_ops = {
     .sse_history = op_sse_history,
     .cache_free = op_cache_free,
     .close = op_close,
+    .sequence = op_sequence,
 };
 
 /* The client's address from its text ("1.2.3.4:5555", "[::1]:5555"), for the chat's

@@ -26,6 +26,110 @@
 #define HEARTBEAT_MS    2000
 #define EXPIRE_MS       (3 * HEARTBEAT_MS)
 
+_Thread_local bool g_serve_delivering;
+
+/* ---- message ids through Redis ----
+ *
+ * A chat message is numbered by Redis: one script per message INCRs the room's counter
+ * (raised to this node's last seen id when lower: a Redis restarted empty), splices the id
+ * into the JSON and PUBLISHes it with an envelope of node 0, which every node delivers, the
+ * poster's included; so every node delivers a room's messages in the channel's one order,
+ * with the same ids (wsx_chat_deliver). Redis away: the chat numbers its messages itself. */
+
+static const char seq_script[] =
+    "local id = redis.call('INCR', KEYS[1])\n"
+    "local floor = tonumber(ARGV[4])\n"
+    "if id <= floor then id = floor + 1; redis.call('SET', KEYS[1], id) end\n"
+    "redis.call('PUBLISH', ARGV[5], ARGV[3] .. ARGV[1] .. string.format('%d', id) .. ARGV[2])\n"
+    "return id\n";
+
+static const char msg_head[] = "{\"type\":\"message\",\"id\":";
+#define MSG_HEAD (sizeof msg_head - 1)
+
+typedef struct seq_req {
+    char room[WSX_CHAT_MAX_ROOM + 1];
+    size_t len;
+    char json[]; /* with "id":0 */
+} seq_req;
+
+/* Delivers a message of this chat or another, numbered (or, id 0, to be numbered here), as
+ * a message from Redis: not relayed again. Chat lock held. */
+static void deliver(const char *room, uint64_t id, const char *json, size_t len)
+{
+    g_serve_delivering = true;
+    int rc = wsx_chat_deliver(g_serve.chat, room, id, json, len);
+    g_serve_delivering = false;
+    if (rc < 0)
+        tool_logf(WSX_LOG_WARN, "room %s: message %llu not delivered: %s", room,
+                  (unsigned long long)id, wsx_strerror(rc));
+}
+
+static void seq_reply(wsx_cluster *cl, const wsx_cluster_reply *r, void *arg)
+{
+    seq_req *q = arg;
+    serve_lock();
+    if (r->type == WSX_CLUSTER_REPLY_INTEGER && r->integer > 0) {
+        char topic[TOPIC_CAP];
+        snprintf(topic, sizeof topic, ROOM_TOPIC "%s", q->room);
+        /* Subscribed (members or listeners here), the channel brings it back in order; else
+         * it only goes to the room's history here. */
+        if (!wsx_cluster_subscribed(cl, topic)) {
+            char num[24];
+            int n = snprintf(num, sizeof num, "%lld", r->integer);
+            size_t rest = q->len - MSG_HEAD - 1, total = MSG_HEAD + (size_t)n + rest;
+            char *s = malloc(total);
+            if (s) {
+                memcpy(s, msg_head, MSG_HEAD);
+                memcpy(s + MSG_HEAD, num, (size_t)n);
+                memcpy(s + MSG_HEAD + (size_t)n, q->json + MSG_HEAD + 1, rest);
+                deliver(q->room, (uint64_t)r->integer, s, total);
+            }
+            free(s);
+        }
+    } else {
+        /* Not numbered (an error, or the connection went): numbered here rather than lost. */
+        tool_logf(WSX_LOG_INFO,
+                  "room %s: a message was not numbered by Redis (%.*s): numbered here", q->room,
+                  r->type == WSX_CLUSTER_REPLY_ERROR ? (int)r->len : 13,
+                  r->type == WSX_CLUSTER_REPLY_ERROR ? r->str : "no connection");
+        deliver(q->room, 0, q->json, q->len);
+    }
+    serve_unlock();
+    free(q);
+}
+
+/* Sends the script for a message (json with "id":0) of room. On loop 0, chat lock held.
+ * Returns 0 (seq_reply follows) or < 0. */
+static int seq_eval(const char *room, const char *json, size_t len)
+{
+    wsx_cluster *cl = g_serve.cluster;
+    if (!cl) return WSX_ECLOSED;
+    if (len < MSG_HEAD + 2 || memcmp(json, msg_head, MSG_HEAD) || json[MSG_HEAD] != '0')
+        return WSX_EINVAL;
+    char topic[TOPIC_CAP], ch[128], key[140], last[24];
+    snprintf(topic, sizeof topic, ROOM_TOPIC "%s", room);
+    ptrdiff_t chn = wsx_cluster_channel(cl, topic, ch, sizeof ch);
+    if (chn < 0) return (int)chn;
+    int kn = snprintf(key, sizeof key, "%s:id", ch);
+    int ln = snprintf(last, sizeof last, "%llu",
+                      (unsigned long long)wsx_chat_last_id(g_serve.chat, room));
+    uint8_t env[WSX_CLUSTER_HEAD];
+    wsx_cluster_envelope(env, 0, 0, WSX_TEXT);
+    seq_req *q = malloc(sizeof *q + len);
+    if (!q) return WSX_ENOMEM;
+    snprintf(q->room, sizeof q->room, "%s", room);
+    q->len = len;
+    memcpy(q->json, json, len);
+    const char *argv[] = {
+        "EVAL", seq_script, "1", key, json, json + MSG_HEAD + 1, (const char *)env, last, ch};
+    size_t lens[] = {4,          sizeof seq_script - 1, 1,          (size_t)kn,
+                     MSG_HEAD,   len - MSG_HEAD - 1,    sizeof env, (size_t)ln,
+                     (size_t)chn};
+    int rc = wsx_cluster_command(cl, 9, argv, lens, seq_reply, q);
+    if (rc < 0) free(q);
+    return rc;
+}
+
 static void on_message(wsx_cluster *cl, const wsx_cluster_msg *m, void *user)
 {
     (void)cl;
@@ -45,6 +149,15 @@ static void on_message(wsx_cluster *cl, const wsx_cluster_msg *m, void *user)
         !wsx_chat_valid_room(room, strlen(room)) || memchr(json, '\n', m->len) ||
         memchr(json, '\r', m->len))
         return;
+    if (m->len > MSG_HEAD && !memcmp(json, msg_head, MSG_HEAD)) {
+        /* A message, numbered by Redis (or, Redis having been away, by its node). */
+        uint64_t id = strtoull(json + MSG_HEAD, NULL, 10);
+        if (!id) return;
+        serve_lock();
+        deliver(room, id, json, m->len);
+        serve_unlock();
+        return;
+    }
     serve_lock();
     size_t ml = 0;
     char *mine = serve_presence_remote(m->node, room, json, m->len, &ml);
@@ -96,7 +209,7 @@ static void snapshot_timer(wsx_timer *t, void *arg)
 
 /* ---- the other loops: posts to loop 0 ---- */
 
-enum { JOB_PUBLISH, JOB_SUBSCRIBE, JOB_UNSUBSCRIBE };
+enum { JOB_PUBLISH, JOB_SUBSCRIBE, JOB_UNSUBSCRIBE, JOB_SEQUENCE };
 
 typedef struct cluster_job {
     int kind;
@@ -110,10 +223,21 @@ typedef struct cluster_job {
 static void run_job(void *arg)
 {
     cluster_job *j = arg;
+    if (!g_serve.cluster && j->kind == JOB_SEQUENCE) {
+        /* Offered while the relay was up, and it is gone (shutdown): numbered here. */
+        serve_lock();
+        deliver(j->topic + sizeof ROOM_TOPIC - 1, 0, j->json, j->len);
+        serve_unlock();
+    }
     if (g_serve.cluster) {
         if (j->kind == JOB_PUBLISH)
             (void)wsx_cluster_publish(g_serve.cluster, j->topic, j->json, j->len, WSX_TEXT, j->id);
-        else if (j->kind == JOB_SUBSCRIBE)
+        else if (j->kind == JOB_SEQUENCE) {
+            serve_lock();
+            if (seq_eval(j->topic + sizeof ROOM_TOPIC - 1, j->json, j->len) < 0)
+                deliver(j->topic + sizeof ROOM_TOPIC - 1, 0, j->json, j->len);
+            serve_unlock();
+        } else if (j->kind == JOB_SUBSCRIBE)
             (void)wsx_cluster_subscribe(g_serve.cluster, j->topic);
         else
             (void)wsx_cluster_unsubscribe(g_serve.cluster, j->topic);
@@ -211,6 +335,18 @@ void serve_cluster_stop(void)
     g_serve.cluster = NULL;
     serve_unlock();
     wsx_cluster_stop(cl);
+}
+
+bool serve_cluster_sequence(const char *room, const char *json, size_t len)
+{
+    if (!g_serve.redis_url) return false;
+    if (g_serve_thread == 0) return g_serve.cluster && seq_eval(room, json, len) == 0;
+    /* Another loop: the relay's state as of its last snapshot (chat lock held). */
+    if (g_serve.cluster_st.state != WSX_CLUSTER_UP) return false;
+    char topic[TOPIC_CAP];
+    snprintf(topic, sizeof topic, ROOM_TOPIC "%s", room);
+    post_job(JOB_SEQUENCE, topic, json, len, 0);
+    return true;
 }
 
 void serve_cluster_publish(const char *room, const char *json, size_t len, uint64_t id)
