@@ -581,7 +581,54 @@ async def astep_value(name, coro, timeout=20):
     return box[0] if box else None
 
 
+async def posts():
+    """POST /api/rooms/NAME/messages on a node with nobody in the room: numbered by Redis
+    (the answer cannot say the id yet: {"id":null}), delivered on the node with members, and
+    kept in the posting node's history with the same id."""
+    redis = Redis(free_port())
+    redis.start()
+    url = f"redis://127.0.0.1:{redis.port}"
+    nodes = []
+    try:
+        P = Serve(["--redis", url, "--token", "t"])
+        Q = Serve(["--redis", url, "--token", "t"])
+        nodes = [P, Q]
+        for n in nodes:
+            check(n.wait_stderr(r"redis: connected to", 5) is not None, f"node {n.port} connected")
+
+        async def post():
+            c = await Chat.open(Q.ws_url("token=t"), "carl@Q")
+            await c.join("ops", "carl")
+            await th(wait_for, lambda: metrics_t(Q.port).get("wsx_redis_channels") == 2, 3)
+            body = json.dumps({"name": "deploy-bot", "text": "deployed"}).encode()
+            st, _, resp = await th(http_req, P.port, "POST", "/api/rooms/ops/messages",
+                                   [("Authorization", "Bearer t"),
+                                    ("Content-Type", "application/json")], body)
+            eq((st, resp), (201, b'{"id":null}\n'), "POST on P: 201 {\"id\":null}")
+            m, _ = await until(c, lambda m: m.get("type") == "message", 5)
+            eq((m["id"], m["text"], m.get("bot")), (1, "deployed", True),
+               "carl on Q gets it, numbered 1 by Redis")
+            d = await Chat.open(P.ws_url("token=t"), "dora@P")
+            j, _ = await d.join("ops", "dora")
+            eq([(x["id"], x["text"]) for x in j["history"]], [(1, "deployed")],
+               "a join on P later: its history has the post, with the same id")
+            await c.close()
+            await d.close()
+        await astep("a backend's post on a node with nobody in the room", post(), 20)
+        for n in nodes:
+            eq(n.stop(), 0, f"node {n.port}: SIGTERM -> exit status 0")
+    finally:
+        for n in nodes:
+            n.kill()
+        redis.kill()
+
+
+def metrics_t(port):
+    return metrics(port, [("Authorization", "Bearer t")])
+
+
 async def main():
+    await posts()
     await scenario()
     await threads()
     await echo_nodes()
