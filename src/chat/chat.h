@@ -200,7 +200,8 @@ int wsx_chat_post(wsx_chat *chat, const char *room, const char *name, size_t nam
  * carries "id":0, the chat numbers it itself as a post would. A message whose id is not above
  * the room's newest in history is published but not kept (the history's ids only grow). The
  * room is made if needed (and kept for its history while idle). Returns 0, WSX_EINVAL (a bad
- * room name, not a message JSON), WSX_ELIMIT (the room cap with no idle room), WSX_ENOMEM. */
+ * room name, not a message JSON, an id above 2^53), WSX_ELIMIT (the room cap with no idle room),
+ * WSX_ENOMEM. */
 int wsx_chat_deliver(wsx_chat *chat, const char *room, uint64_t id, const char *json, size_t len);
 
 /* The id of the room's newest message (the sequencer's or its own), 0 for a room that has

@@ -40,7 +40,9 @@ static uint64_t newest(const wsx_chat *chat, const room *r)
 
 int wsx_chat_deliver(wsx_chat *chat, const char *name, uint64_t id, const char *json, size_t len)
 {
-    if (!wsx_chat_valid_room(name, strlen(name)) || len <= HEAD_LEN || memcmp(json, head, HEAD_LEN))
+    /* Ids stay exact in JavaScript (2^53), and the numbering above them cannot wrap. */
+    if (!wsx_chat_valid_room(name, strlen(name)) || len <= HEAD_LEN ||
+        memcmp(json, head, HEAD_LEN) || id > ((uint64_t)1 << 53))
         return WSX_EINVAL;
     /* Not numbered: "id":0, followed by the rest of the object. */
     if (!id && (len < HEAD_LEN + 2 || json[HEAD_LEN] != '0' || json[HEAD_LEN + 1] != ','))

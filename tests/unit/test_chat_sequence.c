@@ -145,6 +145,7 @@ TEST(sequence_and_deliver)
 
     /* Not a message, a bad room, "id":0 without the 0. */
     CHECK_INT(wsx_chat_deliver(chat, "r", 8, "{\"type\":\"typing\"}", 17), WSX_EINVAL);
+    CHECK_INT(wsx_chat_deliver(chat, "r", ((uint64_t)1 << 53) + 1, json, strlen(json)), WSX_EINVAL);
     CHECK_INT(wsx_chat_deliver(chat, "bad room", 8, json, strlen(json)), WSX_EINVAL);
     CHECK_INT(wsx_chat_deliver(chat, "r", 0, json, strlen(json)), WSX_EINVAL);
     CHECK_INT(wsx_chat_deliver(chat, "r", 0, "{\"type\":\"message\",\"id\":", 23), WSX_EINVAL);
