@@ -126,10 +126,10 @@ WSX_API int wsx_cluster_start(wsx_loop *loop, const wsx_cluster_opts *opts, wsx_
 
 /*
  * Disconnects from Redis, gives the hub's hooks back (unset) and frees the cluster. No
- * callback runs during or after it. Must not be called from the cluster's own callbacks
- * (on_message, on_state, on_log). Its fd watchers are released at the end of the loop's
- * iteration: outside wsx_loop_run(), run the loop once more (it returns at once) before
- * wsx_loop_free(). NULL is a no-op.
+ * callback runs during or after it, but those of pending wsx_cluster_command()s (NONE). Must not be
+ * called from the cluster's own callbacks (on_message, on_state, on_log). Its fd watchers are
+ * released at the end of the loop's iteration: outside wsx_loop_run(), run the loop once more (it
+ * returns at once) before wsx_loop_free(). NULL is a no-op.
  */
 WSX_API void wsx_cluster_stop(wsx_cluster *cl);
 
@@ -182,8 +182,9 @@ typedef void (*wsx_cluster_reply_cb)(wsx_cluster *cl, const wsx_cluster_reply *r
  * Sends a command (argc arguments, binary-safe) on the command connection, under the same
  * bound as publishes (max_pending, max_pending_bytes): a script that numbers and publishes a
  * message, say (`wsx serve` does). cb(arg) is called exactly once, on the loop, with the
- * reply or with type NONE when the connection is lost first, unless wsx_cluster_stop() comes
- * first (then never). If this call fails, cb is never called. cb must not stop the cluster.
+ * reply, or with type NONE when the connection is lost first or the cluster is stopped
+ * (then inside wsx_cluster_stop()). If this call fails, cb is never called. cb must not
+ * stop the cluster.
  * Returns 0, WSX_ECLOSED (not up), WSX_ELIMIT (the bound), WSX_EINVAL, WSX_ENOMEM.
  */
 WSX_API int wsx_cluster_command(wsx_cluster *cl, int argc, const char *const *argv,

@@ -340,9 +340,10 @@ static void on_user_reply(redisAsyncContext *ac, void *r, void *priv)
         if (lc->pending) lc->pending--;
         lc->progress_at = wsx_loop_now(lc->cl->loop);
     }
-    if (cl && !cl->stopping) {
+    /* Also while stopping (NONE): the callback owns arg, and is called exactly once. */
+    if (cl) {
         wsx_cluster_reply out = {WSX_CLUSTER_REPLY_NONE, 0, NULL, 0};
-        if (reply) {
+        if (reply && !cl->stopping) {
             switch (reply->type) {
             case REDIS_REPLY_INTEGER:
                 out.type = WSX_CLUSTER_REPLY_INTEGER;

@@ -189,7 +189,13 @@ TEST(connect_up)
     uint8_t head[WSX_CLUSTER_HEAD];
     wsx_cluster_envelope(head, 0, 7, WSX_TEXT);
     CHECK(head[0] == 'W' && head[1] == 1 && head[2] == 0 && head[27] == 7);
+    /* Pending at the stop: its callback runs once, inside the stop, with NONE. */
+    memset(&rs, 0, sizeof rs);
+    CHECK_INT(wsx_cluster_command(cl, 2, incr, incr_len, on_reply_seen, &rs), 0);
+    CHECK_INT(rs.n, 0);
     wsx_cluster_stop(cl);
+    CHECK_INT(rs.n, 1);
+    CHECK_INT(rs.type, WSX_CLUSTER_REPLY_NONE);
     /* Nothing of the cluster keeps the loop alive after the stop. */
     CHECK_INT(wsx_loop_run(loop), 0);
     wsx_loop_free(loop);
