@@ -3,7 +3,7 @@
 
     scripts/check-layers.py [ROOT]
 
-The layers, lowest first: proto, net, http, ws, pubsub, eio, sio, chat, tools (docs/design.md,
+The layers, lowest first: proto, net, http, ws, pubsub, cluster, eio, sio, chat, tools (docs/design.md,
 "Layers"). A file under src/<layer>/ or tools/ may include headers of its own layer and of
 lower ones, and the public headers in include/. A public header (include/) includes only
 other public headers. An include is resolved as the compiler does with the build's include
@@ -18,7 +18,7 @@ import os
 import re
 import sys
 
-LAYERS = ["proto", "net", "http", "ws", "pubsub", "eio", "sio", "chat", "tools"]
+LAYERS = ["proto", "net", "http", "ws", "pubsub", "cluster", "eio", "sio", "chat", "tools"]
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"')
 SOURCE_EXT = (".c", ".h")
 

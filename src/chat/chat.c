@@ -599,26 +599,44 @@ static bool text_ok(const char **text, size_t *tl)
 
 /* Posts a checked text to r as name (a member's message, or a backend's with "bot":true):
  * one id, one JSON text for the members, the SSE listeners and the history. Returns the id,
- * 0 when out of memory. */
+ * WSX_CHAT_SEQUENCED when the sequencer took it (ops.sequence), 0 when out of memory. */
 static uint64_t post_text(wsx_chat *chat, room *r, const char *name, const char *text, size_t tl,
                           bool bot)
 {
+    if (chat->ops.sequence) {
+        char *s = wsx__chat_message_json(chat, r, 0, name, text, tl, bot);
+        if (!s) return 0;
+        bool taken = chat->ops.sequence(r->name, s, strlen(s), chat->opts.user);
+        free(s);
+        if (taken) return WSX_CHAT_SEQUENCED;
+    }
     uint64_t id = r->next_id++;
-    json_t *o = wsx__chat_jevent("message");
-    wsx__chat_jset(&o, "id", json_integer((json_int_t)id));
-    wsx__chat_jset(&o, "room", wsx__chat_jname(r->name));
-    wsx__chat_jset(&o, "name", wsx__chat_jname(name));
-    wsx__chat_jset(&o, "text", json_stringn_nocheck(text, tl));
-    wsx__chat_jset(&o, "ts", json_integer((json_int_t)wsx__chat_now(chat)));
-    if (bot) wsx__chat_jset(&o, "bot", json_true());
-    /* The history keeps the text: a heap copy of what was built. */
-    jtext t;
-    char *s = wsx__chat_jdump(&t, o) ? wsx__chat_jtext_dup(&t) : NULL;
-    wsx__chat_jtext_free(&t);
+    /* The history keeps the text: the heap copy that was built. */
+    char *s = wsx__chat_message_json(chat, r, id, name, text, tl, bot);
     if (!s) return 0;
     chat->ops.publish(r->name, s, strlen(s), id, NULL, chat->opts.user);
     history_add(chat, r, id, s);
     return id;
+}
+
+room *wsx__chat_room_get(wsx_chat *chat, const char *name)
+{
+    return name ? get_room(chat, name) : NULL;
+}
+
+room *wsx__chat_room_find(wsx_chat *chat, const char *name)
+{
+    return find_room(chat, name);
+}
+
+void wsx__chat_room_release(wsx_chat *chat, room *r)
+{
+    release_room(chat, r);
+}
+
+void wsx__chat_history_add(wsx_chat *chat, room *r, uint64_t id, char *json)
+{
+    history_add(chat, r, id, json);
 }
 
 static void do_message(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
@@ -842,6 +860,8 @@ int wsx_chat_post(wsx_chat *chat, const char *room_name, const char *name, size_
         w = "too_many_rooms", rc = WSX_ELIMIT;
     else if (!(*id = post_text(chat, r, pname, text, tl, true)))
         w = "no_memory", rc = WSX_ENOMEM;
+    else if (*id == WSX_CHAT_SEQUENCED)
+        *id = 0;
     /* A room nobody is in keeps the post in its history (and goes back to the idle list). */
     if (r) release_room(chat, r);
     wsx_chat_unlock(chat);

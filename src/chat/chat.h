@@ -68,7 +68,18 @@ typedef struct wsx_chat_ops {
     void (*sse_history)(void *listener, void **cache, const wsx_chat_history *h, uint64_t after,
                         void *user);
     void (*cache_free)(void *cache, void *user);
+
+    /* Optional: a sequencer that numbers the messages of several chats (`wsx serve --redis`,
+     * docs/cluster.md). A chat message (a member's, or wsx_chat_post's) is offered to it
+     * first as its `message` JSON with "id":0; when it returns true, the chat neither
+     * numbers nor publishes nor keeps the message: the front end brings it back numbered
+     * with wsx_chat_deliver(), on this chat and the others. false: the chat posts it itself
+     * (the sequencer is away). */
+    bool (*sequence)(const char *room, const char *json, size_t len, void *user);
 } wsx_chat_ops;
+
+/* What post_text returns for a message the sequencer took (internal). */
+#define WSX_CHAT_SEQUENCED UINT64_MAX
 
 typedef struct wsx_chat_opts {
     size_t history;          /* messages kept per room and sent on join (default 100; 0: none) */
@@ -180,9 +191,26 @@ bool wsx_chat_conn_room(wsx_chat *chat, const wsx_chat_conn *cc, char *out, size
  * made (and kept for its history while idle). Returns 0 and sets *id; or WSX_EINVAL (*why:
  * "bad_room", "bad_name" or "bad_text"), WSX_ELIMIT (*why: "rate_limited", over post_rate;
  * "too_many_rooms", the room cap with no idle room), WSX_ENOMEM ("no_memory"). why may be
- * NULL; the strings are static. */
+ * NULL; the strings are static. With a sequencer (wsx_chat_ops.sequence) that takes the
+ * message, *id is 0: the id is given later (wsx_chat_deliver). */
 int wsx_chat_post(wsx_chat *chat, const char *room, const char *name, size_t name_len,
                   const char *text, size_t text_len, uint64_t *id, const char **why);
+
+/* A message numbered by the sequencer (see wsx_chat_ops.sequence), from this chat or
+ * another: json (len bytes, borrowed) is a `message` JSON, starting {"type":"message","id":
+ * with its id, which is `id`. It is published to the room (ops.publish, with the id, so its
+ * SSE listeners get it) and kept in its history, and the room's own numbering continues above
+ * it. id 0: the message was offered to the sequencer but not numbered (it went away): json
+ * carries "id":0, the chat numbers it itself as a post would. A message whose id is not above
+ * the room's newest in history is published but not kept (the history's ids only grow). The
+ * room is made if needed (and kept for its history while idle). Returns 0, WSX_EINVAL (a bad
+ * room name, not a message JSON, an id above 2^53), WSX_ELIMIT (the room cap with no idle room),
+ * WSX_ENOMEM. */
+int wsx_chat_deliver(wsx_chat *chat, const char *room, uint64_t id, const char *json, size_t len);
+
+/* The id of the room's newest message (the sequencer's or its own), 0 for a room that has
+ * none or does not exist: what a sequencer that lost its count resumes above. */
+uint64_t wsx_chat_last_id(wsx_chat *chat, const char *room);
 
 /* Adds an SSE listener (the front end's handle `listener`) to room (NUL-terminated).
  * Returns 0 and sets *out; WSX_EINVAL for a bad room name, WSX_ELIMIT when no room can be

@@ -208,4 +208,15 @@ void wsx__chat_addr_put(wsx_chat *chat, addr *a, uint64_t t);
 /* Sends an error message (code, text) to m alone. */
 void wsx__chat_send_error(wsx_chat *chat, wsx_chat_conn *m, const char *code, const char *msg);
 
+/* chat.c's room and history for deliver.c: get_room, release_room, history_add (which takes
+ * json). */
+room *wsx__chat_room_get(wsx_chat *chat, const char *name);
+room *wsx__chat_room_find(wsx_chat *chat, const char *name);
+/* deliver.c: the `message` JSON of a post (heap; its id first after the type, as
+ * wsx_chat_deliver expects), NULL when out of memory. */
+char *wsx__chat_message_json(wsx_chat *chat, const room *r, uint64_t id, const char *name,
+                             const char *text, size_t tl, bool bot);
+void wsx__chat_room_release(wsx_chat *chat, room *r);
+void wsx__chat_history_add(wsx_chat *chat, room *r, uint64_t id, char *json);
+
 #endif

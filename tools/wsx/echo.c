@@ -7,6 +7,7 @@
 #include "metrics.h"
 #include "runner.h"
 #include "tool.h"
+#include "wsx/cluster.h"
 
 static const char help[] =
     "usage: wsx echo [options]\n"
@@ -32,6 +33,9 @@ static const char help[] =
     "  --close-timeout MS     time for the close handshake (default 5000)\n"
     "  --shutdown-timeout MS  on SIGINT/SIGTERM, time for clients to close (default 5000)\n"
     "  --threads N            N event loops in N threads on the same port (SO_REUSEPORT)\n"
+    "  --redis URL            share the /sub topic with the other `wsx echo --redis` on this\n"
+    "                         Redis (docs/cluster.md): what /pub gets reaches every node's\n"
+    "                         subscribers (one loop: not with --threads)\n"
     "  --tls-cert FILE        serve wss:// with this certificate chain (PEM; repeat with\n"
     "                         --tls-key for more names: SNI picks; SIGHUP reloads the files)\n"
     "  --tls-key FILE         the private key of the preceding --tls-cert\n" TOOL_TLS_TIMEOUT_HELP
@@ -56,6 +60,8 @@ static char role_sub, role_pub;
 
 /* The loops (one per thread, each with its server on the shared port) and the runner. */
 static tool_runner R;
+static const char *redis_url;
+static wsx_cluster *cluster;
 
 /* With INFO lines (not --quiet) a connection's user pointer is one of these, made at the upgrade,
  * so that its close line names the peer even when the socket no longer knows it; with --quiet it
@@ -180,12 +186,14 @@ enum {
     O_CLOSE,
     O_SHUTDOWN,
     O_MAXQ,
+    O_REDIS,
 };
 
 static const struct option echo_longopts[] = {
     {"host", required_argument, 0, O_HOST},
     {"port", required_argument, 0, O_PORT},
     {"path", required_argument, 0, O_PATH},
+    {"redis", required_argument, 0, O_REDIS},
     {"max-message", required_argument, 0, O_MAXMSG},
     {"max-connections", required_argument, 0, O_MAXCONN},
     {"high-water", required_argument, 0, O_HIGH},
@@ -256,6 +264,9 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, tool_server_arg
         case O_PATH:
             o->path = optarg;
             break;
+        case O_REDIS:
+            redis_url = optarg;
+            break;
         case O_MAXMSG:
         case O_MAXCONN:
         case O_HIGH:
@@ -293,8 +304,34 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, tool_server_arg
     }
     if (optind < argc) return usage_error("echo", "unexpected argument '%s'", argv[optind]);
     if (tool_tls_check(&a->tls, "echo")) return 2;
+    if (redis_url && R.n_threads > 1)
+        return usage_error("echo", "--redis works with one loop: leave --threads out");
     o->port = (uint16_t)port;
     return -1;
+}
+
+/* --redis: the broadcast topic across processes (its publish hook relays what /pub gets). */
+static void stop_cluster(unsigned k, void *arg)
+{
+    (void)arg;
+    if (k == 0) wsx_cluster_stop(cluster);
+    if (k == 0) cluster = NULL;
+}
+
+static bool start_cluster(void)
+{
+    if (!redis_url) return true;
+    wsx_cluster_opts co = wsx_cluster_defaults();
+    co.url = redis_url;
+    co.topic_prefix = BCAST_TOPIC;
+    co.on_log = tool_log_cb;
+    co.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
+    wsx_error err;
+    int rc = wsx_cluster_start(R.t[0].loop, &co, &cluster, &err);
+    if (rc < 0)
+        fprintf(stderr, "wsx echo: --redis %s: %s%s%s\n", redis_url, wsx_strerror(rc),
+                err.detail[0] ? ": " : "", err.detail);
+    return rc == 0;
 }
 
 int cmd_echo(int argc, char **argv)
@@ -302,7 +339,10 @@ int cmd_echo(int argc, char **argv)
     wsx_server_opts o = wsx_server_defaults();
     tool_server_args a = {0};
     memset(&R, 0, sizeof R);
+    redis_url = NULL;
+    cluster = NULL;
     R.cmd = "echo";
+    R.on_stop = stop_cluster;
     R.n_threads = 1;
     R.shutdown_ms = 5000;
     int status = parse_args(argc, argv, &o, &a);
@@ -336,7 +376,12 @@ int cmd_echo(int argc, char **argv)
     if (R.n_threads > 1)
         for (unsigned k = 0; k < R.n_threads; k++)
             wsx_server_set_publish_hook(R.t[k].srvs[0], relay, NULL);
+    if (!start_cluster()) {
+        tool_runner_free(&R);
+        return 1;
+    }
     int rc = tool_runner_run(&R);
+    stop_cluster(0, NULL);
     tool_runner_free(&R);
     if (rc < 0) return 1;
     tool_logf(WSX_LOG_INFO, "stopped");

@@ -74,6 +74,11 @@ static const char help[] =
     "  --tls-port P           with --tls-cert: TLS on P, plain HTTP stays on "
     "--port\n" TOOL_TLS_TIMEOUT_HELP
     "  --threads N            N event loops in N threads on the same port(s) (SO_REUSEPORT)\n"
+    "  --redis URL            share the rooms with the other nodes on this Redis\n"
+    "                         (redis://[user:password@]host[:port][/db] or unix:///path):\n"
+    "                         every room event reaches the members on every node; while\n"
+    "                         Redis is down each node goes on locally and /healthz says\n"
+    "                         degraded (docs/cluster.md)\n"
     "  --quiet                log only warnings and errors\n"
     "  --json-logs            log one JSON object per line, with fields (conn, peer, path,\n"
     "                         code, reason, room, status, bytes, ms) besides ts, level, msg\n"
@@ -96,6 +101,7 @@ static void stop_timers(unsigned k, void *arg)
         wsx_timer_stop(g_serve.expire);
         g_serve.expire = NULL;
     }
+    if (k == 0) serve_cluster_stop();
 }
 
 static void set_thread(unsigned k, void *arg)
@@ -130,6 +136,7 @@ enum {
     O_MAXQ,
     O_POST_RATE,
     O_POST_BURST,
+    O_REDIS,
 };
 
 /* Drops the history of rooms idle for longer than --history-idle (the chat keeps them in
@@ -209,6 +216,7 @@ static const struct option serve_longopts[] = {
     TOOL_TLS_LONGOPTS,
     TOOL_ADMIT_LONGOPTS,
     {"threads", required_argument, 0, TOOL_O_THREADS},
+    {"redis", required_argument, 0, O_REDIS},
     {"rate", required_argument, 0, O_RATE},
     {"burst", required_argument, 0, O_BURST},
     {"join-rate", required_argument, 0, O_JOIN_RATE},
@@ -232,6 +240,10 @@ static int app_option(int ch, const char *arg)
     switch (ch) {
     case O_STATIC:
         g_serve.static_dir = arg;
+        return 0;
+    case O_REDIS:
+        if (!*arg) return usage_error("serve", "empty --redis");
+        g_serve.redis_url = arg;
         return 0;
     case O_TOKEN:
         if (!*arg) return usage_error("serve", "empty --token");
@@ -458,7 +470,12 @@ int cmd_serve(int argc, char **argv)
     /* A join is refused (slow_down) while the connection's queue is above its high-water
      * mark (the library's default unless set above). */
     g_serve.chat_opts.join_max_queued = o.send_high_water ? o.send_high_water : (size_t)1 << 20;
-    if (wsx_chat_new(&g_serve.chat_opts, &serve_chat_ops, &g_serve.chat) < 0) {
+    /* The sequencer only with --redis: it makes the chat build each message twice when it
+     * declines (Redis away). */
+    static wsx_chat_ops ops;
+    ops = serve_chat_ops;
+    if (!g_serve.redis_url) ops.sequence = NULL;
+    if (wsx_chat_new(&g_serve.chat_opts, &ops, &g_serve.chat) < 0) {
         fprintf(stderr, "wsx serve: out of memory\n");
         wsx_static_free(g_serve.files);
         return 1;
@@ -468,8 +485,16 @@ int cmd_serve(int argc, char **argv)
         wsx_static_free(g_serve.files);
         return 1;
     }
+    if (!serve_cluster_start()) {
+        tool_runner_free(&g_serve.runner);
+        wsx_chat_free(g_serve.chat);
+        wsx_static_free(g_serve.files);
+        return 1;
+    }
     start_timers();
     int rc = tool_runner_run(&g_serve.runner);
+    serve_cluster_stop(); /* normally done when shutdown began (stop_timers) */
+    serve_presence_free();
     /* Relays and history releases posted to a loop after it had finished are freed with it
      * (their destructors), never run. */
     g_serve.loops_done = true;

@@ -16,6 +16,7 @@
 #include "chat/chat.h"
 #include "runner.h"
 #include "tool.h"
+#include "wsx/cluster.h"
 
 #define MAX_ORIGINS      16
 #define SSE_KEEPALIVE_MS 15000
@@ -56,6 +57,11 @@ typedef struct serve_state {
     wsx_static *files; /* the --static directory, or the embedded page (src/http/static.c) */
     bool loops_done;   /* every loop has finished: no thread but this one is left */
     wsx_timer *expire;
+    const char *redis_url;        /* --redis */
+    wsx_cluster *cluster;         /* on loop 0, with --redis */
+    wsx_cluster_stats cluster_st; /* its figures for the other loops (chat lock) */
+    wsx_timer *cluster_snapshot;
+    wsx_timer *cluster_heartbeat;
 } serve_state;
 
 /* The command's wiring state, one per process (defined in serve.c). The chat module has no
@@ -121,6 +127,8 @@ void serve_on_sse(wsx_http_req *r, void *user);
 
 /* How the chat reaches connections and SSE listeners. */
 extern const wsx_chat_ops serve_chat_ops;
+/* Hands a room event to the other loops (serve_publish_local there). Chat lock held. */
+void serve_relay_loops(const char *room, const char *json, size_t len, uint64_t id);
 /* The callbacks of the /ws route: a connection joins the chat, talks to it, leaves it. */
 void serve_ws_open(wsx_conn *c, void *user);
 void serve_ws_message(wsx_conn *c, const wsx_msg *msg, void *user);
@@ -132,5 +140,49 @@ void serve_conn_log(const wsx_conn *c, int level, const char *msg, void *user);
 
 /* The /metrics route (the loops' snapshots are metrics.c's, started by cmd_serve). */
 void serve_on_metrics(wsx_http_req *r, void *user);
+
+/* ---- serve_cluster.c (--redis) ---- */
+
+/* Starts the Redis relay on loop 0 when --redis was given, and the hooks of the other loops'
+ * hubs that count their rooms' subscribers there. Before the loops run. Returns false
+ * (printed) if the URL is refused; an unreachable Redis is not an error (the relay keeps
+ * trying). */
+bool serve_cluster_start(void);
+/* Stops it (on loop 0's thread, when shutdown begins, or after the loops). */
+void serve_cluster_stop(void);
+/* Relays one event the chat published to a room (id: a message's id, else 0); from any
+ * loop (the others post it to loop 0). Chat lock held. */
+void serve_cluster_publish(const char *room, const char *json, size_t len, uint64_t id);
+/* The chat's sequencer (wsx_chat_ops.sequence): with --redis and the relay up, a message
+ * (json with "id":0) is numbered by Redis and comes back through wsx_chat_deliver on every
+ * node; returns whether it took it. Chat lock held. */
+bool serve_cluster_sequence(const char *room, const char *json, size_t len);
+/* Set while a message from Redis is being delivered: op_publish does not relay it again. */
+extern _Thread_local bool g_serve_delivering;
+/* Whether --redis was given and the relay is not up (/healthz says "degraded"). */
+bool serve_cluster_degraded(void);
+/* The relay's lines of /metrics at out (snprintf's return; 0 without --redis). */
+int serve_cluster_metrics(char *out, size_t cap);
+
+/* ---- serve_presence.c (--redis): presence over every node; chat lock held ---- */
+
+/* A room event of this node (from the chat) / of node `node` (from Redis): for `presence`
+ * and `online`, the form this node's members get (malloc'd, *out_len), else NULL (deliver
+ * json as it is). */
+char *serve_presence_local(const char *room, const char *json, size_t len, size_t *out_len);
+char *serve_presence_remote(uint64_t node, const char *room, const char *json, size_t len,
+                            size_t *out_len);
+/* A `joined` the chat sends one connection, with the online list of every node; NULL when
+ * json is not a `joined`. */
+char *serve_presence_joined(const char *json, size_t len, size_t *out_len);
+/* A heartbeat of node (its people in every room): what changed is told to this node's
+ * members. On loop 0. */
+void serve_presence_heartbeat(uint64_t node, const char *json, size_t len);
+/* This node's heartbeat (malloc'd). */
+char *serve_presence_state(size_t *len);
+/* The people of nodes silent for expire_ms leave (loop 0's clock). */
+void serve_presence_expire(uint64_t now, uint64_t expire_ms);
+/* Frees the tables (after the loops). */
+void serve_presence_free(void);
 
 #endif

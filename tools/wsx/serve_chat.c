@@ -44,14 +44,8 @@ static void run_relay(void *arg)
     free(j);
 }
 
-/* Sends json to everyone in a room: this loop's members at once (framed once by the topic),
- * the other loops' through their post queues; chat messages (id != 0) also to the SSE
- * listeners. Called by the chat with its lock held. */
-static void op_publish(const char *room, const char *json, size_t len, uint64_t id, void *except,
-                       void *user)
+void serve_relay_loops(const char *room, const char *json, size_t len, uint64_t id)
 {
-    (void)user;
-    serve_publish_local(room, json, len, id, except);
     for (unsigned k = 0; k < g_serve.runner.n_threads; k++) {
         if (k == g_serve_thread) continue;
         relay_job *j = malloc(sizeof *j + len + 1);
@@ -67,10 +61,30 @@ static void op_publish(const char *room, const char *json, size_t len, uint64_t 
     }
 }
 
+/* Sends json to everyone in a room: this loop's members at once (framed once by the topic),
+ * the other loops' through their post queues, the other nodes' through Redis (--redis);
+ * chat messages (id != 0) also to the SSE listeners. Called by the chat with its lock held. */
+static void op_publish(const char *room, const char *json, size_t len, uint64_t id, void *except,
+                       void *user)
+{
+    (void)user;
+    /* --redis: this node's members see presence over every node; the other nodes get the
+     * event as the chat made it (this node's list). */
+    size_t ml = 0;
+    char *mine = g_serve.redis_url ? serve_presence_local(room, json, len, &ml) : NULL;
+    serve_publish_local(room, mine ? mine : json, mine ? ml : len, id, except);
+    if (!g_serve_delivering) serve_cluster_publish(room, json, len, id);
+    serve_relay_loops(room, mine ? mine : json, mine ? ml : len, id);
+    free(mine);
+}
+
 static void op_send(void *conn, const char *json, size_t len, void *user)
 {
     (void)user;
-    wsx_send(conn, json, len, WSX_TEXT);
+    size_t ml = 0;
+    char *joined = g_serve.redis_url ? serve_presence_joined(json, len, &ml) : NULL;
+    wsx_send(conn, joined ? joined : json, joined ? ml : len, WSX_TEXT);
+    free(joined);
 }
 
 static int op_subscribe(void *conn, const char *room, void *user)
@@ -283,6 +297,12 @@ static void op_close(void *conn, int code, const char *reason, void *user)
     wsx_close(conn, code, reason);
 }
 
+static bool op_sequence(const char *room, const char *json, size_t len, void *user)
+{
+    (void)user;
+    return serve_cluster_sequence(room, json, len);
+}
+
 const wsx_chat_ops serve_chat_ops = {
     .send = op_send,
     .publish = op_publish,
@@ -295,6 +315,7 @@ const wsx_chat_ops serve_chat_ops = {
     .sse_history = op_sse_history,
     .cache_free = op_cache_free,
     .close = op_close,
+    .sequence = op_sequence,
 };
 
 /* The client's address from its text ("1.2.3.4:5555", "[::1]:5555"), for the chat's

@@ -57,6 +57,9 @@ static void serve_metrics(wsx_http_req *r)
     tool_mbuf b = {0};
     tool_metrics_common(&b, &st, topics);
     tool_metric_rows(&b, chat_rows, sizeof chat_rows / sizeof chat_rows[0], &cs);
+    char cluster[2048];
+    int n = serve_cluster_metrics(cluster, sizeof cluster);
+    if (n > 0 && (size_t)n < sizeof cluster) tool_mbuf_printf(&b, "%s", cluster);
     tool_metrics_respond(r, &b);
 }
 

@@ -94,7 +94,9 @@ static void on_post(wsx_http_req *r, void *user)
     json_decref(req);
     if (rc == 0) {
         char out[64];
-        int n = snprintf(out, sizeof out, "{\"id\":%llu}\n", (unsigned long long)id);
+        /* id 0: numbered by Redis after this answer (--redis, docs/cluster.md). */
+        int n = id ? snprintf(out, sizeof out, "{\"id\":%llu}\n", (unsigned long long)id)
+                   : snprintf(out, sizeof out, "{\"id\":null}\n");
         wsx_http_header h[] = {{"Content-Type", 12, "application/json", 16},
                                {"Cache-Control", 13, "no-store", 8}};
         tool_field f[] = {TOOL_FS("peer", peer), TOOL_FS("room", room), TOOL_FN("id", id)};

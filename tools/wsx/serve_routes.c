@@ -112,7 +112,9 @@ bool serve_has_token(const wsx_http_req *rq, const char *token)
 static void on_healthz(wsx_http_req *r, void *user)
 {
     (void)user;
-    serve_respond_text(r, 200, "text/plain; charset=utf-8", "ok\n");
+    /* Still 200: the node serves its own clients while the Redis relay reconnects. */
+    serve_respond_text(r, 200, "text/plain; charset=utf-8",
+                       serve_cluster_degraded() ? "degraded: redis relay down\n" : "ok\n");
 }
 
 /* The page's probe (docs/chat-protocol.md): a browser cannot read the status of a refused
