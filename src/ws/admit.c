@@ -27,6 +27,10 @@ typedef struct entry {
 } entry;
 
 #define FD_PENDING 0x80000000u
+/* Accepted past the address's handshake limit, on probation: counted in conns, not in
+ * pending, until it completes its first request or its grace runs out (docs/limits.md). */
+#define FD_GRACE 0x40000000u
+#define FD_FLAGS (FD_PENDING | FD_GRACE)
 
 struct wsx__admit {
     uint64_t k[2];     /* hash key */
@@ -37,6 +41,7 @@ struct wsx__admit {
     uint32_t free_head;          /* free list of entries (index + 1) */
     size_t live;                 /* entries in use */
     uint32_t *fdmap; /* by descriptor: entry index + 1, | FD_PENDING while handshaking */
+    uint32_t *since; /* by descriptor: loop time it went on probation (FD_GRACE) */
     size_t nfd;
 };
 
@@ -88,6 +93,7 @@ void wsx__admit_free(wsx__admit *a)
     free(a->buckets);
     free(a->entries);
     free(a->fdmap);
+    free(a->since);
     free(a);
 }
 
@@ -176,6 +182,10 @@ static int map_fd(wsx__admit *a, int fd)
     if (!m) return WSX_ENOMEM;
     memset(m + a->nfd, 0, (n - a->nfd) * sizeof *m);
     a->fdmap = m;
+    uint32_t *t = realloc(a->since, n * sizeof *t);
+    if (!t) return WSX_ENOMEM; /* fdmap grew, nfd not yet: consistent */
+    memset(t + a->nfd, 0, (n - a->nfd) * sizeof *t);
+    a->since = t;
     a->nfd = n;
     return 0;
 }
@@ -196,11 +206,40 @@ int wsx__admit_add(wsx__admit *a, int fd, const struct sockaddr *peer, size_t ma
     return 0;
 }
 
+int wsx__admit_add_grace(wsx__admit *a, int fd, const struct sockaddr *peer, size_t max_per_ip,
+                         uint32_t now)
+{
+    uint8_t key[16];
+    if (fd < 0 || !wsx__addr_key(peer, key)) return 0;
+    if (map_fd(a, fd) < 0) return WSX_ENOMEM;
+    entry *e = find(a, key);
+    if (e && e->conns >= max_per_ip) return WSX__ADMIT_PER_IP;
+    if (!e && !(e = insert(a, key))) return WSX_ENOMEM;
+    e->conns++;
+    a->fdmap[fd] = (uint32_t)(e - a->entries + 1) | FD_GRACE;
+    a->since[fd] = now;
+    return 0;
+}
+
+int wsx__admit_grace_due(wsx__admit *a, int fd, uint32_t now, uint32_t grace_ms,
+                         size_t max_pending_per_ip)
+{
+    if (fd < 0 || (size_t)fd >= a->nfd || !(a->fdmap[fd] & FD_GRACE)) return 0;
+    /* Wrapping comparison, as deadlines: right for less than 24 days. */
+    if ((int32_t)(now - a->since[fd] - grace_ms) < 0) return 0;
+    entry *e = &a->entries[(a->fdmap[fd] & ~FD_FLAGS) - 1];
+    if (e->pending >= max_pending_per_ip) return WSX__ADMIT_PENDING_PER_IP;
+    /* A slot freed meanwhile: from now on it is an ordinary handshake in progress. */
+    a->fdmap[fd] = (a->fdmap[fd] & ~FD_GRACE) | FD_PENDING;
+    e->pending++;
+    return 0;
+}
+
 bool wsx__admit_handshaken(wsx__admit *a, int fd)
 {
-    if (fd < 0 || (size_t)fd >= a->nfd || !(a->fdmap[fd] & FD_PENDING)) return false;
-    a->fdmap[fd] &= ~FD_PENDING;
-    a->entries[(a->fdmap[fd] & ~FD_PENDING) - 1].pending--;
+    if (fd < 0 || (size_t)fd >= a->nfd || !(a->fdmap[fd] & FD_FLAGS)) return false;
+    if (a->fdmap[fd] & FD_PENDING) a->entries[(a->fdmap[fd] & ~FD_FLAGS) - 1].pending--;
+    a->fdmap[fd] &= ~FD_FLAGS;
     return true;
 }
 
@@ -209,11 +248,10 @@ bool wsx__admit_remove(wsx__admit *a, int fd)
     if (fd < 0 || (size_t)fd >= a->nfd || !a->fdmap[fd]) return false;
     uint32_t v = a->fdmap[fd];
     a->fdmap[fd] = 0;
-    entry *e = &a->entries[(v & ~FD_PENDING) - 1];
-    bool pending = (v & FD_PENDING) != 0;
-    if (pending) e->pending--;
+    entry *e = &a->entries[(v & ~FD_FLAGS) - 1];
+    if (v & FD_PENDING) e->pending--;
     if (--e->conns == 0) release(a, e);
-    return pending;
+    return (v & FD_FLAGS) != 0;
 }
 
 size_t wsx__admit_addresses(const wsx__admit *a)

@@ -241,6 +241,57 @@ static void conn_timeout(wsx_conn *c)
     wsx__conn_timer(c);
 }
 
+/* Turns a connection away at accept: a 503 where a response is possible (plain TCP; a TLS
+ * client would need a handshake first), then close. What the client already sent is read
+ * first, so that the close does not reset the connection before the 503 is read. */
+static void send_503(int fd)
+{
+    char buf[512];
+    for (int i = 0; i < 16 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++) {
+    }
+    static const wsx_http_header retry = {"Retry-After", 11, "5", 1};
+    ptrdiff_t n = wsx_http_write_error(503, "503 Service Unavailable\nserver busy", &retry, 1, buf,
+                                       sizeof buf);
+    if (n > 0) (void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    shutdown(fd, SHUT_WR);
+}
+
+static void turn_away(wsx_server *srv, int fd)
+{
+    if (!srv->tls) send_503(fd);
+    close(fd);
+}
+
+static void log_pending_per_ip(wsx_server *srv, const char *p)
+{
+    srv->stats.refused_handshakes++;
+    wsx__log(&srv->cfg, WSX_LOG_WARN,
+             "%s refused (503): %zu handshakes in progress from this address "
+             "(max_handshakes_per_ip)",
+             p, srv->opts.max_handshakes_per_ip);
+}
+
+/* A connection on probation (accepted past its address's handshake limit, wsx__admit_add_grace)
+ * whose grace ran out before its first request came: a handshake in progress now if its
+ * address has room, else turned away as it would have been at accept. Nothing was written to
+ * it yet, so the 503 goes straight to the socket (plain TCP only, as at accept). */
+static void grace_check(wsx_server *srv, wsx_conn *c, uint32_t now)
+{
+    int fd = wsx__stream_fd(&c->stream);
+    if (c->state != WSX__HTTP || wsx__admit_grace_due(srv->admit, fd, now, WSX__HANDSHAKE_GRACE_MS,
+                                                      srv->opts.max_handshakes_per_ip) == 0)
+        return;
+    char p[64];
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+        wsx__addr_format((struct sockaddr *)&ss, p, sizeof p) < 0)
+        snprintf(p, sizeof p, "-");
+    log_pending_per_ip(srv, p);
+    if (!srv->tls) send_503(fd);
+    wsx__stream_close(&c->stream);
+}
+
 /* One timer checks every connection's deadline each sweep_ms: O(connections) a tick, but
  * no timer per connection (memory per connection is a design goal), and deadlines are
  * coarse anyway. */
@@ -251,6 +302,7 @@ static void on_sweep(wsx_loop *loop, wsx__timer *t)
     bool pending = false;
     /* Closing frees nothing before the end of the iteration: the list stays walkable. */
     for (wsx_conn *c = srv->conns; c; c = c->next) {
+        grace_check(srv, c, now);
         if (wsx__conn_due(c, now)) conn_timeout(c);
         pending |= (c->flags & WSX__F_DEADLINE) != 0;
     }
@@ -262,24 +314,6 @@ void wsx__server_deadline_set(wsx_server *s, uint32_t ms)
 {
     (void)ms;
     if (!wsx__timer_active(&s->sweep)) wsx__timer_start(s->loop, &s->sweep, s->sweep_ms);
-}
-
-/* Turns a connection away at accept: a 503 where a response is possible (plain TCP; a TLS
- * client would need a handshake first), then close. What the client already sent is read
- * first, so that the close does not reset the connection before the 503 is read. */
-static void turn_away(wsx_server *srv, int fd)
-{
-    if (!srv->tls) {
-        char buf[512];
-        for (int i = 0; i < 16 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++) {
-        }
-        static const wsx_http_header retry = {"Retry-After", 11, "5", 1};
-        ptrdiff_t n = wsx_http_write_error(503, "503 Service Unavailable\nserver busy", &retry, 1,
-                                           buf, sizeof buf);
-        if (n > 0) (void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-        shutdown(fd, SHUT_WR);
-    }
-    close(fd);
 }
 
 static void on_overload(wsx__listener *l, int sys_err, const struct sockaddr *peer, socklen_t plen,
@@ -333,6 +367,10 @@ static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, soc
         return;
     }
     int arc = wsx__admit_add(srv->admit, fd, peer, o->max_per_ip, o->max_handshakes_per_ip);
+    /* Not refused yet: its address's handshakes may all be requests accepted in this burst
+     * and not read yet (docs/limits.md, "a burst from one address"). */
+    if (arc == WSX__ADMIT_PENDING_PER_IP)
+        arc = wsx__admit_add_grace(srv->admit, fd, peer, o->max_per_ip, wsx__now32(srv->loop));
     if (arc != 0) {
         if (wsx__addr_format(peer, p, sizeof p) < 0) snprintf(p, sizeof p, "-");
         if (arc == WSX__ADMIT_PER_IP) {
@@ -341,11 +379,7 @@ static void on_accept(wsx__listener *l, int fd, const struct sockaddr *peer, soc
                      "%s refused (503): %zu connections open from this address (max_per_ip)", p,
                      o->max_per_ip);
         } else if (arc == WSX__ADMIT_PENDING_PER_IP) {
-            srv->stats.refused_handshakes++;
-            wsx__log(&srv->cfg, WSX_LOG_WARN,
-                     "%s refused (503): %zu handshakes in progress from this address "
-                     "(max_handshakes_per_ip)",
-                     p, o->max_handshakes_per_ip);
+            log_pending_per_ip(srv, p);
         } else {
             wsx__log(&srv->cfg, WSX_LOG_WARN, "%s refused (503): out of memory", p);
         }

@@ -173,6 +173,9 @@ struct wsx_conn {
 
 /* A deadline that never comes: the public UINT32_MAX, kept as it is in wsx__cfg. */
 #define WSX__NEVER UINT32_MAX
+/* How long a connection accepted past its address's max_handshakes_per_ip may take for its
+ * first request before it counts (wsx__admit_add_grace; docs/limits.md). */
+#define WSX__HANDSHAKE_GRACE_MS 1000
 
 /* The options wsx_server_opts and wsx_client_opts share, as the application gave them
  * (the client has no idle or HTTP timeout: they stay 0). */
@@ -341,11 +344,26 @@ void wsx__admit_free(wsx__admit *a);
  */
 int wsx__admit_add(wsx__admit *a, int fd, const struct sockaddr *peer, size_t max_per_ip,
                    size_t max_pending_per_ip);
-/* The connection on fd completed its first request: no longer a handshake in progress.
- * Returns whether it was one (false when already done or not counted). */
+/*
+ * Counts a new connection on fd that wsx__admit_add() refused with WSX__ADMIT_PENDING_PER_IP
+ * as a connection on probation from loop time now: not a handshake in progress of its
+ * address (it does not count against max_pending_per_ip), but still one of its max_per_ip
+ * connections (WSX__ADMIT_PER_IP beyond). A burst of connections from one address (a NAT, a
+ * proxy, socket.io-client's polling requests) arrives before any of them is read; those that
+ * send their first request within the grace are served. Returns 0, that, or WSX_ENOMEM.
+ */
+int wsx__admit_add_grace(wsx__admit *a, int fd, const struct sockaddr *peer, size_t max_per_ip,
+                         uint32_t now);
+/* For a connection on probation since grace_ms or more before now: WSX__ADMIT_PENDING_PER_IP
+ * if its address still holds max_pending_per_ip handshakes in progress (the caller turns it
+ * away), else it becomes one of them and 0 is returned. 0 for any other connection. */
+int wsx__admit_grace_due(wsx__admit *a, int fd, uint32_t now, uint32_t grace_ms,
+                         size_t max_pending_per_ip);
+/* The connection on fd completed its first request: no longer a handshake in progress (nor on
+ * probation). Returns whether it was one of those (false when already done or not counted). */
 bool wsx__admit_handshaken(wsx__admit *a, int fd);
 /* The connection on fd closed (call before the descriptor is closed). Returns whether it was
- * still a handshake in progress. */
+ * still a handshake in progress or on probation. */
 bool wsx__admit_remove(wsx__admit *a, int fd);
 /* Addresses with connections now; and one address's counts (tests, metrics). */
 size_t wsx__admit_addresses(const wsx__admit *a);

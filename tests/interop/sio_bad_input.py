@@ -14,10 +14,14 @@ with its exact outcome.
   dropped, the session alive;
 - 300 joins: exactly 255 acks (max_rooms 256 with the socket's own room), the session alive;
 - a CONNECT of 20000 bytes: connect_error "CONNECT payload too large" (max_auth_bytes), the
-  session alive.
+  session alive;
+- admission: by default the 257th connection from one address gets 503 (--max-per-ip 256);
+  with --max-per-ip 0 --max-handshakes-per-ip 0 --max-sessions-per-ip 20000 (as bench/sio/run.sh) 300 sessions
+  from 127.0.0.1 all get their open packet.
 """
 
 import json
+import socket
 import time
 
 from wsxlib import Raw, Server, check, eq, note, run, step
@@ -200,6 +204,25 @@ def rooms(port):
     r.close()
 
 
+def per_address(port, n, limited):
+    held = []
+    try:
+        for i in range(n):
+            if limited and i == 256:
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(b"GET " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+                head = s.recv(4096)
+                s.close()
+                check(head.startswith(b"HTTP/1.1 503") and b"\r\nRetry-After: 5\r\n" in head,
+                      "the 257th connection from 127.0.0.1 gets 503 with Retry-After: 5", head[:80])
+                return
+            held.append(connect(port))
+        eq(len(held), n, f"{n} sessions from 127.0.0.1")
+    finally:
+        for r in held:
+            r.close()
+
+
 def main():
     with Sio(["--quiet", "--recovery", "0", "--max-payload", "1000"]) as s:
         with step("packets that close the session"):
@@ -213,6 +236,13 @@ def main():
             pending_acks(s.port)
         with step("rooms bound"):
             rooms(s.port)
+    with step("admission: --max-per-ip 256 by default"):
+        with Sio(["--quiet"]) as s:
+            per_address(s.port, 257, True)
+    with step("admission: --max-per-ip 0 --max-handshakes-per-ip 0 (and sessions) lift it"):
+        with Sio(["--quiet", "--max-per-ip", "0", "--max-handshakes-per-ip", "0", "--max-handshakes", "0",
+                  "--max-sessions-per-ip", "20000"]) as s:
+            per_address(s.port, 300, False)
     with step("connect timeout"):
         with Sio(["--quiet", "--connect-timeout", "300"]) as s:
             big_connect(s.port)

@@ -125,10 +125,56 @@ TEST(many_addresses)
     wsx__admit_free(a);
 }
 
+/* A burst past the handshake limit goes on probation: served if it sends its request within
+ * the grace, promoted if a slot freed meanwhile, turned away if not. */
+TEST(grace_for_a_burst)
+{
+    wsx__admit *a;
+    CHECK_INT(wsx__admit_new(&a), 0);
+    struct sockaddr_storage x = v4("192.0.2.9");
+    CHECK_INT(wsx__admit_add(a, 10, SA(x), 5, 2), 0);
+    CHECK_INT(wsx__admit_add(a, 11, SA(x), 5, 2), 0);
+    CHECK_INT(wsx__admit_add(a, 12, SA(x), 5, 2), WSX__ADMIT_PENDING_PER_IP);
+    CHECK_INT(wsx__admit_add_grace(a, 12, SA(x), 5, 1000), 0);
+    CHECK_INT(wsx__admit_add(a, 13, SA(x), 5, 2), WSX__ADMIT_PENDING_PER_IP);
+    CHECK_INT(wsx__admit_add_grace(a, 13, SA(x), 5, 1500), 0);
+    CHECK_INT(wsx__admit_add(a, 14, SA(x), 5, 2), WSX__ADMIT_PENDING_PER_IP);
+    CHECK_INT(wsx__admit_add_grace(a, 14, SA(x), 5, 1500), 0);
+    /* max_per_ip still bounds connections on probation. */
+    CHECK_INT(wsx__admit_add_grace(a, 15, SA(x), 5, 1500), WSX__ADMIT_PER_IP);
+    size_t conns, pending;
+    wsx__admit_count(a, SA(x), &conns, &pending);
+    CHECK_INT((int)conns, 5);
+    CHECK_INT((int)pending, 2);
+    /* Not due before the grace; an ordinary handshake is never due. */
+    CHECK_INT(wsx__admit_grace_due(a, 12, 1999, 1000, 2), 0);
+    CHECK_INT(wsx__admit_grace_due(a, 10, 9999, 1000, 2), 0);
+    /* 12 sent its request in time: served, and it counted as one (for the server's total). */
+    CHECK(wsx__admit_handshaken(a, 12));
+    CHECK(!wsx__admit_handshaken(a, 12));
+    /* Due with the address still at its limit: turned away. */
+    CHECK_INT(wsx__admit_grace_due(a, 13, 2500, 1000, 2), WSX__ADMIT_PENDING_PER_IP);
+    CHECK(wsx__admit_remove(a, 13));
+    /* A slot freed: 14 becomes an ordinary handshake in progress. */
+    CHECK(wsx__admit_handshaken(a, 10));
+    CHECK_INT(wsx__admit_grace_due(a, 14, 2500, 1000, 2), 0);
+    wsx__admit_count(a, SA(x), &conns, &pending);
+    CHECK_INT((int)conns, 4);
+    CHECK_INT((int)pending, 2);
+    CHECK_INT(wsx__admit_grace_due(a, 14, 9999, 1000, 2), 0);
+    CHECK(wsx__admit_remove(a, 14));
+    CHECK(wsx__admit_remove(a, 11));
+    CHECK(!wsx__admit_remove(a, 10));
+    CHECK(!wsx__admit_remove(a, 12));
+    CHECK_INT((int)wsx__admit_addresses(a), 0);
+    wsx__admit_free(a);
+}
+
 int main(void)
 {
     RUN(limits_per_address);
     RUN(ipv6_by_prefix_and_mapped_ipv4);
     RUN(many_addresses);
+    RUN(grace_for_a_burst);
     return test_summary("admit");
 }

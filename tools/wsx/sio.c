@@ -40,6 +40,7 @@ static const char help[] =
     "  --connect-timeout MS   time for a Socket.IO CONNECT after the handshake (default 45000)\n"
     "  --recovery MS          connection state recovery window (maxDisconnectionDuration,\n"
     "                         default 120000; 0: off)\n"
+    "  --max-connections N    WebSocket connections at most (default 10000)\n" TOOL_ADMIT_HELP
     "  --max-sessions N       Engine.IO sessions at most per path; more get 503 (default 10000)\n"
     "  --max-sessions-per-ip N  sessions of one client address (IPv4, or IPv6 /64) per path;\n"
     "                         more get 503 (default 256)\n"
@@ -248,6 +249,7 @@ enum {
     O_PAYLOAD,
     O_CONNECT,
     O_RECOVERY,
+    O_MAXCONN,
     O_SESSIONS,
     O_SESSIONS_IP,
     O_QUEUE,
@@ -266,6 +268,8 @@ static const struct option sio_longopts[] = {
     {"max-payload", required_argument, 0, O_PAYLOAD},
     {"connect-timeout", required_argument, 0, O_CONNECT},
     {"recovery", required_argument, 0, O_RECOVERY},
+    {"max-connections", required_argument, 0, O_MAXCONN},
+    TOOL_ADMIT_LONGOPTS,
     {"max-sessions", required_argument, 0, O_SESSIONS},
     {"max-sessions-per-ip", required_argument, 0, O_SESSIONS_IP},
     {"queue-limit", required_argument, 0, O_QUEUE},
@@ -308,7 +312,8 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, tool_server_arg
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":h", sio_longopts, NULL)) != -1) {
         if (ch == '?' || ch == ':') return tool_bad_option("sio", sio_longopts, argv, ch);
-        if (ch == TOOL_O_QUIET || ch == TOOL_O_JSON_LOGS) {
+        if (ch == TOOL_O_QUIET || ch == TOOL_O_JSON_LOGS || ch == TOOL_O_MAX_PER_IP ||
+            ch == TOOL_O_MAX_HS_PER_IP || ch == TOOL_O_MAX_HS) {
             if ((status = tool_runner_option(&R, 1, o, a, ch, optarg)) > 0) return status;
             continue;
         }
@@ -336,6 +341,7 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, tool_server_arg
             A.recovery_ms = v;
             break;
         case O_PAYLOAD:
+        case O_MAXCONN:
         case O_SESSIONS:
         case O_SESSIONS_IP:
         case O_QUEUE:
@@ -343,6 +349,7 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, tool_server_arg
             if (!parse_size(optarg, &sz) || sz == 0)
                 return usage_error("sio", "bad size '%s'", optarg);
             if (ch == O_PAYLOAD) A.eio.max_payload = sz;
+            if (ch == O_MAXCONN) o->max_connections = sz;
             if (ch == O_SESSIONS) A.eio.max_sessions = sz;
             if (ch == O_SESSIONS_IP) A.eio.max_sessions_per_ip = sz;
             if (ch == O_QUEUE) A.eio.send_hard_limit = sz;
