@@ -53,7 +53,9 @@ int wsx__json_write_real(wsx__strbuf *b, double d);
  * whitespace allowed, nothing else after it, "\u0000" allowed in strings. Integers that do
  * not fit 64 bits are read as reals, as JavaScript reads every number. Returns a new
  * reference, or NULL for text JSON.parse refuses and for the few it takes that jansson
- * cannot represent (a lone surrogate escape, a number beyond the double range).
+ * cannot represent (a lone surrogate escape, a number beyond the double range). Object keys
+ * may hold NUL, as in JavaScript (json_object_keylen_foreach sees them whole). Written in
+ * sio/json_parse.c, not with json_loadb (which takes about twice the CPU).
  */
 json_t *wsx__json_parse(const uint8_t *s, size_t len);
 
