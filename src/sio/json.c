@@ -46,6 +46,21 @@ void wsx__strbuf_free(wsx__strbuf *b)
 
 int wsx__json_write_string(wsx__strbuf *b, const char *s, size_t len)
 {
+    /* Most strings need no escape: one scan, one copy. */
+    size_t plain = 0;
+    while (plain < len && (unsigned char)s[plain] >= 0x20 && s[plain] != '"' && s[plain] != '\\')
+        plain++;
+    if (plain == len) {
+        if (len > SIZE_MAX / 2) return WSX_ENOMEM;
+        int rc = wsx__strbuf_reserve(b, len + 2);
+        if (rc < 0) return rc;
+        char *o = b->p + b->len;
+        *o++ = '"';
+        memcpy(o, s, len);
+        o[len] = '"';
+        b->len += len + 2;
+        return 0;
+    }
     /* The exact length first: reserving for the worst case (6 bytes a byte) would leave a
      * reused buffer six times larger than the longest string it ever held. */
     size_t extra = 0;

@@ -80,8 +80,15 @@ static bool read_string(reader *r, const char **s, size_t *n)
 {
     const uint8_t *start = r->p, *q = r->p;
     bool ascii = true;
-    while (q < r->end && *q != '"' && *q != '\\' && *q >= 0x20) {
-        ascii &= *q < 0x80;
+    /* What ends a plain run: '"', '\\', a control character; a byte above 0x7f is noted. */
+    while (q < r->end) {
+        uint8_t c = *q;
+        if ((uint8_t)(c - 0x20) < 0x60 && c != '"' && c != '\\') {
+            q++;
+            continue;
+        }
+        if (c < 0x80) break;
+        ascii = false;
         q++;
     }
     if (q == r->end || *q < 0x20) return false;
