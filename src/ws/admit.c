@@ -41,8 +41,9 @@ struct wsx__admit {
     uint32_t free_head;          /* free list of entries (index + 1) */
     size_t live;                 /* entries in use */
     uint32_t *fdmap; /* by descriptor: entry index + 1, | FD_PENDING while handshaking */
-    uint32_t *since; /* by descriptor: loop time it went on probation (FD_GRACE) */
-    size_t nfd;
+    uint32_t *since; /* by descriptor: loop time it went on probation (FD_GRACE); grown
+                        only when a probation needs it, so most servers never allocate it */
+    size_t nfd, nsince;
 };
 
 /* ---- keys ---- */
@@ -182,10 +183,6 @@ static int map_fd(wsx__admit *a, int fd)
     if (!m) return WSX_ENOMEM;
     memset(m + a->nfd, 0, (n - a->nfd) * sizeof *m);
     a->fdmap = m;
-    uint32_t *t = realloc(a->since, n * sizeof *t);
-    if (!t) return WSX_ENOMEM; /* fdmap grew, nfd not yet: consistent */
-    memset(t + a->nfd, 0, (n - a->nfd) * sizeof *t);
-    a->since = t;
     a->nfd = n;
     return 0;
 }
@@ -212,6 +209,12 @@ int wsx__admit_add_grace(wsx__admit *a, int fd, const struct sockaddr *peer, siz
     uint8_t key[16];
     if (fd < 0 || !wsx__addr_key(peer, key)) return 0;
     if (map_fd(a, fd) < 0) return WSX_ENOMEM;
+    if ((size_t)fd >= a->nsince) {
+        uint32_t *t = realloc(a->since, a->nfd * sizeof *t);
+        if (!t) return WSX_ENOMEM;
+        a->since = t;
+        a->nsince = a->nfd;
+    }
     entry *e = find(a, key);
     if (e && e->conns >= max_per_ip) return WSX__ADMIT_PER_IP;
     if (!e && !(e = insert(a, key))) return WSX_ENOMEM;
