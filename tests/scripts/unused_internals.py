@@ -13,7 +13,9 @@ root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 trees = ["src", "tools", "include", "tests", "bench", "examples", "fuzz"]
 texts = {}
 for t in trees:
-    for dirpath, _, names in os.walk(os.path.join(root, t)):
+    for dirpath, dirs, names in os.walk(os.path.join(root, t)):
+        # npm's trees (bench/sio, tests/socketio after `npm ci`) hold thousands of files.
+        dirs[:] = [d for d in dirs if d != "node_modules"]
         for n in names:
             if n.endswith((".c", ".h")):
                 p = os.path.join(dirpath, n)
