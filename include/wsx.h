@@ -228,9 +228,11 @@ typedef struct wsx_server_opts {
      * complete yet (its TLS handshake included); it stops counting as one when the request
      * is complete, upgrade or not. Overall, open connections of every kind are capped at
      * max_connections + max_handshakes. */
-    size_t max_handshakes;        /* [1024] handshakes in progress, all addresses together */
-    size_t max_per_ip;            /* [256] connections of any kind from one address */
-    size_t max_handshakes_per_ip; /* [32] handshakes in progress from one address */
+    size_t max_handshakes; /* [1024] handshakes in progress, all addresses together */
+    size_t max_per_ip;     /* [256] connections of any kind from one address */
+    /* [32] handshakes in progress from one address; one past it is on probation for 1 s
+     * (served if its first request arrives by then, else 503; docs/limits.md) */
+    size_t max_handshakes_per_ip;
     /* An address is an IPv4 address, or the /64 prefix of an IPv6 address (one host or home
      * network commonly holds a whole /64); IPv4-mapped IPv6 addresses count as IPv4. */
 
