@@ -1,6 +1,7 @@
 # Turns every file in DIR into a C array, so `wsx serve` carries its web page inside the
 # binary and runs from any directory.   cmake -DDIR=web -DOUT=assets.c -P cmake/embed.cmake
-file(GLOB names RELATIVE ${DIR} ${DIR}/*)
+# Subdirectories too: web/sio/ (the Socket.IO page) is served as /sio/, web/vendor/ as /vendor/.
+file(GLOB_RECURSE names RELATIVE ${DIR} ${DIR}/*)
 list(SORT names)
 set(c "/* Generated from ${DIR} by cmake/embed.cmake. Do not edit. */\n#include \"assets.h\"\n\n")
 set(table "")

@@ -11,7 +11,7 @@ what=${1:-build}
 pkgs="gcc make cmake pkg-config libssl-dev zlib1g-dev libjansson-dev libhiredis-dev libmsgpack-dev"
 case "$what" in
 build) ;;
-test) pkgs="$pkgs python3 python3-websockets python3-socketio python3-prometheus-client redis-server nodejs npm valgrind openssl chromium groff-base man-db" ;;
+test) pkgs="$pkgs python3 python3-websockets python3-socketio python3-requests python3-websocket python3-prometheus-client redis-server nodejs npm valgrind openssl chromium groff-base man-db" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-dev" ;;
 *) echo "usage: $0 build|test|fuzz" >&2; exit 2 ;;
 esac

@@ -1,4 +1,5 @@
-// wsx chat page: talks docs/chat-protocol.md over one WebSocket at /ws.
+// wsx chat page: talks docs/chat-protocol.md over one WebSocket at /ws (on the /sio/ page, over
+// Socket.IO: web/sio/sio.js sets window.wsxChatTransport, which stands in for the WebSocket).
 //
 // Rules this file keeps:
 // - Everything that comes from the network or from the user is put into the page with
@@ -127,6 +128,13 @@
     let url = `${proto}//${location.host}/ws`;
     if (token) url += `?token=${encodeURIComponent(token)}`;
     return url;
+  }
+
+  // The connection: a WebSocket at /ws, or the /sio/ page's Socket.IO stand-in with the same
+  // interface (web/sio/sio.js; docs/chat-protocol.md, "Socket.IO").
+  function newSocket() {
+    const t = window.wsxChatTransport;
+    return t ? t.open(token) : new WebSocket(wsUrl());
   }
 
   function send(obj) {
@@ -288,7 +296,7 @@
     }
     let sock;
     try {
-      sock = new WebSocket(wsUrl());
+      sock = newSocket();
     } catch (e) {
       scheduleReconnect();
       return;

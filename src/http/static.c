@@ -339,6 +339,13 @@ static int serve_table(const wsx_static *st, wsx_http_req *r, const wsx__req_vie
         rep p = {f->path, fl, st->etags[i], -1, f->len, -1, f->data};
         return answer_rep(st, r, v, &p, extra, n_extra);
     }
+    /* A directory of the table ("/sio" when "/sio/index.html" is there): 301 to it with a '/',
+     * as the directory does, so that the page's relative links resolve. */
+    for (size_t i = 0; !dir_path && i < st->n_files; i++) {
+        const char *fp = st->files[i].path;
+        if (strlen(fp) > plen + 1 && !memcmp(fp, path, plen) && fp[plen] == '/')
+            return redirect_dir(r, v, path, plen, extra, n_extra);
+    }
     return 0;
 }
 

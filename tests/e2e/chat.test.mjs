@@ -35,10 +35,16 @@ const RECONNECT_WAIT = 40000; // backoff: the sum of a few full-jitter delays (c
 
 // ---- static check (no browser, no server) -----------------------------------------------------
 
+// Every file under web/ (the /sio/ page and web/vendor/ included), as paths relative to it.
+function webFiles(dir = webDir, rel = '') {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((d) => (d.isDirectory()
+    ? webFiles(path.join(dir, d.name), `${rel}${d.name}/`) : [`${rel}${d.name}`]));
+}
+
 test('web/ never assigns HTML strings (no innerHTML / outerHTML / insertAdjacentHTML / document.write)', () => {
   const bad = /\.(innerHTML|outerHTML)\s*\+?=|insertAdjacentHTML\s*\(|document\.write(ln)?\s*\(|\.setHTML(Unsafe)?\s*\(|createContextualFragment\s*\(/;
   const found = [];
-  for (const f of fs.readdirSync(webDir)) {
+  for (const f of webFiles()) {
     if (!/\.(js|mjs|html)$/.test(f)) continue;
     const lines = fs.readFileSync(path.join(webDir, f), 'utf8').split('\n');
     lines.forEach((line, i) => {
@@ -51,7 +57,7 @@ test('web/ never assigns HTML strings (no innerHTML / outerHTML / insertAdjacent
 
 test('web/ loads nothing from outside (no http(s):// URLs, no CDN, no web fonts)', () => {
   const found = [];
-  for (const f of fs.readdirSync(webDir)) {
+  for (const f of webFiles()) {
     const text = fs.readFileSync(path.join(webDir, f), 'utf8');
     for (const m of text.matchAll(/(?:src|href)\s*=\s*["']?(?:https?:)?\/\/|@import|url\(\s*["']?(?:https?:)?\/\//g)) {
       found.push(`web/${f}: ${m[0]}`);

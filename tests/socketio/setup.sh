@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs the pinned npm packages of the Socket.IO tests (tests/socketio/package-lock.json).
+# Installs the pinned npm packages of the Socket.IO tests (tests/socketio/package-lock.json:
+# socket.io-client, engine.io-client, and the reference server socket.io).
 # Runs `npm ci` only when node_modules is missing or older than the lockfile, so repeated
 # test runs cost nothing and never touch the network.
 set -eu

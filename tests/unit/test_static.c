@@ -306,6 +306,9 @@ static const char *const reqs[] = {
         "Origin: https://a.example\r\n"
         "Access-Control-Request-Method: GET\r\n"
         "Access-Control-Request-Headers: ,\r\n"),
+    /* 17 */ REQ("GET", "/t?x=1", ""),
+    /* 18 */ REQ("GET", "/t/home", ""),
+    /* 19 */ REQ("GET", "/tt", ""),
 };
 
 static bool has(const char *resp, const char *s)
@@ -393,6 +396,14 @@ TEST(static_and_cors_answers)
 
     r = g_ex[15].resp;
     CHECK(has(r, "HTTP/1.1 414 URI Too Long\r\n") && has(r, "\r\n\r\n414 URI Too Long\n"));
+
+    /* A directory of the table without its '/': 301 to it, the query kept; a name that only
+     * starts like one of its files is not one. */
+    r = g_ex[17].resp;
+    CHECK(has(r, "HTTP/1.1 301 Moved Permanently\r\n") && has(r, "Location: /t/?x=1\r\n"));
+    CHECK(has(r, "X-Extra: 1\r\n"));
+    CHECK(has(g_ex[18].resp, "HTTP/1.1 404 Not Found\r\n"));
+    CHECK(has(g_ex[19].resp, "HTTP/1.1 404 Not Found\r\n"));
 
     /* An empty requested list with no headers configured: accepted, nothing to allow. */
     r = g_ex[16].resp;
