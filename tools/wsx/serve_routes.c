@@ -30,7 +30,7 @@ bool serve_query_get(const char *q, size_t qlen, const char *key, char *out, siz
     return false;
 }
 
-static bool check_origin(const wsx_http_req *rq)
+bool serve_check_origin(const wsx_http_req *rq)
 {
     if (!g_serve.n_origins) return true;
     const wsx_http_header *h = wsx_http_req_header(rq, "origin");
@@ -51,7 +51,7 @@ static int on_upgrade(wsx_server *srv, const wsx_http_req *rq, void **conn_user,
     (void)srv;
     (void)user;
     (void)conn_user;
-    if (!check_origin(rq)) {
+    if (!serve_check_origin(rq)) {
         tool_logf(WSX_LOG_INFO, "%s refused: origin not allowed", wsx_http_req_peer(rq));
         return 403;
     }
