@@ -271,8 +271,8 @@ static void on_disconnect(wsx_sio_socket *s, const char *reason, void *user)
     tool_logf(WSX_LOG_INFO, "%s Socket.IO close (%s)",
               wsx_eio_session_peer(wsx_sio_socket_session(s)), reason);
     serve_lock();
+    wsx_chat_conn_close(g_serve.chat, m->cc); /* leaves the room: unsubscribes */
     wsx_hub_unsubscribe(m->sub);
-    wsx_chat_conn_close(g_serve.chat, m->cc);
     serve_unlock();
     free(m);
 }
