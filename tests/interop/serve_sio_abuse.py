@@ -16,7 +16,8 @@ hostile and unusual clients, over raw WebSocket and raw HTTP long-polling, with 
   (polling) or 403 (the WebSocket upgrade); --cors: the polling answers carry
   Access-Control-Allow-Origin for a listed origin only;
 - --no-socketio: /socket.io/ is 404;
-- --threads 2: Socket.IO and /ws clients spread over both loops chat in one room.
+- --threads 2: Socket.IO is WebSocket only (polling: 400 "Transport unknown"); Socket.IO and
+  /ws clients spread over both loops chat in one room.
 """
 
 import json
@@ -205,6 +206,9 @@ def no_socketio(port):
 
 
 def threads(port):
+    st, _, body = http_req(port, "GET", POLL)
+    eq((st, body), (400, b'{"code":0,"message":"Transport unknown"}'),
+       "--threads 2: no long-polling (a session's requests would reach any loop)")
     sio = [sio_ws(port)[0] for _ in range(6)]
     for i, r in enumerate(sio):
         join(r, "t", f"s{i}")

@@ -283,6 +283,9 @@ wsx_sio *serve_sio_attach(wsx_server *srv)
     o.eio.path = "/socket.io/";
     o.eio.max_payload = SERVE_SIO_MAX_PAYLOAD;
     o.eio.allow_request = allow_request;
+    /* The requests of a polling session must reach the loop that holds it; with several
+     * loops on one port (SO_REUSEPORT spreads connections over them) only WebSocket works. */
+    if (g_serve.runner.n_threads > 1) o.eio.transports = WSX_EIO_WEBSOCKET;
     o.eio.cors_origins = g_serve.cors.origins;
     o.eio.n_cors_origins = g_serve.cors.n_origins;
     wsx_sio *io;
