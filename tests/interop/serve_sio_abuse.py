@@ -8,6 +8,8 @@ hostile and unusual clients, over raw WebSocket and raw HTTP long-polling, with 
 - a POST above 64 KiB (maxPayload of /socket.io/): 413;
 - a flood past --rate: exactly max_refusals (100) `rate_limited` errors, then the session
   closes (the chat's 1008 rule);
+- a polling session that never reads, joining a room with 0.77 MiB of history 20 times: 2
+  joins answered, then `slow_down` once (its queue above 1 MiB), the rest dropped;
 - binary attachments: the `error` event `binary`; an unknown namespace: connect_error
   "Invalid namespace", and `/` still connects;
 - --token: Authorization: Bearer on the handshake lets the CONNECT in without auth, a wrong
@@ -142,6 +144,36 @@ def flood(port):
     r.close()
 
 
+def polling_history(port):
+    """A polling session that never GETs, joining again and again a room whose history is
+    0.77 MiB: the joins are refused with slow_down once its queue is above 1 MiB, as a /ws
+    connection's (serve_history_attack_joins)."""
+    w, _ = sio_ws(port)
+    join(w, "heavy", "filler")
+    text = "\U0001F600" * 2000  # 2000 code points, 8000 bytes
+    for i in range(100):
+        w.send_frame(0x1, ('42["message",' + json.dumps({"text": text}, ensure_ascii=False) + "]").encode())
+    events(w, 1.0)
+    w.close()
+    st, _, body = http_req(port, "GET", POLL)
+    sid = json.loads(body[1:])["sid"]
+    q = f"{POLL}&sid={sid}"
+    http_req(port, "POST", q, [("Content-Type", "text/plain")], b"40")
+    joins = "\x1e".join(f'42["join",{{"room":"heavy","name":"p{i}"}}]' for i in range(20))
+    st, _, _ = http_req(port, "POST", q, [("Content-Type", "text/plain")], joins.encode())
+    eq(st, 200, "20 joins in one POST")
+    got = b""
+    for _ in range(50):
+        st, _, body = http_req(port, "GET", q)
+        if st != 200:
+            break
+        got += body + b"\x1e"
+        if b'"slow_down"' in got and got.count(b'42["history"') >= 2:
+            break
+    eq((got.count(b'42["joined"'), got.count(b'"code":"slow_down"')), (2, 1),
+       "a polling session that does not read: 2 joins answered, then slow_down once")
+
+
 def binary_and_namespace(port):
     r, _ = sio_ws(port)
     r.send_frame(0x1, b'451-["message",{"_placeholder":true,"num":0}]')
@@ -261,6 +293,9 @@ def main():
             big_post(s.port)
             flood(s.port)
             binary_and_namespace(s.port)
+    with step("history to a polling session that does not read"):
+        with Serve(["--quiet", "--rate", "0", "--rate-per-ip", "0"]) as s:
+            polling_history(s.port)
     with step("token"):
         with Serve(["--quiet", "--token", "sekret"]) as s:
             token(s.port)
