@@ -26,7 +26,7 @@ import json
 import time
 
 from wsxlib import Raw, check, eq, note, run, step
-from wsxserve import Serve, http_req
+from wsxserve import Serve, http_req, wait_metric
 
 WS_PATH = "/socket.io/?EIO=4&transport=websocket"
 POLL = "/socket.io/?EIO=4&transport=polling"
@@ -232,6 +232,14 @@ def origin_and_cors(port):
     eq((st, h.get("access-control-allow-origin")), (200, None), "no Origin: no CORS header")
 
 
+def topics_metric(port):
+    r, _ = sio_ws(port)
+    join(r, "m", "metric")
+    eq((wait_metric(port, "wsx_topics", 1), wait_metric(port, "wsx_subscribers", 1)), (1, 1),
+       "/metrics: one Socket.IO member in one room: wsx_topics 1 (not the socket's own), wsx_subscribers 1")
+    r.close()
+
+
 def no_socketio(port):
     st, _, _ = http_req(port, "GET", POLL)
     eq(st, 404, "--no-socketio: /socket.io/ is 404")
@@ -302,6 +310,7 @@ def main():
     with step("origin and cors"):
         with Serve(["--quiet", "--origin", "http://good.example", "--cors", "http://good.example"]) as s:
             origin_and_cors(s.port)
+            topics_metric(s.port)
     with step("--no-socketio"):
         with Serve(["--quiet", "--no-socketio"]) as s:
             no_socketio(s.port)

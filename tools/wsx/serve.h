@@ -156,6 +156,9 @@ void serve_sio_unsubscribe(void *conn, const char *room);
 size_t serve_sio_queued(void *conn);
 void serve_sio_close(void *conn, int code, const char *reason);
 void serve_sio_send_history(void *conn, const wsx_chat_history *h);
+/* The topics of this loop's hub that are the Socket.IO layer's own (each socket's room and
+ * the namespace's), left out of wsx_topics. */
+size_t serve_sio_own_topics(void);
 /* Publishes json (a chat text) as a Socket.IO event to the room's Socket.IO members on this
  * loop, but except (a tagged connection, or anything else: none skipped). Chat lock held. */
 void serve_sio_publish_local(wsx_hub *hub, const char *room, const char *json, size_t len,

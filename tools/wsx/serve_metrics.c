@@ -10,7 +10,9 @@ static void take_snapshot(void)
     serve_thread *t = &g_serve.t[g_serve_thread];
     for (size_t i = 0; i < g_serve.runner.n_srvs; i++)
         wsx_server_get_stats(g_serve.runner.t[g_serve_thread].srvs[i], &t->stats[i]);
-    t->topics = wsx_topic_count(g_serve.runner.t[g_serve_thread].srvs[0]);
+    size_t all = wsx_topic_count(g_serve.runner.t[g_serve_thread].srvs[0]);
+    size_t own = serve_sio_own_topics();
+    t->topics = all > own ? all - own : 0;
 }
 
 void serve_snapshot_timer(wsx_timer *tm, void *arg)
@@ -91,7 +93,8 @@ static int format_traffic(char *body, size_t cap, const wsx_server_stats *st, si
         "# TYPE wsx_bytes_received_total counter\nwsx_bytes_received_total %llu\n"
         "# HELP wsx_bytes_sent_total WebSocket payload bytes sent.\n"
         "# TYPE wsx_bytes_sent_total counter\nwsx_bytes_sent_total %llu\n"
-        "# HELP wsx_topics Pub/sub topics with subscribers.\n"
+        "# HELP wsx_topics Pub/sub topics with subscribers (a room with Socket.IO members has "
+        "one more).\n"
         "# TYPE wsx_topics gauge\nwsx_topics %zu\n"
         "# HELP wsx_subscribers Room memberships (subscriptions).\n"
         "# TYPE wsx_subscribers gauge\nwsx_subscribers %zu\n"

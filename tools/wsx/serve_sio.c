@@ -158,6 +158,20 @@ void serve_sio_publish_local(wsx_hub *hub, const char *room, const char *json, s
     free(p);
 }
 
+size_t serve_sio_own_topics(void)
+{
+    size_t n = 0;
+    bool any = false;
+    for (size_t i = 0; i < TOOL_RUNNER_MAX_SERVERS; i++) {
+        wsx_sio *io = g_serve.t[g_serve_thread].sio[i];
+        if (!io) continue;
+        any = true;
+        n += wsx_sio_sockets(io);
+    }
+    /* The namespaces of the loop's servers share one topic ("/" is the only one). */
+    return n + any;
+}
+
 /* ---- the Socket.IO server's callbacks ---- */
 
 /* The handshake (the first Engine.IO request of a session): --origin refuses with 403; a
