@@ -34,8 +34,10 @@ typedef struct wsx_eio_session wsx_eio_session;
 
 /*
  * Asked for every handshake (a request without sid) once the query is valid: return 0 to
- * open a session, or an HTTP status >= 400 to refuse it (403: the reference's
- * {"code":4,"message":"Forbidden"}). req is borrowed for the call.
+ * open a session, 1..255 to open it with that mark (wsx_eio_session_mark: what the
+ * application learnt from the handshake request, such as a token in its query, which later
+ * requests of the session need not carry), or an HTTP status >= 400 to refuse it (403: the
+ * reference's {"code":4,"message":"Forbidden"}). req is borrowed for the call.
  */
 typedef int (*wsx_eio_allow_cb)(wsx_eio *e, const wsx_http_req *req, void *user);
 /* A session opened (its open packet is queued). The session is valid until on_close returns. */
@@ -147,6 +149,9 @@ WSX_API wsx_server *wsx_eio_server(const wsx_eio *e);
 /* The application's pointer (NULL at on_open). */
 WSX_API void *wsx_eio_session_user(const wsx_eio_session *s);
 WSX_API void wsx_eio_session_set_user(wsx_eio_session *s, void *user);
+
+/* The mark allow_request gave the session's handshake (0: none). */
+WSX_API unsigned wsx_eio_session_mark(const wsx_eio_session *s);
 
 /* Open sessions. */
 WSX_API size_t wsx_eio_sessions(const wsx_eio *e);

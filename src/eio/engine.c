@@ -517,14 +517,12 @@ static void on_request(wsx_http_req *r, void *user)
         wsx_http_respond(r, 503, &retry, 1, NULL, 0);
         return;
     }
-    if (e->o.allow_request) {
-        int st = e->o.allow_request(e, r, e->o.user);
-        if (st != 0) {
-            wsx__eio_http_error(e, r, st >= 400 && st <= 599 ? st : 403, WSX__EIO_ERR_FORBIDDEN);
-            return;
-        }
+    int st = e->o.allow_request ? e->o.allow_request(e, r, e->o.user) : 0;
+    if (st < 0 || st > 255) {
+        wsx__eio_http_error(e, r, st >= 400 && st <= 599 ? st : 403, WSX__EIO_ERR_FORBIDDEN);
+        return;
     }
-    wsx__eio_poll_handshake(e, r);
+    wsx__eio_poll_handshake(e, r, (unsigned)st);
 }
 
 /* ---- the engine ---- */
@@ -732,6 +730,11 @@ const char *wsx_eio_session_id(const wsx_eio_session *s)
 const char *wsx_eio_session_transport(const wsx_eio_session *s)
 {
     return s->transport == EIO_T_WEBSOCKET ? "websocket" : "polling";
+}
+
+unsigned wsx_eio_session_mark(const wsx_eio_session *s)
+{
+    return s ? s->mark : 0;
 }
 
 const char *wsx_eio_session_peer(const wsx_eio_session *s)

@@ -19,13 +19,14 @@ static size_t headers(wsx_eio *e, const wsx_http_req *r, const char *type, wsx_h
 
 static const char text_type[] = "text/plain; charset=UTF-8";
 
-void wsx__eio_poll_handshake(wsx_eio *e, wsx_http_req *r)
+void wsx__eio_poll_handshake(wsx_eio *e, wsx_http_req *r, unsigned mark)
 {
     wsx_eio_session *s = wsx__eio_session_new(e, EIO_T_POLLING, wsx_http_req_peer(r));
     if (!s) {
         wsx_http_respond(r, 500, NULL, 0, NULL, 0);
         return;
     }
+    s->mark = (uint8_t)mark;
     char open[WSX__EIO_OPEN_MAX];
     ptrdiff_t n = wsx__eio_open_packet(s, open, sizeof open);
     wsx_http_header h[2 + WSX_CORS_MAX_HEADERS];

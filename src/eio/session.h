@@ -64,6 +64,7 @@ struct wsx_eio_session {
     uint8_t transport;    /* enum eio_transport */
     uint8_t state;        /* enum eio_state */
     uint8_t hb;           /* enum eio_hb */
+    uint8_t mark;         /* allow_request's (wsx_eio_session_mark) */
     bool hb_refreshed;    /* a packet other than a pong extended the pong deadline once */
     bool upgrading;       /* the probe WebSocket sent 2probe and got 3probe */
     bool flushing;        /* on the engine's flush list */
@@ -137,7 +138,7 @@ void wsx__eio_addr_free(wsx_eio *e);
 int wsx__eio_admit(wsx_eio *e, const char *peer);
 
 /* polling.c */
-void wsx__eio_poll_handshake(wsx_eio *e, wsx_http_req *r);
+void wsx__eio_poll_handshake(wsx_eio *e, wsx_http_req *r, unsigned mark);
 void wsx__eio_poll_request(wsx_eio_session *s, wsx_http_req *r);
 /* Answers the held GET with the queue (and "1" when closing or `close`); no-op without. */
 void wsx__eio_poll_flush(wsx_eio_session *s, bool close);

@@ -15,6 +15,7 @@
  * (looked up again at on_open: the session may have ended in between). */
 typedef struct ticket {
     bool fresh;
+    uint8_t mark; /* allow_request's */
     char sid[WSX__EIO_SID_LEN + 1];
 } ticket;
 
@@ -43,10 +44,11 @@ int wsx__eio_ws_upgrade(wsx_server *srv, const wsx_http_req *r, void **conn_user
         }
         if (e->o.allow_request) {
             st = e->o.allow_request(e, r, e->o.user);
-            if (st != 0) {
+            if (st < 0 || st > 255) {
                 free(t);
                 return st >= 400 && st <= 599 ? st : 403;
             }
+            t->mark = (uint8_t)st;
         }
         t->fresh = true;
     }
@@ -88,6 +90,7 @@ void wsx__eio_ws_open(wsx_conn *c, void *user)
             return;
         }
         s->ws = c;
+        s->mark = tk.mark;
         wsx_conn_set_user(c, s);
         char open[WSX__EIO_OPEN_MAX];
         ptrdiff_t n = wsx__eio_open_packet(s, open, sizeof open);

@@ -31,6 +31,7 @@ static struct srv {
     uint16_t port;
     pthread_mutex_t mu;
     size_t opens, closes;
+    unsigned last_mark; /* wsx_eio_session_mark of the last session opened */
     struct {
         char sid[21];
         char reason[32];

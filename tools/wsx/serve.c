@@ -21,8 +21,10 @@ _Thread_local unsigned g_serve_thread;
 static const char help[] =
     "usage: wsx serve [options]\n"
     "\n"
-    "The chat server: the page at http://HOST:PORT/, WebSocket at /ws, server-sent events at\n"
-    "/sse?room=NAME, /healthz and /metrics. The protocol is described in docs/chat-protocol.md.\n"
+    "The chat server: the page at http://HOST:PORT/ (and /sio/, the same chat on\n"
+    "socket.io-client), WebSocket at /ws, Socket.IO at /socket.io/, server-sent events at\n"
+    "/sse?room=NAME, /healthz and /metrics, all in the same rooms. The protocol is described\n"
+    "in docs/chat-protocol.md.\n"
     "\n"
     "  --host H               address to listen on (default: all interfaces, reachable\n"
     "                         from the network; 127.0.0.1 for this machine only). A line\n"
@@ -32,14 +34,21 @@ static const char help[] =
     "                         Last-Modified, 304, single byte ranges; no listings; nothing\n"
     "                         outside DIR, also through symlinks)\n"
     "  --token T              require this token (?token=T or Authorization: Bearer T) for\n"
-    "                         WebSocket, /sse and /metrics (401 without it); it also\n"
-    "                         lets backends post: POST /api/rooms/NAME/messages\n"
+    "                         WebSocket, /sse and /metrics (401 without it), and for\n"
+    "                         Socket.IO (also auth: {token: T}; connect_error\n"
+    "                         'unauthorized' without it); it also lets backends post:\n"
+    "                         POST /api/rooms/NAME/messages\n"
     "                         (without --token posting is refused with 403)\n"
     "  --metrics-token T      /metrics needs this token instead of --token (then only this\n"
     "                         one); without either option /metrics is public\n"
     "  --origin O             accept browser pages only from origin O (repeatable)\n"
-    "  --cors O               let pages from origin O read the files (CORS; repeatable; *\n"
-    "                         for any): preflights get 204 (403 for other origins)\n"
+    "  --cors O               let pages from origin O read the files and use Socket.IO's\n"
+    "                         long-polling (CORS; repeatable; * for any): preflights get\n"
+    "                         204 (403 for other origins)\n"
+    "  --no-socketio          do not answer /socket.io/ (Socket.IO: Engine.IO v4 over\n"
+    "                         long-polling and WebSocket, namespace /, ping every 25 s,\n"
+    "                         closed after 20 s more without pong, 64 KiB per POST, 45 s\n"
+    "                         for the CONNECT; WebSocket only with --threads above 1)\n"
     "  --history N            messages kept per room and sent on join (default 100)\n"
     "  --history-bytes N      bytes of history over all rooms (K/M/G suffixes; default 64M;\n"
     "                         0 = no budget): past it the rooms posted to least recently\n"
@@ -94,6 +103,11 @@ static void stop_timers(unsigned k, void *arg)
 {
     (void)arg;
     serve_thread *t = &g_serve.t[k];
+    /* Socket.IO sockets leave the chat now ("server shutting down"), their sessions close. */
+    for (size_t i = 0; i < TOOL_RUNNER_MAX_SERVERS; i++) {
+        wsx_sio_free(t->sio[i]);
+        t->sio[i] = NULL;
+    }
     if (t->keepalive) wsx_timer_stop(t->keepalive);
     t->keepalive = NULL;
     tool_metrics_stop(k);
@@ -137,6 +151,7 @@ enum {
     O_POST_RATE,
     O_POST_BURST,
     O_REDIS,
+    O_NO_SOCKETIO,
 };
 
 /* Drops the history of rooms idle for longer than --history-idle (the chat keeps them in
@@ -227,6 +242,7 @@ static const struct option serve_longopts[] = {
     {"join-burst-per-ip", required_argument, 0, O_JOIN_BURST_PER_IP},
     {"post-rate", required_argument, 0, O_POST_RATE},
     {"post-burst", required_argument, 0, O_POST_BURST},
+    {"no-socketio", no_argument, 0, O_NO_SOCKETIO},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -244,6 +260,9 @@ static int app_option(int ch, const char *arg)
     case O_REDIS:
         if (!*arg) return usage_error("serve", "empty --redis");
         g_serve.redis_url = arg;
+        return 0;
+    case O_NO_SOCKETIO:
+        g_serve.no_socketio = true;
         return 0;
     case O_TOKEN:
         if (!*arg) return usage_error("serve", "empty --token");
@@ -416,7 +435,14 @@ static bool start_servers(const wsx_server_opts *o, const serve_args *a)
     if (tool_runner_start(&g_serve.runner, so, n) < 0) return false;
     for (unsigned k = 0; k < g_serve.runner.n_threads; k++)
         for (size_t i = 0; i < g_serve.runner.n_srvs; i++)
-            if (!serve_add_routes(g_serve.runner.t[k].srvs[i])) {
+            if (!serve_add_routes(g_serve.runner.t[k].srvs[i]) ||
+                (!g_serve.no_socketio &&
+                 !(g_serve.t[k].sio[i] = serve_sio_attach(g_serve.runner.t[k].srvs[i])))) {
+                for (unsigned j = 0; j <= k; j++)
+                    for (size_t m = 0; m < TOOL_RUNNER_MAX_SERVERS; m++) {
+                        wsx_sio_free(g_serve.t[j].sio[m]);
+                        g_serve.t[j].sio[m] = NULL;
+                    }
                 fprintf(stderr, "wsx serve: out of memory\n");
                 tool_runner_free(&g_serve.runner);
                 return false;
@@ -460,7 +486,7 @@ int cmd_serve(int argc, char **argv)
     if (!prepare_files()) return 1;
     o.port = (uint16_t)a.port;
     o.path = "/ws";
-    o.max_message = 16 << 10;
+    o.max_message = SERVE_MAX_MESSAGE;
     tool_deflate_defaults(&o, !a.s.no_deflate);
     o.on_http = serve_on_page;
     o.on_log = tool_log_cb;
@@ -498,6 +524,11 @@ int cmd_serve(int argc, char **argv)
     /* Relays and history releases posted to a loop after it had finished are freed with it
      * (their destructors), never run. */
     g_serve.loops_done = true;
+    for (unsigned k = 0; k < g_serve.runner.n_threads; k++)
+        for (size_t i = 0; i < TOOL_RUNNER_MAX_SERVERS; i++) {
+            wsx_sio_free(g_serve.t[k].sio[i]);
+            g_serve.t[k].sio[i] = NULL;
+        }
     tool_runner_free(&g_serve.runner);
     wsx_chat_free(g_serve.chat);
     wsx_static_free(g_serve.files);

@@ -4,7 +4,7 @@
  * streams /sse and publishes to a loop's hub, serve_chat.c is how src/chat reaches
  * connections and listeners (its ops, the history caches, the relay between loops) and the
  * WebSocket front end, serve_metrics.c answers /metrics, serve_post.c lets backends post
- * (POST /api/rooms/NAME/messages).
+ * (POST /api/rooms/NAME/messages), serve_sio.c is the Socket.IO front end (/socket.io/).
  */
 #ifndef WSX_TOOL_SERVE_H
 #define WSX_TOOL_SERVE_H
@@ -12,15 +12,22 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "chat/chat.h"
 #include "runner.h"
 #include "tool.h"
 #include "wsx/cluster.h"
+#include "wsx/sio.h"
 
 #define MAX_ORIGINS      16
 #define SSE_KEEPALIVE_MS 15000
 #define MAX_THREADS      16
+/* A /ws message above this closes the WebSocket (1009); a Socket.IO event whose object is
+ * above it closes its session. */
+#define SERVE_MAX_MESSAGE (16u << 10)
+/* Engine.IO's maxPayload at /socket.io/: a polling POST may carry a few events at once. */
+#define SERVE_SIO_MAX_PAYLOAD (64u << 10)
 
 /* An SSE stream: the HTTP request, its place in the chat, and its subscription to the room's
  * topic in its loop's hub (which delivers the room's chat messages to it). */
@@ -40,6 +47,7 @@ typedef struct sse {
  * reaches the other loops' members through their post queues. What serve adds per loop: */
 typedef struct serve_thread {
     wsx_timer *keepalive;
+    wsx_sio *sio[TOOL_RUNNER_MAX_SERVERS]; /* Socket.IO on each server (NULL: --no-socketio) */
 } serve_thread;
 
 typedef struct serve_state {
@@ -56,6 +64,7 @@ typedef struct serve_state {
     const char *static_dir;
     wsx_static *files; /* the --static directory, or the embedded page (src/http/static.c) */
     bool loops_done;   /* every loop has finished: no thread but this one is left */
+    bool no_socketio;  /* --no-socketio */
     wsx_timer *expire;
     const char *redis_url;        /* --redis */
     wsx_cluster *cluster;         /* on loop 0, with --redis */
@@ -88,6 +97,8 @@ static inline void serve_unlock(void)
  * broken escape is kept as it is, as browsers do) into out as a C string, cut to cap - 1.
  * Returns whether key is there. */
 bool serve_query_get(const char *q, size_t qlen, const char *key, char *out, size_t cap);
+/* With --origin: whether rq's Origin (if any) is allowed. */
+bool serve_check_origin(const wsx_http_req *rq);
 /* Whether rq carries `token`, as ?token= or as Authorization: Bearer (constant time). */
 bool serve_has_token(const wsx_http_req *rq, const char *token);
 /* With --token: whether rq carries it. */
@@ -135,6 +146,32 @@ void serve_ws_message(wsx_conn *c, const wsx_msg *msg, void *user);
 void serve_ws_close(wsx_conn *c, int code, const char *reason, size_t len, void *user);
 /* The library's lines about a connection (wsx_server_opts.on_conn_log), with its id. */
 void serve_conn_log(const wsx_conn *c, int level, const char *msg, void *user);
+/* The client's address from its text ("1.2.3.4:5555", "[::1]:5555") into ss, for the
+ * chat's per-address rate limit; NULL when it cannot be read. */
+const struct sockaddr *serve_peer_addr(const char *text, struct sockaddr_storage *ss);
+
+/* ---- serve_sio.c ---- */
+
+/* The chat's connections are /ws connections (wsx_conn *) or Socket.IO sockets, whose
+ * pointer given to the chat has its low bit set (allocations are aligned). */
+#define SERVE_IS_SIO(conn) (((uintptr_t)(conn)&1) != 0)
+/* Serves the chat over Socket.IO at /socket.io/ on srv (on its loop's thread, or before
+ * the loops run). Returns NULL when it cannot (out of memory). */
+wsx_sio *serve_sio_attach(wsx_server *srv);
+/* The chat's ops for a Socket.IO connection (SERVE_IS_SIO). */
+void serve_sio_send(void *conn, const char *json, size_t len);
+int serve_sio_subscribe(void *conn, const char *room);
+void serve_sio_unsubscribe(void *conn, const char *room);
+size_t serve_sio_queued(void *conn);
+void serve_sio_close(void *conn, int code, const char *reason);
+void serve_sio_send_history(void *conn, const wsx_chat_history *h);
+/* The topics of this loop's hub that are the Socket.IO layer's own (each socket's room and
+ * the namespace's), left out of wsx_topics. */
+size_t serve_sio_own_topics(void);
+/* Publishes json (a chat text) as a Socket.IO event to the room's Socket.IO members on this
+ * loop, but except (a tagged connection, or anything else: none skipped). Chat lock held. */
+void serve_sio_publish_local(wsx_hub *hub, const char *room, const char *json, size_t len,
+                             const void *except);
 
 /* ---- serve_metrics.c ---- */
 

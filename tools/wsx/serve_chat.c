@@ -83,13 +83,17 @@ static void op_send(void *conn, const char *json, size_t len, void *user)
     (void)user;
     size_t ml = 0;
     char *joined = g_serve.redis_url ? serve_presence_joined(json, len, &ml) : NULL;
-    wsx_send(conn, joined ? joined : json, joined ? ml : len, WSX_TEXT);
+    if (SERVE_IS_SIO(conn))
+        serve_sio_send(conn, joined ? joined : json, joined ? ml : len);
+    else
+        wsx_send(conn, joined ? joined : json, joined ? ml : len, WSX_TEXT);
     free(joined);
 }
 
 static int op_subscribe(void *conn, const char *room, void *user)
 {
     (void)user;
+    if (SERVE_IS_SIO(conn)) return serve_sio_subscribe(conn, room);
     char topic[64];
     snprintf(topic, sizeof topic, "room:%s", room);
     return wsx_subscribe(conn, topic);
@@ -98,6 +102,10 @@ static int op_subscribe(void *conn, const char *room, void *user)
 static void op_unsubscribe(void *conn, const char *room, void *user)
 {
     (void)user;
+    if (SERVE_IS_SIO(conn)) {
+        serve_sio_unsubscribe(conn, room);
+        return;
+    }
     char topic[64];
     snprintf(topic, sizeof topic, "room:%s", room);
     wsx_unsubscribe(conn, topic);
@@ -106,7 +114,7 @@ static void op_unsubscribe(void *conn, const char *room, void *user)
 static size_t op_queued(void *conn, void *user)
 {
     (void)user;
-    return wsx_buffered_amount(conn);
+    return SERVE_IS_SIO(conn) ? serve_sio_queued(conn) : wsx_buffered_amount(conn);
 }
 
 static uint64_t op_now(void *user)
@@ -177,6 +185,10 @@ static hist_loop *hist_of(void **cache)
 static void op_send_history(void *conn, void **cache, const wsx_chat_history *h, void *user)
 {
     (void)user;
+    if (SERVE_IS_SIO(conn)) {
+        serve_sio_send_history(conn, h);
+        return;
+    }
     hist_loop *hl = hist_of(cache);
     if (hl && hl->ws) {
         wsx_send_prepared(conn, hl->ws);
@@ -285,6 +297,10 @@ typedef struct serve_conn {
 static void op_close(void *conn, int code, const char *reason, void *user)
 {
     (void)user;
+    if (SERVE_IS_SIO(conn)) {
+        serve_sio_close(conn, code, reason);
+        return;
+    }
     serve_conn *sc = wsx_conn_user(conn);
     if (sc) {
         char name[24];
@@ -318,9 +334,7 @@ const wsx_chat_ops serve_chat_ops = {
     .sequence = op_sequence,
 };
 
-/* The client's address from its text ("1.2.3.4:5555", "[::1]:5555"), for the chat's
- * per-address rate limit. Returns NULL when it cannot be read (then none applies). */
-static const struct sockaddr *peer_addr(const char *text, struct sockaddr_storage *ss)
+const struct sockaddr *serve_peer_addr(const char *text, struct sockaddr_storage *ss)
 {
     char host[64];
     memset(ss, 0, sizeof *ss);
@@ -352,7 +366,7 @@ void serve_ws_open(wsx_conn *c, void *user)
     peer_of(c, peer, sizeof peer);
     struct sockaddr_storage ss;
     serve_conn *sc = malloc(sizeof *sc);
-    wsx_chat_conn *cc = sc ? wsx_chat_conn_open(g_serve.chat, c, peer_addr(peer, &ss)) : NULL;
+    wsx_chat_conn *cc = sc ? wsx_chat_conn_open(g_serve.chat, c, serve_peer_addr(peer, &ss)) : NULL;
     if (!cc) {
         free(sc);
         tool_logf(WSX_LOG_WARN, "%s: out of memory, closing", peer);

@@ -30,7 +30,7 @@ bool serve_query_get(const char *q, size_t qlen, const char *key, char *out, siz
     return false;
 }
 
-static bool check_origin(const wsx_http_req *rq)
+bool serve_check_origin(const wsx_http_req *rq)
 {
     if (!g_serve.n_origins) return true;
     const wsx_http_header *h = wsx_http_req_header(rq, "origin");
@@ -51,7 +51,7 @@ static int on_upgrade(wsx_server *srv, const wsx_http_req *rq, void **conn_user,
     (void)srv;
     (void)user;
     (void)conn_user;
-    if (!check_origin(rq)) {
+    if (!serve_check_origin(rq)) {
         tool_field f[] = {TOOL_FS("peer", wsx_http_req_peer(rq)), TOOL_FS("path", "/ws"),
                           TOOL_FN("status", 403)};
         tool_log_fields(WSX_LOG_INFO, f, 3, "%s refused: origin not allowed",

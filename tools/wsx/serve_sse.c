@@ -144,6 +144,7 @@ void serve_publish_local(const char *room, const char *json, size_t len, uint64_
     wsx_hub *hub = wsx_hub_of(g_serve.runner.t[g_serve_thread].loop);
     /* No publish hook runs (serve sets none): op_publish reaches the other loops itself. */
     if (hub) wsx_hub_publish(hub, topic, json, len, WSX_TEXT, except, &p);
+    if (hub) serve_sio_publish_local(hub, room, json, len, except);
     for (size_t i = 0; i < p.n_drop; i++)
         sse_drop(p.drop[i]);
     free(p.drop);
