@@ -175,7 +175,8 @@ typedef struct serve_hist_wait serve_hist_wait;
  * hand the message to the chat now. */
 serve_hist_wait *serve_history_join(wsx_conn *c, const char *data, size_t len);
 /* Holds one more message of a waiting connection: 0, or WSX_ELIMIT (more than 16 messages or
- * 64 KiB: the caller closes it with 1008), WSX_ENOMEM. */
+ * 64 KiB, or 4 MiB over every waiting connection: the caller closes it with 1008),
+ * WSX_ENOMEM. */
 int serve_history_hold(serve_hist_wait *w, const char *data, size_t len);
 /* An SSE request on loop 0 resuming after Last-Event-ID in room: true when it waits for a read
  * (the request is opened again by serve_on_sse when it ends), false: open it now. */

@@ -11,8 +11,9 @@
  * MAX_READS reads at once over the node (past that, and while Redis is not up, joins get the
  * local history at once), READ_TIMEOUT_MS per read (then its waiters go on with the local
  * history), and what a waiting connection may send meanwhile (MAX_HELD messages, MAX_HELD_BYTES
- * bytes; past that it is closed with 1008). Reads are made on loop 0, which holds the relay:
- * joins and streams on the other loops (--threads) get their loop's history as before.
+ * bytes, and 4 MiB over all of them; past that it is closed with 1008). Reads are made on loop 0,
+ * which holds the relay: joins and streams on the other loops (--threads) get their loop's history
+ * as before.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,9 @@
 #define MAX_READS       64
 #define MAX_HELD        16
 #define MAX_HELD_BYTES  65536
+/* What all waiting connections may hold at once (loop 0): past it a join does not wait (it
+ * gets the local history) and a waiting connection that sends more is closed. */
+#define MAX_HELD_TOTAL (4u << 20)
 /* A list entry longer than this is not a message of ours (2000 code points of text, a name,
  * the JSON around them): skipped by the read script. */
 #define MAX_ENTRY 16384
@@ -63,7 +67,7 @@ struct hist_read {
 };
 
 static hist_read *g_reads;
-static size_t g_n_reads;
+static size_t g_n_reads, g_held_total;
 static struct {
     uint64_t reads, merged, fallbacks, coalesced;
     uint64_t last_warn;
@@ -91,6 +95,7 @@ static void wait_free(serve_hist_wait *w)
 {
     for (size_t i = 0; i < w->n_held; i++)
         free(w->held[i]);
+    g_held_total -= w->held_bytes;
     free(w);
 }
 
@@ -304,6 +309,10 @@ serve_hist_wait *serve_history_join(wsx_conn *c, const char *data, size_t len)
     }
     json_decref(o);
     if (!ok) return NULL;
+    if (g_held_total + len > MAX_HELD_TOTAL) {
+        fallback(room, "too much held for joins that wait");
+        return NULL;
+    }
     serve_hist_wait *w = calloc(1, sizeof *w);
     char *copy = w ? malloc(len) : NULL;
     if (!copy) {
@@ -316,6 +325,7 @@ serve_hist_wait *serve_history_join(wsx_conn *c, const char *data, size_t len)
     w->held_len[0] = len;
     w->n_held = 1;
     w->held_bytes = len;
+    g_held_total += len;
     if (!wait_for_read(room, w)) {
         wait_free(w);
         return NULL;
@@ -325,13 +335,16 @@ serve_hist_wait *serve_history_join(wsx_conn *c, const char *data, size_t len)
 
 int serve_history_hold(serve_hist_wait *w, const char *data, size_t len)
 {
-    if (w->n_held == MAX_HELD || w->held_bytes + len > MAX_HELD_BYTES) return WSX_ELIMIT;
+    if (w->n_held == MAX_HELD || w->held_bytes + len > MAX_HELD_BYTES ||
+        g_held_total + len > MAX_HELD_TOTAL)
+        return WSX_ELIMIT;
     char *copy = malloc(len);
     if (!copy) return WSX_ENOMEM;
     memcpy(copy, data, len);
     w->held[w->n_held] = copy;
     w->held_len[w->n_held++] = len;
     w->held_bytes += len;
+    g_held_total += len;
     return 0;
 }
 
