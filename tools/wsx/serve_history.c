@@ -226,6 +226,31 @@ static void read_reply(wsx_cluster *cl, const wsx_cluster_reply *r, void *arg)
     free(rd);
 }
 
+/* The subscription is in effect: the read goes. Everything published before the read is in
+ * the list, everything after it comes on the channel (a message in both is delivered once,
+ * wsx_chat_deliver). */
+static void read_send(wsx_cluster *cl, bool ok, void *arg)
+{
+    hist_read *rd = arg;
+    if (rd->abandoned) {
+        free(rd);
+        return;
+    }
+    char topic[64], ch[128], key[140], cap[24], max[24];
+    topic_of(topic, sizeof topic, rd->room);
+    ptrdiff_t chn = ok ? wsx_cluster_channel(cl, topic, ch, sizeof ch) : -1;
+    if (chn > 0) {
+        int kn = snprintf(key, sizeof key, "%s:history", ch);
+        int cn = snprintf(cap, sizeof cap, "%zu", g_serve.chat_opts.history);
+        int mn = snprintf(max, sizeof max, "%d", MAX_ENTRY);
+        const char *argv[] = {"EVAL", read_script, "1", key, cap, max};
+        size_t lens[] = {4, sizeof read_script - 1, 1, (size_t)kn, (size_t)cn, (size_t)mn};
+        if (wsx_cluster_command(cl, 6, argv, lens, read_reply, rd) == 0) return;
+    }
+    wsx_cluster_reply none = {WSX_CLUSTER_REPLY_NONE, 0, NULL, 0};
+    read_reply(cl, &none, rd);
+}
+
 /* Starts (or joins) the read of room for w. Returns false (w untouched) when the room's local
  * history is to be used at once. On loop 0. */
 static bool wait_for_read(const char *room, serve_hist_wait *w)
@@ -248,26 +273,20 @@ static bool wait_for_read(const char *room, serve_hist_wait *w)
             fallback(room, "too many history reads at once");
             return false;
         }
-        char topic[64], ch[128], key[140], cap[24], max[24];
+        char topic[64];
         topic_of(topic, sizeof topic, room);
-        ptrdiff_t chn = wsx_cluster_channel(g_serve.cluster, topic, ch, sizeof ch);
-        rd = chn > 0 ? calloc(1, sizeof *rd) : NULL;
+        rd = calloc(1, sizeof *rd);
         if (!rd) return false;
         snprintf(rd->room, sizeof rd->room, "%s", room);
-        int kn = snprintf(key, sizeof key, "%s:history", ch);
-        int cn = snprintf(cap, sizeof cap, "%zu", g_serve.chat_opts.history);
-        int mn = snprintf(max, sizeof max, "%d", MAX_ENTRY);
-        const char *argv[] = {"EVAL", read_script, "1", key, cap, max};
-        size_t lens[] = {4, sizeof read_script - 1, 1, (size_t)kn, (size_t)cn, (size_t)mn};
-        /* The channel is held from before the read is sent: what the list does not have yet
-         * comes on the channel (a message in both is delivered once, wsx_chat_deliver). */
+        /* The channel is held from before the read (and until its waiters are in the room),
+         * and the read waits until Redis has the subscription (wsx_cluster_sync). */
         if (wsx_cluster_subscribe(g_serve.cluster, topic) < 0) {
             free(rd);
             return false;
         }
         if (wsx_timer_start(g_serve.runner.t[0].loop, READ_TIMEOUT_MS, 0, read_timeout, rd,
                             &rd->timer) < 0 ||
-            wsx_cluster_command(g_serve.cluster, 6, argv, lens, read_reply, rd) < 0) {
+            wsx_cluster_sync(g_serve.cluster, read_send, rd) < 0) {
             wsx_timer_stop(rd->timer);
             (void)wsx_cluster_unsubscribe(g_serve.cluster, topic);
             free(rd);
