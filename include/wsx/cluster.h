@@ -190,6 +190,19 @@ typedef void (*wsx_cluster_reply_cb)(wsx_cluster *cl, const wsx_cluster_reply *r
 WSX_API int wsx_cluster_command(wsx_cluster *cl, int argc, const char *const *argv,
                                 const size_t *lens, wsx_cluster_reply_cb cb, void *arg);
 
+/*
+ * A barrier on the subscription connection: cb(cl, true, arg) is called once every channel
+ * subscription sent to Redis before this call is in effect, so that from then on whatever is
+ * published on those channels reaches this node. What an application needs that subscribes and
+ * then reads state from Redis (`wsx serve` reads a room's history that way): a write made
+ * after the read is then surely seen on the channel. cb(cl, false, arg) when the connection is
+ * lost first or the cluster is stopped (then inside wsx_cluster_stop()). Costs one SUBSCRIBE
+ * of the node's own channel (already subscribed: Redis only confirms it).
+ * Returns 0, WSX_ECLOSED (not up; cb is never called), WSX_EINVAL, WSX_ENOMEM.
+ */
+typedef void (*wsx_cluster_sync_cb)(wsx_cluster *cl, bool ok, void *arg);
+WSX_API int wsx_cluster_sync(wsx_cluster *cl, wsx_cluster_sync_cb cb, void *arg);
+
 /* The envelope's head (docs/cluster.md), for a message published by something other than
  * wsx_cluster_publish() (a script): node 0 is no node's, so every node delivers it, its own
  * publisher's included. Writes WSX_CLUSTER_HEAD bytes. */

@@ -639,6 +639,11 @@ void wsx__chat_history_add(wsx_chat *chat, room *r, uint64_t id, char *json)
     history_add(chat, r, id, json);
 }
 
+void wsx__chat_history_clear(wsx_chat *chat, room *r)
+{
+    clear_history(chat, r);
+}
+
 static void do_message(wsx_chat *chat, wsx_chat_conn *m, json_t *req)
 {
     if (!m->room) return wsx__chat_send_error(chat, m, "not_joined", "join a room first");

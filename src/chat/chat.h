@@ -208,6 +208,26 @@ int wsx_chat_post(wsx_chat *chat, const char *room, const char *name, size_t nam
  * WSX_ENOMEM. */
 int wsx_chat_deliver(wsx_chat *chat, const char *room, uint64_t id, const char *json, size_t len);
 
+/* Completes the room's history from another source (`wsx serve --redis`: the history Redis
+ * keeps, docs/cluster.md): n messages, jsons[i] (lens[i] bytes, borrowed) the `message` JSON
+ * of id ids[i], as wsx_chat_deliver takes them. Those the history lacks are put in their place
+ * by id, without being published (who was here got them; a join gets them in `history`); the
+ * newest `history` messages of the two are kept, and the room's own numbering continues above
+ * them. A message with an id the history holds is the history's. The room is made if needed.
+ * Returns the number of messages added, WSX_EINVAL (a bad room name, or any json that is not
+ * a message JSON with its id, id 0 or above 2^53, or not UTF-8: nothing is added), WSX_ELIMIT
+ * (the room cap with no idle room), WSX_ENOMEM (nothing is changed). */
+ptrdiff_t wsx_chat_history_merge(wsx_chat *chat, const char *room, size_t n, const uint64_t *ids,
+                                 const char *const *jsons, const size_t *lens);
+
+/* A front end's mark on a room: its history is known complete (`wsx serve --redis`: read from
+ * Redis while this node receives the room's messages). set marks (true) or unmarks the room
+ * (a room that does not exist is not marked, and a room freed loses its mark); clear_all
+ * unmarks every room in O(1). */
+void wsx_chat_history_set_complete(wsx_chat *chat, const char *room, bool complete);
+bool wsx_chat_history_complete(wsx_chat *chat, const char *room);
+void wsx_chat_history_clear_complete(wsx_chat *chat);
+
 /* The id of the room's newest message (the sequencer's or its own), 0 for a room that has
  * none or does not exist: what a sequencer that lost its count resumes above. */
 uint64_t wsx_chat_last_id(wsx_chat *chat, const char *room);

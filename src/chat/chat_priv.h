@@ -56,7 +56,8 @@ struct room {
     size_t hist_bytes;
     room *post_prev, *post_next;
     bool in_post;
-    void *cache; /* the front end's shared form of the history (ops->send_history) */
+    void *cache;           /* the front end's shared form of the history (ops->send_history) */
+    uint64_t complete_gen; /* wsx_chat_history_set_complete: == chat->complete_gen */
 };
 
 typedef struct bucket {
@@ -116,7 +117,8 @@ struct wsx_chat {
     size_t n_abuckets, n_addrs, n_idle_addrs;
     addr *aidle_head, *aidle_tail;
     uint64_t rate_limited, rate_closes;
-    bucket posts; /* wsx_chat_post's, shared by every poster (post_rate, post_burst) */
+    bucket posts;          /* wsx_chat_post's, shared by every poster (post_rate, post_burst) */
+    uint64_t complete_gen; /* rooms marked complete under an older one are not (merge.c) */
 };
 
 static inline uint64_t wsx__chat_now(const wsx_chat *chat)
@@ -218,5 +220,10 @@ char *wsx__chat_message_json(wsx_chat *chat, const room *r, uint64_t id, const c
                              const char *text, size_t tl, bool bot);
 void wsx__chat_room_release(wsx_chat *chat, room *r);
 void wsx__chat_history_add(wsx_chat *chat, room *r, uint64_t id, char *json);
+/* merge.c: empties r's history (the room stays). */
+void wsx__chat_history_clear(wsx_chat *chat, room *r);
+/* deliver.c: whether r's history holds message id with exactly this JSON text. */
+bool wsx__chat_history_has(const wsx_chat *chat, const room *r, uint64_t id, const char *json,
+                           size_t len);
 
 #endif

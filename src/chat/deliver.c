@@ -38,6 +38,22 @@ static uint64_t newest(const wsx_chat *chat, const room *r)
     return r->hist_id[(r->hist_first + r->hist_n - 1) % chat->opts.history];
 }
 
+bool wsx__chat_history_has(const wsx_chat *chat, const room *r, uint64_t id, const char *json,
+                           size_t len)
+{
+    size_t lo = 0, hi = r->hist_n, cap = chat->opts.history;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2, slot = (r->hist_first + mid) % cap;
+        if (r->hist_id[slot] == id)
+            return strlen(r->hist[slot]) == len && !memcmp(r->hist[slot], json, len);
+        if (r->hist_id[slot] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
 int wsx_chat_deliver(wsx_chat *chat, const char *name, uint64_t id, const char *json, size_t len)
 {
     /* Ids stay exact in JavaScript (2^53), and the numbering above them cannot wrap. */
@@ -52,6 +68,13 @@ int wsx_chat_deliver(wsx_chat *chat, const char *name, uint64_t id, const char *
     if (!r) {
         wsx_chat_unlock(chat);
         return WSX_ELIMIT;
+    }
+    /* The same message twice (a node that read the room's history from Redis while the
+     * channel brought it too): its members had it, or got it in `history`. */
+    if (id && chat->opts.history && wsx__chat_history_has(chat, r, id, json, len)) {
+        wsx__chat_room_release(chat, r);
+        wsx_chat_unlock(chat);
+        return 0;
     }
     char *s;
     if (!id) {

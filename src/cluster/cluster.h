@@ -93,6 +93,9 @@ struct wsx_cluster {
 
     uint64_t node_id, seq;
     wsx_cluster_stats st;
+
+    /* wsx_cluster_sync calls waiting for their node-channel SUBSCRIBE confirmation, in order. */
+    struct wsx__sync *sync_head, *sync_tail;
 };
 
 /* redis.c: starts the first connection attempt (timer and contexts). Returns 0 or
@@ -107,6 +110,8 @@ int wsx__cluster_publish_cmd(wsx_cluster *cl, const char **argv, const size_t *l
  * wsx_cluster_command). Returns 0 or WSX_ECLOSED / WSX_ENOMEM. */
 int wsx__cluster_command(wsx_cluster *cl, int argc, const char *const *argv, const size_t *lens,
                          wsx_cluster_reply_cb cb, void *arg);
+/* redis.c: see wsx_cluster_sync. */
+int wsx__cluster_sync(wsx_cluster *cl, wsx_cluster_sync_cb cb, void *arg);
 /* redis.c: bytes written into the command connection's output and not yet sent. */
 size_t wsx__cluster_unsent(const wsx_cluster *cl);
 /* redis.c: SUBSCRIBE / UNSUBSCRIBE one topic's channel on the subscription connection, if

@@ -139,6 +139,24 @@ static void set_state(wsx_cluster *cl, wsx_cluster_state s, const char *why)
     if (cl->o.on_state) cl->o.on_state(cl, s, why, cl->o.user);
 }
 
+/* A wsx_cluster_sync call waiting for its confirmation. */
+typedef struct wsx__sync {
+    struct wsx__sync *next;
+    wsx_cluster_sync_cb cb;
+    void *arg;
+} wsx__sync;
+
+/* The oldest sync call is answered (confirmations come in the order the SUBSCRIBEs went). */
+static void sync_pop(wsx_cluster *cl, bool ok)
+{
+    wsx__sync *s = cl->sync_head;
+    if (!s) return;
+    cl->sync_head = s->next;
+    if (!cl->sync_head) cl->sync_tail = NULL;
+    s->cb(cl, ok, s->arg);
+    free(s);
+}
+
 /* Frees both contexts. Their callbacks run inside redisAsyncFree (replies with NULL, the
  * disconnect callback) and find themselves stale: the rconn no longer points at them. A
  * context inside its own callback is freed by hiredis when that callback returns. */
@@ -155,6 +173,9 @@ static void close_both(wsx_cluster *cl)
     }
     cl->tearing = false;
     cl->connecting = false;
+    /* Their confirmations will not come: each is told, once. */
+    while (cl->sync_head)
+        sync_pop(cl, false);
 }
 
 /* The wait before attempt n (n >= 1): uniform in [d/2, d], d = min(max, min * 2^(n-1)). The
@@ -282,6 +303,11 @@ static void on_sub(redisAsyncContext *ac, void *r, void *priv)
     /* The node channel is subscribed last: its confirmation means every topic channel sent
      * before it is subscribed too. */
     if ((int)(uintptr_t)priv == K_NODE && !strcasecmp(k->str, "subscribe")) {
+        /* Once ready, a confirmation of the node channel answers a wsx_cluster_sync. */
+        if (c->ready) {
+            sync_pop(cl, true);
+            return;
+        }
         c->ready = true;
         maybe_up(cl);
     }
@@ -473,6 +499,35 @@ static bool open_one(wsx_cluster *cl, wsx__rconn *c)
     return true;
 }
 
+static int node_subscribe(wsx_cluster *cl)
+{
+    char node[96];
+    int n =
+        snprintf(node, sizeof node, "%s:node:%016llx", cl->prefix, (unsigned long long)cl->node_id);
+    const char *argv[2] = {"SUBSCRIBE", node};
+    size_t lens[2] = {9, (size_t)n};
+    return cmd_kind(&cl->sub, 2, argv, lens, K_NODE);
+}
+
+int wsx__cluster_sync(wsx_cluster *cl, wsx_cluster_sync_cb cb, void *arg)
+{
+    wsx__sync *s = malloc(sizeof *s);
+    if (!s) return WSX_ENOMEM;
+    /* Replies on the subscription connection come in the order of its commands: the node
+     * channel's confirmation follows those of every SUBSCRIBE sent before it. */
+    if (node_subscribe(cl) < 0) {
+        free(s);
+        return WSX_ECLOSED;
+    }
+    *s = (wsx__sync){NULL, cb, arg};
+    if (cl->sync_tail)
+        cl->sync_tail->next = s;
+    else
+        cl->sync_head = s;
+    cl->sync_tail = s;
+    return 0;
+}
+
 static void subscribe_one(wsx_cluster *cl, const wsx__chan *ch)
 {
     wsx__cluster_sub(cl, ch->topic, ch->len, true);
@@ -491,15 +546,10 @@ static void attempt(wsx_cluster *cl)
     if (!open_one(cl, &cl->sub)) return;
     wsx__cluster_each(cl, subscribe_one);
     if (!cl->sub.ac) return; /* failed on the way */
-    char node[96];
-    int n =
-        snprintf(node, sizeof node, "%s:node:%016llx", cl->prefix, (unsigned long long)cl->node_id);
-    const char *argv[2] = {"SUBSCRIBE", node};
-    size_t lens[2] = {9, (size_t)n};
     /* Always subscribed: with hiredis 0.14 an UNSUBSCRIBE that leaves no channel takes the
      * context out of subscribed mode, and a SUBSCRIBE confirmation arriving after that
      * aborts in an assertion; this channel keeps the count above zero. */
-    cmd_kind(&cl->sub, 2, argv, lens, K_NODE);
+    node_subscribe(cl);
 }
 
 static void tick(wsx_timer *t, void *arg)

@@ -559,6 +559,13 @@ int wsx_cluster_command(wsx_cluster *cl, int argc, const char *const *argv, cons
     return wsx__cluster_command(cl, argc, argv, lens, cb, arg);
 }
 
+int wsx_cluster_sync(wsx_cluster *cl, wsx_cluster_sync_cb cb, void *arg)
+{
+    if (!cl || !cb) return WSX_EINVAL;
+    if (cl->state != WSX_CLUSTER_UP || cl->stopping) return WSX_ECLOSED;
+    return wsx__cluster_sync(cl, cb, arg);
+}
+
 void wsx_cluster_envelope(uint8_t *out, uint64_t node, uint64_t tag, int type)
 {
     wsx__env_head(out, node, 0, tag, type);

@@ -152,8 +152,82 @@ TEST(sequence_and_deliver)
     wsx_chat_free(chat);
 }
 
+static int msg(char *out, size_t cap, uint64_t id, const char *text)
+{
+    return snprintf(out, cap,
+                    "{\"type\":\"message\",\"id\":%llu,\"room\":\"r\",\"name\":\"x\","
+                    "\"text\":\"%s\",\"ts\":1}",
+                    (unsigned long long)id, text);
+}
+
+/* wsx_chat_history_merge: what the history lacks is put in its place by id, unpublished; the
+ * newest `history` kept; a message delivered after it was merged is not published again. */
+TEST(history_merge)
+{
+    wsx_chat_opts o = wsx_chat_defaults();
+    o.history = 5;
+    wsx_chat *chat = NULL;
+    CHECK_INT(wsx_chat_new(&o, &ops, &chat), 0);
+    char a[256], b[256], c[256], d[256], e[256];
+    msg(a, sizeof a, 2, "two");
+    msg(b, sizeof b, 4, "four");
+    T.published = 0;
+    CHECK_INT(wsx_chat_deliver(chat, "r", 2, a, strlen(a)), 0);
+    CHECK_INT(wsx_chat_deliver(chat, "r", 4, b, strlen(b)), 0);
+    CHECK_INT(T.published, 2);
+    msg(c, sizeof c, 1, "one");
+    msg(d, sizeof d, 3, "three");
+    msg(e, sizeof e, 6, "six");
+    uint64_t ids[] = {1, 2, 3, 6};
+    const char *js[] = {c, a, d, e};
+    size_t ls[] = {strlen(c), strlen(a), strlen(d), strlen(e)};
+    CHECK_INT(wsx_chat_history_merge(chat, "r", 4, ids, js, ls), 3);
+    CHECK_INT(T.published, 2);
+    char hist[128];
+    history_ids(chat, hist, sizeof hist);
+    CHECK_STR(hist, "1,2,3,4,6");
+    CHECK_INT(wsx_chat_last_id(chat, "r"), 6);
+    /* Nothing new: 0. The channel brings 6 again: not published twice. */
+    CHECK_INT(wsx_chat_history_merge(chat, "r", 4, ids, js, ls), 0);
+    CHECK_INT(wsx_chat_deliver(chat, "r", 6, e, strlen(e)), 0);
+    CHECK_INT(T.published, 2);
+    /* Past the cap: the newest 5 of the union. */
+    char f[256];
+    msg(f, sizeof f, 9, "nine");
+    uint64_t id9 = 9;
+    const char *jf = f;
+    size_t lf = strlen(f);
+    CHECK_INT(wsx_chat_history_merge(chat, "r", 1, &id9, &jf, &lf), 1);
+    history_ids(chat, hist, sizeof hist);
+    CHECK_STR(hist, "2,3,4,6,9");
+    /* Refused whole: a text that is not a message with its id, id 0, not UTF-8, a bad room. */
+    uint64_t bad_ids[] = {7, 8};
+    const char *bad[] = {c, "{\"type\":\"message\",\"id\":8,\"t\":\"\xff\"}"};
+    size_t bl[] = {strlen(c), strlen(bad[1])};
+    CHECK_INT(wsx_chat_history_merge(chat, "r", 1, bad_ids, bad, bl), WSX_EINVAL);
+    CHECK_INT(wsx_chat_history_merge(chat, "r", 1, &bad_ids[1], &bad[1], &bl[1]), WSX_EINVAL);
+    uint64_t zero = 0;
+    CHECK_INT(wsx_chat_history_merge(chat, "r", 1, &zero, js, ls), WSX_EINVAL);
+    CHECK_INT(wsx_chat_history_merge(chat, "bad room", 1, ids, js, ls), WSX_EINVAL);
+    history_ids(chat, hist, sizeof hist);
+    CHECK_STR(hist, "2,3,4,6,9");
+    /* The complete mark: set, lost with clear_complete, and with the room. */
+    CHECK(!wsx_chat_history_complete(chat, "r"));
+    wsx_chat_history_set_complete(chat, "r", true);
+    CHECK(wsx_chat_history_complete(chat, "r"));
+    wsx_chat_history_clear_complete(chat);
+    CHECK(!wsx_chat_history_complete(chat, "r"));
+    wsx_chat_history_set_complete(chat, "r", true);
+    wsx_chat_history_set_complete(chat, "r", false);
+    CHECK(!wsx_chat_history_complete(chat, "r"));
+    wsx_chat_history_set_complete(chat, "nope", true);
+    CHECK(!wsx_chat_history_complete(chat, "nope"));
+    wsx_chat_free(chat);
+}
+
 int main(void)
 {
     RUN(sequence_and_deliver);
+    RUN(history_merge);
     return test_summary("chat_sequence");
 }

@@ -136,6 +136,31 @@ static bool replied(void *arg)
     return ((reply_seen *)arg)->n > 0;
 }
 
+/* wsx_cluster_sync's answers, in the order they came. */
+static struct {
+    int n;
+    int order[4];
+    bool ok[4];
+} g_syncs;
+
+static const int g_sync_tag[4] = {0, 1, 2, 3};
+
+static void on_sync(wsx_cluster *cl, bool ok, void *arg)
+{
+    (void)cl;
+    if (g_syncs.n < 4) {
+        g_syncs.order[g_syncs.n] = *(const int *)arg;
+        g_syncs.ok[g_syncs.n] = ok;
+    }
+    g_syncs.n++;
+}
+
+static bool synced2(void *arg)
+{
+    (void)arg;
+    return g_syncs.n >= 2;
+}
+
 TEST(connect_up)
 {
     test_redis r = {0};
@@ -151,6 +176,7 @@ TEST(connect_up)
     CHECK_INT(st.state, WSX_CLUSTER_CONNECTING);
     CHECK_INT(ss.n, 0); /* nothing inside wsx_cluster_start */
     CHECK(st.node_id != 0);
+    CHECK_INT(wsx_cluster_sync(cl, on_sync, (void *)&g_sync_tag[0]), WSX_ECLOSED);
     CHECK(pump(&loop, 1, is_up, cl, 3000));
     CHECK_INT(ss.n, 1);
     CHECK_INT(ss.seen[0], WSX_CLUSTER_UP);
@@ -189,6 +215,15 @@ TEST(connect_up)
     uint8_t head[WSX_CLUSTER_HEAD];
     wsx_cluster_envelope(head, 0, 7, WSX_TEXT);
     CHECK(head[0] == 'W' && head[1] == 1 && head[2] == 0 && head[27] == 7);
+    /* Barriers on the subscription connection: answered in order, after a SUBSCRIBE. */
+    CHECK_INT(wsx_cluster_subscribe(cl, "room:s"), 0);
+    CHECK_INT(wsx_cluster_sync(cl, on_sync, (void *)&g_sync_tag[1]), 0);
+    CHECK_INT(wsx_cluster_sync(cl, on_sync, (void *)&g_sync_tag[2]), 0);
+    CHECK_INT(g_syncs.n, 0);
+    CHECK(pump(&loop, 1, synced2, NULL, 2000));
+    CHECK_INT(g_syncs.n, 2);
+    CHECK(g_syncs.order[0] == 1 && g_syncs.order[1] == 2 && g_syncs.ok[0] && g_syncs.ok[1]);
+    CHECK_INT(wsx_cluster_sync(cl, on_sync, (void *)&g_sync_tag[3]), 0);
     /* Pending at the stop: its callback runs once, inside the stop, with NONE. */
     memset(&rs, 0, sizeof rs);
     CHECK_INT(wsx_cluster_command(cl, 2, incr, incr_len, on_reply_seen, &rs), 0);
@@ -196,6 +231,8 @@ TEST(connect_up)
     wsx_cluster_stop(cl);
     CHECK_INT(rs.n, 1);
     CHECK_INT(rs.type, WSX_CLUSTER_REPLY_NONE);
+    CHECK_INT(g_syncs.n, 3); /* the pending barrier: told, inside the stop */
+    CHECK(g_syncs.order[2] == 3 && !g_syncs.ok[2]);
     /* Nothing of the cluster keeps the loop alive after the stop. */
     CHECK_INT(wsx_loop_run(loop), 0);
     wsx_loop_free(loop);

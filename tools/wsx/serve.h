@@ -201,6 +201,40 @@ bool serve_cluster_degraded(void);
 /* The relay's lines of /metrics at out (snprintf's return; 0 without --redis). */
 int serve_cluster_metrics(char *out, size_t cap);
 
+/* ---- serve_history.c (--redis): a room's history from Redis on joins and SSE resumes ---- */
+
+typedef struct serve_hist_wait serve_hist_wait;
+/* A WebSocket message on loop 0 (chat lock not held): when it is a join of a room whose
+ * history here is not known complete, and Redis is up, a read of the room's history in Redis
+ * starts (or one under way is shared), the message is held, and the wait is returned: the
+ * connection's messages go to serve_history_hold until the read ends (or times out), then
+ * the held ones reach the chat in order (serve_ws_feed, after serve_conn_history_done). NULL:
+ * hand the message to the chat now. */
+serve_hist_wait *serve_history_join(wsx_conn *c, const char *data, size_t len);
+/* Holds one more message of a waiting connection: 0, or WSX_ELIMIT (more than 16 messages or
+ * 64 KiB, or 4 MiB over every waiting connection: the caller closes it with 1008),
+ * WSX_ENOMEM. */
+int serve_history_hold(serve_hist_wait *w, const char *data, size_t len);
+/* An SSE request on loop 0 resuming after Last-Event-ID in room: true when it waits for a read
+ * (the request is opened again by serve_on_sse when it ends), false: open it now. */
+bool serve_history_sse(wsx_http_req *r, const char *room);
+/* The connection (request) of w went away while waiting: w is freed. */
+void serve_history_forget(serve_hist_wait *w);
+/* A subscriber of room on this loop left: on loop 0, the room's history is no longer known
+ * complete once nobody of loop 0 is in it. */
+void serve_history_left(const char *room);
+/* Set while held messages and requests are handed on: they do not wait again. */
+extern _Thread_local bool g_serve_history_go;
+/* The lines of /metrics (snprintf's return; 0 without --redis). */
+int serve_history_metrics(char *out, size_t cap);
+
+/* ---- serve_chat.c, for serve_history.c ---- */
+
+/* The wait of c is over (before its held messages are fed). */
+void serve_conn_history_done(wsx_conn *c);
+/* Hands a text message of c to the chat. */
+void serve_ws_feed(wsx_conn *c, const char *data, size_t len);
+
 /* ---- serve_presence.c (--redis): presence over every node; chat lock held ---- */
 
 /* A room event of this node (from the chat) / of node `node` (from Redis): for `presence`

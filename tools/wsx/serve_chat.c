@@ -109,6 +109,7 @@ static void op_unsubscribe(void *conn, const char *room, void *user)
     char topic[64];
     snprintf(topic, sizeof topic, "room:%s", room);
     wsx_unsubscribe(conn, topic);
+    serve_history_left(room);
 }
 
 static size_t op_queued(void *conn, void *user)
@@ -291,6 +292,7 @@ static void op_cache_free(void *cache, void *user)
 typedef struct serve_conn {
     wsx_chat_conn *cc;
     tool_conn_id ci;
+    serve_hist_wait *wait; /* its join waits for the room's history from Redis */
 } serve_conn;
 
 /* The chat closes a connection that keeps flooding past its rate limit. */
@@ -374,6 +376,7 @@ void serve_ws_open(wsx_conn *c, void *user)
         return;
     }
     sc->cc = cc;
+    sc->wait = NULL;
     tool_conn_id_set(&sc->ci, c, wsx_chat_conn_id(cc));
     wsx_conn_set_user(c, sc);
     tool_log_open(&sc->ci, "/ws", NULL);
@@ -402,6 +405,7 @@ void serve_ws_close(wsx_conn *c, int code, const char *reason, size_t len, void 
     bool in = wsx_chat_conn_room(g_serve.chat, sc->cc, room, sizeof room);
     tool_log_close(&sc->ci, "/ws", code, reason, len, in ? room : NULL);
     wsx_conn_set_user(c, NULL);
+    serve_history_forget(sc->wait);
     wsx_chat_conn_close(g_serve.chat, sc->cc);
     free(sc);
 }
@@ -411,6 +415,28 @@ void serve_ws_message(wsx_conn *c, const wsx_msg *msg, void *user)
     (void)user;
     serve_conn *sc = wsx_conn_user(c);
     if (!sc) return;
-    wsx_chat_conn_message(g_serve.chat, sc->cc, (const char *)msg->data, msg->len,
-                          msg->type != WSX_TEXT);
+    const char *data = (const char *)msg->data;
+    if (sc->wait && msg->type == WSX_TEXT) {
+        /* Its join waits for the history: what follows waits too, in order, within a bound. */
+        if (serve_history_hold(sc->wait, data, msg->len) < 0) {
+            tool_logf(WSX_LOG_WARN, "%s: too many messages while its join waits, closing",
+                      sc->ci.peer);
+            wsx_close(c, 1008, "too many messages while joining");
+        }
+        return;
+    }
+    if (msg->type == WSX_TEXT && (sc->wait = serve_history_join(c, data, msg->len))) return;
+    wsx_chat_conn_message(g_serve.chat, sc->cc, data, msg->len, msg->type != WSX_TEXT);
+}
+
+void serve_conn_history_done(wsx_conn *c)
+{
+    serve_conn *sc = wsx_conn_user(c);
+    if (sc) sc->wait = NULL;
+}
+
+void serve_ws_feed(wsx_conn *c, const char *data, size_t len)
+{
+    serve_conn *sc = wsx_conn_user(c);
+    if (sc) wsx_chat_conn_message(g_serve.chat, sc->cc, data, len, false);
 }

@@ -36,11 +36,21 @@ _Thread_local bool g_serve_delivering;
  * poster's included; so every node delivers a room's messages in the channel's one order,
  * with the same ids (wsx_chat_deliver). Redis away: the chat numbers its messages itself. */
 
+/* The history: the numbered message also goes to the room's list KEYS[2] (the newest ARGV[6]
+ * kept, none when 0; it expires ARGV[7] ms after the last message, none when 0), in the same
+ * script, so the list holds exactly what the channel carried, in its order (serve_history.c). */
 static const char seq_script[] =
     "local id = redis.call('INCR', KEYS[1])\n"
     "local floor = tonumber(ARGV[4])\n"
     "if id <= floor then id = floor + 1; redis.call('SET', KEYS[1], id) end\n"
-    "redis.call('PUBLISH', ARGV[5], ARGV[3] .. ARGV[1] .. string.format('%d', id) .. ARGV[2])\n"
+    "local m = ARGV[1] .. string.format('%d', id) .. ARGV[2]\n"
+    "redis.call('PUBLISH', ARGV[5], ARGV[3] .. m)\n"
+    "local cap = tonumber(ARGV[6])\n"
+    "if cap > 0 then\n"
+    "  redis.call('RPUSH', KEYS[2], m)\n"
+    "  redis.call('LTRIM', KEYS[2], -cap, -1)\n"
+    "  if tonumber(ARGV[7]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[7]) end\n"
+    "end\n"
     "return id\n";
 
 static const char msg_head[] = "{\"type\":\"message\",\"id\":";
@@ -106,11 +116,15 @@ static int seq_eval(const char *room, const char *json, size_t len)
     if (!cl) return WSX_ECLOSED;
     if (len < MSG_HEAD + 2 || memcmp(json, msg_head, MSG_HEAD) || json[MSG_HEAD] != '0')
         return WSX_EINVAL;
-    char topic[TOPIC_CAP], ch[128], key[140], last[24];
+    char topic[TOPIC_CAP], ch[128], key[140], hkey[140], last[24], cap[24], ttl[24];
     snprintf(topic, sizeof topic, ROOM_TOPIC "%s", room);
     ptrdiff_t chn = wsx_cluster_channel(cl, topic, ch, sizeof ch);
     if (chn < 0) return (int)chn;
     int kn = snprintf(key, sizeof key, "%s:id", ch);
+    int hn = snprintf(hkey, sizeof hkey, "%s:history", ch);
+    int cn = snprintf(cap, sizeof cap, "%zu", g_serve.chat_opts.history);
+    int tn =
+        snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)g_serve.chat_opts.history_idle_ms);
     int ln = snprintf(last, sizeof last, "%llu",
                       (unsigned long long)wsx_chat_last_id(g_serve.chat, room));
     uint8_t env[WSX_CLUSTER_HEAD];
@@ -121,11 +135,21 @@ static int seq_eval(const char *room, const char *json, size_t len)
     q->len = len;
     memcpy(q->json, json, len);
     const char *argv[] = {
-        "EVAL", seq_script, "1", key, json, json + MSG_HEAD + 1, (const char *)env, last, ch};
-    size_t lens[] = {4,          sizeof seq_script - 1, 1,          (size_t)kn,
-                     MSG_HEAD,   len - MSG_HEAD - 1,    sizeof env, (size_t)ln,
-                     (size_t)chn};
-    int rc = wsx_cluster_command(cl, 9, argv, lens, seq_reply, q);
+        "EVAL", seq_script, "2", key, hkey, json, json + MSG_HEAD + 1, (const char *)env,
+        last,   ch,         cap, ttl};
+    size_t lens[] = {4,
+                     sizeof seq_script - 1,
+                     1,
+                     (size_t)kn,
+                     (size_t)hn,
+                     MSG_HEAD,
+                     len - MSG_HEAD - 1,
+                     sizeof env,
+                     (size_t)ln,
+                     (size_t)chn,
+                     (size_t)cn,
+                     (size_t)tn};
+    int rc = wsx_cluster_command(cl, 12, argv, lens, seq_reply, q);
     if (rc < 0) free(q);
     return rc;
 }
@@ -179,9 +203,11 @@ static void snapshot(void)
 static void on_state(wsx_cluster *cl, wsx_cluster_state s, const char *why, void *user)
 {
     (void)cl;
-    (void)s;
     (void)why;
     (void)user;
+    /* Messages published while this node is not subscribed are not on the channel: every
+     * room's history here may be missing some again (serve_history.c reads them). */
+    if (s != WSX_CLUSTER_UP) wsx_chat_history_clear_complete(g_serve.chat);
     snapshot();
 }
 

@@ -64,6 +64,8 @@ static void serve_metrics(wsx_http_req *r)
     char cluster[2048];
     int n = serve_cluster_metrics(cluster, sizeof cluster);
     if (n > 0 && (size_t)n < sizeof cluster) tool_mbuf_printf(&b, "%s", cluster);
+    n = serve_history_metrics(cluster, sizeof cluster);
+    if (n > 0 && (size_t)n < sizeof cluster) tool_mbuf_printf(&b, "%s", cluster);
     tool_metrics_respond(r, &b);
 }
 

@@ -128,6 +128,7 @@ static void sse_drop(sse *l)
     sse_log_close(l, "not reading", wsx_http_buffered_amount(l->r));
     wsx_hub_unsubscribe(l->sub);
     wsx_chat_listener_remove(g_serve.chat, l->l);
+    serve_history_left(l->room);
     wsx_http_end(l->r);
     free(l);
 }
@@ -157,6 +158,7 @@ static void sse_gone(wsx_http_req *r, void *arg)
     sse_log_close(l, "client left", SIZE_MAX);
     wsx_hub_unsubscribe(l->sub);
     wsx_chat_listener_remove(g_serve.chat, l->l);
+    serve_history_left(l->room);
     free(l);
 }
 
@@ -195,6 +197,13 @@ static void sse_open(wsx_http_req *r, const wsx_http_req *rq)
         wsx_http_respond(r, 200, hh, 2, NULL, 0);
         return;
     }
+    /* A resume on a node whose history of the room may be missing messages waits for the
+     * room's history from Redis (serve_history.c), then comes back here. */
+    char qv0[32];
+    if ((wsx_http_req_header(rq, "last-event-id") ||
+         (query && serve_query_get(query, ql, "lastEventId", qv0, sizeof qv0))) &&
+        serve_history_sse(r, name))
+        return;
     sse *l = calloc(1, sizeof *l);
     int rc = l ? wsx_chat_listener_add(g_serve.chat, name, l, &l->l) : WSX_ENOMEM;
     if (rc < 0) {
