@@ -419,7 +419,10 @@ static void on_pmessage(wsx_cluster *cl, const char *ch, size_t chlen, const uin
     wsx_sio *io = user;
     struct wsx__sio_cl *c = io->cl;
     size_t off = 0;
-    if (!mp_walk(data, len, &off, 0) || off != len) {
+    /* Above the engine's max_payload a client could not have sent it either; the bound also
+     * caps what msgpack-c allocates for it (an object of 24 bytes per byte at worst). */
+    size_t max = io->o.eio.max_payload ? io->o.eio.max_payload : 1000000;
+    if (len > max || !mp_walk(data, len, &off, 0) || off != len) {
         c->st.bad++;
         return;
     }

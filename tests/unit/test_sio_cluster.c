@@ -195,10 +195,14 @@ TEST(cluster_broadcasts)
     };
     wsx_sio_cluster_stats st0, st;
     wsx_sio_get_cluster_stats(io, &st0);
+    static char big[1000001];
+    memset(big, 0xc0, sizeof big); /* an array of 999996 nils: well formed, too big */
+    memcpy(big, "\xdd\x00\x0f\x42\x3c", 5);
     char deep[100];
     memset(deep, 0x91, sizeof deep); /* 100 arrays deep, the last one never closed */
     publish(c.w, "socket.io#/#", deep, sizeof deep);
-    size_t n_bad = 1;
+    publish(c.w, "socket.io#/#", big, sizeof big); /* above max_payload (1000000) */
+    size_t n_bad = 2;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         publish(c.w, "socket.io#/#", bad[i].bytes, bad[i].len);
         /* The ninth is well formed (a number as uid is not ours): delivered, "ping" is not
