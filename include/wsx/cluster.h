@@ -159,6 +159,27 @@ WSX_API int wsx_cluster_publish(wsx_cluster *cl, const char *topic, const void *
 WSX_API int wsx_cluster_subscribe(wsx_cluster *cl, const char *topic);
 WSX_API int wsx_cluster_unsubscribe(wsx_cluster *cl, const char *topic);
 
+/* A message on a channel matching a pattern of wsx_cluster_psubscribe(): the raw payload, no
+ * envelope (another program's format). Pointers are borrowed for the call; channel is not
+ * NUL-terminated. */
+typedef void (*wsx_cluster_pmessage_cb)(wsx_cluster *cl, const char *channel, size_t chlen,
+                                        const uint8_t *data, size_t len, void *user);
+
+/*
+ * Subscribes to every channel matching pattern (Redis PSUBSCRIBE glob syntax), outside the
+ * topic relay: the way to speak another program's pub/sub format on the same Redis (the
+ * Socket.IO server's @socket.io/redis-adapter channels, say). Kept across reconnections like
+ * the topic channels. cb(user) gets each message (not counted in the stats); payloads above
+ * max_message are dropped (counted in bad). At most 64 patterns, 1..512 bytes each.
+ * Returns 0, WSX_EINVAL (NULL, empty or too long; the pattern already subscribed), WSX_ELIMIT
+ * (64), WSX_ENOMEM.
+ */
+WSX_API int wsx_cluster_psubscribe(wsx_cluster *cl, const char *pattern, wsx_cluster_pmessage_cb cb,
+                                   void *user);
+/* Drops a pattern of wsx_cluster_psubscribe(): its cb is not called after this. Returns 0 or
+ * WSX_ENOTFOUND. */
+WSX_API int wsx_cluster_punsubscribe(wsx_cluster *cl, const char *pattern);
+
 /* A reply to wsx_cluster_command(). str/len for STRING, STATUS and ERROR (borrowed for the
  * callback); integer for INTEGER. NONE: no reply (the connection was lost first). */
 enum {

@@ -326,6 +326,33 @@ typedef struct wsx_sio_to {
 WSX_API ptrdiff_t wsx_sio_broadcast(const wsx_sio_to *to, const char *event, json_t *args,
                                     const wsx_sio_bin *bins, size_t n_bins);
 
+/*
+ * Broadcasts across nodes (docs/cluster.md, "Socket.IO"): every wsx_sio_broadcast of io (to
+ * all, to rooms, except rooms; the sender's exclusion as its own room) is also PUBLISHed once
+ * to Redis through cl (include <wsx/cluster.h>), in the wire format of
+ * @socket.io/redis-adapter 8.x, and the broadcasts of the other nodes (wsx, or Node.js
+ * socket.io with that adapter, or @socket.io/redis-emitter) are delivered to io's sockets
+ * like local ones (frame-once, each socket once). key is the adapter's `key` option (NULL:
+ * "socket.io"; no '#' or glob character). Only broadcasts cross: not emits to one socket,
+ * acks, fetchSockets, serverSideEmit or the other requests of the adapter.
+ * cl NULL detaches. cl must outlive io's attachment: call this with NULL (or wsx_sio_free)
+ * before wsx_cluster_stop(cl).
+ * Returns 0, WSX_EINVAL (io NULL, a bad key), WSX_ELIMIT (the cluster's patterns),
+ * WSX_ENOMEM.
+ */
+typedef struct wsx_cluster wsx_cluster;
+WSX_API int wsx_sio_set_cluster(wsx_sio *io, wsx_cluster *cl, const char *key);
+
+typedef struct wsx_sio_cluster_stats {
+    uint64_t relayed;     /* broadcasts published to Redis */
+    uint64_t not_relayed; /* broadcasts not published (Redis down, the cluster's bound) */
+    uint64_t received;    /* broadcasts from other nodes delivered here */
+    uint64_t own;         /* this server's own broadcasts seen back, skipped */
+    uint64_t bad;         /* messages dropped: not the adapter's format, hostile, too big */
+} wsx_sio_cluster_stats;
+/* Fills *out (zeros without a cluster). */
+WSX_API void wsx_sio_get_cluster_stats(const wsx_sio *io, wsx_sio_cluster_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

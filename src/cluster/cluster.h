@@ -63,6 +63,15 @@ typedef struct wsx__chan {
     char topic[];
 } wsx__chan;
 
+/* A pattern of wsx_cluster_psubscribe(). */
+typedef struct wsx__pat {
+    struct wsx__pat *next;
+    wsx_cluster_pmessage_cb cb;
+    void *user;
+    size_t len;
+    char pattern[];
+} wsx__pat;
+
 struct wsx_cluster {
     wsx_loop *loop;
     wsx_hub *hub;
@@ -91,6 +100,9 @@ struct wsx_cluster {
     wsx__chan **buckets;
     size_t nbuckets, nchans;
 
+    wsx__pat *pats; /* wsx_cluster_psubscribe() */
+    size_t npats;
+
     uint64_t node_id, seq;
     wsx_cluster_stats st;
 
@@ -117,6 +129,12 @@ size_t wsx__cluster_unsent(const wsx_cluster *cl);
 /* redis.c: SUBSCRIBE / UNSUBSCRIBE one topic's channel on the subscription connection, if
  * it exists (a new connection subscribes to every channel of the set itself). */
 void wsx__cluster_sub(wsx_cluster *cl, const char *topic, size_t len, bool on);
+/* redis.c: PSUBSCRIBE / PUNSUBSCRIBE pattern on the subscription connection, if it exists
+ * (a new connection subscribes to every pattern itself). */
+void wsx__cluster_psub(wsx_cluster *cl, const char *pattern, size_t len, bool on);
+/* relay.c: a message arrived on channel ch through pattern pat. */
+void wsx__cluster_preceived(wsx_cluster *cl, const char *pat, size_t patlen, const char *ch,
+                            size_t chlen, const uint8_t *data, size_t len);
 /* redis.c: a log line at level (printf format). */
 void wsx__cluster_log(wsx_cluster *cl, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -27,7 +27,7 @@
 #define TICK_MS 50
 
 /* What a reply answers (the privdata of a command). */
-enum { K_AUTH = 1, K_SELECT, K_READY, K_PING, K_PUBLISH, K_TOPIC, K_NODE, K_USER };
+enum { K_AUTH = 1, K_SELECT, K_READY, K_PING, K_PUBLISH, K_TOPIC, K_NODE, K_USER, K_PATTERN };
 
 #define KIND(k) ((void *)(uintptr_t)(k))
 
@@ -293,6 +293,15 @@ static void on_sub(redisAsyncContext *ac, void *r, void *priv)
     wsx_cluster *cl = c->cl;
     const redisReply *k = reply->element[0], *ch = reply->element[1], *p = reply->element[2];
     if (k->type != REDIS_REPLY_STRING || ch->type != REDIS_REPLY_STRING) return;
+    if (!strcasecmp(k->str, "pmessage")) {
+        const redisReply *c2 = reply->elements > 3 ? reply->element[2] : NULL;
+        const redisReply *p2 = reply->elements > 3 ? reply->element[3] : NULL;
+        if (c2 && p2 && c2->type == REDIS_REPLY_STRING && p2->type == REDIS_REPLY_STRING &&
+            (int)(uintptr_t)priv == K_PATTERN)
+            wsx__cluster_preceived(cl, ch->str, ch->len, c2->str, c2->len, (const uint8_t *)p2->str,
+                                   p2->len);
+        return;
+    }
     if (!strcasecmp(k->str, "message")) {
         if (p->type == REDIS_REPLY_STRING && (int)(uintptr_t)priv == K_TOPIC)
             wsx__cluster_received(cl, ch->str, ch->len, (const uint8_t *)p->str, p->len);
@@ -338,7 +347,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 static int cmd_kind(wsx__rconn *c, int argc, const char **argv, const size_t *lens, int kind)
 {
     if (!c->ac) return WSX_ECLOSED;
-    redisCallbackFn *fn = kind == K_TOPIC || kind == K_NODE ? on_sub : on_reply;
+    redisCallbackFn *fn =
+        kind == K_TOPIC || kind == K_NODE || kind == K_PATTERN ? on_sub : on_reply;
     if (redisAsyncCommandArgv(c->ac, fn, KIND(kind), argc, argv, lens) != REDIS_OK)
         return WSX_ECLOSED;
     uint64_t now = wsx_loop_now(c->cl->loop);
@@ -444,6 +454,14 @@ void wsx__cluster_sub(wsx_cluster *cl, const char *topic, size_t len, bool on)
     free(ch);
 }
 
+void wsx__cluster_psub(wsx_cluster *cl, const char *pattern, size_t len, bool on)
+{
+    if (!cl->sub.ac) return;
+    const char *argv[2] = {on ? "PSUBSCRIBE" : "PUNSUBSCRIBE", pattern};
+    size_t lens[2] = {strlen(argv[0]), len};
+    cmd_kind(&cl->sub, 2, argv, lens, K_PATTERN);
+}
+
 /* Sends AUTH and SELECT as the URL asks. */
 static void handshake(wsx_cluster *cl, wsx__rconn *c)
 {
@@ -545,6 +563,8 @@ static void attempt(wsx_cluster *cl)
     cmd_kind(&cl->cmd, 1, &ping, &plen, K_READY);
     if (!open_one(cl, &cl->sub)) return;
     wsx__cluster_each(cl, subscribe_one);
+    for (const wsx__pat *p = cl->pats; p && cl->sub.ac; p = p->next)
+        wsx__cluster_psub(cl, p->pattern, p->len, true);
     if (!cl->sub.ac) return; /* failed on the way */
     /* Always subscribed: with hiredis 0.14 an UNSUBSCRIBE that leaves no channel takes the
      * context out of subscribed mode, and a SUBSCRIBE confirmation arriving after that

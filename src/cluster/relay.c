@@ -343,6 +343,21 @@ void wsx__cluster_received(wsx_cluster *cl, const char *ch, size_t chlen, const 
         wsx_hub_publish(cl->hub, name, data, n, type, NULL, NULL);
 }
 
+void wsx__cluster_preceived(wsx_cluster *cl, const char *pat, size_t patlen, const char *ch,
+                            size_t chlen, const uint8_t *data, size_t len)
+{
+    for (wsx__pat *p = cl->pats; p; p = p->next)
+        if (p->len == patlen && memcmp(p->pattern, pat, patlen) == 0) {
+            if (len > cl->o.max_message) {
+                cl->st.bad++;
+                return;
+            }
+            if (!cl->stopping) p->cb(cl, ch, chlen, data, len, p->user);
+            return;
+        }
+    /* Unsubscribed since: on its way. */
+}
+
 /* ---- the API ---- */
 
 const char *wsx_cluster_state_name(wsx_cluster_state s)
@@ -394,6 +409,11 @@ static void free_cluster(wsx_cluster *cl)
             free(c);
         }
     free(cl->buckets);
+    while (cl->pats) {
+        wsx__pat *p = cl->pats;
+        cl->pats = p->next;
+        free(p);
+    }
     free(cl->url_text);
     free(cl->prefix);
     free(cl->topic_prefix);
@@ -596,4 +616,42 @@ void wsx_cluster_get_stats(const wsx_cluster *cl, wsx_cluster_stats *out)
     out->channels = cl->nchans;
     out->pending = cl->cmd.pending;
     out->node_id = cl->node_id;
+}
+
+int wsx_cluster_psubscribe(wsx_cluster *cl, const char *pattern, wsx_cluster_pmessage_cb cb,
+                           void *user)
+{
+    if (!cl || !pattern || !cb) return WSX_EINVAL;
+    size_t len = strlen(pattern);
+    if (len == 0 || len > 512) return WSX_EINVAL;
+    for (const wsx__pat *p = cl->pats; p; p = p->next)
+        if (p->len == len && memcmp(p->pattern, pattern, len) == 0) return WSX_EINVAL;
+    if (cl->npats >= 64) return WSX_ELIMIT;
+    wsx__pat *p = malloc(sizeof *p + len + 1);
+    if (!p) return WSX_ENOMEM;
+    p->cb = cb;
+    p->user = user;
+    p->len = len;
+    memcpy(p->pattern, pattern, len + 1);
+    p->next = cl->pats;
+    cl->pats = p;
+    cl->npats++;
+    wsx__cluster_psub(cl, p->pattern, len, true);
+    return 0;
+}
+
+int wsx_cluster_punsubscribe(wsx_cluster *cl, const char *pattern)
+{
+    if (!cl || !pattern) return WSX_ENOTFOUND;
+    size_t len = strlen(pattern);
+    for (wsx__pat **pp = &cl->pats; *pp; pp = &(*pp)->next)
+        if ((*pp)->len == len && memcmp((*pp)->pattern, pattern, len) == 0) {
+            wsx__pat *p = *pp;
+            *pp = p->next;
+            cl->npats--;
+            wsx__cluster_psub(cl, p->pattern, len, false);
+            free(p);
+            return 0;
+        }
+    return WSX_ENOTFOUND;
 }

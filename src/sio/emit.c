@@ -426,6 +426,7 @@ ptrdiff_t wsx_sio_broadcast(const wsx_sio_to *to, const char *event, json_t *arg
     json_t *data;
     int rc = event_payload(event, args, bins, n_bins, &data);
     if (rc < 0) return rc;
+    if (io->cl) wsx__sio_cluster_relay(n, to, data, bins, n_bins);
     char offset[16];
     /* Recovery: one offset for every recipient (the bytes stay the same for all). */
     bool keep = io->o.recovery_ms && !to->volatile_;

@@ -82,6 +82,7 @@ static void client_free(sio_client *c);
 void wsx__sio_free_core(wsx_sio *io)
 {
     io->freeing = true;
+    wsx__sio_cluster_free(io);
     /* socket.io's Server.close: every socket closes with "server shutting down" before the
      * engine closes the sessions. */
     for (sio_client *c = io->clients; c; c = c->next)

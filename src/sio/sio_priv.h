@@ -137,6 +137,7 @@ struct wsx_sio {
     uint64_t mark;   /* broadcasts so far */
     wsx__strbuf buf; /* scratch for encoding */
     bool freeing;
+    struct wsx__sio_cl *cl; /* cluster.c: wsx_sio_set_cluster */
 };
 
 /* The core without a transport: a server whose sessions are driven by the caller through
@@ -154,6 +155,12 @@ sio_client *wsx__sio_session_open(wsx_sio *io, void *sess);
 void wsx__sio_session_message(sio_client *c, const uint8_t *data, size_t len, bool binary);
 /* The session ended: its sockets disconnect with reason; c is freed. */
 void wsx__sio_session_close(sio_client *c, const char *reason);
+
+/* cluster.c: publishes a broadcast (data: [event, ...args]) to the other nodes. */
+void wsx__sio_cluster_relay(wsx_sio_nsp *n, const wsx_sio_to *to, const json_t *data,
+                            const wsx_sio_bin *bins, size_t n_bins);
+/* cluster.c: detaches io from its cluster. */
+void wsx__sio_cluster_free(wsx_sio *io);
 
 /* emit.c */
 /* Sends packet p on the socket's session, attachments included. */

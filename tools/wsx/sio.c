@@ -7,6 +7,7 @@
 
 #include "runner.h"
 #include "tool.h"
+#include "wsx/cluster.h"
 #include "wsx/sio.h"
 
 static const char help[] =
@@ -52,6 +53,13 @@ static const char help[] =
     "  --cors-origin ORIGIN   allow this origin for polling (repeatable; '*' any); default:\n"
     "                         no CORS headers\n"
     "  --cors-credentials     Access-Control-Allow-Credentials: true\n"
+    "  --redis URL            broadcasts cross to every node on this Redis\n"
+    "                         (redis://[user:password@]host[:port][/db] or unix:///path), in\n"
+    "                         the format of @socket.io/redis-adapter 8.x: wsx nodes, Node.js\n"
+    "                         socket.io nodes with that adapter and @socket.io/redis-emitter\n"
+    "                         are one cluster for broadcasts (to all, to rooms, except rooms).\n"
+    "                         Polling clients need sticky sessions (docs/cluster.md)\n"
+    "  --redis-key KEY        the adapter's key option, channels KEY#NSP#... (default socket.io)\n"
     "  --quiet                log only warnings and errors\n"
     "  --json-logs            log one JSON object per line\n"
     "  -h, --help             this text\n"
@@ -232,10 +240,38 @@ static int attach_socketio(wsx_server *srv, const sio_args *a)
     return rc;
 }
 
+/* --redis: the cluster of the broadcasts. None of wsx sio's hub topics is relayed as a wsx
+ * topic (topic_prefix matches none): Socket.IO rooms cross as the adapter's broadcasts. */
+static wsx_cluster *cluster;
+static const char *redis_url, *redis_key;
+
+static int start_cluster(wsx_loop *loop)
+{
+    if (!redis_url) return 0;
+    wsx_cluster_opts co = wsx_cluster_defaults();
+    co.url = redis_url;
+    co.topic_prefix = "wsx-relay:";
+    co.on_log = tool_log_cb;
+    co.log_level = g_log.quiet ? WSX_LOG_WARN : WSX_LOG_INFO;
+    wsx_error err;
+    int rc = wsx_cluster_start(loop, &co, &cluster, &err);
+    if (rc < 0) {
+        fprintf(stderr, "wsx sio: --redis %s: %s%s%s\n", redis_url, wsx_strerror(rc),
+                err.detail[0] ? ": " : "", err.detail);
+        return rc;
+    }
+    rc = wsx_sio_set_cluster(sio, cluster, redis_key);
+    if (rc < 0) fprintf(stderr, "wsx sio: --redis-key: %s\n", wsx_strerror(rc));
+    return rc;
+}
+
 static void detach_socketio(void)
 {
+    /* The server first: it leaves the cluster's pattern before the cluster goes. */
     wsx_sio_free(sio);
     sio = NULL;
+    wsx_cluster_stop(cluster);
+    cluster = NULL;
 }
 
 /* ---- the command ---- */
@@ -257,6 +293,8 @@ enum {
     O_ORIGIN,
     O_TRANSPORTS,
     O_CRED,
+    O_REDIS,
+    O_REDIS_KEY,
 };
 
 static const struct option sio_longopts[] = {
@@ -277,6 +315,8 @@ static const struct option sio_longopts[] = {
     {"cors-origin", required_argument, 0, O_ORIGIN},
     {"transports", required_argument, 0, O_TRANSPORTS},
     {"cors-credentials", no_argument, 0, O_CRED},
+    {"redis", required_argument, 0, O_REDIS},
+    {"redis-key", required_argument, 0, O_REDIS_KEY},
     {"quiet", no_argument, 0, TOOL_O_QUIET},
     {"json-logs", no_argument, 0, TOOL_O_JSON_LOGS},
     {"help", no_argument, 0, 'h'},
@@ -376,6 +416,13 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, tool_server_arg
             if (!A.eio.transports) return usage_error("sio", "bad --transports '%s'", optarg);
             break;
         }
+        case O_REDIS:
+            if (!*optarg) return usage_error("sio", "empty --redis");
+            redis_url = optarg;
+            break;
+        case O_REDIS_KEY:
+            redis_key = optarg;
+            break;
         case O_CRED:
             A.eio.cors_credentials = true;
             break;
@@ -397,6 +444,8 @@ int cmd_sio(int argc, char **argv)
     tool_server_args a = {0};
     memset(&R, 0, sizeof R);
     memset(&A, 0, sizeof A);
+    redis_url = redis_key = NULL;
+    cluster = NULL;
     A.eio = wsx_eio_defaults();
     A.connect_timeout_ms = 45000;
     A.recovery_ms = 120000;
@@ -421,6 +470,11 @@ int cmd_sio(int argc, char **argv)
     wsx_server *srv = R.t[0].srvs[0];
     int rc = attach_echo(srv);
     if (rc == 0) rc = attach_socketio(srv, &A);
+    if (rc == 0 && start_cluster(R.t[0].loop) < 0) {
+        detach_socketio();
+        tool_runner_free(&R);
+        return 2;
+    }
     if (rc < 0) {
         fprintf(stderr, "wsx sio: cannot attach: %s\n", wsx_strerror(rc));
         tool_runner_free(&R);
