@@ -14,9 +14,8 @@ During each attack another client asks for /healthz on a new connection at sever
 at each one the answer must come within 50 ms. This machine is shared and loaded (other tests,
 valgrind), where even an idle server sometimes answers after 100 ms because it was not
 scheduled; so a moment whose first answer is slower is tried up to four more times, 20 ms
-apart, and counts with its
-fastest answer, and every first answer must still come within 300 ms (before the fix the
-loop stalled for 1 to 2 s). Growth is the server's VmHWM (peak RSS) after the attack minus its
+apart, and counts with its fastest answer, and every first answer must still come within
+300 ms (before the fix the loop stalled for 1 to 2 s). Growth is the server's VmHWM (peak RSS) after the attack minus its
 VmRSS before (/proc/PID/status)."""
 
 import hashlib
