@@ -43,6 +43,8 @@ static const char help[] =
     "  --max-sessions N       Engine.IO sessions at most per path; more get 503 (default 10000)\n"
     "  --max-sessions-per-ip N  sessions of one client address (IPv4, or IPv6 /64) per path;\n"
     "                         more get 503 (default 256)\n"
+    "  --max-handshakes-per-ip N  connections of one client address whose first request is\n"
+    "                         not yet read; more get 503 (default 32; 0: no limit)\n"
     "  --max-queued-bytes B   the queues of all polling sessions together; above it the\n"
     "                         largest queue's session is closed (default 256M)\n"
     "  --transports LIST      transports allowed: polling,websocket (default both)\n"
@@ -268,6 +270,7 @@ static const struct option sio_longopts[] = {
     {"recovery", required_argument, 0, O_RECOVERY},
     {"max-sessions", required_argument, 0, O_SESSIONS},
     {"max-sessions-per-ip", required_argument, 0, O_SESSIONS_IP},
+    {"max-handshakes-per-ip", required_argument, 0, TOOL_O_MAX_HS_PER_IP},
     {"queue-limit", required_argument, 0, O_QUEUE},
     {"max-queued-bytes", required_argument, 0, O_QUEUED_ALL},
     {"cors-origin", required_argument, 0, O_ORIGIN},
@@ -347,6 +350,9 @@ static int parse_args(int argc, char **argv, wsx_server_opts *o, tool_server_arg
             if (ch == O_SESSIONS_IP) A.eio.max_sessions_per_ip = sz;
             if (ch == O_QUEUE) A.eio.send_hard_limit = sz;
             if (ch == O_QUEUED_ALL) A.eio.max_queued_bytes = sz;
+            break;
+        case TOOL_O_MAX_HS_PER_IP:
+            if (!tool_admit_option(o, ch, optarg, "sio")) return 2;
             break;
         case O_ORIGIN:
             if (A.eio.n_cors_origins == MAX_ORIGINS)
