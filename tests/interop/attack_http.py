@@ -15,7 +15,7 @@ at each one the answer must come within 50 ms. This machine is shared and loaded
 valgrind), where even an idle server sometimes answers after 100 ms because it was not
 scheduled; so a moment whose first answer is slower is tried up to four more times, 20 ms
 apart, and counts with its fastest answer, and every first answer must still come within
-300 ms (before the fix the loop stalled for 1 to 2 s). Growth is the server's VmHWM (peak RSS) after the attack minus its
+800 ms (before the fix the loop stalled for 1 to 2 s). Growth is the server's VmHWM (peak RSS) after the attack minus its
 VmRSS before (/proc/PID/status)."""
 
 import hashlib
@@ -36,7 +36,9 @@ WEB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "web"
 HERE = os.path.dirname(os.path.abspath(__file__))
 GROWTH_MAX_MIB = 64
 HEALTHZ_MAX_MS = 50
-HEALTHZ_FIRST_MAX_MS = 300
+# 800, not 300: under ASan at load 14 on 2 cores one first try waited 438 ms for the server to be
+# scheduled (the retries answered within 6 ms); the loop stalls this catches took 1 to 2 s.
+HEALTHZ_FIRST_MAX_MS = 800
 BIG = 8 << 20
 
 
