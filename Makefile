@@ -44,7 +44,7 @@ fuzz:
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
 
 fuzz-run: fuzz
-	@scripts/fuzz-run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+	@scripts/fuzz-run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(JOBS)
 
 # Builds only the wsx tool (not the tests and benchmarks that `make` and `make check` build),
 # so a fresh clone starts the chat in a few seconds.

@@ -193,7 +193,7 @@ static void release_room(wsx_chat *chat, room *r)
         return;
     }
     if (!r->in_idle) {
-        r->idle_since = wsx__chat_now(chat);
+        r->idle_since = wsx__chat_clock(chat);
         idle_append(chat, r);
     }
 }
@@ -698,7 +698,7 @@ int wsx_chat_new(const wsx_chat_opts *opts, const wsx_chat_ops *ops, wsx_chat **
     }
     memcpy(chat->hash_key, key, sizeof key);
     chat->posts.tokens = (uint64_t)chat->opts.post_burst * 1000;
-    chat->posts.refill_ms = wsx__chat_now(chat);
+    chat->posts.refill_ms = wsx__chat_clock(chat);
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
     /* Recursive: an op may lead the front end back into the chat (a send that closes a
@@ -755,7 +755,7 @@ wsx_chat_conn *wsx_chat_conn_open(wsx_chat *chat, void *conn, const struct socka
     m->id = ++chat->next_conn_id;
     m->msgs.tokens = (uint64_t)chat->opts.burst * 1000;
     m->joins.tokens = (uint64_t)chat->opts.join_burst * 1000;
-    m->msgs.refill_ms = m->joins.refill_ms = wsx__chat_now(chat);
+    m->msgs.refill_ms = m->joins.refill_ms = wsx__chat_clock(chat);
     m->addr = wsx__chat_addr_get(chat, peer, m->msgs.refill_ms);
     chat->n_conns++;
     char id[24];
@@ -831,7 +831,7 @@ void wsx_chat_conn_close(wsx_chat *chat, wsx_chat_conn *m)
     wsx_chat_lock(chat);
     leave_room(chat, m, NULL);
     chat->n_conns--;
-    wsx__chat_addr_put(chat, m->addr, wsx__chat_now(chat));
+    wsx__chat_addr_put(chat, m->addr, wsx__chat_clock(chat));
     wsx_chat_unlock(chat);
     free(m);
 }
@@ -980,7 +980,7 @@ size_t wsx_chat_expire(wsx_chat *chat)
 {
     size_t n = 0;
     wsx_chat_lock(chat);
-    uint64_t t = wsx__chat_now(chat);
+    uint64_t t = wsx__chat_clock(chat);
     /* The idle list is in the order the rooms went idle: stop at the first that has not
      * waited long enough. */
     while (chat->opts.history_idle_ms && chat->idle_head) {

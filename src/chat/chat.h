@@ -45,8 +45,12 @@ typedef struct wsx_chat_ops {
     void (*unsubscribe)(void *conn, const char *room, void *user);
     /* Bytes queued for conn and not yet written (0 if unknown). */
     size_t (*queued)(void *conn, void *user);
-    /* Wall-clock time in milliseconds since the epoch (message `ts`, idle rooms). */
+    /* Wall-clock time in milliseconds since the epoch: the `ts` of messages. */
     uint64_t (*now_ms)(void *user);
+    /* Monotonic milliseconds (CLOCK_MONOTONIC): the rate limits, --history-idle and the idle
+     * address table, which measure intervals and must not move when the wall clock is set.
+     * NULL: now_ms serves for both. */
+    uint64_t (*clock_ms)(void *user);
     /* Sends one SSE event (id, the message JSON) to a listener. */
     void (*sse_send)(void *listener, uint64_t id, const char *json, size_t len, void *user);
     /* Closes conn with a WebSocket close code (1008 for a flood of refused messages); the

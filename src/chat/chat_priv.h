@@ -121,9 +121,17 @@ struct wsx_chat {
     uint64_t complete_gen; /* rooms marked complete under an older one are not (merge.c) */
 };
 
+/* The wall clock (message timestamps). */
 static inline uint64_t wsx__chat_now(const wsx_chat *chat)
 {
     return chat->ops.now_ms ? chat->ops.now_ms(chat->opts.user) : 0;
+}
+
+/* The clock of intervals (rate limits, idle rooms and addresses): monotonic when the front end
+ * gives one. */
+static inline uint64_t wsx__chat_clock(const wsx_chat *chat)
+{
+    return chat->ops.clock_ms ? chat->ops.clock_ms(chat->opts.user) : wsx__chat_now(chat);
 }
 
 /* SipHash-2-4 of s under the chat's key, varied by `which` (0: room names, 1: join keys,

@@ -19,8 +19,8 @@
 static void refill(bucket *b, uint64_t t, uint32_t rate, uint32_t burst)
 {
     uint64_t cap = (uint64_t)burst * 1000;
-    /* Only forward: the clock is the wall clock (now_ms), and a step back must not make the
-     * same interval count twice when it catches up. */
+    /* Only forward: a front end without clock_ms gives the wall clock, and a step back must not
+     * make the same interval count twice when it catches up. */
     if (t > b->refill_ms) {
         uint64_t add = (t - b->refill_ms) * rate;
         b->tokens = b->tokens + add > cap ? cap : b->tokens + add;
@@ -37,7 +37,7 @@ bool wsx__chat_rate_ok(wsx_chat *chat, wsx_chat_conn *m, bool join)
     uint32_t aburst = join ? o->join_burst_per_ip : o->burst_per_ip;
     bucket *ab = m->addr && arate ? (join ? &m->addr->joins : &m->addr->msgs) : NULL;
     if (!b && !ab) return true;
-    uint64_t t = wsx__chat_now(chat);
+    uint64_t t = wsx__chat_clock(chat);
     if (b) refill(b, t, rate, burst);
     if (ab) refill(ab, t, arate, aburst);
     bool over_conn = b && b->tokens < 1000, over_addr = ab && ab->tokens < 1000;
@@ -70,7 +70,7 @@ bool wsx__chat_rate_ok(wsx_chat *chat, wsx_chat_conn *m, bool join)
 bool wsx__chat_post_ok(wsx_chat *chat)
 {
     if (!chat->opts.post_rate) return true;
-    refill(&chat->posts, wsx__chat_now(chat), chat->opts.post_rate, chat->opts.post_burst);
+    refill(&chat->posts, wsx__chat_clock(chat), chat->opts.post_rate, chat->opts.post_burst);
     if (chat->posts.tokens < 1000) {
         chat->rate_limited++;
         return false;

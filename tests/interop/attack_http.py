@@ -13,9 +13,9 @@
 During each attack another client asks for /healthz on a new connection at several moments:
 at each one the answer must come within 50 ms. This machine is shared and loaded (other tests,
 valgrind), where even an idle server sometimes answers after 100 ms because it was not
-scheduled; so a moment whose first answer is slower is tried twice more and counts with its
-fastest answer, and every first answer must still come within 300 ms (before the fix the
-loop stalled for 1 to 2 s). Growth is the server's VmHWM (peak RSS) after the attack minus its
+scheduled; so a moment whose first answer is slower is tried up to four more times, 20 ms
+apart, and counts with its fastest answer, and every first answer must still come within
+800 ms (before the fix the loop stalled for 1 to 2 s). Growth is the server's VmHWM (peak RSS) after the attack minus its
 VmRSS before (/proc/PID/status)."""
 
 import hashlib
@@ -36,7 +36,9 @@ WEB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "web"
 HERE = os.path.dirname(os.path.abspath(__file__))
 GROWTH_MAX_MIB = 64
 HEALTHZ_MAX_MS = 50
-HEALTHZ_FIRST_MAX_MS = 300
+# 800, not 300: under ASan at load 14 on 2 cores one first try waited 438 ms for the server to be
+# scheduled (the retries answered within 6 ms); the loop stalls this catches took 1 to 2 s.
+HEALTHZ_FIRST_MAX_MS = 800
 BIG = 8 << 20
 
 
@@ -73,7 +75,12 @@ def probe_healthz(port, name, n=10, gap=0.05, tls_ctx=None):
     firsts, bests, bad = [], [], []
     for _ in range(n):
         tries = []
-        for _ in range(3):
+        # Five tries 20 ms apart, not three back to back: under ASan with the machine at load
+        # 10-15 (2 cores), three immediate tries all fell into one 80 ms pause of the server's
+        # process, while every other moment answered within 5 ms.
+        for t in range(5):
+            if t:
+                time.sleep(0.02)
             line, ok, ms = healthz_once(port, tls_ctx)
             tries.append(ms)
             if not ok:

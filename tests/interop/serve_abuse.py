@@ -1,14 +1,14 @@
 #!/usr/bin/python3
 """`wsx serve` against chat flooders (docs/limits.md, "The chat"): the per-connection rate
 limit of chat messages (--rate 20 --burst 40 by default). A flooder writing as fast as it can
-gets its burst through, then exactly 100 `rate_limited` errors, then close 1008 and a log
-line; joins and leaves have a bucket of their own (--join-rate 5 --join-burst 100) with the
-same outcome; reconnecting flooders from one address (127.0.0.2) for seconds on end get no more
-into the room than that address's bucket allows (--rate-per-ip 100 --burst-per-ip 200), so an
-honest member of the same room (from 127.0.0.3) reads a bounded number of their messages, gets
-its own back within 500 ms, is never dropped as a slow consumer, and the server grows by less
-than 64 MiB; typing counts against the same bucket; --rate 0 turns the per-connection limit
-off, --rate-per-ip 0 the per-address one."""
+gets its burst through, then exactly 100 `rate_limited` errors, then close 1008 and a log line;
+joins and leaves have a bucket of their own (--join-rate 5 --join-burst 100) with the same
+outcome; reconnecting flooders from one address (127.0.0.2) for seconds on end get no more into
+the room than that address's bucket allows (--rate-per-ip 100 --burst-per-ip 200), so an honest
+member of the same room (from 127.0.0.3) reads a bounded number of their messages, gets its own
+back within 500 ms (the median; each within 1 s), is never dropped as a slow consumer, and the
+server grows by less than 64 MiB; typing counts against the same bucket; --rate 0 turns the
+per-connection limit off, --rate-per-ip 0 the per-address one."""
 
 import asyncio
 import json
@@ -35,6 +35,10 @@ JOIN_RATE_PER_IP, JOIN_BURST_PER_IP = 10, 200  # --join-rate-per-ip, --join-burs
 # server's loop to go round its connections: a few ms on this machine, 500 ms leaves room for
 # a 2-core machine shared with other builds (and for ASan).
 RTT_BOUND_S = 0.5
+# ... for the median probe; the slowest may take up to 1 s: under ASan at load 10-15 on 2 cores
+# one probe of 30 took 780 ms while the median stayed far below (the loop was not scheduled,
+# not behind the flood, which made every probe take 1.1-4.5 s).
+RTT_MAX_S = 1.0
 FLOODER_ADDR, HONEST_ADDR = "127.0.0.2", "127.0.0.3"
 
 
@@ -113,15 +117,20 @@ async def one_flooder(srv):
             with_err = e
         return frames_until_close(f), with_err
 
+    t_attack = time.monotonic()
     frames, err = await loop.run_in_executor(None, attack)
+    attack_s = time.monotonic() - t_attack
     texts = [json.loads(fr.payload) for fr in frames if fr.opcode == 0x1]
     echoed = [m for m in texts if m.get("type") == "message"]
     errors = [m for m in texts if m.get("type") == "error"]
     closes = [fr for fr in frames if fr.opcode == 0x8]
     note(f"flooder: {len(echoed)} messages accepted, {len(errors)} errors, close "
          f"{closes[0].close_code if closes else None}, write error {err}")
-    check(BURST <= len(echoed) <= BURST + 5, f"the burst ({BURST}) gets through, little more",
-          len(echoed))
+    # The bucket refills at --rate 20/s while the server reads the flood: 5 (250 ms) sufficed on
+    # an idle machine, a loaded one (ASan, load 10-15 on 2 cores) may take longer over the 141
+    # messages before the close; never more than 20 a second of the attack.
+    check(BURST <= len(echoed) <= BURST + max(5, int(20 * attack_s) + 1),
+          f"the burst ({BURST}) gets through, little more", (len(echoed), f"{attack_s:.2f} s"))
     eq({e.get("code") for e in errors}, {"rate_limited"}, "every refusal is the error rate_limited")
     eq(len(errors), REFUSALS, "refusals before the close")
     eq(closes[0].close_code if closes else None, 1008, "then the flooder is closed with")
@@ -294,7 +303,10 @@ async def sustained(srv):
     check(stats["joined"] <= join_bound and presence <= 2 * stats["joined"],
           f"the flooders' address joined at most {JOIN_BURST_PER_IP} + {JOIN_RATE_PER_IP}/s times; the honest "
           "member saw only those joins and their leaves", (stats["joined"], presence, f"{flood_s:.1f} s"))
-    check(max(rtts) < RTT_BOUND_S, f"every probe round trip under {RTT_BOUND_S * 1000:.0f} ms",
+    check(sorted(rtts)[len(rtts) // 2] < RTT_BOUND_S,
+          f"the median probe round trip under {RTT_BOUND_S * 1000:.0f} ms",
+          f"median {sorted(rtts)[len(rtts) // 2] * 1000:.0f} ms")
+    check(max(rtts) < RTT_MAX_S, f"every probe round trip under {RTT_MAX_S * 1000:.0f} ms",
           f"max {max(rtts) * 1000:.0f} ms")
     check(rss_growth < RSS_BOUND_MIB, f"server RSS grew by less than {RSS_BOUND_MIB} MiB",
           f"{rss_growth:.1f} MiB")

@@ -8,7 +8,7 @@ joins   16 connections that never read each send 50 `join`s to a room whose hist
         honest client joins (and gets the whole history) and posts meanwhile.
 sse     8 SSE listeners that never read while 64 MiB of messages are posted to their room:
         growth < 200 MiB; the slow listeners are ended; an honest listener gets every event.
-budget  300 rooms x 100 maximal messages with --history-bytes 16M: RSS once the client is
+budget  100 rooms x 100 maximal messages with --history-bytes 16M: RSS once the client is
         gone stays within the budget plus slack; the oldest rooms' history is gone, the newest
         room's is kept.
 idle    --history-idle 1: the history of a room nobody is in is dropped after a second; a
@@ -273,7 +273,7 @@ def post_rooms(port, n_rooms, per_room):
 
     def frames():
         """Yields (opcode, payload start) of whole frames in buf from pos (server frames are
-        unmasked); a lean parser: 30000 echoes of 8 KiB go through it."""
+        unmasked); a lean parser: 10000 echoes of 8 KiB go through it."""
         nonlocal pos
         while len(buf) - pos >= 2:
             n, off = buf[pos + 1] & 0x7F, 2
@@ -310,6 +310,9 @@ def post_rooms(port, n_rooms, per_room):
     return echoes
 
 
+ROOMS = 100
+
+
 async def budget():
     budget_mib = 16
     args = ["--quiet", "--ping-interval", "0", *NO_RATE] + ([] if BASELINE else ["--history-bytes", f"{budget_mib}M"])
@@ -319,12 +322,21 @@ async def budget():
         base = rss(srv)
         t0 = time.monotonic()
         peak = Peak(srv)
-        n = await th(post_rooms, port, 300, 100)
+        # 100 rooms (80 MiB of messages, 5 times the budget and above the bound the RSS is
+        # checked against), not 300: under ASan on a loaded machine 300 took over the 90 s.
+        n = await th(post_rooms, port, ROOMS, 100)
         grown_peak = peak.stop() - base
-        eq(n, 30000, "300 rooms x 100 maximal messages posted")
-        await asyncio.sleep(1.0)  # the client is gone; the loop gives its caches back when quiet
+        eq(n, ROOMS * 100, f"{ROOMS} rooms x 100 maximal messages posted")
+        # The client is gone; the loop gives its caches back when quiet. A loaded machine (load
+        # 10-15 on 2 cores, ASan) took longer than the 1 s this waited: wait for the RSS to come
+        # under the bound, 10 s at most.
+        deadline = time.monotonic() + 10
+        await asyncio.sleep(1.0)
         after = rss(srv)
-        note(f"300 x 100 maximal messages in {time.monotonic() - t0:.1f} s ({cpu_s(srv):.1f} s of server CPU); RSS before {base / MiB:.1f} MiB, "
+        while after - base >= (budget_mib + 32) * MiB and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            after = rss(srv)
+        note(f"{ROOMS} x 100 maximal messages in {time.monotonic() - t0:.1f} s ({cpu_s(srv):.1f} s of server CPU); RSS before {base / MiB:.1f} MiB, "
              f"peak {(base + grown_peak) / MiB:.1f} MiB, after the client left {after / MiB:.1f} MiB")
         check(after - base < (budget_mib + 32) * MiB,
               f"RSS after the client is gone < the budget ({budget_mib} MiB) + 32 MiB over the start",
@@ -338,10 +350,10 @@ async def budget():
         c = await Chat.open(srv.url, "check")
         _, h0 = await join(c, "r0", "check")
         eq(len(h0), 0, "the oldest room's history was evicted")
-        _, h299 = await join(c, "r299", "check")
+        _, h299 = await join(c, f"r{ROOMS - 1}", "check")
         check(len(h299) == 100, "the newest room's history is whole", len(h299))
         kept = 0
-        for k in range(300):
+        for k in range(ROOMS):
             _, h = await join(c, f"r{k}", "check")
             kept += len(h)
         per = len(json.dumps({"type": "message", "id": 1, "room": "r100", "name": "filler",

@@ -448,7 +448,10 @@ static void on_end(wsx_client *cl, int err, const char *why, void *user)
               why ? why : "(null)");
         check(st, st->reconnects >= 1 && st->reconnects <= 3,
               "%u reconnect attempts (1..3 with reconnect_max_attempts = 3)", st->reconnects);
-        check(st, took < 5000, "gave up after %llu ms", (unsigned long long)took);
+        /* The three delays add up to 3 s at most; the slack is for valgrind on a loaded machine
+         * (5.3 s seen at load 10 on 2 cores). A client that never gave up would run into the
+         * deadline instead (--timeout, 15 s in interop/node_server, 60 s by default). */
+        check(st, took < 12000, "gave up after %llu ms", (unsigned long long)took);
         break;
     }
     case MODE_BAD_SERVER:

@@ -292,10 +292,51 @@ TEST(post)
     wsx_chat_free(chat);
 }
 
+/* With clock_ms, the rate limits run on it and not on the wall clock (now_ms, which only
+ * stamps messages): setting the wall clock back or forward neither empties nor refills a
+ * bucket. */
+static uint64_t fake_mono = 5000;
+
+static uint64_t op_mono(void *user)
+{
+    (void)user;
+    return fake_mono;
+}
+
+TEST(monotonic_limits)
+{
+    memset(F, 0, sizeof F);
+    wsx_chat_opts o = chat_test_opts(0, 10);
+    o.rate = 10; /* a token every 100 ms */
+    o.burst = 2;
+    o.max_refusals = 1000;
+    wsx_chat_ops mops = ops;
+    mops.clock_ms = op_mono;
+    wsx_chat *chat = NULL;
+    CHECK_INT(wsx_chat_new(&o, &mops, &chat), 0);
+    F[0].open = true;
+    F[0].sub = -1;
+    F[0].cc = wsx_chat_conn_open(chat, &F[0], NULL);
+    send_text(chat, 0, "{\"type\":\"join\",\"room\":\"r\",\"name\":\"n\"}");
+    take(0, "");
+    CHECK_INT(flood(chat, 0, 3), 1);
+    fake_now += 3600 * 1000; /* the wall clock set an hour forward: no refill */
+    CHECK_INT(flood(chat, 0, 1), 1);
+    fake_now -= 7200 * 1000; /* and back: the monotonic clock counts on */
+    fake_mono += 100;
+    CHECK_INT(flood(chat, 0, 2), 1);
+    fake_now += 3600 * 1000;
+    wsx_chat_conn_close(chat, F[0].cc);
+    F[0].open = false;
+    take(0, "");
+    wsx_chat_free(chat);
+}
+
 int main(void)
 {
     RUN(listeners);
     RUN(per_address_buckets);
     RUN(post);
+    RUN(monotonic_limits);
     return test_summary("chat_api");
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,6 +20,15 @@ static uint64_t now_ms(void)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+/* The rate limits and idle timers run on this one: a wall clock set back (NTP, an operator)
+ * must not refuse every message until it catches up, nor set forward refill every bucket. */
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static void peer_of(wsx_conn *c, char *buf, size_t cap)
@@ -122,6 +132,12 @@ static uint64_t op_now(void *user)
 {
     (void)user;
     return now_ms();
+}
+
+static uint64_t op_clock(void *user)
+{
+    (void)user;
+    return mono_ms();
 }
 
 static void op_sse_send(void *listener, uint64_t id, const char *json, size_t len, void *user)
@@ -328,6 +344,7 @@ const wsx_chat_ops serve_chat_ops = {
     .unsubscribe = op_unsubscribe,
     .queued = op_queued,
     .now_ms = op_now,
+    .clock_ms = op_clock,
     .sse_send = op_sse_send,
     .send_history = op_send_history,
     .sse_history = op_sse_history,
