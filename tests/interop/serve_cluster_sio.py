@@ -6,8 +6,8 @@ one room. Messages posted from A (/ws) and from both Socket.IO clients on C arri
 on A, B and C, in one order with the same ids everywhere; presence on A counts the Socket.IO
 members (join, online list, a second tab, leave).
 
-Two rounds: first with only Socket.IO members on C (the messages of other nodes do not reach
-them today: SIO_ONLY_BUG, checked with xfail), then with an SSE listener on C too (strict)."""
+Two rounds: first with only Socket.IO members on C (they alone make C hold the room's Redis
+channel: serve_cluster_hold), then with an SSE listener on C too."""
 
 import json
 import logging
@@ -21,12 +21,10 @@ from serve_cluster import REDIS, Redis, collect, expect_presence, metrics, th, w
 
 N_A, N_W, N_P = 12, 12, 6  # messages from A (ws), C (sio websocket), C (sio polling)
 
-# tools/wsx/serve_cluster.c subscribes a node to a room's Redis channel on the first
-# subscriber of the hub topic "room:R" (/ws members, SSE listeners) only; Socket.IO members
-# subscribe to "chat-sio:R" (serve_sio.c), so a node whose only members of a room are
-# Socket.IO sockets never subscribes: messages posted on other nodes do not reach them (its
-# own are delivered locally, unsubscribed).
-SIO_ONLY_BUG = "a node whose room has only Socket.IO members does not subscribe to its Redis channel"
+# The first member of a room on a node is told only that node's people in `joined`: the
+# others' come with their next heartbeat (an `online` event, within 2 s), whatever the
+# member's transport.
+FIRST_JOIN_PRESENCE = "the first member of a room on a node gets only that node's people in joined"
 
 
 def sio_client_class():
@@ -139,7 +137,7 @@ async def scenario():
             j = await th(cw.next, ("joined", "error"))
             eq((j or {}).get("type"), "joined", "C (sio websocket): joined r1")
             xfail(online_of(j or {}) == {"ann": 1, "cat": 1},
-                  "C's joined lists ann (on A) and cat, one tab each", SIO_ONLY_BUG, j)
+                  "C's joined lists ann (on A) and cat, one tab each", FIRST_JOIN_PRESENCE, j)
             m = await expect_presence(a, "join", "cat")
             eq(online_of(m), {"ann": 1, "cat": 1}, "A sees cat (Socket.IO on C) join; online counts it")
             # The polling client joins as a second person without `type` in the object (the
@@ -191,7 +189,7 @@ async def scenario():
                     cp.emit("message", {"text": f"p{tag}{i}"})
                     want.append(f"p{tag}{i}")
             n = len(want)
-            wait = 3 if sio_only else 8
+            wait = 8
             got = {"A (ws)": await collect(a, n, 10)}
             for k, l in enumerate(sses):
                 got["B (SSE)" if k == 0 else "C (SSE)"] = await th(sse_messages, l, n)
@@ -199,9 +197,9 @@ async def scenario():
             got["C (sio polling)"] = await th(cp.messages, n, wait)
             ref = [(m.get("id"), m.get("text"), m.get("name")) for m in got["A (ws)"]]
             for label, msgs in got.items():
-                chk = xfail if (sio_only and "sio" in label) else check
+                chk = check
                 t = [m.get("text") for m in msgs]
-                args = (SIO_ONLY_BUG,) if chk is xfail else ()
+                args = ()
                 chk(sorted(t) == sorted(want), f"{label}: each of the {n} messages exactly once", *args,
                     sorted(t))
                 for p, count in (("a", N_A), ("w", N_W), ("p", N_P)):

@@ -198,6 +198,9 @@ bool serve_cluster_sequence(const char *room, const char *json, size_t len);
 extern _Thread_local bool g_serve_delivering;
 /* Whether --redis was given and the relay is not up (/healthz says "degraded"). */
 bool serve_cluster_degraded(void);
+/* Holds (on) or releases a room's Redis channel for members the hubs do not count (the
+ * Socket.IO members of serve_sio.c); any loop. No-op without --redis. */
+void serve_cluster_hold(const char *room, bool on);
 /* The relay's lines of /metrics at out (snprintf's return; 0 without --redis). */
 int serve_cluster_metrics(char *out, size_t cap);
 

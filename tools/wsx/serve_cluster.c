@@ -303,6 +303,27 @@ static void other_last(wsx_hub *h, const char *topic, void *arg)
         post_job(JOB_UNSUBSCRIBE, topic, NULL, 0, 0);
 }
 
+/* A room's channel held for members the hub hooks do not see: Socket.IO members subscribe
+ * to a topic of their own kind ("chat-sio:R"), so without this a node whose only members
+ * of a room are Socket.IO clients would not subscribe to the room's channel and would miss
+ * what other nodes post. Counted like the other loops' first/last subscribers. */
+void serve_cluster_hold(const char *room, bool on)
+{
+    if (!g_serve.redis_url) return;
+    char topic[TOPIC_CAP];
+    int n = snprintf(topic, sizeof topic, ROOM_TOPIC "%s", room);
+    if (n < 0 || (size_t)n >= sizeof topic) return;
+    if (g_serve_thread != 0) {
+        post_job(on ? JOB_SUBSCRIBE : JOB_UNSUBSCRIBE, topic, NULL, 0, 0);
+        return;
+    }
+    if (!g_serve.cluster) return;
+    if (on)
+        (void)wsx_cluster_subscribe(g_serve.cluster, topic);
+    else
+        (void)wsx_cluster_unsubscribe(g_serve.cluster, topic);
+}
+
 /* ---- the command's side ---- */
 
 bool serve_cluster_start(void)

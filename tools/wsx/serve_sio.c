@@ -97,6 +97,16 @@ static int deliver(wsx_sub *sub, wsx_hub_msg *msg, void *user)
     return rc == 0 || rc == WSX_EBACKPRESSURE;
 }
 
+/* Ends the member's room subscription and its hold on the room's Redis channel. */
+static void release(sio_member *m)
+{
+    if (!m->sub) return;
+    const char *t = wsx_sub_topic(m->sub);
+    serve_cluster_hold(t + sizeof "chat-sio:" - 1, false);
+    wsx_hub_unsubscribe(m->sub);
+    m->sub = NULL;
+}
+
 int serve_sio_subscribe(void *conn, const char *room)
 {
     sio_member *m = member_of(conn);
@@ -106,17 +116,16 @@ int serve_sio_subscribe(void *conn, const char *room)
     wsx_sub *sub;
     int rc = hub ? wsx_hub_subscribe(hub, t, deliver, m, &sub) : WSX_ENOMEM;
     if (rc < 0) return rc;
-    wsx_hub_unsubscribe(m->sub);
+    release(m);
     m->sub = sub;
+    serve_cluster_hold(room, true);
     return 0;
 }
 
 void serve_sio_unsubscribe(void *conn, const char *room)
 {
     (void)room;
-    sio_member *m = member_of(conn);
-    wsx_hub_unsubscribe(m->sub);
-    m->sub = NULL;
+    release(member_of(conn));
 }
 
 size_t serve_sio_queued(void *conn)
@@ -286,7 +295,7 @@ static void on_disconnect(wsx_sio_socket *s, const char *reason, void *user)
               wsx_eio_session_peer(wsx_sio_socket_session(s)), reason);
     serve_lock();
     wsx_chat_conn_close(g_serve.chat, m->cc); /* leaves the room: unsubscribes */
-    wsx_hub_unsubscribe(m->sub);
+    release(m);                               /* normally done by the chat's unsubscribe already */
     serve_unlock();
     free(m);
 }
